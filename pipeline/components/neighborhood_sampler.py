@@ -1,0 +1,175 @@
+"""NeighborhoodSampler: graph -> per-item importance neighbourhoods (top-T by random-walk visits), a Beam
+TFX component.
+
+Two strategies, one output (pipeline/neighborhood_io.py):
+- 'in_memory': a PCollection of start-item shards; each worker loads the train CSR once (DoFn.setup) and walks
+  its shards vectorised (random_walks.py). Seeds follow the shard index, so the output is the same on any
+  number of workers and equals random_walks.sample_neighborhoods(adj, params, shard_size).
+- 'join': walkers joined with adjacency lists one half-step per CoGroupByKey (beam_walks.py), for graphs that
+  do not fit one worker; `shard_size` then sets the partition size (P = ceil(N / shard_size)).
+
+    sampler = NeighborhoodSampler(graph=graph_gen.outputs['graph'], num_walks=200, top_t=20)
+    sampler.outputs['neighborhoods']
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+
+import apache_beam as beam
+import numpy as np
+from tfx import types
+from tfx.dsl.components.base import base_beam_component, base_beam_executor, executor_spec
+from tfx.types import artifact_utils
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+from pipeline import artifacts, beam_walks, graph_io, neighborhood_io
+from pipeline import random_walks as rw
+
+STRATEGIES = ("in_memory", "join")
+
+
+class NeighborhoodSamplerSpec(ComponentSpec):
+    PARAMETERS = {
+        "num_walks": ExecutionParameter(type=int),
+        "walk_length": ExecutionParameter(type=int),
+        "restart_prob": ExecutionParameter(type=float),
+        "top_t": ExecutionParameter(type=int),
+        "seed": ExecutionParameter(type=int),
+        "strategy": ExecutionParameter(type=str),
+        "shard_size": ExecutionParameter(type=int),
+    }
+    INPUTS = {"graph": ChannelParameter(type=artifacts.PinSageGraph)}
+    OUTPUTS = {"neighborhoods": ChannelParameter(type=artifacts.Neighborhoods)}
+
+
+def sum_dicts(dicts) -> dict:
+    """Associative merge of additive counters (a CombineGlobally function)."""
+    out: dict = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def write_stats(stats, path: str):
+    """Merges per-shard counters into one JSON file (`path`, exactly) on any runner's file system."""
+    return (stats
+            | "MergeStats" >> beam.CombineGlobally(sum_dicts)
+            | "StatsJson" >> beam.Map(json.dumps, sort_keys=True)
+            | "WriteStats" >> beam.io.WriteToText(path, shard_name_template="", num_shards=1))
+
+
+def finish_stats(path: str, finalize=lambda s: s, **extra) -> dict:
+    """Derives ratios from the merged counters and adds what only the executor knows (parameters, time)."""
+    with open(path) as f:
+        stats = finalize(json.load(f))
+    stats.update(extra)
+    with open(path, "w") as f:
+        json.dump(stats, f, indent=1, sort_keys=True)
+    return stats
+
+
+def num_rows(graph_uri: str, table: str) -> int:
+    """Row count of a graph table from the Parquet footers (reads no data)."""
+    return sum(_parquet_rows(f) for f in graph_io.table_files(graph_uri, table))
+
+
+def _parquet_rows(path: str) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+class _WalkShard(beam.DoFn):
+    """Walks one shard of start items on the worker's copy of the train CSR (loaded once per worker)."""
+
+    def __init__(self, graph_uri: str, params: rw.WalkParams):
+        self._uri, self._params = graph_uri, params
+
+    def setup(self):
+        self._adj = rw.load_adjacency(self._uri)
+
+    def process(self, shard):
+        i, lo, hi = shard
+        nbr, cnt = rw.sample_chunk(self._adj, lo, hi, self._params, i)
+        isolated = int((self._adj.item_degree[lo:hi] == 0).sum())
+        dup = {"duplicate_edges": self._adj.duplicate_edges} if i == 0 else {}
+        yield np.arange(lo, hi, dtype=np.int64), nbr, cnt, isolated, dup
+
+
+def train_edge_batches(table):
+    """A pyarrow batch of interactions -> (context_index, node_id) arrays of its train rows."""
+    import pyarrow.compute as pc
+
+    t = table.filter(pc.equal(table.column("split"), "train"))
+    if t.num_rows:
+        yield t.column("context_index").to_numpy(), t.column("node_id").to_numpy()
+
+
+def _table(shard):
+    node_ids, nbr, cnt = shard[:3]
+    return neighborhood_io.to_table(node_ids, nbr, rw.l1_weights(cnt))
+
+
+def _shard_stats(shard):
+    node_ids, nbr, cnt, isolated = shard[:4]
+    return {**rw.chunk_stats(nbr, cnt, isolated), **(shard[4] if len(shard) > 4 else {})}
+
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+    """Runs the walks as one Beam pipeline and writes neighborhoods-*.parquet + neighborhood_stats.json."""
+
+    def Do(self, input_dict, output_dict, exec_properties):
+        graph_uri = artifact_utils.get_single_uri(input_dict["graph"])
+        out_uri = artifact_utils.get_single_uri(output_dict["neighborhoods"])
+        strategy = exec_properties["strategy"]
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        params = rw.WalkParams(num_walks=int(exec_properties["num_walks"]),
+                               walk_length=int(exec_properties["walk_length"]),
+                               restart_prob=float(exec_properties["restart_prob"]),
+                               top_t=int(exec_properties["top_t"]), seed=int(exec_properties["seed"]))
+        shard_size = int(exec_properties["shard_size"])
+        n = num_rows(graph_uri, graph_io.ITEMS)
+        stats_path = os.path.join(out_uri, neighborhood_io.STATS_FILE)
+        start = time.time()
+        with self._make_beam_pipeline() as p:
+            if strategy == "in_memory":
+                shards = (p | "Shards" >> beam.Create(rw.chunks(n, shard_size))
+                          | "Spread" >> beam.Reshuffle()
+                          | "Walk" >> beam.ParDo(_WalkShard(graph_uri, params)))
+            else:
+                edges = (p | "ReadEdges" >> beam.io.ReadFromParquetBatched(
+                            os.path.join(graph_uri, f"{graph_io.INTERACTIONS}-*.parquet"),
+                            columns=["context_index", "node_id", "split"])
+                         | "TrainEdges" >> beam.FlatMap(train_edge_batches))
+                shards = beam_walks.walk_neighborhoods(edges, n, num_rows(graph_uri, graph_io.CONTEXTS), params,
+                                                       num_partitions=math.ceil(n / shard_size))
+            _ = (shards | "ToTable" >> beam.Map(_table)
+                 | "Write" >> beam.io.WriteToParquetBatched(
+                     os.path.join(out_uri, neighborhood_io.TABLE), schema=neighborhood_io.schema(),
+                     file_name_suffix=".parquet"))
+            write_stats(shards | "ShardStats" >> beam.Map(_shard_stats), stats_path)
+        finish_stats(stats_path, rw.finalize_stats, seconds=time.time() - start, strategy=strategy,
+                     shard_size=shard_size, **dataclasses.asdict(params))
+
+
+class NeighborhoodSampler(base_beam_component.BaseBeamComponent):
+    """graph (PinSageGraph) -> neighborhoods (Neighborhoods); see the module docstring."""
+
+    SPEC_CLASS = NeighborhoodSamplerSpec
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+
+    def __init__(self, graph: types.BaseChannel, num_walks: int = 200, walk_length: int = 4,
+                 restart_prob: float = 0.5, top_t: int = 20, seed: int = 0, strategy: str = "in_memory",
+                 shard_size: int = 20_000):
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        super().__init__(spec=NeighborhoodSamplerSpec(
+            graph=graph, neighborhoods=types.Channel(type=artifacts.Neighborhoods),
+            num_walks=num_walks, walk_length=walk_length, restart_prob=float(restart_prob), top_t=top_t,
+            seed=seed, strategy=strategy, shard_size=shard_size))

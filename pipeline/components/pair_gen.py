@@ -1,0 +1,128 @@
+"""PairGen: graph -> positive training pairs + PPR hard-negative pools, a Beam TFX component.
+
+Positives (pipeline/pairs.py) are one linear numpy pass over the train interactions on one worker (30M pairs
+at 10M edges fit easily); the hard negatives (pipeline/ppr.py) are walks, sharded over workers by query node id
+like NeighborhoodSampler's in-memory strategy: each worker loads the CSR and the pairs once (DoFn.setup), and each
+shard's random stream follows its shard index, so the output is the same on any number of workers. A query's
+excluded set is q, its positives and the items that have q as a positive (both would be false negatives).
+
+    pair_gen = PairGen(graph=graph_gen.outputs['graph'], window=3)
+    pair_gen.outputs['pairs']
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import apache_beam as beam
+import numpy as np
+from tfx import types
+from tfx.dsl.components.base import base_beam_component, base_beam_executor, executor_spec
+from tfx.types import artifact_utils
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+from pipeline import artifacts, graph_io, neighborhood_io, pairs, ppr
+from pipeline import random_walks as rw
+from pipeline.components.neighborhood_sampler import finish_stats, num_rows, write_stats
+
+_PPR_STREAM = 2   # random streams apart from the neighbourhood sampler's
+
+
+class PairGenSpec(ComponentSpec):
+    PARAMETERS = {
+        "window": ExecutionParameter(type=int),
+        "symmetric": ExecutionParameter(type=bool),
+        "ppr_num_walks": ExecutionParameter(type=int),
+        "ppr_walk_length": ExecutionParameter(type=int),
+        "ppr_restart_prob": ExecutionParameter(type=float),
+        "negative_lo": ExecutionParameter(type=float),
+        "negative_hi": ExecutionParameter(type=float),
+        "max_negatives": ExecutionParameter(type=int),
+        "seed": ExecutionParameter(type=int),
+        "shard_size": ExecutionParameter(type=int),
+    }
+    INPUTS = {"graph": ChannelParameter(type=artifacts.PinSageGraph)}
+    OUTPUTS = {"pairs": ChannelParameter(type=artifacts.TrainingPairs)}
+
+
+def _positives(graph_uri: str, props: dict):
+    q, i, count, stats = pairs.pairs_from_graph(graph_uri, int(props["window"]), bool(props["symmetric"]))
+    return pairs.pairs_table(q, i, count), stats
+
+
+class _NegativeShard(beam.DoFn):
+    """PPR hard negatives for the queries (items with a positive) whose node id falls in one shard."""
+
+    def __init__(self, graph_uri: str, props: dict, window: tuple[int, int]):
+        self._uri, self._props, self._window = graph_uri, props, window
+
+    def setup(self):
+        self._adj = rw.load_adjacency(self._uri)
+        q, i, _, _ = pairs.pairs_from_graph(self._uri, int(self._props["window"]), bool(self._props["symmetric"]))
+        order = np.argsort(np.r_[q, i], kind="stable")
+        self._ex_q, self._ex_i = np.r_[q, i][order], np.r_[i, q][order]   # both directions, sorted by query
+
+    def process(self, shard):
+        import pyarrow as pa
+
+        k, lo, hi = shard
+        a, b = np.searchsorted(self._ex_q, [lo, hi])
+        queries = np.unique(self._ex_q[a:b])
+        p = self._props
+        neg, stats = ppr.ppr_negatives(self._adj, queries, self._ex_q[a:b], self._ex_i[a:b], self._window,
+                                       int(p["ppr_num_walks"]), int(p["ppr_walk_length"]),
+                                       float(p["ppr_restart_prob"]), int(p["max_negatives"]),
+                                       rw.chunk_rng(int(p["seed"]), k, _PPR_STREAM))
+        table = pa.Table.from_arrays([pa.array(queries), neighborhood_io.padded_to_lists(neg, neg >= 0)],
+                                     names=["query", "negatives"])
+        yield beam.pvalue.TaggedOutput("stats", stats)
+        yield table
+
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+    """Writes pairs-*.parquet, hard_negatives-*.parquet and pair_stats.json."""
+
+    def Do(self, input_dict, output_dict, exec_properties):
+        import pyarrow as pa
+
+        graph_uri = artifact_utils.get_single_uri(input_dict["graph"])
+        out_uri = artifact_utils.get_single_uri(output_dict["pairs"])
+        props = dict(exec_properties)
+        n = num_rows(graph_uri, graph_io.ITEMS)
+        window = ppr.resolve_window(n, float(props["negative_lo"]), float(props["negative_hi"]))
+        stats_path = os.path.join(out_uri, pairs.STATS_FILE)
+        start = time.time()
+        with self._make_beam_pipeline() as p:
+            positives = (p | "Graph" >> beam.Create([graph_uri])
+                         | "Positives" >> beam.Map(_positives, props))
+            _ = (positives | "PairTable" >> beam.Map(lambda r: r[0])
+                 | "WritePairs" >> beam.io.WriteToParquetBatched(
+                     os.path.join(out_uri, pairs.PAIRS), file_name_suffix=".parquet",
+                     schema=pa.schema([("query", pa.int64()), ("positive", pa.int64()), ("count", pa.int64())])))
+            negatives = (p | "Shards" >> beam.Create(rw.chunks(n, int(props["shard_size"])))
+                         | "Spread" >> beam.Reshuffle()
+                         | "Negatives" >> beam.ParDo(_NegativeShard(graph_uri, props, window)).with_outputs(
+                             "stats", main="tables"))
+            _ = (negatives.tables | "WriteNegatives" >> beam.io.WriteToParquetBatched(
+                os.path.join(out_uri, pairs.HARD_NEGATIVES), file_name_suffix=".parquet",
+                schema=pa.schema([("query", pa.int64()), ("negatives", pa.list_(pa.int64()))])))
+            write_stats((positives | "PairStats" >> beam.Map(lambda r: r[1]), negatives.stats)
+                        | "AllStats" >> beam.Flatten(), stats_path)
+        finish_stats(stats_path, seconds=time.time() - start, negative_window=list(window), **props)
+
+
+class PairGen(base_beam_component.BaseBeamComponent):
+    """graph (PinSageGraph) -> pairs (TrainingPairs); see the module docstring and pairs.py / ppr.py."""
+
+    SPEC_CLASS = PairGenSpec
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+
+    def __init__(self, graph: types.BaseChannel, window: int = 3, symmetric: bool = False,
+                 ppr_num_walks: int = 1000, ppr_walk_length: int = 10, ppr_restart_prob: float = 0.3,
+                 negative_lo: float = ppr.DEFAULT_WINDOW[0], negative_hi: float = ppr.DEFAULT_WINDOW[1],
+                 max_negatives: int = 100, seed: int = 0, shard_size: int = 5_000):
+        super().__init__(spec=PairGenSpec(
+            graph=graph, pairs=types.Channel(type=artifacts.TrainingPairs), window=window, symmetric=symmetric,
+            ppr_num_walks=ppr_num_walks, ppr_walk_length=ppr_walk_length,
+            ppr_restart_prob=float(ppr_restart_prob), negative_lo=float(negative_lo),
+            negative_hi=float(negative_hi), max_negatives=max_negatives, seed=seed, shard_size=shard_size))

@@ -1,0 +1,135 @@
+"""The graph artifact: what GraphGen writes and every later stage reads.
+
+Layout of a graph artifact directory (all Parquet, sharded by Beam as `<table>-SSSSS-of-NNNNN.parquet`):
+
+- `items-*.parquet`        node_id:int64 (contiguous 0..N-1), item_id:string (source id), train_degree:int64
+- `contexts-*.parquet`     context_index:int64 (contiguous 0..C-1), context_id:string (source id)
+- `interactions-*.parquet` context_index:int64, node_id:int64, timestamp:int64, weight:float64,
+                           split:string ('train' | 'validation' | 'test'),
+                           position:int64 (0-based rank in the context's history, sorted by
+                           (timestamp, item tie-break) as fixed in DESIGN.md)
+- `graph_stats.json`       sizes, split counts, id type and the rows GraphGen dropped, by reason
+
+Parquet because Beam reads and writes it on every runner and pyarrow loads it into numpy in one call for the
+in-memory fast paths; the tables are keyed by contiguous int ids so that later stages index arrays directly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+
+import numpy as np
+
+ITEMS = "items"
+CONTEXTS = "contexts"
+INTERACTIONS = "interactions"
+STATS_FILE = "graph_stats.json"
+SPLITS = ("train", "validation", "test")
+
+
+def table_files(uri: str, table: str) -> list[str]:
+    files = sorted(glob.glob(os.path.join(uri, f"{table}-*.parquet")))
+    if not files:
+        raise FileNotFoundError(f"graph artifact {uri!r} has no {table} table ({table}-*.parquet)")
+    return files
+
+
+def read_table(uri: str, table: str, columns: list[str] | None = None):
+    """Reads one table of a graph artifact as a pyarrow Table (all shards, in shard order)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parts = [pq.read_table(f, columns=columns) for f in table_files(uri, table)]
+    return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+
+
+def read_stats(uri: str) -> dict:
+    with open(os.path.join(uri, STATS_FILE)) as f:
+        return json.load(f)
+
+
+@dataclasses.dataclass
+class Graph:
+    """The bipartite interaction graph in memory, with int ids (numpy arrays, not Python dicts)."""
+
+    item_ids: np.ndarray          # [N] source item ids as str, index = node_id
+    train_degree: np.ndarray      # [N] int64
+    context_ids: np.ndarray       # [C] source context ids as str, index = context_index
+    context_index: np.ndarray     # [E] int64, one row per interaction (all splits)
+    node_id: np.ndarray           # [E] int64
+    timestamp: np.ndarray         # [E] int64
+    weight: np.ndarray            # [E] float64
+    split: np.ndarray             # [E] str
+    position: np.ndarray          # [E] int64
+
+    @property
+    def num_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def num_contexts(self) -> int:
+        return len(self.context_ids)
+
+    def edges(self, split: str = "train") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(context_index, node_id, weight) of one split's interactions."""
+        m = self.split == split
+        return self.context_index[m], self.node_id[m], self.weight[m]
+
+
+def load_graph(uri: str) -> Graph:
+    items = read_table(uri, ITEMS).sort_by("node_id")
+    contexts = read_table(uri, CONTEXTS).sort_by("context_index")
+    inter = read_table(uri, INTERACTIONS).sort_by([("context_index", "ascending"), ("position", "ascending")])
+    node_ids = items.column("node_id").to_numpy()
+    if not np.array_equal(node_ids, np.arange(len(node_ids))):
+        raise ValueError(f"graph artifact {uri!r}: node ids are not contiguous 0..N-1")
+    return Graph(
+        item_ids=np.asarray(items.column("item_id").to_pylist(), dtype=object),
+        train_degree=items.column("train_degree").to_numpy(),
+        context_ids=np.asarray(contexts.column("context_id").to_pylist(), dtype=object),
+        context_index=inter.column("context_index").to_numpy(),
+        node_id=inter.column("node_id").to_numpy(),
+        timestamp=inter.column("timestamp").to_numpy(),
+        weight=inter.column("weight").to_numpy(),
+        split=np.asarray(inter.column("split").to_pylist(), dtype=object),
+        position=inter.column("position").to_numpy(),
+    )
+
+
+def csr(rows: np.ndarray, cols: np.ndarray, num_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indptr, indices) adjacency of rows -> cols, built with numpy sorting (no Python loops)."""
+    order = np.argsort(rows, kind="stable")
+    indptr = np.zeros(num_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=num_rows), out=indptr[1:])
+    return indptr, cols[order].astype(np.int64)
+
+
+def write_graph_for_tests(uri: str, item_ids, context_ids, interactions: dict, stats: dict | None = None):
+    """Writes a graph artifact from in-memory columns (one shard each); used by tests and benchmarks
+    that need a graph artifact without running GraphGen."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    os.makedirs(uri, exist_ok=True)
+    n = len(item_ids)
+    node = np.asarray(interactions["node_id"], dtype=np.int64)
+    split = np.asarray(interactions["split"], dtype=object)
+    deg = np.bincount(node[split == "train"], minlength=n).astype(np.int64)
+    pq.write_table(pa.table({"node_id": np.arange(n, dtype=np.int64),
+                             "item_id": [str(x) for x in item_ids],
+                             "train_degree": deg}), os.path.join(uri, f"{ITEMS}-00000-of-00001.parquet"))
+    pq.write_table(pa.table({"context_index": np.arange(len(context_ids), dtype=np.int64),
+                             "context_id": [str(x) for x in context_ids]}),
+                   os.path.join(uri, f"{CONTEXTS}-00000-of-00001.parquet"))
+    pq.write_table(pa.table({
+        "context_index": np.asarray(interactions["context_index"], dtype=np.int64),
+        "node_id": node,
+        "timestamp": np.asarray(interactions["timestamp"], dtype=np.int64),
+        "weight": np.asarray(interactions.get("weight", np.ones(len(node))), dtype=np.float64),
+        "split": [str(s) for s in split],
+        "position": np.asarray(interactions["position"], dtype=np.int64),
+    }), os.path.join(uri, f"{INTERACTIONS}-00000-of-00001.parquet"))
+    with open(os.path.join(uri, STATS_FILE), "w") as f:
+        json.dump(stats or {"num_items": n, "num_contexts": len(context_ids)}, f)

@@ -1,0 +1,27 @@
+"""Entry point for the TFX CLI:  tfx pipeline create --engine local --pipeline_path pipeline/local_runner.py
+                                  tfx run create --engine local --pipeline_name pinsage
+
+Builds the same pipeline as `pinsage run` (pipeline/driver.py). The TFX CLI hides argv from this file, so it is
+configured by environment variables:
+  PINSAGE_DATASET   bundled dataset (default ml-100k)   or   PINSAGE_DATA_DIR   a directory in the CSV contract
+  PINSAGE_OUTPUT    where everything lands (default ./runs/tfx-cli)
+"""
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # the TFX CLI process may not have it: set before TF loads
+
+from tfx import v1 as tfx  # noqa: E402
+
+from pipeline import driver  # noqa: E402
+
+
+def _pipeline():
+    data_dir = os.environ.get("PINSAGE_DATA_DIR")
+    dataset = None if data_dir else os.environ.get("PINSAGE_DATASET", "ml-100k")
+    output = os.path.abspath(os.environ.get("PINSAGE_OUTPUT", os.path.join("runs", "tfx-cli")))
+    pipeline, _ = driver.build(output, dataset=dataset, data_dir=data_dir)
+    return pipeline
+
+
+if __name__ == "__main__":
+    tfx.orchestration.LocalDagRunner().run(_pipeline())

@@ -1,0 +1,105 @@
+"""Wires the PinSage TFX pipeline (components only; running it is local_runner.py's and cli.py's job).
+
+logs -> ExampleGen (items, interactions) -> StatisticsGen -> ImportSchemaGen -> ExampleValidator
+     -> GraphGen (int ids, dedup, temporal split) -> Transform (item features, train log-degree)
+     -> NeighborhoodSampler (random-walk importance neighbourhoods) -> PairGen (positives, PPR hard negatives)
+Later stages (Trainer, Evaluator, BulkEmbedder, IndexBuilder, Pusher) attach to the same graph as they land.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from tfx import v1 as tfx
+
+from pipeline.components.graph_gen import ITEM_SPLIT, GraphGen
+
+MODULES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "modules")
+
+
+@dataclasses.dataclass
+class PipelineInputs:
+    """What the run-time driver resolved before the pipeline is built (see cli.py / local_runner.py)."""
+    canonical_dir: str            # ingest output: items/items.csv, interactions/interactions.csv
+    items_schema: str             # path of the items TFX schema .pbtxt
+    interactions_schema: str      # path of the interactions TFX schema .pbtxt
+    ingest_report: str            # path of ingest_report.json
+    features: dict                # dataset.yaml `features` (kinds), passed to Transform
+
+
+@dataclasses.dataclass
+class SamplingConfig:
+    num_walks: int = 200
+    walk_length: int = 3
+    restart_prob: float = 0.5
+    top_t: int = 10
+    strategy: str = "in_memory"
+    pair_window: int = 3
+    seed: int = 0
+
+
+def _example_gen(name: str, base: str):
+    # One input split maps to ExampleGen's default 2:1 train/eval hash split unless the output names a single
+    # split with every hash bucket: the graph needs every row, and the temporal split is GraphGen's job.
+    return tfx.components.CsvExampleGen(
+        input_base=base,
+        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name=name, pattern="*.csv")]),
+        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(
+            splits=[tfx.proto.SplitConfig.Split(name=name, hash_buckets=1)])),
+    ).with_id(f"{name}_example_gen")
+
+
+def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: str, inputs: PipelineInputs,
+                    sampling: SamplingConfig | None = None, beam_pipeline_args: list[str] | None = None,
+                    enable_cache: bool = True, stop_after: str | None = None) -> tfx.dsl.Pipeline:
+    """The pipeline; `stop_after` ('graph' or 'transform') builds only a prefix (tests, partial runs)."""
+    components = []
+    gens = {}
+    for name, schema_file in (("items", inputs.items_schema), ("interactions", inputs.interactions_schema)):
+        gen = _example_gen(name, os.path.join(inputs.canonical_dir, name))
+        stats = tfx.components.StatisticsGen(examples=gen.outputs["examples"]).with_id(f"{name}_statistics_gen")
+        schema = tfx.components.ImportSchemaGen(schema_file=schema_file).with_id(f"{name}_schema_gen")
+        validator = tfx.components.ExampleValidator(
+            statistics=stats.outputs["statistics"], schema=schema.outputs["schema"]).with_id(f"{name}_validator")
+        components += [gen, stats, schema, validator]
+        gens[name] = (gen, schema)
+
+    graph_gen = GraphGen(items=gens["items"][0].outputs["examples"],
+                         interactions=gens["interactions"][0].outputs["examples"],
+                         items_schema=gens["items"][1].outputs["schema"],
+                         ingest_report=inputs.ingest_report)
+    components.append(graph_gen)
+    if stop_after != "graph":
+        transform = tfx.components.Transform(
+            examples=graph_gen.outputs["item_examples"],
+            schema=graph_gen.outputs["item_schema"],
+            module_file=os.path.join(MODULES_DIR, "transform.py"),
+            splits_config=tfx.proto.SplitsConfig(analyze=[ITEM_SPLIT], transform=[ITEM_SPLIT]),
+            custom_config={"features": inputs.features},
+        )
+        components.append(transform)
+    if stop_after not in ("graph", "transform"):
+        components += _sampling_components(graph_gen, sampling or SamplingConfig())
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=pipeline_name,
+        pipeline_root=pipeline_root,
+        components=components,
+        enable_cache=enable_cache,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path),
+        beam_pipeline_args=beam_pipeline_args or [],
+    )
+
+
+def _sampling_components(graph_gen, cfg: SamplingConfig) -> list:
+    """NeighborhoodSampler and PairGen (issue 3), when present in this checkout."""
+    try:
+        from pipeline.components.neighborhood_sampler import NeighborhoodSampler
+        from pipeline.components.pair_gen import PairGen
+    except ImportError:
+        return []
+    sampler = NeighborhoodSampler(graph=graph_gen.outputs["graph"], num_walks=cfg.num_walks,
+                                  walk_length=cfg.walk_length, restart_prob=cfg.restart_prob, top_t=cfg.top_t,
+                                  seed=cfg.seed, strategy=cfg.strategy)
+    pairs = PairGen(graph=graph_gen.outputs["graph"], window=cfg.pair_window, seed=cfg.seed)
+    return [sampler, pairs]
