@@ -81,9 +81,9 @@ def preprocessing_fn(inputs, custom_config):
             dim = int(f["dim"])
             s = _dense_scalar(inputs[col], tf.constant(""))
             parts = tf.strings.split(s, sep=f.get("separator", " "))
-            vals = tf.strings.to_number(parts.to_tensor(default_value="0", shape=[None, dim]), tf.float32)
-            ok = tf.equal(parts.row_lengths(), dim)
-            out[col] = tf.where(ok[:, None], vals, tf.zeros_like(vals))
+            ok = tf.equal(parts.row_lengths(), dim)     # ingest blanked malformed vectors: those become zeros
+            strs = tf.where(ok[:, None], parts.to_tensor(default_value="0", shape=[None, dim]), "0")
+            out[col] = tf.strings.to_number(strs, tf.float32)
         else:
             raise ValueError(f"feature {col!r}: unknown kind {kind!r}")
     return out

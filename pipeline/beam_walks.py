@@ -13,12 +13,19 @@ and are counted there with a CombinePerKey; the top-T per start item uses random
 Same distribution as random_walks.py, not the same draws: here each (half-step, partition) has its own random
 stream, seeded by (seed, half-step, partition); walkers are concatenated in source-partition order, so a run is
 still deterministic for a fixed seed and P on any runner.
+
+The module also holds the Beam pieces of the shard-parallel paths (WalkShard: NeighborhoodSampler's in-memory
+strategy; NegativeShard: PairGen's PPR negatives) and the shared output plumbing, so that Beam workers unpickle
+them without importing TFX / TensorFlow (about 0.5 GiB per worker process).
 """
 from __future__ import annotations
+
+import json
 
 import apache_beam as beam
 import numpy as np
 
+from pipeline import neighborhood_io, pairs, ppr
 from pipeline import random_walks as rw
 
 _JOIN_STREAM = 1   # keeps these random streams apart from the in-memory sampler's
@@ -26,6 +33,8 @@ _JOIN_STREAM = 1   # keeps these random streams apart from the in-memory sampler
 
 def _split_by_partition(keys: np.ndarray, num_partitions: int, *arrays):
     """Yields (partition, arrays restricted to it) for every partition present in `keys`."""
+    if len(keys) == 0:
+        return
     part = keys % num_partitions
     order = np.argsort(part, kind="stable")
     part = part[order]
@@ -148,3 +157,94 @@ def walk_neighborhoods(edges, num_items: int, num_contexts: int, params: rw.Walk
              "part": parts}
             | f"{label}JoinVisits" >> beam.CoGroupByKey()
             | f"{label}TopT" >> beam.Map(_top_t, num_items, p, params.top_t))
+
+
+class WalkShard(beam.DoFn):
+    """Walks one shard of start items on the worker's copy of the train CSR (loaded once per worker)."""
+
+    def __init__(self, graph_uri: str, params: rw.WalkParams):
+        self._uri, self._params = graph_uri, params
+
+    def setup(self):
+        self._adj = rw.load_adjacency(self._uri)
+
+    def process(self, shard):
+        i, lo, hi = shard
+        nbr, cnt = rw.sample_chunk(self._adj, lo, hi, self._params, i)
+        isolated = int((self._adj.item_degree[lo:hi] == 0).sum())
+        dup = {"duplicate_edges": self._adj.duplicate_edges} if i == 0 else {}
+        yield np.arange(lo, hi, dtype=np.int64), nbr, cnt, isolated, dup
+
+
+def train_edge_batches(table):
+    """A pyarrow batch of interactions -> (context_index, node_id) arrays of its train rows."""
+    import pyarrow.compute as pc
+
+    t = table.filter(pc.equal(table.column("split"), "train"))
+    if t.num_rows:
+        yield t.column("context_index").to_numpy(), t.column("node_id").to_numpy()
+
+
+def shard_table(shard):
+    node_ids, nbr, cnt = shard[:3]
+    return neighborhood_io.to_table(node_ids, nbr, rw.l1_weights(cnt))
+
+
+def shard_stats(shard):
+    node_ids, nbr, cnt, isolated = shard[:4]
+    return {**rw.chunk_stats(nbr, cnt, isolated), **(shard[4] if len(shard) > 4 else {})}
+
+
+def sum_dicts(dicts) -> dict:
+    """Associative merge of additive counters (a CombineGlobally function)."""
+    out: dict = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def write_stats(stats, path: str):
+    """Merges per-shard counters into one JSON file (`path`, exactly) on any runner's file system."""
+    return (stats
+            | "MergeStats" >> beam.CombineGlobally(sum_dicts)
+            | "StatsJson" >> beam.Map(json.dumps, sort_keys=True)
+            | "WriteStats" >> beam.io.WriteToText(path, shard_name_template="", num_shards=1))
+
+
+PPR_STREAM = 2   # random streams apart from the neighbourhood sampler's
+
+
+def positives(graph_uri: str, props: dict):
+    q, i, count, stats = pairs.pairs_from_graph(graph_uri, int(props["window"]), bool(props["symmetric"]))
+    return pairs.pairs_table(q, i, count), stats
+
+
+class NegativeShard(beam.DoFn):
+    """PPR hard negatives for the pair queries whose node id falls in one shard."""
+
+    def __init__(self, graph_uri: str, props: dict, window: tuple[int, int]):
+        self._uri, self._props, self._window = graph_uri, props, window
+
+    def setup(self):
+        self._adj = rw.load_adjacency(self._uri)
+        q, i, _, _ = pairs.pairs_from_graph(self._uri, int(self._props["window"]), bool(self._props["symmetric"]))
+        self._queries = np.unique(q)
+        order = np.argsort(np.r_[q, i], kind="stable")
+        self._ex_q, self._ex_i = np.r_[q, i][order], np.r_[i, q][order]   # both directions, sorted by query
+
+    def process(self, shard):
+        import pyarrow as pa
+
+        k, lo, hi = shard
+        a, b = np.searchsorted(self._ex_q, [lo, hi])
+        queries = self._queries[(self._queries >= lo) & (self._queries < hi)]
+        p = self._props
+        neg, stats = ppr.ppr_negatives(self._adj, queries, self._ex_q[a:b], self._ex_i[a:b], self._window,
+                                       int(p["ppr_num_walks"]), int(p["ppr_walk_length"]),
+                                       float(p["ppr_restart_prob"]), int(p["max_negatives"]),
+                                       rw.chunk_rng(int(p["seed"]), k, PPR_STREAM))
+        table = pa.Table.from_arrays([pa.array(queries), neighborhood_io.padded_to_lists(neg, neg >= 0)],
+                                     names=["query", "negatives"])
+        yield beam.pvalue.TaggedOutput("stats", stats)
+        yield table

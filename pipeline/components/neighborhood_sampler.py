@@ -20,7 +20,6 @@ import os
 import time
 
 import apache_beam as beam
-import numpy as np
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, base_beam_executor, executor_spec
 from tfx.types import artifact_utils
@@ -46,23 +45,6 @@ class NeighborhoodSamplerSpec(ComponentSpec):
     OUTPUTS = {"neighborhoods": ChannelParameter(type=artifacts.Neighborhoods)}
 
 
-def sum_dicts(dicts) -> dict:
-    """Associative merge of additive counters (a CombineGlobally function)."""
-    out: dict = {}
-    for d in dicts:
-        for k, v in d.items():
-            out[k] = out.get(k, 0) + v
-    return out
-
-
-def write_stats(stats, path: str):
-    """Merges per-shard counters into one JSON file (`path`, exactly) on any runner's file system."""
-    return (stats
-            | "MergeStats" >> beam.CombineGlobally(sum_dicts)
-            | "StatsJson" >> beam.Map(json.dumps, sort_keys=True)
-            | "WriteStats" >> beam.io.WriteToText(path, shard_name_template="", num_shards=1))
-
-
 def finish_stats(path: str, finalize=lambda s: s, **extra) -> dict:
     """Derives ratios from the merged counters and adds what only the executor knows (parameters, time)."""
     with open(path) as f:
@@ -82,42 +64,6 @@ def _parquet_rows(path: str) -> int:
     import pyarrow.parquet as pq
 
     return pq.ParquetFile(path).metadata.num_rows
-
-
-class _WalkShard(beam.DoFn):
-    """Walks one shard of start items on the worker's copy of the train CSR (loaded once per worker)."""
-
-    def __init__(self, graph_uri: str, params: rw.WalkParams):
-        self._uri, self._params = graph_uri, params
-
-    def setup(self):
-        self._adj = rw.load_adjacency(self._uri)
-
-    def process(self, shard):
-        i, lo, hi = shard
-        nbr, cnt = rw.sample_chunk(self._adj, lo, hi, self._params, i)
-        isolated = int((self._adj.item_degree[lo:hi] == 0).sum())
-        dup = {"duplicate_edges": self._adj.duplicate_edges} if i == 0 else {}
-        yield np.arange(lo, hi, dtype=np.int64), nbr, cnt, isolated, dup
-
-
-def train_edge_batches(table):
-    """A pyarrow batch of interactions -> (context_index, node_id) arrays of its train rows."""
-    import pyarrow.compute as pc
-
-    t = table.filter(pc.equal(table.column("split"), "train"))
-    if t.num_rows:
-        yield t.column("context_index").to_numpy(), t.column("node_id").to_numpy()
-
-
-def _table(shard):
-    node_ids, nbr, cnt = shard[:3]
-    return neighborhood_io.to_table(node_ids, nbr, rw.l1_weights(cnt))
-
-
-def _shard_stats(shard):
-    node_ids, nbr, cnt, isolated = shard[:4]
-    return {**rw.chunk_stats(nbr, cnt, isolated), **(shard[4] if len(shard) > 4 else {})}
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -141,19 +87,19 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             if strategy == "in_memory":
                 shards = (p | "Shards" >> beam.Create(rw.chunks(n, shard_size))
                           | "Spread" >> beam.Reshuffle()
-                          | "Walk" >> beam.ParDo(_WalkShard(graph_uri, params)))
+                          | "Walk" >> beam.ParDo(beam_walks.WalkShard(graph_uri, params)))
             else:
                 edges = (p | "ReadEdges" >> beam.io.ReadFromParquetBatched(
                             os.path.join(graph_uri, f"{graph_io.INTERACTIONS}-*.parquet"),
                             columns=["context_index", "node_id", "split"])
-                         | "TrainEdges" >> beam.FlatMap(train_edge_batches))
+                         | "TrainEdges" >> beam.FlatMap(beam_walks.train_edge_batches))
                 shards = beam_walks.walk_neighborhoods(edges, n, num_rows(graph_uri, graph_io.CONTEXTS), params,
                                                        num_partitions=math.ceil(n / shard_size))
-            _ = (shards | "ToTable" >> beam.Map(_table)
+            _ = (shards | "ToTable" >> beam.Map(beam_walks.shard_table)
                  | "Write" >> beam.io.WriteToParquetBatched(
                      os.path.join(out_uri, neighborhood_io.TABLE), schema=neighborhood_io.schema(),
                      file_name_suffix=".parquet"))
-            write_stats(shards | "ShardStats" >> beam.Map(_shard_stats), stats_path)
+            beam_walks.write_stats(shards | "ShardStats" >> beam.Map(beam_walks.shard_stats), stats_path)
         finish_stats(stats_path, rw.finalize_stats, seconds=time.time() - start, strategy=strategy,
                      shard_size=shard_size, **dataclasses.asdict(params))
 

@@ -11,22 +11,19 @@ excluded set is q, its positives and the items that have q as a positive (both w
 """
 from __future__ import annotations
 
+import operator
 import os
 import time
 
 import apache_beam as beam
-import numpy as np
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, base_beam_executor, executor_spec
 from tfx.types import artifact_utils
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from pipeline import artifacts, graph_io, neighborhood_io, pairs, ppr
+from pipeline import artifacts, beam_walks, graph_io, pairs, ppr
 from pipeline import random_walks as rw
-from pipeline.components.neighborhood_sampler import finish_stats, num_rows, write_stats
-
-_PPR_STREAM = 2   # random streams apart from the neighbourhood sampler's
-
+from pipeline.components.neighborhood_sampler import finish_stats, num_rows
 
 class PairGenSpec(ComponentSpec):
     PARAMETERS = {
@@ -45,40 +42,6 @@ class PairGenSpec(ComponentSpec):
     OUTPUTS = {"pairs": ChannelParameter(type=artifacts.TrainingPairs)}
 
 
-def _positives(graph_uri: str, props: dict):
-    q, i, count, stats = pairs.pairs_from_graph(graph_uri, int(props["window"]), bool(props["symmetric"]))
-    return pairs.pairs_table(q, i, count), stats
-
-
-class _NegativeShard(beam.DoFn):
-    """PPR hard negatives for the queries (items with a positive) whose node id falls in one shard."""
-
-    def __init__(self, graph_uri: str, props: dict, window: tuple[int, int]):
-        self._uri, self._props, self._window = graph_uri, props, window
-
-    def setup(self):
-        self._adj = rw.load_adjacency(self._uri)
-        q, i, _, _ = pairs.pairs_from_graph(self._uri, int(self._props["window"]), bool(self._props["symmetric"]))
-        order = np.argsort(np.r_[q, i], kind="stable")
-        self._ex_q, self._ex_i = np.r_[q, i][order], np.r_[i, q][order]   # both directions, sorted by query
-
-    def process(self, shard):
-        import pyarrow as pa
-
-        k, lo, hi = shard
-        a, b = np.searchsorted(self._ex_q, [lo, hi])
-        queries = np.unique(self._ex_q[a:b])
-        p = self._props
-        neg, stats = ppr.ppr_negatives(self._adj, queries, self._ex_q[a:b], self._ex_i[a:b], self._window,
-                                       int(p["ppr_num_walks"]), int(p["ppr_walk_length"]),
-                                       float(p["ppr_restart_prob"]), int(p["max_negatives"]),
-                                       rw.chunk_rng(int(p["seed"]), k, _PPR_STREAM))
-        table = pa.Table.from_arrays([pa.array(queries), neighborhood_io.padded_to_lists(neg, neg >= 0)],
-                                     names=["query", "negatives"])
-        yield beam.pvalue.TaggedOutput("stats", stats)
-        yield table
-
-
 class Executor(base_beam_executor.BaseBeamExecutor):
     """Writes pairs-*.parquet, hard_negatives-*.parquet and pair_stats.json."""
 
@@ -94,19 +57,19 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         start = time.time()
         with self._make_beam_pipeline() as p:
             positives = (p | "Graph" >> beam.Create([graph_uri])
-                         | "Positives" >> beam.Map(_positives, props))
-            _ = (positives | "PairTable" >> beam.Map(lambda r: r[0])
+                         | "Positives" >> beam.Map(beam_walks.positives, props))
+            _ = (positives | "PairTable" >> beam.Map(operator.itemgetter(0))
                  | "WritePairs" >> beam.io.WriteToParquetBatched(
                      os.path.join(out_uri, pairs.PAIRS), file_name_suffix=".parquet",
                      schema=pa.schema([("query", pa.int64()), ("positive", pa.int64()), ("count", pa.int64())])))
             negatives = (p | "Shards" >> beam.Create(rw.chunks(n, int(props["shard_size"])))
                          | "Spread" >> beam.Reshuffle()
-                         | "Negatives" >> beam.ParDo(_NegativeShard(graph_uri, props, window)).with_outputs(
+                         | "Negatives" >> beam.ParDo(beam_walks.NegativeShard(graph_uri, props, window)).with_outputs(
                              "stats", main="tables"))
             _ = (negatives.tables | "WriteNegatives" >> beam.io.WriteToParquetBatched(
                 os.path.join(out_uri, pairs.HARD_NEGATIVES), file_name_suffix=".parquet",
                 schema=pa.schema([("query", pa.int64()), ("negatives", pa.list_(pa.int64()))])))
-            write_stats((positives | "PairStats" >> beam.Map(lambda r: r[1]), negatives.stats)
+            beam_walks.write_stats((positives | "PairStats" >> beam.Map(operator.itemgetter(1)), negatives.stats)
                         | "AllStats" >> beam.Flatten(), stats_path)
         finish_stats(stats_path, seconds=time.time() - start, negative_window=list(window), **props)
 

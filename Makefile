@@ -1,0 +1,27 @@
+# The two commands of the README. Each sets up .venv idempotently (Python 3.10, full lock) and then does its job.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+OUT ?= runs/ml-100k
+DATASET ?= ml-100k
+PYTEST_ARGS ?=
+
+.PHONY: setup run test test-fast bench clean
+
+setup:
+	@bash scripts/bootstrap.sh
+
+## make run: set up, then run the pipeline on the bundled default dataset (ML-100K)
+run: setup
+	$(VENV)/bin/pinsage run --dataset $(DATASET) --output $(OUT)
+
+## make test: set up, then the whole test suite (slow end-to-end tests included, as CI runs it)
+test: setup
+	$(PY) -m pytest tests -q -ra --durations=15 $(PYTEST_ARGS)
+
+## make test-fast: skip the tests marked slow
+test-fast: setup
+	$(PY) -m pytest tests -q -m "not slow" $(PYTEST_ARGS)
+
+clean:
+	rm -rf runs .pytest_cache

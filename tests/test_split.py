@@ -1,0 +1,66 @@
+"""The temporal split of DESIGN.md, on hand-built timelines, and on all of ML-100K against a pandas reference."""
+import numpy as np
+import pandas as pd
+
+from pipeline.components.graph_gen import id_order, id_sort_key, index_of, split_context
+
+
+def test_last_is_test_second_last_validation_rest_train():
+    rows = [("b", 30, 1.0), ("a", 10, 1.0), ("c", 20, 1.0), ("d", 40, 2.0)]
+    out, dups = split_context(rows, id_sort_key("string"))
+    assert dups == 0
+    assert [(r[0], r[3], r[4]) for r in out] == [
+        ("a", "train", 0), ("c", "train", 1), ("b", "validation", 2), ("d", "test", 3)]
+
+
+def test_ties_in_time_break_numerically_for_integer_ids_and_by_string_otherwise():
+    rows = [("10", 5, 1.0), ("9", 5, 1.0), ("100", 5, 1.0), ("2", 1, 1.0)]
+    num, _ = split_context(rows, id_sort_key(id_order([r[0] for r in rows])))
+    assert [r[0] for r in num] == ["2", "9", "10", "100"]        # numeric: 9 < 10 < 100
+    assert num[-1][3] == "test" and num[-1][0] == "100"
+    txt, _ = split_context(rows, id_sort_key("string"))
+    assert [r[0] for r in txt] == ["2", "10", "100", "9"]        # string: "10" < "100" < "9"
+    assert txt[-1][0] == "9"
+
+
+def test_contexts_with_fewer_than_three_stay_in_train_and_duplicates_keep_first():
+    out, dups = split_context([("a", 2, 1.0), ("b", 1, 1.0)], id_sort_key("string"))
+    assert [r[3] for r in out] == ["train", "train"] and dups == 0
+    rows = [("a", 1, 1.0), ("b", 2, 1.0), ("a", 3, 5.0), ("c", 4, 1.0), ("a", 5, 1.0)]
+    out, dups = split_context(rows, id_sort_key("string"))
+    assert dups == 2
+    assert [(r[0], r[1], r[3]) for r in out] == [("a", 1, "train"), ("b", 2, "validation"), ("c", 4, "test")]
+
+
+def test_index_of_is_contiguous_and_order_independent():
+    ids = ["30", "4", "100", "7"]
+    idx = index_of(ids)
+    assert idx == {"4": 0, "7": 1, "30": 2, "100": 3}
+    assert index_of(list(reversed(ids))) == idx
+    assert index_of(["b", "10", "a"]) == {"10": 0, "a": 1, "b": 2}
+
+
+def test_split_on_ml100k_matches_an_independent_pandas_reference(ml100k_dir):
+    inter = pd.read_csv(f"{ml100k_dir}/interactions.csv")
+    ref = inter.sort_values(["context_id", "timestamp", "item_id"])     # integer ids: numeric tie-break
+    ref_test = ref.groupby("context_id").tail(1).set_index("context_id")["item_id"]
+    ref_val = ref.groupby("context_id")["item_id"].nth(-2)
+    tested = {}
+    for ctx, g in inter.groupby("context_id"):
+        rows = list(zip(g["item_id"].astype(str), g["timestamp"], g["weight"]))
+        out, dups = split_context(rows, id_sort_key("int"))
+        assert dups == 0
+        by_split = {s: [r[0] for r in out if r[3] == s] for s in ("train", "validation", "test")}
+        assert by_split["test"] == [str(ref_test[ctx])]
+        assert by_split["validation"] == [str(ref_val[ctx])]
+        # the test item is the latest: no train interaction is later than it
+        t_test = [r[1] for r in out if r[3] == "test"][0]
+        assert max(r[1] for r in out if r[3] == "train") <= t_test
+        assert not set(by_split["train"]) & set(by_split["test"] + by_split["validation"])
+        tested[ctx] = len(out)
+    assert len(tested) == 943 and sum(tested.values()) == 100000
+    # ML-100K: many users have several interactions in their last second, so the tie-break matters
+    last_ts = ref.groupby("context_id")["timestamp"].transform("max")
+    n_tied = (ref[ref["timestamp"] == last_ts].groupby("context_id").size() > 1).sum()
+    assert n_tied > 100
+    assert np.all(ref_test.index == np.sort(ref_test.index))
