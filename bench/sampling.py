@@ -190,8 +190,12 @@ def main():
         if scale in args.join_scales:
             results["runs"].append(component_run(scale, graph, "join", args))
     if adj is not None and args.stability_walks:
+        rows = stability(adj, args)
+        settled = [r["num_walks"] for r in rows if r["count1_fraction"] < 0.01]
         results["stability"] = {"scale": max(args.scales, key=lambda s: SCALES[s][0]),
-                                "sampled_start_items": args.stability_starts, "rows": stability(adj, args)}
+                                "sampled_start_items": args.stability_starts, "rows": rows,
+                                # the fewest walks at which < 1 % of top-T slots rest on a single visit
+                                "recommended_num_walks": min(settled) if settled else None}
     os.makedirs(os.path.dirname(args.out_json), exist_ok=True)
     with open(args.out_json, "w") as f:
         json.dump(results, f, indent=1)

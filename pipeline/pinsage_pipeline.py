@@ -13,6 +13,8 @@ import os
 from tfx import v1 as tfx
 
 from pipeline.components.graph_gen import ITEM_SPLIT, GraphGen
+from pipeline.components.neighborhood_sampler import NeighborhoodSampler
+from pipeline.components.pair_gen import PairGen
 
 MODULES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "modules")
 
@@ -30,7 +32,7 @@ class PipelineInputs:
 @dataclasses.dataclass
 class SamplingConfig:
     num_walks: int = 200
-    walk_length: int = 3
+    walk_length: int = 4
     restart_prob: float = 0.5
     top_t: int = 10
     strategy: str = "in_memory"
@@ -92,12 +94,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: str, 
 
 
 def _sampling_components(graph_gen, cfg: SamplingConfig) -> list:
-    """NeighborhoodSampler and PairGen (issue 3), when present in this checkout."""
-    try:
-        from pipeline.components.neighborhood_sampler import NeighborhoodSampler
-        from pipeline.components.pair_gen import PairGen
-    except ImportError:
-        return []
+    """NeighborhoodSampler (importance neighbourhoods) and PairGen (positives + PPR hard negatives)."""
     sampler = NeighborhoodSampler(graph=graph_gen.outputs["graph"], num_walks=cfg.num_walks,
                                   walk_length=cfg.walk_length, restart_prob=cfg.restart_prob, top_t=cfg.top_t,
                                   seed=cfg.seed, strategy=cfg.strategy)

@@ -192,17 +192,24 @@ def neighborhood_stability(adj: Adjacency, num_walks: int, top_t_: int = 20, wal
                            restart_prob: float = 0.5, starts=None, seeds=(1, 2)) -> dict:
     """How settled the top-T is at `num_walks` walks per item: the fraction of filled top-T slots holding a
     single visit (a coin flip decided them), and the mean overlap |top-T(seed a) ∩ top-T(seed b)| / |top-T|
-    between two independent runs over the same start items."""
+    between two independent runs over the same start items, and the shared weight sum_v min(w_a(v), w_b(v)) of
+    the two L1-normalised top-T (1 = same items with the same weights; forgiving to swaps among near-ties)."""
     starts = np.arange(adj.num_items) if starts is None else np.asarray(starts, np.int64)
     tops = []
     for s in seeds:
         rows, items = walk_visits(adj, starts, num_walks, walk_length, restart_prob, np.random.default_rng(s))
         tops.append(top_t(*count_visits(rows, items, adj.num_items), len(starts), top_t_))
-    (na, ca), (nb, _) = tops
+    (na, ca), (nb, cb) = tops
     row = np.arange(len(starts))[:, None] * adj.num_items
     ka, kb = (row + na)[na >= 0], (row + nb)[nb >= 0]
+    wa, wb = l1_weights(ca)[na >= 0], l1_weights(cb)[nb >= 0]
+    _, ia, ib = np.intersect1d(ka, kb, assume_unique=True, return_indices=True)
+    r = ka[ia] // adj.num_items
     size = np.maximum((na >= 0).sum(1), 1)
-    inter = np.bincount(ka[np.isin(ka, kb)] // adj.num_items, minlength=len(starts))
+    inter = np.bincount(r, minlength=len(starts))
+    mass = np.bincount(r, np.minimum(wa[ia], wb[ib]), minlength=len(starts))
     has = (na >= 0).any(1)
-    return {"num_walks": num_walks, "count1_fraction": float((ca[na >= 0] == 1).mean()) if has.any() else 0.0,
-            "top_t_overlap": float((inter / size)[has].mean()) if has.any() else 1.0}
+    if not has.any():
+        return {"num_walks": num_walks, "count1_fraction": 0.0, "top_t_overlap": 1.0, "weight_overlap": 1.0}
+    return {"num_walks": num_walks, "count1_fraction": float((ca[na >= 0] == 1).mean()),
+            "top_t_overlap": float((inter / size)[has].mean()), "weight_overlap": float(mass[has].mean())}

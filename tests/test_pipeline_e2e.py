@@ -16,11 +16,13 @@ import pytest
 import tensorflow as tf
 import tensorflow_gnn as tfgnn
 
-from pipeline import driver, graph_io
+from pipeline import driver, graph_io, neighborhood_io, pairs as pairs_io
+from pipeline.pinsage_pipeline import SamplingConfig
 from schema import build
 
 pytestmark = pytest.mark.slow
 N_USERS = 120
+SAMPLING = SamplingConfig(num_walks=100, top_t=10, pair_window=3)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def subset(ml100k_dir, tmp_path_factory):
 def run(subset, tmp_path_factory):
     data_dir, _ = subset
     out = str(tmp_path_factory.mktemp("run"))
-    pipeline, ingest_report = driver.build(out, data_dir=data_dir, stop_after="transform")
+    pipeline, ingest_report = driver.build(out, data_dir=data_dir, sampling=SAMPLING)
     timings = driver.run_local(pipeline)
     report = driver.write_data_report(out, ingest_report)
     return out, report, timings
@@ -133,11 +135,49 @@ def test_transform_output_conforms_to_the_graph_schema(run):
 
 def test_rerun_hits_the_tfx_cache(run, subset):
     out, _, _ = run
-    before = sorted(glob.glob(os.path.join(out, "tfx", "GraphGen", "graph", "*")))
-    pipeline, _ = driver.build(out, data_dir=subset[0], stop_after="transform")
+    def executions():
+        return sorted(glob.glob(os.path.join(out, "tfx", "*", "*", "*")))
+
+    before = executions()
+    pipeline, _ = driver.build(out, data_dir=subset[0], sampling=SAMPLING)
     driver.run_local(pipeline)
-    after = sorted(glob.glob(os.path.join(out, "tfx", "GraphGen", "graph", "*")))
-    assert before == after                                   # no new GraphGen execution: cached
+    assert executions() == before                            # no component executed again: all cached
+
+
+def test_sampling_stages_read_the_graph_and_agree_with_it(run, subset):
+    out, _, timings = run
+    assert {"GraphGen", "Transform", "NeighborhoodSampler", "PairGen"} <= set(timings)
+    g = graph_io.load_graph(driver.latest_artifact_dir(out, "GraphGen", "graph"))
+    nbr, w = neighborhood_io.load_neighborhoods(driver.latest_artifact_dir(out, "NeighborhoodSampler",
+                                                                           "neighborhoods"))
+    assert nbr.shape == (g.num_items, SAMPLING.top_t)
+    has = g.train_degree > 0
+    np.testing.assert_allclose(w[has].sum(1), 1.0, atol=1e-5)       # L1-normalised importance weights
+    assert (nbr[~has] == -1).all()                                  # no train edges -> empty neighbourhood
+    # every neighbour is reachable within walk_length item->context->item hops of the *train* graph, and the
+    # neighbours are ordered by weight (visit count), heaviest first
+    import scipy.sparse as sp
+    ctx, node, _ = g.edges("train")
+    a = sp.csr_matrix((np.ones(len(node)), (node, ctx)), shape=(g.num_items, g.num_contexts))
+    hop = ((a @ a.T) > 0).astype(np.float64)
+    reach = sp.identity(g.num_items, format="csr")
+    for _ in range(SAMPLING.walk_length):
+        reach = ((reach @ hop) > 0).astype(np.float64)
+    rows, cols = np.nonzero(nbr >= 0)
+    assert np.asarray(reach[rows, nbr[rows, cols]]).ravel().all()
+    assert (np.diff(w, axis=1) <= 1e-7).all()
+    # positives: pairs within 3 positions of the same context's train history, recomputed with pandas
+    pdir = driver.latest_artifact_dir(out, "PairGen", "pairs")
+    q, i, cnt = pairs_io.load_pairs(pdir)
+    tr = pd.DataFrame({"c": ctx, "n": node, "p": g.position[g.split == "train"]}).sort_values(["c", "p"])
+    ref = {}
+    for _, grp in tr.groupby("c"):
+        seq = grp["n"].tolist()
+        for a in range(len(seq)):
+            for b in range(a + 1, min(a + 4, len(seq))):
+                if seq[a] != seq[b]:
+                    ref[(seq[a], seq[b])] = ref.get((seq[a], seq[b]), 0) + 1
+    assert dict(zip(zip(q.tolist(), i.tolist()), cnt.tolist())) == ref
 
 
 def test_cli_reports_an_unusable_file_as_a_clear_error(tmp_path):

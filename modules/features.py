@@ -1,0 +1,120 @@
+"""Item feature tensors for the trainer: Transform's transformed examples -> arrays indexed by node_id.
+
+Transform (modules/transform.py) writes one tf.Example per item with the tensors schema/build.py
+`transformed_features` declares: float scalars (`<col>`, `<col>_missing`, `log_degree`), float vectors
+(`<col>_multi_hot` [65], dense vectors [dim]), var-len int64 vocabulary ids (`<col>_tokens`) and `node_id`.
+The trainer gathers rows of these per minibatch, so they are loaded once, ordered by node_id 0..N-1: dense
+features as numpy arrays, var-len ones as tf.RaggedTensor. A missing or duplicated node id is an error, not a
+silently shifted row.
+
+A "feature spec" here is that dict name -> (dtype name, shape) with -1 for a ragged dimension; a TF-GNN
+GraphSchema (proto or .pbtxt path) of the item node set gives the same information.
+"""
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import glob  # noqa: E402
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+NODE_SET = "item"
+NODE_ID = "node_id"
+
+
+def feature_spec(spec_or_schema, node_set: str = NODE_SET) -> dict:
+  """Normalises a feature spec dict, a tfgnn.GraphSchema, or a path to a graph_schema.pbtxt to
+  {name: (dtype name, shape list)} sorted by name."""
+  if isinstance(spec_or_schema, dict):
+    return {k: (str(v[0]), [int(d) for d in v[1]]) for k, v in sorted(spec_or_schema.items())}
+  import tensorflow_gnn as tfgnn
+  from tensorflow.core.framework import types_pb2
+
+  schema = spec_or_schema
+  if isinstance(schema, (str, os.PathLike)):
+    schema = tfgnn.read_schema(os.fspath(schema))
+  out = {}
+  for name, f in schema.node_sets[node_set].features.items():
+    out[name] = (types_pb2.DataType.Name(f.dtype), [int(d.size) for d in f.shape.dim])
+  return dict(sorted(out.items()))
+
+
+def feature_spec_from_arrays(features: dict) -> dict:
+  """The feature spec of in-memory features (numpy arrays / RaggedTensors with node rows first)."""
+  out = {}
+  for name, x in sorted(features.items()):
+    if isinstance(x, tf.RaggedTensor):
+      out[name] = (_dt(x.dtype), [-1])
+    else:
+      x = np.asarray(x)
+      out[name] = (_dt(x.dtype), list(x.shape[1:]))
+  return out
+
+
+def _dt(dtype) -> str:
+  from tensorflow.core.framework import types_pb2
+
+  return types_pb2.DataType.Name(tf.as_dtype(dtype).as_datatype_enum)
+
+
+def tf_dtype(name: str) -> tf.DType:
+  """'DT_FLOAT' (GraphSchema spelling) or 'float32' -> tf.float32."""
+  from tensorflow.core.framework import types_pb2
+
+  return tf.as_dtype(types_pb2.DataType.Value(name) if name.startswith("DT_") else name)
+
+
+def parse_spec(spec: dict) -> dict:
+  """tf.io.parse_example features for a feature spec: fixed shapes dense, a -1 dimension ragged."""
+  out = {}
+  for name, (dtype, shape) in spec.items():
+    if -1 in shape:
+      if shape != [-1]:
+        raise ValueError(f"{name}: only rank-1 ragged features are supported, got shape {shape}")
+      out[name] = tf.io.RaggedFeature(tf_dtype(dtype), row_splits_dtype=tf.int64)
+    else:
+      out[name] = tf.io.FixedLenFeature(shape, tf_dtype(dtype))
+  return out
+
+
+def _files(path: str) -> list:
+  if os.path.isfile(path):
+    return [path]
+  files = sorted(f for f in glob.glob(os.path.join(path, "**", "*"), recursive=True)
+                 if os.path.isfile(f) and not os.path.basename(f).startswith((".", "_")))
+  if not files:
+    raise FileNotFoundError(f"no transformed example files under {path!r}")
+  return files
+
+
+def load_item_features(transformed_examples_dir: str, feature_spec_or_graph_schema,
+                       batch_size: int = 4096) -> dict:
+  """All items' feature tensors, row i = node_id i: {name: np.ndarray or tf.RaggedTensor}.
+
+  Reads every TFRecord file under the directory (GZIP when the name ends in .gz; e.g. Transform's
+  transformed_examples/Split-*/ files), parses with tf.io.parse_example, orders by node_id and checks the ids are
+  exactly 0..N-1.
+  """
+  spec = feature_spec(feature_spec_or_graph_schema)
+  if NODE_ID not in spec:
+    raise ValueError(f"feature spec lacks {NODE_ID!r}: {sorted(spec)}")
+  features = parse_spec(spec)
+  parts = {name: [] for name in spec}
+  for f in _files(transformed_examples_dir):
+    ds = tf.data.TFRecordDataset(f, compression_type="GZIP" if f.endswith(".gz") else "")
+    for batch in ds.batch(batch_size).map(lambda s: tf.io.parse_example(s, features)):
+      for name, x in batch.items():
+        parts[name].append(x)
+  node_id = np.concatenate([x.numpy() for x in parts[NODE_ID]]).astype(np.int64)
+  order = np.argsort(node_id, kind="stable")
+  if not np.array_equal(node_id[order], np.arange(len(node_id))):
+    raise ValueError(f"{transformed_examples_dir!r}: node ids are not exactly 0..{len(node_id) - 1} "
+                     f"({len(node_id)} rows, {len(np.unique(node_id))} distinct)")
+  out = {}
+  for name, xs in parts.items():
+    if isinstance(xs[0], tf.RaggedTensor):
+      out[name] = tf.gather(tf.concat(xs, 0), order)
+    else:
+      out[name] = np.concatenate([x.numpy() for x in xs])[order]
+  return out

@@ -1,0 +1,326 @@
+"""Offline evaluation under the fixed protocol of DESIGN.md, and the baselines every report carries.
+
+Protocol. GraphGen already made the temporal split (per context: last interaction test, second-last validation,
+ties in time broken by item id). For a split s the query of a context is its latest *train* item (highest train
+position) — the same query for validation and test, so that the two splits differ only in how far ahead the
+held-out item is. Every one of the N items is scored for the query; the items the context has seen are masked:
+its train items and, for the test split, its validation item too (`mask_validation`; it is an interaction the
+context made before the test one, so a recommender serving at test time knows it — and the DESIGN.md figures are
+reproduced with it masked, see bench/baselines.py). The held-out item's rank is
+
+    1 + #{unmasked j : s_j > s_t} + #{unmasked j : s_j == s_t and j < t}
+
+i.e. ties are broken by node id, so that a constant scorer has one deterministic rank and not a lucky one.
+Contexts without the split (fewer than 3 interactions) are skipped. Metrics (one held-out item per context, so
+Recall@K equals HR@K): HR@10, MRR over the full ranking, NDCG@10, Recall@10, and HR@500 (the paper's cut-off).
+
+Ranks are computed without sorting: each batch of B queries is scored as a dense [B, N] float32 block and the
+items beating the target are counted by comparison against the target's score; the masked items' share of that
+count is gathered from a CSR of seen items and subtracted. O(B * N) per batch, so the batch size is chosen to
+keep the block ~64 MB whatever N is.
+
+Baselines are built from the train split only, with scipy.sparse (no loops over interactions):
+popularity (train degree), item co-occurrence kNN (cosine of the binary context x item matrix), sequential
+transition counts (symmetric, window 3: the strongest signal measured on MovieLens), random walk with restart
+(exact, dense solve: small catalogues only) and `EmbeddingScorer` for any model's item embeddings.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Protocol
+
+import numpy as np
+import scipy.sparse as sp
+
+from pipeline import graph_io
+from pipeline.graph_io import Graph
+
+K = 10
+WIDE_K = 500          # the paper's hit-rate cut-off
+_BLOCK_FLOATS = 1 << 24
+
+
+class Scorer(Protocol):
+    """Anything that scores every item for a batch of query items: [B] node ids -> [B, N] float32."""
+
+    def scores(self, query_nodes: np.ndarray) -> np.ndarray: ...
+
+
+# ------------------------------------------------------------------------------------------------ queries
+
+@dataclasses.dataclass
+class Queries:
+    """One row per evaluated context: its query, its held-out target, and the items masked for it (CSR)."""
+
+    split: str
+    context: np.ndarray       # [M] context_index
+    query: np.ndarray         # [M] node id of the latest train item
+    target: np.ndarray        # [M] node id of the held-out item
+    seen_indptr: np.ndarray   # [M + 1]
+    seen_indices: np.ndarray  # masked node ids, row by row
+    num_items: int
+
+    def __len__(self) -> int:
+        return len(self.context)
+
+
+def build_queries(graph: Graph, split: str = "test", mask_validation: bool = True) -> Queries:
+    """The protocol's queries for `split` ('validation' or 'test'); see the module docstring."""
+    if split not in ("validation", "test"):
+        raise ValueError(f"split must be 'validation' or 'test', got {split!r}")
+    ctx, node, pos, spl = graph.context_index, graph.node_id, graph.position, graph.split
+    C = graph.num_contexts
+    is_train = spl == "train"
+    # latest train item per context: sort train rows by (context, position), keep each context's last row
+    tr = np.flatnonzero(is_train)
+    tr = tr[np.lexsort((pos[tr], ctx[tr]))]
+    last = np.r_[ctx[tr][1:] != ctx[tr][:-1], True]
+    query_of = np.full(C, -1, np.int64)
+    query_of[ctx[tr][last]] = node[tr][last]
+
+    held = np.flatnonzero(spl == split)
+    held = held[np.argsort(ctx[held], kind="stable")]
+    if len(np.unique(ctx[held])) != len(held):
+        raise ValueError(f"a context has more than one {split} interaction")
+    if (query_of[ctx[held]] < 0).any():             # GraphGen never makes one (>= 3 interactions to split)
+        raise ValueError(f"a context has a {split} interaction but no train interaction")
+    contexts, target = ctx[held], node[held]
+    row_of = np.full(C, -1, np.int64)
+    row_of[contexts] = np.arange(len(contexts))
+
+    masked = is_train | ((spl == "validation") if (split == "test" and mask_validation) else False)
+    m_row, m_node = row_of[ctx[masked]], node[masked]
+    keep = m_row >= 0
+    m_row, m_node = m_row[keep], m_node[keep]
+    order = np.argsort(m_row, kind="stable")
+    indptr = np.zeros(len(contexts) + 1, np.int64)
+    np.cumsum(np.bincount(m_row, minlength=len(contexts)), out=indptr[1:])
+    return Queries(split, contexts, query_of[contexts], target, indptr, m_node[order].astype(np.int64),
+                   graph.num_items)
+
+
+# -------------------------------------------------------------------------------------------------- ranks
+
+def _better(s, s_t, items, t):
+    """Items that rank above the target: a strictly higher score, or an equal one and a lower node id."""
+    return (s > s_t) | ((s == s_t) & (items < t))
+
+
+def ranks(scorer: Scorer, queries: Queries, batch_size: int | None = None) -> np.ndarray:
+    """[M] 1-based rank of each target among the unmasked items, ties broken by node id."""
+    N, M = queries.num_items, len(queries)
+    B = batch_size or int(np.clip(_BLOCK_FLOATS // max(N, 1), 1, 4096))
+    items = np.arange(N)
+    out = np.empty(M, np.int64)
+    for lo in range(0, M, B):
+        hi = min(lo + B, M)
+        s = np.asarray(scorer.scores(queries.query[lo:hi]), dtype=np.float32)
+        if s.shape != (hi - lo, N):
+            raise ValueError(f"scorer returned shape {s.shape}, expected {(hi - lo, N)}")
+        if np.isnan(s).any():
+            raise ValueError("scorer returned NaN scores")
+        t = queries.target[lo:hi]
+        rows = np.arange(hi - lo)
+        s_t = s[rows, t]
+        count = _better(s, s_t[:, None], items[None, :], t[:, None]).sum(axis=1)
+        # subtract the masked items that were counted
+        a, b = queries.seen_indptr[lo], queries.seen_indptr[hi]
+        m_row = np.repeat(rows, np.diff(queries.seen_indptr[lo:hi + 1]))
+        m_item = queries.seen_indices[a:b]
+        hit = _better(s[m_row, m_item], s_t[m_row], m_item, t[m_row])
+        count -= np.bincount(m_row[hit], minlength=hi - lo)
+        out[lo:hi] = 1 + count
+    return out
+
+
+def ranks_from_lists(ranked_items: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Ranks from explicit ranked lists [M, L] (an ANN index's top-L, or an oracle ordering): 1 + the target's
+    position in its row, or inf when it is absent (a miss at every cut-off, 0 towards MRR)."""
+    ranked_items = np.asarray(ranked_items)
+    found = ranked_items == np.asarray(targets)[:, None]
+    return np.where(found.any(axis=1), found.argmax(axis=1) + 1, np.inf)
+
+
+def metrics_from_ranks(r: np.ndarray, k: int = K, wide_k: int = WIDE_K) -> dict:
+    """HR@k, MRR, NDCG@k, Recall@k (== HR@k: one held-out item per context), HR@wide_k; 1-based ranks."""
+    r = np.asarray(r, dtype=np.float64)
+    if len(r) == 0:
+        raise ValueError("no contexts to evaluate")
+    hit = r <= k
+    return {f"hr@{k}": float(hit.mean()), "mrr": float((1.0 / r).mean()),
+            f"ndcg@{k}": float(np.where(hit, 1.0 / np.log2(r + 1.0), 0.0).mean()),
+            f"recall@{k}": float(hit.mean()), f"hr@{wide_k}": float((r <= wide_k).mean()),
+            "num_contexts": int(len(r))}
+
+
+def evaluate(scorer: Scorer, graph: Graph, split: str = "test", mask_validation: bool = True,
+             batch_size: int | None = None) -> dict:
+    """The protocol's metrics of `scorer` on `split` of `graph`."""
+    return metrics_from_ranks(ranks(scorer, build_queries(graph, split, mask_validation), batch_size))
+
+
+# ---------------------------------------------------------------------------------------------- baselines
+
+def train_matrix(graph: Graph) -> sp.csr_matrix:
+    """Binary context x item matrix of the train split (float32)."""
+    c, n, _ = graph.edges("train")
+    x = sp.csr_matrix((np.ones(len(c), np.float32), (c, n)), shape=(graph.num_contexts, graph.num_items))
+    x.data[:] = 1.0                                   # a repeated edge counts once
+    return x
+
+
+class PopularityScorer:
+    """Train degree: the same ranking for every query (the floor any model must clear)."""
+
+    def __init__(self, graph: Graph):
+        self.degree = np.bincount(graph.edges("train")[1], minlength=graph.num_items).astype(np.float32)
+
+    def scores(self, query_nodes):
+        return np.broadcast_to(self.degree, (len(query_nodes), len(self.degree)))
+
+
+class ItemItemScorer:
+    """Score = row `query` of a sparse item x item matrix (the item-based kNN family)."""
+
+    def __init__(self, matrix: sp.spmatrix):
+        self.matrix = sp.csr_matrix(matrix, dtype=np.float32)
+
+    def scores(self, query_nodes):
+        return self.matrix[np.asarray(query_nodes)].toarray()
+
+
+def cooccurrence_matrix(graph: Graph) -> sp.csr_matrix:
+    """Cosine similarity of the items' context sets: |C_i & C_j| / sqrt(|C_i| |C_j|), diagonal zeroed."""
+    x = train_matrix(graph)
+    co = (x.T @ x).tocsr()
+    inv = 1.0 / np.sqrt(np.maximum(co.diagonal(), 1.0)).astype(np.float32)
+    co = (sp.diags(inv) @ co @ sp.diags(inv)).tocsr()
+    co = co - sp.diags(co.diagonal()).tocsr()       # an item is not its own neighbour
+    co.eliminate_zeros()
+    return co
+
+
+def transition_matrix(graph: Graph, window: int = 3) -> sp.csr_matrix:
+    """T[i, j] = how often j occurs within `window` positions after or before i in a context's train history
+    (symmetric counts; the same pairs PairGen trains on, pipeline/pairs.py)."""
+    from pipeline import pairs
+
+    m = graph.split == "train"
+    q, i, c, _ = pairs.positive_pairs(graph.context_index[m], graph.node_id[m], graph.position[m],
+                                      graph.num_items, window=window, symmetric=True)
+    return sp.csr_matrix((c.astype(np.float32), (q, i)), shape=(graph.num_items, graph.num_items))
+
+
+def rwr_matrix(graph: Graph, restart: float = 0.5, max_items: int = 20_000) -> np.ndarray:
+    """Random walk with restart on the bipartite train graph, exactly: a step is item -> context -> item
+    (uniform), R = restart * (I - (1 - restart) P)^-1. Dense solve, so small catalogues only."""
+    N = graph.num_items
+    if N > max_items:
+        raise ValueError(f"rwr_matrix is dense O(N^3): {N} items > max_items={max_items}")
+    x = train_matrix(graph)
+    ci = 1.0 / np.maximum(np.asarray(x.sum(axis=1)).ravel(), 1.0)
+    ii = 1.0 / np.maximum(np.asarray(x.sum(axis=0)).ravel(), 1.0)
+    p = (sp.diags(ii) @ x.T @ sp.diags(ci) @ x).toarray()        # row-stochastic over items with edges
+    r = restart * np.linalg.inv(np.eye(N) - (1.0 - restart) * p)
+    np.fill_diagonal(r, 0.0)                                      # the query itself is not a result
+    return r.astype(np.float32)
+
+
+class DenseScorer:
+    def __init__(self, matrix: np.ndarray):
+        self.matrix = np.asarray(matrix, np.float32)
+
+    def scores(self, query_nodes):
+        return self.matrix[np.asarray(query_nodes)]
+
+
+class EmbeddingScorer:
+    """Dot product (or cosine) of item embeddings [N, d]: how the GNN and the features-only baseline are scored."""
+
+    def __init__(self, emb: np.ndarray, metric: str = "dot"):
+        if metric not in ("dot", "cosine"):
+            raise ValueError(f"metric must be 'dot' or 'cosine', got {metric!r}")
+        emb = np.asarray(emb, np.float32)
+        if metric == "cosine":
+            emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        self.emb = emb
+
+    def scores(self, query_nodes):
+        return self.emb[np.asarray(query_nodes)] @ self.emb.T
+
+
+def baseline_scorers(graph: Graph, window: int = 3, rwr: bool = False) -> dict[str, Scorer]:
+    """The report's baselines (DESIGN.md "Contracts"), all from the train split."""
+    out = {"popularity": PopularityScorer(graph),
+           "cooccurrence_knn": ItemItemScorer(cooccurrence_matrix(graph)),
+           "transition_counts": ItemItemScorer(transition_matrix(graph, window))}
+    if rwr:
+        out["rwr"] = DenseScorer(rwr_matrix(graph))
+    return out
+
+
+# ---------------------------------------------------------------------------------------- graph from CSV
+
+def _id_order(ids) -> str:
+    """As GraphGen's id_order: 'int' when every id parses as an integer, else 'string'."""
+    try:
+        for x in ids:
+            int(x)
+        return "int"
+    except ValueError:
+        return "string"
+
+
+def _sorted_ids(ids: np.ndarray) -> np.ndarray:
+    ids = np.unique(np.asarray(ids, dtype=object))
+    if _id_order(ids) == "int":
+        return ids[np.argsort(np.array([int(x) for x in ids], dtype=object), kind="stable")]
+    return np.array(sorted(ids), dtype=object)
+
+
+def graph_from_csv(data_dir: str) -> Graph:
+    """A Graph straight from a CSV-contract directory, split exactly as GraphGen does, without TFX (benches).
+
+    Node ids / context indices are the ids' ranks in id order (numeric when all are integers, else string
+    order), like graph_gen.index_of; since node id order *is* the tie-break order, a context's history is
+    sorted by (timestamp, node_id); a repeated (context, item) keeps its first occurrence; then positions and
+    last = test, second-last = validation for contexts with at least 3 interactions. Assumes clean input
+    (ids stripped, integer timestamps) — Ingest's checks are not repeated here.
+    """
+    import pandas as pd
+
+    read = dict(dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=True)
+    items = pd.read_csv(os.path.join(data_dir, "items.csv"), usecols=["item_id"], **read)["item_id"].str.strip()
+    inter = pd.read_csv(os.path.join(data_dir, "interactions.csv"), **read)
+    item_ids = _sorted_ids(items.to_numpy())
+    node_of = pd.Series(np.arange(len(item_ids)), index=item_ids)
+    inter = inter[inter["item_id"].str.strip().isin(node_of.index)]
+    context_ids = _sorted_ids(inter["context_id"].str.strip().to_numpy())
+    ctx_of = pd.Series(np.arange(len(context_ids)), index=context_ids)
+    weight = (pd.to_numeric(inter["weight"]).to_numpy(np.float64) if "weight" in inter
+              else np.ones(len(inter)))
+    df = pd.DataFrame({"context_index": ctx_of.loc[inter["context_id"].str.strip()].to_numpy(),
+                       "node_id": node_of.loc[inter["item_id"].str.strip()].to_numpy(),
+                       "timestamp": pd.to_numeric(inter["timestamp"]).to_numpy(np.int64),
+                       "weight": weight})
+    df = (df.sort_values(["context_index", "timestamp", "node_id"], kind="stable")
+          .drop_duplicates(["context_index", "node_id"], keep="first"))
+    g = df.groupby("context_index", sort=False)
+    position = g.cumcount().to_numpy()
+    n = g["node_id"].transform("size").to_numpy()
+    split = np.full(len(df), "train", dtype=object)
+    split[(n >= 3) & (position == n - 1)] = "test"
+    split[(n >= 3) & (position == n - 2)] = "validation"
+    node = df["node_id"].to_numpy(np.int64)
+    return Graph(item_ids=item_ids, train_degree=np.bincount(node[split == "train"], minlength=len(item_ids)),
+                 context_ids=context_ids, context_index=df["context_index"].to_numpy(np.int64), node_id=node,
+                 timestamp=df["timestamp"].to_numpy(np.int64), weight=df["weight"].to_numpy(np.float64),
+                 split=split, position=position.astype(np.int64))
+
+
+def write_graph(graph: Graph, uri: str) -> None:
+    """Writes an in-memory Graph as a graph artifact (one shard per table)."""
+    graph_io.write_graph_for_tests(uri, graph.item_ids, graph.context_ids, {
+        "context_index": graph.context_index, "node_id": graph.node_id, "timestamp": graph.timestamp,
+        "weight": graph.weight, "split": graph.split, "position": graph.position})
