@@ -49,10 +49,10 @@ echo "[bootstrap] creating $VENV with $PY and installing requirements.lock (a fe
 quiet_pip install -q --upgrade pip==24.2
 quiet_pip install -q -r requirements.lock
 quiet_pip install -q --no-deps --no-build-isolation -e .
-"$VENV/bin/python" -c "import tfx, tensorflow_gnn, apache_beam, scann" || { echo "ERROR: install incomplete" >&2; exit 1; }
 # TF_USE_LEGACY_KERAS=1 for every process of this venv (pytest, the tfx CLI, the server), set before
 # TensorFlow is imported: a .pth line runs at interpreter start-up.
 site=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 echo 'import os; os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")' > "$site/pinsage_legacy_keras.pth"
+"$VENV/bin/python" -c "import tfx, tensorflow_gnn, apache_beam, scann" || { echo "ERROR: install incomplete" >&2; exit 1; }
 echo "$want" > "$VENV/.pinsage-stamp"
 echo "[bootstrap] done in $(( $(date +%s) - start )) s; venv size $(du -sh "$VENV" | cut -f1)"
