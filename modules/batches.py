@@ -143,6 +143,15 @@ def left_aligned_pools(pools, num_items: int) -> tuple[np.ndarray, np.ndarray]:
   ([N, K] int64 left-aligned, [N] counts); rows beyond N' are empty."""
   if pools is None:
     return np.full((num_items, 1), -1, np.int64), np.zeros(num_items, np.int64)
+  if isinstance(pools, np.ndarray) and pools.ndim == 2:          # e.g. pipeline/pairs.load_hard_negatives
+    arr = pools[:num_items].astype(np.int64)
+    valid = arr >= 0
+    arr = np.take_along_axis(arr, np.argsort(~valid, axis=1, kind="stable"), 1)
+    out = np.full((num_items, max(arr.shape[1], 1)), -1, np.int64)
+    counts = np.zeros(num_items, np.int64)
+    out[:len(arr), :arr.shape[1]] = arr
+    counts[:len(arr)] = valid.sum(1)
+    return out, counts
   rows = [np.asarray(r, np.int64) for r in pools]
   rows = [r[r >= 0] for r in rows]
   width = max(1, max((len(r) for r in rows), default=1))
@@ -218,24 +227,28 @@ class BatchBuilder:
                        seed: int = 0, epoch: int = 1, steps: Optional[int] = None,
                        deterministic: bool = True) -> tf.data.Dataset:
     """One epoch of minibatches: pairs shuffled (seeded by seed, epoch), `steps` batches (default one pass,
-    last partial batch dropped), built by a parallel map and prefetched."""
+    last partial batch dropped; more steps than a pass continue with a new shuffle), built by a parallel map
+    and prefetched."""
     query, positive = np.asarray(query, np.int64), np.asarray(positive, np.int64)
     num_pairs = len(query)
-    per_pass = max(num_pairs // batch_size, 1)
-    steps = per_pass if steps is None else steps
+    steps = max(num_pairs // batch_size, 1) if steps is None else steps
     rng = np.random.default_rng([seed, epoch])
-    perm = np.concatenate([rng.permutation(num_pairs) for _ in range(-(-steps // per_pass))])
-    perm = perm[:steps * batch_size] if num_pairs >= batch_size else perm
+    need = steps * batch_size                             # whole shuffled passes, as many as `steps` take
+    perm = np.concatenate([rng.permutation(num_pairs) for _ in range(-(-need // num_pairs))])[:need]
     ds = tf.data.Dataset.from_tensor_slices((query[perm], positive[perm])).batch(batch_size, drop_remainder=True)
     batch_seed = seed * 1_000_003 + epoch
-    ds = ds.take(steps).enumerate().map(
-        lambda step, qp: self.training_batch(step, qp[0], qp[1], num_negatives=num_negatives,
-                                             num_hard=num_hard, seed=batch_seed),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    @tf.autograph.experimental.do_not_convert          # plain TF ops; skip AutoGraph's source conversion
+    def make_batch(step, qp):
+      return self.training_batch(step, qp[0], qp[1], num_negatives=num_negatives, num_hard=num_hard,
+                                 seed=batch_seed)
+
+    ds = ds.take(steps).enumerate().map(make_batch, num_parallel_calls=tf.data.AUTOTUNE,
+                                        deterministic=deterministic)
     return ds.prefetch(tf.data.AUTOTUNE)
 
   def embedding_dataset(self, batch_size: int, node_ids=None) -> tf.data.Dataset:
     """Minibatches whose roots are consecutive chunks of `node_ids` (default all items), for embed_all."""
     ids = np.arange(self.num_items) if node_ids is None else np.asarray(node_ids, np.int64)
     ds = tf.data.Dataset.from_tensor_slices(ids).batch(batch_size)
-    return ds.map(self.subgraph, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    build = tf.autograph.experimental.do_not_convert(self.subgraph)
+    return ds.map(build, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -29,7 +29,7 @@ WEIGHT = "weight"
 
 @tf.keras.utils.register_keras_serializable(package="PinSage")
 class PinSageConv(tfgnn.keras.layers.AnyToAnyConvolutionBase):
-  """PinSage CONVOLVE, Algorithm 1 lines 1: n_u = gamma({ReLU(Q h_v + q) | v in N(u)}, alpha).
+  """PinSage CONVOLVE, Algorithm 1 line 1: n_u = gamma({ReLU(Q h_v + q) | v in N(u)}, alpha).
 
   The message ReLU(Q h_v + q) depends on the sender v only, so it is computed once per node and then broadcast
   to v's out-edges (the same value the paper's per-neighbour formula gives, T times fewer FLOPs). Pooling:

@@ -18,6 +18,7 @@ from typing import Optional  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 import tensorflow_gnn as tfgnn  # noqa: E402
+from tensorflow.python.autograph.core import ag_ctx  # noqa: E402
 
 from modules import batches  # noqa: E402
 from modules import features as features_lib  # noqa: E402
@@ -134,6 +135,13 @@ def build_model(hparams: PinSageHParams, feature_spec: dict, *, num_items: Optio
   """
   spec = dict(feature_spec)
   spec.setdefault(batches.NODE_ID, ("DT_INT64", []))
+  # No tensor-dependent Python control flow in these layers: skip AutoGraph's source conversion of every layer
+  # (TF-GNN's included), which otherwise costs ~10 s of model construction on this CPU.
+  with ag_ctx.ControlStatusCtx(status=ag_ctx.Status.DISABLED):
+    return _build_model(hparams, spec, num_items, text_vocab_size)
+
+
+def _build_model(hparams, spec, num_items, text_vocab_size):
   inputs = tf.keras.layers.Input(type_spec=batches.graph_spec(spec))
   encoder_spec = {k: v for k, v in spec.items() if k != batches.NODE_ID}
   graph = ItemEncoder(feature_spec=encoder_spec, hidden_dim=hparams.hidden_dim, text_vocab_size=text_vocab_size,

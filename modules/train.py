@@ -52,7 +52,7 @@ def _text_vocab_size(item_features) -> int:
 
 
 def make_train_step(model, optimizer, hp: PinSageHParams):
-  @tf.function(reduce_retracing=True)
+  @tf.function(reduce_retracing=True, autograph=False)
   def step(graph, labels):
     with tf.GradientTape() as tape:
       emb = model(graph, training=True)
@@ -141,6 +141,6 @@ def embed_all(model: tf.keras.Model, item_features: dict, nbr, w, batch_size: in
   if num_hops is None:
     num_hops = sum(1 for layer in model.layers if layer.name.startswith("pinsage_layer_"))
   builder = batches.BatchBuilder(item_features, nbr, w, num_hops=num_hops)
-  fn = tf.function(lambda g: model(g, training=False), reduce_retracing=True)
+  fn = tf.function(lambda g: model(g, training=False), reduce_retracing=True, autograph=False)
   out = [fn(g).numpy() for g in builder.embedding_dataset(batch_size, node_ids)]
   return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)

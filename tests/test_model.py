@@ -1,0 +1,317 @@
+"""PinSage model code (modules/layers, model, batches, losses, train, features) against references:
+numpy formulas for the convolution and the losses, the whole graph as one GraphTensor for minibatch
+subgraphs, and a synthetic community graph for training."""
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tensorflow_gnn as tfgnn  # noqa: E402
+
+from modules import batches, layers, losses  # noqa: E402
+from modules import features as features_lib  # noqa: E402
+from modules.model import PinSageHParams, build_model  # noqa: E402
+from modules.train import embed_all, train  # noqa: E402
+
+SMALL = dict(hidden_dim=16, output_dim=8, text_embedding_dim=4)
+
+
+def random_graph(n, top_t, seed=0, vocab=50):
+  """Random neighbourhoods (some padding, one isolated item, one truncated row) and ML-like features."""
+  rng = np.random.default_rng(seed)
+  nbr = np.stack([rng.choice(np.r_[:u, u + 1:n], top_t, replace=False) for u in range(n)]).astype(np.int64)
+  nbr[rng.random((n, top_t)) < 0.25] = -1
+  nbr[1] = -1                                                   # isolated item
+  w = rng.random((n, top_t)).astype(np.float32) * (nbr >= 0)
+  w = w / np.maximum(w.sum(1, keepdims=True), 1e-9)
+  w[2] *= 0.5                                                    # truncated: weights sum to 0.5
+  lens = rng.integers(0, 4, n)
+  feats = {"genres_multi_hot": (rng.random((n, 65)) < 0.1).astype(np.float32),
+           "title_tokens": tf.RaggedTensor.from_row_lengths(
+               tf.constant(rng.integers(0, vocab, lens.sum()), tf.int64), tf.constant(lens, tf.int64)),
+           "year": rng.normal(size=n).astype(np.float32), "node_id": np.arange(n, dtype=np.int64)}
+  return feats, nbr, w
+
+
+def relu(x):
+  return np.maximum(x, 0)
+
+
+# ------------------------------------------------------------------------------------------ convolution
+
+@pytest.mark.parametrize("pooling", ["importance", "mean", "max"])
+def test_convolution_matches_numpy_formula(pooling):
+  rng = np.random.default_rng(1)
+  n, t, d_in, d_msg, d_out = 7, 3, 5, 4, 6
+  _, nbr, w = random_graph(n, t, seed=2)
+  h = rng.normal(size=(n, d_in)).astype(np.float32)
+  graph = batches.full_graph({tfgnn.HIDDEN_STATE: h}, nbr, w)
+  conv = layers.PinSageConv(units=d_msg, pooling=pooling)
+  nxt = layers.PinSageNextState(units=d_out)
+  update = tfgnn.keras.layers.GraphUpdate(node_sets={"item": tfgnn.keras.layers.NodeSetUpdate(
+      {"importance": conv}, next_state=nxt)})
+  update(graph)                                                  # build, then set known weights
+  Q, q = rng.normal(size=(d_in, d_msg)), rng.normal(size=d_msg)
+  W, b = rng.normal(size=(d_in + d_msg, d_out)), rng.normal(size=d_out)
+  conv._message_fn.set_weights([Q, q])
+  nxt._dense.set_weights([W, b])
+  got = update(graph).node_sets["item"][tfgnn.HIDDEN_STATE].numpy()
+
+  m = relu(h @ Q + q)                                            # ReLU(Q h_v + q)
+  expect = np.zeros((n, d_out))
+  for u in range(n):
+    valid = nbr[u] >= 0
+    msgs, alpha = m[nbr[u][valid]], w[u][valid]
+    if not valid.any():
+      nu = np.zeros(d_msg)
+    elif pooling == "importance":
+      nu = (alpha[:, None] * msgs).sum(0) / alpha.sum()         # gamma = alpha-weighted mean
+    elif pooling == "mean":
+      nu = msgs.mean(0)
+    else:
+      nu = msgs.max(0)
+    z = relu(np.r_[h[u], nu] @ W + b)                            # ReLU(W concat(h_u, n_u) + w)
+    expect[u] = z / max(np.linalg.norm(z), 1e-6)                 # z / ||z||_2
+  np.testing.assert_allclose(got, expect, atol=1e-5)
+  # the importance weights matter: with other alphas the importance result changes, mean/max do not
+  if pooling == "importance":
+    g2 = batches.full_graph({tfgnn.HIDDEN_STATE: h}, nbr, np.where(nbr >= 0, 1.0, 0.0).astype(np.float32))
+    assert np.abs(update(g2).node_sets["item"][tfgnn.HIDDEN_STATE].numpy() - got).max() > 1e-3
+
+
+def test_conv_config_round_trip():
+  conv = layers.PinSageConv(units=8, pooling="max")
+  again = layers.PinSageConv.from_config(conv.get_config())
+  assert again.get_config() == conv.get_config() and again.takes_sender_edge_input is False
+  assert layers.PinSageConv(units=8).takes_sender_edge_input
+  with pytest.raises(ValueError):
+    layers.PinSageConv(units=8, pooling="sum")
+
+
+# ------------------------------------------------------------------------------------------ batches
+
+@pytest.mark.parametrize("pooling,num_layers", [("importance", 2), ("max", 3)])
+def test_root_embeddings_of_minibatch_equal_full_graph(pooling, num_layers):
+  feats, nbr, w = random_graph(300, 3, seed=3)
+  hp = PinSageHParams(num_layers=num_layers, pooling=pooling, **SMALL)
+  model = build_model(hp, features_lib.feature_spec_from_arrays(feats), text_vocab_size=50)
+  builder = batches.BatchBuilder(feats, nbr, w, num_hops=num_layers, hard_neg_pools=[np.arange(5, 40)] * 300)
+  graph, lab = builder.training_batch(tf.constant(0, tf.int64), tf.constant([1, 2, 7, 7, 30]),
+                                      tf.constant([4, 2, 8, 9, 31]), num_negatives=4, num_hard=2, seed=5)
+  assert graph.node_sets["item"].total_size < 300               # a proper subgraph, not the whole graph
+  ids = np.concatenate([lab[k].numpy().reshape(-1) for k in ("query_id", "positive_id", "negative_id",
+                                                             "hard_id")])
+  got = model(graph).numpy()
+  expect = model(batches.full_graph(feats, nbr, w)).numpy()[ids]
+  np.testing.assert_allclose(got, expect, atol=1e-5)
+  # ... and a subgraph with one hop fewer is NOT enough (the test can tell).
+  short = batches.subgraph_for_roots(tf.constant(ids), builder.nbr, builder.w, builder.features, num_layers - 1)
+  assert np.abs(model(short).numpy() - expect).max() > 1e-4
+
+
+def test_batch_assembly_nodes_reindexing_edges_and_labels():
+  feats, nbr, w = random_graph(200, 4, seed=4)
+  pools = [np.array([], np.int64)] * 200
+  pools[10] = np.array([50, 51, -1, 52])
+  builder = batches.BatchBuilder(feats, nbr, w, num_hops=2, hard_neg_pools=pools)
+  graph, lab = builder.training_batch(tf.constant(3, tf.int64), tf.constant([10, 11, 10]),
+                                      tf.constant([12, 1, 13]), num_negatives=6, num_hard=3, seed=0)
+  item = graph.node_sets["item"]
+  gid = item["node_id"].numpy()
+  assert len(np.unique(gid)) == len(gid)                         # deduplicated
+  roots = np.concatenate([lab[k].numpy().reshape(-1) for k in ("query_id", "positive_id", "negative_id",
+                                                               "hard_id")])
+  hop1 = {v for r in roots for v in nbr[r] if v >= 0}
+  hop2 = {v for u in hop1 for v in nbr[u] if v >= 0}
+  assert set(gid) == set(roots) | hop1 | hop2                   # every needed node, nothing else
+  assert list(gid[:len(set(roots))]) == list(dict.fromkeys(roots))   # roots first, in first-seen order
+  # re-indexing: readout / label local indices point at the right global ids
+  ro = graph.edge_sets["_readout/seed"].adjacency.source.numpy()
+  np.testing.assert_array_equal(gid[ro], roots)
+  for k in ("query", "positive", "negative", "hard"):
+    np.testing.assert_array_equal(gid[lab[k].numpy()], lab[k + "_id"].numpy())
+  # edges: every node within 1 hop has exactly its importance neighbourhood with its weights; hop-2-only none
+  es = graph.edge_sets["importance"]
+  src, tgt, wt = (gid[es.adjacency.source.numpy()], gid[es.adjacency.target.numpy()], es["weight"].numpy())
+  inner = set(roots) | hop1
+  for u in set(gid):
+    got = sorted((int(v), round(float(a), 5)) for v, a in zip(src[tgt == u], wt[tgt == u]))
+    expect = sorted((int(v), round(float(a), 5)) for v, a in zip(nbr[u], w[u]) if v >= 0) if u in inner else []
+    assert got == expect, u
+  # features are the global rows
+  np.testing.assert_array_equal(item["genres_multi_hot"].numpy(), feats["genres_multi_hot"][gid])
+  assert item["title_tokens"].to_list() == tf.gather(feats["title_tokens"], gid).to_list()
+  # hard negatives: query 10 draws from {50, 51, 52}; query 11 has no pool -> masked
+  hard, mask = lab["hard_id"].numpy(), lab["hard_mask"].numpy()
+  assert set(hard[[0, 2]].ravel()) <= {50, 51, 52} and mask[[0, 2]].all() and not mask[1].any()
+  neg = lab["negative_id"].numpy()
+  np.testing.assert_array_equal(lab["neg_mask"].numpy(),
+                                (neg[None] != [[12], [1], [13]]) & (neg[None] != [[10], [11], [10]]))
+
+
+def test_hard_negative_pools_left_aligned_from_array_or_lists():
+  arr = np.array([[-1, 3, -1, 4], [5, -1, -1, -1]])
+  for pools in (arr, list(arr)):
+    out, counts = batches.left_aligned_pools(pools, 3)
+    np.testing.assert_array_equal(out[:, :2], [[3, 4], [5, -1], [-1, -1]])
+    np.testing.assert_array_equal(counts, [2, 1, 0])
+    assert (out[:, 2:] == -1).all()
+
+
+def test_negative_sampler_follows_distribution():
+  p = batches.negative_distribution(np.array([0, 10, 100, 1000]), power=0.75)
+  np.testing.assert_allclose(p, np.array([1, 11, 101, 1001]) ** 0.75 / (np.array([1, 11, 101, 1001]) ** 0.75).sum())
+  feats, nbr, w = random_graph(4, 2)
+  b = batches.BatchBuilder(feats, nbr, w, negative_probs=p)
+  s = b.sample_negatives(40000, tf.constant([0, 1], tf.int64)).numpy()
+  np.testing.assert_allclose(np.bincount(s, minlength=4) / len(s), p, atol=0.01)
+
+
+def test_load_item_features_orders_by_node_id(tmp_path):
+  from schema import build
+
+  spec = build.transformed_features({"features": {"title": {"kind": "text"}, "year": {"kind": "numeric"},
+                                                  "genres": {"kind": "categorical"}}})
+  rows = [(2, [5, 6], 1990.0), (0, [], 0.5), (1, [7], -1.0)]
+  with tf.io.TFRecordWriter(str(tmp_path / "part-0.gz"), options="GZIP") as wr:
+    for nid, toks, year in rows:
+      f = {"node_id": tf.train.Feature(int64_list=tf.train.Int64List(value=[nid])),
+           "title_tokens": tf.train.Feature(int64_list=tf.train.Int64List(value=toks)),
+           "year": tf.train.Feature(float_list=tf.train.FloatList(value=[year])),
+           "year_missing": tf.train.Feature(float_list=tf.train.FloatList(value=[0.0])),
+           "log_degree": tf.train.Feature(float_list=tf.train.FloatList(value=[float(nid)])),
+           "genres_multi_hot": tf.train.Feature(float_list=tf.train.FloatList(value=[float(nid)] * 65))}
+      wr.write(tf.train.Example(features=tf.train.Features(feature=f)).SerializeToString())
+  for spec_or_schema in (spec, os.path.join(build.bundled_dir("ml-100k"), build.GRAPH_SCHEMA)):
+    out = features_lib.load_item_features(str(tmp_path), spec_or_schema)
+    np.testing.assert_array_equal(out["node_id"], [0, 1, 2])
+    np.testing.assert_allclose(out["year"], [0.5, -1.0, 1990.0])
+    assert out["title_tokens"].to_list() == [[], [7], [5, 6]] and out["genres_multi_hot"].shape == (3, 65)
+  with tf.io.TFRecordWriter(str(tmp_path / "part-1.gz"), options="GZIP") as wr:   # duplicate node id 0
+    wr.write(tf.train.Example(features=tf.train.Features(feature=f)).SerializeToString())
+  with pytest.raises(ValueError, match="node ids"):
+    features_lib.load_item_features(str(tmp_path), spec)
+
+
+# ------------------------------------------------------------------------------------------ losses
+
+def _emb(rng, *shape):
+  x = rng.normal(size=shape)
+  return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def test_max_margin_loss_by_hand():
+  rng = np.random.default_rng(0)
+  zq, zp, zn, zh = _emb(rng, 3, 4), _emb(rng, 3, 4), _emb(rng, 5, 4), _emb(rng, 3, 2, 4)
+  neg_mask = np.ones((3, 5), np.float32)
+  neg_mask[1, 2] = 0
+  hard_mask = np.array([[1, 1], [0, 1], [1, 0]], np.float32)
+  terms = []
+  for b in range(3):
+    pos = zq[b] @ zp[b]
+    terms += [max(0, zq[b] @ zn[s] - pos + 0.3) for s in range(5) if neg_mask[b, s]]
+    terms += [max(0, zq[b] @ zh[b, j] - pos + 0.3) for j in range(2) if hard_mask[b, j]]
+  got = losses.max_margin_loss(zq, zp, zn, margin=0.3, zh=zh, neg_mask=neg_mask, hard_mask=hard_mask)
+  np.testing.assert_allclose(float(got), np.mean(terms), rtol=1e-5)
+  no_hard = np.mean([max(0, zq[b] @ zn[s] - zq[b] @ zp[b] + 0.3) for b in range(3) for s in range(5)])
+  np.testing.assert_allclose(float(losses.max_margin_loss(zq, zp, zn, margin=0.3)), no_hard, rtol=1e-5)
+
+
+def test_sampled_softmax_loss_by_hand():
+  rng = np.random.default_rng(1)
+  zq, zp, zn, zh = _emb(rng, 3, 4), _emb(rng, 3, 4), _emb(rng, 5, 4), _emb(rng, 3, 2, 4)
+  lq_pos, lq_neg = np.log(rng.random(3)).astype(np.float32), np.log(rng.random(5)).astype(np.float32)
+  neg_mask = np.ones((3, 5), np.float32)
+  neg_mask[0, 4] = 0
+  hard_mask = np.array([[1, 0], [1, 1], [0, 0]], np.float32)
+  tau, total = 0.1, 0.0
+  for b in range(3):
+    logits = [zq[b] @ zp[b] / tau - lq_pos[b]]
+    logits += [zq[b] @ zn[s] / tau - lq_neg[s] for s in range(5) if neg_mask[b, s]]
+    logits += [zq[b] @ zh[b, j] / tau for j in range(2) if hard_mask[b, j]]
+    logits = np.array(logits)
+    total += np.log(np.exp(logits).sum()) - logits[0]
+  got = losses.sampled_softmax_loss(zq, zp, zn, temperature=tau, zh=zh, neg_mask=neg_mask, hard_mask=hard_mask,
+                                    pos_log_q=lq_pos, neg_log_q=lq_neg)
+  np.testing.assert_allclose(float(got), total / 3, rtol=1e-5)
+  e_pos, e_neg = np.exp(np.sum(zq * zp, 1) / tau), np.exp(zq @ zn.T / tau).sum(1)
+  plain = np.mean(-np.log(e_pos / (e_pos + e_neg)))
+  np.testing.assert_allclose(float(losses.sampled_softmax_loss(zq, zp, zn, temperature=tau)), plain, rtol=1e-5)
+
+
+def test_curriculum_schedule():
+  assert [losses.hard_negatives_for_epoch(e) for e in (1, 2, 3, 6)] == [0, 1, 2, 5]
+  assert losses.hard_negatives_for_epoch(6, max_hard=3) == 3
+
+
+# ------------------------------------------------------------------------------------------ training
+
+def community_graph(n_comm=24, size=10, top_t=8, p_in=0.85, seed=0):
+  """Items in communities of `size`; neighbours mostly in-community; features carry no community signal."""
+  rng = np.random.default_rng(seed)
+  n = n_comm * size
+  comm = np.arange(n) // size
+  nbr = np.zeros((n, top_t), np.int64)
+  for u in range(n):
+    k_in = min(rng.binomial(top_t, p_in), size - 1)
+    mates = np.flatnonzero((comm == comm[u]) & (np.arange(n) != u))
+    nbr[u] = np.r_[rng.choice(mates, k_in, replace=False),
+                   rng.choice(np.flatnonzero(comm != comm[u]), top_t - k_in, replace=False)]
+  c = rng.random((n, top_t)) + 0.1
+  w = (c / c.sum(1, keepdims=True)).astype(np.float32)
+  lens = rng.integers(1, 4, n)
+  feats = {"genres_multi_hot": (rng.random((n, 65)) < 0.05).astype(np.float32),
+           "title_tokens": tf.RaggedTensor.from_row_lengths(
+               tf.constant(rng.integers(0, 500, lens.sum()), tf.int64), tf.constant(lens, tf.int64)),
+           "year": rng.normal(size=n).astype(np.float32), "node_id": np.arange(n, dtype=np.int64)}
+
+  def pairs(m):                                                   # positives: another item of q's community
+    q = rng.integers(0, n, m)
+    return q, comm[q] * size + (q % size + rng.integers(1, size, m)) % size
+  return feats, nbr, w, pairs
+
+
+def hit_rate_at_10(emb, q, p):
+  s = emb[q] @ emb.T
+  s[np.arange(len(q)), q] = -np.inf
+  top = np.argsort(-s, 1)[:, :10]
+  return float(np.mean([pi in t for pi, t in zip(p, top)]))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  feats, nbr, w, pairs = community_graph()
+  q, p = pairs(4000)
+  tq, tp = pairs(500)
+  hp = PinSageHParams(hidden_dim=32, output_dim=32, text_embedding_dim=8, batch_size=64, num_negatives=50,
+                      epochs=2, steps_per_epoch=40, warmup_steps=10, learning_rate=3e-3, temperature=0.1)
+  tf.keras.utils.set_random_seed(0)
+  untrained = build_model(hp, features_lib.feature_spec_from_arrays(feats), num_items=len(nbr), text_vocab_size=500)
+  hr0 = hit_rate_at_10(embed_all(untrained, feats, nbr, w, 128), tq, tp)
+  pools = [np.flatnonzero(np.arange(len(nbr)) // 10 != u // 10)[:30] for u in range(len(nbr))]
+  model_dir, log_dir = tmp_path_factory.mktemp("model"), tmp_path_factory.mktemp("logs")
+  model, history = train(feats, nbr, w, q, p, pools, hp, str(model_dir), str(log_dir),
+                         validation_fn=lambda m, e: {"hr@10": hit_rate_at_10(embed_all(m, feats, nbr, w, 128), tq, tp)})
+  return dict(feats=feats, nbr=nbr, w=w, hr0=hr0, model=model, history=history, model_dir=str(model_dir),
+              log_dir=str(log_dir), tq=tq, tp=tp)
+
+
+def test_training_beats_untrained_on_community_graph(trained):
+  h = trained["history"]
+  hr1 = h["val_hr@10"][-1]
+  assert hr1 > trained["hr0"] + 0.3 and hr1 > 0.5, (trained["hr0"], h)
+  assert h["hard_negatives"] == [0, 1] and h["loss"][-1] < h["loss"][0]
+  assert os.listdir(os.path.join(trained["model_dir"], "checkpoints")) and os.listdir(trained["log_dir"])
+
+
+def test_saved_model_reloads_with_equal_outputs(trained, tmp_path):
+  model, feats, nbr, w = trained["model"], trained["feats"], trained["nbr"], trained["w"]
+  graph = batches.subgraph_for_roots(tf.constant([3, 17, 3, 200]), tf.constant(nbr), tf.constant(w),
+                                     batches.to_tensors(feats), 2)
+  path = str(tmp_path / "saved")
+  model.save(path, save_format="tf", include_optimizer=False)
+  loaded = tf.keras.models.load_model(path)
+  np.testing.assert_allclose(loaded(graph).numpy(), model(graph).numpy(), atol=1e-6)
+  assert np.abs(model(graph).numpy()[0] - model(graph).numpy()[1]).max() > 1e-3   # distinct items differ
