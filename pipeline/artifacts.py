@@ -18,6 +18,17 @@ class TrainingPairs(artifact.Artifact):
     TYPE_NAME = "PinSageTrainingPairs"
 
 
-class DataReport(artifact.Artifact):
-    """Counts of every bad input row/cell found and what was done with it (JSON)."""
-    TYPE_NAME = "PinSageDataReport"
+class EvaluationReport(artifact.Artifact):
+    """report.json + report.md + plots/ of the fixed evaluation protocol (pipeline/components/evaluator.py)."""
+    TYPE_NAME = "PinSageEvaluationReport"
+
+
+class Embeddings(artifact.Artifact):
+    """One vector per item: embeddings.npy (float32 [N, d], L2-normalised rows, node-id order) + item_ids.txt
+    (source ids, one per line, same order) + optional titles.txt (pipeline/index_builder.py)."""
+    TYPE_NAME = "PinSageEmbeddings"
+
+
+class Index(artifact.Artifact):
+    """A serialized ScaNN searcher + id map (+ titles) + index_stats.json (pipeline/index_builder.py)."""
+    TYPE_NAME = "PinSageIndex"

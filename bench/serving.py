@@ -1,0 +1,167 @@
+"""Benchmark of the gRPC server: N concurrent clients for T seconds on loopback, related_items top-10 per request.
+
+    .venv/bin/python bench/serving.py                                   # 1M items, 1 and 8 clients, 10 s each
+    .venv/bin/python bench/serving.py --items 100000 --clients 1,8 --seconds 5
+
+A model version (export + ScaNN index, synthetic clustered 64-d vectors) is built once and cached under
+--work-dir; the server runs as a separate process (`python -m serving`), as it would in production; each client
+is a thread with its own channel sending single-item requests back to back (a closed loop, so the load is
+bounded by the clients). Reports QPS, p50/p99 latency and the error count per client count. Clients and server
+share this box's 2 cores, so the figures are a floor; the load average at start is recorded.
+Target (issue): p99 <= 10 ms and >= 1.2k QPS with 8 clients at 1M items.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import grpc  # noqa: E402
+from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc,  # noqa: E402
+                                     prediction_service_pb2_grpc)
+
+from pipeline import index_builder as ib  # noqa: E402
+from pipeline import pusher  # noqa: E402
+from serving.client import related_request  # noqa: E402
+
+
+def build_model(work_dir: str, items: int, dim: int) -> str:
+    """serving_model/pinsage with one version for (items, dim), reused when it exists."""
+    model_dir = os.path.join(work_dir, f"serving_model_{items}x{dim}_r{ib.REORDER}", "pinsage")
+    if pusher.latest_version(model_dir):
+        return model_dir
+    from pipeline.export import export_serving_model
+
+    t = time.time()
+    emb = ib.clustered_vectors(items, dim, clusters=max(50, items // 1000))
+    ids = [f"item{j}" for j in range(items)]
+    titles = [f"Title {j}" for j in range(items)]
+    sm, ix = os.path.join(work_dir, f"sm_{items}"), os.path.join(work_dir, f"ix_{items}")
+    export_serving_model(sm, emb, ids, titles=titles)
+    stats = ib.build_index(emb, ids, ix, titles=titles, recall_queries=300)
+    pusher.push(sm, ix, os.path.dirname(model_dir))
+    print(f"built {items} x {dim} in {time.time() - t:.0f} s; index {stats['kind']} recall@10 "
+          f"{stats['recall_at_10']}", flush=True)
+    return model_dir
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(addr: str, proc, timeout: float = 600) -> float:
+    stub = model_service_pb2_grpc.ModelServiceStub(grpc.insecure_channel(addr))
+    req = get_model_status_pb2.GetModelStatusRequest()
+    req.model_spec.name = "pinsage"
+    start = time.time()
+    while time.time() - start < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            stub.GetModelStatus(req, timeout=2)
+            return time.time() - start
+        except grpc.RpcError:
+            time.sleep(0.5)
+    raise TimeoutError("server not ready")
+
+
+def cpu_seconds(pid: int) -> float:
+    import psutil
+
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
+def run_load(addr: str, clients: int, seconds: float, items: int, k: int, server_pid: int) -> dict:
+    """Closed loop: each client sends its next request when the previous one returns. CPU time per request of
+    the server and of the client process are recorded too: unlike QPS they hardly depend on what else runs."""
+    rng = np.random.default_rng(clients)
+    requests = [related_request([f"item{j}"], k) for j in rng.integers(0, items, 2000)]
+    latencies, errors, stop = [[] for _ in range(clients)], [0] * clients, threading.Event()
+
+    def client(c):
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(addr))
+        i = c
+        while not stop.is_set():
+            t = time.perf_counter()
+            try:
+                stub.Predict(requests[i % len(requests)], timeout=5)
+                latencies[c].append(time.perf_counter() - t)
+            except grpc.RpcError:
+                errors[c] += 1
+            i += clients
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    cpu0 = cpu_seconds(server_pid), cpu_seconds(os.getpid())
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    server_cpu, client_cpu = cpu_seconds(server_pid) - cpu0[0], cpu_seconds(os.getpid()) - cpu0[1]
+    lat = np.concatenate([np.asarray(x) for x in latencies]) * 1000
+    return dict(clients=clients, seconds=round(wall, 2), requests=int(lat.size), errors=int(sum(errors)),
+                qps=round(lat.size / wall), p50_ms=round(float(np.percentile(lat, 50)), 3),
+                p99_ms=round(float(np.percentile(lat, 99)), 3), max_ms=round(float(lat.max()), 2),
+                server_cpu_ms_per_request=round(server_cpu * 1000 / max(lat.size, 1), 3),
+                client_cpu_ms_per_request=round(client_cpu * 1000 / max(lat.size, 1), 3))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--items", type=int, default=1_000_000)
+    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--clients", default="1,8")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--server-workers", type=int, default=8)
+    p.add_argument("--work-dir", default="/tmp/pinsage_bench_serving")
+    p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "serving.json"))
+    args = p.parse_args(argv)
+    load = os.getloadavg()
+    print(f"load average at start: {load}", flush=True)
+    model_dir = build_model(args.work_dir, args.items, args.dim)
+    port = free_port()
+    addr = f"127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "serving", "--model-base-path", model_dir, "--port", str(port),
+                             "--max-workers", str(args.server_workers)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rows = []
+    try:
+        ready_s = wait_ready(addr, proc)
+        print(f"server ready in {ready_s:.1f} s", flush=True)
+        run_load(addr, 2, 1.0, args.items, args.k, proc.pid)  # warm-up
+        for c in [int(x) for x in args.clients.split(",")]:
+            row = dict(items=args.items, dim=args.dim, k=args.k, **run_load(addr, c, args.seconds, args.items, args.k,
+                                                                        proc.pid))
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump({"rows": rows, "server_ready_seconds": round(ready_s, 1), "load_average_at_start": load,
+                   "cpus": os.cpu_count(), "target": "p99 <= 10 ms and >= 1.2k QPS with 8 clients at 1M items"},
+                  f, indent=1)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""ScaNN index: recall against exact search, the brute-force path, serialize/load from a moved directory, and
+the TFX executor."""
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import json  # noqa: E402
+import shutil  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from pipeline import index_builder as ib  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def vectors():
+    return ib.clustered_vectors(6000, 32, clusters=40, seed=3)
+
+
+def ids_for(n):
+    return [f"item-{i}" for i in range(n)]
+
+
+def test_tree_index_recall_vs_numpy(vectors, tmp_path):
+    stats = ib.build_index(vectors, ids_for(len(vectors)), str(tmp_path), brute_force_below=1000,
+                           recall_queries=200)
+    assert stats["kind"] == "scann_tree_ah" and not stats["brute_force"]
+    assert stats["num_leaves"] == round(np.sqrt(len(vectors)))
+    assert stats["recall_at_10"] >= 0.9
+    # independent check: fresh queries (perturbed items), numpy top-10 by full sort
+    rng = np.random.default_rng(7)
+    q = vectors[rng.choice(len(vectors), 200, replace=False)] + 0.1 * rng.normal(size=(200, 32)).astype(np.float32)
+    exact = np.argsort(-(q @ vectors.T), axis=1)[:, :10]
+    approx, _ = ib.load_index(str(tmp_path)).searcher.search_batched(q, final_num_neighbors=10)
+    assert ib.recall_at_k(np.asarray(approx), exact) >= 0.9
+    assert json.load(open(tmp_path / ib.STATS_FILE))["recall_at_10"] == stats["recall_at_10"]
+
+
+def test_brute_force_below_threshold_is_exact(vectors, tmp_path):
+    small = vectors[:1500]
+    stats = ib.build_index(small, ids_for(len(small)), str(tmp_path), titles=[f"t{i}" for i in range(1500)])
+    assert stats["kind"] == "brute_force" and stats["brute_force"] and stats["recall_at_10"] == 1.0
+    idx, dist = ib.load_index(str(tmp_path)).searcher.search_batched(small[:50], final_num_neighbors=10)
+    scores = small[:50] @ small.T
+    np.testing.assert_allclose(np.asarray(dist), -np.sort(-scores, axis=1)[:, :10], rtol=1e-5, atol=1e-5)
+
+
+def test_serialize_load_round_trip_from_moved_dir(vectors, tmp_path):
+    n = len(vectors)
+    titles = [f"title {i}" for i in range(n)]
+    ib.build_index(vectors, ids_for(n), str(tmp_path / "a"), titles=titles, brute_force_below=1000,
+                   recall_queries=50)
+    before, _ = ib.load_index(str(tmp_path / "a")).searcher.search_batched(vectors[:100], final_num_neighbors=10)
+    shutil.move(str(tmp_path / "a"), str(tmp_path / "b"))  # the Pusher copies it into a version's assets/
+    loaded = ib.load_index(str(tmp_path / "b"))
+    after, _ = loaded.searcher.search_batched(vectors[:100], final_num_neighbors=10)
+    np.testing.assert_array_equal(np.asarray(before), np.asarray(after))
+    assert list(loaded.item_ids[:3]) == ids_for(3) and loaded.titles[5] == "title 5"
+
+
+def test_bad_inputs_refused(tmp_path):
+    x = ib.clustered_vectors(10, 4)
+    with pytest.raises(ValueError, match="unique"):
+        ib.build_index(x, ["a"] * 10, str(tmp_path))
+    with pytest.raises(ValueError, match="line breaks"):
+        ib.build_index(x, [f"a\n{i}" for i in range(10)], str(tmp_path))
+    with pytest.raises(ValueError, match="ids for"):
+        ib.build_index(x, ["a"], str(tmp_path))
+
+
+def test_tfx_executor_reads_embeddings_artifact(vectors, tmp_path):
+    from pipeline import artifacts
+
+    emb_art, idx_art = artifacts.Embeddings(), artifacts.Index()
+    emb_art.uri, idx_art.uri = str(tmp_path / "emb"), str(tmp_path / "index")
+    ib.write_embeddings(emb_art.uri, vectors[:500], ids_for(500), titles=[f"t{i}" for i in range(500)])
+    component = ib.IndexBuilder(embeddings=__import__("tfx").types.Channel(type=artifacts.Embeddings))
+    props = {k: v for k, v in component.exec_properties.items()}
+    ib.Executor().Do({"embeddings": [emb_art]}, {"index": [idx_art]}, props)
+    loaded = ib.load_index(idx_art.uri)
+    assert loaded.stats["kind"] == "brute_force" and loaded.titles[1] == "t1"
+    assert idx_art.get_string_custom_property("kind") == "brute_force"
