@@ -35,7 +35,8 @@ def _cmd_run(args) -> int:
     try:
         pipeline, ingest_report = driver.build(output, dataset=args.dataset, data_dir=args.data_dir,
                                                sampling=sampling, beam_args=beam_args,
-                                               stop_after=args.stop_after, enable_cache=not args.no_cache)
+                                               stop_after=args.stop_after, enable_cache=not args.no_cache,
+                                               hparams=json.loads(args.hparams))
     except ingest.InputError as e:
         print(f"[pinsage] ERROR: {e}", file=sys.stderr)
         return 2
@@ -53,11 +54,17 @@ def _cmd_run(args) -> int:
               f"(train {g['counts'].get('interactions.train', 0)}, "
               f"validation {g['counts'].get('interactions.validation', 0)}, "
               f"test {g['counts'].get('interactions.test', 0)})")
+    report_dir = driver.latest_artifact_dir(output, "PinSageEvaluator", "report")
+    if report_dir and args.stop_after is None:
+        driver.publish_report(report_dir, output)
+        print(open(os.path.join(output, "report.md")).read().split("![")[0].rstrip())
+        print(f"[pinsage] report: {os.path.join(output, 'report.md')} (and report.json, plots/)")
     with open(os.path.join(output, "timings.json"), "w") as f:
         json.dump({"stages": timings, "total_s": round(time.time() - t0, 1)}, f, indent=2)
-    last = {"graph": "GraphGen", "transform": "Transform"}.get(args.stop_after, "NeighborhoodSampler/PairGen")
-    print(f"[pinsage] done in {time.time() - t0:.1f} s; the pipeline ended after {last}. Training, evaluation, "
-          f"batch embedding, the index and serving are not wired in yet (issues 4-7).")
+    last = {"graph": "GraphGen", "transform": "Transform", "sampling": "NeighborhoodSampler/PairGen"}.get(
+        args.stop_after, "PinSageEvaluator")
+    print(f"[pinsage] done in {time.time() - t0:.1f} s; the pipeline ended after {last}. Batch embedding, the "
+          f"index, push and serving are not wired in yet (issues 5-7).")
     return 0
 
 
@@ -80,7 +87,10 @@ def main(argv=None) -> int:
     src.add_argument("--dataset", choices=["ml-100k", "ml-1m", "synthetic"])
     src.add_argument("--data-dir")
     r.add_argument("--output", required=True)
-    r.add_argument("--stop-after", choices=["graph", "transform"], default=None)
+    r.add_argument("--stop-after", choices=["graph", "transform", "sampling"], default=None,
+                   help="build only the pipeline up to this stage")
+    r.add_argument("--hparams", default="{}", help="JSON overrides of modules.model.PinSageHParams, "
+                   "e.g. '{\"epochs\": 5, \"loss\": \"max_margin\"}'")
     r.add_argument("--num-walks", type=int, default=200)
     r.add_argument("--top-t", type=int, default=10)
     r.add_argument("--walk-strategy", choices=["in_memory", "join"], default="in_memory")

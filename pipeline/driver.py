@@ -50,17 +50,19 @@ def prepare_inputs(output: str, dataset: str | None = None, data_dir: str | None
         interactions_schema=os.path.join(schema_dir, "interactions", schema_build.INTERACTIONS_SCHEMA),
         ingest_report=os.path.join(canon, ingest.REPORT_FILE),
         features=spec["features"],
+        graph_schema=os.path.join(schema_dir, schema_build.GRAPH_SCHEMA),
+        dataset=spec["name"],
     )
     return inputs, report
 
 
 def build(output: str, dataset: str | None = None, data_dir: str | None = None, *,
           sampling: SamplingConfig | None = None, beam_args: list[str] | None = None,
-          stop_after: str | None = None, enable_cache: bool = True):
+          stop_after: str | None = None, enable_cache: bool = True, hparams: dict | None = None):
     inputs, report = prepare_inputs(output, dataset, data_dir)
     pipeline = create_pipeline(PIPELINE_NAME, os.path.join(output, "tfx"), os.path.join(output, "metadata.sqlite"),
                                inputs, sampling=sampling, beam_pipeline_args=beam_args,
-                               enable_cache=enable_cache, stop_after=stop_after)
+                               enable_cache=enable_cache, stop_after=stop_after, hparams=hparams)
     return pipeline, report
 
 
@@ -166,3 +168,14 @@ def summarize_data_report(report: dict) -> list[str]:
     if report["features_inferred"]:
         lines.append(f"  feature kinds inferred (no dataset.yaml entry): {report['features_inferred']}")
     return lines
+
+
+def publish_report(report_dir: str, output: str) -> None:
+    """Copies the evaluator's report.json / report.md / plots to the run's output directory (the CLI contract:
+    everything a user looks at lands directly under OUT/)."""
+    import shutil
+
+    for name in ("report.json", "report.md"):
+        shutil.copy(os.path.join(report_dir, name), os.path.join(output, name))
+    if os.path.isdir(os.path.join(report_dir, "plots")):
+        shutil.copytree(os.path.join(report_dir, "plots"), os.path.join(output, "plots"), dirs_exist_ok=True)

@@ -3,7 +3,8 @@
 logs -> ExampleGen (items, interactions) -> StatisticsGen -> ImportSchemaGen -> ExampleValidator
      -> GraphGen (int ids, dedup, temporal split) -> Transform (item features, train log-degree)
      -> NeighborhoodSampler (random-walk importance neighbourhoods) -> PairGen (positives, PPR hard negatives)
-Later stages (Trainer, Evaluator, BulkEmbedder, IndexBuilder, Pusher) attach to the same graph as they land.
+     -> PinSageTrainer (TF-GNN model, run_fn in modules/trainer.py) -> PinSageEvaluator (report + baselines)
+Later stages (BulkEmbedder, IndexBuilder, Pusher) attach to the same graph as they land.
 """
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from tfx import v1 as tfx
 from pipeline.components.graph_gen import ITEM_SPLIT, GraphGen
 from pipeline.components.neighborhood_sampler import NeighborhoodSampler
 from pipeline.components.pair_gen import PairGen
+from pipeline.components.evaluator import PinSageEvaluator
+from pipeline.components.trainer import PinSageTrainer, code_fingerprint
 
+STAGES = ("graph", "transform", "sampling", "evaluation")
 MODULES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "modules")
 
 
@@ -27,6 +31,8 @@ class PipelineInputs:
     interactions_schema: str      # path of the interactions TFX schema .pbtxt
     ingest_report: str            # path of ingest_report.json
     features: dict                # dataset.yaml `features` (kinds), passed to Transform
+    graph_schema: str             # path of the TF-GNN GraphSchema .pbtxt of the item node set
+    dataset: str                  # dataset name for the report
 
 
 @dataclasses.dataclass
@@ -36,6 +42,7 @@ class SamplingConfig:
     restart_prob: float = 0.5
     top_t: int = 10
     strategy: str = "in_memory"
+    neighborhood_source: str = "random_walk"   # NeighborhoodSampler source: random_walk | transitions | mixed
     pair_window: int = 3
     seed: int = 0
 
@@ -53,8 +60,12 @@ def _example_gen(name: str, base: str):
 
 def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: str, inputs: PipelineInputs,
                     sampling: SamplingConfig | None = None, beam_pipeline_args: list[str] | None = None,
-                    enable_cache: bool = True, stop_after: str | None = None) -> tfx.dsl.Pipeline:
-    """The pipeline; `stop_after` ('graph' or 'transform') builds only a prefix (tests, partial runs)."""
+                    enable_cache: bool = True, stop_after: str | None = None,
+                    hparams: dict | None = None) -> tfx.dsl.Pipeline:
+    """The pipeline; `stop_after` (one of STAGES) builds only a prefix (tests, partial runs).
+    `hparams`: overrides of modules.model.PinSageHParams for the trainer."""
+    if stop_after not in (None,) + STAGES:
+        raise ValueError(f"stop_after must be one of {STAGES}, got {stop_after!r}")
     components = []
     gens = {}
     for name, schema_file in (("items", inputs.items_schema), ("interactions", inputs.interactions_schema)):
@@ -75,13 +86,25 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: str, 
         transform = tfx.components.Transform(
             examples=graph_gen.outputs["item_examples"],
             schema=graph_gen.outputs["item_schema"],
-            module_file=os.path.join(MODULES_DIR, "transform.py"),
+            module_file=os.path.join(MODULES_DIR, "preprocessing", "transform.py"),
             splits_config=tfx.proto.SplitsConfig(analyze=[ITEM_SPLIT], transform=[ITEM_SPLIT]),
             custom_config={"features": inputs.features},
         )
         components.append(transform)
     if stop_after not in ("graph", "transform"):
-        components += _sampling_components(graph_gen, sampling or SamplingConfig())
+        sampler, pairs = _sampling_components(graph_gen, sampling or SamplingConfig())
+        components += [sampler, pairs]
+    if stop_after not in ("graph", "transform", "sampling"):
+        trainer = PinSageTrainer(
+            examples=transform.outputs["transformed_examples"], transform_graph=transform.outputs["transform_graph"],
+            graph=graph_gen.outputs["graph"], neighborhoods=sampler.outputs["neighborhoods"],
+            pairs=pairs.outputs["pairs"], graph_schema=inputs.graph_schema, hparams=hparams,
+            code_fingerprint=code_fingerprint(MODULES_DIR))
+        evaluator = PinSageEvaluator(
+            graph=graph_gen.outputs["graph"], model=trainer.outputs["model"],
+            examples=transform.outputs["transformed_examples"], transform_graph=transform.outputs["transform_graph"],
+            dataset=inputs.dataset, graph_schema=inputs.graph_schema)
+        components += [trainer, evaluator]
 
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
@@ -97,6 +120,7 @@ def _sampling_components(graph_gen, cfg: SamplingConfig) -> list:
     """NeighborhoodSampler (importance neighbourhoods) and PairGen (positives + PPR hard negatives)."""
     sampler = NeighborhoodSampler(graph=graph_gen.outputs["graph"], num_walks=cfg.num_walks,
                                   walk_length=cfg.walk_length, restart_prob=cfg.restart_prob, top_t=cfg.top_t,
-                                  seed=cfg.seed, strategy=cfg.strategy)
+                                  seed=cfg.seed, strategy=cfg.strategy, source=cfg.neighborhood_source,
+                                  window=cfg.pair_window)
     pairs = PairGen(graph=graph_gen.outputs["graph"], window=cfg.pair_window, seed=cfg.seed)
-    return [sampler, pairs]
+    return sampler, pairs

@@ -73,7 +73,8 @@ def graph_items_schema(items: schema_pb2.Schema) -> schema_pb2.Schema:
 
 
 def transformed_features(spec: dict) -> dict[str, tuple[str, list[int]]]:
-    """Name -> (dtype, shape) of the per-item tensors Transform produces (modules/transform.py); -1 = ragged."""
+    """Name -> (dtype, shape) of the per-item tensors Transform produces (modules/preprocessing/transform.py);
+    -1 = ragged."""
     out = {"node_id": ("DT_INT64", []), "log_degree": ("DT_FLOAT", [])}
     for col, f in spec["features"].items():
         kind = f["kind"]

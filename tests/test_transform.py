@@ -1,4 +1,4 @@
-"""modules/transform.py against numpy references, through tf.Transform's own Beam implementation."""
+"""modules/preprocessing/transform.py against numpy references, through tf.Transform's own Beam implementation."""
 import os
 
 import numpy as np
@@ -8,7 +8,7 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata
 
-from modules import transform
+from modules.preprocessing import transform
 from schema import build
 
 SPEC = {"features": {"title": {"kind": "text"}, "year": {"kind": "numeric"},

@@ -1,0 +1,95 @@
+"""Quality experiment on a finished pipeline run: train PinSage with given hparams, score it under the fixed
+protocol next to the baselines, print the table and write JSON.
+
+    .venv/bin/python bench/quality.py --run runs/ml-1m --hparams '{"epochs": 3}' --name default
+
+Reads the run's GraphGen / Transform / NeighborhoodSampler / PairGen artifacts (newest executions), so it
+measures exactly what the pipeline's trainer would see. Used to pick defaults by *validation* HR@10.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from modules import trainer  # noqa: E402
+from modules.model import PinSageHParams  # noqa: E402
+from pipeline import driver, evaluation  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", required=True, help="output dir of a `pinsage run`")
+    ap.add_argument("--graph-schema", default=None, help="default: the bundled schema of the run's dataset")
+    ap.add_argument("--hparams", default="{}", help="JSON overrides of PinSageHParams")
+    ap.add_argument("--name", default="pinsage")
+    ap.add_argument("--out", default="bench/results")
+    ap.add_argument("--no-validate", action="store_true", help="skip per-epoch validation")
+    ap.add_argument("--neighborhoods", default=None, choices=["random_walk", "transitions", "mixed"],
+                    help="recompute the neighbourhoods from the run's train split with this source "
+                         "(pipeline/sequence_neighborhoods.py) instead of reading NeighborhoodSampler's")
+    ap.add_argument("--top-t", type=int, default=None, help="neighbourhood size T with --neighborhoods "
+                    "(default: the run's)")
+    ap.add_argument("--pairs", default=None, help="recompute the positive pairs: 'WINDOW' (forward) or "
+                    "'WINDOW,sym' (both directions), from the run's train split, instead of PairGen's")
+    args = ap.parse_args()
+
+    run = os.path.abspath(args.run)
+    art = {k: driver.latest_artifact_dir(run, c, o) for k, (c, o) in {
+        "graph": ("GraphGen", "graph"), "transformed": ("Transform", "transformed_examples"),
+        "nbr": ("NeighborhoodSampler", "neighborhoods"), "pairs": ("PairGen", "pairs")}.items()}
+    schema = args.graph_schema or _graph_schema(run)
+    t0 = time.time()
+    inputs = trainer.load_inputs(art["transformed"], schema, art["graph"], art["nbr"], art["pairs"])
+    g = inputs["graph"]
+    if args.neighborhoods:
+        from pipeline import random_walks as rw
+        from pipeline import sequence_neighborhoods as sn
+
+        t = args.top_t or inputs["nbr"].shape[1]
+        nbr, w, _ = sn.neighborhoods_from_graph(g, args.neighborhoods, rw.WalkParams(top_t=t))
+        inputs["nbr"], inputs["w"] = nbr, w
+    if args.pairs:
+        from pipeline import pairs as pairs_lib
+
+        win, *rest = args.pairs.split(",")
+        m = g.split == "train"
+        q, i, c, _ = pairs_lib.positive_pairs(g.context_index[m], g.node_id[m], g.position[m], g.num_items,
+                                              window=int(win), symmetric="sym" in rest)
+        inputs["query"], inputs["positive"], inputs["count"] = q, i, c
+    load_s = time.time() - t0
+    hp = PinSageHParams.from_dict(json.loads(args.hparams))
+    out_dir = os.path.join(args.out, "quality", args.name)
+    _, emb, history = trainer.train_and_embed(inputs, hp, out_dir, validate=not args.no_validate)
+    result = {"neighborhoods": args.neighborhoods, "top_t": int(inputs["nbr"].shape[1]), "pairs": args.pairs,
+              "num_pairs": int(len(inputs["query"])), "run": run, "name": args.name, "hparams": hp.to_dict(), "load_seconds": load_s,
+              "train_seconds": history["train_seconds"], "history": {k: v for k, v in history.items()
+                                                                      if k not in ("hparams",)}}
+    scorers = {"pinsage": evaluation.EmbeddingScorer(emb), **evaluation.baseline_scorers(g)}
+    for split in ("validation", "test"):
+        q = evaluation.build_queries(g, split)
+        result[split] = {name: evaluation.metrics_from_ranks(evaluation.ranks(s, q)) for name, s in scorers.items()}
+    print(f"{'model':<22}{'val HR@10':>10}{'test HR@10':>11}{'test MRR':>10}{'test NDCG':>10}{'HR@500':>8}")
+    for name in scorers:
+        v, t = result["validation"][name], result["test"][name]
+        print(f"{name:<22}{v['hr@10']:>10.4f}{t['hr@10']:>11.4f}{t['mrr']:>10.4f}{t['ndcg@10']:>10.4f}"
+              f"{t['hr@500']:>8.4f}")
+    print(f"train {history['train_seconds']:.0f} s, pairs/s {history['pairs_per_second']}")
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, f"quality-{args.name}.json"), "w") as f:
+        json.dump(result, f, indent=1, default=float)
+
+
+def _graph_schema(run: str) -> str:
+    from schema import build
+
+    with open(os.path.join(run, "data_report.json")) as f:
+        name = json.load(f)["dataset"]
+    path = os.path.join(build.bundled_dir(name), build.GRAPH_SCHEMA)
+    return path if os.path.exists(path) else os.path.join(run, "schema", build.GRAPH_SCHEMA)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""The TFX module file of the PinSage trainer: `run_fn(fn_args)` (the TFX Trainer convention).
+
+The stock Trainer component only takes Examples/TransformGraph/Schema inputs, and PinSage also needs the
+graph, the importance neighbourhoods and the training pairs, so pipeline/components/trainer.py (PinSageTrainer)
+builds TFX's own `FnArgs` with those artifact URIs in `custom_config` and calls this function, the way the stock
+Trainer calls a user module.
+
+What it writes:
+  serving_model_dir/       the trained Keras model as a SavedModel (input: one minibatch GraphTensor)
+  serving_model_dir/../embeddings.npy   [N, d] float32 item embeddings by node id (model applied directly)
+  serving_model_dir/../history.json     per-epoch loss / pairs/s / validation metrics
+  model_run_dir/           TensorBoard logs
+"""
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import json  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from modules import features as features_lib  # noqa: E402
+from modules import train as train_lib  # noqa: E402
+from modules.model import PinSageHParams  # noqa: E402
+
+EMBEDDINGS_FILE = "embeddings.npy"
+HISTORY_FILE = "history.json"
+
+
+def load_inputs(transformed_examples_dir: str, graph_schema_path: str, graph_uri: str, neighborhoods_uri: str,
+                pairs_uri: str) -> dict:
+    """Everything training needs, in memory, keyed by node id."""
+    from pipeline import graph_io, neighborhood_io
+    from pipeline import pairs as pairs_io
+
+    spec = features_lib.feature_spec(graph_schema_path)
+    feats = features_lib.load_item_features(transformed_examples_dir, spec)
+    graph = graph_io.load_graph(graph_uri)
+    nbr, w = neighborhood_io.load_neighborhoods(neighborhoods_uri)
+    q, p, count = pairs_io.load_pairs(pairs_uri)
+    hard = pairs_io.load_hard_negatives(pairs_uri, num_items=graph.num_items)
+    if nbr.shape[0] != graph.num_items:
+        raise ValueError(f"neighbourhoods cover {nbr.shape[0]} items, the graph has {graph.num_items}")
+    return {"spec": spec, "features": feats, "graph": graph, "nbr": nbr, "w": w, "query": q, "positive": p,
+            "count": count, "hard": hard}
+
+
+def validation_fn_for(inputs: dict, split: str = "validation"):
+    """validation_fn(model, epoch) -> protocol metrics of the model's embeddings on `split` (DESIGN.md)."""
+    from pipeline import evaluation
+
+    queries = evaluation.build_queries(inputs["graph"], split)
+
+    def fn(model, epoch):
+        emb = train_lib.embed_all(model, inputs["features"], inputs["nbr"], inputs["w"])
+        return evaluation.metrics_from_ranks(evaluation.ranks(evaluation.EmbeddingScorer(emb), queries))
+    return fn
+
+
+def train_and_embed(inputs: dict, hparams: PinSageHParams, out_dir: str, log_dir: str | None = None,
+                    validate: bool = True):
+    """Trains, embeds every item, writes embeddings + history under out_dir; returns (model, emb, history)."""
+    t0 = time.time()
+    model, history = train_lib.train(
+        inputs["features"], inputs["nbr"], inputs["w"], inputs["query"], inputs["positive"], inputs["hard"],
+        hparams, model_dir=os.path.join(out_dir, "train"), log_dir=log_dir, pair_counts=inputs.get("count"),
+        validation_fn=validation_fn_for(inputs) if validate else None, feature_spec=inputs["spec"])
+    emb = train_lib.embed_all(model, inputs["features"], inputs["nbr"], inputs["w"])
+    os.makedirs(out_dir, exist_ok=True)
+    np.save(os.path.join(out_dir, EMBEDDINGS_FILE), emb.astype(np.float32))
+    history["train_seconds"] = time.time() - t0
+    history["hparams"] = hparams.to_dict()
+    with open(os.path.join(out_dir, HISTORY_FILE), "w") as f:
+        json.dump(history, f, indent=1)
+    return model, emb, history
+
+
+def run_fn(fn_args):
+    """TFX Trainer entry point. custom_config: graph_uri, neighborhoods_uri, pairs_uri, graph_schema, hparams."""
+    cfg = fn_args.custom_config
+    hp = PinSageHParams.from_dict(dict(cfg.get("hparams") or {}))
+    inputs = load_inputs(fn_args.train_files[0], cfg["graph_schema"], cfg["graph_uri"],
+                         cfg["neighborhoods_uri"], cfg["pairs_uri"])
+    out_dir = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
+    model, _, _ = train_and_embed(inputs, hp, out_dir, log_dir=fn_args.model_run_dir)
+    model.save(fn_args.serving_model_dir, include_optimizer=False)

@@ -1,0 +1,97 @@
+"""PinSageTrainer (custom TFX component): the stock Trainer's contract — a user `run_fn(fn_args)` — with the
+extra inputs PinSage needs.
+
+The stock `tfx.components.Trainer` accepts only Examples / TransformGraph / Schema / base model inputs; PinSage
+also trains on the graph, the importance neighbourhoods and the training pairs. This executor builds TFX's own
+`FnArgs` (train_files = the Transform-ed item examples, transform_graph_path, serving_model_dir, model_run_dir)
+and puts the other artifacts' URIs in `custom_config`, then calls the run_fn (default `modules.trainer.run_fn`)
+exactly as the stock Trainer calls a module file.
+
+`code_fingerprint` (sha256 of modules/*.py, computed when the pipeline is built) is an exec property so that a
+change to the model code invalidates the TFX cache for this stage and everything after it.
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import importlib
+import json
+import os
+
+from tfx import types
+from tfx.components.trainer.fn_args_utils import FnArgs
+from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+from tfx.utils import path_utils
+
+from pipeline import artifacts
+
+DEFAULT_RUN_FN = "modules.trainer.run_fn"
+
+
+def code_fingerprint(package_dir: str) -> str:
+    h = hashlib.sha256()
+    for path in sorted(glob.glob(os.path.join(package_dir, "*.py"))):
+        with open(path, "rb") as f:
+            h.update(os.path.basename(path).encode() + f.read())
+    return h.hexdigest()[:16]
+
+
+class PinSageTrainerSpec(ComponentSpec):
+    PARAMETERS = {
+        "run_fn": ExecutionParameter(type=str),
+        "hparams": ExecutionParameter(type=str),          # JSON of modules.model.PinSageHParams overrides
+        "graph_schema": ExecutionParameter(type=str),     # path of the TF-GNN GraphSchema .pbtxt
+        "code_fingerprint": ExecutionParameter(type=str),
+    }
+    INPUTS = {
+        "examples": ChannelParameter(type=standard_artifacts.Examples),          # Transform-ed item features
+        "transform_graph": ChannelParameter(type=standard_artifacts.TransformGraph),
+        "graph": ChannelParameter(type=artifacts.PinSageGraph),
+        "neighborhoods": ChannelParameter(type=artifacts.Neighborhoods),
+        "pairs": ChannelParameter(type=artifacts.TrainingPairs),
+    }
+    OUTPUTS = {
+        "model": ChannelParameter(type=standard_artifacts.Model),
+        "model_run": ChannelParameter(type=standard_artifacts.ModelRun),
+    }
+
+
+class Executor(base_executor.BaseExecutor):
+    def Do(self, input_dict, output_dict, exec_properties):
+        examples = artifact_utils.get_single_instance(input_dict["examples"])
+        split = artifact_utils.decode_split_names(examples.split_names)[0]
+        model_uri = artifact_utils.get_single_uri(output_dict["model"])
+        fn_args = FnArgs(
+            working_dir=model_uri,
+            train_files=[artifact_utils.get_split_uri([examples], split)],
+            eval_files=[],
+            transform_graph_path=artifact_utils.get_single_uri(input_dict["transform_graph"]),
+            serving_model_dir=path_utils.serving_model_dir(model_uri),
+            model_run_dir=artifact_utils.get_single_uri(output_dict["model_run"]),
+            custom_config={
+                "graph_uri": artifact_utils.get_single_uri(input_dict["graph"]),
+                "neighborhoods_uri": artifact_utils.get_single_uri(input_dict["neighborhoods"]),
+                "pairs_uri": artifact_utils.get_single_uri(input_dict["pairs"]),
+                "graph_schema": exec_properties["graph_schema"],
+                "hparams": json.loads(exec_properties["hparams"] or "{}"),
+            })
+        module, fn = exec_properties["run_fn"].rsplit(".", 1)
+        getattr(importlib.import_module(module), fn)(fn_args)
+
+
+class PinSageTrainer(base_component.BaseComponent):
+    """Trains PinSage; outputs a Model (SavedModel + embeddings.npy + history.json) and a ModelRun (TensorBoard)."""
+
+    SPEC_CLASS = PinSageTrainerSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(self, examples, transform_graph, graph, neighborhoods, pairs, graph_schema: str,
+                 hparams: dict | None = None, run_fn: str = DEFAULT_RUN_FN, code_fingerprint: str = ""):
+        super().__init__(spec=PinSageTrainerSpec(
+            examples=examples, transform_graph=transform_graph, graph=graph, neighborhoods=neighborhoods,
+            pairs=pairs, run_fn=run_fn, hparams=json.dumps(hparams or {}, sort_keys=True),
+            graph_schema=graph_schema, code_fingerprint=code_fingerprint,
+            model=types.Channel(type=standard_artifacts.Model),
+            model_run=types.Channel(type=standard_artifacts.ModelRun)))
