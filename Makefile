@@ -13,7 +13,7 @@ setup:
 
 ## make run: set up, then run the pipeline on the bundled default dataset (ML-100K)
 run: setup
-	$(VENV)/bin/pinsage run --dataset $(DATASET) --output $(OUT)
+	$(VENV)/bin/pinsage run --dataset $(DATASET) --output $(OUT) --serve-and-query
 
 ## make test: set up, then the whole test suite (slow end-to-end tests included, as CI runs it)
 test: setup

@@ -55,17 +55,86 @@ def _cmd_run(args) -> int:
               f"validation {g['counts'].get('interactions.validation', 0)}, "
               f"test {g['counts'].get('interactions.test', 0)})")
     report_dir = driver.latest_artifact_dir(output, "PinSageEvaluator", "report")
-    if report_dir and args.stop_after is None:
+    if report_dir and args.stop_after in (None, "evaluation"):
         driver.publish_report(report_dir, output)
         print(open(os.path.join(output, "report.md")).read().split("![")[0].rstrip())
         print(f"[pinsage] report: {os.path.join(output, 'report.md')} (and report.json, plots/)")
+    if args.serve_and_query and args.stop_after is None:
+        serve_and_query(output)
     with open(os.path.join(output, "timings.json"), "w") as f:
         json.dump({"stages": timings, "total_s": round(time.time() - t0, 1)}, f, indent=2)
-    last = {"graph": "GraphGen", "transform": "Transform", "sampling": "NeighborhoodSampler/PairGen"}.get(
-        args.stop_after, "PinSageEvaluator")
-    print(f"[pinsage] done in {time.time() - t0:.1f} s; the pipeline ended after {last}. Batch embedding, the "
-          f"index, push and serving are not wired in yet (issues 5-7).")
+    last = {"graph": "GraphGen", "transform": "Transform", "sampling": "NeighborhoodSampler/PairGen",
+            "evaluation": "PinSageEvaluator"}.get(args.stop_after, "PinSagePusher")
+    print(f"[pinsage] done in {time.time() - t0:.1f} s; the pipeline ended after {last}.")
     return 0
+
+
+def _cmd_serve(args) -> int:
+    import logging
+
+    from serving.server import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    serve(args.model_base_path, args.port, model_name=args.model_name, poll_seconds=args.poll_seconds)
+    return 0
+
+
+def _print_related(result: dict, queries: list[str], query_titles: list[str] | None = None) -> None:
+    for i, q in enumerate(queries):
+        label = f"{q}  {query_titles[i]}" if query_titles and query_titles[i] else q
+        print(f"\nrelated to {label}:")
+        titles = result.get("titles", [[""] * len(result["item_ids"][i])] * len(queries))
+        for rank, (item, score, title) in enumerate(zip(result["item_ids"][i], result["scores"][i], titles[i]), 1):
+            print(f"  {rank:>2}. {title or item}  (id {item}, score {score:.3f})")
+
+
+def _cmd_query(args) -> int:
+    import grpc
+
+    from serving.client import related
+
+    try:
+        result = related(f"{args.host}:{args.port}", args.item, args.k, model_name=args.model_name)
+    except grpc.RpcError as e:
+        print(f"[pinsage] {e.code().name}: {e.details()}", file=sys.stderr)
+        return 2
+    _print_related(result, args.item)
+    return 0
+
+
+def serve_and_query(output: str, num_queries: int = 3, k: int = 10, port: int = 0) -> dict:
+    """Starts the server on the run's pushed model, asks for the related items of the most engaged items
+    through the TF Serving gRPC API, prints them, stops the server. Returns the responses."""
+    import numpy as np
+
+    from pipeline import driver, graph_io
+    from serving.client import related
+    from serving.server import serve
+
+    g = graph_io.load_graph(driver.latest_artifact_dir(output, "GraphGen", "graph"))
+    queries = [str(x) for x in g.item_ids[np.argsort(-g.train_degree, kind="stable")[:num_queries]]]
+    server = serve(os.path.join(output, "serving_model", "pinsage"), port, block=False, poll_seconds=60)
+    try:
+        print(f"[pinsage] serving {os.path.join(output, 'serving_model', 'pinsage')} on port {server.port} "
+              f"(version {server.current.version}); querying the {num_queries} most engaged items")
+        result = related(f"localhost:{server.port}", queries, k)
+        _print_related(result, queries, _titles_of(output, queries))
+    finally:
+        server.stop()
+        print("[pinsage] server stopped")
+    return result
+
+
+def _titles_of(output: str, ids: list[str]) -> list[str]:
+    from pipeline import driver, index_builder
+
+    emb_dir = driver.latest_artifact_dir(output, "BulkEmbedder", "embeddings")
+    try:
+        _, all_ids, titles = index_builder.read_embeddings(emb_dir)
+    except (OSError, TypeError):
+        return [""] * len(ids)
+    pos = {x: i for i, x in enumerate(all_ids)}
+    return [titles[pos[x]] if titles and x in pos else "" for x in ids]
 
 
 def main(argv=None) -> int:
@@ -87,7 +156,7 @@ def main(argv=None) -> int:
     src.add_argument("--dataset", choices=["ml-100k", "ml-1m", "synthetic"])
     src.add_argument("--data-dir")
     r.add_argument("--output", required=True)
-    r.add_argument("--stop-after", choices=["graph", "transform", "sampling"], default=None,
+    r.add_argument("--stop-after", choices=["graph", "transform", "sampling", "evaluation"], default=None,
                    help="build only the pipeline up to this stage")
     r.add_argument("--hparams", default="{}", help="JSON overrides of modules.model.PinSageHParams, "
                    "e.g. '{\"epochs\": 5, \"loss\": \"max_margin\"}'")
@@ -98,7 +167,24 @@ def main(argv=None) -> int:
     r.add_argument("--no-cache", action="store_true", help="disable the TFX execution cache")
     r.add_argument("--beam-arg", action="append",
                    help="a Beam pipeline option, repeatable, e.g. --beam-arg=--direct_num_workers=2")
+    r.add_argument("--serve-and-query", action="store_true",
+                   help="after the run, serve the pushed model over gRPC, print related items, stop the server")
     r.set_defaults(fn=_cmd_run)
+
+    sv = sub.add_parser("serve", help="TF Serving gRPC API (PredictionService, ModelService) over a pushed model")
+    sv.add_argument("--model-base-path", required=True, help="OUT/serving_model/pinsage")
+    sv.add_argument("--port", type=int, default=8500)
+    sv.add_argument("--model-name", default=None)
+    sv.add_argument("--poll-seconds", type=float, default=5.0)
+    sv.set_defaults(fn=_cmd_serve)
+
+    q = sub.add_parser("query", help="related items through the TF Serving gRPC API")
+    q.add_argument("--host", default="localhost")
+    q.add_argument("--port", type=int, default=8500)
+    q.add_argument("--item", action="append", required=True, help="source item id, repeatable")
+    q.add_argument("-k", type=int, default=10)
+    q.add_argument("--model-name", default="pinsage")
+    q.set_defaults(fn=_cmd_query)
 
     args = p.parse_args(argv)
     return args.fn(args)

@@ -62,7 +62,8 @@ def build(output: str, dataset: str | None = None, data_dir: str | None = None, 
     inputs, report = prepare_inputs(output, dataset, data_dir)
     pipeline = create_pipeline(PIPELINE_NAME, os.path.join(output, "tfx"), os.path.join(output, "metadata.sqlite"),
                                inputs, sampling=sampling, beam_pipeline_args=beam_args,
-                               enable_cache=enable_cache, stop_after=stop_after, hparams=hparams)
+                               enable_cache=enable_cache, stop_after=stop_after, hparams=hparams,
+                               serving_model_dir=os.path.join(output, "serving_model"))
     return pipeline, report
 
 
