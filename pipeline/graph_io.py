@@ -2,7 +2,8 @@
 
 Layout of a graph artifact directory (all Parquet, sharded by Beam as `<table>-SSSSS-of-NNNNN.parquet`):
 
-- `items-*.parquet`        node_id:int64 (contiguous 0..N-1), item_id:string (source id), train_degree:int64
+- `items-*.parquet`        node_id:int64 (contiguous 0..N-1), item_id:string (source id), title:string (the
+                           items.csv `title` column when there is one, else ''), train_degree:int64
 - `contexts-*.parquet`     context_index:int64 (contiguous 0..C-1), context_id:string (source id)
 - `interactions-*.parquet` context_index:int64, node_id:int64, timestamp:int64, weight:float64,
                            split:string ('train' | 'validation' | 'test'),

@@ -4,7 +4,7 @@ logs -> ExampleGen (items, interactions) -> StatisticsGen -> ImportSchemaGen -> 
      -> GraphGen (int ids, dedup, temporal split) -> Transform (item features, train log-degree)
      -> NeighborhoodSampler (random-walk importance neighbourhoods) -> PairGen (positives, PPR hard negatives)
      -> PinSageTrainer (TF-GNN model, run_fn in modules/trainer.py) -> PinSageEvaluator (report + baselines)
-Later stages (BulkEmbedder, IndexBuilder, Pusher) attach to the same graph as they land.
+     -> BulkEmbedder (layer-wise, Beam) -> IndexBuilder (ScaNN) -> PinSagePusher (serving_model/<name>/<version>)
 """
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ from tfx import v1 as tfx
 from pipeline.components.graph_gen import ITEM_SPLIT, GraphGen
 from pipeline.components.neighborhood_sampler import NeighborhoodSampler
 from pipeline.components.pair_gen import PairGen
+from pipeline.components.bulk_embedder import BulkEmbedder
 from pipeline.components.evaluator import PinSageEvaluator
+from pipeline.components.pusher import PinSagePusher
+from pipeline.index_builder import IndexBuilder
 from pipeline.components.trainer import PinSageTrainer, code_fingerprint
 
 STAGES = ("graph", "transform", "sampling", "evaluation")
@@ -61,9 +64,10 @@ def _example_gen(name: str, base: str):
 def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: str, inputs: PipelineInputs,
                     sampling: SamplingConfig | None = None, beam_pipeline_args: list[str] | None = None,
                     enable_cache: bool = True, stop_after: str | None = None,
-                    hparams: dict | None = None) -> tfx.dsl.Pipeline:
+                    hparams: dict | None = None, serving_model_dir: str | None = None) -> tfx.dsl.Pipeline:
     """The pipeline; `stop_after` (one of STAGES) builds only a prefix (tests, partial runs).
-    `hparams`: overrides of modules.model.PinSageHParams for the trainer."""
+    `hparams`: overrides of modules.model.PinSageHParams for the trainer; `serving_model_dir`: where the Pusher
+    writes versions (default <pipeline_root>/../serving_model)."""
     if stop_after not in (None,) + STAGES:
         raise ValueError(f"stop_after must be one of {STAGES}, got {stop_after!r}")
     components = []
@@ -105,6 +109,15 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: str, 
             examples=transform.outputs["transformed_examples"], transform_graph=transform.outputs["transform_graph"],
             dataset=inputs.dataset, graph_schema=inputs.graph_schema)
         components += [trainer, evaluator]
+    if stop_after not in ("graph", "transform", "sampling", "evaluation"):
+        embedder = BulkEmbedder(model=trainer.outputs["model"], examples=transform.outputs["transformed_examples"],
+                                neighborhoods=sampler.outputs["neighborhoods"], graph=graph_gen.outputs["graph"],
+                                graph_schema=inputs.graph_schema)
+        index = IndexBuilder(embeddings=embedder.outputs["embeddings"])
+        pusher = PinSagePusher(embeddings=embedder.outputs["embeddings"], index=index.outputs["index"],
+                               serving_model_dir=serving_model_dir or os.path.join(
+                                   os.path.dirname(os.path.abspath(pipeline_root)), "serving_model"))
+        components += [embedder, index, pusher]
 
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,

@@ -36,7 +36,8 @@ ITEM_SPLIT = "items"
 _INTERACTION_SCHEMA = pa.schema([("context_index", pa.int64()), ("node_id", pa.int64()),
                                  ("timestamp", pa.int64()), ("weight", pa.float64()),
                                  ("split", pa.string()), ("position", pa.int64())])
-_ITEM_SCHEMA = pa.schema([("node_id", pa.int64()), ("item_id", pa.string()), ("train_degree", pa.int64())])
+_ITEM_SCHEMA = pa.schema([("node_id", pa.int64()), ("item_id", pa.string()), ("title", pa.string()),
+                          ("train_degree", pa.int64())])
 _CONTEXT_SCHEMA = pa.schema([("context_index", pa.int64()), ("context_id", pa.string())])
 
 
@@ -186,8 +187,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             degree = beam.pvalue.AsDict(
                 rows | "TrainOnly" >> beam.Filter(lambda r: r["split"] == "train")
                 | "NodeOne" >> beam.Map(lambda r: (r["node_id"], 1)) | "Degree" >> beam.CombinePerKey(sum))
-            _ = (item_ids | "ItemRows" >> beam.Map(
-                lambda i, idx, deg: {"node_id": idx[i], "item_id": i, "train_degree": deg.get(idx[i], 0)},
+            _ = (items | "ItemRows" >> beam.Map(
+                lambda kv, idx, deg: {"node_id": idx[kv[0]], "item_id": kv[0],
+                                      "title": str(_value(kv[1], "title") or ""),
+                                      "train_degree": deg.get(idx[kv[0]], 0)},
                 item_index, degree)
                 | "WriteItems" >> beam.io.WriteToParquet(os.path.join(graph_uri, graph_io.ITEMS), _ITEM_SCHEMA,
                                                          file_name_suffix=".parquet"))
