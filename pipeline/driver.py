@@ -94,14 +94,21 @@ def run_local(pipeline) -> dict:
     from absl import logging as absl_logging
     from tfx import v1 as tfx
 
+    # TFX reports stage starts/ends at INFO: let those records reach _StageProgress, but keep the other handlers
+    # at WARNING so the terminal is not flooded with pipeline protos.
     absl_logging.set_verbosity(absl_logging.INFO)
-    handler = _StageProgress()
     root = logging.getLogger()
+    quieted = [(h, h.level) for h in [absl_logging.get_absl_handler(), *root.handlers]]
+    for h, _ in quieted:   # e.g. a basicConfig() handler some import installed: WARNING and up only
+        h.setLevel(max(h.level, logging.WARNING))
+    handler = _StageProgress()
     root.addHandler(handler)
     try:
         tfx.orchestration.LocalDagRunner().run(pipeline)
     finally:
         root.removeHandler(handler)
+        for h, level in quieted:
+            h.setLevel(level)
     return handler.timings
 
 
