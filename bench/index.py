@@ -45,8 +45,12 @@ def qps(fn, queries, min_seconds=2.0, max_queries=None):
             return n / elapsed
 
 
-def bench_scale(name, n, d, queries, leaves_options, seed=0):
-    emb = ib.clustered_vectors(n, d, clusters=max(50, n // 1000), seed=seed)
+def bench_scale(name, n, d, queries, leaves_options, seed=0, emb=None):
+    """One catalogue: synthetic clustered vectors, or `emb` (a trained model's real item embeddings)."""
+    if emb is None:
+        emb = ib.clustered_vectors(n, d, clusters=max(50, n // 1000), seed=seed)
+    n, d = emb.shape
+    queries = min(queries, n)
     rng = np.random.default_rng(seed + 1)
     q = emb[rng.choice(n, queries, replace=False)] + 0.2 * rng.normal(size=(queries, d)).astype(np.float32)
     q /= np.linalg.norm(q, axis=1, keepdims=True)
@@ -76,7 +80,10 @@ def bench_scale(name, n, d, queries, leaves_options, seed=0):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scales", default="100k,1m")
+    p.add_argument("--scales", default="100k,1m", help="synthetic scales; '' for none")
+    p.add_argument("--embeddings", action="append", default=[],
+                   help="NAME=path/to/embeddings.npy of a trained model (e.g. an ML-1M run's BulkEmbedder output), "
+                        "benchmarked with the ScaNN tree forced on (no brute-force fallback)")
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--queries", type=int, default=1000)
     p.add_argument("--leaves-to-search", default="0,50,100",
@@ -86,9 +93,14 @@ def main(argv=None):
     load = os.getloadavg()
     print(f"load average at start: {load}", flush=True)
     rows = []
-    for s in args.scales.split(","):
-        rows += bench_scale(s, SCALES[s.lower()], args.dim, args.queries,
-                            [int(x) for x in args.leaves_to_search.split(",")])
+    leaves = [int(x) for x in args.leaves_to_search.split(",")]
+    for s in filter(None, args.scales.split(",")):
+        rows += bench_scale(s, SCALES[s.lower()], args.dim, args.queries, leaves)
+    for spec in args.embeddings:
+        name, path = spec.split("=", 1)
+        emb = np.load(path).astype(np.float32)
+        emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        rows += bench_scale(name, len(emb), emb.shape[1], args.queries, leaves, emb=emb)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"rows": rows, "load_average_at_start": load, "cpus": os.cpu_count(),
