@@ -137,6 +137,22 @@ def _titles_of(output: str, ids: list[str]) -> list[str]:
     return [titles[pos[x]] if titles and x in pos else "" for x in ids]
 
 
+BENCHES = ("sampling", "training", "embedding", "index", "serving", "baselines", "quality")
+
+
+def _cmd_bench(args) -> int:
+    """Runs bench/<name>.py of this checkout with the remaining arguments (the scripts print and write JSON)."""
+    import runpy
+
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", f"{args.name}.py")
+    if not os.path.exists(script):
+        print(f"[pinsage] {script} not found: benchmarks run from a source checkout", file=sys.stderr)
+        return 2
+    sys.argv = [script] + args.args
+    runpy.run_path(script, run_name="__main__")
+    return 0
+
+
 def _quiet_known_noise() -> None:
     """Warnings every run prints that tell the user nothing actionable (recorded in BUILD_NOTES.md):
     google-api-core's Python 3.10 end-of-support notice and TFX 1.16's ArtifactQuery.property_predicate notice."""
@@ -201,6 +217,11 @@ def main(argv=None) -> int:
     q.add_argument("-k", type=int, default=10)
     q.add_argument("--model-name", default="pinsage")
     q.set_defaults(fn=_cmd_query)
+
+    b = sub.add_parser("bench", help="run a benchmark: bench/<name>.py [its arguments]")
+    b.add_argument("name", choices=BENCHES)
+    b.add_argument("args", nargs=argparse.REMAINDER)
+    b.set_defaults(fn=_cmd_bench)
 
     args = p.parse_args(argv)
     return args.fn(args)
