@@ -262,21 +262,9 @@ def baseline_scorers(graph: Graph, window: int = 3, rwr: bool = False) -> dict[s
 
 # ---------------------------------------------------------------------------------------- graph from CSV
 
-def _id_order(ids) -> str:
-    """As GraphGen's id_order: 'int' when every id parses as an integer, else 'string'."""
-    try:
-        for x in ids:
-            int(x)
-        return "int"
-    except ValueError:
-        return "string"
-
-
 def _sorted_ids(ids: np.ndarray) -> np.ndarray:
     ids = np.unique(np.asarray(ids, dtype=object))
-    if _id_order(ids) == "int":
-        return ids[np.argsort(np.array([int(x) for x in ids], dtype=object), kind="stable")]
-    return np.array(sorted(ids), dtype=object)
+    return np.array(sorted(ids, key=graph_io.id_sort_key(graph_io.id_order(ids))), dtype=object)
 
 
 def graph_from_csv(data_dir: str) -> Graph:

@@ -51,6 +51,20 @@ def read_stats(uri: str) -> dict:
         return json.load(f)
 
 
+def id_order(ids) -> str:
+    """'int' when every id is an integer, else 'string' (DESIGN.md tie-break: numeric vs string order)."""
+    try:
+        for x in ids:
+            int(x)
+        return "int"
+    except ValueError:
+        return "string"
+
+
+def id_sort_key(order: str):
+    return (lambda x: (int(x), "")) if order == "int" else (lambda x: (0, x))
+
+
 @dataclasses.dataclass
 class Graph:
     """The bipartite interaction graph in memory, with int ids (numpy arrays, not Python dicts)."""

@@ -29,6 +29,7 @@ from tfx.utils import io_utils
 
 from pipeline import graph_io
 from pipeline.artifacts import PinSageGraph
+from pipeline.graph_io import id_order, id_sort_key  # noqa: F401  (re-exported: the split's tie-break)
 from schema import build as schema_build
 from tensorflow_metadata.proto.v0 import schema_pb2
 
@@ -56,20 +57,6 @@ def _value(ex: tf.train.Example, name: str):
 
 def _id_str(v) -> str:
     return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
-
-
-def id_order(ids) -> str:
-    """'int' when every id is an integer, else 'string' (DESIGN.md tie-break: numeric vs string order)."""
-    try:
-        for x in ids:
-            int(x)
-        return "int"
-    except ValueError:
-        return "string"
-
-
-def id_sort_key(order: str):
-    return (lambda x: (int(x), "")) if order == "int" else (lambda x: (0, x))
 
 
 def index_of(ids: list[str]) -> dict:
