@@ -164,12 +164,15 @@ def _rows(features: dict, start: int, stop: int) -> dict:
 # --------------------------------------------------------------------------------------------- in memory
 
 def embed_in_memory(lw: LayerwiseModel, features: dict, nbr, w, batch_size: int = 8192,
-                    timings: Optional[dict] = None) -> np.ndarray:
-    """[N, d] embeddings by node id: each layer over all items in batches of `batch_size` targets."""
+                    timings: Optional[dict] = None, return_states: bool = False):
+    """[N, d] embeddings by node id: each layer over all items in batches of `batch_size` targets.
+    With return_states, (embeddings, [h0, h1, ..., hK]): every layer's states [N, d_k] too (the cold-start
+    embedder, pipeline/cold_start.py, stores h0..h_{K-1})."""
     nbr, w = np.asarray(nbr), np.asarray(w, np.float32)
     n = nbr.shape[0]
     t0 = time.time()
     h = np.concatenate([lw.encode(_rows(features, s, s + batch_size)) for s in range(0, n, batch_size)])
+    states = [h] if return_states else None
     if timings is not None:
         timings["layer_0"] = time.time() - t0
     for k in range(1, lw.num_layers + 1):
@@ -179,13 +182,15 @@ def embed_in_memory(lw: LayerwiseModel, features: dict, nbr, w, batch_size: int 
             ids, src, tgt, wt = neighbor_batch(nbr[s:s + batch_size], w[s:s + batch_size])
             out.append(lw.layer(k, h[s:s + batch_size], h[ids], src, tgt, wt))
         h = np.concatenate(out)
+        if return_states:
+            states.append(h)
         if timings is not None:
             timings[f"layer_{k}"] = time.time() - t0
     t0 = time.time()
     z = np.concatenate([lw.final(h[s:s + batch_size]) for s in range(0, n, batch_size)])
     if timings is not None:
         timings["head"] = time.time() - t0
-    return z.astype(np.float32)
+    return (z.astype(np.float32), states) if return_states else z.astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------- Beam

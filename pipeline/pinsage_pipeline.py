@@ -45,7 +45,8 @@ class SamplingConfig:
     restart_prob: float = 0.5
     top_t: int = 10
     strategy: str = "in_memory"
-    neighborhood_source: str = "random_walk"   # NeighborhoodSampler source: random_walk | transitions | mixed
+    neighborhood_source: str = "transitions"   # random_walk | transitions | mixed (bench/QUALITY.md: transitions
+                                               # beat random-walk neighbourhoods on ML-1M validation HR@10)
     pair_window: int = 3
     seed: int = 0
 
@@ -116,7 +117,11 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: str, 
         index = IndexBuilder(embeddings=embedder.outputs["embeddings"])
         pusher = PinSagePusher(embeddings=embedder.outputs["embeddings"], index=index.outputs["index"],
                                serving_model_dir=serving_model_dir or os.path.join(
-                                   os.path.dirname(os.path.abspath(pipeline_root)), "serving_model"))
+                                   os.path.dirname(os.path.abspath(pipeline_root)), "serving_model"),
+                               # the cold-start embed_item signature (pipeline/cold_start.py)
+                               model=trainer.outputs["model"], transform_graph=transform.outputs["transform_graph"],
+                               examples=transform.outputs["transformed_examples"],
+                               neighborhoods=sampler.outputs["neighborhoods"], items_schema=inputs.items_schema)
         components += [embedder, index, pusher]
 
     return tfx.dsl.Pipeline(

@@ -5,12 +5,19 @@ The stock Pusher copies a trained Model as is; what PinSage serves is not the tr
 root embeddings out) but a retrieval SavedModel built from the item embeddings (pipeline/export.py: stock-op
 `related_items`, so the real tensorflow_model_server can load it) with the ScaNN index as its asset for
 serving/server.py. Hence an exporter-pusher of its own.
+
+With the optional inputs `model` (the trained Keras model), `transform_graph`, `examples` (transformed item
+examples) and `neighborhoods`, and the exec property `items_schema` (path of the items TFX schema .pbtxt), the
+version also carries the cold-start `embed_item` signature (pipeline/cold_start.py): a new item's raw items.csv
+columns + neighbour ids/weights -> its embedding and top-k, from the Transform graph, the model's layers and the
+catalogue's stored layer states. Without them only related_items is exported.
 """
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from typing import Optional
 
 from tfx import types
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
@@ -23,10 +30,46 @@ from pipeline import artifacts, export, index_builder, pusher
 class PinSagePusherSpec(ComponentSpec):
     PARAMETERS = {"serving_model_dir": ExecutionParameter(type=str),
                   "model_name": ExecutionParameter(type=str),
-                  "keep": ExecutionParameter(type=int)}
+                  "keep": ExecutionParameter(type=int),
+                  "items_schema": ExecutionParameter(type=str, optional=True)}
     INPUTS = {"embeddings": ChannelParameter(type=artifacts.Embeddings),
-              "index": ChannelParameter(type=artifacts.Index)}
+              "index": ChannelParameter(type=artifacts.Index),
+              "model": ChannelParameter(type=standard_artifacts.Model, optional=True),
+              "transform_graph": ChannelParameter(type=standard_artifacts.TransformGraph, optional=True),
+              "examples": ChannelParameter(type=standard_artifacts.Examples, optional=True),
+              "neighborhoods": ChannelParameter(type=artifacts.Neighborhoods, optional=True)}
     OUTPUTS = {"pushed_model": ChannelParameter(type=standard_artifacts.PushedModel)}
+
+
+COLD_START_INPUTS = ("model", "transform_graph", "examples", "neighborhoods")
+
+
+def cold_start_embedder(input_dict, exec_properties, num_items: int):
+    """(embed_fn, feature_spec) for export_serving_model when the cold-start inputs are all given, else
+    (None, None); some but not all of them is an error."""
+    given = [k for k in COLD_START_INPUTS if input_dict.get(k)]
+    if exec_properties.get("items_schema"):
+        given.append("items_schema")
+    if not given:
+        return None, None
+    missing = [k for k in COLD_START_INPUTS + ("items_schema",) if k not in given]
+    if missing:
+        raise ValueError(f"embed_item needs {missing} too (given: {given})")
+    import tensorflow_transform as tft
+    from tfx.utils import path_utils
+
+    from modules import features as features_lib
+    from pipeline import cold_start, neighborhood_io
+    from pipeline.components.bulk_embedder import example_dir
+
+    model_dir = path_utils.serving_model_dir(artifact_utils.get_single_uri(input_dict["model"]))
+    tg = artifact_utils.get_single_uri(input_dict["transform_graph"])
+    spec = cold_start.transformed_spec(tft.TFTransformOutput(tg))
+    feats = features_lib.load_item_features(example_dir(input_dict["examples"]), spec)
+    nbr, w = neighborhood_io.load_neighborhoods(artifact_utils.get_single_uri(input_dict["neighborhoods"]))
+    if nbr.shape[0] != num_items:
+        raise ValueError(f"neighbourhoods cover {nbr.shape[0]} items, the embeddings {num_items}")
+    return cold_start.make_embed_fn(model_dir, tg, feats, nbr, w, exec_properties["items_schema"])
 
 
 class Executor(base_executor.BaseExecutor):
@@ -34,8 +77,10 @@ class Executor(base_executor.BaseExecutor):
         emb, ids, titles = index_builder.read_embeddings(artifact_utils.get_single_uri(input_dict["embeddings"]))
         index_dir = artifact_utils.get_single_uri(input_dict["index"])
         out = artifact_utils.get_single_instance(output_dict["pushed_model"])
+        embed_fn, feature_spec = cold_start_embedder(input_dict, exec_properties, len(ids))
         with tempfile.TemporaryDirectory() as tmp:
-            saved = export.export_serving_model(os.path.join(tmp, "export"), emb, ids, titles)
+            saved = export.export_serving_model(os.path.join(tmp, "export"), emb, ids, titles, embed_fn=embed_fn,
+                                                feature_spec=feature_spec)
             path = pusher.push(saved, index_dir, exec_properties["serving_model_dir"],
                                model_name=exec_properties["model_name"], keep=int(exec_properties["keep"]))
         version = int(os.path.basename(path))
@@ -44,16 +89,25 @@ class Executor(base_executor.BaseExecutor):
         out.set_int_custom_property("pushed_version", version)
         os.makedirs(out.uri, exist_ok=True)
         with open(os.path.join(out.uri, "pushed.json"), "w") as f:
-            json.dump({"destination": path, "version": version, "num_items": len(ids)}, f)
+            json.dump({"destination": path, "version": version, "num_items": len(ids),
+                       "signatures": ["related_items"] + (["embed_item"] if embed_fn is not None else [])}, f)
 
 
 class PinSagePusher(base_component.BaseComponent):
-    """embeddings + index -> serving_model_dir/model_name/<version>/ (SavedModel + assets/index)."""
+    """embeddings + index (+ model, transform_graph, examples, neighborhoods, items_schema for embed_item) ->
+    serving_model_dir/model_name/<version>/ (SavedModel + assets/index)."""
 
     SPEC_CLASS = PinSagePusherSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
-    def __init__(self, embeddings, index, serving_model_dir: str, model_name: str = "pinsage", keep: int = 3):
+    def __init__(self, embeddings, index, serving_model_dir: str, model_name: str = "pinsage", keep: int = 3,
+                 model=None, transform_graph=None, examples=None, neighborhoods=None,
+                 items_schema: Optional[str] = None):
+        cold = dict(model=model, transform_graph=transform_graph, examples=examples, neighborhoods=neighborhoods,
+                    items_schema=items_schema)
+        if any(v is not None for v in cold.values()) and any(v is None for v in cold.values()):
+            raise ValueError(f"embed_item needs all of {sorted(cold)}; missing "
+                             f"{sorted(k for k, v in cold.items() if v is None)}")
         super().__init__(spec=PinSagePusherSpec(
             embeddings=embeddings, index=index, serving_model_dir=serving_model_dir, model_name=model_name,
-            keep=keep, pushed_model=types.Channel(type=standard_artifacts.PushedModel)))
+            keep=keep, pushed_model=types.Channel(type=standard_artifacts.PushedModel), **cold))
