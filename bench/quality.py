@@ -2,6 +2,12 @@
 protocol next to the baselines, print the table and write JSON.
 
     .venv/bin/python bench/quality.py --run runs/ml-1m --hparams '{"epochs": 3}' --name default
+    .venv/bin/python bench/quality.py --run runs/ml-1m --neighborhoods transitions --name seq \
+        --hparams '{"epochs": 2, "steps_per_epoch": 1100}'
+
+--neighborhoods / --top-t recompute the neighbourhoods from the run's train split with
+pipeline/sequence_neighborhoods.py (what NeighborhoodSampler(source=...) writes), --pairs recomputes the positive
+pairs with another window / symmetry; bench/QUALITY.md holds the experiments and their commands.
 
 Reads the run's GraphGen / Transform / NeighborhoodSampler / PairGen artifacts (newest executions), so it
 measures exactly what the pipeline's trainer would see. Used to pick defaults by *validation* HR@10.

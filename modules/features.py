@@ -1,6 +1,6 @@
 """Item feature tensors for the trainer: Transform's transformed examples -> arrays indexed by node_id.
 
-Transform (modules/transform.py) writes one tf.Example per item with the tensors schema/build.py
+Transform (modules/preprocessing/transform.py) writes one tf.Example per item with the tensors schema/build.py
 `transformed_features` declares: float scalars (`<col>`, `<col>_missing`, `log_degree`), float vectors
 (`<col>_multi_hot` [65], dense vectors [dim]), var-len int64 vocabulary ids (`<col>_tokens`) and `node_id`.
 The trainer gathers rows of these per minibatch, so they are loaded once, ordered by node_id 0..N-1: dense

@@ -67,13 +67,16 @@ def make_train_step(model, optimizer, hp: PinSageHParams):
 def train(item_features: dict, nbr, w, query, positive, hard_neg_pools, hparams: PinSageHParams,
           model_dir: str, log_dir: Optional[str] = None,
           validation_fn: Optional[Callable[[tf.keras.Model, int], dict]] = None, *,
-          negative_weights=None, feature_spec: Optional[dict] = None, log_every: int = 50):
+          negative_weights=None, feature_spec: Optional[dict] = None, log_every: int = 50, pair_counts=None):
   """Trains PinSage on positive pairs (query[p], positive[p]); returns (model, history).
 
   item_features: {name: [N, ...] array or RaggedTensor} by node id; nbr/w: [N, T] neighbourhoods (-1 / 0 padded);
   hard_neg_pools: per query node id, an [N, K] -1-padded array or list of arrays (or None);
   negative_weights: [N] unnormalised P_n (default (positive count + 1)^negative_power);
   validation_fn(model, epoch) -> {metric: value}, logged and kept in history.
+  pair_counts: [P] occurrences of each pair; with hparams.pair_sampling == 'count' pairs are drawn in proportion
+  to them (each epoch: P draws without replacement from the pairs repeated count times), and the negative
+  distribution counts occurrences too.
   history: per-epoch lists of loss, seconds, pairs_per_second, hard_negatives, learning_rate + validation keys.
   """
   hp = hparams
@@ -81,13 +84,19 @@ def train(item_features: dict, nbr, w, query, positive, hard_neg_pools, hparams:
   nbr = np.asarray(nbr, np.int64)
   n = nbr.shape[0]
   query, positive = np.asarray(query, np.int64), np.asarray(positive, np.int64)
+  # One epoch = as many pairs as there are distinct pairs, whatever the sampling (so 'count' costs the same).
+  steps = hp.steps_per_epoch or max(len(query) // hp.batch_size, 1)
+  if hp.pair_sampling == "count" and pair_counts is not None:     # without counts: every pair once
+    reps = np.maximum(np.asarray(pair_counts, np.int64), 1)
+    query, positive = np.repeat(query, reps), np.repeat(positive, reps)
+  if hp.pair_sampling not in ("distinct", "count"):
+    raise ValueError(f"pair_sampling must be 'distinct' or 'count', got {hp.pair_sampling!r}")
   if negative_weights is None:
     negative_weights = batches.negative_distribution(np.bincount(positive, minlength=n), hp.negative_power)
   builder = batches.BatchBuilder(item_features, nbr, w, num_hops=hp.num_layers, negative_probs=negative_weights,
                                  hard_neg_pools=hard_neg_pools if hp.hard_negatives else None)
   spec = feature_spec or features_lib.feature_spec_from_arrays(item_features)
   model = build_model(hp, spec, num_items=n, text_vocab_size=_text_vocab_size(item_features))
-  steps = hp.steps_per_epoch or max(len(query) // hp.batch_size, 1)
   lr = learning_rate_schedule(hp, steps * hp.epochs)
   optimizer = tf.keras.optimizers.Adam(lr)
   epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)

@@ -1,5 +1,13 @@
-"""NeighborhoodSampler: graph -> per-item importance neighbourhoods (top-T by random-walk visits), a Beam
-TFX component.
+"""NeighborhoodSampler: graph -> per-item importance neighbourhoods (top-T by random-walk visits, or by sequential
+transition counts), a Beam TFX component.
+
+`source` picks what "importance" means (pipeline/sequence_neighborhoods.py):
+- 'random_walk' (default): top-T by random-walk visit counts (PinSage §3.2), with one of the strategies below.
+- 'transitions': top-T by symmetric window-`window` transition counts of the train histories (the sequential
+  co-engagement the transition-counts baseline scores by), L1-normalised.
+- 'mixed': top-T of the average of the two L1-normalised distributions.
+'transitions' and 'mixed' are computed in one process with scipy.sparse (the counts are one sparse N x N
+matrix with as many non-zeros as distinct pairs; 'mixed' walks in-process too) and written as one shard.
 
 Two strategies, one output (pipeline/neighborhood_io.py):
 - 'in_memory': a PCollection of start-item shards; each worker loads the train CSR once (DoFn.setup) and walks
@@ -20,6 +28,7 @@ import os
 import time
 
 import apache_beam as beam
+import numpy as np
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, base_beam_executor, executor_spec
 from tfx.types import artifact_utils
@@ -27,8 +36,10 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 
 from pipeline import artifacts, beam_walks, graph_io, neighborhood_io
 from pipeline import random_walks as rw
+from pipeline import sequence_neighborhoods as sn
 
 STRATEGIES = ("in_memory", "join")
+SOURCES = sn.SOURCES
 
 
 class NeighborhoodSamplerSpec(ComponentSpec):
@@ -40,6 +51,8 @@ class NeighborhoodSamplerSpec(ComponentSpec):
         "seed": ExecutionParameter(type=int),
         "strategy": ExecutionParameter(type=str),
         "shard_size": ExecutionParameter(type=int),
+        "source": ExecutionParameter(type=str, optional=True),
+        "window": ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {"graph": ChannelParameter(type=artifacts.PinSageGraph)}
     OUTPUTS = {"neighborhoods": ChannelParameter(type=artifacts.Neighborhoods)}
@@ -83,6 +96,15 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         n = num_rows(graph_uri, graph_io.ITEMS)
         stats_path = os.path.join(out_uri, neighborhood_io.STATS_FILE)
         start = time.time()
+        source = exec_properties.get("source") or "random_walk"
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+        if source != "random_walk":
+            window = int(exec_properties.get("window") or 3)
+            self._write_sequence_neighborhoods(graph_uri, out_uri, source, params, window, shard_size)
+            finish_stats(stats_path, rw.finalize_stats, seconds=time.time() - start, strategy="in_process",
+                         source=source, window=window, shard_size=shard_size, **dataclasses.asdict(params))
+            return
         with self._make_beam_pipeline() as p:
             if strategy == "in_memory":
                 shards = (p | "Shards" >> beam.Create(rw.chunks(n, shard_size))
@@ -101,7 +123,20 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                      file_name_suffix=".parquet"))
             beam_walks.write_stats(shards | "ShardStats" >> beam.Map(beam_walks.shard_stats), stats_path)
         finish_stats(stats_path, rw.finalize_stats, seconds=time.time() - start, strategy=strategy,
-                     shard_size=shard_size, **dataclasses.asdict(params))
+                     source=source, shard_size=shard_size, **dataclasses.asdict(params))
+
+    @staticmethod
+    def _write_sequence_neighborhoods(graph_uri, out_uri, source, params, window, shard_size):
+        import pyarrow.parquet as pq
+
+        graph = graph_io.load_graph(graph_uri)
+        nbr, w, cnt = sn.neighborhoods_from_graph(graph, source, params, window=window, shard_size=shard_size)
+        os.makedirs(out_uri, exist_ok=True)
+        pq.write_table(neighborhood_io.to_table(np.arange(len(nbr)), nbr, w),
+                       os.path.join(out_uri, f"{neighborhood_io.TABLE}-00000-of-00001.parquet"))
+        isolated = int((graph.train_degree == 0).sum())
+        with open(os.path.join(out_uri, neighborhood_io.STATS_FILE), "w") as f:
+            json.dump(rw.chunk_stats(nbr, cnt, isolated), f)
 
 
 class NeighborhoodSampler(base_beam_component.BaseBeamComponent):
@@ -112,10 +147,12 @@ class NeighborhoodSampler(base_beam_component.BaseBeamComponent):
 
     def __init__(self, graph: types.BaseChannel, num_walks: int = 200, walk_length: int = 4,
                  restart_prob: float = 0.5, top_t: int = 20, seed: int = 0, strategy: str = "in_memory",
-                 shard_size: int = 20_000):
+                 shard_size: int = 20_000, source: str = "random_walk", window: int = 3):
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
         super().__init__(spec=NeighborhoodSamplerSpec(
             graph=graph, neighborhoods=types.Channel(type=artifacts.Neighborhoods),
             num_walks=num_walks, walk_length=walk_length, restart_prob=float(restart_prob), top_t=top_t,
-            seed=seed, strategy=strategy, shard_size=shard_size))
+            seed=seed, strategy=strategy, shard_size=shard_size, source=source, window=window))
