@@ -85,7 +85,8 @@ def _print_related(result: dict, queries: list[str], query_titles: list[str] | N
         print(f"\nrelated to {label}:")
         titles = result.get("titles", [[""] * len(result["item_ids"][i])] * len(queries))
         for rank, (item, score, title) in enumerate(zip(result["item_ids"][i], result["scores"][i], titles[i]), 1):
-            print(f"  {rank:>2}. {title or item}  (id {item}, score {score:.3f})")
+            ident = f"id {item}, " if title and title != item else ""
+            print(f"  {rank:>2}. {title or item}  ({ident}score {score:.3f})")
 
 
 def _cmd_query(args) -> int:
