@@ -21,8 +21,8 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 
 from pipeline import artifacts, evaluation, graph_io, report as report_lib
 
-EMBEDDINGS_FILE = "embeddings.npy"
-HISTORY_FILE = "history.json"
+# The trainer's model artifact layout (modules/trainer.py) is the one source of these names.
+from modules.trainer import EMBEDDINGS_FILE, HISTORY_FILE  # noqa: E402
 
 
 def features_only_embeddings(features: dict, text_buckets: int = 256) -> np.ndarray:
