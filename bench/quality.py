@@ -20,6 +20,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from modules import train as train_lib  # noqa: E402
 from modules import trainer  # noqa: E402
 from modules.model import PinSageHParams  # noqa: E402
 from pipeline import driver, evaluation  # noqa: E402
@@ -68,12 +69,13 @@ def main():
     load_s = time.time() - t0
     hp = PinSageHParams.from_dict(json.loads(args.hparams))
     out_dir = os.path.join(args.out, "quality", args.name)
-    _, emb, history = trainer.train_and_embed(inputs, hp, out_dir, validate=not args.no_validate)
+    model, emb, history = trainer.train_and_embed(inputs, hp, out_dir, validate=not args.no_validate)
+    query_emb = train_lib.query_embeddings(model, emb)
     result = {"neighborhoods": args.neighborhoods, "top_t": int(inputs["nbr"].shape[1]), "pairs": args.pairs,
               "num_pairs": int(len(inputs["query"])), "run": run, "name": args.name, "hparams": hp.to_dict(), "load_seconds": load_s,
               "train_seconds": history["train_seconds"], "history": {k: v for k, v in history.items()
                                                                       if k not in ("hparams",)}}
-    scorers = {"pinsage": evaluation.EmbeddingScorer(emb), **evaluation.baseline_scorers(g)}
+    scorers = {"pinsage": evaluation.EmbeddingScorer(emb, query_emb=query_emb), **evaluation.baseline_scorers(g)}
     for split in ("validation", "test"):
         q = evaluation.build_queries(g, split)
         result[split] = {name: evaluation.metrics_from_ranks(evaluation.ranks(s, q)) for name, s in scorers.items()}

@@ -50,7 +50,8 @@ def k_hop_subgraph(roots, nbr, w, num_hops: int):
   root_local [R] int32 = local index of each root). Local ids: unique roots first, then each hop's new nodes.
   """
   nodes, root_local = tf.unique(tf.cast(roots, tf.int64), out_idx=tf.int32)
-  sources, targets, weights = [], [], []
+  # num_hops = 0 (the no-convolution ablations): the roots alone, an empty edge set.
+  sources, targets, weights = [tf.zeros([0], tf.int32)], [tf.zeros([0], tf.int32)], [tf.zeros([0], tf.float32)]
   frontier_start = tf.constant(0, tf.int32)
   for _ in range(num_hops):
     frontier = nodes[frontier_start:]

@@ -36,8 +36,12 @@ class PinSageHParams:
   pooling: str = "importance"           # 'importance' | 'mean' | 'max'
   text_embedding_dim: int = 32          # embedding-bag width for `*_tokens` features
   id_embedding: bool = False            # learnable per-item embedding (not inductive)
+  use_features: bool = True             # False (with id_embedding): the id-embedding-only ablation
   id_embedding_dim: int = 32
   normalize_output: bool = True         # L2-normalise the final embedding (scores are cosines)
+  # Asymmetric scoring u_q . z_i with a query head on the embedding (layers.QueryHead): the target follows
+  # the query in time, which one symmetric tower cannot express. bench/QUALITY.md.
+  query_head: bool = False
   # Loss. DESIGN.md's prototype on ML-1M: sampled softmax (tau 0.05, log-Q) 0.13 HR@10 vs max-margin 0.086.
   loss: str = "sampled_softmax"         # 'max_margin' | 'sampled_softmax'
   margin: float = 0.2                   # Delta of the max-margin loss
@@ -60,6 +64,12 @@ class PinSageHParams:
   epochs: int = 3
   steps_per_epoch: Optional[int] = None  # None: one pass over the pairs
   seed: int = 0
+
+  def __post_init__(self):
+    if not self.use_features and not self.id_embedding:
+      raise ValueError("use_features=False needs id_embedding=True (an item must be represented by something)")
+    if self.num_layers < 0:
+      raise ValueError(f"num_layers must be >= 0, got {self.num_layers}")
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -148,7 +158,7 @@ def build_model(hparams: PinSageHParams, feature_spec: dict, *, num_items: Optio
 
 def _build_model(hparams, spec, num_items, text_vocab_size):
   inputs = tf.keras.layers.Input(type_spec=batches.graph_spec(spec))
-  encoder_spec = {k: v for k, v in spec.items() if k != batches.NODE_ID}
+  encoder_spec = {k: v for k, v in spec.items() if k != batches.NODE_ID} if hparams.use_features else {}
   graph = ItemEncoder(feature_spec=encoder_spec, hidden_dim=hparams.hidden_dim, text_vocab_size=text_vocab_size,
                       text_embedding_dim=hparams.text_embedding_dim, num_items=num_items,
                       id_embedding_dim=hparams.id_embedding_dim if hparams.id_embedding else 0)(inputs)
@@ -159,3 +169,33 @@ def _build_model(hparams, spec, num_items, text_vocab_size):
   outputs = layers.EmbeddingHead(hidden_units=hparams.hidden_dim, output_units=hparams.output_dim,
                                  normalize=hparams.normalize_output)(roots)
   return tf.keras.Model(inputs, outputs, name="pinsage")
+
+
+# `pinsage run --ablations`: variants trained with the same pairs, negatives and loss settings as the main model
+# (each overrides only what it names) and reported next to it. The paper's Table 1 rows (pooling, hard
+# negatives; the max-margin loss next to the sampled softmax) plus two rows that tell whether the graph earns
+# its keep: the features through the same encoder and head with no convolution, and learnt ids alone.
+ABLATIONS = {
+    "mean_pooling": {"pooling": "mean"},
+    "max_pooling": {"pooling": "max"},
+    "no_hard_negatives": {"hard_negatives": False},
+    "max_margin_loss": {"loss": "max_margin"},
+    "features_only_mlp": {"num_layers": 0},
+    "id_embedding_only": {"num_layers": 0, "id_embedding": True, "use_features": False},
+}
+
+
+def ablation_hparams(base: PinSageHParams, name: str) -> PinSageHParams:
+  """The ablation `name` of ABLATIONS applied to `base`."""
+  if name not in ABLATIONS:
+    raise ValueError(f"unknown ablation {name!r}; known: {sorted(ABLATIONS)}")
+  return PinSageHParams.from_dict({**base.to_dict(), **ABLATIONS[name]})
+
+
+def build_query_head(hparams: PinSageHParams) -> Optional[tf.keras.Model]:
+  """Keras model z [B, output_dim] -> u [B, output_dim] (the query vectors), or None without hparams.query_head."""
+  if not hparams.query_head:
+    return None
+  z = tf.keras.layers.Input(shape=(hparams.output_dim,), dtype=tf.float32)
+  u = layers.QueryHead(hidden_units=hparams.hidden_dim, normalize=hparams.normalize_output)(z)
+  return tf.keras.Model(z, u, name="pinsage_query_head")

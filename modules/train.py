@@ -23,7 +23,7 @@ import tensorflow as tf  # noqa: E402
 from modules import batches  # noqa: E402
 from modules import features as features_lib  # noqa: E402
 from modules import losses  # noqa: E402
-from modules.model import PinSageHParams, TEXT_VOCAB_SIZE, build_model  # noqa: E402
+from modules.model import PinSageHParams, TEXT_VOCAB_SIZE, build_model, build_query_head  # noqa: E402
 
 
 def split_readout(emb, labels, batch_size: int, num_negatives: int):
@@ -51,15 +51,43 @@ def _text_vocab_size(item_features) -> int:
   return max(TEXT_VOCAB_SIZE, top)
 
 
-def make_train_step(model, optimizer, hp: PinSageHParams):
+_QUERY_HEAD_ATTR = "_pinsage_query_head"
+
+
+def query_head_of(model: tf.keras.Model) -> Optional[tf.keras.Model]:
+  """The query head `train` attached to `model` (hparams.query_head), or None."""
+  return getattr(model, _QUERY_HEAD_ATTR, None)
+
+
+def attach_query_head(model: tf.keras.Model, head: Optional[tf.keras.Model]) -> tf.keras.Model:
+  # Not a tracked Keras attribute: the embedding model's SavedModel stays the plain graph -> z model, and the
+  # head is saved on its own (modules/trainer.py QUERY_HEAD_DIR).
+  object.__setattr__(model, _QUERY_HEAD_ATTR, head)
+  return model
+
+
+def query_embeddings(model: tf.keras.Model, emb: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+  """[N, d] query vectors u of item embeddings z (z itself without a query head)."""
+  head = query_head_of(model)
+  if head is None:
+    return emb
+  return np.concatenate([head(emb[i:i + batch_size], training=False).numpy()
+                         for i in range(0, len(emb), batch_size)] or [emb[:0]])
+
+
+def make_train_step(model, optimizer, hp: PinSageHParams, query_head=None):
+  variables = model.trainable_variables + (query_head.trainable_variables if query_head is not None else [])
+
   @tf.function(reduce_retracing=True, autograph=False)
   def step(graph, labels):
     with tf.GradientTape() as tape:
       emb = model(graph, training=True)
       zq, zp, zn, zh = split_readout(emb, labels, hp.batch_size, hp.num_negatives)
+      if query_head is not None:
+        zq = query_head(zq, training=True)
       loss = losses.pinsage_loss(hp, zq, zp, zn, zh, labels)
-    grads = tape.gradient(loss, model.trainable_variables)
-    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    grads = tape.gradient(loss, variables)
+    optimizer.apply_gradients(zip(grads, variables))
     return loss
   return step
 
@@ -97,10 +125,13 @@ def train(item_features: dict, nbr, w, query, positive, hard_neg_pools, hparams:
                                  hard_neg_pools=hard_neg_pools if hp.hard_negatives else None)
   spec = feature_spec or features_lib.feature_spec_from_arrays(item_features)
   model = build_model(hp, spec, num_items=n, text_vocab_size=_text_vocab_size(item_features))
+  query_head = build_query_head(hp)
+  attach_query_head(model, query_head)
   lr = learning_rate_schedule(hp, steps * hp.epochs)
   optimizer = tf.keras.optimizers.Adam(lr)
   epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-  ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
+  ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var,
+                             **({"query_head": query_head} if query_head is not None else {}))
   manager = tf.train.CheckpointManager(ckpt, os.path.join(model_dir, "checkpoints"), max_to_keep=3)
   if manager.latest_checkpoint:
     ckpt.restore(manager.latest_checkpoint)
@@ -108,7 +139,7 @@ def train(item_features: dict, nbr, w, query, positive, hard_neg_pools, hparams:
   with open(os.path.join(model_dir, "hparams.json"), "w") as f:
     json.dump(hp.to_dict(), f, indent=1, sort_keys=True)
   writer = tf.summary.create_file_writer(log_dir) if log_dir else tf.summary.create_noop_writer()
-  step_fn = make_train_step(model, optimizer, hp)
+  step_fn = make_train_step(model, optimizer, hp, query_head)
   has_pools = hard_neg_pools is not None and hp.hard_negatives
   history = {"epoch": [], "loss": [], "seconds": [], "pairs_per_second": [], "hard_negatives": [],
              "learning_rate": []}

@@ -9,6 +9,8 @@ What it writes:
   serving_model_dir/       the trained Keras model as a SavedModel (input: one minibatch GraphTensor)
   serving_model_dir/../embeddings.npy   [N, d] float32 item embeddings by node id (model applied directly)
   serving_model_dir/../history.json     per-epoch loss / pairs/s / validation metrics
+  serving_model_dir/../query_embeddings.npy, query_head/   with hparams.query_head (u_q, scored u_q . z_i)
+  serving_model_dir/../ablations/<name>/  with custom_config["ablations"]: modules/model.ABLATIONS variants
   model_run_dir/           TensorBoard logs
 """
 import os
@@ -22,9 +24,13 @@ import numpy as np  # noqa: E402
 
 from modules import features as features_lib  # noqa: E402
 from modules import train as train_lib  # noqa: E402
+from modules import model as model_lib  # noqa: E402
 from modules.model import PinSageHParams  # noqa: E402
 
 EMBEDDINGS_FILE = "embeddings.npy"
+QUERY_EMBEDDINGS_FILE = "query_embeddings.npy"   # only with hparams.query_head: u_q, scored as u_q . z_i
+QUERY_HEAD_DIR = "query_head"                     # only with hparams.query_head: the z -> u Keras model
+ABLATIONS_DIR = "ablations"                       # <name>/embeddings.npy (+ query_embeddings.npy) per variant
 HISTORY_FILE = "history.json"
 
 
@@ -54,7 +60,8 @@ def validation_fn_for(inputs: dict, split: str = "validation"):
 
     def fn(model, epoch):
         emb = train_lib.embed_all(model, inputs["features"], inputs["nbr"], inputs["w"])
-        return evaluation.metrics_from_ranks(evaluation.ranks(evaluation.EmbeddingScorer(emb), queries))
+        scorer = evaluation.EmbeddingScorer(emb, query_emb=train_lib.query_embeddings(model, emb))
+        return evaluation.metrics_from_ranks(evaluation.ranks(scorer, queries))
     return fn
 
 
@@ -69,6 +76,9 @@ def train_and_embed(inputs: dict, hparams: PinSageHParams, out_dir: str, log_dir
     emb = train_lib.embed_all(model, inputs["features"], inputs["nbr"], inputs["w"])
     os.makedirs(out_dir, exist_ok=True)
     np.save(os.path.join(out_dir, EMBEDDINGS_FILE), emb.astype(np.float32))
+    if train_lib.query_head_of(model) is not None:
+        np.save(os.path.join(out_dir, QUERY_EMBEDDINGS_FILE),
+                train_lib.query_embeddings(model, emb).astype(np.float32))
     history["train_seconds"] = time.time() - t0
     history["hparams"] = hparams.to_dict()
     with open(os.path.join(out_dir, HISTORY_FILE), "w") as f:
@@ -77,11 +87,20 @@ def train_and_embed(inputs: dict, hparams: PinSageHParams, out_dir: str, log_dir
 
 
 def run_fn(fn_args):
-    """TFX Trainer entry point. custom_config: graph_uri, neighborhoods_uri, pairs_uri, graph_schema, hparams."""
+    """TFX Trainer entry point. custom_config: graph_uri, neighborhoods_uri, pairs_uri, graph_schema, hparams,
+    ablations (optional list of modules/model.ABLATIONS names)."""
     cfg = fn_args.custom_config
     hp = PinSageHParams.from_dict(dict(cfg.get("hparams") or {}))
     inputs = load_inputs(fn_args.train_files[0], cfg["graph_schema"], cfg["graph_uri"],
                          cfg["neighborhoods_uri"], cfg["pairs_uri"])
     out_dir = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
     model, _, _ = train_and_embed(inputs, hp, out_dir, log_dir=fn_args.model_run_dir)
+    for name in cfg.get("ablations") or ():
+        # Same inputs, pairs and loss settings; only what the ablation names differs. Embeddings only (the
+        # evaluator reports them next to the model); no SavedModel is kept for a variant.
+        train_and_embed(inputs, model_lib.ablation_hparams(hp, name), os.path.join(out_dir, ABLATIONS_DIR, name),
+                        validate=False)
     model.save(fn_args.serving_model_dir, include_optimizer=False)
+    head = train_lib.query_head_of(model)
+    if head is not None:
+        head.save(os.path.join(out_dir, QUERY_HEAD_DIR), include_optimizer=False)

@@ -22,6 +22,14 @@ def _cmd_data(args) -> int:
     return 0
 
 
+def _ablations(args) -> list[str] | None:
+    if args.ablations is None:
+        return None
+    from modules.model import ABLATIONS
+
+    return list(args.ablations) or sorted(ABLATIONS)
+
+
 def _cmd_run(args) -> int:
     from pipeline import driver, ingest
     from pipeline.pinsage_pipeline import SamplingConfig
@@ -36,7 +44,7 @@ def _cmd_run(args) -> int:
         pipeline, ingest_report = driver.build(output, dataset=args.dataset, data_dir=args.data_dir,
                                                sampling=sampling, beam_args=beam_args,
                                                stop_after=args.stop_after, enable_cache=not args.no_cache,
-                                               hparams=json.loads(args.hparams))
+                                               hparams=json.loads(args.hparams), ablations=_ablations(args))
     except ingest.InputError as e:
         print(f"[pinsage] ERROR: {e}", file=sys.stderr)
         return 2
@@ -197,6 +205,9 @@ def main(argv=None) -> int:
                    "counts (default; best validation HR@10 on ML-1M, bench/QUALITY.md), random-walk visits "
                    "(the paper), or a mix")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--ablations", nargs="*", default=None, metavar="NAME",
+                   help="also train and report the ablation variants of modules/model.ABLATIONS (all of them "
+                        "when no name is given): pooling, hard negatives, loss, features-only MLP, id-only")
     r.add_argument("--no-cache", action="store_true", help="disable the TFX execution cache")
     r.add_argument("--beam-arg", action="append",
                    help="a Beam pipeline option, repeatable, e.g. --beam-arg=--direct_num_workers=2")

@@ -236,18 +236,23 @@ class DenseScorer:
 
 
 class EmbeddingScorer:
-    """Dot product (or cosine) of item embeddings [N, d]: how the GNN and the features-only baseline are scored."""
+    """Dot product (or cosine) of item embeddings [N, d]: how the GNN and the features-only baseline are scored.
+    query_emb [N, d]: the query-side vectors of an asymmetric model (score = query_emb[q] . emb[i])."""
 
-    def __init__(self, emb: np.ndarray, metric: str = "dot"):
+    def __init__(self, emb: np.ndarray, metric: str = "dot", query_emb: np.ndarray | None = None):
         if metric not in ("dot", "cosine"):
             raise ValueError(f"metric must be 'dot' or 'cosine', got {metric!r}")
         emb = np.asarray(emb, np.float32)
+        query_emb = emb if query_emb is None else np.asarray(query_emb, np.float32)
+        if query_emb.shape != emb.shape:
+            raise ValueError(f"query_emb shape {query_emb.shape} != emb shape {emb.shape}")
         if metric == "cosine":
             emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-        self.emb = emb
+            query_emb = query_emb / np.maximum(np.linalg.norm(query_emb, axis=1, keepdims=True), 1e-12)
+        self.emb, self.query_emb = emb, query_emb
 
     def scores(self, query_nodes):
-        return self.emb[np.asarray(query_nodes)] @ self.emb.T
+        return self.query_emb[np.asarray(query_nodes)] @ self.emb.T
 
 
 def baseline_scorers(graph: Graph, window: int = 3, rwr: bool = False) -> dict[str, Scorer]:

@@ -30,6 +30,7 @@ SCANN_DIR = "scann"
 IDS_FILE = "item_ids.txt"
 TITLES_FILE = "titles.txt"
 EMBEDDINGS_FILE = "embeddings.npy"
+QUERY_EMBEDDINGS_FILE = "query_embeddings.npy"   # optional: a query-head model's query vectors (rows as above)
 STATS_FILE = "index_stats.json"
 BRUTE_FORCE_BELOW = 20_000
 # Exact re-ranking of the best 400 AH candidates: 100 (ScaNN's usual figure) gave recall@10 0.90 for catalogue
@@ -121,12 +122,14 @@ def build_searcher(embeddings: np.ndarray, k: int = 10, brute_force_below: int =
 
 def build_index(embeddings: np.ndarray, item_ids: Sequence[str], out_dir: str,
                 titles: Optional[Sequence[str]] = None, recall_queries: int = 1000, seed: int = 0,
-                **searcher_kw) -> dict:
+                query_embeddings: Optional[np.ndarray] = None, **searcher_kw) -> dict:
     """Builds, measures and serializes the index into `out_dir` (layout in the module docstring); returns the stats.
 
     Recall@10 is measured at build time on `recall_queries` catalogue items used as queries (the related-items
-    case) against an exact numpy scan, so a bad index is visible in index_stats.json before it is pushed."""
+    case: their query vectors when `query_embeddings` are given) against an exact numpy scan, so a bad index is
+    visible in index_stats.json before it is pushed."""
     emb = check_inputs(embeddings, list(item_ids), titles)
+    queries = emb if query_embeddings is None else np.asarray(query_embeddings, np.float32)
     start = time.time()
     searcher, params = build_searcher(emb, **searcher_kw)
     build_s = time.time() - start
@@ -134,8 +137,8 @@ def build_index(embeddings: np.ndarray, item_ids: Sequence[str], out_dir: str,
     rng = np.random.default_rng(seed)
     sample = rng.choice(emb.shape[0], size=min(recall_queries, emb.shape[0]), replace=False)
     k = min(10, emb.shape[0])
-    approx, _ = searcher.search_batched(emb[sample], final_num_neighbors=k)
-    recall = recall_at_k(np.asarray(approx), exact_top_k(emb, emb[sample], k))
+    approx, _ = searcher.search_batched(queries[sample], final_num_neighbors=k)
+    recall = recall_at_k(np.asarray(approx), exact_top_k(emb, queries[sample], k))
 
     os.makedirs(os.path.join(out_dir, SCANN_DIR), exist_ok=True)
     searcher.serialize(os.path.join(out_dir, SCANN_DIR))
@@ -199,12 +202,25 @@ def read_embeddings(uri: str):
     return emb, ids, titles
 
 
+def read_query_embeddings(uri: str) -> Optional[np.ndarray]:
+    """The query vectors of an `Embeddings` artifact (a model with a query head), or None: then an item's own
+    embedding is its query vector."""
+    path = os.path.join(uri, QUERY_EMBEDDINGS_FILE)
+    return np.load(path) if os.path.exists(path) else None
+
+
 def write_embeddings(uri: str, embeddings: np.ndarray, item_ids: Sequence[str],
-                     titles: Optional[Sequence[str]] = None) -> None:
+                     titles: Optional[Sequence[str]] = None,
+                     query_embeddings: Optional[np.ndarray] = None) -> None:
     """The `Embeddings` artifact layout (what BulkEmbedder writes and IndexBuilder reads)."""
     emb = check_inputs(embeddings, list(item_ids), titles)
     os.makedirs(uri, exist_ok=True)
     np.save(os.path.join(uri, EMBEDDINGS_FILE), emb)
+    if query_embeddings is not None:
+        query_embeddings = np.ascontiguousarray(query_embeddings, np.float32)
+        if query_embeddings.shape != emb.shape:
+            raise ValueError(f"query embeddings {query_embeddings.shape} != embeddings {emb.shape}")
+        np.save(os.path.join(uri, QUERY_EMBEDDINGS_FILE), query_embeddings)
     write_lines(os.path.join(uri, IDS_FILE), item_ids, "item ids")
     if titles is not None:
         write_lines(os.path.join(uri, TITLES_FILE), titles, "titles")
@@ -236,9 +252,10 @@ class Executor(base_executor.BaseExecutor):
     """Reads embeddings.npy + item_ids.txt (+ titles.txt) and writes the index directory into the Index artifact."""
 
     def Do(self, input_dict, output_dict, exec_properties):
-        emb, ids, titles = read_embeddings(artifact_utils.get_single_uri(input_dict["embeddings"]))
+        uri = artifact_utils.get_single_uri(input_dict["embeddings"])
+        emb, ids, titles = read_embeddings(uri)
         out = artifact_utils.get_single_instance(output_dict["index"])
-        stats = build_index(emb, ids, out.uri, titles=titles,
+        stats = build_index(emb, ids, out.uri, titles=titles, query_embeddings=read_query_embeddings(uri),
                             recall_queries=int(exec_properties["recall_queries"]),
                             seed=int(exec_properties["seed"]),
                             brute_force_below=int(exec_properties["brute_force_below"]),

@@ -65,10 +65,12 @@ def _example_gen(name: str, base: str):
 def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: str, inputs: PipelineInputs,
                     sampling: SamplingConfig | None = None, beam_pipeline_args: list[str] | None = None,
                     enable_cache: bool = True, stop_after: str | None = None,
-                    hparams: dict | None = None, serving_model_dir: str | None = None) -> tfx.dsl.Pipeline:
+                    hparams: dict | None = None, serving_model_dir: str | None = None,
+                    ablations: list[str] | None = None) -> tfx.dsl.Pipeline:
     """The pipeline; `stop_after` (one of STAGES) builds only a prefix (tests, partial runs).
     `hparams`: overrides of modules.model.PinSageHParams for the trainer; `serving_model_dir`: where the Pusher
-    writes versions (default <pipeline_root>/../serving_model)."""
+    writes versions (default <pipeline_root>/../serving_model); `ablations`: modules.model.ABLATIONS variants
+    the trainer also trains and the evaluator reports."""
     if stop_after not in (None,) + STAGES:
         raise ValueError(f"stop_after must be one of {STAGES}, got {stop_after!r}")
     components = []
@@ -104,7 +106,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: str, 
             examples=transform.outputs["transformed_examples"], transform_graph=transform.outputs["transform_graph"],
             graph=graph_gen.outputs["graph"], neighborhoods=sampler.outputs["neighborhoods"],
             pairs=pairs.outputs["pairs"], graph_schema=inputs.graph_schema, hparams=hparams,
-            code_fingerprint=code_fingerprint(MODULES_DIR))
+            code_fingerprint=code_fingerprint(MODULES_DIR), ablations=ablations)
         evaluator = PinSageEvaluator(
             graph=graph_gen.outputs["graph"], model=trainer.outputs["model"],
             examples=transform.outputs["transformed_examples"], transform_graph=transform.outputs["transform_graph"],

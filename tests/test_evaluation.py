@@ -191,6 +191,16 @@ def test_embedding_scorer_dot_and_cosine():
     np.testing.assert_allclose(ev.EmbeddingScorer(emb, "cosine").scores(np.array([2, 0])), [[0, 0, 1], [1, 1, 0]])
 
 
+def test_embedding_scorer_with_query_vectors_is_asymmetric():
+    emb = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    query = np.array([[0.0, 2.0], [1.0, 0.0], [1.0, -1.0]])        # item 0 points at item 1, item 1 at item 0
+    s = ev.EmbeddingScorer(emb, query_emb=query)
+    np.testing.assert_allclose(s.scores(np.array([0, 1, 2])), [[0, 2, 2], [1, 0, 1], [1, -1, 0]])
+    assert s.scores(np.array([0]))[0, 1] != s.scores(np.array([1]))[0, 0]
+    with pytest.raises(ValueError, match="query_emb shape"):
+        ev.EmbeddingScorer(emb, query_emb=query[:2])
+
+
 # ----------------------------------------------------------------------------------------- graph_from_csv
 
 def test_graph_from_csv_splits_like_graphgen(tmp_path):

@@ -81,3 +81,17 @@ def test_tfx_executor_reads_embeddings_artifact(vectors, tmp_path):
     loaded = ib.load_index(idx_art.uri)
     assert loaded.stats["kind"] == "brute_force" and loaded.titles[1] == "t1"
     assert idx_art.get_string_custom_property("kind") == "brute_force"
+
+
+def test_query_vectors_travel_with_the_embeddings_and_drive_the_recall_queries(vectors, tmp_path):
+    emb = vectors[:300]
+    query = np.roll(emb, 1, axis=0)                  # item u's query vector is item u-1's embedding
+    ib.write_embeddings(str(tmp_path / "emb"), emb, ids_for(300), query_embeddings=query)
+    np.testing.assert_array_equal(ib.read_query_embeddings(str(tmp_path / "emb")), query)
+    ib.write_embeddings(str(tmp_path / "plain"), emb, ids_for(300))
+    assert ib.read_query_embeddings(str(tmp_path / "plain")) is None
+    with pytest.raises(ValueError, match="query embeddings"):
+        ib.write_embeddings(str(tmp_path / "bad"), emb, ids_for(300), query_embeddings=query[:, :3])
+    stats = ib.build_index(emb, ids_for(300), str(tmp_path / "idx"), query_embeddings=query, brute_force_below=0,
+                           num_leaves=10, leaves_to_search=10)
+    assert stats["recall_at_10"] >= 0.99              # all leaves searched: exact up to quantisation + reorder

@@ -11,9 +11,10 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_gnn as tfgnn  # noqa: E402
 
 from modules import batches, layers, losses  # noqa: E402
+from modules import model as model_lib  # noqa: E402
 from modules import features as features_lib  # noqa: E402
 from modules.model import PinSageHParams, build_model  # noqa: E402
-from modules.train import embed_all, train  # noqa: E402
+from modules.train import embed_all, query_embeddings, train  # noqa: E402
 
 SMALL = dict(hidden_dim=16, output_dim=8, text_embedding_dim=4)
 
@@ -315,3 +316,59 @@ def test_saved_model_reloads_with_equal_outputs(trained, tmp_path):
   loaded = tf.keras.models.load_model(path)
   np.testing.assert_allclose(loaded(graph).numpy(), model(graph).numpy(), atol=1e-6)
   assert np.abs(model(graph).numpy()[0] - model(graph).numpy()[1]).max() > 1e-3   # distinct items differ
+
+
+# ------------------------------------------------------------------------------- query head, ablations
+
+def _directed_ring_training(query_head: bool, tmp_path):
+  """6 rings of 10 items, each item identified by a one-hot feature, its neighbourhood its ring predecessor and
+  successor (equal weights); positives are the *successor*. Returns how often an item's top-1 (itself excluded)
+  is its successor. A symmetric score s(a, b) = s(b, a) cannot rank every successor first (around a ring that
+  needs s(q, q+1) > s(q-1, q) for every q), so it stays near the 50 % of "next or previous"."""
+  n, size = 60, 10
+  items = np.arange(n)
+  nxt, prv = (items // size) * size + (items % size + 1) % size, (items // size) * size + (items % size - 1) % size
+  nbr, w = np.stack([prv, nxt], 1).astype(np.int64), np.full((n, 2), 0.5, np.float32)
+  feats = {"code_multi_hot": np.eye(n, dtype=np.float32), "node_id": items.astype(np.int64)}
+  q = np.random.default_rng(2).integers(0, n, 4000)
+  hp = PinSageHParams(hidden_dim=32, output_dim=16, batch_size=64, num_negatives=30, num_layers=1, epochs=2,
+                      steps_per_epoch=50, warmup_steps=5, learning_rate=1e-2, temperature=0.1,
+                      hard_negatives=False, query_head=query_head)
+  model, _ = train(feats, nbr, w, q, nxt[q], None, hp, str(tmp_path / f"m{int(query_head)}"))
+  z = embed_all(model, feats, nbr, w, 128)
+  u = query_embeddings(model, z)
+  assert (u is z) == (not query_head)
+  s = u @ z.T
+  np.fill_diagonal(s, -np.inf)
+  return float(np.mean(s.argmax(1) == nxt))
+
+
+def test_query_head_learns_direction_the_symmetric_model_cannot(tmp_path):
+  sym, asym = _directed_ring_training(False, tmp_path), _directed_ring_training(True, tmp_path)
+  assert asym > 0.9, (sym, asym)
+  assert sym < 0.75, (sym, asym)
+
+
+def test_ablation_variants_train_and_ignore_what_they_ablate(tmp_path):
+  feats, nbr, w, pairs = community_graph(n_comm=6)
+  q, p = pairs(600)
+  base = PinSageHParams(hidden_dim=16, output_dim=16, text_embedding_dim=4, batch_size=32, num_negatives=20,
+                        epochs=1, steps_per_epoch=3, warmup_steps=1)
+  assert set(model_lib.ABLATIONS) >= {"mean_pooling", "no_hard_negatives", "features_only_mlp", "id_embedding_only"}
+  assert model_lib.ablation_hparams(base, "mean_pooling").pooling == "mean"
+  assert model_lib.ablation_hparams(base, "mean_pooling").output_dim == 16          # the rest is inherited
+  with pytest.raises(ValueError, match="unknown ablation"):
+    model_lib.ablation_hparams(base, "nope")
+  with pytest.raises(ValueError, match="use_features=False needs id_embedding"):
+    PinSageHParams(use_features=False)
+  shuffled_nbr = np.random.default_rng(0).permutation(nbr)
+  other_feats = dict(feats, year=feats["year"] + 5.0, genres_multi_hot=1.0 - feats["genres_multi_hot"])
+  for name in ("features_only_mlp", "id_embedding_only", "mean_pooling"):
+    hp = model_lib.ablation_hparams(base, name)
+    model, _ = train(feats, nbr, w, q, p, None, hp, str(tmp_path / name))
+    z = embed_all(model, feats, nbr, w, 64)
+    assert z.shape == (len(nbr), 16) and np.isfinite(z).all()
+    no_graph = np.abs(embed_all(model, feats, shuffled_nbr, w, 64) - z).max() < 1e-6
+    no_feats = np.abs(embed_all(model, other_feats, nbr, w, 64) - z).max() < 1e-6
+    assert (no_graph, no_feats) == {"features_only_mlp": (True, False), "id_embedding_only": (True, True),
+                                    "mean_pooling": (False, False)}[name], name

@@ -58,6 +58,23 @@ def example_dir(examples_artifacts) -> str:
     return artifact_utils.get_split_uri([examples], split)
 
 
+def query_vectors(input_dict, emb):
+    """The trained query head (modules/trainer.py QUERY_HEAD_DIR) applied to every embedding, or None without
+    one. A row-wise map of a small MLP over vectors already in memory for the index, so not a Beam stage."""
+    from modules import trainer
+
+    head_dir = os.path.join(artifact_utils.get_single_uri(input_dict["model"]), trainer.QUERY_HEAD_DIR)
+    if not os.path.isdir(head_dir):
+        return None
+    import numpy as np
+    import tensorflow as tf
+
+    from modules import layers  # noqa: F401  (registers QueryHead)
+
+    head = tf.keras.models.load_model(head_dir, compile=False)
+    return np.concatenate([head(emb[i:i + 65536], training=False).numpy() for i in range(0, len(emb), 65536)])
+
+
 class Executor(base_beam_executor.BaseBeamExecutor):
     def Do(self, input_dict, output_dict, exec_properties):
         from modules import features as features_lib
@@ -91,7 +108,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                               batch_size=batch_size)
             node_ids, _, rows = be.read_rows(out.uri)
             emb = be.assemble(node_ids, rows, len(item_ids))
-        index_builder.write_embeddings(out.uri, emb, item_ids, titles)
+        index_builder.write_embeddings(out.uri, emb, item_ids, titles,
+                                       query_embeddings=query_vectors(input_dict, emb))
         seconds = time.time() - start
         with open(os.path.join(out.uri, STATS_FILE), "w") as f:
             json.dump({"strategy": strategy, "items": len(item_ids), "dim": int(emb.shape[1]),

@@ -22,7 +22,22 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 from pipeline import artifacts, evaluation, graph_io, report as report_lib
 
 # The trainer's model artifact layout (modules/trainer.py) is the one source of these names.
-from modules.trainer import EMBEDDINGS_FILE, HISTORY_FILE  # noqa: E402
+from modules.trainer import (ABLATIONS_DIR, EMBEDDINGS_FILE, HISTORY_FILE,  # noqa: E402
+                             QUERY_EMBEDDINGS_FILE)
+
+ABLATION_PREFIX = "ablation:"   # model names of the ablation rows in report.json
+
+
+def load_model_embeddings(model_uri: str) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    """(embeddings, query embeddings or None, {ablation name: (embeddings, query embeddings or None)})."""
+    def load(d):
+        q = os.path.join(d, QUERY_EMBEDDINGS_FILE)
+        return np.load(os.path.join(d, EMBEDDINGS_FILE)), (np.load(q) if os.path.exists(q) else None)
+    emb, query = load(model_uri)
+    root = os.path.join(model_uri, ABLATIONS_DIR)
+    names = sorted(os.listdir(root)) if os.path.isdir(root) else []
+    return emb, query, {n: load(os.path.join(root, n)) for n in names
+                        if os.path.exists(os.path.join(root, n, EMBEDDINGS_FILE))}
 
 
 def features_only_embeddings(features: dict, text_buckets: int = 256) -> np.ndarray:
@@ -61,12 +76,17 @@ def colour_labels(features: dict, transform_graph_uri: str) -> tuple[np.ndarray,
     return labels, vocab, col
 
 
-def evaluate_all(graph: graph_io.Graph, emb: np.ndarray | None, features: dict | None) -> tuple[dict, dict]:
+def evaluate_all(graph: graph_io.Graph, emb: np.ndarray | None, features: dict | None,
+                 query_emb: np.ndarray | None = None, ablations: dict | None = None) -> tuple[dict, dict]:
+    """Test and validation metrics of every model: the baselines, `pinsage` (query vectors `query_emb` when
+    the model has a query head) and each ablation {name: (emb, query_emb or None)} as `ablation:<name>`."""
     scorers = dict(evaluation.baseline_scorers(graph))
     if features is not None:
         scorers["features_only"] = evaluation.EmbeddingScorer(features_only_embeddings(features), "cosine")
     if emb is not None:
-        scorers["pinsage"] = evaluation.EmbeddingScorer(emb)
+        scorers["pinsage"] = evaluation.EmbeddingScorer(emb, query_emb=query_emb)
+    for name, (e, q) in sorted((ablations or {}).items()):
+        scorers[ABLATION_PREFIX + name] = evaluation.EmbeddingScorer(e, query_emb=q)
     out = {}
     for split in ("test", "validation"):
         q = evaluation.build_queries(graph, split)
@@ -95,10 +115,10 @@ class Executor(base_executor.BaseExecutor):
         graph = graph_io.load_graph(artifact_utils.get_single_uri(input_dict["graph"]))
         feats = features_lib.load_item_features(artifact_utils.get_split_uri([examples], split),
                                                 exec_properties["graph_schema"])
-        emb = np.load(os.path.join(model_uri, EMBEDDINGS_FILE))
+        emb, query_emb, ablations = load_model_embeddings(model_uri)
         with open(os.path.join(model_uri, HISTORY_FILE)) as f:
             history = json.load(f)
-        test, val = evaluate_all(graph, emb, feats)
+        test, val = evaluate_all(graph, emb, feats, query_emb, ablations)
         t_eval = time.time() - t0
 
         plots = {}
@@ -116,6 +136,7 @@ class Executor(base_executor.BaseExecutor):
         report = {
             "dataset": exec_properties["dataset"], "protocol": report_lib.PROTOCOL,
             "metrics": test, "validation_metrics": val,
+            "ablations": sorted(ablations),
             "kurtosis": {k: report_lib.kurtosis(v) for k, v in cos.items()},
             "training": {k: history.get(k) for k in ("epoch", "loss", "val_hr@10", "pairs_per_second",
                                                      "train_seconds", "hparams")},

@@ -44,6 +44,7 @@ class PinSageTrainerSpec(ComponentSpec):
         "hparams": ExecutionParameter(type=str),          # JSON of modules.model.PinSageHParams overrides
         "graph_schema": ExecutionParameter(type=str),     # path of the TF-GNN GraphSchema .pbtxt
         "code_fingerprint": ExecutionParameter(type=str),
+        "ablations": ExecutionParameter(type=str, optional=True),  # JSON list of modules.model.ABLATIONS names
     }
     INPUTS = {
         "examples": ChannelParameter(type=standard_artifacts.Examples),          # Transform-ed item features
@@ -76,6 +77,7 @@ class Executor(base_executor.BaseExecutor):
                 "pairs_uri": artifact_utils.get_single_uri(input_dict["pairs"]),
                 "graph_schema": exec_properties["graph_schema"],
                 "hparams": json.loads(exec_properties["hparams"] or "{}"),
+                "ablations": json.loads(exec_properties.get("ablations") or "[]"),
             })
         module, fn = exec_properties["run_fn"].rsplit(".", 1)
         getattr(importlib.import_module(module), fn)(fn_args)
@@ -88,8 +90,15 @@ class PinSageTrainer(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
     def __init__(self, examples, transform_graph, graph, neighborhoods, pairs, graph_schema: str,
-                 hparams: dict | None = None, run_fn: str = DEFAULT_RUN_FN, code_fingerprint: str = ""):
+                 hparams: dict | None = None, run_fn: str = DEFAULT_RUN_FN, code_fingerprint: str = "",
+                 ablations: list[str] | None = None):
+        from modules.model import ABLATIONS
+
+        unknown = sorted(set(ablations or ()) - set(ABLATIONS))
+        if unknown:
+            raise ValueError(f"unknown ablations {unknown}; known: {sorted(ABLATIONS)}")
         super().__init__(spec=PinSageTrainerSpec(
+            ablations=json.dumps(list(ablations or [])),
             examples=examples, transform_graph=transform_graph, graph=graph, neighborhoods=neighborhoods,
             pairs=pairs, run_fn=run_fn, hparams=json.dumps(hparams or {}, sort_keys=True),
             graph_schema=graph_schema, code_fingerprint=code_fingerprint,
