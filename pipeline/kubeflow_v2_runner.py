@@ -51,7 +51,8 @@ def compile_pipeline(output_file: str, inputs: PipelineInputs, pipeline_root: st
                      serving_model_dir: str | None = None, beam_args: list[str] | None = None,
                      stop_after: str | None = None, hparams: dict | None = None,
                      sampling: SamplingConfig | None = None) -> dict:
-    """Writes the KFP v2 PipelineJob JSON of the pipeline to `output_file`; returns it as a dict."""
+    """Writes the pipeline to `output_file`: the KFP v2 PipelineJob as JSON (Vertex AI), or its PipelineSpec
+    as YAML for a `.yaml` name (open-source Kubeflow Pipelines v2). Returns the PipelineJob as a dict."""
     from tfx import v1 as tfx
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kfv2   # ImportError without kfp-pipeline-spec
 
@@ -63,9 +64,8 @@ def compile_pipeline(output_file: str, inputs: PipelineInputs, pipeline_root: st
     config = kfv2.KubeflowV2DagRunnerConfig(default_image=image) if image else kfv2.KubeflowV2DagRunnerConfig()
     out_dir, name = os.path.split(os.path.abspath(output_file))
     os.makedirs(out_dir, exist_ok=True)
-    tfx.orchestration.experimental.KubeflowV2DagRunner(config, output_dir=out_dir, output_filename=name).run(pipeline)
-    with open(output_file) as f:
-        return json.load(f)
+    return tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config, output_dir=out_dir, output_filename=name).run(pipeline)
 
 
 def main(argv=None) -> int:

@@ -7,6 +7,7 @@ import json
 import os
 
 import pytest
+import yaml
 
 pytest.importorskip("kfp.pipeline_spec.pipeline_spec_pb2",
                     reason="kfp-pipeline-spec (TFX's KubeflowV2DagRunner protos) is not installed")
@@ -34,6 +35,10 @@ def compiled(tmp_path_factory):
     with open(out) as f:
         assert json.load(f) == job
     local = create_pipeline("pinsage", str(d / "local-root"), str(d / "m.sqlite"), inputs)
+    yaml_job = kfv2.compile_pipeline(str(d / "job" / "pipeline.yaml"), inputs, str(d / "root"), image=IMAGE,
+                                     beam_args=BEAM)
+    with open(d / "job" / "pipeline.yaml") as f:
+        assert yaml.safe_load(f) == yaml_job["pipelineSpec"]          # the KFP v2 upload format
     return job, local, staging
 
 
