@@ -104,6 +104,36 @@ class _StageProgress(logging.Handler):
                     self.current = None
 
 
+def _package_user_modules(pipeline) -> None:
+    """Builds the user-code wheels (Transform's module file) that the runner would build first anyway: TFX runs
+    `setup.py bdist_wheel` in a subprocess whose ~40 lines of setuptools output would bury the progress lines, so
+    its output goes to a temp file, shown only if packaging fails. Resolved dependencies are not rebuilt later."""
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryFile() as out:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        os.dup2(out.fileno(), 1)
+        os.dup2(out.fileno(), 2)
+        try:
+            for c in pipeline.components:
+                if hasattr(c, "_resolve_pip_dependencies"):
+                    c._resolve_pip_dependencies(pipeline.pipeline_info.pipeline_root)
+        except BaseException:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            out.seek(0)
+            sys.stderr.write(out.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
 def run_local(pipeline) -> StageTimings:
     """Runs on TFX's LocalDagRunner with stage-by-stage progress; returns per-stage wall times (and which
     stages were cache hits)."""
@@ -120,6 +150,7 @@ def run_local(pipeline) -> StageTimings:
     handler = _StageProgress(len(pipeline.components))
     root.addHandler(handler)
     try:
+        _package_user_modules(pipeline)
         tfx.orchestration.LocalDagRunner().run(pipeline)
     finally:
         root.removeHandler(handler)
