@@ -87,6 +87,12 @@ def main(argv=None) -> int:
     p.add_argument("--beam-arg", action="append", help="a Beam pipeline option for the Beam components, "
                    "repeatable, e.g. --beam-arg=--runner=DataflowRunner")
     args = p.parse_args(argv)
+    try:
+        import kfp.pipeline_spec.pipeline_spec_pb2  # noqa: F401
+    except ImportError:
+        print("[pinsage] ERROR: compiling for Kubeflow v2 / Vertex needs the PipelineSpec protos: "
+              "pip install kfp-pipeline-spec==0.2.2", file=sys.stderr)
+        return 2
     inputs = staged_inputs(args.staging, args.data_root, args.dataset, args.data_dir)
     job = compile_pipeline(args.output, inputs, args.pipeline_root, image=args.image,
                            serving_model_dir=args.serving_model_dir, beam_args=args.beam_arg,

@@ -1,7 +1,7 @@
 """The pipeline on LocalDagRunner over real ML-100K, every stage's output checked against an independent reference.
 
 The data gets three bad rows injected so that the data report is checked end to end: an unknown item, an exact
-duplicate and a malformed timestamp. The TFX CLI test runs a 120-user subset (graph stages only) to stay short.
+duplicate and a malformed timestamp. The TFX CLI test runs a 120-user subset (up to sampling) to stay short.
 """
 import glob
 import json
