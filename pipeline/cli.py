@@ -46,7 +46,11 @@ def _cmd_run(args) -> int:
           f"{ingest_report['interactions']['rows_kept']} interactions kept", flush=True)
     print(f"[pinsage] pipeline '{pipeline.pipeline_info.pipeline_name}' with {len(pipeline.components)} "
           f"stages, output {output}", flush=True)
-    timings = driver.run_local(pipeline)
+    try:
+        timings = driver.run_local(pipeline)
+    except driver.StageError as e:
+        print(f"[pinsage] ERROR: {e}", file=sys.stderr)
+        return 1
     pipeline_s = round(time.time() - t_build, 1)
     report = driver.write_data_report(output, ingest_report)
     lines = driver.summarize_data_report(report)

@@ -67,6 +67,10 @@ def build(output: str, dataset: str | None = None, data_dir: str | None = None, 
     return pipeline, report
 
 
+class StageError(RuntimeError):
+    """A stage the local runner did not run although the run went on (TFX logs such errors and continues)."""
+
+
 class StageTimings(dict):
     """Wall seconds per stage (name -> s) plus the stages this run took from the TFX cache (`cached`)."""
 
@@ -83,11 +87,15 @@ class _StageProgress(logging.Handler):
         self.started: dict[str, float] = {}
         self.timings = StageTimings()
         self.total, self.current = total, None
+        self.failed: list[str] = []
 
     def emit(self, record):
         msg = record.getMessage()
         if msg.startswith("A cached execution ") and self.current:   # LocalDagRunner runs one node at a time
             self.timings.cached.append(self.current)
+            return
+        if record.levelno >= logging.ERROR and "Input resolution error" in msg and self.current:
+            self.failed.append(self.current)    # TFX logs it, marks the execution failed and goes on
             return
         for word, state in ((" is running.", "running"), (" is finished.", "finished")):
             if msg.startswith("Component ") and msg.endswith(word):
@@ -99,7 +107,8 @@ class _StageProgress(logging.Handler):
                 else:
                     dt = time.time() - self.started.get(name, time.time())
                     self.timings[name] = round(dt, 2)
-                    how = "cached" if name in self.timings.cached else "done"
+                    how = ("NOT RUN (inputs not resolved)" if name in self.failed else
+                           "cached" if name in self.timings.cached else "done")
                     print(f"[pinsage] stage {name} {how} in {dt:.1f} s", flush=True)
                     self.current = None
 
@@ -156,6 +165,10 @@ def run_local(pipeline) -> StageTimings:
         root.removeHandler(handler)
         for h, level in quieted:
             h.setLevel(level)
+    if handler.failed:
+        raise StageError(f"stages not run, their inputs could not be resolved: {', '.join(handler.failed)} "
+                         "(the traceback above says why; an output directory made by an older version of this "
+                         "package can cause it: rerun with --no-cache or a new --output)")
     return handler.timings
 
 

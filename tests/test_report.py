@@ -202,3 +202,29 @@ def test_related_items_are_the_exact_top_k_without_the_query():
         assert [x["item_id"] for x in q["related"]] == [ids[i] for i in want]
         assert [x["title"] for x in q["related"]] == [titles[i] for i in want]
         np.testing.assert_allclose([x["score"] for x in q["related"]], s[want], atol=1e-3)
+
+
+def test_stage_progress_names_cache_hits_and_stages_whose_inputs_did_not_resolve(capsys):
+    """Fed the records TFX's LocalDagRunner and launcher log (same format strings, same levels)."""
+    import logging
+
+    from pipeline import driver
+
+    h = driver._StageProgress(total=3)
+
+    def log(level, fmt, *args):
+        h.handle(logging.LogRecord("absl", level, __file__, 0, fmt, args, None))
+
+    log(logging.INFO, "Component %s is running.", "GraphGen")
+    log(logging.INFO, "A cached execution %d is used.", 7)
+    log(logging.INFO, "Component %s is finished.", "GraphGen")
+    log(logging.INFO, "Component %s is running.", "PairGen")
+    log(logging.ERROR, "[%s] Input resolution error: %s", "PairGen", "min_count has not met")
+    log(logging.INFO, "Component %s is finished.", "PairGen")
+    log(logging.INFO, "Component %s is running.", "Transform")
+    log(logging.INFO, "Component %s is finished.", "Transform")
+    out = capsys.readouterr().out
+    assert "stage 1/3 GraphGen ..." in out and "stage GraphGen cached in" in out
+    assert "stage PairGen NOT RUN" in out and "stage Transform done in" in out
+    assert h.timings.cached == ["GraphGen"] and h.failed == ["PairGen"] and list(h.timings) == [
+        "GraphGen", "PairGen", "Transform"]
