@@ -83,6 +83,7 @@ def _cmd_run(args) -> int:
         md = open(os.path.join(output, "report.md"), encoding="utf-8").read()
         quality = md[md.index("## Quality vs baselines"):].split("\n## ")[0]
         print(quality.split("![")[0].rstrip())
+        print("\n".join(ln for ln in md.splitlines() if ln.startswith("Kurtosis of pairwise")))
     if args.serve_and_query and args.stop_after is None:
         serve_and_query(output)
     with open(os.path.join(output, "timings.json"), "w") as f:
