@@ -68,30 +68,85 @@ def build(output: str, dataset: str | None = None, data_dir: str | None = None, 
     return pipeline, report
 
 
+class StageError(RuntimeError):
+    """A stage the local runner did not run although the run went on (TFX logs such errors and continues)."""
+
+
+class StageTimings(dict):
+    """Wall seconds per stage (name -> s) plus the stages this run took from the TFX cache (`cached`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.cached: list[str] = []
+
+
 class _StageProgress(logging.Handler):
     """Turns TFX's per-component log lines into one progress line per stage with its wall time."""
 
-    def __init__(self):
+    def __init__(self, total: int = 0):
         super().__init__(logging.INFO)
         self.started: dict[str, float] = {}
-        self.timings: dict[str, float] = {}
+        self.timings = StageTimings()
+        self.total, self.current = total, None
+        self.failed: list[str] = []
 
     def emit(self, record):
         msg = record.getMessage()
+        if msg.startswith("A cached execution ") and self.current:   # LocalDagRunner runs one node at a time
+            self.timings.cached.append(self.current)
+            return
+        if record.levelno >= logging.ERROR and "Input resolution error" in msg and self.current:
+            self.failed.append(self.current)    # TFX logs it, marks the execution failed and goes on
+            return
         for word, state in ((" is running.", "running"), (" is finished.", "finished")):
             if msg.startswith("Component ") and msg.endswith(word):
                 name = msg[len("Component "):-len(word)]
                 if state == "running":
-                    self.started[name] = time.time()
-                    print(f"[pinsage] stage {name} ...", flush=True)
+                    self.started[name], self.current = time.time(), name
+                    n = f" {len(self.started)}/{self.total}" if self.total else ""
+                    print(f"[pinsage] stage{n} {name} ...", flush=True)
                 else:
                     dt = time.time() - self.started.get(name, time.time())
                     self.timings[name] = round(dt, 2)
-                    print(f"[pinsage] stage {name} done in {dt:.1f} s", flush=True)
+                    how = ("NOT RUN (inputs not resolved)" if name in self.failed else
+                           "cached" if name in self.timings.cached else "done")
+                    print(f"[pinsage] stage {name} {how} in {dt:.1f} s", flush=True)
+                    self.current = None
 
 
-def run_local(pipeline) -> dict:
-    """Runs on TFX's LocalDagRunner with stage-by-stage progress; returns per-stage wall times."""
+def _package_user_modules(pipeline) -> None:
+    """Builds the user-code wheels (Transform's module file) that the runner would build first anyway: TFX runs
+    `setup.py bdist_wheel` in a subprocess whose ~40 lines of setuptools output would bury the progress lines, so
+    its output goes to a temp file, shown only if packaging fails. Resolved dependencies are not rebuilt later."""
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryFile() as out:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        os.dup2(out.fileno(), 1)
+        os.dup2(out.fileno(), 2)
+        try:
+            for c in pipeline.components:
+                if hasattr(c, "_resolve_pip_dependencies"):
+                    c._resolve_pip_dependencies(pipeline.pipeline_info.pipeline_root)
+        except BaseException:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            out.seek(0)
+            sys.stderr.write(out.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def run_local(pipeline) -> StageTimings:
+    """Runs on TFX's LocalDagRunner with stage-by-stage progress; returns per-stage wall times (and which
+    stages were cache hits)."""
     from absl import logging as absl_logging
     from tfx import v1 as tfx
 
@@ -102,14 +157,19 @@ def run_local(pipeline) -> dict:
     quieted = [(h, h.level) for h in [absl_logging.get_absl_handler(), *root.handlers]]
     for h, _ in quieted:   # e.g. a basicConfig() handler some import installed: WARNING and up only
         h.setLevel(max(h.level, logging.WARNING))
-    handler = _StageProgress()
+    handler = _StageProgress(len(pipeline.components))
     root.addHandler(handler)
     try:
+        _package_user_modules(pipeline)
         tfx.orchestration.LocalDagRunner().run(pipeline)
     finally:
         root.removeHandler(handler)
         for h, level in quieted:
             h.setLevel(level)
+    if handler.failed:
+        raise StageError(f"stages not run, their inputs could not be resolved: {', '.join(handler.failed)} "
+                         "(the traceback above says why; an output directory made by an older version of this "
+                         "package can cause it: rerun with --no-cache or a new --output)")
     return handler.timings
 
 
@@ -179,12 +239,46 @@ def summarize_data_report(report: dict) -> list[str]:
     return lines
 
 
-def publish_report(report_dir: str, output: str) -> None:
-    """Copies the evaluator's report.json / report.md / plots to the run's output directory (the CLI contract:
-    everything a user looks at lands directly under OUT/)."""
+def example_queries(output: str, num_queries: int = 5, k: int = 10) -> list[dict] | None:
+    """Related items of the `num_queries` most engaged items (train degree, ties by node id), computed offline
+    from the run's ScaNN index and batch embeddings as `pinsage serve` answers them; None without an index."""
+    import numpy as np
+
+    from pipeline import graph_io, index_builder, report as report_lib
+
+    emb_dir = latest_artifact_dir(output, "BulkEmbedder", "embeddings")
+    index_dir = latest_artifact_dir(output, "IndexBuilder", "index")
+    graph_dir = latest_artifact_dir(output, "GraphGen", "graph")
+    if not (emb_dir and index_dir and graph_dir):
+        return None
+    emb, ids, _ = index_builder.read_embeddings(emb_dir)
+    index = index_builder.load_index(index_dir)
+    if len(index.item_ids) != len(ids) or list(index.item_ids[:1000]) != ids[:1000]:
+        raise ValueError(f"{index_dir} and {emb_dir} disagree on the item ids")
+    items = graph_io.read_table(graph_dir, graph_io.ITEMS, ["node_id", "train_degree"]).sort_by("node_id")
+    rows = np.argsort(-items.column("train_degree").to_numpy(), kind="stable")[:num_queries]
+    return report_lib.related_items(index.searcher, emb, index.item_ids, index.titles, rows, k)
+
+
+def publish_report(report_dir: str, output: str, data_report: dict | None = None, timings: dict | None = None,
+                   examples: list[dict] | None = None) -> str:
+    """The run's report in its output directory (the CLI contract: everything a user looks at lands directly
+    under OUT/): the evaluator's report.json plus the data report, the example queries and the stage timings,
+    rendered as report.json / report.md / report.html (plots copied to OUT/plots and inlined in the HTML).
+    Returns the path of report.html."""
     import shutil
 
-    for name in ("report.json", "report.md"):
-        shutil.copy(os.path.join(report_dir, name), os.path.join(output, name))
+    from pipeline import report as report_lib
+
+    with open(os.path.join(report_dir, "report.json")) as f:
+        report = json.load(f)
     if os.path.isdir(os.path.join(report_dir, "plots")):
         shutil.copytree(os.path.join(report_dir, "plots"), os.path.join(output, "plots"), dirs_exist_ok=True)
+    if data_report is not None:
+        report["data"] = data_report
+    if timings is not None:
+        report["run_timings"] = timings
+    if examples is not None:
+        report["example_queries"] = examples
+    report_lib.write(report, output)
+    return os.path.join(output, "report.html")

@@ -1,7 +1,7 @@
 """The pipeline on LocalDagRunner over real ML-100K, every stage's output checked against an independent reference.
 
 The data gets three bad rows injected so that the data report is checked end to end: an unknown item, an exact
-duplicate and a malformed timestamp. The TFX CLI test runs a 120-user subset (graph stages only) to stay short.
+duplicate and a malformed timestamp. The TFX CLI test runs a 120-user subset (up to sampling) to stay short.
 """
 import glob
 import json
@@ -260,6 +260,32 @@ def test_bulk_embeddings_are_indexed_pushed_and_served(run):
         assert len(exact & set(row)) >= 9                      # ScaNN vs exact top-10
 
 
+def test_run_report_html_has_the_example_queries_of_the_index(run):
+    out, report, timings = run
+    import html
+    from pipeline import index_builder
+
+    path = driver.publish_report(driver.latest_artifact_dir(out, "PinSageEvaluator", "report"), out,
+                                 data_report=report, examples=driver.example_queries(out, num_queries=3, k=10),
+                                 timings={"stages": dict(timings), "cached": timings.cached})
+    assert path == os.path.join(out, "report.html")
+    page = open(path, encoding="utf-8").read()
+    assert '<section id="examples">' in page and '<section id="timings">' in page
+    assert "## Example queries" in open(os.path.join(out, "report.md"), encoding="utf-8").read()
+    # the queries are the most engaged movies; their related items are the exact top-10 of the batch embeddings
+    emb, ids, titles = index_builder.read_embeddings(driver.latest_artifact_dir(out, "BulkEmbedder", "embeddings"))
+    g = graph_io.load_graph(driver.latest_artifact_dir(out, "GraphGen", "graph"))
+    with open(os.path.join(out, "report.json")) as f:
+        examples = json.load(f)["example_queries"]
+    for ex, q in zip(examples, np.argsort(-g.train_degree, kind="stable")[:3]):
+        s = emb[q] @ emb.T
+        s[q] = -np.inf
+        exact = [ids[i] for i in np.argsort(-s)[:10]]
+        assert ex["item_id"] == ids[q] and ex["title"] == titles[q]
+        assert len({r["item_id"] for r in ex["related"]} & set(exact)) >= 9
+        assert html.escape(f"{ex['title']} (id {ids[q]})", quote=True) in page
+
+
 def test_cli_reports_an_unusable_file_as_a_clear_error(tmp_path):
     d = tmp_path / "data"
     d.mkdir()
@@ -271,10 +297,31 @@ def test_cli_reports_an_unusable_file_as_a_clear_error(tmp_path):
     assert "interactions.csv: file is empty" in r.stderr
 
 
+def _sampling_artifacts(out):
+    """Every array of the graph, neighbourhood and pairs artifacts of a run, plus their stats (wall times out)."""
+    g_uri = driver.latest_artifact_dir(out, "GraphGen", "graph")
+    n_uri = driver.latest_artifact_dir(out, "NeighborhoodSampler", "neighborhoods")
+    p_uri = driver.latest_artifact_dir(out, "PairGen", "pairs")
+    g = graph_io.load_graph(g_uri)
+    arrays = {f"graph.{k}": np.asarray(v) for k, v in vars(g).items()}
+    arrays.update(zip(("neighborhoods.nbr", "neighborhoods.w"), neighborhood_io.load_neighborhoods(n_uri)))
+    arrays.update(zip(("pairs.query", "pairs.positive", "pairs.count"), pairs_io.load_pairs(p_uri)))
+    arrays["pairs.hard_negatives"] = pairs_io.load_hard_negatives(p_uri, g.num_items)
+    stats = {}
+    for name, uri in (("graph", g_uri), ("neighborhoods", n_uri), ("pairs", p_uri)):
+        for path in glob.glob(os.path.join(uri, "*.json")):
+            with open(path) as f:
+                stats[f"{name}/{os.path.basename(path)}"] = {k: v for k, v in json.load(f).items() if k != "seconds"}
+    return arrays, stats
+
+
 def test_tfx_cli_local_engine_runs_the_same_pipeline(subset, tmp_path):
+    """`tfx pipeline create/run --engine local` and `pinsage run` on the same inputs: the same components and
+    the same graph, neighbourhood and pairs artifacts. Both stop after sampling to keep the test short, so model
+    weights are not compared (two separate full ML-100K runs gave bit-identical trained embeddings, BUILD_NOTES)."""
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, LOCAL_HOME=str(tmp_path / "tfx-home"), PINSAGE_DATA_DIR=subset[0],
-               PINSAGE_OUTPUT=str(tmp_path / "out"), PINSAGE_STOP_AFTER="graph")
+               PINSAGE_OUTPUT=str(tmp_path / "out"), PINSAGE_STOP_AFTER="sampling")
     tfx_cli = os.path.join(os.path.dirname(sys.executable), "tfx")
     for args in (["pipeline", "create", "--engine", "local", "--pipeline_path",
                   os.path.join(repo, "pipeline", "local_runner.py")],
@@ -283,3 +330,17 @@ def test_tfx_cli_local_engine_runs_the_same_pipeline(subset, tmp_path):
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     g = graph_io.read_stats(driver.latest_artifact_dir(str(tmp_path / "out"), "GraphGen", "graph"))
     assert g["num_items"] == 1682 and g["num_contexts"] == N_USERS
+
+    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--data-dir", subset[0], "--output",
+                        str(tmp_path / "cli"), "--stop-after", "sampling"], capture_output=True, text=True,
+                       timeout=900, cwd=repo, env=dict(os.environ, PYTHONPATH=repo))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "[pinsage] done in" in r.stdout
+    components = sorted(os.listdir(tmp_path / "out" / "tfx"))
+    assert components == sorted(os.listdir(tmp_path / "cli" / "tfx"))
+    assert {"GraphGen", "Transform", "NeighborhoodSampler", "PairGen", "items_validator"} <= set(components)
+    a, a_stats = _sampling_artifacts(str(tmp_path / "out"))
+    b, b_stats = _sampling_artifacts(str(tmp_path / "cli"))
+    assert a_stats == b_stats and set(a) == set(b)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)

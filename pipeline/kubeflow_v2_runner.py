@@ -1,0 +1,107 @@
+"""Compiles the same pipeline for Kubeflow Pipelines v2 / Vertex AI Pipelines (TFX's KubeflowV2DagRunner).
+
+    python -m pipeline.kubeflow_v2_runner --dataset ml-100k --staging runs/kfp-staging \
+        --data-root gs://BUCKET/pinsage/staging --pipeline-root gs://BUCKET/pinsage/root \
+        --image REGION-docker.pkg.dev/PROJECT/REPO/pinsage:latest --output pipeline.json
+
+Compiling needs no cluster and no network: ingest and the schemas run here into --staging (as `pinsage run` does
+into OUT/), and the compiled job refers to them under --data-root, where you copy --staging before submitting
+(`gsutil -m rsync -r runs/kfp-staging gs://BUCKET/pinsage/staging`). Every component runs from --image, which must
+contain this package (docs/RUNNERS.md: how to build it). Submitting and the other runners: docs/RUNNERS.md.
+
+Needs `kfp-pipeline-spec` (the PipelineSpec protos TFX compiles to; `pip install kfp-pipeline-spec==0.2.2`).
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+
+from pipeline import driver  # noqa: E402
+from pipeline.pinsage_pipeline import STAGES, PipelineInputs, SamplingConfig, create_pipeline  # noqa: E402
+
+PATH_FIELDS = ("canonical_dir", "items_schema", "interactions_schema", "ingest_report", "graph_schema")
+
+
+def staged_inputs(staging: str, data_root: str | None, dataset: str | None = None,
+                  data_dir: str | None = None) -> PipelineInputs:
+    """Ingest + schemas into `staging` (schema files copied in too, so that one directory holds every input),
+    with every path rewritten from `staging` to `data_root` (where the job will read them)."""
+    inputs, _ = driver.prepare_inputs(staging, dataset, data_dir)
+    staging = os.path.abspath(staging)
+    moved = {}
+    for field in PATH_FIELDS:
+        path = os.path.abspath(getattr(inputs, field))
+        if os.path.commonpath([path, staging]) != staging:     # a checked-in schema of a bundled dataset
+            dst = os.path.join(staging, "schema", os.path.relpath(path, os.path.dirname(os.path.dirname(path))))
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.copy(path, dst)
+            path = dst
+        moved[field] = path if not data_root else data_root.rstrip("/") + "/" + os.path.relpath(path, staging)
+    return dataclasses.replace(inputs, **moved)
+
+
+def compile_pipeline(output_file: str, inputs: PipelineInputs, pipeline_root: str, image: str | None = None,
+                     serving_model_dir: str | None = None, beam_args: list[str] | None = None,
+                     stop_after: str | None = None, hparams: dict | None = None,
+                     sampling: SamplingConfig | None = None) -> dict:
+    """Writes the pipeline to `output_file`: the KFP v2 PipelineJob as JSON (Vertex AI), or its PipelineSpec
+    as YAML for a `.yaml` name (open-source Kubeflow Pipelines v2). Returns the PipelineJob as a dict."""
+    from tfx import v1 as tfx
+    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kfv2   # ImportError without kfp-pipeline-spec
+
+    pipeline = create_pipeline(
+        driver.PIPELINE_NAME, pipeline_root, metadata_path=os.devnull, inputs=inputs, sampling=sampling,
+        beam_pipeline_args=beam_args, stop_after=stop_after, hparams=hparams,
+        serving_model_dir=serving_model_dir or pipeline_root.rstrip("/") + "/serving_model")
+    pipeline.metadata_connection_config = None   # Kubeflow / Vertex run their own ML Metadata
+    config = kfv2.KubeflowV2DagRunnerConfig(default_image=image) if image else kfv2.KubeflowV2DagRunnerConfig()
+    out_dir, name = os.path.split(os.path.abspath(output_file))
+    os.makedirs(out_dir, exist_ok=True)
+    return tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config, output_dir=out_dir, output_filename=name).run(pipeline)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m pipeline.kubeflow_v2_runner", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dataset", choices=["ml-100k", "ml-1m", "synthetic"])
+    src.add_argument("--data-dir")
+    p.add_argument("--staging", required=True, help="local directory for the ingested inputs")
+    p.add_argument("--data-root", default=None, help="where the job reads --staging from (gs://...); "
+                   "default: the local --staging paths (a cluster that mounts them)")
+    p.add_argument("--pipeline-root", required=True, help="artifact root of the job (gs://...)")
+    p.add_argument("--serving-model-dir", default=None, help="default: <pipeline-root>/serving_model")
+    p.add_argument("--image", default=None, help="container image with this package installed (default: the "
+                   "stock TFX image, which lacks the custom components)")
+    p.add_argument("--output", default="pipeline.json", help="the PipelineJob JSON (or .yaml)")
+    p.add_argument("--stop-after", choices=STAGES, default=None)
+    p.add_argument("--hparams", default="{}")
+    p.add_argument("--beam-arg", action="append", help="a Beam pipeline option for the Beam components, "
+                   "repeatable, e.g. --beam-arg=--runner=DataflowRunner")
+    args = p.parse_args(argv)
+    try:
+        import kfp.pipeline_spec.pipeline_spec_pb2  # noqa: F401
+    except ImportError:
+        print("[pinsage] ERROR: compiling for Kubeflow v2 / Vertex needs the PipelineSpec protos: "
+              "pip install kfp-pipeline-spec==0.2.2", file=sys.stderr)
+        return 2
+    inputs = staged_inputs(args.staging, args.data_root, args.dataset, args.data_dir)
+    job = compile_pipeline(args.output, inputs, args.pipeline_root, image=args.image,
+                           serving_model_dir=args.serving_model_dir, beam_args=args.beam_arg,
+                           stop_after=args.stop_after, hparams=json.loads(args.hparams))
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    print(f"[pinsage] {args.output}: {len(tasks)} tasks ({', '.join(sorted(tasks))}); "
+          f"inputs expected under {args.data_root or os.path.abspath(args.staging)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
