@@ -228,3 +228,18 @@ def test_stage_progress_names_cache_hits_and_stages_whose_inputs_did_not_resolve
     assert "stage PairGen NOT RUN" in out and "stage Transform done in" in out
     assert h.timings.cached == ["GraphGen"] and h.failed == ["PairGen"] and list(h.timings) == [
         "GraphGen", "PairGen", "Transform"]
+
+
+def test_ablation_ordering_against_the_paper_is_computed_and_rendered():
+    pinsage = {"hr@10": 0.16, "mrr": 0.07}
+    abl = {"mean_pooling": {"metrics": {"hr@10": 0.15, "mrr": 0.07}},          # below: as the paper
+           "max_margin_loss": {"metrics": {"hr@10": 0.09, "mrr": 0.04}},       # below: the paper expected above
+           "two_layers_more": {"metrics": {"hr@10": 0.17, "mrr": 0.08}}}       # not a paper row
+    rows = {r["ablation"]: r for r in report_lib.ablations_vs_paper(pinsage, abl)}
+    assert rows["mean_pooling"]["matches_paper"] is True and rows["mean_pooling"]["full_model_better"]
+    assert rows["max_margin_loss"]["matches_paper"] is False
+    assert rows["two_layers_more"]["matches_paper"] is None and not rows["two_layers_more"]["full_model_better"]
+    md = "\n".join(report_lib._paper_lines({"ablations_vs_paper": list(rows.values())}))
+    assert "pinsage > mean_pooling (0.1600 vs 0.1500): matches the paper" in md
+    assert "max_margin_loss" in md and "differs from the paper" in md
+    assert "two_layers_more >= pinsage" in md and "not in the paper" in md

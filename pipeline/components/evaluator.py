@@ -133,10 +133,13 @@ class Executor(base_executor.BaseExecutor):
         if names:
             report_lib.plot_embedding_map(emb, labels, names, os.path.join(out, "plots", "embedding_map.png"))
             plots[f"embedding map coloured by {col}"] = "plots/embedding_map.png"
+        abl = {name[len(ABLATION_PREFIX):]: {"metrics": test.pop(name), "validation_metrics": val.pop(name)}
+               for name in sorted(test) if name.startswith(ABLATION_PREFIX)}
         report = {
             "dataset": exec_properties["dataset"], "protocol": report_lib.PROTOCOL,
             "metrics": test, "validation_metrics": val,
-            "ablations": sorted(ablations),
+            **({"ablations": abl, "ablations_vs_paper": report_lib.ablations_vs_paper(test.get("pinsage"), abl)}
+               if abl else {}),
             "kurtosis": {k: report_lib.kurtosis(v) for k, v in cos.items()},
             "training": {k: history.get(k) for k in ("epoch", "loss", "val_hr@10", "pairs_per_second",
                                                      "train_seconds", "hparams")},
