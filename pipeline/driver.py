@@ -4,6 +4,9 @@ Shared by `pinsage run` (cli.py) and `tfx pipeline create/run --engine local` (l
 same pipeline over the same artifacts. Everything a run makes lands under its output directory:
   <out>/data/<dataset>/        materialised bundled dataset (CSV contract)
   <out>/ingest/<hash>/         canonical CSVs + ingest_report.json (content-keyed: TFX cache hits on reruns)
+  <out>/ingest/tables/<table>-<hash>/, <out>/ingest/files/<hash>/   each canonical table (hard link) and each
+                               schema file (copy) again under its own content hash: the paths the pipeline reads,
+                               so that a change invalidates only the stages downstream of what changed
   <out>/schema/                generated schemas (bundled datasets use the checked-in schema/<dataset>/)
   <out>/tfx/                   pipeline root;  <out>/metadata.sqlite  MLMD
   <out>/data_report.json       every bad input found, by reason, plus ExampleValidator anomalies
@@ -11,9 +14,11 @@ same pipeline over the same artifacts. Everything a run makes lands under its ou
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 
 from pipeline import ingest
@@ -44,16 +49,53 @@ def prepare_inputs(output: str, dataset: str | None = None, data_dir: str | None
     else:
         schema_dir = os.path.join(output, "schema")
         schema_build.write_all(spec, item_t, ctx_t, schema_dir)
+    # TFX caches on exec properties, i.e. on paths: give every input file a path that changes exactly when its
+    # content does (one hash for both tables would re-run the interactions branch for an items-only change; a
+    # fixed schema path would keep a stale schema cached).
+    store = os.path.join(output, "ingest")
     inputs = PipelineInputs(
         canonical_dir=canon,
-        items_schema=os.path.join(schema_dir, "items", schema_build.ITEMS_SCHEMA),
-        interactions_schema=os.path.join(schema_dir, "interactions", schema_build.INTERACTIONS_SCHEMA),
+        items_schema=content_addressed(os.path.join(schema_dir, "items", schema_build.ITEMS_SCHEMA), store),
+        interactions_schema=content_addressed(
+            os.path.join(schema_dir, "interactions", schema_build.INTERACTIONS_SCHEMA), store),
         ingest_report=os.path.join(canon, ingest.REPORT_FILE),
         features=spec["features"],
-        graph_schema=os.path.join(schema_dir, schema_build.GRAPH_SCHEMA),
+        graph_schema=content_addressed(os.path.join(schema_dir, schema_build.GRAPH_SCHEMA), store),
         dataset=spec["name"],
+        table_dirs={t: os.path.dirname(content_addressed(os.path.join(canon, t, f), store, prefix=f"tables/{t}-",
+                                                         link=True))
+                    for t, f in (("items", ingest.ITEMS_FILE), ("interactions", ingest.INTERACTIONS_FILE))},
     )
     return inputs, report
+
+
+def content_addressed(path: str, store: str, prefix: str = "files/", link: bool = False) -> str:
+    """`path` copied (`link`: hard-linked, for files never rewritten in place, as ingest's complete canonical
+    tables) to <store>/<prefix><sha256 of its bytes>/<basename>, made once and atomically (a run killed here
+    leaves a temporary directory, never a partial one under the final name)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    dest_dir = os.path.join(store, f"{prefix}{h.hexdigest()[:16]}")
+    dest = os.path.join(dest_dir, os.path.basename(path))
+    if not os.path.exists(dest):
+        tmp = f"{dest_dir}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        target = os.path.join(tmp, os.path.basename(path))
+        if link:
+            try:
+                os.link(path, target)
+            except OSError:                  # e.g. another file system
+                shutil.copy2(path, target)
+        else:
+            shutil.copy2(path, target)
+        try:
+            os.rename(tmp, dest_dir)
+        except OSError:                      # another run made it first: same content
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
 
 
 def build(output: str, dataset: str | None = None, data_dir: str | None = None, *,

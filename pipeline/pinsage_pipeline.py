@@ -36,6 +36,8 @@ class PipelineInputs:
     features: dict                # dataset.yaml `features` (kinds), passed to Transform
     graph_schema: str             # path of the TF-GNN GraphSchema .pbtxt of the item node set
     dataset: str                  # dataset name for the report
+    table_dirs: dict | None = None  # ExampleGen input dirs per table (default canonical_dir/<table>); the driver
+                                    # keys each by its own content so that one table's change keeps the other cached
 
 
 @dataclasses.dataclass
@@ -76,7 +78,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: str, 
     components = []
     gens = {}
     for name, schema_file in (("items", inputs.items_schema), ("interactions", inputs.interactions_schema)):
-        gen = _example_gen(name, os.path.join(inputs.canonical_dir, name))
+        gen = _example_gen(name, (inputs.table_dirs or {}).get(name) or os.path.join(inputs.canonical_dir, name))
         stats = tfx.components.StatisticsGen(examples=gen.outputs["examples"]).with_id(f"{name}_statistics_gen")
         schema = tfx.components.ImportSchemaGen(schema_file=schema_file).with_id(f"{name}_schema_gen")
         validator = tfx.components.ExampleValidator(

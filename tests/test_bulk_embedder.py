@@ -1,6 +1,7 @@
 """BulkEmbedder (pipeline/bulk_embedder.py, pipeline/components/bulk_embedder.py): the layer-wise embeddings
 equal the model applied directly to each item's K-hop neighbourhood (modules/train.embed_all), in-process and
-through the TFX executor on the Beam DirectRunner (both strategies), items without neighbours included."""
+through the TFX executor on the Beam DirectRunner (both strategies; the Beam one also on two worker processes),
+items without neighbours included."""
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -80,7 +81,11 @@ def _artifact(cls, uri, **props):
   return a
 
 
-def run_executor(inputs, out_uri, strategy, batch_size=16):
+IN_PROCESS = ["--runner=DirectRunner", "--direct_num_workers=1"]
+MULTI_PROCESS = ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+
+
+def run_executor(inputs, out_uri, strategy, batch_size=16, beam_args=IN_PROCESS):
   from tfx.types import standard_artifacts
 
   from pipeline import artifacts
@@ -93,7 +98,7 @@ def run_executor(inputs, out_uri, strategy, batch_size=16):
       "graph": [_artifact(artifacts.PinSageGraph, inputs["graph"])],
   }
   out = _artifact(artifacts.Embeddings, out_uri)
-  ctx = component.Executor.Context(beam_pipeline_args=["--runner=DirectRunner", "--direct_num_workers=1"],
+  ctx = component.Executor.Context(beam_pipeline_args=beam_args,
                                    tmp_dir=out_uri + "_tmp", unique_id="test")
   component.Executor(ctx).Do(input_dict, {"embeddings": [out]},
                              {"graph_schema": graph_schema_path(), "strategy": strategy, "batch_size": batch_size})
@@ -117,10 +122,15 @@ def pipeline_inputs(tmp_path_factory):
   return {"uris": uris, "want": want, "ids": ids, "nbr": nbr, "tmp": tmp}
 
 
-@pytest.mark.parametrize("strategy", ["beam", "in_memory"])
-def test_executor_equals_direct_application(pipeline_inputs, strategy):
+@pytest.mark.parametrize("strategy,beam_args", [("beam", IN_PROCESS), ("beam", MULTI_PROCESS),
+                                               ("in_memory", IN_PROCESS)], ids=["beam", "beam-2-processes",
+                                                                                "in_memory"])
+def test_executor_equals_direct_application(pipeline_inputs, strategy, beam_args):
+  """On two DirectRunner worker processes each worker loads the model itself and batches / row order differ
+  from the in-process run: the vectors must not."""
   inp = pipeline_inputs
-  out = run_executor(inp["uris"], str(inp["tmp"] / f"out_{strategy}"), strategy)
+  out = run_executor(inp["uris"], str(inp["tmp"] / f"out_{strategy}_{len(beam_args)}"), strategy,
+                     beam_args=beam_args)
   emb, ids, titles = index_builder.read_embeddings(out.uri)
   assert ids == inp["ids"] and titles[7] == "Title 7 (1999)"
   assert emb.dtype == np.float32 and emb.shape == inp["want"].shape

@@ -1,8 +1,10 @@
 """NeighborhoodSampler and PairGen as TFX components under LocalDagRunner, on a multi-process DirectRunner.
 
 One pipeline (graph Importer -> in-memory sampler, join sampler, PairGen) runs once per module; the checks
-compare its artifacts with the in-process library calls: the in-memory strategy must be bit-identical on
-2 worker processes, the join strategy statistically equal.
+compare its artifacts with the in-process library calls and with the same executors run in-process (one
+Beam worker in this process): on 2 worker processes the in-memory strategy must be bit-identical to the library,
+the join strategy and PairGen bit-identical to their in-process runs, and the join strategy statistically equal
+to the in-memory one.
 """
 import glob
 import json
@@ -43,6 +45,19 @@ def output_uri(root, component_id, key):
     return uris[0]
 
 
+_OUTPUT_TYPES = {"neighborhoods": artifacts.Neighborhoods, "pairs": artifacts.TrainingPairs}
+
+
+def run_in_process(executor_cls, graph_uri, out_uri, key, exec_properties):
+    """One executor on a DirectRunner in this process: the reference the worker-process runs must equal."""
+    graph, out = artifacts.PinSageGraph(), _OUTPUT_TYPES[key]()
+    graph.uri, out.uri = graph_uri, out_uri
+    ctx = executor_cls.Context(beam_pipeline_args=["--runner=DirectRunner", "--direct_num_workers=1"],
+                               tmp_dir=out_uri + "_tmp", unique_id="in_process")
+    executor_cls(ctx).Do({"graph": [graph]}, {key: [out]}, exec_properties)
+    return out_uri
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sampling")
@@ -60,8 +75,13 @@ def run(tmp_path_factory):
             str(tmp / "mlmd.sqlite")),
         beam_pipeline_args=["--direct_num_workers=2", "--direct_running_mode=multi_processing"])
     tfx.orchestration.LocalDagRunner().run(pipeline)
+    from pipeline.components import neighborhood_sampler as sampler_lib, pair_gen as pair_gen_lib
     return {"graph": graph_uri, "mem": output_uri(root, "NeighborhoodSampler", "neighborhoods"),
-            "join": output_uri(root, "JoinSampler", "neighborhoods"), "pairs": output_uri(root, "PairGen", "pairs")}
+            "join": output_uri(root, "JoinSampler", "neighborhoods"), "pairs": output_uri(root, "PairGen", "pairs"),
+            "join_in_process": run_in_process(sampler_lib.Executor, graph_uri, str(tmp / "join1"),
+                                              "neighborhoods", join.exec_properties),
+            "pairs_in_process": run_in_process(pair_gen_lib.Executor, graph_uri, str(tmp / "pairs1"), "pairs",
+                                               pair_gen.exec_properties)}
 
 
 def test_in_memory_strategy_equals_in_process(run):
@@ -93,6 +113,30 @@ def test_join_strategy_agrees_statistically(run):
     noise = tv(mem, dense(other_nbr, other_w)[live]).mean()
     assert tv(mem, dense(join_nbr, join_w)[live]).mean() < 1.2 * noise + 0.005
     assert neighborhood_io.read_stats(run["join"])["isolated_items"] == (~live).sum()
+
+
+def test_join_strategy_and_pair_gen_on_worker_processes_equal_in_process(run):
+    """Their random streams follow (half-step, partition) / shard, not worker or bundle: 2 worker processes
+    must reproduce the in-process run exactly."""
+    got_nbr, got_w = neighborhood_io.load_neighborhoods(run["join"], top_t=N)
+    want_nbr, want_w = neighborhood_io.load_neighborhoods(run["join_in_process"], top_t=N)
+    np.testing.assert_array_equal(got_nbr, want_nbr)
+    np.testing.assert_array_equal(got_w, want_w)
+    assert (got_nbr >= 0).sum() > N                                  # not trivially empty
+    assert _counters(neighborhood_io.read_stats(run["join"])) == _counters(
+        neighborhood_io.read_stats(run["join_in_process"]))
+    for got, want in zip(pairs.load_pairs(run["pairs"]), pairs.load_pairs(run["pairs_in_process"])):
+        np.testing.assert_array_equal(got, want)
+    neg = pairs.load_hard_negatives(run["pairs"], num_items=N)
+    np.testing.assert_array_equal(neg, pairs.load_hard_negatives(run["pairs_in_process"], num_items=N))
+    assert (neg >= 0).sum() > N
+    stats = [json.load(open(os.path.join(d, pairs.STATS_FILE))) for d in (run["pairs"], run["pairs_in_process"])]
+    assert _counters(stats[0]) == _counters(stats[1])
+
+
+def _counters(stats: dict) -> dict:
+    """A stats file without its wall time (the only field allowed to differ between runs)."""
+    return {k: v for k, v in stats.items() if k != "seconds"}
 
 
 def test_pair_gen_outputs(run):
