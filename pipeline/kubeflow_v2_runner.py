@@ -43,8 +43,15 @@ def staged_inputs(staging: str, data_root: str | None, dataset: str | None = Non
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             shutil.copy(path, dst)
             path = dst
-        moved[field] = path if not data_root else data_root.rstrip("/") + "/" + os.path.relpath(path, staging)
+        moved[field] = _to_root(path, staging, data_root)
+    if inputs.table_dirs:                                      # content-addressed tables (driver.prepare_inputs)
+        moved["table_dirs"] = {k: _to_root(os.path.abspath(v), staging, data_root)
+                               for k, v in inputs.table_dirs.items()}
     return dataclasses.replace(inputs, **moved)
+
+
+def _to_root(path: str, staging: str, data_root: str | None) -> str:
+    return path if not data_root else data_root.rstrip("/") + "/" + os.path.relpath(path, staging)
 
 
 def compile_pipeline(output_file: str, inputs: PipelineInputs, pipeline_root: str, image: str | None = None,

@@ -72,5 +72,7 @@ def test_tasks_run_from_the_image_with_the_beam_options_and_read_from_the_data_r
     assert path.startswith(DATA_ROOT + "/ingest/") and path.endswith("/ingest_report.json")
     rel = path[len(DATA_ROOT) + 1:]
     assert os.path.exists(os.path.join(staging, rel))                # what to copy to the data root is there
-    schema = json.dumps(job["pipelineSpec"]["root"]["dag"]["tasks"]["items_schema_gen"])
-    assert DATA_ROOT + "/schema/" in schema
+    schema = job["pipelineSpec"]["root"]["dag"]["tasks"]["items_schema_gen"]["inputs"]["parameters"]["schema_file"]
+    path = schema["runtimeValue"]["constantValue"]["stringValue"]
+    assert path.startswith(DATA_ROOT + "/") and path.endswith("/items_schema.pbtxt")
+    assert os.path.exists(os.path.join(staging, path[len(DATA_ROOT) + 1:]))     # schema staged as well
