@@ -34,6 +34,18 @@ ABLATIONS_DIR = "ablations"                       # <name>/embeddings.npy (+ que
 HISTORY_FILE = "history.json"
 
 
+def load_query_head(model_uri: str):
+    """The query head saved beside the model (QUERY_HEAD_DIR of a Model artifact), or None (no query head)."""
+    head_dir = os.path.join(model_uri, QUERY_HEAD_DIR)
+    if not os.path.isdir(head_dir):
+        return None
+    import tensorflow as tf
+
+    from modules import layers  # noqa: F401  (registers QueryHead)
+
+    return tf.keras.models.load_model(head_dir, compile=False)
+
+
 def load_inputs(transformed_examples_dir: str, graph_schema_path: str, graph_uri: str, neighborhoods_uri: str,
                 pairs_uri: str) -> dict:
     """Everything training needs, in memory, keyed by node id."""

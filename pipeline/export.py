@@ -16,6 +16,10 @@ Serving request has to be rectangular while items have different numbers of neig
 
 The module also carries `embed_new(features, neighbor_ids, neighbor_weights)` (a tf.function, not a signature) and
 the `embeddings` / `item_ids` / `titles` variables, which the gRPC server reads after tf.saved_model.load.
+
+A model with a query head (modules/layers.QueryHead) scores u_q . z_i: the export then also holds the
+`query_embeddings` variable (u of every catalogue item, used by related_items) and `query_new(embedding)`
+(the head, used by embed_item on a new item's z); without them an item's own embedding is its query.
 """
 from __future__ import annotations
 
@@ -38,10 +42,14 @@ class ServingModule(tf.Module):
     """Embeddings, id map and (optionally) the cold-start embedder, plus the signature bodies."""
 
     def __init__(self, embeddings: np.ndarray, item_ids: Sequence[str], titles: Optional[Sequence[str]],
-                 ids_file: str, embed_fn: Optional[Callable] = None):
+                 ids_file: str, embed_fn: Optional[Callable] = None,
+                 query_embeddings: Optional[np.ndarray] = None, query_fn: Optional[Callable] = None):
         super().__init__(name="pinsage_serving")
         n = len(item_ids)
         self.embeddings = tf.Variable(embeddings, trainable=False, name="embeddings")
+        self.query_embeddings = (tf.Variable(query_embeddings, trainable=False, name="query_embeddings")
+                                 if query_embeddings is not None else None)
+        self.query_head = query_fn
         self.item_ids = tf.Variable(np.asarray(item_ids, dtype=object), trainable=False, name="item_ids",
                                     dtype=tf.string)
         self.titles = tf.Variable(np.asarray(titles if titles is not None else [""] * n, dtype=object),
@@ -72,10 +80,15 @@ class ServingModule(tf.Module):
         values, idx = tf.math.top_k(scores, k=k)
         return {"item_ids": tf.gather(self.item_ids, idx), "scores": values, "titles": tf.gather(self.titles, idx)}
 
+    def query_of(self, emb: tf.Tensor) -> tf.Tensor:
+        """A new item's query vector u from its embedding z (z itself without a query head)."""
+        return emb if self.query_head is None else self.query_head(emb)
+
     def related_items(self, item_id: tf.Tensor, k: tf.Tensor) -> Dict[str, tf.Tensor]:
         rows, _ = self.rows(item_id, "related_items")
+        queries = self.embeddings if self.query_embeddings is None else self.query_embeddings
         with tf.control_dependencies([self.check_k(k, self.num_items - 1)]):
-            scores = tf.matmul(tf.gather(self.embeddings, rows), self.embeddings, transpose_b=True)
+            scores = tf.matmul(tf.gather(queries, rows), self.embeddings, transpose_b=True)
         # the query item is always its own best match: push it to the bottom before top-k
         self_pos = tf.stack([tf.range(tf.shape(rows, out_type=tf.int64)[0]), rows], axis=1)
         scores = tf.tensor_scatter_nd_update(scores, self_pos, tf.fill(tf.shape(rows), -np.inf))
@@ -92,25 +105,34 @@ class ServingModule(tf.Module):
     def embed_item(self, features, neighbor_ids, neighbor_weights, k):
         emb = self.embed(features, neighbor_ids, neighbor_weights)
         with tf.control_dependencies([self.check_k(k, self.num_items)]):
-            scores = tf.matmul(emb, self.embeddings, transpose_b=True)
+            scores = tf.matmul(self.query_of(emb), self.embeddings, transpose_b=True)
         return dict(self.top_k(scores, k), embedding=emb)
 
 
 def export_serving_model(export_dir: str, embeddings: np.ndarray, item_ids: Sequence[str],
                          titles: Optional[Sequence[str]] = None, embed_fn: Optional[Callable] = None,
-                         feature_spec: Optional[Dict[str, tf.TensorSpec]] = None) -> str:
+                         feature_spec: Optional[Dict[str, tf.TensorSpec]] = None,
+                         query_embeddings: Optional[np.ndarray] = None,
+                         query_fn: Optional[Callable] = None) -> str:
     """Writes the SavedModel to `export_dir` and returns it.
 
     embed_fn(features: dict[str, Tensor], neighbor_ids: int64 [B, T] (embedding rows), neighbor_weights:
     float32 [B, T]) -> [B, d] is the trained cold-start embedder (a Keras model, tf.Module or tf.function);
     `feature_spec` maps each feature column (items.csv names) to its tf.TensorSpec with a leading batch dim,
-    e.g. {"year": tf.TensorSpec([None], tf.float32)}. Without embed_fn only related_items is exported."""
+    e.g. {"year": tf.TensorSpec([None], tf.float32)}. Without embed_fn only related_items is exported.
+    query_embeddings [N, d] / query_fn ([B, d] -> [B, d]): a query-head model's query vectors and head."""
     item_ids = [str(i) for i in item_ids]
     emb = check_inputs(embeddings, item_ids, titles)
     if any(i == "" for i in item_ids):
         raise ValueError("an item id may not be the empty string (it marks padding in neighbor_ids)")
     if (embed_fn is None) != (feature_spec is None):
         raise ValueError("embed_fn and feature_spec go together")
+    if query_embeddings is not None:
+        query_embeddings = np.ascontiguousarray(query_embeddings, np.float32)
+        if query_embeddings.shape != emb.shape:
+            raise ValueError(f"query_embeddings {query_embeddings.shape} != embeddings {emb.shape}")
+        if embed_fn is not None and query_fn is None:
+            raise ValueError("a model with query vectors needs query_fn for embed_item (a new item's query vector)")
     clash = set(feature_spec or {}) & set(RESERVED)
     if clash:
         raise ValueError(f"feature columns may not be named {sorted(clash)}")
@@ -118,7 +140,7 @@ def export_serving_model(export_dir: str, embeddings: np.ndarray, item_ids: Sequ
     with tempfile.TemporaryDirectory() as tmp:
         ids_file = os.path.join(tmp, "item_ids.txt")
         write_lines(ids_file, item_ids, "item ids")
-        module = ServingModule(emb, item_ids, titles, ids_file, embed_fn)
+        module = ServingModule(emb, item_ids, titles, ids_file, embed_fn, query_embeddings, query_fn)
         k_spec = tf.TensorSpec([], tf.int32, name="k")
         related = tf.function(module.related_items).get_concrete_function(
             tf.TensorSpec([None], tf.string, name="item_id"), k_spec)
@@ -128,6 +150,8 @@ def export_serving_model(export_dir: str, embeddings: np.ndarray, item_ids: Sequ
             w_spec = tf.TensorSpec([None, None], tf.float32, name="neighbor_weights")
             feats = {name: tf.TensorSpec(s.shape, s.dtype, name=name) for name, s in feature_spec.items()}
             module.embed_new = tf.function(module.embed, input_signature=[feats, ids_spec, w_spec])
+            module.query_new = tf.function(module.query_of,
+                                           input_signature=[tf.TensorSpec([None, emb.shape[1]], tf.float32)])
 
             def embed_item(**inputs):  # keyword inputs: each becomes a named SignatureDef input
                 k, ids, w = inputs.pop("k"), inputs.pop("neighbor_ids"), inputs.pop("neighbor_weights")

@@ -117,3 +117,48 @@ def test_export_refuses_reserved_feature_names(tmp_path):
     with pytest.raises(ValueError, match="may not be named"):
         export_serving_model(str(tmp_path), emb, list("abcde"), embed_fn=lambda *a: a[0],
                              feature_spec={"k": tf.TensorSpec([None], tf.float32)})
+
+
+class QueryStandIn(tf.Module):
+    """Stand-in query head: a fixed random linear map (u = z A), not symmetric."""
+
+    def __init__(self, d, seed=3):
+        super().__init__()
+        self.a = tf.constant(np.random.default_rng(seed).normal(size=(d, d)).astype(np.float32))
+
+    def __call__(self, z):
+        return z @ self.a
+
+
+def test_query_vectors_drive_related_items_and_cold_start(tmp_path):
+    emb = clustered_vectors(N, D, clusters=10, seed=5)
+    ids = np.array([f"m{i}" for i in range(N)])
+    head, standin = QueryStandIn(D), StandIn(emb)
+    query = emb @ head.a.numpy()
+    path = str(tmp_path / "sm")
+    export_serving_model(path, emb, list(ids), embed_fn=standin, feature_spec=FEATURES, query_embeddings=query,
+                         query_fn=head)
+    loaded = tf.saved_model.load(path)
+    q = np.array([3, 77, 399])
+    out = loaded.signatures["related_items"](item_id=tf.constant(ids[q]), k=tf.constant(10, tf.int32))
+    scores = query[q] @ emb.T
+    scores[np.arange(len(q)), q] = -np.inf
+    idx, top = numpy_top_k(scores, 10)
+    np.testing.assert_array_equal(out["item_ids"].numpy().astype(str), ids[idx])
+    np.testing.assert_allclose(out["scores"].numpy(), top, rtol=1e-4, atol=1e-4)
+    plain = emb[q] @ emb.T
+    plain[np.arange(len(q)), q] = -np.inf
+    assert not np.array_equal(numpy_top_k(plain, 10)[0], idx)          # the query vectors changed the answer
+    nb, w = np.array([["m1", "m2", "m9"]]), np.array([[0.5, 0.3, 0.2]], np.float32)
+    year, genres = np.array([0.5], np.float32), np.eye(3, dtype=np.float32)[:1]
+    out = loaded.signatures["embed_item"](year=tf.constant(year), genres=tf.constant(genres), neighbor_ids=tf.constant(nb),
+                                          neighbor_weights=tf.constant(w), k=tf.constant(5, tf.int32))
+    z = standin.numpy(year, genres, np.array([[1, 2, 9]]), w)
+    np.testing.assert_allclose(out["embedding"].numpy(), z, rtol=1e-5, atol=1e-6)   # the indexable z, not u
+    idx, _ = numpy_top_k((z @ head.a.numpy()) @ emb.T, 5)
+    np.testing.assert_array_equal(out["item_ids"].numpy().astype(str), ids[idx])
+    np.testing.assert_allclose(loaded.query_new(tf.constant(z)).numpy(), z @ head.a.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(loaded.query_embeddings.numpy(), query)
+    with pytest.raises(ValueError, match="needs query_fn"):
+        export_serving_model(str(tmp_path / "bad"), emb, list(ids), embed_fn=standin, feature_spec=FEATURES,
+                             query_embeddings=query)

@@ -61,17 +61,13 @@ def example_dir(examples_artifacts) -> str:
 def query_vectors(input_dict, emb):
     """The trained query head (modules/trainer.py QUERY_HEAD_DIR) applied to every embedding, or None without
     one. A row-wise map of a small MLP over vectors already in memory for the index, so not a Beam stage."""
+    import numpy as np
+
     from modules import trainer
 
-    head_dir = os.path.join(artifact_utils.get_single_uri(input_dict["model"]), trainer.QUERY_HEAD_DIR)
-    if not os.path.isdir(head_dir):
+    head = trainer.load_query_head(artifact_utils.get_single_uri(input_dict["model"]))
+    if head is None:
         return None
-    import numpy as np
-    import tensorflow as tf
-
-    from modules import layers  # noqa: F401  (registers QueryHead)
-
-    head = tf.keras.models.load_model(head_dir, compile=False)
     return np.concatenate([head(emb[i:i + 65536], training=False).numpy() for i in range(0, len(emb), 65536)])
 
 

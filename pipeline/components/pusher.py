@@ -78,9 +78,16 @@ class Executor(base_executor.BaseExecutor):
         index_dir = artifact_utils.get_single_uri(input_dict["index"])
         out = artifact_utils.get_single_instance(output_dict["pushed_model"])
         embed_fn, feature_spec = cold_start_embedder(input_dict, exec_properties, len(ids))
+        query_emb = index_builder.read_query_embeddings(artifact_utils.get_single_uri(input_dict["embeddings"]))
+        query_fn = None
+        if embed_fn is not None:
+            from modules import trainer
+
+            query_fn = trainer.load_query_head(artifact_utils.get_single_uri(input_dict["model"]))
         with tempfile.TemporaryDirectory() as tmp:
             saved = export.export_serving_model(os.path.join(tmp, "export"), emb, ids, titles, embed_fn=embed_fn,
-                                                feature_spec=feature_spec)
+                                                feature_spec=feature_spec, query_embeddings=query_emb,
+                                                query_fn=query_fn)
             path = pusher.push(saved, index_dir, exec_properties["serving_model_dir"],
                                model_name=exec_properties["model_name"], keep=int(exec_properties["keep"]))
         version = int(os.path.basename(path))
