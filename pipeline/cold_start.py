@@ -2,7 +2,10 @@
 the Transform graph and the stored layer states of the catalogue; no retraining.
 
 For a new item u with raw items.csv features f_u and neighbours N(u) (existing items, weights alpha):
-    transformed f_u = the tf.Transform graph applied to f_u with node_id = -1 and train_degree = 0
+    transformed f_u = the tf.Transform graph applied to f_u with node_id = -1 and train_degree = 0, then (by
+                     default) log_degree set to the catalogue's median item's: degree 0 is a value no trained item
+                     has, and it sent ML-100K held-out items' top-10 to the catalogue's obscure corner (genre match
+                     at chance; tests/test_cold_start.py)
     h0(u)          = item_encoder(transformed f_u)
     hk(u)          = pinsage_layer_k(h_{k-1}(u), {H_{k-1}[v], alpha_uv : v in N(u)})        k = 1..K
     embedding      = embedding_head(hK(u))
@@ -24,7 +27,7 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from typing import Dict, Union  # noqa: E402
+from typing import Dict, Optional, Union  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -33,6 +36,7 @@ ID_COLUMN = "item_id"                      # the items table's id column: not a 
 NEW_NODE_ID = -1
 NEW_TRAIN_DEGREE = 0
 GRAPH_COLUMNS = ("node_id", "train_degree")    # the Transform inputs GraphGen adds to the item columns
+DEGREE_FEATURE = "log_degree"                   # the Transform output made from train_degree
 
 
 def raw_feature_spec(items_schema) -> Dict[str, tf.TensorSpec]:
@@ -95,7 +99,8 @@ class ColdStartEmbedder(tf.Module):
     Tracks the Transform layer (its tables and vocabulary assets), the model's variables and the stored layer
     states H_0..H_{K-1}; the Keras layers themselves are held untracked (their variables are what is saved)."""
 
-    def __init__(self, lw, tft_output, states, feature_spec: Dict[str, tf.TensorSpec]):
+    def __init__(self, lw, tft_output, states, feature_spec: Dict[str, tf.TensorSpec],
+                 new_log_degree: Optional[float] = None):
         super().__init__(name="cold_start")
         self._lw = _Untracked(lw)
         self.tft_layer = tft_output.transform_features_layer()
@@ -106,6 +111,7 @@ class ColdStartEmbedder(tf.Module):
         self._raw_spec = dict(tft_output.raw_feature_spec())
         self._model_spec = transformed_spec(tft_output)
         self.feature_spec = dict(feature_spec)
+        self.new_log_degree = new_log_degree
         unknown = set(self.feature_spec) - set(self._raw_spec)
         if unknown:
             raise ValueError(f"feature columns {sorted(unknown)} are not inputs of the Transform graph "
@@ -127,6 +133,8 @@ class ColdStartEmbedder(tf.Module):
                 raw[name] = tf.cast(x, self._raw_spec[name].dtype)
         raw = {name: _as_raw_input(x, self._raw_spec[name]) for name, x in raw.items()}
         out = self.tft_layer(raw)
+        if self.new_log_degree is not None and DEGREE_FEATURE in out:
+            out[DEGREE_FEATURE] = tf.fill(tf.shape(out[DEGREE_FEATURE]), tf.constant(self.new_log_degree, tf.float32))
         return {name: _as_model_input(x, self._model_spec[name][1]) for name, x in out.items()
                 if name in self._model_spec}
 
@@ -156,14 +164,17 @@ class _Untracked:
 
 
 def make_embed_fn(saved_model_dir: str, transform_graph_uri: str, item_features: dict, nbr, w,
-                  raw_feature_spec_or_schema, batch_size: int = 8192, lw=None):
+                  raw_feature_spec_or_schema, batch_size: int = 8192, lw=None, new_item_degree: str = "median"):
     """(embed_fn, feature_spec) for export.export_serving_model's embed_item signature.
 
     saved_model_dir: the trained Keras SavedModel; transform_graph_uri: the Transform graph (transform_fn/ +
     transformed_metadata/); item_features, nbr, w: the catalogue's transformed features by node id and
     neighbourhoods (-1-padded), as the BulkEmbedder takes them; raw_feature_spec_or_schema: the items TFX schema
     (Schema proto or .pbtxt path) or a {column: dtype / TensorSpec} dict. `lw` (optional): an already loaded
-    LayerwiseModel of saved_model_dir."""
+    LayerwiseModel of saved_model_dir. new_item_degree: "median" (a new item's log_degree feature is the
+    catalogue's median item's value) or "zero" (what the Transform graph gives train_degree 0)."""
+    if new_item_degree not in ("median", "zero"):
+        raise ValueError(f"new_item_degree must be 'median' or 'zero', got {new_item_degree!r}")
     import tensorflow_transform as tft
 
     from pipeline import bulk_embedder as be
@@ -172,5 +183,9 @@ def make_embed_fn(saved_model_dir: str, transform_graph_uri: str, item_features:
         lw = be.LayerwiseModel.from_saved_model(saved_model_dir)
     _, states = be.embed_in_memory(lw, item_features, nbr, w, batch_size=batch_size, return_states=True)
     spec = raw_feature_spec(raw_feature_spec_or_schema)
-    embedder = ColdStartEmbedder(lw, tft.TFTransformOutput(transform_graph_uri), states[:-1], spec)
+    new_log_degree = None
+    if new_item_degree == "median" and DEGREE_FEATURE in item_features:
+        deg = np.sort(np.asarray(item_features[DEGREE_FEATURE], np.float32).ravel())
+        new_log_degree = float(deg[len(deg) // 2])          # an actual item's value, not a mean of two
+    embedder = ColdStartEmbedder(lw, tft.TFTransformOutput(transform_graph_uri), states[:-1], spec, new_log_degree)
     return embedder, spec

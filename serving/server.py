@@ -102,6 +102,10 @@ def to_numpy(proto: tensor_pb2.TensorProto) -> np.ndarray:
     return values.reshape(shape)
 
 
+def _shape(spec: meta_graph_pb2.TensorInfo):
+    return None if spec.tensor_shape.unknown_rank else [d.size for d in spec.tensor_shape.dim]
+
+
 def check_input(name: str, proto: tensor_pb2.TensorProto, spec: meta_graph_pb2.TensorInfo) -> np.ndarray:
     """Dtype and shape against the SignatureDef, then numpy; a mismatch is INVALID_ARGUMENT, not a crash."""
     if proto.dtype != spec.dtype:
@@ -155,6 +159,12 @@ class LoadedVersion:
         self.kind = {k: "related" if set(ins) == {"item_id", "k"} else
                      "embed" if set(NEIGHBOR_INPUTS) <= set(ins) and hasattr(self.saved_model, "embed_new") else
                      "generic" for k, ins in self.inputs.items()}
+        # the hot path (one item id, top-k; see ModelServer._related_one): plain lists and the pybind searcher
+        self.one_item_signatures = {k for k, ins in self.inputs.items() if self.kind[k] == "related" and (
+            ins["item_id"].dtype, _shape(ins["item_id"]), ins["k"].dtype, _shape(ins["k"])) == (
+            types_pb2.DT_STRING, [-1], types_pb2.DT_INT32, [])}
+        self.id_list, self.title_list = self.item_ids_bytes.tolist(), self.titles_bytes.tolist()
+        self.max_exact_k = int(self.index.stats.get("reorder", self.num_items))
         self.load_seconds = time.time() - start
 
     def rows(self, ids: np.ndarray, what: str) -> np.ndarray:
@@ -242,6 +252,10 @@ class ModelServer(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
     def _predict(self, request):
         v = self.resolve(request.model_spec)
         name = request.model_spec.signature_name or "serving_default"
+        if name in v.one_item_signatures and not request.output_filter:
+            resp = self._related_one(v, request.inputs, name)
+            if resp is not None:
+                return resp
         specs = v.inputs.get(name)
         if specs is None:
             raise not_found(f"signature '{name}' not found (available: {sorted(v.signature_defs)})")
@@ -269,6 +283,45 @@ class ModelServer(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
         for k, a in out.items():
             if not request.output_filter or k in request.output_filter:
                 fill_proto(resp.outputs[k], a)
+        return resp
+
+    def _related_one(self, v: LoadedVersion, given, name: str):
+        """related_items for one known id and a valid k, straight from the request protos to the response protos
+        (no numpy round trips, one ScaNN call): the bulk of the traffic, at a third of the general path's CPU.
+        Returns None for anything else, which the general path then answers or rejects."""
+        if len(given) != 2 or "item_id" not in given or "k" not in given:
+            return None
+        ids, kp = given["item_id"], given["k"]
+        if (ids.dtype != types_pb2.DT_STRING or len(ids.string_val) != 1 or len(ids.tensor_shape.dim) != 1
+                or ids.tensor_shape.dim[0].size != 1 or kp.dtype != types_pb2.DT_INT32 or len(kp.int_val) != 1
+                or len(kp.tensor_shape.dim) or kp.tensor_content):
+            return None
+        row, k = v.row_of.get(ids.string_val[0]), kp.int_val[0]
+        if row is None or not 1 <= k < v.num_items or k + 1 > v.max_exact_k:
+            return None
+        idx, scores = v.index.searcher.searcher.search(v.embeddings[row], k + 1, -1, -1)
+        idx = idx.tolist()
+        if row in idx:                      # drop the query item itself, else the (k+1)-th
+            j = idx.index(row)
+            del idx[j]
+            scores = np.delete(scores, j)
+        else:
+            idx, scores = idx[:k], scores[:k]
+        resp = predict_pb2.PredictResponse()
+        resp.model_spec.name, resp.model_spec.signature_name = self.model_name, name
+        resp.model_spec.version.value = v.version
+        out = resp.outputs
+        for key, values in (("item_ids", v.id_list), ("titles", v.title_list)):
+            t = out[key]
+            t.dtype = types_pb2.DT_STRING
+            t.tensor_shape.dim.add().size = 1
+            t.tensor_shape.dim.add().size = len(idx)
+            t.string_val.extend([values[i] for i in idx])
+        t = out["scores"]
+        t.dtype = types_pb2.DT_FLOAT
+        t.tensor_shape.dim.add().size = 1
+        t.tensor_shape.dim.add().size = len(idx)
+        t.tensor_content = scores.astype("<f4", copy=False).tobytes()
         return resp
 
     def _k(self, inputs, max_k: int, batch: int) -> int:

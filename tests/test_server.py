@@ -93,6 +93,20 @@ def test_predict_round_trip_matches_offline_top_k(env):
     assert out["titles"][0][0] == f"v1 title {got[0][0]}"
 
 
+def test_one_item_requests_answer_as_the_batched_path(env):
+    """Single-id requests take the server's proto-to-proto shortcut; batches take the numpy path. Same answers."""
+    rows = [2, 77, 1500, N - 1]
+    batched = client.related(env["addr"], [f"i{r}" for r in rows] + ["i0"], 10)
+    for j, r in enumerate(rows):
+        one = client.related(env["addr"], [f"i{r}"], 10)
+        assert one["item_ids"] == [batched["item_ids"][j]] and one["titles"] == [batched["titles"][j]]
+        np.testing.assert_allclose(one["scores"], [batched["scores"][j]], atol=1e-6)
+        assert f"i{r}" not in one["item_ids"][0] and len(one["item_ids"][0]) == 10
+    resp = env["stub"].Predict(request(["i2"], 3), timeout=10)
+    assert resp.model_spec.signature_name == "related_items" and resp.model_spec.name == "pinsage"
+    assert [d.size for d in resp.outputs["scores"].tensor_shape.dim] == [1, 3]
+
+
 def embed_request(nb, w, year, k=10):
     req = predict_pb2.PredictRequest()
     req.model_spec.name, req.model_spec.signature_name = "pinsage", "embed_item"
