@@ -11,7 +11,8 @@ Behaviour:
 - Serves the newest complete version (an all-digit directory; the Pusher renames them into place atomically).
   A background thread polls every `poll_seconds`, loads a newer version off to the side and swaps one reference;
   requests already running keep the version object they started with, so a swap fails none of them.
-- related_items: rows from the id map -> stored embeddings -> ScaNN top-(k+1) -> the query item dropped.
+- related_items: rows from the id map -> stored query vectors (the embeddings, or a query-head model's
+  query_embeddings) -> ScaNN top-(k+1) -> the query item dropped.
   embed_item: the SavedModel's `embed_new` function (the trained cold-start embedder) -> ScaNN top-k.
   Any other signature is run by the SavedModel itself.
 - model_spec: `name` must match; `version` must be the served one; `version_label` "latest" / "stable" both
@@ -140,6 +141,9 @@ class LoadedVersion:
         self.index = load_index(os.path.join(self.path, "assets", pusher.INDEX_ASSET_DIR))
         self.saved_model = tf.saved_model.load(self.path)
         self.embeddings = self.saved_model.embeddings.numpy()
+        # a query-head model (pipeline/export.py): related_items searches with the query vector u_q, not z_q
+        q = getattr(self.saved_model, "query_embeddings", None)
+        self.queries = q.numpy() if q is not None else self.embeddings
         self.item_ids = self.index.item_ids
         self.num_items = len(self.item_ids)
         if self.embeddings.shape[0] != self.num_items or any(
@@ -299,7 +303,7 @@ class ModelServer(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
         row, k = v.row_of.get(ids.string_val[0]), kp.int_val[0]
         if row is None or not 1 <= k < v.num_items or k + 1 > v.max_exact_k:
             return None
-        idx, scores = v.index.searcher.searcher.search(v.embeddings[row], k + 1, -1, -1)
+        idx, scores = v.index.searcher.searcher.search(v.queries[row], k + 1, -1, -1)
         idx = idx.tolist()
         if row in idx:                      # drop the query item itself, else the (k+1)-th
             j = idx.index(row)
@@ -334,7 +338,7 @@ class ModelServer(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
 
     def _related(self, v: LoadedVersion, ids: np.ndarray, k: int):
         rows = v.rows(ids, "related_items")
-        idx, scores = v.search(v.embeddings[rows], k + 1)
+        idx, scores = v.search(v.queries[rows], k + 1)
         if len(rows) == 1:  # the common case, without numpy's per-call overhead
             keep = [j for j, r in enumerate(idx[0]) if r != rows[0]][:k]
             return v.outputs(idx[:, keep], scores[:, keep])
@@ -349,7 +353,8 @@ class ModelServer(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
                                           tf.constant(inputs["neighbor_weights"])).numpy()
         except tf.errors.InvalidArgumentError as e:
             raise invalid(tf_error_message(e)) from None
-        idx, scores = v.search(emb, k)
+        query = v.saved_model.query_new(tf.constant(emb)).numpy() if hasattr(v.saved_model, "query_new") else emb
+        idx, scores = v.search(query, k)
         return dict(v.outputs(idx, scores), embedding=emb)
 
     def _run_signature(self, v: LoadedVersion, name: str, inputs):

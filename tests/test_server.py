@@ -270,3 +270,53 @@ def test_large_k_is_exact_and_broken_version_is_skipped(env):
     open(os.path.join(broken, "saved_model.pb"), "wb").write(b"not a model")
     assert env["server"].refresh() == served and served + 1 in env["server"].failed
     assert client.related(env["addr"], ["i4"], 3)["item_ids"][0]
+
+
+class QueryHeadStandIn(tf.Module):
+    """A fixed linear query map u = z A (asymmetric), standing in for modules/layers.QueryHead."""
+
+    def __init__(self, d, seed=7):
+        super().__init__()
+        self.a = tf.constant(np.random.default_rng(seed).normal(size=(d, d)).astype(np.float32) / np.sqrt(d))
+
+    def __call__(self, z):
+        return z @ self.a
+
+
+def test_query_head_version_searches_with_query_vectors(tmp_path):
+    emb = ib.clustered_vectors(N, D, clusters=30, seed=13)
+    head = QueryHeadStandIn(D)
+    query = emb @ head.a.numpy()
+    ids = [f"i{j}" for j in range(N)]
+    export_serving_model(str(tmp_path / "sm"), emb, ids, embed_fn=StandIn(emb), feature_spec=FEATURES,
+                         query_embeddings=query, query_fn=head)
+    # exact (brute-force) index: this test is about which vector the server searches with, not ANN recall
+    ib.build_index(emb, ids, str(tmp_path / "ix"), query_embeddings=query, brute_force_below=N + 1,
+                   recall_queries=100)
+    pusher.push(str(tmp_path / "sm"), str(tmp_path / "ix"), str(tmp_path / "serving_model"))
+    server = serve(str(tmp_path / "serving_model"), 0, poll_seconds=5, block=False)
+    try:
+        addr = f"127.0.0.1:{server.port}"
+        rows = np.arange(0, N, 300)
+        got = np.array([[int(i[1:]) for i in r] for r in client.related(addr, [f"i{r}" for r in rows], 10)["item_ids"]])
+        one = [int(i[1:]) for i in client.related(addr, [f"i{rows[1]}"], 10)["item_ids"][0]]   # the one-id fast path
+        s = query[rows] @ emb.T
+        s[np.arange(len(rows)), rows] = -np.inf
+        exact = np.argsort(-s, axis=1)[:, :10]
+        np.testing.assert_array_equal(got, exact)
+        assert one == exact[1].tolist()
+        plain = exact_related(emb, rows, 10)                  # what a server ignoring the query head would say
+        assert np.mean([len(set(g) & set(e)) / 10 for g, e in zip(got, plain)]) < 0.7
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(addr))
+        req = predict_pb2.PredictRequest()
+        req.model_spec.name, req.model_spec.signature_name = "pinsage", "embed_item"
+        for name, arr in (("year", np.array([0.5], np.float32)), ("neighbor_ids", np.array([["i3", "i4"]])),
+                          ("neighbor_weights", np.array([[0.5, 0.5]], np.float32)), ("k", np.array(5, np.int32))):
+            req.inputs[name].CopyFrom(tf.make_tensor_proto(arr))
+        out = stub.Predict(req, timeout=30)
+        z = tf.make_ndarray(out.outputs["embedding"])
+        want = np.argsort(-((z @ head.a.numpy()) @ emb.T), axis=1)[0, :5]
+        assert len(set(np.char.lstrip(tf.make_ndarray(out.outputs["item_ids"])[0].astype(str), "i").astype(int))
+                   & set(want)) >= 4
+    finally:
+        server.stop()
