@@ -58,12 +58,14 @@ def prepare_inputs(output: str, dataset: str | None = None, data_dir: str | None
 
 def build(output: str, dataset: str | None = None, data_dir: str | None = None, *,
           sampling: SamplingConfig | None = None, beam_args: list[str] | None = None,
-          stop_after: str | None = None, enable_cache: bool = True, hparams: dict | None = None):
+          stop_after: str | None = None, enable_cache: bool = True, hparams: dict | None = None,
+          eval_contexts: int | None = None, embed_strategy: str = "auto"):
     inputs, report = prepare_inputs(output, dataset, data_dir)
     pipeline = create_pipeline(PIPELINE_NAME, os.path.join(output, "tfx"), os.path.join(output, "metadata.sqlite"),
                                inputs, sampling=sampling, beam_pipeline_args=beam_args,
                                enable_cache=enable_cache, stop_after=stop_after, hparams=hparams,
-                               serving_model_dir=os.path.join(output, "serving_model"))
+                               serving_model_dir=os.path.join(output, "serving_model"),
+                               eval_contexts=eval_contexts, embed_strategy=embed_strategy)
     return pipeline, report
 
 

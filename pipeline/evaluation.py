@@ -60,13 +60,19 @@ class Queries:
     seen_indptr: np.ndarray   # [M + 1]
     seen_indices: np.ndarray  # masked node ids, row by row
     num_items: int
+    total_contexts: int = -1  # contexts with this split before sampling (== len when all are evaluated)
 
     def __len__(self) -> int:
         return len(self.context)
 
 
-def build_queries(graph: Graph, split: str = "test", mask_validation: bool = True) -> Queries:
-    """The protocol's queries for `split` ('validation' or 'test'); see the module docstring."""
+def build_queries(graph: Graph, split: str = "test", mask_validation: bool = True,
+                  max_contexts: int | None = None, seed: int = 0) -> Queries:
+    """The protocol's queries for `split` ('validation' or 'test'); see the module docstring.
+
+    `max_contexts`: rank only a uniform random sample of that many of the split's contexts (fixed by `seed`,
+    the same for every scorer), for catalogues where ranking all N items for every context is too slow;
+    `total_contexts` and the metrics' `num_contexts` say how many were evaluated out of how many."""
     if split not in ("validation", "test"):
         raise ValueError(f"split must be 'validation' or 'test', got {split!r}")
     ctx, node, pos, spl = graph.context_index, graph.node_id, graph.position, graph.split
@@ -85,6 +91,9 @@ def build_queries(graph: Graph, split: str = "test", mask_validation: bool = Tru
         raise ValueError(f"a context has more than one {split} interaction")
     if (query_of[ctx[held]] < 0).any():             # GraphGen never makes one (>= 3 interactions to split)
         raise ValueError(f"a context has a {split} interaction but no train interaction")
+    total = len(held)
+    if max_contexts and total > max_contexts:
+        held = held[np.sort(np.random.default_rng(seed).choice(total, max_contexts, replace=False))]
     contexts, target = ctx[held], node[held]
     row_of = np.full(C, -1, np.int64)
     row_of[contexts] = np.arange(len(contexts))
@@ -97,7 +106,7 @@ def build_queries(graph: Graph, split: str = "test", mask_validation: bool = Tru
     indptr = np.zeros(len(contexts) + 1, np.int64)
     np.cumsum(np.bincount(m_row, minlength=len(contexts)), out=indptr[1:])
     return Queries(split, contexts, query_of[contexts], target, indptr, m_node[order].astype(np.int64),
-                   graph.num_items)
+                   graph.num_items, total)
 
 
 # -------------------------------------------------------------------------------------------------- ranks
