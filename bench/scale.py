@@ -45,8 +45,9 @@ def tree_rss(proc: psutil.Process) -> int:
     return total
 
 
-def run_monitored(cmd: list[str], log_path: str, sample_s: float = 0.5, env=None) -> dict:
-    """Runs cmd, echoes and logs its output, returns wall time, per-stage wall/peak RSS and the overall peak."""
+def run_monitored(cmd: list[str], log_path: str, sample_s: float = 0.5, env=None, on_stage=None) -> dict:
+    """Runs cmd, echoes and logs its output, returns wall time, per-stage wall/peak RSS and the overall peak.
+    on_stage(partial result) is called after every finished stage (the JSON is kept current during a long run)."""
     stages: dict[str, dict] = {}
     current = ["prepare"]
     peaks: dict[str, int] = {}
@@ -83,7 +84,11 @@ def run_monitored(cmd: list[str], log_path: str, sample_s: float = 0.5, env=None
             m = _STAGE_DONE.match(s)
             if m:
                 stages.setdefault(m.group(1), {})["wall_s"] = float(m.group(2))
+                stages[m.group(1)]["peak_rss_gib"] = round(peaks.get(m.group(1), 0) / GIB, 2)
                 current[0] = "after"
+                if on_stage:
+                    on_stage({"cmd": cmd, "rc": None, "elapsed_s": round(time.time() - t0, 1),
+                              "peak_rss_gib": round(peak[0] / GIB, 2), "stages": stages})
     rc = proc.wait()
     done.set()
     th.join()
@@ -133,10 +138,17 @@ def main(argv=None) -> int:
     if not args.keep_output and os.path.exists(out_dir):
         import shutil
         shutil.rmtree(out_dir)
+    path = args.out or os.path.join(ROOT, "bench", "results", f"scale_{tag}.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+
+    def save(partial):
+        with open(path, "w") as f:
+            json.dump(dict(result, run=partial, load_avg_now=[round(x, 2) for x in os.getloadavg()]), f, indent=2)
+
     run = run_monitored(
         [py, "-m", "pipeline.cli", "run", "--data-dir", data_dir, "--output", out_dir,
          "--train-steps", str(args.train_steps), "--eval-contexts", str(args.eval_contexts)] + args.run_arg,
-        os.path.join(args.work_dir, f"run_{tag}.log"), args.sample_s, env)
+        os.path.join(args.work_dir, f"run_{tag}.log"), args.sample_s, env, on_stage=save)
     result["run"] = run
     result["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     st = run["stages"]
@@ -150,8 +162,6 @@ def main(argv=None) -> int:
         "targets": {"all_but_training_under_600_s": run["wall_s"] - training < 600,
                     "total_under_1800_s": run["wall_s"] < 1800, "peak_rss_under_12_gib": run["peak_rss_gib"] < 12},
     }
-    path = args.out or os.path.join(ROOT, "bench", "results", f"scale_{tag}.json")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
 

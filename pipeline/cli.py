@@ -143,7 +143,7 @@ def _titles_of(output: str, ids: list[str]) -> list[str]:
     return [titles[pos[x]] if titles and x in pos else "" for x in ids]
 
 
-BENCHES = ("sampling", "training", "embedding", "index", "serving", "baselines", "quality")
+BENCHES = ("sampling", "training", "embedding", "index", "serving", "baselines", "quality", "scale")
 
 
 def _cmd_bench(args) -> int:

@@ -125,6 +125,9 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: str, 
             module_file=os.path.join(MODULES_DIR, "preprocessing", "transform.py"),
             splits_config=tfx.proto.SplitsConfig(analyze=[ITEM_SPLIT], transform=[ITEM_SPLIT]),
             custom_config={"features": inputs.features},
+            # pre/post-transform TFDV statistics are not read by any later stage, and cost a full TFDV pass
+            # over the items twice (the raw items are validated by StatisticsGen + ExampleValidator already)
+            disable_statistics=True,
         )
         components.append(transform)
     if stop_after not in ("graph", "transform"):
