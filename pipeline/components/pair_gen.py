@@ -28,7 +28,7 @@ from pipeline import artifacts, beam_walks, graph_io, pairs, ppr
 from pipeline import random_walks as rw
 from pipeline.components.neighborhood_sampler import finish_stats, num_rows
 
-DEFAULT_MAX_QUERIES = 20_000   # PPR queries (ppr.select_queries); 0 = every query
+DEFAULT_MAX_QUERIES = 5_000   # PPR queries (ppr.select_queries); 0 = every query
 
 
 class _SelectedNegativeShard(beam_walks.NegativeShard):
