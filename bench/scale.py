@@ -84,8 +84,9 @@ def run_monitored(cmd: list[str], log_path: str, sample_s: float = 0.5, env=None
             m = _STAGE_DONE.match(s)
             if m:
                 stages.setdefault(m.group(1), {})["wall_s"] = float(m.group(2))
-                stages[m.group(1)]["peak_rss_gib"] = round(peaks.get(m.group(1), 0) / GIB, 2)
                 current[0] = "after"
+                for name, st in stages.items():
+                    st["peak_rss_gib"] = round(peaks.get(name, 0) / GIB, 2)
                 if on_stage:
                     on_stage({"cmd": cmd, "rc": None, "elapsed_s": round(time.time() - t0, 1),
                               "peak_rss_gib": round(peak[0] / GIB, 2), "stages": stages})
