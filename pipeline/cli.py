@@ -40,12 +40,17 @@ def _cmd_run(args) -> int:
     sampling = SamplingConfig(num_walks=args.num_walks, top_t=args.top_t, strategy=args.walk_strategy,
                               neighborhood_source=args.neighborhood_source, seed=args.seed)
     beam_args = list(args.beam_arg or [])
+    hparams = json.loads(args.hparams)
+    if args.train_steps:
+        from pipeline.pinsage_pipeline import step_budget_hparams
+        hparams = step_budget_hparams(hparams, args.train_steps)
     t_build = time.time()
     try:
         pipeline, ingest_report = driver.build(output, dataset=args.dataset, data_dir=args.data_dir,
                                                sampling=sampling, beam_args=beam_args,
                                                stop_after=args.stop_after, enable_cache=not args.no_cache,
-                                               hparams=json.loads(args.hparams), ablations=_ablations(args))
+                                               hparams=hparams, eval_contexts=args.eval_contexts,
+                                               embed_strategy=args.embed_strategy, ablations=_ablations(args))
     except ingest.InputError as e:
         print(f"[pinsage] ERROR: {e}", file=sys.stderr)
         return 2
@@ -176,7 +181,7 @@ def _titles_of(output: str, ids: list[str]) -> list[str]:
     return [titles[pos[x]] if titles and x in pos else "" for x in ids]
 
 
-BENCHES = ("sampling", "training", "embedding", "index", "serving", "baselines", "quality")
+BENCHES = ("sampling", "training", "embedding", "index", "serving", "baselines", "quality", "scale")
 
 
 def _cmd_bench(args) -> int:
@@ -227,6 +232,15 @@ def main(argv=None) -> int:
                    help="build only the pipeline up to this stage")
     r.add_argument("--hparams", default="{}", help="JSON overrides of modules.model.PinSageHParams, "
                    "e.g. '{\"epochs\": 5, \"loss\": \"max_margin\"}'")
+    r.add_argument("--train-steps", type=int, default=None,
+                   help="step budget: train for at most this many steps in total (sets epochs / steps_per_epoch "
+                   "of the hparams; see pinsage_pipeline.step_budget_hparams)")
+    r.add_argument("--eval-contexts", type=int, default=None,
+                   help="evaluate a fixed random sample of at most this many contexts per split (the report "
+                   "states the sample size); default: every context")
+    r.add_argument("--embed-strategy", choices=["auto", "beam", "in_memory"], default="auto",
+                   help="BulkEmbedder: the Beam join per layer, or one in-memory layer-wise pass; auto = "
+                   "in_memory on the in-process DirectRunner, beam when a --beam-arg names another runner")
     r.add_argument("--num-walks", type=int, default=200)
     r.add_argument("--top-t", type=int, default=10)
     r.add_argument("--walk-strategy", choices=["in_memory", "join"], default="in_memory")

@@ -62,11 +62,37 @@ def prepare_inputs(output: str, dataset: str | None = None, data_dir: str | None
         features=spec["features"],
         graph_schema=content_addressed(os.path.join(schema_dir, schema_build.GRAPH_SCHEMA), store),
         dataset=spec["name"],
-        table_dirs={t: os.path.dirname(content_addressed(os.path.join(canon, t, f), store, prefix=f"tables/{t}-",
-                                                         link=True))
-                    for t, f in (("items", ingest.ITEMS_FILE), ("interactions", ingest.INTERACTIONS_FILE))},
+        table_dirs={t: content_addressed_dir(os.path.join(canon, ingest.EXAMPLES_DIR, t), store,
+                                             prefix=f"tables/{t}-") for t in ("items", "interactions")},
     )
     return inputs, report
+
+
+def content_addressed_dir(src: str, store: str, prefix: str) -> str:
+    """The directory tree `src` (ingest's Parquet Examples of one table: never rewritten in place) hard-linked to
+    <store>/<prefix><sha256 of its relative paths and bytes>/, made once and atomically; returns that path."""
+    files = sorted(os.path.relpath(os.path.join(d, f), src) for d, _, fs in os.walk(src) for f in fs)
+    h = hashlib.sha256()
+    for rel in files:
+        h.update(rel.encode() + b"\0")
+        with open(os.path.join(src, rel), "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+    dest = os.path.join(store, f"{prefix}{h.hexdigest()[:16]}")
+    if not os.path.exists(dest):
+        tmp = f"{dest}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        for rel in files:
+            os.makedirs(os.path.dirname(os.path.join(tmp, rel)), exist_ok=True)
+            try:
+                os.link(os.path.join(src, rel), os.path.join(tmp, rel))
+            except OSError:                  # e.g. another file system
+                shutil.copy2(os.path.join(src, rel), os.path.join(tmp, rel))
+        try:
+            os.rename(tmp, dest)
+        except OSError:                      # another run made it first: same content
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
 
 
 def content_addressed(path: str, store: str, prefix: str = "files/", link: bool = False) -> str:
@@ -101,12 +127,14 @@ def content_addressed(path: str, store: str, prefix: str = "files/", link: bool 
 def build(output: str, dataset: str | None = None, data_dir: str | None = None, *,
           sampling: SamplingConfig | None = None, beam_args: list[str] | None = None,
           stop_after: str | None = None, enable_cache: bool = True, hparams: dict | None = None,
+          eval_contexts: int | None = None, embed_strategy: str = "auto",
           ablations: list[str] | None = None):
     inputs, report = prepare_inputs(output, dataset, data_dir)
     pipeline = create_pipeline(PIPELINE_NAME, os.path.join(output, "tfx"), os.path.join(output, "metadata.sqlite"),
                                inputs, sampling=sampling, beam_pipeline_args=beam_args,
                                enable_cache=enable_cache, stop_after=stop_after, hparams=hparams,
-                               serving_model_dir=os.path.join(output, "serving_model"), ablations=ablations)
+                               serving_model_dir=os.path.join(output, "serving_model"),
+                               eval_contexts=eval_contexts, embed_strategy=embed_strategy, ablations=ablations)
     return pipeline, report
 
 

@@ -1,6 +1,6 @@
 """Wires the PinSage TFX pipeline (components only; running it is local_runner.py's and cli.py's job).
 
-logs -> ExampleGen (items, interactions) -> StatisticsGen -> ImportSchemaGen -> ExampleValidator
+logs -> ingest (typed, counted; Parquet Examples) -> Importer (items, interactions) -> StatisticsGen -> ImportSchemaGen -> ExampleValidator
      -> GraphGen (int ids, dedup, temporal split) -> Transform (item features, train log-degree)
      -> NeighborhoodSampler (random-walk importance neighbourhoods) -> PairGen (positives, PPR hard negatives)
      -> PinSageTrainer (TF-GNN model, run_fn in modules/trainer.py) -> PinSageEvaluator (report + baselines)
@@ -13,6 +13,7 @@ import os
 
 from tfx import v1 as tfx
 
+from pipeline import ingest
 from pipeline.components.graph_gen import ITEM_SPLIT, GraphGen
 from pipeline.components.neighborhood_sampler import NeighborhoodSampler
 from pipeline.components.pair_gen import PairGen
@@ -53,14 +54,41 @@ class SamplingConfig:
     seed: int = 0
 
 
+def step_budget_hparams(hparams: dict | None, steps: int) -> dict:
+    """hparams overrides that cap training at `steps` optimizer steps in total (`pinsage run --train-steps`):
+    one epoch of `steps` steps, or, when the overrides name `epochs`, steps // epochs per epoch (at least 1)."""
+    if steps < 1:
+        raise ValueError(f"the step budget must be >= 1, got {steps}")
+    out = dict(hparams or {})
+    epochs = int(out.get("epochs", 1))
+    if epochs > steps:
+        epochs = steps
+    out.update(epochs=epochs, steps_per_epoch=steps // epochs)
+    return out
+
+
+def resolve_embed_strategy(strategy: str, beam_pipeline_args: list[str] | None) -> str:
+    """'auto' -> 'in_memory' on the DirectRunner (its Beam join path runs ~1k items/s, BUILD_NOTES.md),
+    'beam' when the Beam args name another runner (Dataflow, Flink, Spark: catalogues beyond one worker)."""
+    if strategy != "auto":
+        return strategy
+    runner = "DirectRunner"
+    for i, a in enumerate(beam_pipeline_args or []):
+        if a.startswith("--runner="):
+            runner = a.split("=", 1)[1]
+        elif a == "--runner" and i + 1 < len(beam_pipeline_args):
+            runner = beam_pipeline_args[i + 1]
+    return "in_memory" if runner.split(".")[-1] in ("DirectRunner", "direct") else "beam"
+
+
 def _example_gen(name: str, base: str):
-    # One input split maps to ExampleGen's default 2:1 train/eval hash split unless the output names a single
-    # split with every hash bucket: the graph needs every row, and the temporal split is GraphGen's job.
-    return tfx.components.CsvExampleGen(
-        input_base=base,
-        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name=name, pattern="*.csv")]),
-        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(
-            splits=[tfx.proto.SplitConfig.Split(name=name, hash_buckets=1)])),
+    """The table as an Examples artifact: ingest already wrote it in an Examples payload (Parquet, one split named
+    after the table, pipeline/ingest.py), so it is imported, not re-encoded by an ExampleGen — CsvExampleGen ran
+    at ~7k rows/s on the DirectRunner. The directory is keyed by content, so reimport=False is a cache hit."""
+    return tfx.dsl.Importer(
+        source_uri=base, artifact_type=tfx.types.standard_artifacts.Examples, reimport=False,
+        properties={"split_names": f'["{name}"]'},
+        custom_properties={"payload_format": "FORMAT_PARQUET", "file_format": "FILE_FORMAT_PARQUET"},
     ).with_id(f"{name}_example_gen")
 
 
@@ -68,26 +96,30 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: str, 
                     sampling: SamplingConfig | None = None, beam_pipeline_args: list[str] | None = None,
                     enable_cache: bool = True, stop_after: str | None = None,
                     hparams: dict | None = None, serving_model_dir: str | None = None,
+                    eval_contexts: int | None = None, embed_strategy: str = "auto",
                     ablations: list[str] | None = None) -> tfx.dsl.Pipeline:
     """The pipeline; `stop_after` (one of STAGES) builds only a prefix (tests, partial runs).
     `hparams`: overrides of modules.model.PinSageHParams for the trainer; `serving_model_dir`: where the Pusher
-    writes versions (default <pipeline_root>/../serving_model); `ablations`: modules.model.ABLATIONS variants
-    the trainer also trains and the evaluator reports."""
+    writes versions (default <pipeline_root>/../serving_model); `eval_contexts`: the evaluator ranks a fixed
+    random sample of at most this many contexts per split (reported; None = all); `embed_strategy`: the
+    BulkEmbedder's ('auto', 'beam', 'in_memory'; see resolve_embed_strategy); `ablations`:
+    modules.model.ABLATIONS variants the trainer also trains and the evaluator reports."""
     if stop_after not in (None,) + STAGES:
         raise ValueError(f"stop_after must be one of {STAGES}, got {stop_after!r}")
     components = []
     gens = {}
     for name, schema_file in (("items", inputs.items_schema), ("interactions", inputs.interactions_schema)):
-        gen = _example_gen(name, (inputs.table_dirs or {}).get(name) or os.path.join(inputs.canonical_dir, name))
-        stats = tfx.components.StatisticsGen(examples=gen.outputs["examples"]).with_id(f"{name}_statistics_gen")
+        gen = _example_gen(name, (inputs.table_dirs or {}).get(name)
+                           or os.path.join(inputs.canonical_dir, ingest.EXAMPLES_DIR, name))
+        stats = tfx.components.StatisticsGen(examples=gen.outputs["result"]).with_id(f"{name}_statistics_gen")
         schema = tfx.components.ImportSchemaGen(schema_file=schema_file).with_id(f"{name}_schema_gen")
         validator = tfx.components.ExampleValidator(
             statistics=stats.outputs["statistics"], schema=schema.outputs["schema"]).with_id(f"{name}_validator")
         components += [gen, stats, schema, validator]
         gens[name] = (gen, schema)
 
-    graph_gen = GraphGen(items=gens["items"][0].outputs["examples"],
-                         interactions=gens["interactions"][0].outputs["examples"],
+    graph_gen = GraphGen(items=gens["items"][0].outputs["result"],
+                         interactions=gens["interactions"][0].outputs["result"],
                          items_schema=gens["items"][1].outputs["schema"],
                          ingest_report=inputs.ingest_report)
     components.append(graph_gen)
@@ -98,6 +130,9 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: str, 
             module_file=os.path.join(MODULES_DIR, "preprocessing", "transform.py"),
             splits_config=tfx.proto.SplitsConfig(analyze=[ITEM_SPLIT], transform=[ITEM_SPLIT]),
             custom_config={"features": inputs.features},
+            # pre/post-transform TFDV statistics are not read by any later stage, and cost a full TFDV pass
+            # over the items twice (the raw items are validated by StatisticsGen + ExampleValidator already)
+            disable_statistics=True,
         )
         components.append(transform)
     if stop_after not in ("graph", "transform"):
@@ -112,12 +147,13 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: str, 
         evaluator = PinSageEvaluator(
             graph=graph_gen.outputs["graph"], model=trainer.outputs["model"],
             examples=transform.outputs["transformed_examples"], transform_graph=transform.outputs["transform_graph"],
-            dataset=inputs.dataset, graph_schema=inputs.graph_schema)
+            dataset=inputs.dataset, graph_schema=inputs.graph_schema, max_contexts=eval_contexts or 0)
         components += [trainer, evaluator]
     if stop_after not in ("graph", "transform", "sampling", "evaluation"):
         embedder = BulkEmbedder(model=trainer.outputs["model"], examples=transform.outputs["transformed_examples"],
                                 neighborhoods=sampler.outputs["neighborhoods"], graph=graph_gen.outputs["graph"],
-                                graph_schema=inputs.graph_schema)
+                                graph_schema=inputs.graph_schema,
+                                strategy=resolve_embed_strategy(embed_strategy, beam_pipeline_args))
         index = IndexBuilder(embeddings=embedder.outputs["embeddings"])
         pusher = PinSagePusher(embeddings=embedder.outputs["embeddings"], index=index.outputs["index"],
                                serving_model_dir=serving_model_dir or os.path.join(

@@ -12,6 +12,12 @@ items) gets ranks 37–111, i.e. 4–11x the protocol's K = 10, like the paper's
 above ~170k items get the paper's window. Bounds of 1 or more are taken as ranks as they are. Walks only rank the
 items they reach, so a query needs num_walks * mean walk length well above hi; queries whose visited set ends
 before hi get a shorter list (counted in the stats). At most `max_negatives` ranks are kept, evenly spaced.
+
+Which queries. A query costs num_walks walks (~3,300 visits at the defaults), so all 1M queries of a 1M-item
+catalogue would be ~3e9 visits: hours on two cores. `select_queries` keeps the `max_queries` queries with the most
+positive-pair occurrences (training draws pairs in proportion to them, modules/model.py pair_sampling='count'),
+so the pools cover as much of the training draws as a budget allows; the others get an empty pool (no hard
+negatives, masked in training) and the stats report the coverage. Catalogues below the budget are unaffected.
 """
 from __future__ import annotations
 
@@ -58,3 +64,19 @@ def ppr_negatives(adj: rw.Adjacency, queries, pos_query, pos_item, window: tuple
     got = (neg >= 0).sum(1)
     return neg, {"queries": int(len(queries)), "negatives": int(got.sum()),
                  "short_windows": int((got < len(keep)).sum()), "empty_windows": int((got == 0).sum())}
+
+
+def select_queries(query, count, max_queries: int) -> tuple[np.ndarray, dict]:
+    """The distinct queries, or the `max_queries` of them with the most pair occurrences (ties: lower id), sorted;
+    plus stats: how many were kept out of how many, and the share of pair occurrences they cover."""
+    query, count = np.asarray(query, np.int64), np.asarray(count, np.int64)
+    uq, inv = np.unique(query, return_inverse=True)
+    occ = np.bincount(inv, weights=count, minlength=len(uq))
+    if max_queries and len(uq) > max_queries:
+        keep = np.lexsort((uq, -occ))[:max_queries]
+        sel = np.sort(uq[keep])
+        covered = float(occ[keep].sum() / max(occ.sum(), 1))
+    else:
+        sel, covered = uq, 1.0
+    return sel, {"ppr_queries_selected": int(len(sel)), "ppr_queries_total": int(len(uq)),
+                 "ppr_pair_occurrences_covered": covered}

@@ -150,6 +150,10 @@ def test_cooccurrence_cosine_by_hand(graph):
     for (i, j), v in hand.items():
         expected[i, j] = expected[j, i] = v
     np.testing.assert_allclose(ev.cooccurrence_matrix(graph).toarray(), expected, rtol=1e-6)
+    # the per-batch scorer the report uses (no N x N product) gives the same rows, bit for bit
+    lazy = ev.CooccurrenceScorer(graph).scores(np.array([3, 0, 6, 3]))
+    np.testing.assert_allclose(lazy, expected[[3, 0, 6, 3]], rtol=1e-6)
+    np.testing.assert_array_equal(lazy, ev.cooccurrence_matrix(graph).toarray()[[3, 0, 6, 3]])
 
 
 def test_transition_counts_window_3_by_hand(graph):
@@ -220,3 +224,18 @@ def test_graph_from_csv_splits_like_graphgen(tmp_path):
     (tmp_path / "interactions.csv").write_text("context_id,item_id,timestamp\nu,10,5\nu,9,5\n")
     g = ev.graph_from_csv(str(tmp_path))
     assert list(g.item_ids) == ["9", "10"] and list(g.node_id[g.position == 1]) == [1]   # numeric tie-break
+
+
+def test_context_sample_is_deterministic_a_subset_and_reports_its_size(graph):
+    full = ev.build_queries(graph, "test")
+    a = ev.build_queries(graph, "test", max_contexts=1, seed=3)
+    b = ev.build_queries(graph, "test", max_contexts=1, seed=3)
+    assert len(full) == 2 and full.total_contexts == 2
+    assert len(a) == 1 and a.total_contexts == 2
+    np.testing.assert_array_equal(a.context, b.context)
+    row = int(np.flatnonzero(full.context == a.context[0])[0])
+    assert a.query[0] == full.query[row] and a.target[0] == full.target[row]
+    np.testing.assert_array_equal(a.seen_indices, full.seen_indices[full.seen_indptr[row]:full.seen_indptr[row + 1]])
+    seen = {tuple(ev.build_queries(graph, "test", max_contexts=1, seed=s).context) for s in range(20)}
+    assert seen == {(0,), (1,)}                                 # the seed picks the sample
+    assert ev.build_queries(graph, "test", max_contexts=5).total_contexts == 2   # budget above M: all

@@ -80,3 +80,15 @@ def test_ppr_short_window_counted():
                                    (5, 50), 200, 10, 0.3, 100, np.random.default_rng(0))
     assert stats["short_windows"] == 2 and stats["empty_windows"] >= 1   # item n-1 is isolated
     assert (neg[1] == -1).all()
+
+
+def test_ppr_query_selection_keeps_the_most_drawn_queries_and_reports_coverage():
+    from pipeline import ppr
+
+    q = np.array([5, 5, 1, 2, 2, 9, 3])
+    c = np.array([1, 1, 4, 1, 1, 2, 2])       # occurrences per query: 5->2, 1->4, 2->2, 9->2, 3->2
+    sel, st = ppr.select_queries(q, c, 3)
+    assert sel.tolist() == [1, 2, 3]            # 1 (4), then the ties 2, 3 by lower id
+    assert st == {"ppr_queries_selected": 3, "ppr_queries_total": 5, "ppr_pair_occurrences_covered": 8 / 12}
+    sel, st = ppr.select_queries(q, c, 0)       # no budget: every distinct query
+    assert sel.tolist() == [1, 2, 3, 5, 9] and st["ppr_pair_occurrences_covered"] == 1.0

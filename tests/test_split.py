@@ -64,3 +64,37 @@ def test_split_on_ml100k_matches_an_independent_pandas_reference(ml100k_dir):
     n_tied = (ref[ref["timestamp"] == last_ts].groupby("context_id").size() > 1).sum()
     assert n_tied > 100
     assert np.all(ref_test.index == np.sort(ref_test.index))
+
+
+def test_vectorised_split_equals_the_per_context_reference():
+    """GraphGen's split_partition (all contexts at once, numpy) against split_context (one context, Python) on
+    random timelines with ties in time and repeated items."""
+    from pipeline.components.graph_gen import split_partition
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    ctx = rng.integers(0, 300, n)
+    node = rng.integers(0, 40, n)           # node ids in id order: the numeric tie-break
+    ts = rng.integers(0, 20, n)             # many ties
+    w = rng.random(n)
+    cols, dups, small = split_partition(ctx, node, ts, w)
+    exp_rows, exp_dups, exp_small = [], 0, 0
+    for c in np.unique(ctx):
+        m = ctx == c
+        out, d = split_context(list(zip(node[m].tolist(), ts[m].tolist(), w[m].tolist())), id_sort_key("int"))
+        exp_dups += d
+        exp_small += len(out) < 3
+        exp_rows += [(int(c), it, t, wt, s, p) for it, t, wt, s, p in out]
+    got = list(zip(cols["context_index"].tolist(), cols["node_id"].tolist(), cols["timestamp"].tolist(),
+                   cols["weight"].tolist(), cols["split"].tolist(), cols["position"].tolist()))
+    assert got == exp_rows
+    assert (dups, small) == (exp_dups, exp_small) and dups > 0
+
+
+def test_sorted_ids_is_index_of():
+    from pipeline.components.graph_gen import sorted_ids
+
+    for ids in (["30", "4", "100", "7", "4"], ["b", "10", "a"]):
+        got, order = sorted_ids(np.array(ids))
+        assert {x: i for i, x in enumerate(got)} == index_of(list(dict.fromkeys(ids)))
+        assert order == id_order(ids)

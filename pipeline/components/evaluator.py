@@ -77,9 +77,12 @@ def colour_labels(features: dict, transform_graph_uri: str) -> tuple[np.ndarray,
 
 
 def evaluate_all(graph: graph_io.Graph, emb: np.ndarray | None, features: dict | None,
-                 query_emb: np.ndarray | None = None, ablations: dict | None = None) -> tuple[dict, dict]:
+                 query_emb: np.ndarray | None = None, ablations: dict | None = None,
+                 max_contexts: int | None = None) -> tuple[dict, dict]:
     """Test and validation metrics of every model: the baselines, `pinsage` (query vectors `query_emb` when
-    the model has a query head) and each ablation {name: (emb, query_emb or None)} as `ablation:<name>`."""
+    the model has a query head) and each ablation {name: (emb, query_emb or None)} as `ablation:<name>`.
+    `max_contexts`: evaluation.build_queries' context sample (each split's metrics then carry `num_contexts`
+    evaluated and `total_contexts`)."""
     scorers = dict(evaluation.baseline_scorers(graph))
     if features is not None:
         scorers["features_only"] = evaluation.EmbeddingScorer(features_only_embeddings(features), "cosine")
@@ -89,13 +92,15 @@ def evaluate_all(graph: graph_io.Graph, emb: np.ndarray | None, features: dict |
         scorers[ABLATION_PREFIX + name] = evaluation.EmbeddingScorer(e, query_emb=q)
     out = {}
     for split in ("test", "validation"):
-        q = evaluation.build_queries(graph, split)
-        out[split] = {name: evaluation.metrics_from_ranks(evaluation.ranks(s, q)) for name, s in scorers.items()}
+        q = evaluation.build_queries(graph, split, max_contexts=max_contexts)
+        out[split] = {name: dict(evaluation.metrics_from_ranks(evaluation.ranks(s, q)),
+                                 total_contexts=q.total_contexts) for name, s in scorers.items()}
     return out["test"], out["validation"]
 
 
 class PinSageEvaluatorSpec(ComponentSpec):
-    PARAMETERS = {"dataset": ExecutionParameter(type=str), "graph_schema": ExecutionParameter(type=str)}
+    PARAMETERS = {"dataset": ExecutionParameter(type=str), "graph_schema": ExecutionParameter(type=str),
+                  "max_contexts": ExecutionParameter(type=int, optional=True)}
     INPUTS = {"graph": ChannelParameter(type=artifacts.PinSageGraph),
               "model": ChannelParameter(type=standard_artifacts.Model),
               "examples": ChannelParameter(type=standard_artifacts.Examples),
@@ -118,7 +123,8 @@ class Executor(base_executor.BaseExecutor):
         emb, query_emb, ablations = load_model_embeddings(model_uri)
         with open(os.path.join(model_uri, HISTORY_FILE)) as f:
             history = json.load(f)
-        test, val = evaluate_all(graph, emb, feats, query_emb, ablations)
+        max_contexts = int(exec_properties.get("max_contexts") or 0) or None
+        test, val = evaluate_all(graph, emb, feats, query_emb, ablations, max_contexts)
         t_eval = time.time() - t0
 
         plots = {}
@@ -156,7 +162,8 @@ class PinSageEvaluator(base_component.BaseComponent):
     SPEC_CLASS = PinSageEvaluatorSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
-    def __init__(self, graph, model, examples, transform_graph, dataset: str, graph_schema: str):
+    def __init__(self, graph, model, examples, transform_graph, dataset: str, graph_schema: str,
+                 max_contexts: int = 0):
         super().__init__(spec=PinSageEvaluatorSpec(
             graph=graph, model=model, examples=examples, transform_graph=transform_graph, dataset=dataset,
-            graph_schema=graph_schema, report=types.Channel(type=artifacts.EvaluationReport)))
+            graph_schema=graph_schema, max_contexts=max_contexts, report=types.Channel(type=artifacts.EvaluationReport)))

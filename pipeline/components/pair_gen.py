@@ -5,6 +5,8 @@ at 10M edges fit easily); the hard negatives (pipeline/ppr.py) are walks, sharde
 like NeighborhoodSampler's in-memory strategy: each worker loads the CSR and the pairs once (DoFn.setup), and each
 shard's random stream follows its shard index, so the output is the same on any number of workers. A query's
 excluded set is q, its positives and the items that have q as a positive (both would be false negatives).
+Only `max_queries` queries (those with the most pair occurrences, ppr.select_queries) get PPR pools: at 1M items
+all of them would take hours; pair_stats.json reports how many and what share of the training draws they cover.
 
     pair_gen = PairGen(graph=graph_gen.outputs['graph'], window=3)
     pair_gen.outputs['pairs']
@@ -16,6 +18,7 @@ import os
 import time
 
 import apache_beam as beam
+import numpy as np
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, base_beam_executor, executor_spec
 from tfx.types import artifact_utils
@@ -24,6 +27,27 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 from pipeline import artifacts, beam_walks, graph_io, pairs, ppr
 from pipeline import random_walks as rw
 from pipeline.components.neighborhood_sampler import finish_stats, num_rows
+
+DEFAULT_MAX_QUERIES = 5_000   # PPR queries (ppr.select_queries); 0 = every query
+
+
+class _SelectedNegativeShard(beam_walks.NegativeShard):
+    """NegativeShard restricted to ppr.select_queries' queries (max_queries by pair occurrences); shard 0 also
+    reports the selection."""
+
+    def setup(self):
+        self._adj = rw.load_adjacency(self._uri)
+        q, i, count, _ = pairs.pairs_from_graph(self._uri, int(self._props["window"]),
+                                                bool(self._props["symmetric"]))
+        self._queries, self._selection = ppr.select_queries(q, count, int(self._props.get("max_queries") or 0))
+        order = np.argsort(np.r_[q, i], kind="stable")
+        self._ex_q, self._ex_i = np.r_[q, i][order], np.r_[i, q][order]   # both directions, sorted by query
+
+    def process(self, shard):
+        if shard[0] == 0:
+            yield beam.pvalue.TaggedOutput("stats", dict(self._selection))
+        yield from super().process(shard)
+
 
 class PairGenSpec(ComponentSpec):
     PARAMETERS = {
@@ -37,6 +61,7 @@ class PairGenSpec(ComponentSpec):
         "max_negatives": ExecutionParameter(type=int),
         "seed": ExecutionParameter(type=int),
         "shard_size": ExecutionParameter(type=int),
+        "max_queries": ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {"graph": ChannelParameter(type=artifacts.PinSageGraph)}
     OUTPUTS = {"pairs": ChannelParameter(type=artifacts.TrainingPairs)}
@@ -64,7 +89,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                      schema=pa.schema([("query", pa.int64()), ("positive", pa.int64()), ("count", pa.int64())])))
             negatives = (p | "Shards" >> beam.Create(rw.chunks(n, int(props["shard_size"])))
                          | "Spread" >> beam.Reshuffle()
-                         | "Negatives" >> beam.ParDo(beam_walks.NegativeShard(graph_uri, props, window)).with_outputs(
+                         | "Negatives" >> beam.ParDo(_SelectedNegativeShard(graph_uri, props, window)).with_outputs(
                              "stats", main="tables"))
             _ = (negatives.tables | "WriteNegatives" >> beam.io.WriteToParquetBatched(
                 os.path.join(out_uri, pairs.HARD_NEGATIVES), file_name_suffix=".parquet",
@@ -83,9 +108,11 @@ class PairGen(base_beam_component.BaseBeamComponent):
     def __init__(self, graph: types.BaseChannel, window: int = 3, symmetric: bool = False,
                  ppr_num_walks: int = 1000, ppr_walk_length: int = 10, ppr_restart_prob: float = 0.3,
                  negative_lo: float = ppr.DEFAULT_WINDOW[0], negative_hi: float = ppr.DEFAULT_WINDOW[1],
-                 max_negatives: int = 100, seed: int = 0, shard_size: int = 5_000):
+                 max_negatives: int = 100, seed: int = 0, shard_size: int = 5_000,
+                 max_queries: int = DEFAULT_MAX_QUERIES):
         super().__init__(spec=PairGenSpec(
             graph=graph, pairs=types.Channel(type=artifacts.TrainingPairs), window=window, symmetric=symmetric,
             ppr_num_walks=ppr_num_walks, ppr_walk_length=ppr_walk_length,
             ppr_restart_prob=float(ppr_restart_prob), negative_lo=float(negative_lo),
-            negative_hi=float(negative_hi), max_negatives=max_negatives, seed=seed, shard_size=shard_size))
+            negative_hi=float(negative_hi), max_negatives=max_negatives, seed=seed, shard_size=shard_size,
+            max_queries=max_queries))

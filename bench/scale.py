@@ -1,0 +1,184 @@
+"""Scale run: `pinsage data --dataset synthetic` then `pinsage run --data-dir D --output OUT` end to end, with the
+wall time of every stage and the peak RSS of the whole process tree (the CLI and any Beam worker processes).
+
+    .venv/bin/python bench/scale.py                                    # 1M items / 300k contexts / 10M edges
+    .venv/bin/python bench/scale.py --items 100000 --contexts 30000 --edges 1000000 --train-steps 100
+
+Both commands run as child processes; this script reads their progress lines ("[pinsage] stage X ...", "... done
+in S s"), samples the RSS summed over the child and all its descendants every --sample-s seconds, and attributes
+each sample to the stage running at that moment ("prepare" = ingest + schemas before the first TFX stage, "after"
+= data report / report publishing after the last one). Writes bench/results/scale_<items>.json and prints a table.
+Targets (issue 7): every stage but training under 10 minutes in total, the whole run under 30 minutes, peak RSS
+under 12 GiB. Other work on the box slows the run: the load average is recorded at start and end.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GIB = 1 << 30
+_STAGE_START = re.compile(r"^\[pinsage\] stage (\S+) \.\.\.$")
+_STAGE_DONE = re.compile(r"^\[pinsage\] stage (\S+) done in ([0-9.]+) s$")
+
+
+def tree_rss(proc: psutil.Process) -> int:
+    """RSS of a process and all its descendants (bytes); processes that vanish meanwhile count 0."""
+    total = 0
+    try:
+        procs = [proc] + proc.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return total
+
+
+def run_monitored(cmd: list[str], log_path: str, sample_s: float = 0.5, env=None, on_stage=None) -> dict:
+    """Runs cmd, echoes and logs its output, returns wall time, per-stage wall/peak RSS and the overall peak.
+    on_stage(partial result) is called after every finished stage (the JSON is kept current during a long run)."""
+    stages: dict[str, dict] = {}
+    current = ["prepare"]
+    peaks: dict[str, int] = {}
+    t0 = time.time()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                            cwd=ROOT, env=env)
+    ps = psutil.Process(proc.pid)
+    done = threading.Event()
+    peak = [0]
+
+    def sample():
+        while not done.is_set():
+            rss = tree_rss(ps)
+            peak[0] = max(peak[0], rss)
+            peaks[current[0]] = max(peaks.get(current[0], 0), rss)
+            done.wait(sample_s)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    with open(log_path, "w") as log:
+        for line in proc.stdout:
+            log.write(line)
+            log.flush()
+            s = line.rstrip("\n")
+            if s.startswith("[pinsage]"):
+                print(f"[{time.time() - t0:7.1f} s] {s}", flush=True)
+            m = _STAGE_START.match(s)
+            if m:
+                if current[0] == "prepare":
+                    stages["prepare"] = {"wall_s": round(time.time() - t0, 1)}
+                current[0] = m.group(1)
+                stages[m.group(1)] = {"started_s": round(time.time() - t0, 1)}
+                continue
+            m = _STAGE_DONE.match(s)
+            if m:
+                stages.setdefault(m.group(1), {})["wall_s"] = float(m.group(2))
+                current[0] = "after"
+                for name, st in stages.items():
+                    st["peak_rss_gib"] = round(peaks.get(name, 0) / GIB, 2)
+                if on_stage:
+                    on_stage({"cmd": cmd, "rc": None, "elapsed_s": round(time.time() - t0, 1),
+                              "peak_rss_gib": round(peak[0] / GIB, 2), "stages": stages})
+    rc = proc.wait()
+    done.set()
+    th.join()
+    wall = time.time() - t0
+    for name, st in stages.items():
+        st["peak_rss_gib"] = round(peaks.get(name, 0) / GIB, 2)
+    if "after" in peaks:
+        stages["after"] = {"peak_rss_gib": round(peaks["after"] / GIB, 2)}
+    return {"cmd": cmd, "rc": rc, "wall_s": round(wall, 1), "peak_rss_gib": round(peak[0] / GIB, 2),
+            "stages": stages}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--items", type=int, default=1_000_000)
+    ap.add_argument("--contexts", type=int, default=300_000)
+    ap.add_argument("--edges", type=int, default=10_000_000)
+    ap.add_argument("--work-dir", default="/tmp/pinsage_scale")
+    ap.add_argument("--train-steps", type=int, default=300, help="pinsage run --train-steps")
+    ap.add_argument("--eval-contexts", type=int, default=10_000, help="pinsage run --eval-contexts")
+    ap.add_argument("--reuse-data", action="store_true", help="skip `pinsage data` when D already exists")
+    ap.add_argument("--keep-output", action="store_true", help="keep OUT (TFX cache) from an earlier run")
+    ap.add_argument("--run-arg", action="append", default=[], help="extra `pinsage run` argument, repeatable")
+    ap.add_argument("--sample-s", type=float, default=0.5)
+    ap.add_argument("--out", default=None, help="JSON path (default bench/results/scale_<items>.json)")
+    args = ap.parse_args(argv)
+
+    tag = f"{args.items // 1000}k" if args.items < 1_000_000 else f"{args.items // 1_000_000}m"
+    data_dir = os.path.join(args.work_dir, f"data_{tag}")
+    out_dir = os.path.join(args.work_dir, f"run_{tag}")
+    os.makedirs(args.work_dir, exist_ok=True)
+    py = sys.executable
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    result = {"items": args.items, "contexts": args.contexts, "edges": args.edges,
+              "train_steps": args.train_steps, "eval_contexts": args.eval_contexts,
+              "cpus": os.cpu_count(), "load_avg_start": [round(x, 2) for x in os.getloadavg()],
+              "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+    if not (args.reuse_data and os.path.exists(os.path.join(data_dir, "interactions.csv"))):
+        result["data"] = run_monitored(
+            [py, "-m", "pipeline.cli", "data", "--dataset", "synthetic", "--items", str(args.items),
+             "--contexts", str(args.contexts), "--edges", str(args.edges), "--out", data_dir],
+            os.path.join(args.work_dir, f"data_{tag}.log"), args.sample_s, env)
+        if result["data"]["rc"]:
+            print(f"pinsage data failed, see {args.work_dir}/data_{tag}.log", file=sys.stderr)
+            return 1
+    if not args.keep_output and os.path.exists(out_dir):
+        import shutil
+        shutil.rmtree(out_dir)
+    path = args.out or os.path.join(ROOT, "bench", "results", f"scale_{tag}.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+
+    def save(partial):
+        with open(path, "w") as f:
+            json.dump(dict(result, run=partial, load_avg_now=[round(x, 2) for x in os.getloadavg()]), f, indent=2)
+
+    run = run_monitored(
+        [py, "-m", "pipeline.cli", "run", "--data-dir", data_dir, "--output", out_dir,
+         "--train-steps", str(args.train_steps), "--eval-contexts", str(args.eval_contexts)] + args.run_arg,
+        os.path.join(args.work_dir, f"run_{tag}.log"), args.sample_s, env, on_stage=save)
+    result["run"] = run
+    result["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+    st = run["stages"]
+    training = st.get("PinSageTrainer", {}).get("wall_s", 0.0)
+    stage_total = sum(v.get("wall_s", 0.0) for v in st.values())
+    result["summary"] = {
+        "total_s": run["wall_s"], "training_s": training,
+        "all_but_training_s": round(run["wall_s"] - training, 1),
+        "stage_sum_s": round(stage_total, 1),
+        "peak_rss_gib": run["peak_rss_gib"],
+        "targets": {"all_but_training_under_600_s": run["wall_s"] - training < 600,
+                    "total_under_1800_s": run["wall_s"] < 1800, "peak_rss_under_12_gib": run["peak_rss_gib"] < 12},
+    }
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2)
+
+    print(f"\n{args.items:,} items / {args.contexts:,} contexts / {args.edges:,} edges, "
+          f"load avg {result['load_avg_start']} -> {result['load_avg_end']}, rc {run['rc']}")
+    if "data" in result:
+        print(f"{'pinsage data':<34} {result['data']['wall_s']:>8.1f} {result['data']['peak_rss_gib']:>8.2f}")
+    print(f"{'stage':<34} {'wall s':>8} {'RSS GiB':>8}")
+    for name, v in st.items():
+        print(f"{name:<34} {v.get('wall_s', float('nan')):>8.1f} {v.get('peak_rss_gib', float('nan')):>8.2f}")
+    s = result["summary"]
+    print(f"{'total (pinsage run)':<34} {s['total_s']:>8.1f} {s['peak_rss_gib']:>8.2f}")
+    print(f"all but training {s['all_but_training_s']} s, training {s['training_s']} s; targets {s['targets']}")
+    print(f"wrote {path}")
+    return run["rc"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
