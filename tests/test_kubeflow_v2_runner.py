@@ -56,7 +56,11 @@ def test_tasks_run_from_the_image_with_the_beam_options_and_read_from_the_data_r
     job, _, staging = compiled
     executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
     custom = {}
+    imported = {}
     for name, ex in executors.items():
+        if "importer" in ex:                        # the tables ingest wrote, imported as Examples (no container)
+            imported[name] = ex["importer"]["artifactUri"]["constantValue"]["stringValue"]
+            continue
         c = ex["container"]
         assert c["image"] == IMAGE, name
         path = c["args"][c["args"].index("--executor_class_path") + 1]
@@ -65,6 +69,10 @@ def test_tasks_run_from_the_image_with_the_beam_options_and_read_from_the_data_r
     assert {"GraphGen_executor", "NeighborhoodSampler_executor", "BulkEmbedder_executor"} <= set(custom)
     for name in ("GraphGen_executor", "NeighborhoodSampler_executor", "BulkEmbedder_executor"):
         assert all(b in custom[name] for b in BEAM), name            # Beam pipeline options passed through
+    assert set(imported) == {"items_example_gen_executor", "interactions_example_gen_executor"}
+    for uri in imported.values():
+        assert uri.startswith(DATA_ROOT + "/ingest/tables/")
+        assert os.path.isdir(os.path.join(staging, uri[len(DATA_ROOT) + 1:]))   # staged, to be copied there
     text = json.dumps(job["pipelineSpec"]["root"])
     assert staging not in text                                       # nothing points at this machine's staging
     report = job["pipelineSpec"]["root"]["dag"]["tasks"]["GraphGen"]["inputs"]["parameters"]["ingest_report"]
