@@ -143,7 +143,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: str, 
             examples=transform.outputs["transformed_examples"], transform_graph=transform.outputs["transform_graph"],
             graph=graph_gen.outputs["graph"], neighborhoods=sampler.outputs["neighborhoods"],
             pairs=pairs.outputs["pairs"], graph_schema=inputs.graph_schema, hparams=hparams,
-            code_fingerprint=code_fingerprint(MODULES_DIR), ablations=ablations)
+            code_fingerprint=code_fingerprint(MODULES_DIR), ablations=ablations, eval_contexts=eval_contexts or 0)
         evaluator = PinSageEvaluator(
             graph=graph_gen.outputs["graph"], model=trainer.outputs["model"],
             examples=transform.outputs["transformed_examples"], transform_graph=transform.outputs["transform_graph"],

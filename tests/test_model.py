@@ -15,6 +15,7 @@ from modules import model as model_lib  # noqa: E402
 from modules import features as features_lib  # noqa: E402
 from modules.model import PinSageHParams, build_model  # noqa: E402
 from modules.train import embed_all, query_embeddings, train  # noqa: E402
+from modules.trainer import embed_items  # noqa: E402
 
 SMALL = dict(hidden_dim=16, output_dim=8, text_embedding_dim=4)
 
@@ -368,6 +369,8 @@ def test_ablation_variants_train_and_ignore_what_they_ablate(tmp_path):
     model, _ = train(feats, nbr, w, q, p, None, hp, str(tmp_path / name))
     z = embed_all(model, feats, nbr, w, 64)
     assert z.shape == (len(nbr), 16) and np.isfinite(z).all()
+    # the trainer's layer-wise embedding of the catalogue (modules/trainer.embed_items) equals direct application
+    np.testing.assert_allclose(embed_items(model, {"features": feats, "nbr": nbr, "w": w}), z, atol=1e-5)
     no_graph = np.abs(embed_all(model, feats, shuffled_nbr, w, 64) - z).max() < 1e-6
     no_feats = np.abs(embed_all(model, other_feats, nbr, w, 64) - z).max() < 1e-6
     assert (no_graph, no_feats) == {"features_only_mlp": (True, False), "id_embedding_only": (True, True),

@@ -45,6 +45,7 @@ class PinSageTrainerSpec(ComponentSpec):
         "graph_schema": ExecutionParameter(type=str),     # path of the TF-GNN GraphSchema .pbtxt
         "code_fingerprint": ExecutionParameter(type=str),
         "ablations": ExecutionParameter(type=str, optional=True),  # JSON list of modules.model.ABLATIONS names
+        "eval_contexts": ExecutionParameter(type=int, optional=True),  # per-epoch validation sample (0: all)
     }
     INPUTS = {
         "examples": ChannelParameter(type=standard_artifacts.Examples),          # Transform-ed item features
@@ -78,6 +79,7 @@ class Executor(base_executor.BaseExecutor):
                 "graph_schema": exec_properties["graph_schema"],
                 "hparams": json.loads(exec_properties["hparams"] or "{}"),
                 "ablations": json.loads(exec_properties.get("ablations") or "[]"),
+                "eval_contexts": int(exec_properties.get("eval_contexts") or 0),
             })
         module, fn = exec_properties["run_fn"].rsplit(".", 1)
         getattr(importlib.import_module(module), fn)(fn_args)
@@ -91,14 +93,14 @@ class PinSageTrainer(base_component.BaseComponent):
 
     def __init__(self, examples, transform_graph, graph, neighborhoods, pairs, graph_schema: str,
                  hparams: dict | None = None, run_fn: str = DEFAULT_RUN_FN, code_fingerprint: str = "",
-                 ablations: list[str] | None = None):
+                 ablations: list[str] | None = None, eval_contexts: int = 0):
         from modules.model import ABLATIONS
 
         unknown = sorted(set(ablations or ()) - set(ABLATIONS))
         if unknown:
             raise ValueError(f"unknown ablations {unknown}; known: {sorted(ABLATIONS)}")
         super().__init__(spec=PinSageTrainerSpec(
-            ablations=json.dumps(list(ablations or [])),
+            ablations=json.dumps(list(ablations or [])), eval_contexts=int(eval_contexts or 0),
             examples=examples, transform_graph=transform_graph, graph=graph, neighborhoods=neighborhoods,
             pairs=pairs, run_fn=run_fn, hparams=json.dumps(hparams or {}, sort_keys=True),
             graph_schema=graph_schema, code_fingerprint=code_fingerprint,
