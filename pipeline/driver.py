@@ -327,7 +327,9 @@ def example_queries(output: str, num_queries: int = 5, k: int = 10) -> list[dict
         raise ValueError(f"{index_dir} and {emb_dir} disagree on the item ids")
     items = graph_io.read_table(graph_dir, graph_io.ITEMS, ["node_id", "train_degree"]).sort_by("node_id")
     rows = np.argsort(-items.column("train_degree").to_numpy(), kind="stable")[:num_queries]
-    return report_lib.related_items(index.searcher, emb, index.item_ids, index.titles, rows, k)
+    query = index_builder.read_query_embeddings(emb_dir)        # a query-head model searches with u_q
+    return report_lib.related_items(index.searcher, emb if query is None else query, index.item_ids, index.titles,
+                                    rows, k)
 
 
 def publish_report(report_dir: str, output: str, data_report: dict | None = None, timings: dict | None = None,

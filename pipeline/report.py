@@ -105,7 +105,8 @@ def plot_embedding_map(emb: np.ndarray, labels: np.ndarray, label_names: list[st
 # ------------------------------------------------------------------------------------------------ example queries
 def related_items(searcher, embeddings: np.ndarray, item_ids, titles, query_rows, k: int = 10) -> list[dict]:
     """Top-k related items of catalogue items, as the server answers them (serving/server.py): the index's top
-    k+1 for the item's own vector, the item itself dropped."""
+    k+1 for the item's query vector (`embeddings`: the item embeddings, or a query-head model's query vectors),
+    the item itself dropped."""
     q = np.asarray(embeddings[np.asarray(query_rows)], np.float32)
     idx, dist = searcher.search_batched(q, final_num_neighbors=min(k + 1, len(item_ids)))
     out = []

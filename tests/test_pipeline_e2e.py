@@ -214,9 +214,10 @@ def test_trainer_learns_and_evaluator_reports_against_baselines(run):
     g = graph_io.load_graph(driver.latest_artifact_dir(out, "GraphGen", "graph"))
     mdir = driver.latest_artifact_dir(out, "PinSageTrainer", "model")
     emb = np.load(os.path.join(mdir, "embeddings.npy"))
-    assert emb.shape[0] == 1682
+    query = np.load(os.path.join(mdir, trainer.QUERY_EMBEDDINGS_FILE))       # the default model has a query head
+    assert emb.shape[0] == 1682 and query.shape == emb.shape
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
-    trained = evaluation.evaluate(evaluation.EmbeddingScorer(emb), g, "validation")
+    trained = evaluation.evaluate(evaluation.EmbeddingScorer(emb, query_emb=query), g, "validation")
     assert trained["hr@10"] == pytest.approx(rep["validation_metrics"]["pinsage"]["hr@10"])
     pop = evaluation.evaluate(evaluation.PopularityScorer(g), g, "validation")
     assert pop["hr@10"] == pytest.approx(rep["validation_metrics"]["popularity"]["hr@10"])
@@ -240,9 +241,13 @@ def test_bulk_embeddings_are_indexed_pushed_and_served(run):
     out, _, _ = run
     from pipeline import cli, index_builder, pusher
 
-    emb, ids, titles = index_builder.read_embeddings(driver.latest_artifact_dir(out, "BulkEmbedder", "embeddings"))
-    direct = np.load(os.path.join(driver.latest_artifact_dir(out, "PinSageTrainer", "model"), "embeddings.npy"))
+    emb_dir = driver.latest_artifact_dir(out, "BulkEmbedder", "embeddings")
+    emb, ids, titles = index_builder.read_embeddings(emb_dir)
+    query = index_builder.read_query_embeddings(emb_dir)
+    mdir = driver.latest_artifact_dir(out, "PinSageTrainer", "model")
+    direct = np.load(os.path.join(mdir, "embeddings.npy"))
     assert np.abs(emb - direct).max() <= 1e-4          # layer-wise == the model applied to each K-hop subgraph
+    assert np.abs(query - np.load(os.path.join(mdir, "query_embeddings.npy"))).max() <= 1e-4
     assert ids[:2] == ["1", "2"] and titles[0].startswith("Toy Story")
     model_dir = os.path.join(out, "serving_model", "pinsage")
     assert pusher.list_versions(model_dir) == [1]
@@ -253,7 +258,7 @@ def test_bulk_embeddings_are_indexed_pushed_and_served(run):
     g = graph_io.load_graph(driver.latest_artifact_dir(out, "GraphGen", "graph"))
     queries = np.argsort(-g.train_degree, kind="stable")[:3]
     for row, q in zip(result["item_ids"], queries):
-        s = emb[q] @ emb.T
+        s = query[q] @ emb.T                                   # the query head's u_q against the indexed z
         s[q] = -np.inf
         exact = {ids[i] for i in np.argsort(-s)[:10]}
         assert ids[q] not in row and len(row) == 10
@@ -273,12 +278,14 @@ def test_run_report_html_has_the_example_queries_of_the_index(run):
     assert '<section id="examples">' in page and '<section id="timings">' in page
     assert "## Example queries" in open(os.path.join(out, "report.md"), encoding="utf-8").read()
     # the queries are the most engaged movies; their related items are the exact top-10 of the batch embeddings
-    emb, ids, titles = index_builder.read_embeddings(driver.latest_artifact_dir(out, "BulkEmbedder", "embeddings"))
+    emb_dir = driver.latest_artifact_dir(out, "BulkEmbedder", "embeddings")
+    emb, ids, titles = index_builder.read_embeddings(emb_dir)
+    query = index_builder.read_query_embeddings(emb_dir)
     g = graph_io.load_graph(driver.latest_artifact_dir(out, "GraphGen", "graph"))
     with open(os.path.join(out, "report.json")) as f:
         examples = json.load(f)["example_queries"]
     for ex, q in zip(examples, np.argsort(-g.train_degree, kind="stable")[:3]):
-        s = emb[q] @ emb.T
+        s = query[q] @ emb.T
         s[q] = -np.inf
         exact = [ids[i] for i in np.argsort(-s)[:10]]
         assert ex["item_id"] == ids[q] and ex["title"] == titles[q]

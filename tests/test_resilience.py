@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from pipeline import datasets, driver
+from pipeline import datasets, driver, ingest
 from pipeline.pinsage_pipeline import SamplingConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -216,11 +216,16 @@ def test_inputs_are_addressed_by_their_own_content(tmp_path):
     assert b.table_dirs["items"] != a.table_dirs["items"]
     assert (b.items_schema, b.interactions_schema, b.graph_schema) == (a.items_schema, a.interactions_schema,
                                                                        a.graph_schema)
-    for inputs in (a, b):                                     # each table dir holds its table, byte-identical
+    for inputs in (a, b):                 # each table dir holds that table's Parquet Examples, byte-identical
         for t in ("items", "interactions"):
-            got, = glob.glob(os.path.join(inputs.table_dirs[t], "*.csv"))
-            with open(got, "rb") as f, open(os.path.join(inputs.canonical_dir, t, f"{t}.csv"), "rb") as g:
-                assert f.read() == g.read()
+            src = os.path.join(inputs.canonical_dir, ingest.EXAMPLES_DIR, t)
+            want = sorted(os.path.relpath(p, src) for p in glob.glob(os.path.join(src, "*", "*.parquet")))
+            got = sorted(os.path.relpath(p, inputs.table_dirs[t])
+                         for p in glob.glob(os.path.join(inputs.table_dirs[t], "*", "*.parquet")))
+            assert got == want and want
+            for rel in want:
+                with open(os.path.join(inputs.table_dirs[t], rel), "rb") as f, open(os.path.join(src, rel), "rb") as g:
+                    assert f.read() == g.read()
     # a feature declared categorical instead of numeric: new items (and graph) schema paths, interactions kept
     yaml_path = os.path.join(items_only, "dataset.yaml")
     with open(yaml_path) as f:
