@@ -66,13 +66,17 @@ def attach_query_head(model: tf.keras.Model, head: Optional[tf.keras.Model]) -> 
   return model
 
 
-def query_embeddings(model: tf.keras.Model, emb: np.ndarray, batch_size: int = 65536) -> np.ndarray:
-  """[N, d] query vectors u of item embeddings z (z itself without a query head)."""
-  head = query_head_of(model)
+def apply_query_head(head, emb: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+  """[N, d] query vectors u = head(z) of item embeddings z, in batches (z itself when head is None)."""
   if head is None:
     return emb
   return np.concatenate([head(emb[i:i + batch_size], training=False).numpy()
                          for i in range(0, len(emb), batch_size)] or [emb[:0]])
+
+
+def query_embeddings(model: tf.keras.Model, emb: np.ndarray) -> np.ndarray:
+  """[N, d] query vectors of item embeddings z under the query head `train` attached to `model`."""
+  return apply_query_head(query_head_of(model), emb)
 
 
 def make_train_step(model, optimizer, hp: PinSageHParams, query_head=None):

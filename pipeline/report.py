@@ -266,14 +266,19 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
         "| " + " | ".join(cell(x) for x in r) + " |" for r in rows]
 
 
-def _md_models(rows) -> list[str]:
+def _model_table(rows) -> tuple[list[str], list[list[str]]]:
+    """(header, body) of a models table, shared by the markdown and the HTML renderings."""
     cols = _columns(rows)
     has_val = any(_validation_hr(e) is not None for _, _, e in rows)
     header = ["model"] + [HEADERS.get(c, c) for c in cols] + (
         ["validation HR@10"] if has_val else [])
     body = [[n] + [_fmt(m.get(c)) for c in cols] + ([_fmt(_validation_hr(e))] if has_val else [])
             for n, m, e in rows]
-    return _md_table(header, body)
+    return header, body
+
+
+def _md_models(rows) -> list[str]:
+    return _md_table(*_model_table(rows))
 
 
 def markdown(report: dict) -> str:
@@ -358,12 +363,7 @@ def _html_table(header: list[str] | None, rows: list[list], numeric_from: int = 
 
 
 def _html_models(rows, best: str | None = None) -> str:
-    cols = _columns(rows)
-    has_val = any(_validation_hr(e) is not None for _, _, e in rows)
-    header = ["model"] + [HEADERS.get(c, c) for c in cols] + (
-        ["validation HR@10"] if has_val else [])
-    body = [[n] + [_fmt(m.get(c)) for c in cols] + ([_fmt(_validation_hr(e))] if has_val else [])
-            for n, m, e in rows]
+    header, body = _model_table(rows)
     return _html_table(header, body, classes=["best" if n == best else "" for n, _, _ in rows])
 
 

@@ -61,14 +61,10 @@ def example_dir(examples_artifacts) -> str:
 def query_vectors(input_dict, emb):
     """The trained query head (modules/trainer.py QUERY_HEAD_DIR) applied to every embedding, or None without
     one. A row-wise map of a small MLP over vectors already in memory for the index, so not a Beam stage."""
-    import numpy as np
-
-    from modules import trainer
+    from modules import train, trainer
 
     head = trainer.load_query_head(artifact_utils.get_single_uri(input_dict["model"]))
-    if head is None:
-        return None
-    return np.concatenate([head(emb[i:i + 65536], training=False).numpy() for i in range(0, len(emb), 65536)])
+    return None if head is None else train.apply_query_head(head, emb)
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
