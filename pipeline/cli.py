@@ -27,6 +27,9 @@ def _ablations(args) -> list[str] | None:
         return None
     from modules.model import ABLATIONS
 
+    unknown = sorted(set(args.ablations) - set(ABLATIONS))
+    if unknown:
+        raise ValueError(f"unknown ablation(s) {unknown}; known: {sorted(ABLATIONS)}")
     return list(args.ablations) or sorted(ABLATIONS)
 
 
@@ -44,13 +47,18 @@ def _cmd_run(args) -> int:
     if args.train_steps:
         from pipeline.pinsage_pipeline import step_budget_hparams
         hparams = step_budget_hparams(hparams, args.train_steps)
+    try:
+        ablations = _ablations(args)
+    except ValueError as e:
+        print(f"[pinsage] ERROR: {e}", file=sys.stderr)
+        return 2
     t_build = time.time()
     try:
         pipeline, ingest_report = driver.build(output, dataset=args.dataset, data_dir=args.data_dir,
                                                sampling=sampling, beam_args=beam_args,
                                                stop_after=args.stop_after, enable_cache=not args.no_cache,
                                                hparams=hparams, eval_contexts=args.eval_contexts,
-                                               embed_strategy=args.embed_strategy, ablations=_ablations(args))
+                                               embed_strategy=args.embed_strategy, ablations=ablations)
     except ingest.InputError as e:
         print(f"[pinsage] ERROR: {e}", file=sys.stderr)
         return 2

@@ -304,6 +304,15 @@ def test_cli_reports_an_unusable_file_as_a_clear_error(tmp_path):
     assert "interactions.csv: file is empty" in r.stderr
 
 
+def test_cli_refuses_an_unknown_ablation_before_running(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--dataset", "ml-100k", "--output",
+                        str(tmp_path / "out"), "--ablations", "mean_pooling", "no_such_variant"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2
+    assert "unknown ablation(s) ['no_such_variant']" in r.stderr and "mean_pooling" in r.stderr
+    assert not os.path.exists(tmp_path / "out" / "metadata.sqlite")          # nothing ran
+
+
 def _sampling_artifacts(out):
     """Every array of the graph, neighbourhood and pairs artifacts of a run, plus their stats (wall times out)."""
     g_uri = driver.latest_artifact_dir(out, "GraphGen", "graph")
