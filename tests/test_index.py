@@ -83,7 +83,7 @@ def test_tfx_executor_reads_embeddings_artifact(vectors, tmp_path):
     assert idx_art.get_string_custom_property("kind") == "brute_force"
 
 
-def test_query_vectors_travel_with_the_embeddings_and_drive_the_recall_queries(vectors, tmp_path):
+def test_query_vectors_travel_with_the_embeddings_and_drive_the_recall_queries(vectors, tmp_path, monkeypatch):
     emb = vectors[:300]
     query = np.roll(emb, 1, axis=0)                  # item u's query vector is item u-1's embedding
     ib.write_embeddings(str(tmp_path / "emb"), emb, ids_for(300), query_embeddings=query)
@@ -92,6 +92,11 @@ def test_query_vectors_travel_with_the_embeddings_and_drive_the_recall_queries(v
     assert ib.read_query_embeddings(str(tmp_path / "plain")) is None
     with pytest.raises(ValueError, match="query embeddings"):
         ib.write_embeddings(str(tmp_path / "bad"), emb, ids_for(300), query_embeddings=query[:, :3])
+    seen = []                                         # the exact reference is computed for the query vectors
+    real = ib.exact_top_k
+    monkeypatch.setattr(ib, "exact_top_k", lambda e, q, k, **kw: seen.append(np.array(q)) or real(e, q, k, **kw))
     stats = ib.build_index(emb, ids_for(300), str(tmp_path / "idx"), query_embeddings=query, brute_force_below=0,
-                           num_leaves=10, leaves_to_search=10)
+                           num_leaves=10, leaves_to_search=10, recall_queries=50, seed=4)
     assert stats["recall_at_10"] >= 0.99              # all leaves searched: exact up to quantisation + reorder
+    sample = np.random.default_rng(4).choice(300, size=50, replace=False)
+    np.testing.assert_array_equal(seen[-1], query[sample])
