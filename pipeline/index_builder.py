@@ -220,6 +220,9 @@ def write_embeddings(uri: str, embeddings: np.ndarray, item_ids: Sequence[str],
         query_embeddings = np.ascontiguousarray(query_embeddings, np.float32)
         if query_embeddings.shape != emb.shape:
             raise ValueError(f"query embeddings {query_embeddings.shape} != embeddings {emb.shape}")
+        bad = np.flatnonzero(~np.isfinite(query_embeddings).all(axis=1))
+        if len(bad):
+            raise ValueError(f"{len(bad)} query embeddings have NaN/inf values, e.g. rows {bad[:5].tolist()}")
         np.save(os.path.join(uri, QUERY_EMBEDDINGS_FILE), query_embeddings)
     write_lines(os.path.join(uri, IDS_FILE), item_ids, "item ids")
     if titles is not None:

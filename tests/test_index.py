@@ -92,6 +92,9 @@ def test_query_vectors_travel_with_the_embeddings_and_drive_the_recall_queries(v
     assert ib.read_query_embeddings(str(tmp_path / "plain")) is None
     with pytest.raises(ValueError, match="query embeddings"):
         ib.write_embeddings(str(tmp_path / "bad"), emb, ids_for(300), query_embeddings=query[:, :3])
+    with pytest.raises(ValueError, match="1 query embeddings have NaN"):
+        ib.write_embeddings(str(tmp_path / "nan"), emb, ids_for(300), query_embeddings=np.where(
+            np.arange(300)[:, None] == 7, np.nan, query))
     seen = []                                         # the exact reference is computed for the query vectors
     real = ib.exact_top_k
     monkeypatch.setattr(ib, "exact_top_k", lambda e, q, k, **kw: seen.append(np.array(q)) or real(e, q, k, **kw))
