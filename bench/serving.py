@@ -79,11 +79,20 @@ def wait_ready(addr: str, proc, timeout: float = 600) -> float:
     raise TimeoutError("server not ready")
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, children: bool = True) -> float:
+    """CPU seconds of a process and (children=True) its descendants: the server's processes with
+    --server-processes; not for this process, whose child is the server."""
     import psutil
 
-    t = psutil.Process(pid).cpu_times()
-    return t.user + t.system
+    proc = psutil.Process(pid)
+    total = 0.0
+    for p in [proc] + (proc.children(recursive=True) if children else []):
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 def run_load(addr: str, clients: int, seconds: float, items: int, k: int, server_pid: int) -> dict:
@@ -108,7 +117,7 @@ def run_load(addr: str, clients: int, seconds: float, items: int, k: int, server
             i += clients
 
     threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
-    cpu0 = cpu_seconds(server_pid), cpu_seconds(os.getpid())
+    cpu0 = cpu_seconds(server_pid), cpu_seconds(os.getpid(), children=False)
     start = time.perf_counter()
     for t in threads:
         t.start()
@@ -117,7 +126,7 @@ def run_load(addr: str, clients: int, seconds: float, items: int, k: int, server
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
-    server_cpu, client_cpu = cpu_seconds(server_pid) - cpu0[0], cpu_seconds(os.getpid()) - cpu0[1]
+    server_cpu, client_cpu = cpu_seconds(server_pid) - cpu0[0], cpu_seconds(os.getpid(), children=False) - cpu0[1]
     lat = np.concatenate([np.asarray(x) for x in latencies]) * 1000
     return dict(clients=clients, seconds=round(wall, 2), requests=int(lat.size), errors=int(sum(errors)),
                 qps=round(lat.size / wall), p50_ms=round(float(np.percentile(lat, 50)), 3),
@@ -134,6 +143,7 @@ def main(argv=None):
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--server-workers", type=int, default=8)
+    p.add_argument("--server-processes", type=int, default=1, help="python -m serving --processes")
     p.add_argument("--work-dir", default="/tmp/pinsage_bench_serving")
     p.add_argument("--server-root", default=ROOT, help="checkout whose `python -m serving` is started (compare "
                    "an older commit's server on the same model and the same client)")
@@ -145,7 +155,8 @@ def main(argv=None):
     port = free_port()
     addr = f"127.0.0.1:{port}"
     proc = subprocess.Popen([sys.executable, "-m", "serving", "--model-base-path", model_dir, "--port", str(port),
-                             "--max-workers", str(args.server_workers)], cwd=args.server_root,
+                             "--max-workers", str(args.server_workers)]
+                            + (["--processes", str(args.server_processes)] if args.server_processes > 1 else []), cwd=args.server_root,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rows = []
     try:
@@ -153,7 +164,7 @@ def main(argv=None):
         print(f"server ready in {ready_s:.1f} s", flush=True)
         run_load(addr, 2, 1.0, args.items, args.k, proc.pid)  # warm-up
         for c in [int(x) for x in args.clients.split(",")]:
-            row = dict(server_root=args.server_root, items=args.items, dim=args.dim, k=args.k, **run_load(addr, c, args.seconds, args.items, args.k,
+            row = dict(server_root=args.server_root, server_processes=args.server_processes, items=args.items, dim=args.dim, k=args.k, **run_load(addr, c, args.seconds, args.items, args.k,
                                                                         proc.pid))
             print(json.dumps(row), flush=True)
             rows.append(row)

@@ -126,7 +126,12 @@ def _cmd_serve(args) -> int:
     from serving.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    serve(args.model_base_path, args.port, model_name=args.model_name, poll_seconds=args.poll_seconds)
+    try:
+        serve(args.model_base_path, args.port, model_name=args.model_name, poll_seconds=args.poll_seconds,
+              processes=args.processes)
+    except (OSError, ValueError) as e:   # the port is taken, --processes without a fixed port
+        print(f"pinsage serve: error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -272,6 +277,8 @@ def main(argv=None) -> int:
     sv.add_argument("--port", type=int, default=8500)
     sv.add_argument("--model-name", default=None)
     sv.add_argument("--poll-seconds", type=float, default=5.0)
+    sv.add_argument("--processes", type=int, default=1,
+                    help="server processes sharing the port (SO_REUSEPORT); one per core for throughput")
     sv.set_defaults(fn=_cmd_serve)
 
     q = sub.add_parser("query", help="related items through the TF Serving gRPC API")

@@ -28,6 +28,7 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+import asyncio  # noqa: E402
 import logging  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -403,41 +404,128 @@ class ModelServer(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
         """Every failure becomes a status code on this call only; the server keeps serving."""
         try:
             return fn(request)
-        except ServingError as e:
-            context.abort(e.code, str(e))
-        except tf.errors.InvalidArgumentError as e:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, tf_error_message(e))
-        except Exception as e:  # a bug, not the caller's fault: say so, keep going
-            log.exception("internal error")
-            context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+        except Exception as e:
+            context.abort(*self.status_of(e))
+
+    @staticmethod
+    def status_of(e: Exception):
+        """(gRPC status code, message) for an exception raised while answering."""
+        if isinstance(e, ServingError):
+            return e.code, str(e)
+        if isinstance(e, tf.errors.InvalidArgumentError):
+            return grpc.StatusCode.INVALID_ARGUMENT, tf_error_message(e)
+        log.error("internal error", exc_info=e)  # a bug, not the caller's fault: say so, keep going
+        return grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}"
+
+    def predict_fast(self, request):
+        """The one-item related_items answer when the request is one (see _related_one), else None: cheap enough
+        to run on the event loop itself; everything else goes to the worker threads."""
+        v = self.current
+        if v is None or request.output_filter or request.model_spec.name != self.model_name \
+                or request.model_spec.WhichOneof("version_choice") is not None:
+            return None
+        name = request.model_spec.signature_name or "serving_default"
+        if name not in v.one_item_signatures:
+            return None
+        return self._related_one(v, request.inputs, name)
 
     # -- lifecycle
     def start(self, port: int, host: str = "[::]", max_workers: int = 8,
-              max_message_bytes: int = 4 * 1024 * 1024) -> int:
-        """Loads the newest version (if any), starts gRPC and the poller; returns the bound port (0 = any free)."""
+              max_message_bytes: int = 4 * 1024 * 1024, reuse_port: bool = False) -> int:
+        """Loads the newest version (if any), starts gRPC and the poller; returns the bound port (0 = any free).
+
+        gRPC runs on grpc.aio (an asyncio event loop in its own thread): one-item related_items requests, the bulk
+        of the traffic, are answered on the loop itself; anything heavier (batches, embed_item, other signatures,
+        metadata) goes to a pool of `max_workers` threads so it cannot stall the loop. Against grpc's thread-pool
+        server this saves a thread hand-off per request (bench/serving.py). reuse_port lets several server
+        processes share one port (SO_REUSEPORT; see serve(processes=N))."""
         self.refresh()
         opts = [("grpc.max_receive_message_length", max_message_bytes),
-                ("grpc.max_send_message_length", 64 * 1024 * 1024), ("grpc.so_reuseport", 0)]
-        self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=opts,
-                                 maximum_concurrent_rpcs=max_workers * 16)
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(self, self._grpc)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(self, self._grpc)
-        bound = self._grpc.add_insecure_port(f"{host}:{port}")
-        if bound == 0:
-            raise OSError(f"cannot bind {host}:{port}")
-        self._grpc.start()
-        self.port = bound
+                ("grpc.max_send_message_length", 64 * 1024 * 1024), ("grpc.so_reuseport", int(reuse_port))]
+        self._pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="predict")
+        ready, failure = threading.Event(), []
+
+        async def run():
+            server = grpc.aio.server(options=opts, maximum_concurrent_rpcs=max_workers * 16)
+            servicer = _AioServicer(self, self._pool)
+            prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, server)
+            model_service_pb2_grpc.add_ModelServiceServicer_to_server(servicer, server)
+            try:
+                bound = server.add_insecure_port(f"{host}:{port}")
+            except RuntimeError:
+                bound = 0
+            if bound == 0:
+                failure.append(OSError(f"cannot bind {host}:{port}"))
+                ready.set()
+                return
+            await server.start()
+            self._grpc, self.port = server, bound
+            ready.set()
+            await server.wait_for_termination()
+
+        self._done = asyncio.run_coroutine_threadsafe(run(), _event_loop())
+        ready.wait()
+        if failure:
+            self._pool.shutdown()
+            raise failure[0]
         self._poller = threading.Thread(target=self._poll, name="version-poller", daemon=True)
         self._poller.start()
-        return bound
+        return self.port
 
     def stop(self, grace: float = 1.0):
         self._stop.set()
         if self._grpc:
-            self._grpc.stop(grace).wait()
+            asyncio.run_coroutine_threadsafe(self._grpc.stop(grace), _event_loop()).result()
+            self._done.result()
+            self._pool.shutdown()
+            self._grpc = None
 
     def wait(self):
-        self._grpc.wait_for_termination()
+        self._done.result()
+
+
+_LOOP: Optional[asyncio.AbstractEventLoop] = None
+_LOOP_LOCK = threading.Lock()
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """The one asyncio loop (in a daemon thread) that every grpc.aio server of this process runs on: grpc.aio
+    binds its completion queue to a single event loop per process, so a second server on a second loop hangs."""
+    global _LOOP
+    with _LOOP_LOCK:
+        if _LOOP is None:
+            _LOOP = asyncio.new_event_loop()
+            threading.Thread(target=_LOOP.run_forever, name="grpc-aio", daemon=True).start()
+        return _LOOP
+
+
+class _AioServicer(prediction_service_pb2_grpc.PredictionServiceServicer,
+                   model_service_pb2_grpc.ModelServiceServicer):
+    """The grpc.aio face of a ModelServer: the fast path inline, the rest on the worker threads."""
+
+    def __init__(self, server: ModelServer, pool: futures.ThreadPoolExecutor):
+        self.server, self.pool = server, pool
+
+    async def _answer(self, fn, request, context):
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, fn, request)
+        except Exception as e:
+            await context.abort(*self.server.status_of(e))
+
+    async def Predict(self, request, context):
+        try:
+            resp = self.server.predict_fast(request)
+        except Exception as e:
+            await context.abort(*self.server.status_of(e))
+        if resp is not None:
+            return resp
+        return await self._answer(self.server._predict, request, context)
+
+    async def GetModelMetadata(self, request, context):
+        return await self._answer(self.server._metadata, request, context)
+
+    async def GetModelStatus(self, request, context):
+        return await self._answer(self.server._status, request, context)
 
 
 def resolve_model_dir(model_base_path: str, model_name: Optional[str] = None):
@@ -455,16 +543,79 @@ def resolve_model_dir(model_base_path: str, model_name: Optional[str] = None):
 
 def serve(model_base_path: str, port: int, model_name: Optional[str] = None, poll_seconds: float = 5.0,
           max_workers: int = 8, max_batch: int = 1024, max_message_bytes: int = 4 * 1024 * 1024,
-          block: bool = True) -> ModelServer:
-    """Starts the server (what `pinsage serve` calls). block=False returns the running ModelServer."""
+          block: bool = True, processes: int = 1, reuse_port: bool = False) -> Optional[ModelServer]:
+    """Starts the server (what `pinsage serve` calls). block=False returns the running ModelServer.
+
+    processes > 1 starts that many server processes on the same port (SO_REUSEPORT: the kernel spreads the
+    clients' connections over them). Python answers a request under one GIL per process, so on a box with
+    several cores this is how one machine's throughput scales (the same reason TF Serving runs one process with
+    C++ threads). Each process loads and hot-swaps versions on its own, so for up to `poll_seconds` after a push
+    two connections may be served by different versions. It needs a fixed port and blocks until stopped."""
+    if processes > 1:
+        if not block or port == 0:
+            raise ValueError("processes > 1 needs a fixed port and block=True")
+        return _serve_processes(processes, model_base_path, port, dict(
+            model_name=model_name, poll_seconds=poll_seconds, max_workers=max_workers, max_batch=max_batch,
+            max_message_bytes=max_message_bytes))
     model_dir, name = resolve_model_dir(model_base_path, model_name)
     server = ModelServer(model_dir, name, poll_seconds=poll_seconds, max_batch=max_batch)
-    bound = server.start(port, max_workers=max_workers, max_message_bytes=max_message_bytes)
-    log.info("model '%s' from %s on port %d (version %s)", name, model_dir, bound,
-             server.current.version if server.current else "none yet")
+    bound = server.start(port, max_workers=max_workers, max_message_bytes=max_message_bytes, reuse_port=reuse_port)
+    log.info("model '%s' from %s on port %d (version %s, pid %d)", name, model_dir, bound,
+             server.current.version if server.current else "none yet", os.getpid())
     if block:
         try:
             server.wait()
         except KeyboardInterrupt:
             server.stop()
     return server
+
+
+def _serve_child(model_base_path: str, port: int, kwargs: dict) -> None:
+    import signal
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    server = serve(model_base_path, port, block=False, reuse_port=True, **kwargs)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    server.stop()
+
+
+def _serve_processes(n: int, model_base_path: str, port: int, kwargs: dict) -> None:
+    """n children serving on one port; a child that dies takes the others down with it (a supervisor such as
+    Kubernetes then restarts the whole server, instead of it running on silently at reduced capacity)."""
+    import multiprocessing as mp
+    import signal
+    import socket
+
+    # a port someone else holds must be an error, not a silent share: probe it without SO_REUSEPORT first
+    with socket.socket(socket.AF_INET6 if socket.has_ipv6 else socket.AF_INET) as probe:
+        try:
+            probe.bind(("::" if socket.has_ipv6 else "0.0.0.0", port))
+        except OSError as e:
+            raise OSError(f"cannot bind port {port}: {e}") from None
+    ctx = mp.get_context("spawn")
+    children = [ctx.Process(target=_serve_child, args=(model_base_path, port, kwargs), name=f"serving-{i}")
+                for i in range(n)]
+    for c in children:
+        c.start()
+    log.info("%d server processes on port %d: %s", n, port, [c.pid for c in children])
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.is_set() and all(c.is_alive() for c in children):
+            stop.wait(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for c in children:
+            if c.is_alive():
+                c.terminate()
+        for c in children:
+            c.join(timeout=30)
+    dead = [c.exitcode for c in children if c.exitcode not in (0, -signal.SIGTERM)]
+    if dead and not stop.is_set():
+        raise RuntimeError(f"a server process exited with {dead}")

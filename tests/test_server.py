@@ -320,3 +320,60 @@ def test_query_head_version_searches_with_query_vectors(tmp_path):
                    & set(want)) >= 4
     finally:
         server.stop()
+
+
+def test_several_processes_share_one_port(tmp_path):
+    """`python -m serving --processes 2`: both children answer on the one port (SO_REUSEPORT), the answers equal
+    the offline top-k whichever child a connection lands on, SIGTERM stops every child; a port held by someone
+    else is a clear error, not a silent share."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import psutil
+
+    emb = ib.clustered_vectors(N, D, clusters=30, seed=21)
+    make_version(tmp_path, emb, "mp")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cmd = [sys.executable, "-m", "serving", "--model-base-path", str(tmp_path / "serving_model"),
+           "--port", str(port), "--processes", "2"]
+    log = open(tmp_path / "server.log", "w+")   # a file, not a pipe: a full pipe would block the logging children
+
+    def servers():   # the serving children (multiprocessing's resource tracker is a child too)
+        return [c for c in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(c.cmdline())]
+
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        addr, deadline = f"127.0.0.1:{port}", time.time() + 240
+        while True:   # ready when both children have loaded the version (each connection below may hit either)
+            try:
+                if len(servers()) == 2 and all(client.related(addr, ["i0"], 1, timeout=5) for _ in range(8)):
+                    break
+            except grpc.RpcError:
+                pass
+            assert proc.poll() is None and time.time() < deadline, (tmp_path / "server.log").read_text()[-2000:]
+            time.sleep(0.5)
+        rows = np.arange(0, N, 250)
+        exact = exact_related(emb, rows, 10)
+        overlap = []
+        for r, e in zip(rows, exact):   # a new channel (connection) per request: spread over the children
+            got = [int(i[1:]) for i in client.related(addr, [f"i{r}"], 10)["item_ids"][0]]
+            assert r not in got
+            overlap.append(len(set(got) & set(e)) / 10)
+        assert np.mean(overlap) >= 0.9, overlap   # ScaNN (a tree at 3,000 items): as the one-process test
+        # the port is now held: a second server must refuse it, not join it
+        second = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=120)
+        assert second.returncode != 0 and "cannot bind port" in second.stderr, second.stderr[-2000:]
+    finally:
+        kids = psutil.Process(proc.pid).children() if proc.poll() is None else []
+        n_servers = len(servers()) if proc.poll() is None else 0
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert proc.returncode == 0, (tmp_path / "server.log").read_text()[-2000:]
+    assert n_servers == 2
+    gone, alive = psutil.wait_procs(kids, timeout=30)
+    assert not alive
