@@ -3,6 +3,7 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+import pipeline  # noqa: E402,F401  (before numpy loads: picks OpenBLAS's kernels, see pipeline/__init__.py)
 import pytest  # noqa: E402
 
 
