@@ -26,7 +26,7 @@ import psutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIB = 1 << 30
-_STAGE_START = re.compile(r"^\[pinsage\] stage (\S+) \.\.\.$")
+_STAGE_START = re.compile(r"^\[pinsage\] stage (?:\d+/\d+ )?(\S+) \.\.\.$")   # "stage 5/17 GraphGen ..."
 _STAGE_DONE = re.compile(r"^\[pinsage\] stage (\S+) done in ([0-9.]+) s$")
 
 
