@@ -88,13 +88,63 @@ def _files(path: str) -> list:
   return files
 
 
+def is_parquet(path: str) -> bool:
+  return path.endswith(".parquet")
+
+
+def from_arrow(table, spec: dict) -> dict:
+  """Rows of a Parquet payload (one list<value> column per feature, as Transform writes transformed examples when
+  its input is Parquet) -> what tf.io.parse_example gives for the same rows under parse_spec(spec): fixed shapes
+  as numpy [n, *shape] (a row of the wrong length is an error, like parse_example's), -1 as tf.RaggedTensor."""
+  import pyarrow as pa
+
+  out = {}
+  n = table.num_rows
+  for name, (dtype, shape) in spec.items():
+    if name not in table.column_names:
+      raise ValueError(f"column {name!r} missing from the examples (have {sorted(table.column_names)})")
+    col = table.column(name).combine_chunks()
+    if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):
+      raise ValueError(f"column {name!r}: expected a list column (one tf.Example feature), got {col.type}")
+    if col.null_count:
+      col = col.fill_null(pa.array([], col.type.value_type))      # a missing feature: no values
+    np_dtype = tf_dtype(dtype).as_numpy_dtype
+    offsets = col.offsets.to_numpy().astype(np.int64)
+    values = col.values.slice(offsets[0], offsets[-1] - offsets[0]).to_numpy(zero_copy_only=False).astype(np_dtype)
+    offsets = offsets - offsets[0]
+    if -1 in shape:
+      out[name] = tf.RaggedTensor.from_row_splits(values, offsets, validate=False)
+      continue
+    width = int(np.prod(shape))
+    lengths = np.diff(offsets)
+    if (lengths != width).any():
+      bad = int(np.flatnonzero(lengths != width)[0])
+      raise ValueError(f"column {name!r}: row {bad} has {lengths[bad]} values, the spec says {shape}")
+    out[name] = values.reshape([n] + list(shape))
+  return out
+
+
+def _read_file(path: str, features: dict, spec: dict, batch_size: int):
+  """Batches of parsed features from one file: TFRecord (GZIP by the .gz suffix) or Parquet."""
+  if is_parquet(path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=max(batch_size, 65536), columns=list(spec)):
+      yield from_arrow(pa.Table.from_batches([batch]), spec)
+    return
+  ds = tf.data.TFRecordDataset(path, compression_type="GZIP" if path.endswith(".gz") else "")
+  for batch in ds.batch(batch_size).map(lambda s: tf.io.parse_example(s, features)):
+    yield {k: (v if isinstance(v, tf.RaggedTensor) else v.numpy()) for k, v in batch.items()}
+
+
 def load_item_features(transformed_examples_dir: str, feature_spec_or_graph_schema,
                        batch_size: int = 4096) -> dict:
   """All items' feature tensors, row i = node_id i: {name: np.ndarray or tf.RaggedTensor}.
 
-  Reads every TFRecord file under the directory (GZIP when the name ends in .gz; e.g. Transform's
-  transformed_examples/Split-*/ files), parses with tf.io.parse_example, orders by node_id and checks the ids are
-  exactly 0..N-1.
+  Reads every file under the directory: TFRecords of tf.Examples (GZIP when the name ends in .gz; e.g. Transform's
+  transformed_examples/Split-*/ files for a tf.Example input) or Parquet (Transform's output for a Parquet input,
+  GraphGen's default), orders by node_id and checks the ids are exactly 0..N-1.
   """
   spec = feature_spec(feature_spec_or_graph_schema)
   if NODE_ID not in spec:
@@ -102,11 +152,10 @@ def load_item_features(transformed_examples_dir: str, feature_spec_or_graph_sche
   features = parse_spec(spec)
   parts = {name: [] for name in spec}
   for f in _files(transformed_examples_dir):
-    ds = tf.data.TFRecordDataset(f, compression_type="GZIP" if f.endswith(".gz") else "")
-    for batch in ds.batch(batch_size).map(lambda s: tf.io.parse_example(s, features)):
+    for batch in _read_file(f, features, spec, batch_size):
       for name, x in batch.items():
         parts[name].append(x)
-  node_id = np.concatenate([x.numpy() for x in parts[NODE_ID]]).astype(np.int64)
+  node_id = np.concatenate([np.asarray(x) for x in parts[NODE_ID]]).astype(np.int64)
   order = np.argsort(node_id, kind="stable")
   if not np.array_equal(node_id[order], np.arange(len(node_id))):
     raise ValueError(f"{transformed_examples_dir!r}: node ids are not exactly 0..{len(node_id) - 1} "
@@ -116,5 +165,5 @@ def load_item_features(transformed_examples_dir: str, feature_spec_or_graph_sche
     if isinstance(xs[0], tf.RaggedTensor):
       out[name] = tf.gather(tf.concat(xs, 0), order)
     else:
-      out[name] = np.concatenate([x.numpy() for x in xs])[order]
+      out[name] = np.concatenate(xs)[order]
   return out

@@ -217,19 +217,23 @@ class _ModelFn(beam.DoFn):
 
 
 class EncodeFn(_ModelFn):
-    """A batch of serialized transformed tf.Examples -> (node_id, h0) per item."""
+    """A batch of transformed examples -> (node_id, h0) per item."""
 
     def __init__(self, shared_handle, saved_model_dir, feature_spec: dict):
         super().__init__(shared_handle, saved_model_dir)
         self._spec = feature_spec
 
-    def process(self, serialized: list):
+    def process(self, batch):
+        """batch: a list of serialized tf.Examples (TFRecord payload) or a pyarrow Table (Parquet payload)."""
         import tensorflow as tf
 
         from modules import features as features_lib
 
-        parsed = tf.io.parse_example(tf.constant(serialized), features_lib.parse_spec(self._spec))
-        ids = parsed[features_lib.NODE_ID].numpy().astype(np.int64)
+        if isinstance(batch, list):
+            parsed = tf.io.parse_example(tf.constant(batch), features_lib.parse_spec(self._spec))
+        else:
+            parsed = features_lib.from_arrow(batch, self._spec)
+        ids = np.asarray(parsed[features_lib.NODE_ID]).astype(np.int64)
         h = self._lw.encode(parsed).astype(np.float32)
         yield from zip(ids.tolist(), (row.tobytes() for row in h))
 
@@ -348,10 +352,15 @@ def embed_beam(pipeline, saved_model_dir: str, example_files: Sequence[str], fea
         num_layers = _shared_model(handle, saved_model_dir).num_layers
     batching = dict(min_batch_size=1, max_batch_size=batch_size)
     p = pipeline
-    states = (p | "ExampleFiles" >> beam.Create(list(example_files))
-              | "ReadExamples" >> beam.io.ReadAllFromTFRecord()
-              | "BatchExamples" >> beam.BatchElements(**batching)
-              | "Layer0" >> beam.ParDo(EncodeFn(handle, saved_model_dir, feature_spec)))
+    files = p | "ExampleFiles" >> beam.Create(list(example_files))
+    if all(f.endswith(".parquet") for f in example_files):   # Transform's output for a Parquet input
+        batches = (files | "ReadExamples" >> beam.io.ReadAllFromParquetBatched(columns=sorted(feature_spec))
+                   | "BatchExamples" >> beam.FlatMap(
+                       lambda t: (t.slice(i, batch_size) for i in range(0, t.num_rows, batch_size))))
+    else:
+        batches = (files | "ReadExamples" >> beam.io.ReadAllFromTFRecord()
+                   | "BatchExamples" >> beam.BatchElements(**batching))
+    states = batches | "Layer0" >> beam.ParDo(EncodeFn(handle, saved_model_dir, feature_spec))
     nbr = (p | "ReadNeighborhoods" >> beam.io.ReadFromParquetBatched(
                os.path.join(neighborhoods_uri, f"{neighborhood_io.TABLE}-*.parquet"),
                columns=["node_id", "neighbors", "weights"])

@@ -147,6 +147,29 @@ def test_executor_equals_direct_application(pipeline_inputs, strategy, beam_args
   assert out.get_int_custom_property("num_items") == 80
 
 
+
+@pytest.mark.parametrize("strategy", ["beam", "in_memory"])
+def test_parquet_examples(pipeline_inputs, strategy):
+  """Transform's output is Parquet when GraphGen's item examples are (the default): both strategies read it (the
+  Beam path in Arrow slices of batch_size rows) and give the same vectors as from TFRecords."""
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+  from tfx_bsl.coders import example_coder
+
+  inp = pipeline_inputs
+  src = os.path.join(inp["uris"]["examples"], "Split-train")
+  recs = [r.numpy() for r in tf.data.TFRecordDataset(sorted(os.path.join(src, f) for f in os.listdir(src)),
+                                                     compression_type="GZIP")]
+  rb = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(recs)
+  uris = dict(inp["uris"], examples=str(inp["tmp"] / f"examples_pq_{strategy}"))
+  os.makedirs(os.path.join(uris["examples"], "Split-train"))
+  for j, start in enumerate((0, 30)):
+    pq.write_table(pa.Table.from_batches([rb.slice(start, 30 if start == 0 else None)]),
+                   os.path.join(uris["examples"], "Split-train", f"part-{j}.parquet"))
+  out = run_executor(uris, str(inp["tmp"] / f"out_pq_{strategy}"), strategy, beam_args=IN_PROCESS)
+  emb, ids, _ = index_builder.read_embeddings(out.uri)
+  assert ids == inp["ids"] and np.abs(emb - inp["want"]).max() <= TOL
+
 def test_component_construction(pipeline_inputs):
   from tfx import v1 as tfx
 

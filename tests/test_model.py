@@ -197,6 +197,43 @@ def test_load_item_features_orders_by_node_id(tmp_path):
     features_lib.load_item_features(str(tmp_path), spec)
 
 
+
+def test_parquet_examples_load_as_the_tfrecord_ones(tmp_path):
+  """Transform writes Parquet for a Parquet input (GraphGen's item examples): the same tf.Examples as Parquet list
+  columns (converted by tfx-bsl's decoder, independent of features.from_arrow) load to the same arrays; a row of
+  the wrong width is an error naming the column."""
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+  from tfx_bsl.coders import example_coder
+
+  from pipeline import bulk_embedder as be
+
+  feats, _, _ = be.synthetic_catalogue(500, 5, seed=4)
+  spec = features_lib.feature_spec_from_arrays(feats)
+  be.write_examples(str(tmp_path / "tfr"), feats, shards=2)
+  recs = [r.numpy() for r in tf.data.TFRecordDataset(sorted(str(p) for p in (tmp_path / "tfr").iterdir()),
+                                                     compression_type="GZIP")]
+  rb = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(recs)
+  os.makedirs(tmp_path / "pq")
+  half = rb.num_rows // 2
+  pq.write_table(pa.Table.from_batches([rb.slice(0, half)]), str(tmp_path / "pq" / "a.parquet"))
+  pq.write_table(pa.Table.from_batches([rb.slice(half)]), str(tmp_path / "pq" / "b.parquet"))
+  a = features_lib.load_item_features(str(tmp_path / "tfr"), spec)
+  b = features_lib.load_item_features(str(tmp_path / "pq"), spec)
+  assert sorted(a) == sorted(b) == sorted(spec)
+  for name in spec:
+    if isinstance(a[name], tf.RaggedTensor):
+      assert a[name].to_list() == b[name].to_list(), name
+    else:
+      assert a[name].dtype == b[name].dtype and a[name].shape == b[name].shape, name
+      np.testing.assert_array_equal(a[name], b[name])
+  np.testing.assert_array_equal(b["node_id"], np.arange(500))
+  wide = spec["genres_multi_hot"][1][0]
+  bad = pa.table({k: pa.array([[1.0] * (wide - 1)]) if k == "genres_multi_hot" else
+                  pa.array([[0]]) if spec[k][0] == "DT_INT64" else pa.array([[0.0]]) for k in spec})
+  with pytest.raises(ValueError, match="genres_multi_hot"):
+    features_lib.from_arrow(bad, spec)
+
 # ------------------------------------------------------------------------------------------ losses
 
 def _emb(rng, *shape):
