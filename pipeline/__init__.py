@@ -11,9 +11,9 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 
-def _openblas_coretype():
+def _openblas_coretype(cpuinfo: str = "/proc/cpuinfo"):
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(cpuinfo) as f:
             flags = next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), [])
     except OSError:
         return None
@@ -24,5 +24,7 @@ def _openblas_coretype():
     return None
 
 
-if "OPENBLAS_CORETYPE" not in os.environ and _openblas_coretype():
-    os.environ["OPENBLAS_CORETYPE"] = _openblas_coretype()
+if "OPENBLAS_CORETYPE" not in os.environ:
+    _core = _openblas_coretype()
+    if _core:
+        os.environ["OPENBLAS_CORETYPE"] = _core

@@ -198,8 +198,8 @@ class LoadedVersion:
 
 
 # ------------------------------------------------------------------------------------------------ service
-class ModelServer(prediction_service_pb2_grpc.PredictionServiceServicer, model_service_pb2_grpc.ModelServiceServicer):
-    """One model, newest version loaded, hot-swapped by a polling thread."""
+class ModelServer:
+    """One model, newest version loaded, hot-swapped by a polling thread; _AioServicer puts it on gRPC."""
 
     def __init__(self, model_dir: str, model_name: str, poll_seconds: float = 5.0, max_batch: int = 1024,
                  max_results: int = 1_000_000):
@@ -209,7 +209,7 @@ class ModelServer(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
         self.failed: Dict[int, str] = {}
         self._stop = threading.Event()
         self._poller: Optional[threading.Thread] = None
-        self._grpc: Optional[grpc.Server] = None
+        self._grpc: Optional[grpc.aio.Server] = None
         self.port: Optional[int] = None
 
     # -- versions
@@ -251,9 +251,6 @@ class ModelServer(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
         return v
 
     # -- Predict
-    def Predict(self, request, context):
-        return self._guard(context, self._predict, request)
-
     def _predict(self, request):
         v = self.resolve(request.model_spec)
         name = request.model_spec.signature_name or "serving_default"
@@ -366,9 +363,6 @@ class ModelServer(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
         return {n: t.numpy() for n, t in out.items()}
 
     # -- metadata and status
-    def GetModelMetadata(self, request, context):
-        return self._guard(context, self._metadata, request)
-
     def _metadata(self, request):
         v = self.resolve(request.model_spec)
         if list(request.metadata_field) != ["signature_def"]:
@@ -381,9 +375,6 @@ class ModelServer(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
             sig_map.signature_def[k].CopyFrom(s)
         resp.metadata["signature_def"].Pack(sig_map)
         return resp
-
-    def GetModelStatus(self, request, context):
-        return self._guard(context, self._status, request)
 
     def _status(self, request):
         spec = request.model_spec
@@ -400,16 +391,10 @@ class ModelServer(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
         st.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE
         return resp
 
-    def _guard(self, context, fn, request):
-        """Every failure becomes a status code on this call only; the server keeps serving."""
-        try:
-            return fn(request)
-        except Exception as e:
-            context.abort(*self.status_of(e))
-
     @staticmethod
     def status_of(e: Exception):
-        """(gRPC status code, message) for an exception raised while answering."""
+        """(gRPC status code, message) for an exception raised while answering: every failure becomes a status
+        code on that call only, and the server keeps serving."""
         if isinstance(e, ServingError):
             return e.code, str(e)
         if isinstance(e, tf.errors.InvalidArgumentError):
