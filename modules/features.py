@@ -97,6 +97,7 @@ def from_arrow(table, spec: dict) -> dict:
   its input is Parquet) -> what tf.io.parse_example gives for the same rows under parse_spec(spec): fixed shapes
   as numpy [n, *shape] (a row of the wrong length is an error, like parse_example's), -1 as tf.RaggedTensor."""
   import pyarrow as pa
+  import pyarrow.compute as pc
 
   out = {}
   n = table.num_rows
@@ -106,12 +107,10 @@ def from_arrow(table, spec: dict) -> dict:
     col = table.column(name).combine_chunks()
     if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):
       raise ValueError(f"column {name!r}: expected a list column (one tf.Example feature), got {col.type}")
-    if col.null_count:
-      col = col.fill_null(pa.array([], col.type.value_type))      # a missing feature: no values
-    np_dtype = tf_dtype(dtype).as_numpy_dtype
-    offsets = col.offsets.to_numpy().astype(np.int64)
-    values = col.values.slice(offsets[0], offsets[-1] - offsets[0]).to_numpy(zero_copy_only=False).astype(np_dtype)
-    offsets = offsets - offsets[0]
+    # a null row is a feature the example lacks: no values (an error below for a fixed shape, as in parse_example)
+    values = col.flatten().to_numpy(zero_copy_only=False).astype(tf_dtype(dtype).as_numpy_dtype)
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(pc.list_value_length(col).fill_null(0).to_numpy(zero_copy_only=False), out=offsets[1:])
     if -1 in shape:
       out[name] = tf.RaggedTensor.from_row_splits(values, offsets, validate=False)
       continue
@@ -155,6 +154,8 @@ def load_item_features(transformed_examples_dir: str, feature_spec_or_graph_sche
     for batch in _read_file(f, features, spec, batch_size):
       for name, x in batch.items():
         parts[name].append(x)
+  if not parts[NODE_ID]:
+    raise ValueError(f"{transformed_examples_dir!r}: the example files hold no rows")
   node_id = np.concatenate([np.asarray(x) for x in parts[NODE_ID]]).astype(np.int64)
   order = np.argsort(node_id, kind="stable")
   if not np.array_equal(node_id[order], np.arange(len(node_id))):

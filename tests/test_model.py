@@ -412,3 +412,24 @@ def test_ablation_variants_train_and_ignore_what_they_ablate(tmp_path):
     no_feats = np.abs(embed_all(model, other_feats, nbr, w, 64) - z).max() < 1e-6
     assert (no_graph, no_feats) == {"features_only_mlp": (True, False), "id_embedding_only": (True, True),
                                     "mean_pooling": (False, False)}[name], name
+
+
+def test_parquet_nulls_and_empty_files_are_clear(tmp_path):
+  """A null list (a feature the example lacks) is no values: empty for a ragged feature, an error naming the
+  column for a fixed-shape one; files without rows are an error, not an empty feature table."""
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+
+  spec = {"node_id": ("DT_INT64", []), "tokens": ("DT_INT64", [-1]), "year": ("DT_FLOAT", [])}
+  t = pa.table({"node_id": pa.array([[0], [1]], pa.large_list(pa.int64())),
+                "tokens": pa.array([None, [3, 4]], pa.large_list(pa.int64())),
+                "year": pa.array([[1.0], [2.0]], pa.large_list(pa.float32()))})
+  out = features_lib.from_arrow(t, spec)
+  assert out["tokens"].to_list() == [[], [3, 4]]
+  np.testing.assert_array_equal(out["year"], [1.0, 2.0])
+  t2 = t.set_column(2, "year", pa.array([[1.0], None], pa.large_list(pa.float32())))
+  with pytest.raises(ValueError, match="'year': row 1 has 0 values"):
+    features_lib.from_arrow(t2, spec)
+  pq.write_table(t.slice(0, 0), str(tmp_path / "empty.parquet"))
+  with pytest.raises(ValueError, match="no rows"):
+    features_lib.load_item_features(str(tmp_path), spec)

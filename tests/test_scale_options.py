@@ -80,3 +80,18 @@ def test_scale_bench_attributes_time_and_memory_to_the_stages(tmp_path):
     assert res["rc"] == 0 and set(st) >= {"prepare", "A", "B"}, st
     assert st["prepare"]["wall_s"] >= 1.0 and st["A"]["wall_s"] == 1.0 and st["B"]["wall_s"] == 1.5
     assert st["B"]["peak_rss_gib"] - st["A"]["peak_rss_gib"] > 0.15, st
+
+
+def test_openblas_kernels_follow_the_cpu_flags(tmp_path):
+    """pipeline/__init__.py names OpenBLAS's kernel family only from instruction sets the CPU reports."""
+    import pipeline
+
+    def core(flags):
+        p = tmp_path / "cpuinfo"
+        p.write_text(f"processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: {flags}\n\n")
+        return pipeline._openblas_coretype(str(p))
+
+    assert core("fpu sse2 avx avx2 fma avx512f avx512bw avx512vl avx512dq") == "SkylakeX"
+    assert core("fpu sse2 avx avx2 fma avx512f") == "Haswell"          # AVX-512 F alone is not SkylakeX's set
+    assert core("fpu sse2 sse4_2 avx") is None
+    assert pipeline._openblas_coretype(str(tmp_path / "missing")) is None
