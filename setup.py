@@ -3,6 +3,7 @@
 Install with the pinned lock (`make test` / `scripts/bootstrap.sh` do this): the dependency pins live in
 requirements.lock, not here, because unpinned resolution of this stack does not terminate.
 """
+
 from setuptools import find_packages, setup
 
 setup(
@@ -10,8 +11,9 @@ setup(
     version="0.1.0",
     description="PinSage graph-convolutional item embeddings as a TFX / Beam / TF-GNN production stack",
     python_requires=">=3.10,<3.11",
-    packages=find_packages(include=["pipeline", "pipeline.*", "modules", "modules.*",
-                                    "serving", "serving.*", "schema", "schema.*"]),
+    packages=find_packages(
+        include=["pipeline", "pipeline.*", "modules", "modules.*", "serving", "serving.*", "schema", "schema.*"]
+    ),
     package_data={"schema": ["*.pbtxt", "*.yaml"]},
     include_package_data=True,
     # The runtime stack is pinned in requirements.lock (TFX 1.16, TF 2.16 + tf-keras, TF-GNN 1.0.3, Beam 2.59,

@@ -11,6 +11,7 @@ on validation, and on test with only the train items masked (the variant the pro
 DESIGN.md figure for transition counts, 0.1575, by ~0.004). Calibration targets (DESIGN.md, ML-1M test HR@10,
 noise +-0.004) are printed next to the measured values.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,16 +28,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pipeline import datasets, graph_io  # noqa: E402
 from pipeline import evaluation as ev  # noqa: E402
 
-DESIGN_ML1M_TEST_HR10 = {"popularity": 0.042, "rwr": 0.069, "cooccurrence_knn": 0.119,
-                         "transition_counts": 0.1575}
+DESIGN_ML1M_TEST_HR10 = {"popularity": 0.042, "rwr": 0.069, "cooccurrence_knn": 0.119, "transition_counts": 0.1575}
 VARIANTS = [("test", True, "test"), ("validation", True, "validation"), ("test", False, "test_train_mask_only")]
 COLUMNS = ["hr@10", "mrr", "ndcg@10", "recall@10", "hr@500"]
 
 
 def same_graph(a: graph_io.Graph, b: graph_io.Graph) -> dict:
     """Column-by-column equality of two graphs, rows compared in (context, position) order."""
-    out = {"item_ids": bool(np.array_equal(a.item_ids, b.item_ids)),
-           "context_ids": bool(np.array_equal(a.context_ids, b.context_ids))}
+    out = {
+        "item_ids": bool(np.array_equal(a.item_ids, b.item_ids)),
+        "context_ids": bool(np.array_equal(a.context_ids, b.context_ids)),
+    }
     oa, ob = np.lexsort((a.position, a.context_index)), np.lexsort((b.position, b.context_index))
     for k in ("context_index", "node_id", "timestamp", "weight", "split", "position"):
         x, y = getattr(a, k)[oa], getattr(b, k)[ob]
@@ -45,12 +47,20 @@ def same_graph(a: graph_io.Graph, b: graph_io.Graph) -> dict:
 
 
 def bench_graph(name: str, graph: graph_io.Graph, rwr: bool) -> dict:
-    res = {"num_items": graph.num_items, "num_contexts": graph.num_contexts,
-           "num_interactions": int(len(graph.node_id)), "build_s": {}, "metrics": {}, "eval_s": {}}
+    res = {
+        "num_items": graph.num_items,
+        "num_contexts": graph.num_contexts,
+        "num_interactions": int(len(graph.node_id)),
+        "build_s": {},
+        "metrics": {},
+        "eval_s": {},
+    }
     scorers = {}
-    builders = {"popularity": lambda: ev.PopularityScorer(graph),
-                "cooccurrence_knn": lambda: ev.ItemItemScorer(ev.cooccurrence_matrix(graph)),
-                "transition_counts": lambda: ev.ItemItemScorer(ev.transition_matrix(graph, 3))}
+    builders = {
+        "popularity": lambda: ev.PopularityScorer(graph),
+        "cooccurrence_knn": lambda: ev.ItemItemScorer(ev.cooccurrence_matrix(graph)),
+        "transition_counts": lambda: ev.ItemItemScorer(ev.transition_matrix(graph, 3)),
+    }
     if rwr:
         builders["rwr"] = lambda: ev.DenseScorer(ev.rwr_matrix(graph, restart=0.5))
     for model, build in builders.items():
@@ -68,8 +78,9 @@ def bench_graph(name: str, graph: graph_io.Graph, rwr: bool) -> dict:
 
 
 def print_table(dataset: str, res: dict) -> None:
-    print(f"\n{dataset}: {res['num_items']} items, {res['num_contexts']} contexts, "
-          f"{res['num_interactions']} interactions")
+    print(
+        f"\n{dataset}: {res['num_items']} items, {res['num_contexts']} contexts, {res['num_interactions']} interactions"
+    )
     print(f"  {'variant':<22}{'model':<19}" + "".join(f"{c:>10}" for c in COLUMNS) + f"{'eval s':>8}")
     for label, by_model in res["metrics"].items():
         for model, m in by_model.items():
@@ -85,18 +96,31 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", nargs="+", default=["ml-100k", "ml-1m"], choices=["ml-100k", "ml-1m"])
     p.add_argument("--no-rwr", action="store_true", help="skip random walk with restart (dense O(N^3) solve)")
-    p.add_argument("--check-graph", action="append", default=[], metavar="DATASET=URI",
-                   help="a GraphGen-made graph artifact to compare with the in-process split and evaluate on")
+    p.add_argument(
+        "--check-graph",
+        action="append",
+        default=[],
+        metavar="DATASET=URI",
+        help="a GraphGen-made graph artifact to compare with the in-process split and evaluate on",
+    )
     p.add_argument("--work-dir", default="/tmp/pinsage_bench_baselines")
-    p.add_argument("--out-json", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                      "results", "baselines.json"))
+    p.add_argument(
+        "--out-json", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "baselines.json")
+    )
     args = p.parse_args()
     checks = dict(c.split("=", 1) for c in args.check_graph)
 
-    results = {"protocol": ev.__doc__.split("\n\n")[1].replace("\n", " "),
-               "params": {"transition_window": 3, "rwr_restart": 0.5, "cpus": os.cpu_count(),
-                          "python": platform.python_version()},
-               "design_ml1m_test_hr@10": DESIGN_ML1M_TEST_HR10, "datasets": {}}
+    results = {
+        "protocol": ev.__doc__.split("\n\n")[1].replace("\n", " "),
+        "params": {
+            "transition_window": 3,
+            "rwr_restart": 0.5,
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "design_ml1m_test_hr@10": DESIGN_ML1M_TEST_HR10,
+        "datasets": {},
+    }
     for name in args.datasets:
         data_dir = os.path.join(args.work_dir, name)
         t = time.perf_counter()
@@ -110,9 +134,11 @@ def main():
         print_table(name, res)
         if name in checks:
             g2 = graph_io.load_graph(checks[name])
-            res["graphgen_artifact"] = {"uri": checks[name], "identical": same_graph(graph, g2),
-                                        "test": {m: ev.evaluate(s, g2) for m, s in
-                                                 ev.baseline_scorers(g2).items()}}
+            res["graphgen_artifact"] = {
+                "uri": checks[name],
+                "identical": same_graph(graph, g2),
+                "test": {m: ev.evaluate(s, g2) for m, s in ev.baseline_scorers(g2).items()},
+            }
             print(f"  GraphGen artifact {checks[name]}: identical columns {res['graphgen_artifact']['identical']}")
             for m, v in res["graphgen_artifact"]["test"].items():
                 print(f"    test {m:<19} hr@10 {v['hr@10']:.4f} mrr {v['mrr']:.4f}")

@@ -16,6 +16,7 @@ Rows:
   (inputs written first and not timed: SavedModel, GZIP tf.Examples, neighbourhood Parquet, items table).
 Untrained random weights: the cost does not depend on the weights' values.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,17 +68,24 @@ def bench_catalogue(n, top_t, per_item_roots, seed=0):
     single = np.concatenate([fn(builder.subgraph(tf.constant([r]))).numpy() for r in roots])
     t_single = time.time() - t0
 
-    embed_all(model, feats, nbr, w, batch_size=1024, node_ids=np.arange(1024))   # warm-up
+    embed_all(model, feats, nbr, w, batch_size=1024, node_ids=np.arange(1024))  # warm-up
     t0 = time.time()
     direct = embed_all(model, feats, nbr, w, batch_size=1024)
     t_direct = time.time() - t0
     return {
-        "items": n, "top_t": top_t, "num_layers": 2, "hidden_dim": 128, "output_dim": 64,
-        "layerwise_seconds": round(t_layer, 3), "layerwise_items_per_s": round(n / t_layer, 1),
+        "items": n,
+        "top_t": top_t,
+        "num_layers": 2,
+        "hidden_dim": 128,
+        "output_dim": 64,
+        "layerwise_seconds": round(t_layer, 3),
+        "layerwise_items_per_s": round(n / t_layer, 1),
         "layerwise_stage_seconds": {k: round(v, 3) for k, v in timings.items()},
-        "per_item_roots_timed": int(per_item_roots), "per_item_seconds": round(t_single, 3),
+        "per_item_roots_timed": int(per_item_roots),
+        "per_item_seconds": round(t_single, 3),
         "per_item_items_per_s": round(per_item_roots / t_single, 1),
-        "batched_direct_seconds": round(t_direct, 3), "batched_direct_items_per_s": round(n / t_direct, 1),
+        "batched_direct_seconds": round(t_direct, 3),
+        "batched_direct_items_per_s": round(n / t_direct, 1),
         "speedup_vs_per_item": round((n / t_layer) / (per_item_roots / t_single), 1),
         "speedup_vs_batched_direct": round(t_direct / t_layer, 2),
         "max_abs_diff_vs_direct": float(np.abs(layerwise - direct).max()),
@@ -100,9 +108,18 @@ def bench_big(n, top_t=10, batch_size=65536):
     emb = be.embed_in_memory(lw, feats, nbr, w, batch_size=batch_size, timings=timings)
     t = time.time() - t0
     assert emb.shape == (n, 64) and np.isfinite(emb).all()
-    return {"items": n, "top_t": top_t, "num_layers": 2, "hidden_dim": 128, "output_dim": 64,
-            "batch_size": batch_size, "generate_seconds": round(t_gen, 2), "seconds": round(t, 2),
-            "items_per_s": round(n / t, 1), "stage_seconds": {k: round(v, 2) for k, v in timings.items()}}
+    return {
+        "items": n,
+        "top_t": top_t,
+        "num_layers": 2,
+        "hidden_dim": 128,
+        "output_dim": 64,
+        "batch_size": batch_size,
+        "generate_seconds": round(t_gen, 2),
+        "seconds": round(t, 2),
+        "items_per_s": round(n / t, 1),
+        "stage_seconds": {k: round(v, 2) for k, v in timings.items()},
+    }
 
 
 def bench_beam(n, top_t=10, batch_size=1024, workers=1):
@@ -134,23 +151,41 @@ def bench_beam(n, top_t=10, batch_size=1024, workers=1):
     args = ["--runner=DirectRunner", f"--direct_num_workers={workers}"]
     if workers > 1:
         args.append("--direct_running_mode=multi_processing")
-    ex = component.Executor(component.Executor.Context(beam_pipeline_args=args, tmp_dir=tmp + "/tmp",
-                                                       unique_id="bench"))
+    ex = component.Executor(
+        component.Executor.Context(beam_pipeline_args=args, tmp_dir=tmp + "/tmp", unique_id="bench")
+    )
     out = art(artifacts.Embeddings, uris["out"])
     t0 = time.time()
-    ex.Do({"model": art(standard_artifacts.Model, uris["model"]),
-           "examples": art(standard_artifacts.Examples, uris["examples"], split_names='["train"]'),
-           "neighborhoods": art(artifacts.Neighborhoods, uris["neighborhoods"]),
-           "graph": art(artifacts.PinSageGraph, uris["graph"])}, {"embeddings": out},
-          {"graph_schema": os.path.join(build.bundled_dir("ml-1m"), build.GRAPH_SCHEMA), "strategy": "beam",
-           "batch_size": batch_size})
+    ex.Do(
+        {
+            "model": art(standard_artifacts.Model, uris["model"]),
+            "examples": art(standard_artifacts.Examples, uris["examples"], split_names='["train"]'),
+            "neighborhoods": art(artifacts.Neighborhoods, uris["neighborhoods"]),
+            "graph": art(artifacts.PinSageGraph, uris["graph"]),
+        },
+        {"embeddings": out},
+        {
+            "graph_schema": os.path.join(build.bundled_dir("ml-1m"), build.GRAPH_SCHEMA),
+            "strategy": "beam",
+            "batch_size": batch_size,
+        },
+    )
     t = time.time() - t0
     emb = np.load(os.path.join(uris["out"], "embeddings.npy"))
     lw = be.LayerwiseModel(model)
     diff = float(np.abs(emb - be.embed_in_memory(lw, feats, nbr, w)).max())
-    return {"items": n, "top_t": top_t, "num_layers": 2, "runner": "DirectRunner", "workers": workers,
-            "batch_size": batch_size, "input_write_seconds": round(t_write, 2), "seconds": round(t, 2),
-            "items_per_s": round(n / t, 1), "max_abs_diff_vs_in_memory": diff}
+    return {
+        "items": n,
+        "top_t": top_t,
+        "num_layers": 2,
+        "runner": "DirectRunner",
+        "workers": workers,
+        "batch_size": batch_size,
+        "input_write_seconds": round(t_write, 2),
+        "seconds": round(t, 2),
+        "items_per_s": round(n / t, 1),
+        "max_abs_diff_vs_in_memory": diff,
+    }
 
 
 def main():
@@ -164,8 +199,12 @@ def main():
     ap.add_argument("--skip", nargs="*", default=[], choices=["ml-1m", "1m", "beam"])
     ap.add_argument("--out", default=RESULTS)
     a = ap.parse_args()
-    res = {"host": {"cpus": os.cpu_count(), "note": "2 shared cores; other jobs running"}, "ml_1m": [], "big": None,
-           "beam": []}
+    res = {
+        "host": {"cpus": os.cpu_count(), "note": "2 shared cores; other jobs running"},
+        "ml_1m": [],
+        "big": None,
+        "beam": [],
+    }
     if "ml-1m" not in a.skip:
         for t in a.top_t:
             r = bench_catalogue(a.catalogue, t, a.per_item_roots)

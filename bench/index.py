@@ -9,6 +9,7 @@ Single-query QPS = queries answered one at a time in one thread, as the server a
 scan is `E @ q` + argpartition + sort of the top 10. Target (issue): recall@10 >= 0.95 at >= 100x exact QPS.
 Note the load average at start: another process on this 2-core box skews QPS.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,11 +69,19 @@ def bench_scale(name, n, d, queries, leaves_options, seed=0, emb=None):
         approx = np.asarray(searcher.search_batched(q, **search_kw)[0])
         recall = ib.recall_at_k(approx, exact)
         scann_qps = qps(lambda x: searcher.search(x, **search_kw), q, min_seconds=3.0)
-        row = dict(scale=name, num_items=n, dim=d, **dict(params, leaves_to_search=lts),
-                   default=lts == params["leaves_to_search"], build_seconds=round(build_s, 1),
-                   recall_at_10=round(recall, 4), scann_qps=round(scann_qps), exact_qps=round(exact_qps, 1),
-                   speedup=round(scann_qps / exact_qps, 1),
-                   exact_batched_seconds_per_query=round(exact_batch_s / queries, 5))
+        row = dict(
+            scale=name,
+            num_items=n,
+            dim=d,
+            **dict(params, leaves_to_search=lts),
+            default=lts == params["leaves_to_search"],
+            build_seconds=round(build_s, 1),
+            recall_at_10=round(recall, 4),
+            scann_qps=round(scann_qps),
+            exact_qps=round(exact_qps, 1),
+            speedup=round(scann_qps / exact_qps, 1),
+            exact_batched_seconds_per_query=round(exact_batch_s / queries, 5),
+        )
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
@@ -81,13 +90,20 @@ def bench_scale(name, n, d, queries, leaves_options, seed=0, emb=None):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scales", default="100k,1m", help="synthetic scales; '' for none")
-    p.add_argument("--embeddings", action="append", default=[],
-                   help="NAME=path/to/embeddings.npy of a trained model (e.g. an ML-1M run's BulkEmbedder output), "
-                        "benchmarked with the ScaNN tree forced on (no brute-force fallback)")
+    p.add_argument(
+        "--embeddings",
+        action="append",
+        default=[],
+        help="NAME=path/to/embeddings.npy of a trained model (e.g. an ML-1M run's BulkEmbedder output), "
+        "benchmarked with the ScaNN tree forced on (no brute-force fallback)",
+    )
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--queries", type=int, default=1000)
-    p.add_argument("--leaves-to-search", default="0,50,100",
-                   help="comma list, swept at query time; 0 = the IndexBuilder default (max(8, leaves/40))")
+    p.add_argument(
+        "--leaves-to-search",
+        default="0,50,100",
+        help="comma list, swept at query time; 0 = the IndexBuilder default (max(8, leaves/40))",
+    )
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "index.json"))
     args = p.parse_args(argv)
     load = os.getloadavg()
@@ -103,9 +119,17 @@ def main(argv=None):
         rows += bench_scale(name, len(emb), emb.shape[1], args.queries, leaves, emb=emb)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"rows": rows, "load_average_at_start": load, "cpus": os.cpu_count(),
-                   "machine": platform.processor() or platform.machine(),
-                   "target": "recall@10 >= 0.95 at >= 100x exact single-query QPS"}, f, indent=1)
+        json.dump(
+            {
+                "rows": rows,
+                "load_average_at_start": load,
+                "cpus": os.cpu_count(),
+                "machine": platform.processor() or platform.machine(),
+                "target": "recall@10 >= 0.95 at >= 100x exact single-query QPS",
+            },
+            f,
+            indent=1,
+        )
     print(f"wrote {args.out}")
 
 

@@ -12,6 +12,7 @@ pairs with another window / symmetry; bench/QUALITY.md holds the experiments and
 Reads the run's GraphGen / Transform / NeighborhoodSampler / PairGen artifacts (newest executions), so it
 measures exactly what the pipeline's trainer would see. Used to pick defaults by *validation* HR@10.
 """
+
 import argparse
 import json
 import os
@@ -34,19 +35,34 @@ def main():
     ap.add_argument("--name", default="pinsage")
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--no-validate", action="store_true", help="skip per-epoch validation")
-    ap.add_argument("--neighborhoods", default=None, choices=["random_walk", "transitions", "mixed"],
-                    help="recompute the neighbourhoods from the run's train split with this source "
-                         "(pipeline/sequence_neighborhoods.py) instead of reading NeighborhoodSampler's")
-    ap.add_argument("--top-t", type=int, default=None, help="neighbourhood size T with --neighborhoods "
-                    "(default: the run's)")
-    ap.add_argument("--pairs", default=None, help="recompute the positive pairs: 'WINDOW' (forward) or "
-                    "'WINDOW,sym' (both directions), from the run's train split, instead of PairGen's")
+    ap.add_argument(
+        "--neighborhoods",
+        default=None,
+        choices=["random_walk", "transitions", "mixed"],
+        help="recompute the neighbourhoods from the run's train split with this source "
+        "(pipeline/sequence_neighborhoods.py) instead of reading NeighborhoodSampler's",
+    )
+    ap.add_argument(
+        "--top-t", type=int, default=None, help="neighbourhood size T with --neighborhoods (default: the run's)"
+    )
+    ap.add_argument(
+        "--pairs",
+        default=None,
+        help="recompute the positive pairs: 'WINDOW' (forward) or "
+        "'WINDOW,sym' (both directions), from the run's train split, instead of PairGen's",
+    )
     args = ap.parse_args()
 
     run = os.path.abspath(args.run)
-    art = {k: driver.latest_artifact_dir(run, c, o) for k, (c, o) in {
-        "graph": ("GraphGen", "graph"), "transformed": ("Transform", "transformed_examples"),
-        "nbr": ("NeighborhoodSampler", "neighborhoods"), "pairs": ("PairGen", "pairs")}.items()}
+    art = {
+        k: driver.latest_artifact_dir(run, c, o)
+        for k, (c, o) in {
+            "graph": ("GraphGen", "graph"),
+            "transformed": ("Transform", "transformed_examples"),
+            "nbr": ("NeighborhoodSampler", "neighborhoods"),
+            "pairs": ("PairGen", "pairs"),
+        }.items()
+    }
     schema = args.graph_schema or _graph_schema(run)
     t0 = time.time()
     inputs = trainer.load_inputs(art["transformed"], schema, art["graph"], art["nbr"], art["pairs"])
@@ -63,18 +79,27 @@ def main():
 
         win, *rest = args.pairs.split(",")
         m = g.split == "train"
-        q, i, c, _ = pairs_lib.positive_pairs(g.context_index[m], g.node_id[m], g.position[m], g.num_items,
-                                              window=int(win), symmetric="sym" in rest)
+        q, i, c, _ = pairs_lib.positive_pairs(
+            g.context_index[m], g.node_id[m], g.position[m], g.num_items, window=int(win), symmetric="sym" in rest
+        )
         inputs["query"], inputs["positive"], inputs["count"] = q, i, c
     load_s = time.time() - t0
     hp = PinSageHParams.from_dict(json.loads(args.hparams))
     out_dir = os.path.join(args.out, "quality", args.name)
     model, emb, history = trainer.train_and_embed(inputs, hp, out_dir, validate=not args.no_validate)
     query_emb = train_lib.query_embeddings(model, emb)
-    result = {"neighborhoods": args.neighborhoods, "top_t": int(inputs["nbr"].shape[1]), "pairs": args.pairs,
-              "num_pairs": int(len(inputs["query"])), "run": run, "name": args.name, "hparams": hp.to_dict(), "load_seconds": load_s,
-              "train_seconds": history["train_seconds"], "history": {k: v for k, v in history.items()
-                                                                      if k not in ("hparams",)}}
+    result = {
+        "neighborhoods": args.neighborhoods,
+        "top_t": int(inputs["nbr"].shape[1]),
+        "pairs": args.pairs,
+        "num_pairs": int(len(inputs["query"])),
+        "run": run,
+        "name": args.name,
+        "hparams": hp.to_dict(),
+        "load_seconds": load_s,
+        "train_seconds": history["train_seconds"],
+        "history": {k: v for k, v in history.items() if k not in ("hparams",)},
+    }
     scorers = {"pinsage": evaluation.EmbeddingScorer(emb, query_emb=query_emb), **evaluation.baseline_scorers(g)}
     for split in ("validation", "test"):
         q = evaluation.build_queries(g, split)
@@ -82,8 +107,9 @@ def main():
     print(f"{'model':<22}{'val HR@10':>10}{'test HR@10':>11}{'test MRR':>10}{'test NDCG':>10}{'HR@500':>8}")
     for name in scorers:
         v, t = result["validation"][name], result["test"][name]
-        print(f"{name:<22}{v['hr@10']:>10.4f}{t['hr@10']:>11.4f}{t['mrr']:>10.4f}{t['ndcg@10']:>10.4f}"
-              f"{t['hr@500']:>8.4f}")
+        print(
+            f"{name:<22}{v['hr@10']:>10.4f}{t['hr@10']:>11.4f}{t['mrr']:>10.4f}{t['ndcg@10']:>10.4f}{t['hr@500']:>8.4f}"
+        )
     print(f"train {history['train_seconds']:.0f} s, pairs/s {history['pairs_per_second']}")
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"quality-{args.name}.json"), "w") as f:

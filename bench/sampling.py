@@ -9,6 +9,7 @@ timed from the parent; peak RSS is the sampled maximum of the sum over the child
 so it counts every copy of the CSR the workers hold. The plain library call (random_walks.sample_neighborhoods,
 one process) is timed alongside as the floor. Graph artifacts are cached under --work-dir.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-SCALES = {"10k": (10_000, 2_000, 100_000), "100k": (100_000, 20_000, 1_000_000),
-          "1m": (1_000_000, 200_000, 10_000_000)}
+SCALES = {"10k": (10_000, 2_000, 100_000), "100k": (100_000, 20_000, 1_000_000), "1m": (1_000_000, 200_000, 10_000_000)}
 
 
 def synthetic_edges(num_items, num_contexts, num_edges, seed=0):
@@ -32,6 +32,7 @@ def synthetic_edges(num_items, num_contexts, num_edges, seed=0):
     Pareto context sizes drawn here."""
     try:
         from pipeline.datasets import synthetic_arrays
+
         inter = synthetic_arrays(num_items, num_contexts, num_edges, seed)["interactions"]
         ctx, item = np.asarray(inter["context_id"], np.int64), np.asarray(inter["item_id"], np.int64)
     except ImportError:
@@ -54,9 +55,18 @@ def make_graph(scale: str, work_dir: str) -> str:
     n, c, e = SCALES[scale]
     ctx, item = synthetic_edges(n, c, e)
     pos = np.arange(len(ctx)) - np.searchsorted(ctx, ctx)
-    graph_io.write_graph_for_tests(uri, np.arange(n), np.arange(c), {
-        "context_index": ctx, "node_id": item, "timestamp": pos, "position": pos,
-        "split": np.full(len(ctx), "train", dtype=object)})
+    graph_io.write_graph_for_tests(
+        uri,
+        np.arange(n),
+        np.arange(c),
+        {
+            "context_index": ctx,
+            "node_id": item,
+            "timestamp": pos,
+            "position": pos,
+            "split": np.full(len(ctx), "train", dtype=object),
+        },
+    )
     return uri
 
 
@@ -73,9 +83,19 @@ def child(args):
     os.makedirs(out.uri, exist_ok=True)
     beam_args = [f"--direct_num_workers={args.workers}", f"--direct_running_mode={args.mode}"]
     ex = Executor(base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=beam_args))
-    ex.Do({"graph": [graph]}, {"neighborhoods": [out]},
-          {"num_walks": args.walks, "walk_length": 4, "restart_prob": 0.5, "top_t": args.top_t, "seed": 0,
-           "strategy": args.strategy, "shard_size": args.shard_size})
+    ex.Do(
+        {"graph": [graph]},
+        {"neighborhoods": [out]},
+        {
+            "num_walks": args.walks,
+            "walk_length": 4,
+            "restart_prob": 0.5,
+            "top_t": args.top_t,
+            "seed": 0,
+            "strategy": args.strategy,
+            "shard_size": args.shard_size,
+        },
+    )
     print("STATS " + json.dumps(neighborhood_io.read_stats(out.uri)))
 
 
@@ -104,17 +124,42 @@ def run_measured(cmd: list[str]) -> tuple[float, float, dict]:
 def component_run(scale, graph, strategy, args):
     out = os.path.join(args.work_dir, f"out_{scale}_{strategy}")
     subprocess.run(["rm", "-rf", out], check=True)
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", "--graph", graph, "--out", out,
-           "--strategy", strategy, "--walks", str(args.walks), "--top-t", str(args.top_t),
-           "--shard-size", str(args.shard_size if strategy == "in_memory" else args.join_shard_size),
-           "--workers", str(args.workers), "--mode", args.mode]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        "--graph",
+        graph,
+        "--out",
+        out,
+        "--strategy",
+        strategy,
+        "--walks",
+        str(args.walks),
+        "--top-t",
+        str(args.top_t),
+        "--shard-size",
+        str(args.shard_size if strategy == "in_memory" else args.join_shard_size),
+        "--workers",
+        str(args.workers),
+        "--mode",
+        args.mode,
+    ]
     wall, rss, stats = run_measured(cmd)
     walks = args.walks * (stats["items"] - stats["isolated_items"])
-    row = {"scale": scale, "strategy": strategy, "wall_s": round(wall, 1), "executor_s": round(stats["seconds"], 1),
-           "walks_per_s": round(walks / stats["seconds"]), "peak_rss_gib": round(rss, 2),
-           "count1_fraction": round(stats["count1_fraction"], 3),
-           "mean_neighborhood_size": round(stats["mean_neighborhood_size"], 2),
-           "isolated_items": stats["isolated_items"], "workers": args.workers, "mode": args.mode}
+    row = {
+        "scale": scale,
+        "strategy": strategy,
+        "wall_s": round(wall, 1),
+        "executor_s": round(stats["seconds"], 1),
+        "walks_per_s": round(walks / stats["seconds"]),
+        "peak_rss_gib": round(rss, 2),
+        "count1_fraction": round(stats["count1_fraction"], 3),
+        "mean_neighborhood_size": round(stats["mean_neighborhood_size"], 2),
+        "isolated_items": stats["isolated_items"],
+        "workers": args.workers,
+        "mode": args.mode,
+    }
     print(json.dumps(row), flush=True)
     return row
 
@@ -131,9 +176,14 @@ def library_run(scale, graph, args):
     rw.sample_neighborhoods(adj, rw.WalkParams(num_walks=args.walks, top_t=args.top_t), shard_size=args.shard_size)
     t2 = time.time()
     walks = args.walks * int((adj.item_degree > 0).sum())
-    row = {"scale": scale, "strategy": "library_one_process", "load_s": round(t1 - t0, 1),
-           "walk_s": round(t2 - t1, 1), "walks_per_s": round(walks / (t2 - t1)),
-           "peak_rss_gib_bench_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+    row = {
+        "scale": scale,
+        "strategy": "library_one_process",
+        "load_s": round(t1 - t0, 1),
+        "walk_s": round(t2 - t1, 1),
+        "walks_per_s": round(walks / (t2 - t1)),
+        "peak_rss_gib_bench_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+    }
     print(json.dumps(row), flush=True)
     return adj, row
 
@@ -165,8 +215,9 @@ def main():
     p.add_argument("--stability-walks", type=int, nargs="*", default=[50, 100, 200, 500])
     p.add_argument("--stability-starts", type=int, default=10_000)
     p.add_argument("--work-dir", default="/tmp/pinsage_bench_sampling")
-    p.add_argument("--out-json", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                      "results", "sampling.json"))
+    p.add_argument(
+        "--out-json", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "sampling.json")
+    )
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--graph", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
@@ -176,8 +227,17 @@ def main():
         return child(args)
 
     os.makedirs(args.work_dir, exist_ok=True)
-    results = {"params": {"walks_per_item": args.walks, "top_t": args.top_t, "walk_length": 4,
-                          "restart_prob": 0.5, "cpus": os.cpu_count()}, "runs": [], "stability": None}
+    results = {
+        "params": {
+            "walks_per_item": args.walks,
+            "top_t": args.top_t,
+            "walk_length": 4,
+            "restart_prob": 0.5,
+            "cpus": os.cpu_count(),
+        },
+        "runs": [],
+        "stability": None,
+    }
     adj = None
     for scale in sorted(set(args.scales) | set(args.join_scales), key=lambda s: SCALES[s][0]):
         t0 = time.time()
@@ -192,10 +252,13 @@ def main():
     if adj is not None and args.stability_walks:
         rows = stability(adj, args)
         settled = [r["num_walks"] for r in rows if r["count1_fraction"] < 0.01]
-        results["stability"] = {"scale": max(args.scales, key=lambda s: SCALES[s][0]),
-                                "sampled_start_items": args.stability_starts, "rows": rows,
-                                # the fewest walks at which < 1 % of top-T slots rest on a single visit
-                                "recommended_num_walks": min(settled) if settled else None}
+        results["stability"] = {
+            "scale": max(args.scales, key=lambda s: SCALES[s][0]),
+            "sampled_start_items": args.stability_starts,
+            "rows": rows,
+            # the fewest walks at which < 1 % of top-T slots rest on a single visit
+            "recommended_num_walks": min(settled) if settled else None,
+        }
     os.makedirs(os.path.dirname(args.out_json), exist_ok=True)
     with open(args.out_json, "w") as f:
         json.dump(results, f, indent=1)

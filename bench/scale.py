@@ -11,6 +11,7 @@ each sample to the stage running at that moment ("prepare" = ingest + schemas be
 Targets (issue 7): every stage but training under 10 minutes in total, the whole run under 30 minutes, peak RSS
 under 12 GiB. Other work on the box slows the run: the load average is recorded at start and end.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,7 @@ import psutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIB = 1 << 30
-_STAGE_START = re.compile(r"^\[pinsage\] stage (?:\d+/\d+ )?(\S+) \.\.\.$")   # "stage 5/17 GraphGen ..."
+_STAGE_START = re.compile(r"^\[pinsage\] stage (?:\d+/\d+ )?(\S+) \.\.\.$")  # "stage 5/17 GraphGen ..."
 _STAGE_DONE = re.compile(r"^\[pinsage\] stage (\S+) done in ([0-9.]+) s$")
 
 
@@ -52,8 +53,9 @@ def run_monitored(cmd: list[str], log_path: str, sample_s: float = 0.5, env=None
     current = ["prepare"]
     peaks: dict[str, int] = {}
     t0 = time.time()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                            cwd=ROOT, env=env)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, cwd=ROOT, env=env
+    )
     ps = psutil.Process(proc.pid)
     done = threading.Event()
     peak = [0]
@@ -88,8 +90,15 @@ def run_monitored(cmd: list[str], log_path: str, sample_s: float = 0.5, env=None
                 for name, st in stages.items():
                     st["peak_rss_gib"] = round(peaks.get(name, 0) / GIB, 2)
                 if on_stage:
-                    on_stage({"cmd": cmd, "rc": None, "elapsed_s": round(time.time() - t0, 1),
-                              "peak_rss_gib": round(peak[0] / GIB, 2), "stages": stages})
+                    on_stage(
+                        {
+                            "cmd": cmd,
+                            "rc": None,
+                            "elapsed_s": round(time.time() - t0, 1),
+                            "peak_rss_gib": round(peak[0] / GIB, 2),
+                            "stages": stages,
+                        }
+                    )
     rc = proc.wait()
     done.set()
     th.join()
@@ -98,8 +107,7 @@ def run_monitored(cmd: list[str], log_path: str, sample_s: float = 0.5, env=None
         st["peak_rss_gib"] = round(peaks.get(name, 0) / GIB, 2)
     if "after" in peaks:
         stages["after"] = {"peak_rss_gib": round(peaks["after"] / GIB, 2)}
-    return {"cmd": cmd, "rc": rc, "wall_s": round(wall, 1), "peak_rss_gib": round(peak[0] / GIB, 2),
-            "stages": stages}
+    return {"cmd": cmd, "rc": rc, "wall_s": round(wall, 1), "peak_rss_gib": round(peak[0] / GIB, 2), "stages": stages}
 
 
 def main(argv=None) -> int:
@@ -123,21 +131,45 @@ def main(argv=None) -> int:
     os.makedirs(args.work_dir, exist_ok=True)
     py = sys.executable
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    result = {"items": args.items, "contexts": args.contexts, "edges": args.edges,
-              "train_steps": args.train_steps, "eval_contexts": args.eval_contexts,
-              "cpus": os.cpu_count(), "load_avg_start": [round(x, 2) for x in os.getloadavg()],
-              "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    result = {
+        "items": args.items,
+        "contexts": args.contexts,
+        "edges": args.edges,
+        "train_steps": args.train_steps,
+        "eval_contexts": args.eval_contexts,
+        "cpus": os.cpu_count(),
+        "load_avg_start": [round(x, 2) for x in os.getloadavg()],
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
     if not (args.reuse_data and os.path.exists(os.path.join(data_dir, "interactions.csv"))):
         result["data"] = run_monitored(
-            [py, "-m", "pipeline.cli", "data", "--dataset", "synthetic", "--items", str(args.items),
-             "--contexts", str(args.contexts), "--edges", str(args.edges), "--out", data_dir],
-            os.path.join(args.work_dir, f"data_{tag}.log"), args.sample_s, env)
+            [
+                py,
+                "-m",
+                "pipeline.cli",
+                "data",
+                "--dataset",
+                "synthetic",
+                "--items",
+                str(args.items),
+                "--contexts",
+                str(args.contexts),
+                "--edges",
+                str(args.edges),
+                "--out",
+                data_dir,
+            ],
+            os.path.join(args.work_dir, f"data_{tag}.log"),
+            args.sample_s,
+            env,
+        )
         if result["data"]["rc"]:
             print(f"pinsage data failed, see {args.work_dir}/data_{tag}.log", file=sys.stderr)
             return 1
     if not args.keep_output and os.path.exists(out_dir):
         import shutil
+
         shutil.rmtree(out_dir)
     path = args.out or os.path.join(ROOT, "bench", "results", f"scale_{tag}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -147,27 +179,50 @@ def main(argv=None) -> int:
             json.dump(dict(result, run=partial, load_avg_now=[round(x, 2) for x in os.getloadavg()]), f, indent=2)
 
     run = run_monitored(
-        [py, "-m", "pipeline.cli", "run", "--data-dir", data_dir, "--output", out_dir,
-         "--train-steps", str(args.train_steps), "--eval-contexts", str(args.eval_contexts)] + args.run_arg,
-        os.path.join(args.work_dir, f"run_{tag}.log"), args.sample_s, env, on_stage=save)
+        [
+            py,
+            "-m",
+            "pipeline.cli",
+            "run",
+            "--data-dir",
+            data_dir,
+            "--output",
+            out_dir,
+            "--train-steps",
+            str(args.train_steps),
+            "--eval-contexts",
+            str(args.eval_contexts),
+        ]
+        + args.run_arg,
+        os.path.join(args.work_dir, f"run_{tag}.log"),
+        args.sample_s,
+        env,
+        on_stage=save,
+    )
     result["run"] = run
     result["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     st = run["stages"]
     training = st.get("PinSageTrainer", {}).get("wall_s", 0.0)
     stage_total = sum(v.get("wall_s", 0.0) for v in st.values())
     result["summary"] = {
-        "total_s": run["wall_s"], "training_s": training,
+        "total_s": run["wall_s"],
+        "training_s": training,
         "all_but_training_s": round(run["wall_s"] - training, 1),
         "stage_sum_s": round(stage_total, 1),
         "peak_rss_gib": run["peak_rss_gib"],
-        "targets": {"all_but_training_under_600_s": run["wall_s"] - training < 600,
-                    "total_under_1800_s": run["wall_s"] < 1800, "peak_rss_under_12_gib": run["peak_rss_gib"] < 12},
+        "targets": {
+            "all_but_training_under_600_s": run["wall_s"] - training < 600,
+            "total_under_1800_s": run["wall_s"] < 1800,
+            "peak_rss_under_12_gib": run["peak_rss_gib"] < 12,
+        },
     }
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
 
-    print(f"\n{args.items:,} items / {args.contexts:,} contexts / {args.edges:,} edges, "
-          f"load avg {result['load_avg_start']} -> {result['load_avg_end']}, rc {run['rc']}")
+    print(
+        f"\n{args.items:,} items / {args.contexts:,} contexts / {args.edges:,} edges, "
+        f"load avg {result['load_avg_start']} -> {result['load_avg_end']}, rc {run['rc']}"
+    )
     if "data" in result:
         print(f"{'pinsage data':<34} {result['data']['wall_s']:>8.1f} {result['data']['peak_rss_gib']:>8.2f}")
     print(f"{'stage':<34} {'wall s':>8} {'RSS GiB':>8}")

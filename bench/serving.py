@@ -10,6 +10,7 @@ bounded by the clients). Reports QPS, p50/p99 latency and the error count per cl
 share this box's 2 cores, so the figures are a floor; the load average at start is recorded.
 Target (issue): p99 <= 10 ms and >= 1.2k QPS with 8 clients at 1M items.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,10 @@ def build_model(work_dir: str, items: int, dim: int) -> str:
     export_serving_model(sm, emb, ids, titles=titles)
     stats = ib.build_index(emb, ids, ix, titles=titles, recall_queries=300)
     pusher.push(sm, ix, os.path.dirname(model_dir))
-    print(f"built {items} x {dim} in {time.time() - t:.0f} s; index {stats['kind']} recall@10 "
-          f"{stats['recall_at_10']}", flush=True)
+    print(
+        f"built {items} x {dim} in {time.time() - t:.0f} s; index {stats['kind']} recall@10 {stats['recall_at_10']}",
+        flush=True,
+    )
     return model_dir
 
 
@@ -105,7 +108,8 @@ def run_load(addr: str, clients: int, seconds: float, items: int, k: int, server
 
     def client(c):
         predict = grpc.insecure_channel(addr).unary_unary(
-            PREDICT, request_serializer=None, response_deserializer=predict_pb2.PredictResponse.FromString)
+            PREDICT, request_serializer=None, response_deserializer=predict_pb2.PredictResponse.FromString
+        )
         i = c
         while not stop.is_set():
             t = time.perf_counter()
@@ -128,11 +132,18 @@ def run_load(addr: str, clients: int, seconds: float, items: int, k: int, server
     wall = time.perf_counter() - start
     server_cpu, client_cpu = cpu_seconds(server_pid) - cpu0[0], cpu_seconds(os.getpid(), children=False) - cpu0[1]
     lat = np.concatenate([np.asarray(x) for x in latencies]) * 1000
-    return dict(clients=clients, seconds=round(wall, 2), requests=int(lat.size), errors=int(sum(errors)),
-                qps=round(lat.size / wall), p50_ms=round(float(np.percentile(lat, 50)), 3),
-                p99_ms=round(float(np.percentile(lat, 99)), 3), max_ms=round(float(lat.max()), 2),
-                server_cpu_ms_per_request=round(server_cpu * 1000 / max(lat.size, 1), 3),
-                client_cpu_ms_per_request=round(client_cpu * 1000 / max(lat.size, 1), 3))
+    return dict(
+        clients=clients,
+        seconds=round(wall, 2),
+        requests=int(lat.size),
+        errors=int(sum(errors)),
+        qps=round(lat.size / wall),
+        p50_ms=round(float(np.percentile(lat, 50)), 3),
+        p99_ms=round(float(np.percentile(lat, 99)), 3),
+        max_ms=round(float(lat.max()), 2),
+        server_cpu_ms_per_request=round(server_cpu * 1000 / max(lat.size, 1), 3),
+        client_cpu_ms_per_request=round(client_cpu * 1000 / max(lat.size, 1), 3),
+    )
 
 
 def main(argv=None):
@@ -145,8 +156,12 @@ def main(argv=None):
     p.add_argument("--server-workers", type=int, default=8)
     p.add_argument("--server-processes", type=int, default=1, help="python -m serving --processes")
     p.add_argument("--work-dir", default="/tmp/pinsage_bench_serving")
-    p.add_argument("--server-root", default=ROOT, help="checkout whose `python -m serving` is started (compare "
-                   "an older commit's server on the same model and the same client)")
+    p.add_argument(
+        "--server-root",
+        default=ROOT,
+        help="checkout whose `python -m serving` is started (compare "
+        "an older commit's server on the same model and the same client)",
+    )
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "serving.json"))
     args = p.parse_args(argv)
     load = os.getloadavg()
@@ -154,18 +169,37 @@ def main(argv=None):
     model_dir = build_model(args.work_dir, args.items, args.dim)
     port = free_port()
     addr = f"127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "serving", "--model-base-path", model_dir, "--port", str(port),
-                             "--max-workers", str(args.server_workers)]
-                            + (["--processes", str(args.server_processes)] if args.server_processes > 1 else []), cwd=args.server_root,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "serving",
+            "--model-base-path",
+            model_dir,
+            "--port",
+            str(port),
+            "--max-workers",
+            str(args.server_workers),
+        ]
+        + (["--processes", str(args.server_processes)] if args.server_processes > 1 else []),
+        cwd=args.server_root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     rows = []
     try:
         ready_s = wait_ready(addr, proc)
         print(f"server ready in {ready_s:.1f} s", flush=True)
         run_load(addr, 2, 1.0, args.items, args.k, proc.pid)  # warm-up
         for c in [int(x) for x in args.clients.split(",")]:
-            row = dict(server_root=args.server_root, server_processes=args.server_processes, items=args.items, dim=args.dim, k=args.k, **run_load(addr, c, args.seconds, args.items, args.k,
-                                                                        proc.pid))
+            row = dict(
+                server_root=args.server_root,
+                server_processes=args.server_processes,
+                items=args.items,
+                dim=args.dim,
+                k=args.k,
+                **run_load(addr, c, args.seconds, args.items, args.k, proc.pid),
+            )
             print(json.dumps(row), flush=True)
             rows.append(row)
     finally:
@@ -173,9 +207,17 @@ def main(argv=None):
         proc.wait(timeout=30)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"rows": rows, "server_ready_seconds": round(ready_s, 1), "load_average_at_start": load,
-                   "cpus": os.cpu_count(), "target": "p99 <= 10 ms and >= 1.2k QPS with 8 clients at 1M items"},
-                  f, indent=1)
+        json.dump(
+            {
+                "rows": rows,
+                "server_ready_seconds": round(ready_s, 1),
+                "load_average_at_start": load,
+                "cpus": os.cpu_count(),
+                "target": "p99 <= 10 ms and >= 1.2k QPS with 8 clients at 1M items",
+            },
+            f,
+            indent=1,
+        )
     print(f"wrote {args.out}")
 
 

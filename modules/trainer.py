@@ -13,6 +13,7 @@ What it writes:
   serving_model_dir/../ablations/<name>/  with custom_config["ablations"]: modules/model.ABLATIONS variants
   model_run_dir/           TensorBoard logs
 """
+
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -28,9 +29,9 @@ from modules import model as model_lib  # noqa: E402
 from modules.model import PinSageHParams  # noqa: E402
 
 EMBEDDINGS_FILE = "embeddings.npy"
-QUERY_EMBEDDINGS_FILE = "query_embeddings.npy"   # only with hparams.query_head: u_q, scored as u_q . z_i
-QUERY_HEAD_DIR = "query_head"                     # only with hparams.query_head: the z -> u Keras model
-ABLATIONS_DIR = "ablations"                       # <name>/embeddings.npy (+ query_embeddings.npy) per variant
+QUERY_EMBEDDINGS_FILE = "query_embeddings.npy"  # only with hparams.query_head: u_q, scored as u_q . z_i
+QUERY_HEAD_DIR = "query_head"  # only with hparams.query_head: the z -> u Keras model
+ABLATIONS_DIR = "ablations"  # <name>/embeddings.npy (+ query_embeddings.npy) per variant
 HISTORY_FILE = "history.json"
 
 
@@ -46,8 +47,9 @@ def load_query_head(model_uri: str):
     return tf.keras.models.load_model(head_dir, compile=False)
 
 
-def load_inputs(transformed_examples_dir: str, graph_schema_path: str, graph_uri: str, neighborhoods_uri: str,
-                pairs_uri: str) -> dict:
+def load_inputs(
+    transformed_examples_dir: str, graph_schema_path: str, graph_uri: str, neighborhoods_uri: str, pairs_uri: str
+) -> dict:
     """Everything training needs, in memory, keyed by node id."""
     from pipeline import graph_io, neighborhood_io
     from pipeline import pairs as pairs_io
@@ -60,8 +62,17 @@ def load_inputs(transformed_examples_dir: str, graph_schema_path: str, graph_uri
     hard = pairs_io.load_hard_negatives(pairs_uri, num_items=graph.num_items)
     if nbr.shape[0] != graph.num_items:
         raise ValueError(f"neighbourhoods cover {nbr.shape[0]} items, the graph has {graph.num_items}")
-    return {"spec": spec, "features": feats, "graph": graph, "nbr": nbr, "w": w, "query": q, "positive": p,
-            "count": count, "hard": hard}
+    return {
+        "spec": spec,
+        "features": feats,
+        "graph": graph,
+        "nbr": nbr,
+        "w": w,
+        "query": q,
+        "positive": p,
+        "count": count,
+        "hard": hard,
+    }
 
 
 def embed_items(model, inputs: dict) -> np.ndarray:
@@ -70,8 +81,9 @@ def embed_items(model, inputs: dict) -> np.ndarray:
     within float error, tests/test_bulk_embedder.py). 1M items: ~30 s instead of ~14 min."""
     from pipeline import bulk_embedder
 
-    return bulk_embedder.embed_in_memory(bulk_embedder.LayerwiseModel(model), inputs["features"], inputs["nbr"],
-                                         inputs["w"])
+    return bulk_embedder.embed_in_memory(
+        bulk_embedder.LayerwiseModel(model), inputs["features"], inputs["nbr"], inputs["w"]
+    )
 
 
 def validation_fn_for(inputs: dict, split: str = "validation", max_contexts: int | None = None):
@@ -85,24 +97,39 @@ def validation_fn_for(inputs: dict, split: str = "validation", max_contexts: int
         emb = embed_items(model, inputs)
         scorer = evaluation.EmbeddingScorer(emb, query_emb=train_lib.query_embeddings(model, emb))
         return evaluation.metrics_from_ranks(evaluation.ranks(scorer, queries))
+
     return fn
 
 
-def train_and_embed(inputs: dict, hparams: PinSageHParams, out_dir: str, log_dir: str | None = None,
-                    validate: bool = True, max_contexts: int | None = None):
+def train_and_embed(
+    inputs: dict,
+    hparams: PinSageHParams,
+    out_dir: str,
+    log_dir: str | None = None,
+    validate: bool = True,
+    max_contexts: int | None = None,
+):
     """Trains, embeds every item, writes embeddings + history under out_dir; returns (model, emb, history)."""
     t0 = time.time()
     model, history = train_lib.train(
-        inputs["features"], inputs["nbr"], inputs["w"], inputs["query"], inputs["positive"], inputs["hard"],
-        hparams, model_dir=os.path.join(out_dir, "train"), log_dir=log_dir, pair_counts=inputs.get("count"),
+        inputs["features"],
+        inputs["nbr"],
+        inputs["w"],
+        inputs["query"],
+        inputs["positive"],
+        inputs["hard"],
+        hparams,
+        model_dir=os.path.join(out_dir, "train"),
+        log_dir=log_dir,
+        pair_counts=inputs.get("count"),
         validation_fn=validation_fn_for(inputs, max_contexts=max_contexts) if validate else None,
-        feature_spec=inputs["spec"])
+        feature_spec=inputs["spec"],
+    )
     emb = embed_items(model, inputs)
     os.makedirs(out_dir, exist_ok=True)
     np.save(os.path.join(out_dir, EMBEDDINGS_FILE), emb.astype(np.float32))
     if train_lib.query_head_of(model) is not None:
-        np.save(os.path.join(out_dir, QUERY_EMBEDDINGS_FILE),
-                train_lib.query_embeddings(model, emb).astype(np.float32))
+        np.save(os.path.join(out_dir, QUERY_EMBEDDINGS_FILE), train_lib.query_embeddings(model, emb).astype(np.float32))
     history["train_seconds"] = time.time() - t0
     history["hparams"] = hparams.to_dict()
     with open(os.path.join(out_dir, HISTORY_FILE), "w") as f:
@@ -115,16 +142,19 @@ def run_fn(fn_args):
     ablations (optional list of modules/model.ABLATIONS names), eval_contexts (optional validation sample)."""
     cfg = fn_args.custom_config
     hp = PinSageHParams.from_dict(dict(cfg.get("hparams") or {}))
-    inputs = load_inputs(fn_args.train_files[0], cfg["graph_schema"], cfg["graph_uri"],
-                         cfg["neighborhoods_uri"], cfg["pairs_uri"])
+    inputs = load_inputs(
+        fn_args.train_files[0], cfg["graph_schema"], cfg["graph_uri"], cfg["neighborhoods_uri"], cfg["pairs_uri"]
+    )
     out_dir = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
-    model, _, _ = train_and_embed(inputs, hp, out_dir, log_dir=fn_args.model_run_dir,
-                                  max_contexts=cfg.get("eval_contexts") or None)
+    model, _, _ = train_and_embed(
+        inputs, hp, out_dir, log_dir=fn_args.model_run_dir, max_contexts=cfg.get("eval_contexts") or None
+    )
     for name in cfg.get("ablations") or ():
         # Same inputs, pairs and loss settings; only what the ablation names differs. Embeddings only (the
         # evaluator reports them next to the model); no SavedModel is kept for a variant.
-        train_and_embed(inputs, model_lib.ablation_hparams(hp, name), os.path.join(out_dir, ABLATIONS_DIR, name),
-                        validate=False)
+        train_and_embed(
+            inputs, model_lib.ablation_hparams(hp, name), os.path.join(out_dir, ABLATIONS_DIR, name), validate=False
+        )
     model.save(fn_args.serving_model_dir, include_optimizer=False)
     head = train_lib.query_head_of(model)
     if head is not None:

@@ -6,6 +6,7 @@ of 0.17 s with the AVX-512 ones on the CI box (BUILD_NOTES.md). So, unless the u
 kernel family from the instruction sets the kernel reports (only ones the CPU has: never an illegal instruction).
 Effective when this package is imported before numpy (the `pinsage` CLI, TFX executors, Beam workers inherit it).
 """
+
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")

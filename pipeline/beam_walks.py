@@ -18,6 +18,7 @@ The module also holds the Beam pieces of the shard-parallel paths (WalkShard: Ne
 strategy; NegativeShard: PairGen's PPR negatives) and the shared output plumbing, so that Beam workers unpickle
 them without importing TFX / TensorFlow (about 0.5 GiB per worker process).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,7 @@ import numpy as np
 from pipeline import neighborhood_io, pairs, ppr
 from pipeline import random_walks as rw
 
-_JOIN_STREAM = 1   # keeps these random streams apart from the in-memory sampler's
+_JOIN_STREAM = 1  # keeps these random streams apart from the in-memory sampler's
 
 
 def _split_by_partition(keys: np.ndarray, num_partitions: int, *arrays):
@@ -65,10 +66,12 @@ def adjacency_partitions(edges, num_partitions: int, num_items: int, num_context
         rows, cols = batch[src], batch[1 - src]
         yield from _split_by_partition(rows, num_partitions, rows, cols)
 
-    return (edges
-            | f"{label}Scatter" >> beam.FlatMap(scatter)
-            | f"{label}Group" >> beam.GroupByKey()
-            | f"{label}Pack" >> beam.Map(_pack_partition, num_cols))
+    return (
+        edges
+        | f"{label}Scatter" >> beam.FlatMap(scatter)
+        | f"{label}Group" >> beam.GroupByKey()
+        | f"{label}Pack" >> beam.Map(_pack_partition, num_cols)
+    )
 
 
 class _Advance(beam.DoFn):
@@ -83,7 +86,7 @@ class _Advance(beam.DoFn):
         walkers = sorted(joined["walkers"], key=lambda w: w[0])
         if not walkers:
             return
-        (nodes, indptr, indices), = joined["adj"]
+        ((nodes, indptr, indices),) = joined["adj"]
         pos = np.concatenate([w[1] for w in walkers])
         start = np.concatenate([w[2] for w in walkers])
         rng = np.random.default_rng([self._seed, _JOIN_STREAM, self._half, part])
@@ -129,34 +132,46 @@ def _top_t(kv, num_items: int, num_partitions: int, top_t: int):
     return local, nbr, cnt, len(local) - with_edges
 
 
-def walk_neighborhoods(edges, num_items: int, num_contexts: int, params: rw.WalkParams, num_partitions: int,
-                       label: str = "Walk"):
+def walk_neighborhoods(
+    edges, num_items: int, num_contexts: int, params: rw.WalkParams, num_partitions: int, label: str = "Walk"
+):
     """edges: PCollection of (context_index, node_id) numpy batches (train split). Returns a PCollection of
     (node ids, nbr [B,T] -1 padded, visit counts [B,T], isolated items) per item partition, covering 0..N-1."""
     p = max(1, min(num_partitions, num_items))
     item_adj = adjacency_partitions(edges, p, num_items, num_contexts, "item", f"{label}ItemAdj")
     ctx_adj = adjacency_partitions(edges, p, num_items, num_contexts, "context", f"{label}CtxAdj")
     walkers = item_adj | f"{label}Start" >> beam.Map(
-        lambda kv: (kv[0], (kv[0], np.repeat(kv[1][0], params.num_walks), np.repeat(kv[1][0], params.num_walks))))
+        lambda kv: (kv[0], (kv[0], np.repeat(kv[1][0], params.num_walks), np.repeat(kv[1][0], params.num_walks)))
+    )
     visits = []
     for k in range(params.walk_length):
         for half, adj in ((0, item_adj), (1, ctx_adj)):
             step = 2 * k + half
-            restart = params.restart_prob if k + 1 < params.walk_length else 1.0   # the last ends all
-            out = ({"walkers": walkers, "adj": adj}
-                   | f"{label}Join{step}" >> beam.CoGroupByKey()
-                   | f"{label}Step{step}" >> beam.ParDo(
-                       _Advance(p, params.seed, step, half == 1, restart)).with_outputs("visits", main="walkers"))
+            restart = params.restart_prob if k + 1 < params.walk_length else 1.0  # the last ends all
+            out = (
+                {"walkers": walkers, "adj": adj}
+                | f"{label}Join{step}" >> beam.CoGroupByKey()
+                | f"{label}Step{step}"
+                >> beam.ParDo(_Advance(p, params.seed, step, half == 1, restart)).with_outputs("visits", main="walkers")
+            )
             walkers = out.walkers
             if half == 1:
                 visits.append(out.visits)
-    counted = (visits | f"{label}FlattenVisits" >> beam.Flatten()
-               | f"{label}CountVisits" >> beam.CombinePerKey(_ConcatArrays()))
-    parts = (item_adj.pipeline | f"{label}Partitions" >> beam.Create([(i, None) for i in range(p)]))
-    return ({"visits": counted, "adj": item_adj | f"{label}AdjNodes" >> beam.Map(lambda kv: (kv[0], (kv[1][0],))),
-             "part": parts}
-            | f"{label}JoinVisits" >> beam.CoGroupByKey()
-            | f"{label}TopT" >> beam.Map(_top_t, num_items, p, params.top_t))
+    counted = (
+        visits
+        | f"{label}FlattenVisits" >> beam.Flatten()
+        | f"{label}CountVisits" >> beam.CombinePerKey(_ConcatArrays())
+    )
+    parts = item_adj.pipeline | f"{label}Partitions" >> beam.Create([(i, None) for i in range(p)])
+    return (
+        {
+            "visits": counted,
+            "adj": item_adj | f"{label}AdjNodes" >> beam.Map(lambda kv: (kv[0], (kv[1][0],))),
+            "part": parts,
+        }
+        | f"{label}JoinVisits" >> beam.CoGroupByKey()
+        | f"{label}TopT" >> beam.Map(_top_t, num_items, p, params.top_t)
+    )
 
 
 class WalkShard(beam.DoFn):
@@ -206,13 +221,15 @@ def sum_dicts(dicts) -> dict:
 
 def write_stats(stats, path: str):
     """Merges per-shard counters into one JSON file (`path`, exactly) on any runner's file system."""
-    return (stats
-            | "MergeStats" >> beam.CombineGlobally(sum_dicts)
-            | "StatsJson" >> beam.Map(json.dumps, sort_keys=True)
-            | "WriteStats" >> beam.io.WriteToText(path, shard_name_template="", num_shards=1))
+    return (
+        stats
+        | "MergeStats" >> beam.CombineGlobally(sum_dicts)
+        | "StatsJson" >> beam.Map(json.dumps, sort_keys=True)
+        | "WriteStats" >> beam.io.WriteToText(path, shard_name_template="", num_shards=1)
+    )
 
 
-PPR_STREAM = 2   # random streams apart from the neighbourhood sampler's
+PPR_STREAM = 2  # random streams apart from the neighbourhood sampler's
 
 
 def positives(graph_uri: str, props: dict):
@@ -231,7 +248,7 @@ class NegativeShard(beam.DoFn):
         q, i, _, _ = pairs.pairs_from_graph(self._uri, int(self._props["window"]), bool(self._props["symmetric"]))
         self._queries = np.unique(q)
         order = np.argsort(np.r_[q, i], kind="stable")
-        self._ex_q, self._ex_i = np.r_[q, i][order], np.r_[i, q][order]   # both directions, sorted by query
+        self._ex_q, self._ex_i = np.r_[q, i][order], np.r_[i, q][order]  # both directions, sorted by query
 
     def process(self, shard):
         import pyarrow as pa
@@ -240,11 +257,20 @@ class NegativeShard(beam.DoFn):
         a, b = np.searchsorted(self._ex_q, [lo, hi])
         queries = self._queries[(self._queries >= lo) & (self._queries < hi)]
         p = self._props
-        neg, stats = ppr.ppr_negatives(self._adj, queries, self._ex_q[a:b], self._ex_i[a:b], self._window,
-                                       int(p["ppr_num_walks"]), int(p["ppr_walk_length"]),
-                                       float(p["ppr_restart_prob"]), int(p["max_negatives"]),
-                                       rw.chunk_rng(int(p["seed"]), k, PPR_STREAM))
-        table = pa.Table.from_arrays([pa.array(queries), neighborhood_io.padded_to_lists(neg, neg >= 0)],
-                                     names=["query", "negatives"])
+        neg, stats = ppr.ppr_negatives(
+            self._adj,
+            queries,
+            self._ex_q[a:b],
+            self._ex_i[a:b],
+            self._window,
+            int(p["ppr_num_walks"]),
+            int(p["ppr_walk_length"]),
+            float(p["ppr_restart_prob"]),
+            int(p["max_negatives"]),
+            rw.chunk_rng(int(p["seed"]), k, PPR_STREAM),
+        )
+        table = pa.Table.from_arrays(
+            [pa.array(queries), neighborhood_io.padded_to_lists(neg, neg >= 0)], names=["query", "negatives"]
+        )
         yield beam.pvalue.TaggedOutput("stats", stats)
         yield table

@@ -23,6 +23,7 @@ Two strategies, one result:
   per item its own state, its neighbour list and the received states — and batches of items (BatchElements)
   go through a DoFn that holds the model (loaded once per worker process, `apache_beam.utils.shared`).
 """
+
 from __future__ import annotations
 
 import os
@@ -40,10 +41,11 @@ NODE_SET = "item"
 NEIGHBOR_SET = "_neighbor"
 EDGE_SET = "importance"
 WEIGHT = "weight"
-ROWS_PREFIX = "embedding_rows"          # TFRecord of tf.Example {node_id, item_id, embedding}
+ROWS_PREFIX = "embedding_rows"  # TFRecord of tf.Example {node_id, item_id, embedding}
 
 
 # --------------------------------------------------------------------------------------------- the model's layers
+
 
 def load_model(saved_model_dir: str):
     """The trained Keras model from a SavedModel (TF-GNN and the PinSage custom objects registered first)."""
@@ -53,6 +55,7 @@ def load_model(saved_model_dir: str):
     from tensorflow.python.autograph.core import ag_ctx
 
     from modules import layers, model  # noqa: F401  (registers ItemEncoder, PinSageConv, ... )
+
     # The layers have no tensor-dependent Python control flow: skip AutoGraph's source conversion, which
     # otherwise dominates loading (as in modules.model.build_model).
     with ag_ctx.ControlStatusCtx(status=ag_ctx.Status.DISABLED):
@@ -74,8 +77,7 @@ class LayerwiseModel:
         self._encode = fn(self._encode_impl)
         f32, i32 = tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.int32)
         sig = [f32, f32, i32, i32, tf.TensorSpec([None], tf.float32)]
-        self._layer = [tf.function(self._bind(layer), input_signature=sig, autograph=False)
-                       for layer in self.layers]
+        self._layer = [tf.function(self._bind(layer), input_signature=sig, autograph=False) for layer in self.layers]
         self._head = tf.function(lambda h: self.head(h, training=False), input_signature=[f32], autograph=False)
 
     @classmethod
@@ -89,14 +91,18 @@ class LayerwiseModel:
 
         first = next(iter(features.values()))
         n = first.nrows() if isinstance(first, tf.RaggedTensor) else tf.shape(first)[0]
-        graph = tfgnn.GraphTensor.from_pieces(node_sets={NODE_SET: tfgnn.NodeSet.from_fields(
-            sizes=tf.reshape(tf.cast(n, tf.int32), [1]), features=features)})
+        graph = tfgnn.GraphTensor.from_pieces(
+            node_sets={
+                NODE_SET: tfgnn.NodeSet.from_fields(sizes=tf.reshape(tf.cast(n, tf.int32), [1]), features=features)
+            }
+        )
         return self.encoder(graph, training=False).node_sets[NODE_SET][tfgnn.HIDDEN_STATE]
 
     @classmethod
     def _bind(cls, layer):
         def apply(h_targets, h_neighbors, source, target, weight):
             return cls._layer_impl(layer, h_targets, h_neighbors, source, target, weight)
+
         return apply
 
     @staticmethod
@@ -120,9 +126,13 @@ class LayerwiseModel:
         (source index into h_neighbors, target index into h_targets, weight alpha), k = 1..K."""
         import tensorflow as tf
 
-        return self._layer[k - 1](tf.constant(h_targets, tf.float32), tf.constant(h_neighbors, tf.float32),
-                                  tf.constant(source, tf.int32), tf.constant(target, tf.int32),
-                                  tf.constant(weight, tf.float32)).numpy()
+        return self._layer[k - 1](
+            tf.constant(h_targets, tf.float32),
+            tf.constant(h_neighbors, tf.float32),
+            tf.constant(source, tf.int32),
+            tf.constant(target, tf.int32),
+            tf.constant(weight, tf.float32),
+        ).numpy()
 
     def final(self, h) -> np.ndarray:
         import tensorflow as tf
@@ -139,14 +149,20 @@ def _layer_graph(h_targets, h_neighbors, source, target, weight):
         return tf.reshape(tf.shape(x, out_type=tf.int32)[0], [1])
 
     return tfgnn.GraphTensor.from_pieces(
-        node_sets={NODE_SET: tfgnn.NodeSet.from_fields(sizes=size(h_targets),
-                                                        features={tfgnn.HIDDEN_STATE: h_targets}),
-                   NEIGHBOR_SET: tfgnn.NodeSet.from_fields(sizes=size(h_neighbors),
-                                                           features={tfgnn.HIDDEN_STATE: h_neighbors})},
-        edge_sets={EDGE_SET: tfgnn.EdgeSet.from_fields(
-            sizes=size(source),
-            adjacency=tfgnn.Adjacency.from_indices(source=(NEIGHBOR_SET, source), target=(NODE_SET, target)),
-            features={WEIGHT: weight})})
+        node_sets={
+            NODE_SET: tfgnn.NodeSet.from_fields(sizes=size(h_targets), features={tfgnn.HIDDEN_STATE: h_targets}),
+            NEIGHBOR_SET: tfgnn.NodeSet.from_fields(
+                sizes=size(h_neighbors), features={tfgnn.HIDDEN_STATE: h_neighbors}
+            ),
+        },
+        edge_sets={
+            EDGE_SET: tfgnn.EdgeSet.from_fields(
+                sizes=size(source),
+                adjacency=tfgnn.Adjacency.from_indices(source=(NEIGHBOR_SET, source), target=(NODE_SET, target)),
+                features={WEIGHT: weight},
+            )
+        },
+    )
 
 
 def neighbor_batch(nbr_rows: np.ndarray, w_rows: np.ndarray):
@@ -163,8 +179,16 @@ def _rows(features: dict, start: int, stop: int) -> dict:
 
 # --------------------------------------------------------------------------------------------- in memory
 
-def embed_in_memory(lw: LayerwiseModel, features: dict, nbr, w, batch_size: int = 8192,
-                    timings: Optional[dict] = None, return_states: bool = False):
+
+def embed_in_memory(
+    lw: LayerwiseModel,
+    features: dict,
+    nbr,
+    w,
+    batch_size: int = 8192,
+    timings: Optional[dict] = None,
+    return_states: bool = False,
+):
     """[N, d] embeddings by node id: each layer over all items in batches of `batch_size` targets.
     With return_states, (embeddings, [h0, h1, ..., hK]): every layer's states [N, d_k] too (the cold-start
     embedder, pipeline/cold_start.py, stores h0..h_{K-1})."""
@@ -179,15 +203,15 @@ def embed_in_memory(lw: LayerwiseModel, features: dict, nbr, w, batch_size: int 
         t0 = time.time()
         out = []
         for s in range(0, n, batch_size):
-            ids, src, tgt, wt = neighbor_batch(nbr[s:s + batch_size], w[s:s + batch_size])
-            out.append(lw.layer(k, h[s:s + batch_size], h[ids], src, tgt, wt))
+            ids, src, tgt, wt = neighbor_batch(nbr[s : s + batch_size], w[s : s + batch_size])
+            out.append(lw.layer(k, h[s : s + batch_size], h[ids], src, tgt, wt))
         h = np.concatenate(out)
         if return_states:
             states.append(h)
         if timings is not None:
             timings[f"layer_{k}"] = time.time() - t0
     t0 = time.time()
-    z = np.concatenate([lw.final(h[s:s + batch_size]) for s in range(0, n, batch_size)])
+    z = np.concatenate([lw.final(h[s : s + batch_size]) for s in range(0, n, batch_size)])
     if timings is not None:
         timings["head"] = time.time() - t0
     return (z.astype(np.float32), states) if return_states else z.astype(np.float32)
@@ -195,12 +219,14 @@ def embed_in_memory(lw: LayerwiseModel, features: dict, nbr, w, batch_size: int 
 
 # --------------------------------------------------------------------------------------------- Beam
 
+
 def _shared_model(shared_handle, saved_model_dir: str) -> LayerwiseModel:
-    return shared_handle.acquire(lambda: _Holder(LayerwiseModel.from_saved_model(saved_model_dir)),
-                                 tag=saved_model_dir).lw
+    return shared_handle.acquire(
+        lambda: _Holder(LayerwiseModel.from_saved_model(saved_model_dir)), tag=saved_model_dir
+    ).lw
 
 
-class _Holder:                      # apache_beam.utils.shared needs a weak-referenceable object
+class _Holder:  # apache_beam.utils.shared needs a weak-referenceable object
     def __init__(self, lw):
         self.lw = lw
 
@@ -322,11 +348,15 @@ def _row_example(joined) -> bytes:
     emb, item_id = list(g["embedding"]), list(g["item_id"])
     if len(emb) != 1 or len(item_id) != 1:
         raise ValueError(f"node {u}: {len(emb)} embeddings, {len(item_id)} item ids")
-    return tf.train.Example(features=tf.train.Features(feature={
-        "node_id": tf.train.Feature(int64_list=tf.train.Int64List(value=[u])),
-        "item_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(item_id[0]).encode()])),
-        "embedding": tf.train.Feature(float_list=tf.train.FloatList(value=_as_vector(emb[0]).tolist())),
-    })).SerializeToString()
+    return tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                "node_id": tf.train.Feature(int64_list=tf.train.Int64List(value=[u])),
+                "item_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(item_id[0]).encode()])),
+                "embedding": tf.train.Feature(float_list=tf.train.FloatList(value=_as_vector(emb[0]).tolist())),
+            }
+        )
+    ).SerializeToString()
 
 
 def _as_vector(x) -> np.ndarray:
@@ -338,9 +368,17 @@ def _item_rows(record_batch) -> Iterable:
     return zip(ids.tolist(), record_batch.column("item_id").to_pylist())
 
 
-def embed_beam(pipeline, saved_model_dir: str, example_files: Sequence[str], feature_spec: dict,
-               neighborhoods_uri: str, graph_uri: str, out_uri: str, batch_size: int = 1024,
-               num_layers: Optional[int] = None):
+def embed_beam(
+    pipeline,
+    saved_model_dir: str,
+    example_files: Sequence[str],
+    feature_spec: dict,
+    neighborhoods_uri: str,
+    graph_uri: str,
+    out_uri: str,
+    batch_size: int = 1024,
+    num_layers: Optional[int] = None,
+):
     """Adds the layer-wise embedding to a Beam pipeline; writes `<out_uri>/embedding_rows-*.tfrecord`
     (tf.Example node_id, item_id, embedding per item). Returns the PCollection of (node_id, embedding)."""
     from apache_beam.utils import shared
@@ -353,39 +391,61 @@ def embed_beam(pipeline, saved_model_dir: str, example_files: Sequence[str], fea
     batching = dict(min_batch_size=1, max_batch_size=batch_size)
     p = pipeline
     files = p | "ExampleFiles" >> beam.Create(list(example_files))
-    if all(f.endswith(".parquet") for f in example_files):   # Transform's output for a Parquet input
-        batches = (files | "ReadExamples" >> beam.io.ReadAllFromParquetBatched(columns=sorted(feature_spec))
-                   | "BatchExamples" >> beam.FlatMap(
-                       lambda t: (t.slice(i, batch_size) for i in range(0, t.num_rows, batch_size))))
+    if all(f.endswith(".parquet") for f in example_files):  # Transform's output for a Parquet input
+        batches = (
+            files
+            | "ReadExamples" >> beam.io.ReadAllFromParquetBatched(columns=sorted(feature_spec))
+            | "BatchExamples"
+            >> beam.FlatMap(lambda t: (t.slice(i, batch_size) for i in range(0, t.num_rows, batch_size)))
+        )
     else:
-        batches = (files | "ReadExamples" >> beam.io.ReadAllFromTFRecord()
-                   | "BatchExamples" >> beam.BatchElements(**batching))
+        batches = (
+            files | "ReadExamples" >> beam.io.ReadAllFromTFRecord() | "BatchExamples" >> beam.BatchElements(**batching)
+        )
     states = batches | "Layer0" >> beam.ParDo(EncodeFn(handle, saved_model_dir, feature_spec))
-    nbr = (p | "ReadNeighborhoods" >> beam.io.ReadFromParquetBatched(
-               os.path.join(neighborhoods_uri, f"{neighborhood_io.TABLE}-*.parquet"),
-               columns=["node_id", "neighbors", "weights"])
-           | "NeighborRows" >> beam.FlatMap(_neighbor_rows))
+    nbr = (
+        p
+        | "ReadNeighborhoods"
+        >> beam.io.ReadFromParquetBatched(
+            os.path.join(neighborhoods_uri, f"{neighborhood_io.TABLE}-*.parquet"),
+            columns=["node_id", "neighbors", "weights"],
+        )
+        | "NeighborRows" >> beam.FlatMap(_neighbor_rows)
+    )
     wanted_by = nbr | "Reverse" >> beam.FlatMap(_reverse)
     for k in range(1, num_layers + 1):
-        received = ({"state": states, "wanted_by": wanted_by} | f"JoinSenders{k}" >> beam.CoGroupByKey()
-                    | f"Send{k}" >> beam.FlatMap(_send))
-        states = ({"state": states, "nbr": nbr, "received": received} | f"JoinReceivers{k}" >> beam.CoGroupByKey()
-                  | f"Gather{k}" >> beam.Map(_gather)
-                  | f"Batch{k}" >> beam.BatchElements(**batching)
-                  | f"Layer{k}" >> beam.ParDo(LayerFn(handle, saved_model_dir, k)))
-    emb = (states | "BatchHead" >> beam.BatchElements(**batching)
-           | "Head" >> beam.ParDo(HeadFn(handle, saved_model_dir)))
-    items = (p | "ReadItems" >> beam.io.ReadFromParquetBatched(
-                 os.path.join(graph_uri, f"{graph_io.ITEMS}-*.parquet"), columns=["node_id", "item_id"])
-             | "ItemRows" >> beam.FlatMap(_item_rows))
-    _ = ({"embedding": emb, "item_id": items} | "JoinIds" >> beam.CoGroupByKey()
-         | "ToExample" >> beam.Map(_row_example)
-         | "WriteRows" >> beam.io.WriteToTFRecord(os.path.join(out_uri, ROWS_PREFIX),
-                                                  file_name_suffix=".tfrecord"))
+        received = (
+            {"state": states, "wanted_by": wanted_by}
+            | f"JoinSenders{k}" >> beam.CoGroupByKey()
+            | f"Send{k}" >> beam.FlatMap(_send)
+        )
+        states = (
+            {"state": states, "nbr": nbr, "received": received}
+            | f"JoinReceivers{k}" >> beam.CoGroupByKey()
+            | f"Gather{k}" >> beam.Map(_gather)
+            | f"Batch{k}" >> beam.BatchElements(**batching)
+            | f"Layer{k}" >> beam.ParDo(LayerFn(handle, saved_model_dir, k))
+        )
+    emb = states | "BatchHead" >> beam.BatchElements(**batching) | "Head" >> beam.ParDo(HeadFn(handle, saved_model_dir))
+    items = (
+        p
+        | "ReadItems"
+        >> beam.io.ReadFromParquetBatched(
+            os.path.join(graph_uri, f"{graph_io.ITEMS}-*.parquet"), columns=["node_id", "item_id"]
+        )
+        | "ItemRows" >> beam.FlatMap(_item_rows)
+    )
+    _ = (
+        {"embedding": emb, "item_id": items}
+        | "JoinIds" >> beam.CoGroupByKey()
+        | "ToExample" >> beam.Map(_row_example)
+        | "WriteRows" >> beam.io.WriteToTFRecord(os.path.join(out_uri, ROWS_PREFIX), file_name_suffix=".tfrecord")
+    )
     return emb
 
 
 # --------------------------------------------------------------------------------------------- artifact io
+
 
 def row_files(uri: str) -> list:
     return sorted(glob.glob(os.path.join(uri, f"{ROWS_PREFIX}*.tfrecord")))
@@ -399,17 +459,26 @@ def read_rows(uri: str, batch_size: int = 65536):
     if not files:
         raise FileNotFoundError(f"{uri!r} has no {ROWS_PREFIX}*.tfrecord")
     first = next(iter(tf.data.TFRecordDataset(files[:1]).take(1)), None)
-    d = len(tf.train.Example.FromString(first.numpy()).features.feature["embedding"].float_list.value) \
-        if first is not None else 0
-    spec = {"node_id": tf.io.FixedLenFeature([], tf.int64), "item_id": tf.io.FixedLenFeature([], tf.string),
-            "embedding": tf.io.FixedLenFeature([d], tf.float32)}
+    d = (
+        len(tf.train.Example.FromString(first.numpy()).features.feature["embedding"].float_list.value)
+        if first is not None
+        else 0
+    )
+    spec = {
+        "node_id": tf.io.FixedLenFeature([], tf.int64),
+        "item_id": tf.io.FixedLenFeature([], tf.string),
+        "embedding": tf.io.FixedLenFeature([d], tf.float32),
+    }
     ids, items, embs = [], [], []
     for b in tf.data.TFRecordDataset(files).batch(batch_size).map(lambda s: tf.io.parse_example(s, spec)):
         ids.append(b["node_id"].numpy())
         items.extend(x.decode() for x in b["item_id"].numpy())
         embs.append(b["embedding"].numpy())
-    return (np.concatenate(ids) if ids else np.zeros(0, np.int64), items,
-            np.concatenate(embs) if embs else np.zeros((0, d), np.float32))
+    return (
+        np.concatenate(ids) if ids else np.zeros(0, np.int64),
+        items,
+        np.concatenate(embs) if embs else np.zeros((0, d), np.float32),
+    )
 
 
 def encode_rows(embeddings: np.ndarray, item_ids: Sequence[str], node_ids: Optional[np.ndarray] = None) -> list:
@@ -421,12 +490,18 @@ def encode_rows(embeddings: np.ndarray, item_ids: Sequence[str], node_ids: Optio
     n, d = embeddings.shape
     node_ids = np.arange(n, dtype=np.int64) if node_ids is None else np.asarray(node_ids, np.int64)
     one = pa.array(np.arange(n + 1, dtype=np.int32))
-    emb = pa.ListArray.from_arrays(pa.array(np.arange(0, n * d + 1, d, dtype=np.int32)),
-                                   pa.array(np.ascontiguousarray(embeddings, np.float32).reshape(-1)))
+    emb = pa.ListArray.from_arrays(
+        pa.array(np.arange(0, n * d + 1, d, dtype=np.int32)),
+        pa.array(np.ascontiguousarray(embeddings, np.float32).reshape(-1)),
+    )
     batch = pa.RecordBatch.from_arrays(
-        [pa.ListArray.from_arrays(one, pa.array(node_ids)),
-         pa.ListArray.from_arrays(one, pa.array([str(x) for x in item_ids], pa.binary())), emb],
-        names=["node_id", "item_id", "embedding"])
+        [
+            pa.ListArray.from_arrays(one, pa.array(node_ids)),
+            pa.ListArray.from_arrays(one, pa.array([str(x) for x in item_ids], pa.binary())),
+            emb,
+        ],
+        names=["node_id", "item_id", "embedding"],
+    )
     return example_coder.RecordBatchToExamples(batch)
 
 
@@ -462,8 +537,10 @@ def graph_items(graph_uri: str):
 
 # --------------------------------------------------------------------------------------------- tests / bench
 
-def synthetic_catalogue(num_items: int, top_t: int, seed: int = 0, vocab: int = 20000, pad_fraction=0.2,
-                        isolated_fraction=0.02):
+
+def synthetic_catalogue(
+    num_items: int, top_t: int, seed: int = 0, vocab: int = 20000, pad_fraction=0.2, isolated_fraction=0.02
+):
     """Item features of the MovieLens transformed shape (schema/ml-*/graph_schema.pbtxt: genres_multi_hot [65],
     log_degree, year, year_missing, title_tokens ragged, node_id) and random -1-padded neighbourhoods with
     L1-normalised weights, some items isolated (tests and bench/embedding.py)."""
@@ -471,19 +548,22 @@ def synthetic_catalogue(num_items: int, top_t: int, seed: int = 0, vocab: int = 
 
     rng = np.random.default_rng(seed)
     n = num_items
-    nbr = (np.arange(n)[:, None] + 1 + rng.integers(0, max(n - 1, 1), (n, top_t))) % n   # never the item itself
+    nbr = (np.arange(n)[:, None] + 1 + rng.integers(0, max(n - 1, 1), (n, top_t))) % n  # never the item itself
     nbr[rng.random((n, top_t)) < pad_fraction] = -1
     nbr[rng.random(n) < isolated_fraction] = -1
     w = rng.random((n, top_t)).astype(np.float32) * (nbr >= 0)
     w = w / np.maximum(w.sum(1, keepdims=True), 1e-9)
     lens = rng.integers(0, 6, n)
-    feats = {"genres_multi_hot": (rng.random((n, 65)) < 0.05).astype(np.float32),
-             "log_degree": rng.exponential(2.0, n).astype(np.float32),
-             "year": rng.normal(size=n).astype(np.float32),
-             "year_missing": (rng.random(n) < 0.01).astype(np.float32),
-             "title_tokens": tf.RaggedTensor.from_row_lengths(
-                 tf.constant(rng.integers(0, vocab, lens.sum()), tf.int64), tf.constant(lens, tf.int64)),
-             "node_id": np.arange(n, dtype=np.int64)}
+    feats = {
+        "genres_multi_hot": (rng.random((n, 65)) < 0.05).astype(np.float32),
+        "log_degree": rng.exponential(2.0, n).astype(np.float32),
+        "year": rng.normal(size=n).astype(np.float32),
+        "year_missing": (rng.random(n) < 0.01).astype(np.float32),
+        "title_tokens": tf.RaggedTensor.from_row_lengths(
+            tf.constant(rng.integers(0, vocab, lens.sum()), tf.int64), tf.constant(lens, tf.int64)
+        ),
+        "node_id": np.arange(n, dtype=np.int64),
+    }
     return feats, nbr.astype(np.int64), w
 
 
@@ -494,16 +574,21 @@ def write_examples(path: str, features: dict, shards: int = 1) -> None:
     n = len(features["node_id"])
     os.makedirs(path, exist_ok=True)
     cols = {k: (v.to_list() if isinstance(v, tf.RaggedTensor) else np.asarray(v)) for k, v in features.items()}
-    floating = {k: v.dtype.is_floating if isinstance(v, tf.RaggedTensor) else np.asarray(v).dtype.kind == "f"
-                for k, v in features.items()}
+    floating = {
+        k: v.dtype.is_floating if isinstance(v, tf.RaggedTensor) else np.asarray(v).dtype.kind == "f"
+        for k, v in features.items()
+    }
     order = np.random.default_rng(0).permutation(n)
     writers = [tf.io.TFRecordWriter(os.path.join(path, f"part-{s:05d}.gz"), options="GZIP") for s in range(shards)]
     for j, u in enumerate(order):
         f = {}
         for k, v in cols.items():
             x = np.asarray(v[u]).reshape(-1)
-            f[k] = (tf.train.Feature(float_list=tf.train.FloatList(value=x.tolist())) if floating[k]
-                    else tf.train.Feature(int64_list=tf.train.Int64List(value=x.astype(np.int64).tolist())))
+            f[k] = (
+                tf.train.Feature(float_list=tf.train.FloatList(value=x.tolist()))
+                if floating[k]
+                else tf.train.Feature(int64_list=tf.train.Int64List(value=x.astype(np.int64).tolist()))
+            )
         writers[j % shards].write(tf.train.Example(features=tf.train.Features(feature=f)).SerializeToString())
     for wr in writers:
         wr.close()
@@ -517,8 +602,10 @@ def write_neighborhoods(uri: str, nbr: np.ndarray, w: np.ndarray, shards: int = 
     os.makedirs(uri, exist_ok=True)
     n = nbr.shape[0]
     for s, idx in enumerate(np.array_split(np.arange(n), shards)):
-        pq.write_table(neighborhood_io.to_table(idx, nbr[idx], w[idx]),
-                       os.path.join(uri, f"{neighborhood_io.TABLE}-{s:05d}-of-{shards:05d}.parquet"))
+        pq.write_table(
+            neighborhood_io.to_table(idx, nbr[idx], w[idx]),
+            os.path.join(uri, f"{neighborhood_io.TABLE}-{s:05d}-of-{shards:05d}.parquet"),
+        )
 
 
 def write_items(uri: str, item_ids: Sequence[str], titles: Optional[Sequence[str]] = None) -> None:
@@ -529,10 +616,14 @@ def write_items(uri: str, item_ids: Sequence[str], titles: Optional[Sequence[str
 
     from pipeline import graph_io
 
-    graph_io.write_graph_for_tests(uri, list(item_ids), [], {"context_index": [], "node_id": [], "timestamp": [],
-                                                             "split": [], "position": []})
-    cols = {"node_id": np.arange(len(item_ids), dtype=np.int64), "item_id": [str(x) for x in item_ids],
-            "train_degree": np.zeros(len(item_ids), np.int64)}
+    graph_io.write_graph_for_tests(
+        uri, list(item_ids), [], {"context_index": [], "node_id": [], "timestamp": [], "split": [], "position": []}
+    )
+    cols = {
+        "node_id": np.arange(len(item_ids), dtype=np.int64),
+        "item_id": [str(x) for x in item_ids],
+        "train_degree": np.zeros(len(item_ids), np.int64),
+    }
     if titles is not None:
         cols["title"] = [str(x) for x in titles]
     pq.write_table(pa.table(cols), os.path.join(uri, f"{graph_io.ITEMS}-00000-of-00001.parquet"))

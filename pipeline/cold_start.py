@@ -21,6 +21,7 @@ that, as in the BulkEmbedder, only real neighbours are pooled (it matters for 'm
     embed_fn, feature_spec = make_embed_fn(model_dir, transform_graph_uri, item_features, nbr, w, items_schema)
     export.export_serving_model(path, emb, item_ids, titles, embed_fn=embed_fn, feature_spec=feature_spec)
 """
+
 from __future__ import annotations
 
 import os
@@ -32,11 +33,11 @@ from typing import Dict, Optional, Union  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-ID_COLUMN = "item_id"                      # the items table's id column: not a feature of the signature
+ID_COLUMN = "item_id"  # the items table's id column: not a feature of the signature
 NEW_NODE_ID = -1
 NEW_TRAIN_DEGREE = 0
-GRAPH_COLUMNS = ("node_id", "train_degree")    # the Transform inputs GraphGen adds to the item columns
-DEGREE_FEATURE = "log_degree"                   # the Transform output made from train_degree
+GRAPH_COLUMNS = ("node_id", "train_degree")  # the Transform inputs GraphGen adds to the item columns
+DEGREE_FEATURE = "log_degree"  # the Transform output made from train_degree
 
 
 def raw_feature_spec(items_schema) -> Dict[str, tf.TensorSpec]:
@@ -45,16 +46,21 @@ def raw_feature_spec(items_schema) -> Dict[str, tf.TensorSpec]:
     from tensorflow_metadata.proto.v0 import schema_pb2
 
     if isinstance(items_schema, dict):
-        return {k: tf.TensorSpec([None], tf.as_dtype(v.dtype if isinstance(v, tf.TensorSpec) else v))
-                for k, v in sorted(items_schema.items())}
+        return {
+            k: tf.TensorSpec([None], tf.as_dtype(v.dtype if isinstance(v, tf.TensorSpec) else v))
+            for k, v in sorted(items_schema.items())
+        }
     if isinstance(items_schema, (str, os.PathLike)):
         from google.protobuf import text_format
 
         with open(os.fspath(items_schema)) as f:
             items_schema = text_format.Parse(f.read(), schema_pb2.Schema())
     dtypes = {schema_pb2.FLOAT: tf.float32, schema_pb2.INT: tf.int64, schema_pb2.BYTES: tf.string}
-    return {f.name: tf.TensorSpec([None], dtypes[f.type]) for f in sorted(items_schema.feature, key=lambda f: f.name)
-            if f.name != ID_COLUMN and f.name not in GRAPH_COLUMNS}
+    return {
+        f.name: tf.TensorSpec([None], dtypes[f.type])
+        for f in sorted(items_schema.feature, key=lambda f: f.name)
+        if f.name != ID_COLUMN and f.name not in GRAPH_COLUMNS
+    }
 
 
 def transformed_spec(tft_output) -> dict:
@@ -65,7 +71,7 @@ def transformed_spec(tft_output) -> dict:
     for name, f in tft_output.transformed_feature_spec().items():
         if isinstance(f, tf.io.FixedLenFeature):
             out[name] = (features_lib._dt(f.dtype), [int(d) for d in f.shape])
-        else:                                   # VarLenFeature / RaggedFeature: var-len ids
+        else:  # VarLenFeature / RaggedFeature: var-len ids
             out[name] = (features_lib._dt(f.dtype), [-1])
     return dict(sorted(out.items()))
 
@@ -99,23 +105,27 @@ class ColdStartEmbedder(tf.Module):
     Tracks the Transform layer (its tables and vocabulary assets), the model's variables and the stored layer
     states H_0..H_{K-1}; the Keras layers themselves are held untracked (their variables are what is saved)."""
 
-    def __init__(self, lw, tft_output, states, feature_spec: Dict[str, tf.TensorSpec],
-                 new_log_degree: Optional[float] = None):
+    def __init__(
+        self, lw, tft_output, states, feature_spec: Dict[str, tf.TensorSpec], new_log_degree: Optional[float] = None
+    ):
         super().__init__(name="cold_start")
         self._lw = _Untracked(lw)
         self.tft_layer = tft_output.transform_features_layer()
-        self.model_variables = list(lw.encoder.variables) + [v for layer in lw.layers for v in layer.variables] + \
-            list(lw.head.variables)
-        self.states = [tf.Variable(np.asarray(h, np.float32), trainable=False, name=f"h{k}")
-                       for k, h in enumerate(states)]
+        self.model_variables = (
+            list(lw.encoder.variables) + [v for layer in lw.layers for v in layer.variables] + list(lw.head.variables)
+        )
+        self.states = [
+            tf.Variable(np.asarray(h, np.float32), trainable=False, name=f"h{k}") for k, h in enumerate(states)
+        ]
         self._raw_spec = dict(tft_output.raw_feature_spec())
         self._model_spec = transformed_spec(tft_output)
         self.feature_spec = dict(feature_spec)
         self.new_log_degree = new_log_degree
         unknown = set(self.feature_spec) - set(self._raw_spec)
         if unknown:
-            raise ValueError(f"feature columns {sorted(unknown)} are not inputs of the Transform graph "
-                             f"({sorted(self._raw_spec)})")
+            raise ValueError(
+                f"feature columns {sorted(unknown)} are not inputs of the Transform graph ({sorted(self._raw_spec)})"
+            )
         self.call = tf.function(self._call, autograph=False, reduce_retracing=True)
 
     def __call__(self, features, neighbor_ids, neighbor_weights):
@@ -126,8 +136,10 @@ class ColdStartEmbedder(tf.Module):
         first = tf.convert_to_tensor(next(iter(features.values())))
         b = tf.shape(first)[0]
         raw = {name: tf.convert_to_tensor(x) for name, x in features.items()}
-        graph_cols = {"node_id": tf.fill([b], tf.constant(NEW_NODE_ID, tf.int64)),
-                      "train_degree": tf.fill([b], tf.constant(NEW_TRAIN_DEGREE, tf.int64))}
+        graph_cols = {
+            "node_id": tf.fill([b], tf.constant(NEW_NODE_ID, tf.int64)),
+            "train_degree": tf.fill([b], tf.constant(NEW_TRAIN_DEGREE, tf.int64)),
+        }
         for name, x in graph_cols.items():
             if name in self._raw_spec:
                 raw[name] = tf.cast(x, self._raw_spec[name].dtype)
@@ -135,19 +147,20 @@ class ColdStartEmbedder(tf.Module):
         out = self.tft_layer(raw)
         if self.new_log_degree is not None and DEGREE_FEATURE in out:
             out[DEGREE_FEATURE] = tf.fill(tf.shape(out[DEGREE_FEATURE]), tf.constant(self.new_log_degree, tf.float32))
-        return {name: _as_model_input(x, self._model_spec[name][1]) for name, x in out.items()
-                if name in self._model_spec}
+        return {
+            name: _as_model_input(x, self._model_spec[name][1]) for name, x in out.items() if name in self._model_spec
+        }
 
     def _call(self, features, neighbor_ids, neighbor_weights):
         from pipeline import bulk_embedder as be
 
         lw = self._lw.obj
-        h = lw._encode_impl(self.transform(features))                       # [B, d0]
+        h = lw._encode_impl(self.transform(features))  # [B, d0]
         rows = tf.cast(neighbor_ids, tf.int64)
         w = tf.cast(neighbor_weights, tf.float32)
         valid = w > 0
-        edge = tf.cast(tf.where(valid), tf.int32)                            # [E, 2] (target row, slot)
-        nbr_rows = tf.boolean_mask(rows, valid)                              # [E]
+        edge = tf.cast(tf.where(valid), tf.int32)  # [E, 2] (target row, slot)
+        nbr_rows = tf.boolean_mask(rows, valid)  # [E]
         weight = tf.boolean_mask(w, valid)
         source = tf.range(tf.shape(nbr_rows)[0], dtype=tf.int32)
         for k in range(1, lw.num_layers + 1):
@@ -163,8 +176,17 @@ class _Untracked:
         self.obj = obj
 
 
-def make_embed_fn(saved_model_dir: str, transform_graph_uri: str, item_features: dict, nbr, w,
-                  raw_feature_spec_or_schema, batch_size: int = 8192, lw=None, new_item_degree: str = "median"):
+def make_embed_fn(
+    saved_model_dir: str,
+    transform_graph_uri: str,
+    item_features: dict,
+    nbr,
+    w,
+    raw_feature_spec_or_schema,
+    batch_size: int = 8192,
+    lw=None,
+    new_item_degree: str = "median",
+):
     """(embed_fn, feature_spec) for export.export_serving_model's embed_item signature.
 
     saved_model_dir: the trained Keras SavedModel; transform_graph_uri: the Transform graph (transform_fn/ +
@@ -186,6 +208,6 @@ def make_embed_fn(saved_model_dir: str, transform_graph_uri: str, item_features:
     new_log_degree = None
     if new_item_degree == "median" and DEGREE_FEATURE in item_features:
         deg = np.sort(np.asarray(item_features[DEGREE_FEATURE], np.float32).ravel())
-        new_log_degree = float(deg[len(deg) // 2])          # an actual item's value, not a mean of two
+        new_log_degree = float(deg[len(deg) // 2])  # an actual item's value, not a mean of two
     embedder = ColdStartEmbedder(lw, tft.TFTransformOutput(transform_graph_uri), states[:-1], spec, new_log_degree)
     return embedder, spec

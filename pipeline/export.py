@@ -21,6 +21,7 @@ A model with a query head (modules/layers.QueryHead) scores u_q . z_i: the expor
 `query_embeddings` variable (u of every catalogue item, used by related_items) and `query_new(embedding)`
 (the head, used by embed_item on a new item's z); without them an item's own embedding is its query.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,24 +42,42 @@ RESERVED = ("neighbor_ids", "neighbor_weights", "k")
 class ServingModule(tf.Module):
     """Embeddings, id map and (optionally) the cold-start embedder, plus the signature bodies."""
 
-    def __init__(self, embeddings: np.ndarray, item_ids: Sequence[str], titles: Optional[Sequence[str]],
-                 ids_file: str, embed_fn: Optional[Callable] = None,
-                 query_embeddings: Optional[np.ndarray] = None, query_fn: Optional[Callable] = None):
+    def __init__(
+        self,
+        embeddings: np.ndarray,
+        item_ids: Sequence[str],
+        titles: Optional[Sequence[str]],
+        ids_file: str,
+        embed_fn: Optional[Callable] = None,
+        query_embeddings: Optional[np.ndarray] = None,
+        query_fn: Optional[Callable] = None,
+    ):
         super().__init__(name="pinsage_serving")
         n = len(item_ids)
         self.embeddings = tf.Variable(embeddings, trainable=False, name="embeddings")
-        self.query_embeddings = (tf.Variable(query_embeddings, trainable=False, name="query_embeddings")
-                                 if query_embeddings is not None else None)
+        self.query_embeddings = (
+            tf.Variable(query_embeddings, trainable=False, name="query_embeddings")
+            if query_embeddings is not None
+            else None
+        )
         self.query_head = query_fn
-        self.item_ids = tf.Variable(np.asarray(item_ids, dtype=object), trainable=False, name="item_ids",
-                                    dtype=tf.string)
-        self.titles = tf.Variable(np.asarray(titles if titles is not None else [""] * n, dtype=object),
-                                  trainable=False, name="titles", dtype=tf.string)
+        self.item_ids = tf.Variable(
+            np.asarray(item_ids, dtype=object), trainable=False, name="item_ids", dtype=tf.string
+        )
+        self.titles = tf.Variable(
+            np.asarray(titles if titles is not None else [""] * n, dtype=object),
+            trainable=False,
+            name="titles",
+            dtype=tf.string,
+        )
         # id -> row from a text asset: it travels as SavedModel/assets/item_ids.txt, and the table is built by
         # the init op on load, so 1M ids are not a graph constant.
         self.id_table = tf.lookup.StaticHashTable(
-            tf.lookup.TextFileInitializer(ids_file, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
-                                          tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER), default_value=-1)
+            tf.lookup.TextFileInitializer(
+                ids_file, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER
+            ),
+            default_value=-1,
+        )
         self.num_items = n
         self.embedder = embed_fn  # tracked, so a Keras model's / tf.Module's variables are saved with it
 
@@ -67,14 +86,19 @@ class ServingModule(tf.Module):
         rows = self.id_table.lookup(ids)
         pad = tf.equal(ids, "") if allow_padding else tf.zeros_like(ids, dtype=tf.bool)
         unknown = tf.logical_and(rows < 0, tf.logical_not(pad))
-        check = tf.debugging.Assert(tf.logical_not(tf.reduce_any(unknown)),
-                                    [f"{what}: unknown item id(s):", tf.boolean_mask(ids, unknown)], summarize=10)
+        check = tf.debugging.Assert(
+            tf.logical_not(tf.reduce_any(unknown)),
+            [f"{what}: unknown item id(s):", tf.boolean_mask(ids, unknown)],
+            summarize=10,
+        )
         with tf.control_dependencies([check]):
             return tf.where(pad, tf.zeros_like(rows), rows), pad
 
     def check_k(self, k: tf.Tensor, max_k: int):
-        return tf.debugging.Assert(tf.logical_and(k >= 1, k <= max_k),
-                                   [f"k must be in [1, {max_k}] (catalogue of {self.num_items} items), got", k])
+        return tf.debugging.Assert(
+            tf.logical_and(k >= 1, k <= max_k),
+            [f"k must be in [1, {max_k}] (catalogue of {self.num_items} items), got", k],
+        )
 
     def top_k(self, scores: tf.Tensor, k: tf.Tensor) -> Dict[str, tf.Tensor]:
         values, idx = tf.math.top_k(scores, k=k)
@@ -95,8 +119,11 @@ class ServingModule(tf.Module):
         return self.top_k(scores, k)
 
     def embed(self, features, neighbor_ids, neighbor_weights):
-        check = tf.debugging.assert_equal(tf.shape(neighbor_ids), tf.shape(neighbor_weights),
-                                          message="neighbor_ids and neighbor_weights must have the same shape")
+        check = tf.debugging.assert_equal(
+            tf.shape(neighbor_ids),
+            tf.shape(neighbor_weights),
+            message="neighbor_ids and neighbor_weights must have the same shape",
+        )
         with tf.control_dependencies([check]):
             rows, pad = self.rows(neighbor_ids, "embed_item neighbor_ids", allow_padding=True)
         weights = tf.where(pad, tf.zeros_like(neighbor_weights), neighbor_weights)
@@ -109,11 +136,16 @@ class ServingModule(tf.Module):
         return dict(self.top_k(scores, k), embedding=emb)
 
 
-def export_serving_model(export_dir: str, embeddings: np.ndarray, item_ids: Sequence[str],
-                         titles: Optional[Sequence[str]] = None, embed_fn: Optional[Callable] = None,
-                         feature_spec: Optional[Dict[str, tf.TensorSpec]] = None,
-                         query_embeddings: Optional[np.ndarray] = None,
-                         query_fn: Optional[Callable] = None) -> str:
+def export_serving_model(
+    export_dir: str,
+    embeddings: np.ndarray,
+    item_ids: Sequence[str],
+    titles: Optional[Sequence[str]] = None,
+    embed_fn: Optional[Callable] = None,
+    feature_spec: Optional[Dict[str, tf.TensorSpec]] = None,
+    query_embeddings: Optional[np.ndarray] = None,
+    query_fn: Optional[Callable] = None,
+) -> str:
     """Writes the SavedModel to `export_dir` and returns it.
 
     embed_fn(features: dict[str, Tensor], neighbor_ids: int64 [B, T] (embedding rows), neighbor_weights:
@@ -143,21 +175,24 @@ def export_serving_model(export_dir: str, embeddings: np.ndarray, item_ids: Sequ
         module = ServingModule(emb, item_ids, titles, ids_file, embed_fn, query_embeddings, query_fn)
         k_spec = tf.TensorSpec([], tf.int32, name="k")
         related = tf.function(module.related_items).get_concrete_function(
-            tf.TensorSpec([None], tf.string, name="item_id"), k_spec)
+            tf.TensorSpec([None], tf.string, name="item_id"), k_spec
+        )
         signatures = {"related_items": related, "serving_default": related}
         if embed_fn is not None:
             ids_spec = tf.TensorSpec([None, None], tf.string, name="neighbor_ids")
             w_spec = tf.TensorSpec([None, None], tf.float32, name="neighbor_weights")
             feats = {name: tf.TensorSpec(s.shape, s.dtype, name=name) for name, s in feature_spec.items()}
             module.embed_new = tf.function(module.embed, input_signature=[feats, ids_spec, w_spec])
-            module.query_new = tf.function(module.query_of,
-                                           input_signature=[tf.TensorSpec([None, emb.shape[1]], tf.float32)])
+            module.query_new = tf.function(
+                module.query_of, input_signature=[tf.TensorSpec([None, emb.shape[1]], tf.float32)]
+            )
 
             def embed_item(**inputs):  # keyword inputs: each becomes a named SignatureDef input
                 k, ids, w = inputs.pop("k"), inputs.pop("neighbor_ids"), inputs.pop("neighbor_weights")
                 return module.embed_item(inputs, ids, w, k)
 
             signatures["embed_item"] = tf.function(embed_item).get_concrete_function(
-                neighbor_ids=ids_spec, neighbor_weights=w_spec, k=k_spec, **feats)
+                neighbor_ids=ids_spec, neighbor_weights=w_spec, k=k_spec, **feats
+            )
         tf.saved_model.save(module, export_dir, signatures=signatures)
     return export_dir

@@ -14,6 +14,7 @@ Layout of a graph artifact directory (all Parquet, sharded by Beam as `<table>-S
 Parquet because Beam reads and writes it on every runner and pyarrow loads it into numpy in one call for the
 in-memory fast paths; the tables are keyed by contiguous int ids so that later stages index arrays directly.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -69,15 +70,15 @@ def id_sort_key(order: str):
 class Graph:
     """The bipartite interaction graph in memory, with int ids (numpy arrays, not Python dicts)."""
 
-    item_ids: np.ndarray          # [N] source item ids as str, index = node_id
-    train_degree: np.ndarray      # [N] int64
-    context_ids: np.ndarray       # [C] source context ids as str, index = context_index
-    context_index: np.ndarray     # [E] int64, one row per interaction (all splits)
-    node_id: np.ndarray           # [E] int64
-    timestamp: np.ndarray         # [E] int64
-    weight: np.ndarray            # [E] float64
-    split: np.ndarray             # [E] str
-    position: np.ndarray          # [E] int64
+    item_ids: np.ndarray  # [N] source item ids as str, index = node_id
+    train_degree: np.ndarray  # [N] int64
+    context_ids: np.ndarray  # [C] source context ids as str, index = context_index
+    context_index: np.ndarray  # [E] int64, one row per interaction (all splits)
+    node_id: np.ndarray  # [E] int64
+    timestamp: np.ndarray  # [E] int64
+    weight: np.ndarray  # [E] float64
+    split: np.ndarray  # [E] str
+    position: np.ndarray  # [E] int64
 
     @property
     def num_items(self) -> int:
@@ -145,19 +146,28 @@ def write_graph_for_tests(uri: str, item_ids, context_ids, interactions: dict, s
     node = np.asarray(interactions["node_id"], dtype=np.int64)
     split = np.asarray(interactions["split"], dtype=object)
     deg = np.bincount(node[split == "train"], minlength=n).astype(np.int64)
-    pq.write_table(pa.table({"node_id": np.arange(n, dtype=np.int64),
-                             "item_id": [str(x) for x in item_ids],
-                             "train_degree": deg}), os.path.join(uri, f"{ITEMS}-00000-of-00001.parquet"))
-    pq.write_table(pa.table({"context_index": np.arange(len(context_ids), dtype=np.int64),
-                             "context_id": [str(x) for x in context_ids]}),
-                   os.path.join(uri, f"{CONTEXTS}-00000-of-00001.parquet"))
-    pq.write_table(pa.table({
-        "context_index": np.asarray(interactions["context_index"], dtype=np.int64),
-        "node_id": node,
-        "timestamp": np.asarray(interactions["timestamp"], dtype=np.int64),
-        "weight": np.asarray(interactions.get("weight", np.ones(len(node))), dtype=np.float64),
-        "split": [str(s) for s in split],
-        "position": np.asarray(interactions["position"], dtype=np.int64),
-    }), os.path.join(uri, f"{INTERACTIONS}-00000-of-00001.parquet"))
+    pq.write_table(
+        pa.table({"node_id": np.arange(n, dtype=np.int64), "item_id": [str(x) for x in item_ids], "train_degree": deg}),
+        os.path.join(uri, f"{ITEMS}-00000-of-00001.parquet"),
+    )
+    pq.write_table(
+        pa.table(
+            {"context_index": np.arange(len(context_ids), dtype=np.int64), "context_id": [str(x) for x in context_ids]}
+        ),
+        os.path.join(uri, f"{CONTEXTS}-00000-of-00001.parquet"),
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "context_index": np.asarray(interactions["context_index"], dtype=np.int64),
+                "node_id": node,
+                "timestamp": np.asarray(interactions["timestamp"], dtype=np.int64),
+                "weight": np.asarray(interactions.get("weight", np.ones(len(node))), dtype=np.float64),
+                "split": [str(s) for s in split],
+                "position": np.asarray(interactions["position"], dtype=np.int64),
+            }
+        ),
+        os.path.join(uri, f"{INTERACTIONS}-00000-of-00001.parquet"),
+    )
     with open(os.path.join(uri, STATS_FILE), "w") as f:
         json.dump(stats or {"num_items": n, "num_contexts": len(context_ids)}, f)

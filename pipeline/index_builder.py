@@ -13,6 +13,7 @@ Index directory layout (what `load_index` reads; the Pusher copies it into a ver
     titles.txt           optional, one per line, same order
     index_stats.json     kind, parameters, N, d, recall@10 vs exact on a sample, build seconds
 """
+
 from __future__ import annotations
 
 import os
@@ -30,7 +31,7 @@ SCANN_DIR = "scann"
 IDS_FILE = "item_ids.txt"
 TITLES_FILE = "titles.txt"
 EMBEDDINGS_FILE = "embeddings.npy"
-QUERY_EMBEDDINGS_FILE = "query_embeddings.npy"   # optional: a query-head model's query vectors (rows as above)
+QUERY_EMBEDDINGS_FILE = "query_embeddings.npy"  # optional: a query-head model's query vectors (rows as above)
 STATS_FILE = "index_stats.json"
 BRUTE_FORCE_BELOW = 20_000
 # Exact re-ranking of the best 400 AH candidates: 100 (ScaNN's usual figure) gave recall@10 0.90 for catalogue
@@ -86,10 +87,10 @@ def exact_top_k(embeddings: np.ndarray, queries: np.ndarray, k: int, chunk: int 
     chunk = chunk or max(1, min(256, (64 << 20) // embeddings.shape[0]))
     out = np.empty((len(queries), k), np.int64)
     for s in range(0, len(queries), chunk):
-        scores = queries[s:s + chunk] @ embeddings.T
+        scores = queries[s : s + chunk] @ embeddings.T
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         order = np.argsort(-np.take_along_axis(scores, part, 1), axis=1, kind="stable")
-        out[s:s + chunk] = np.take_along_axis(part, order, 1)
+        out[s : s + chunk] = np.take_along_axis(part, order, 1)
     return out
 
 
@@ -99,9 +100,15 @@ def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean([len(set(a[:k]) & set(e)) / k for a, e in zip(approx, exact)]))
 
 
-def build_searcher(embeddings: np.ndarray, k: int = 10, brute_force_below: int = BRUTE_FORCE_BELOW,
-                   num_leaves: int = 0, leaves_to_search: int = 0, reorder: int = REORDER,
-                   training_sample_size: int = 250_000):
+def build_searcher(
+    embeddings: np.ndarray,
+    k: int = 10,
+    brute_force_below: int = BRUTE_FORCE_BELOW,
+    num_leaves: int = 0,
+    leaves_to_search: int = 0,
+    reorder: int = REORDER,
+    training_sample_size: int = 250_000,
+):
     """A ScaNN searcher and the parameters it was built with (`num_leaves=0` means ~sqrt(N))."""
     import scann
 
@@ -112,17 +119,35 @@ def build_searcher(embeddings: np.ndarray, k: int = 10, brute_force_below: int =
     num_leaves = num_leaves or max(2, int(round(np.sqrt(n))))
     leaves_to_search = leaves_to_search or max(min(num_leaves, 8), int(np.ceil(num_leaves / 40)))
     dims_per_block = 2 if embeddings.shape[1] % 2 == 0 else 1
-    searcher = (builder.tree(num_leaves=num_leaves, num_leaves_to_search=leaves_to_search,
-                             training_sample_size=min(n, training_sample_size))
-                .score_ah(dims_per_block, anisotropic_quantization_threshold=0.2)
-                .reorder(max(reorder, k)).build())
-    return searcher, {"kind": "scann_tree_ah", "num_leaves": num_leaves, "leaves_to_search": leaves_to_search,
-                      "dims_per_block": dims_per_block, "reorder": max(reorder, k)}
+    searcher = (
+        builder.tree(
+            num_leaves=num_leaves,
+            num_leaves_to_search=leaves_to_search,
+            training_sample_size=min(n, training_sample_size),
+        )
+        .score_ah(dims_per_block, anisotropic_quantization_threshold=0.2)
+        .reorder(max(reorder, k))
+        .build()
+    )
+    return searcher, {
+        "kind": "scann_tree_ah",
+        "num_leaves": num_leaves,
+        "leaves_to_search": leaves_to_search,
+        "dims_per_block": dims_per_block,
+        "reorder": max(reorder, k),
+    }
 
 
-def build_index(embeddings: np.ndarray, item_ids: Sequence[str], out_dir: str,
-                titles: Optional[Sequence[str]] = None, recall_queries: int = 1000, seed: int = 0,
-                query_embeddings: Optional[np.ndarray] = None, **searcher_kw) -> dict:
+def build_index(
+    embeddings: np.ndarray,
+    item_ids: Sequence[str],
+    out_dir: str,
+    titles: Optional[Sequence[str]] = None,
+    recall_queries: int = 1000,
+    seed: int = 0,
+    query_embeddings: Optional[np.ndarray] = None,
+    **searcher_kw,
+) -> dict:
     """Builds, measures and serializes the index into `out_dir` (layout in the module docstring); returns the stats.
 
     Recall@10 is measured at build time on `recall_queries` catalogue items used as queries (the related-items
@@ -145,11 +170,18 @@ def build_index(embeddings: np.ndarray, item_ids: Sequence[str], out_dir: str,
     write_lines(os.path.join(out_dir, IDS_FILE), item_ids, "item ids")
     if titles is not None:
         write_lines(os.path.join(out_dir, TITLES_FILE), titles, "titles")
-    stats = dict(params, num_items=int(emb.shape[0]), dim=int(emb.shape[1]), distance="dot_product",
-                 brute_force=params["kind"] == "brute_force", brute_force_below=searcher_kw.get(
-                     "brute_force_below", BRUTE_FORCE_BELOW),
-                 recall_at_10=round(recall, 4), recall_queries=int(len(sample)), build_seconds=round(build_s, 3),
-                 has_titles=titles is not None)
+    stats = dict(
+        params,
+        num_items=int(emb.shape[0]),
+        dim=int(emb.shape[1]),
+        distance="dot_product",
+        brute_force=params["kind"] == "brute_force",
+        brute_force_below=searcher_kw.get("brute_force_below", BRUTE_FORCE_BELOW),
+        recall_at_10=round(recall, 4),
+        recall_queries=int(len(sample)),
+        build_seconds=round(build_s, 3),
+        has_titles=titles is not None,
+    )
     with open(os.path.join(out_dir, STATS_FILE), "w") as f:
         json.dump(stats, f, indent=1, sort_keys=True)
     return stats
@@ -157,8 +189,8 @@ def build_index(embeddings: np.ndarray, item_ids: Sequence[str], out_dir: str,
 
 # ---------------------------------------------------------------------------------------------------- loading
 class LoadedIndex(NamedTuple):
-    searcher: object           # scann ScannSearcher: search / search_batched(queries, final_num_neighbors=k)
-    item_ids: np.ndarray       # object array of source ids, row order
+    searcher: object  # scann ScannSearcher: search / search_batched(queries, final_num_neighbors=k)
+    item_ids: np.ndarray  # object array of source ids, row order
     titles: Optional[np.ndarray]
     stats: dict
 
@@ -174,8 +206,11 @@ def load_searcher(scann_dir: str):
     scann_dir = os.path.abspath(scann_dir)
     with open(os.path.join(scann_dir, "scann_assets.pbtxt")) as f:
         text = f.read()
-    text = re.sub(r'asset_path: "([^"]*)"',
-                  lambda m: 'asset_path: "%s"' % os.path.join(scann_dir, os.path.basename(m.group(1))), text)
+    text = re.sub(
+        r'asset_path: "([^"]*)"',
+        lambda m: 'asset_path: "%s"' % os.path.join(scann_dir, os.path.basename(m.group(1))),
+        text,
+    )
     pybind = scann.scann_ops_pybind
     return pybind.ScannSearcher(pybind.scann_pybind.ScannNumpy(scann_dir, text))
 
@@ -209,9 +244,13 @@ def read_query_embeddings(uri: str) -> Optional[np.ndarray]:
     return np.load(path) if os.path.exists(path) else None
 
 
-def write_embeddings(uri: str, embeddings: np.ndarray, item_ids: Sequence[str],
-                     titles: Optional[Sequence[str]] = None,
-                     query_embeddings: Optional[np.ndarray] = None) -> None:
+def write_embeddings(
+    uri: str,
+    embeddings: np.ndarray,
+    item_ids: Sequence[str],
+    titles: Optional[Sequence[str]] = None,
+    query_embeddings: Optional[np.ndarray] = None,
+) -> None:
     """The `Embeddings` artifact layout (what BulkEmbedder writes and IndexBuilder reads)."""
     emb = check_inputs(embeddings, list(item_ids), titles)
     os.makedirs(uri, exist_ok=True)
@@ -258,13 +297,19 @@ class Executor(base_executor.BaseExecutor):
         uri = artifact_utils.get_single_uri(input_dict["embeddings"])
         emb, ids, titles = read_embeddings(uri)
         out = artifact_utils.get_single_instance(output_dict["index"])
-        stats = build_index(emb, ids, out.uri, titles=titles, query_embeddings=read_query_embeddings(uri),
-                            recall_queries=int(exec_properties["recall_queries"]),
-                            seed=int(exec_properties["seed"]),
-                            brute_force_below=int(exec_properties["brute_force_below"]),
-                            num_leaves=int(exec_properties["num_leaves"]),
-                            leaves_to_search=int(exec_properties["leaves_to_search"]),
-                            reorder=int(exec_properties["reorder"]))
+        stats = build_index(
+            emb,
+            ids,
+            out.uri,
+            titles=titles,
+            query_embeddings=read_query_embeddings(uri),
+            recall_queries=int(exec_properties["recall_queries"]),
+            seed=int(exec_properties["seed"]),
+            brute_force_below=int(exec_properties["brute_force_below"]),
+            num_leaves=int(exec_properties["num_leaves"]),
+            leaves_to_search=int(exec_properties["leaves_to_search"]),
+            reorder=int(exec_properties["reorder"]),
+        )
         out.set_string_custom_property("kind", stats["kind"])
         out.set_float_custom_property("recall_at_10", stats["recall_at_10"])
 
@@ -280,10 +325,25 @@ class IndexBuilder(base_component.BaseComponent):
     SPEC_CLASS = IndexBuilderSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
-    def __init__(self, embeddings: types.BaseChannel, brute_force_below: int = BRUTE_FORCE_BELOW,
-                 num_leaves: int = 0, leaves_to_search: int = 0, reorder: int = REORDER,
-                 recall_queries: int = 1000, seed: int = 0):
-        super().__init__(spec=IndexBuilderSpec(
-            embeddings=embeddings, index=types.Channel(type=artifacts.Index),
-            brute_force_below=brute_force_below, num_leaves=num_leaves, leaves_to_search=leaves_to_search,
-            reorder=reorder, recall_queries=recall_queries, seed=seed))
+    def __init__(
+        self,
+        embeddings: types.BaseChannel,
+        brute_force_below: int = BRUTE_FORCE_BELOW,
+        num_leaves: int = 0,
+        leaves_to_search: int = 0,
+        reorder: int = REORDER,
+        recall_queries: int = 1000,
+        seed: int = 0,
+    ):
+        super().__init__(
+            spec=IndexBuilderSpec(
+                embeddings=embeddings,
+                index=types.Channel(type=artifacts.Index),
+                brute_force_below=brute_force_below,
+                num_leaves=num_leaves,
+                leaves_to_search=leaves_to_search,
+                reorder=reorder,
+                recall_queries=recall_queries,
+                seed=seed,
+            )
+        )

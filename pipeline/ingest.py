@@ -19,6 +19,7 @@ Input contract (README, "Data contract"):
 - interactions.csv:  context_id, item_id, timestamp (epoch seconds or ISO-8601), optional weight (> 0, default 1)
 - dataset.yaml:      optional; `features: {column: {kind: numeric|categorical|text|dense_vector, separator, dim}}`
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,7 +35,7 @@ ITEMS_FILE = "items.csv"
 INTERACTIONS_FILE = "interactions.csv"
 SPEC_FILE = "dataset.yaml"
 REPORT_FILE = "ingest_report.json"
-EXAMPLES_DIR = "examples"         # <canon>/examples/<table>/Split-<table>/data_parquet-*.parquet
+EXAMPLES_DIR = "examples"  # <canon>/examples/<table>/Split-<table>/data_parquet-*.parquet
 EXAMPLES_FILE_PREFIX = "data_parquet"
 ROWS_PER_FILE = 1_000_000
 KINDS = ("numeric", "categorical", "text", "dense_vector")
@@ -89,15 +90,20 @@ def read_contract_table(path: str, required: tuple[str, ...]):
     if len(header) != len(set(header)):
         raise InputError(f"{path}: duplicate column names {header}")
     try:
-        t = pacsv.read_csv(path, read_options=pacsv.ReadOptions(column_names=header, skip_rows=1),
-                           convert_options=pacsv.ConvertOptions(
-                               column_types={c: pa.string() for c in header}, strings_can_be_null=False,
-                               quoted_strings_can_be_null=False))
+        t = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=header, skip_rows=1),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in header},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
     except (pa.ArrowInvalid, UnicodeDecodeError) as e:
         raise InputError(f"{path}: cannot be parsed as CSV: {e}") from e
     if t.num_rows == 0:
         raise InputError(f"{path}: has a header but no data rows")
-    for c in header:    # Arrow ends an unterminated quoted value at the line end and keeps the newline in it
+    for c in header:  # Arrow ends an unterminated quoted value at the line end and keeps the newline in it
         if pc.any(pc.match_substring(t.column(c), "\n")).as_py():
             raise InputError(f"{path}: cannot be parsed as CSV: unterminated quoted value in column {c!r}")
     return pa.table({c: pc.utf8_trim_whitespace(t.column(c).combine_chunks()) for c in header})
@@ -113,8 +119,7 @@ def infer_kind(values: pd.Series) -> dict:
     for sep in (" ", ";", ","):
         parts = v.head(200).str.split(sep)
         lens = parts.str.len()
-        if lens.min() >= 2 and lens.nunique() == 1 and \
-                pd.to_numeric(parts.explode(), errors="coerce").notna().all():
+        if lens.min() >= 2 and lens.nunique() == 1 and pd.to_numeric(parts.explode(), errors="coerce").notna().all():
             return {"kind": "dense_vector", "separator": sep, "dim": int(lens.iloc[0])}
     if v.str.contains("|", regex=False).mean() > 0.05:
         return {"kind": "categorical", "separator": "|"}
@@ -202,7 +207,7 @@ def _parse_column(arr, pattern: str, arrow_type, slow):
     if fast.any():
         try:
             out[fast] = pc.cast(arr.filter(pa.array(fast)), arrow_type).to_numpy()
-        except pa.ArrowInvalid:          # e.g. an integer beyond int64: let pandas decide, cell by cell
+        except pa.ArrowInvalid:  # e.g. an integer beyond int64: let pandas decide, cell by cell
             fast[:] = False
     if (~fast).any():
         rest = pd.Series(arr.filter(pa.array(~fast)).to_numpy(zero_copy_only=False), index=np.flatnonzero(~fast))
@@ -232,8 +237,10 @@ def write_examples(table, out_dir: str, split: str, rows_per_file: int = ROWS_PE
     t = pa.table({c: _feature_lists(table.column(c).combine_chunks()) for c in table.column_names})
     n = max(1, -(-t.num_rows // rows_per_file))
     for k in range(n):
-        pq.write_table(t.slice(k * rows_per_file, rows_per_file),
-                       os.path.join(split_dir, f"{EXAMPLES_FILE_PREFIX}-{k:05d}-of-{n:05d}.parquet"))
+        pq.write_table(
+            t.slice(k * rows_per_file, rows_per_file),
+            os.path.join(split_dir, f"{EXAMPLES_FILE_PREFIX}-{k:05d}-of-{n:05d}.parquet"),
+        )
     return out_dir
 
 
@@ -283,7 +290,7 @@ def canonicalise(data_dir: str, out_root: str) -> tuple[str, dict]:
         elif f["kind"] == "dense_vector":
             sep, dim = f.get("separator", " "), f["dim"]
             parts = s.str.split(sep, regex=False)
-            vals = pd.to_numeric(parts.explode(), errors="coerce").astype(np.float64)   # index: the item's row
+            vals = pd.to_numeric(parts.explode(), errors="coerce").astype(np.float64)  # index: the item's row
             finite = pd.Series(np.isfinite(vals.to_numpy()), index=vals.index).groupby(level=0).all()
             good = (parts.str.len() == dim) & finite.reindex(s.index, fill_value=False)
             bad = (s.str.len() > 0) & ~good
@@ -299,7 +306,11 @@ def canonicalise(data_dir: str, out_root: str) -> tuple[str, dict]:
     cols = inter.column_names
     extra = [c for c in cols if c not in INTERACTION_COLUMNS]
     ctx_s, item_s, ts_s = (inter.column(c).combine_chunks() for c in ("context_id", "item_id", "timestamp"))
-    w_s = inter.column("weight").combine_chunks() if "weight" in cols else pa.array(["1.0"]).take(np.zeros(n_inter_raw, np.int64))
+    w_s = (
+        inter.column("weight").combine_chunks()
+        if "weight" in cols
+        else pa.array(["1.0"]).take(np.zeros(n_inter_raw, np.int64))
+    )
 
     def np_bool(a):
         return a.to_numpy(zero_copy_only=False)
@@ -323,9 +334,14 @@ def canonicalise(data_dir: str, out_root: str) -> tuple[str, dict]:
     if not keep.any():
         raise InputError(f"{inter_path}: no usable interactions left after dropping bad rows: {counts}")
     keep_a = pa.array(keep)
-    inter = pa.table({"context_id": ctx_s.filter(keep_a), "item_id": item_s.filter(keep_a),
-                      "timestamp": pa.array(ts.to_numpy(dtype=np.int64, na_value=0)[keep]),
-                      "weight": pa.array(wv[keep])})
+    inter = pa.table(
+        {
+            "context_id": ctx_s.filter(keep_a),
+            "item_id": item_s.filter(keep_a),
+            "timestamp": pa.array(ts.to_numpy(dtype=np.int64, na_value=0)[keep]),
+            "weight": pa.array(wv[keep]),
+        }
+    )
 
     item_id_type = _id_type(items["item_id"])
     context_id_type = "int" if _all_match(inter.column("context_id"), _INT_RE) else "string"
@@ -334,14 +350,21 @@ def canonicalise(data_dir: str, out_root: str) -> tuple[str, dict]:
     items.to_csv(os.path.join(canon, "items", ITEMS_FILE), index=False)
     pacsv.write_csv(inter, os.path.join(canon, "interactions", INTERACTIONS_FILE))
     write_examples(_typed_items(items, spec, item_id_type), os.path.join(canon, EXAMPLES_DIR, "items"), "items")
-    write_examples(_typed_interactions(inter, item_id_type, context_id_type),
-                   os.path.join(canon, EXAMPLES_DIR, "interactions"), "interactions")
+    write_examples(
+        _typed_interactions(inter, item_id_type, context_id_type),
+        os.path.join(canon, EXAMPLES_DIR, "interactions"),
+        "interactions",
+    )
 
     report = {
         "data_dir": os.path.abspath(data_dir),
         "items": {"rows_read": n_items_raw, "rows_kept": int(len(items)), "id_type": item_id_type},
-        "interactions": {"rows_read": n_inter_raw, "rows_kept": int(len(inter)),
-                         "context_id_type": context_id_type, "ignored_columns": extra},
+        "interactions": {
+            "rows_read": n_inter_raw,
+            "rows_kept": int(len(inter)),
+            "context_id_type": context_id_type,
+            "ignored_columns": extra,
+        },
         "counts": {k: v for k, v in counts.items()},
         "spec": spec,
     }
@@ -350,7 +373,7 @@ def canonicalise(data_dir: str, out_root: str) -> tuple[str, dict]:
     tmp = os.path.join(canon, REPORT_FILE + ".tmp")
     with open(tmp, "w") as f:
         json.dump(report, f, indent=2)
-    os.replace(tmp, os.path.join(canon, REPORT_FILE))   # the report marks the directory complete
+    os.replace(tmp, os.path.join(canon, REPORT_FILE))  # the report marks the directory complete
     return canon, report
 
 
@@ -378,9 +401,14 @@ def _typed_interactions(inter, item_id_type: str, context_id_type: str):
     def ids(col, kind):
         return pc.cast(col, pa.int64()) if kind == "int" else col
 
-    return pa.table({"context_id": ids(inter.column("context_id"), context_id_type),
-                     "item_id": ids(inter.column("item_id"), item_id_type),
-                     "timestamp": inter.column("timestamp"), "weight": inter.column("weight")})
+    return pa.table(
+        {
+            "context_id": ids(inter.column("context_id"), context_id_type),
+            "item_id": ids(inter.column("item_id"), item_id_type),
+            "timestamp": inter.column("timestamp"),
+            "weight": inter.column("weight"),
+        }
+    )
 
 
 def problems(report: dict) -> dict[str, int]:

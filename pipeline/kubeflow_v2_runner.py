@@ -11,6 +11,7 @@ contain this package (docs/RUNNERS.md: how to build it). Submitting and the othe
 
 Needs `kfp-pipeline-spec` (the PipelineSpec protos TFX compiles to; `pip install kfp-pipeline-spec==0.2.2`).
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,9 @@ from pipeline.pinsage_pipeline import STAGES, PipelineInputs, SamplingConfig, cr
 PATH_FIELDS = ("canonical_dir", "items_schema", "interactions_schema", "ingest_report", "graph_schema")
 
 
-def staged_inputs(staging: str, data_root: str | None, dataset: str | None = None,
-                  data_dir: str | None = None) -> PipelineInputs:
+def staged_inputs(
+    staging: str, data_root: str | None, dataset: str | None = None, data_dir: str | None = None
+) -> PipelineInputs:
     """Ingest + schemas into `staging` (schema files copied in too, so that one directory holds every input),
     with every path rewritten from `staging` to `data_root` (where the job will read them)."""
     inputs, _ = driver.prepare_inputs(staging, dataset, data_dir)
@@ -38,15 +40,16 @@ def staged_inputs(staging: str, data_root: str | None, dataset: str | None = Non
     moved = {}
     for field in PATH_FIELDS:
         path = os.path.abspath(getattr(inputs, field))
-        if os.path.commonpath([path, staging]) != staging:     # a checked-in schema of a bundled dataset
+        if os.path.commonpath([path, staging]) != staging:  # a checked-in schema of a bundled dataset
             dst = os.path.join(staging, "schema", os.path.relpath(path, os.path.dirname(os.path.dirname(path))))
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             shutil.copy(path, dst)
             path = dst
         moved[field] = _to_root(path, staging, data_root)
-    if inputs.table_dirs:                                      # content-addressed tables (driver.prepare_inputs)
-        moved["table_dirs"] = {k: _to_root(os.path.abspath(v), staging, data_root)
-                               for k, v in inputs.table_dirs.items()}
+    if inputs.table_dirs:  # content-addressed tables (driver.prepare_inputs)
+        moved["table_dirs"] = {
+            k: _to_root(os.path.abspath(v), staging, data_root) for k, v in inputs.table_dirs.items()
+        }
     return dataclasses.replace(inputs, **moved)
 
 
@@ -54,59 +57,100 @@ def _to_root(path: str, staging: str, data_root: str | None) -> str:
     return path if not data_root else data_root.rstrip("/") + "/" + os.path.relpath(path, staging)
 
 
-def compile_pipeline(output_file: str, inputs: PipelineInputs, pipeline_root: str, image: str | None = None,
-                     serving_model_dir: str | None = None, beam_args: list[str] | None = None,
-                     stop_after: str | None = None, hparams: dict | None = None,
-                     sampling: SamplingConfig | None = None) -> dict:
+def compile_pipeline(
+    output_file: str,
+    inputs: PipelineInputs,
+    pipeline_root: str,
+    image: str | None = None,
+    serving_model_dir: str | None = None,
+    beam_args: list[str] | None = None,
+    stop_after: str | None = None,
+    hparams: dict | None = None,
+    sampling: SamplingConfig | None = None,
+) -> dict:
     """Writes the pipeline to `output_file`: the KFP v2 PipelineJob as JSON (Vertex AI), or its PipelineSpec
     as YAML for a `.yaml` name (open-source Kubeflow Pipelines v2). Returns the PipelineJob as a dict."""
     from tfx import v1 as tfx
-    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kfv2   # ImportError without kfp-pipeline-spec
+    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kfv2  # ImportError without kfp-pipeline-spec
 
     pipeline = create_pipeline(
-        driver.PIPELINE_NAME, pipeline_root, metadata_path=os.devnull, inputs=inputs, sampling=sampling,
-        beam_pipeline_args=beam_args, stop_after=stop_after, hparams=hparams,
-        serving_model_dir=serving_model_dir or pipeline_root.rstrip("/") + "/serving_model")
-    pipeline.metadata_connection_config = None   # Kubeflow / Vertex run their own ML Metadata
+        driver.PIPELINE_NAME,
+        pipeline_root,
+        metadata_path=os.devnull,
+        inputs=inputs,
+        sampling=sampling,
+        beam_pipeline_args=beam_args,
+        stop_after=stop_after,
+        hparams=hparams,
+        serving_model_dir=serving_model_dir or pipeline_root.rstrip("/") + "/serving_model",
+    )
+    pipeline.metadata_connection_config = None  # Kubeflow / Vertex run their own ML Metadata
     config = kfv2.KubeflowV2DagRunnerConfig(default_image=image) if image else kfv2.KubeflowV2DagRunnerConfig()
     out_dir, name = os.path.split(os.path.abspath(output_file))
     os.makedirs(out_dir, exist_ok=True)
-    return tfx.orchestration.experimental.KubeflowV2DagRunner(
-        config, output_dir=out_dir, output_filename=name).run(pipeline)
+    return tfx.orchestration.experimental.KubeflowV2DagRunner(config, output_dir=out_dir, output_filename=name).run(
+        pipeline
+    )
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pipeline.kubeflow_v2_runner", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m pipeline.kubeflow_v2_runner",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--dataset", choices=["ml-100k", "ml-1m", "synthetic"])
     src.add_argument("--data-dir")
     p.add_argument("--staging", required=True, help="local directory for the ingested inputs")
-    p.add_argument("--data-root", default=None, help="where the job reads --staging from (gs://...); "
-                   "default: the local --staging paths (a cluster that mounts them)")
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="where the job reads --staging from (gs://...); "
+        "default: the local --staging paths (a cluster that mounts them)",
+    )
     p.add_argument("--pipeline-root", required=True, help="artifact root of the job (gs://...)")
     p.add_argument("--serving-model-dir", default=None, help="default: <pipeline-root>/serving_model")
-    p.add_argument("--image", default=None, help="container image with this package installed (default: the "
-                   "stock TFX image, which lacks the custom components)")
+    p.add_argument(
+        "--image",
+        default=None,
+        help="container image with this package installed (default: the "
+        "stock TFX image, which lacks the custom components)",
+    )
     p.add_argument("--output", default="pipeline.json", help="the PipelineJob JSON (or .yaml)")
     p.add_argument("--stop-after", choices=STAGES, default=None)
     p.add_argument("--hparams", default="{}")
-    p.add_argument("--beam-arg", action="append", help="a Beam pipeline option for the Beam components, "
-                   "repeatable, e.g. --beam-arg=--runner=DataflowRunner")
+    p.add_argument(
+        "--beam-arg",
+        action="append",
+        help="a Beam pipeline option for the Beam components, repeatable, e.g. --beam-arg=--runner=DataflowRunner",
+    )
     args = p.parse_args(argv)
     try:
         import kfp.pipeline_spec.pipeline_spec_pb2  # noqa: F401
     except ImportError:
-        print("[pinsage] ERROR: compiling for Kubeflow v2 / Vertex needs the PipelineSpec protos: "
-              "pip install kfp-pipeline-spec==0.2.2", file=sys.stderr)
+        print(
+            "[pinsage] ERROR: compiling for Kubeflow v2 / Vertex needs the PipelineSpec protos: "
+            "pip install kfp-pipeline-spec==0.2.2",
+            file=sys.stderr,
+        )
         return 2
     inputs = staged_inputs(args.staging, args.data_root, args.dataset, args.data_dir)
-    job = compile_pipeline(args.output, inputs, args.pipeline_root, image=args.image,
-                           serving_model_dir=args.serving_model_dir, beam_args=args.beam_arg,
-                           stop_after=args.stop_after, hparams=json.loads(args.hparams))
+    job = compile_pipeline(
+        args.output,
+        inputs,
+        args.pipeline_root,
+        image=args.image,
+        serving_model_dir=args.serving_model_dir,
+        beam_args=args.beam_arg,
+        stop_after=args.stop_after,
+        hparams=json.loads(args.hparams),
+    )
     tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
-    print(f"[pinsage] {args.output}: {len(tasks)} tasks ({', '.join(sorted(tasks))}); "
-          f"inputs expected under {args.data_root or os.path.abspath(args.staging)}")
+    print(
+        f"[pinsage] {args.output}: {len(tasks)} tasks ({', '.join(sorted(tasks))}); "
+        f"inputs expected under {args.data_root or os.path.abspath(args.staging)}"
+    )
     return 0
 
 

@@ -7,6 +7,7 @@ configured by environment variables:
   PINSAGE_OUTPUT    where everything lands (default ./runs/tfx-cli)
   PINSAGE_STOP_AFTER  optional: 'graph' or 'transform' to build only a prefix of the pipeline
 """
+
 import os
 import sys
 
@@ -26,8 +27,9 @@ def _pipeline():
     data_dir = os.environ.get("PINSAGE_DATA_DIR")
     dataset = None if data_dir else os.environ.get("PINSAGE_DATASET", "ml-100k")
     output = os.path.abspath(os.environ.get("PINSAGE_OUTPUT", os.path.join("runs", "tfx-cli")))
-    pipeline, _ = driver.build(output, dataset=dataset, data_dir=data_dir,
-                               stop_after=os.environ.get("PINSAGE_STOP_AFTER") or None)
+    pipeline, _ = driver.build(
+        output, dataset=dataset, data_dir=data_dir, stop_after=os.environ.get("PINSAGE_STOP_AFTER") or None
+    )
     return pipeline
 
 

@@ -8,6 +8,7 @@ Layout of a Neighborhoods artifact directory:
 Readers get dense [N, T] arrays (ids padded with -1, weights with 0) because that is what tf.data and the
 layer-wise embedder index into.
 """
+
 from __future__ import annotations
 
 import glob
@@ -23,8 +24,9 @@ STATS_FILE = "neighborhood_stats.json"
 def schema():
     import pyarrow as pa
 
-    return pa.schema([("node_id", pa.int64()), ("neighbors", pa.list_(pa.int64())),
-                      ("weights", pa.list_(pa.float32()))])
+    return pa.schema(
+        [("node_id", pa.int64()), ("neighbors", pa.list_(pa.int64())), ("weights", pa.list_(pa.float32()))]
+    )
 
 
 def padded_to_lists(values: np.ndarray, valid: np.ndarray):
@@ -39,8 +41,14 @@ def to_table(node_ids: np.ndarray, nbr: np.ndarray, weights: np.ndarray):
     import pyarrow as pa
 
     valid = nbr >= 0
-    return pa.Table.from_arrays([pa.array(np.asarray(node_ids, np.int64)), padded_to_lists(nbr, valid),
-                                 padded_to_lists(weights.astype(np.float32), valid)], schema=schema())
+    return pa.Table.from_arrays(
+        [
+            pa.array(np.asarray(node_ids, np.int64)),
+            padded_to_lists(nbr, valid),
+            padded_to_lists(weights.astype(np.float32), valid),
+        ],
+        schema=schema(),
+    )
 
 
 def lists_to_padded(column, num_rows: int, width: int | None, fill, dtype) -> np.ndarray:

@@ -10,6 +10,7 @@ dropped and counted.
 Layout of a TrainingPairs artifact: `pairs-*.parquet` (query, positive, count: int64),
 `hard_negatives-*.parquet` (query: int64, negatives: list<int64>, see ppr.py), `pair_stats.json`.
 """
+
 from __future__ import annotations
 
 import glob
@@ -22,8 +23,9 @@ HARD_NEGATIVES = "hard_negatives"
 STATS_FILE = "pair_stats.json"
 
 
-def positive_pairs(context_index, node_id, position, num_items: int, window: int = 3,
-                   symmetric: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+def positive_pairs(
+    context_index, node_id, position, num_items: int, window: int = 3, symmetric: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """(query, positive, count) sorted by (query, positive), and counters for the stats file."""
     ctx, node = np.asarray(context_index, np.int64), np.asarray(node_id, np.int64)
     order = np.lexsort((np.asarray(position), ctx))
@@ -58,15 +60,22 @@ def pairs_from_graph(uri: str, window: int = 3, symmetric: bool = False):
     t = graph_io.read_table(uri, graph_io.INTERACTIONS, columns=["context_index", "node_id", "position", "split"])
     t = t.filter(pc.equal(t.column("split"), "train"))
     n = graph_io.read_table(uri, graph_io.ITEMS, columns=["node_id"]).num_rows
-    return positive_pairs(t.column("context_index").to_numpy(), t.column("node_id").to_numpy(),
-                          t.column("position").to_numpy(), n, window, symmetric)
+    return positive_pairs(
+        t.column("context_index").to_numpy(),
+        t.column("node_id").to_numpy(),
+        t.column("position").to_numpy(),
+        n,
+        window,
+        symmetric,
+    )
 
 
 def pairs_table(q, i, count):
     import pyarrow as pa
 
-    return pa.table({"query": np.asarray(q, np.int64), "positive": np.asarray(i, np.int64),
-                     "count": np.asarray(count, np.int64)})
+    return pa.table(
+        {"query": np.asarray(q, np.int64), "positive": np.asarray(i, np.int64), "count": np.asarray(count, np.int64)}
+    )
 
 
 def _read(uri: str, table: str):

@@ -6,6 +6,7 @@ logs -> ingest (typed, counted; Parquet Examples) -> Importer (items, interactio
      -> PinSageTrainer (TF-GNN model, run_fn in modules/trainer.py) -> PinSageEvaluator (report + baselines)
      -> BulkEmbedder (layer-wise, Beam) -> IndexBuilder (ScaNN) -> PinSagePusher (serving_model/<name>/<version>)
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,15 +31,16 @@ MODULES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 @dataclasses.dataclass
 class PipelineInputs:
     """What the run-time driver resolved before the pipeline is built (see cli.py / local_runner.py)."""
-    canonical_dir: str            # ingest output: items/items.csv, interactions/interactions.csv
-    items_schema: str             # path of the items TFX schema .pbtxt
-    interactions_schema: str      # path of the interactions TFX schema .pbtxt
-    ingest_report: str            # path of ingest_report.json
-    features: dict                # dataset.yaml `features` (kinds), passed to Transform
-    graph_schema: str             # path of the TF-GNN GraphSchema .pbtxt of the item node set
-    dataset: str                  # dataset name for the report
+
+    canonical_dir: str  # ingest output: items/items.csv, interactions/interactions.csv
+    items_schema: str  # path of the items TFX schema .pbtxt
+    interactions_schema: str  # path of the interactions TFX schema .pbtxt
+    ingest_report: str  # path of ingest_report.json
+    features: dict  # dataset.yaml `features` (kinds), passed to Transform
+    graph_schema: str  # path of the TF-GNN GraphSchema .pbtxt of the item node set
+    dataset: str  # dataset name for the report
     table_dirs: dict | None = None  # ExampleGen input dirs per table (default canonical_dir/<table>); the driver
-                                    # keys each by its own content so that one table's change keeps the other cached
+    # keys each by its own content so that one table's change keeps the other cached
 
 
 @dataclasses.dataclass
@@ -48,8 +50,8 @@ class SamplingConfig:
     restart_prob: float = 0.5
     top_t: int = 10
     strategy: str = "in_memory"
-    neighborhood_source: str = "transitions"   # random_walk | transitions | mixed (bench/QUALITY.md: transitions
-                                               # beat random-walk neighbourhoods on ML-1M validation HR@10)
+    neighborhood_source: str = "transitions"  # random_walk | transitions | mixed (bench/QUALITY.md: transitions
+    # beat random-walk neighbourhoods on ML-1M validation HR@10)
     pair_window: int = 3
     seed: int = 0
 
@@ -86,18 +88,29 @@ def _example_gen(name: str, base: str):
     after the table, pipeline/ingest.py), so it is imported, not re-encoded by an ExampleGen — CsvExampleGen ran
     at ~7k rows/s on the DirectRunner. The directory is keyed by content, so reimport=False is a cache hit."""
     return tfx.dsl.Importer(
-        source_uri=base, artifact_type=tfx.types.standard_artifacts.Examples, reimport=False,
+        source_uri=base,
+        artifact_type=tfx.types.standard_artifacts.Examples,
+        reimport=False,
         properties={"split_names": f'["{name}"]'},
         custom_properties={"payload_format": "FORMAT_PARQUET", "file_format": "FILE_FORMAT_PARQUET"},
     ).with_id(f"{name}_example_gen")
 
 
-def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: str, inputs: PipelineInputs,
-                    sampling: SamplingConfig | None = None, beam_pipeline_args: list[str] | None = None,
-                    enable_cache: bool = True, stop_after: str | None = None,
-                    hparams: dict | None = None, serving_model_dir: str | None = None,
-                    eval_contexts: int | None = None, embed_strategy: str = "auto",
-                    ablations: list[str] | None = None) -> tfx.dsl.Pipeline:
+def create_pipeline(
+    pipeline_name: str,
+    pipeline_root: str,
+    metadata_path: str,
+    inputs: PipelineInputs,
+    sampling: SamplingConfig | None = None,
+    beam_pipeline_args: list[str] | None = None,
+    enable_cache: bool = True,
+    stop_after: str | None = None,
+    hparams: dict | None = None,
+    serving_model_dir: str | None = None,
+    eval_contexts: int | None = None,
+    embed_strategy: str = "auto",
+    ablations: list[str] | None = None,
+) -> tfx.dsl.Pipeline:
     """The pipeline; `stop_after` (one of STAGES) builds only a prefix (tests, partial runs).
     `hparams`: overrides of modules.model.PinSageHParams for the trainer; `serving_model_dir`: where the Pusher
     writes versions (default <pipeline_root>/../serving_model); `eval_contexts`: the evaluator ranks a fixed
@@ -109,19 +122,23 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: str, 
     components = []
     gens = {}
     for name, schema_file in (("items", inputs.items_schema), ("interactions", inputs.interactions_schema)):
-        gen = _example_gen(name, (inputs.table_dirs or {}).get(name)
-                           or os.path.join(inputs.canonical_dir, ingest.EXAMPLES_DIR, name))
+        gen = _example_gen(
+            name, (inputs.table_dirs or {}).get(name) or os.path.join(inputs.canonical_dir, ingest.EXAMPLES_DIR, name)
+        )
         stats = tfx.components.StatisticsGen(examples=gen.outputs["result"]).with_id(f"{name}_statistics_gen")
         schema = tfx.components.ImportSchemaGen(schema_file=schema_file).with_id(f"{name}_schema_gen")
         validator = tfx.components.ExampleValidator(
-            statistics=stats.outputs["statistics"], schema=schema.outputs["schema"]).with_id(f"{name}_validator")
+            statistics=stats.outputs["statistics"], schema=schema.outputs["schema"]
+        ).with_id(f"{name}_validator")
         components += [gen, stats, schema, validator]
         gens[name] = (gen, schema)
 
-    graph_gen = GraphGen(items=gens["items"][0].outputs["result"],
-                         interactions=gens["interactions"][0].outputs["result"],
-                         items_schema=gens["items"][1].outputs["schema"],
-                         ingest_report=inputs.ingest_report)
+    graph_gen = GraphGen(
+        items=gens["items"][0].outputs["result"],
+        interactions=gens["interactions"][0].outputs["result"],
+        items_schema=gens["items"][1].outputs["schema"],
+        ingest_report=inputs.ingest_report,
+    )
     components.append(graph_gen)
     if stop_after != "graph":
         transform = tfx.components.Transform(
@@ -140,28 +157,49 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: str, 
         components += [sampler, pairs]
     if stop_after not in ("graph", "transform", "sampling"):
         trainer = PinSageTrainer(
-            examples=transform.outputs["transformed_examples"], transform_graph=transform.outputs["transform_graph"],
-            graph=graph_gen.outputs["graph"], neighborhoods=sampler.outputs["neighborhoods"],
-            pairs=pairs.outputs["pairs"], graph_schema=inputs.graph_schema, hparams=hparams,
-            code_fingerprint=code_fingerprint(MODULES_DIR), ablations=ablations, eval_contexts=eval_contexts or 0)
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            graph=graph_gen.outputs["graph"],
+            neighborhoods=sampler.outputs["neighborhoods"],
+            pairs=pairs.outputs["pairs"],
+            graph_schema=inputs.graph_schema,
+            hparams=hparams,
+            code_fingerprint=code_fingerprint(MODULES_DIR),
+            ablations=ablations,
+            eval_contexts=eval_contexts or 0,
+        )
         evaluator = PinSageEvaluator(
-            graph=graph_gen.outputs["graph"], model=trainer.outputs["model"],
-            examples=transform.outputs["transformed_examples"], transform_graph=transform.outputs["transform_graph"],
-            dataset=inputs.dataset, graph_schema=inputs.graph_schema, max_contexts=eval_contexts or 0)
+            graph=graph_gen.outputs["graph"],
+            model=trainer.outputs["model"],
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            dataset=inputs.dataset,
+            graph_schema=inputs.graph_schema,
+            max_contexts=eval_contexts or 0,
+        )
         components += [trainer, evaluator]
     if stop_after not in ("graph", "transform", "sampling", "evaluation"):
-        embedder = BulkEmbedder(model=trainer.outputs["model"], examples=transform.outputs["transformed_examples"],
-                                neighborhoods=sampler.outputs["neighborhoods"], graph=graph_gen.outputs["graph"],
-                                graph_schema=inputs.graph_schema,
-                                strategy=resolve_embed_strategy(embed_strategy, beam_pipeline_args))
+        embedder = BulkEmbedder(
+            model=trainer.outputs["model"],
+            examples=transform.outputs["transformed_examples"],
+            neighborhoods=sampler.outputs["neighborhoods"],
+            graph=graph_gen.outputs["graph"],
+            graph_schema=inputs.graph_schema,
+            strategy=resolve_embed_strategy(embed_strategy, beam_pipeline_args),
+        )
         index = IndexBuilder(embeddings=embedder.outputs["embeddings"])
-        pusher = PinSagePusher(embeddings=embedder.outputs["embeddings"], index=index.outputs["index"],
-                               serving_model_dir=serving_model_dir or os.path.join(
-                                   os.path.dirname(os.path.abspath(pipeline_root)), "serving_model"),
-                               # the cold-start embed_item signature (pipeline/cold_start.py)
-                               model=trainer.outputs["model"], transform_graph=transform.outputs["transform_graph"],
-                               examples=transform.outputs["transformed_examples"],
-                               neighborhoods=sampler.outputs["neighborhoods"], items_schema=inputs.items_schema)
+        pusher = PinSagePusher(
+            embeddings=embedder.outputs["embeddings"],
+            index=index.outputs["index"],
+            serving_model_dir=serving_model_dir
+            or os.path.join(os.path.dirname(os.path.abspath(pipeline_root)), "serving_model"),
+            # the cold-start embed_item signature (pipeline/cold_start.py)
+            model=trainer.outputs["model"],
+            transform_graph=transform.outputs["transform_graph"],
+            examples=transform.outputs["transformed_examples"],
+            neighborhoods=sampler.outputs["neighborhoods"],
+            items_schema=inputs.items_schema,
+        )
         components += [embedder, index, pusher]
 
     return tfx.dsl.Pipeline(
@@ -176,9 +214,16 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, metadata_path: str, 
 
 def _sampling_components(graph_gen, cfg: SamplingConfig) -> list:
     """NeighborhoodSampler (importance neighbourhoods) and PairGen (positives + PPR hard negatives)."""
-    sampler = NeighborhoodSampler(graph=graph_gen.outputs["graph"], num_walks=cfg.num_walks,
-                                  walk_length=cfg.walk_length, restart_prob=cfg.restart_prob, top_t=cfg.top_t,
-                                  seed=cfg.seed, strategy=cfg.strategy, source=cfg.neighborhood_source,
-                                  window=cfg.pair_window)
+    sampler = NeighborhoodSampler(
+        graph=graph_gen.outputs["graph"],
+        num_walks=cfg.num_walks,
+        walk_length=cfg.walk_length,
+        restart_prob=cfg.restart_prob,
+        top_t=cfg.top_t,
+        seed=cfg.seed,
+        strategy=cfg.strategy,
+        source=cfg.neighborhood_source,
+        window=cfg.pair_window,
+    )
     pairs = PairGen(graph=graph_gen.outputs["graph"], window=cfg.pair_window, seed=cfg.seed)
     return sampler, pairs

@@ -19,6 +19,7 @@ positive-pair occurrences (training draws pairs in proportion to them, modules/m
 so the pools cover as much of the training draws as a budget allows; the others get an empty pool (no hard
 negatives, masked in training) and the stats report the coverage. Catalogues below the budget are unaffected.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,9 +45,18 @@ def window_ranks(lo: int, hi: int, max_negatives: int) -> np.ndarray:
     return np.unique(lo + (np.arange(max_negatives) * (hi - lo)) // max_negatives)
 
 
-def ppr_negatives(adj: rw.Adjacency, queries, pos_query, pos_item, window: tuple[int, int],
-                  num_walks: int, walk_length: int, restart_prob: float, max_negatives: int,
-                  rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+def ppr_negatives(
+    adj: rw.Adjacency,
+    queries,
+    pos_query,
+    pos_item,
+    window: tuple[int, int],
+    num_walks: int,
+    walk_length: int,
+    restart_prob: float,
+    max_negatives: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, dict]:
     """[B, K] hard negatives per query (-1 padded) and stats counters. pos_query/pos_item: the positive pairs
     to exclude (any order)."""
     queries = np.asarray(queries, np.int64)
@@ -62,8 +72,12 @@ def ppr_negatives(adj: rw.Adjacency, queries, pos_query, pos_item, window: tuple
     neg = np.full((len(queries), len(keep)), -1, np.int64)
     neg[r[sel], slot[sel]] = it[sel]
     got = (neg >= 0).sum(1)
-    return neg, {"queries": int(len(queries)), "negatives": int(got.sum()),
-                 "short_windows": int((got < len(keep)).sum()), "empty_windows": int((got == 0).sum())}
+    return neg, {
+        "queries": int(len(queries)),
+        "negatives": int(got.sum()),
+        "short_windows": int((got < len(keep)).sum()),
+        "empty_windows": int((got == 0).sum()),
+    }
 
 
 def select_queries(query, count, max_queries: int) -> tuple[np.ndarray, dict]:
@@ -78,5 +92,8 @@ def select_queries(query, count, max_queries: int) -> tuple[np.ndarray, dict]:
         covered = float(occ[keep].sum() / max(occ.sum(), 1))
     else:
         sel, covered = uq, 1.0
-    return sel, {"ppr_queries_selected": int(len(sel)), "ppr_queries_total": int(len(uq)),
-                 "ppr_pair_occurrences_covered": covered}
+    return sel, {
+        "ppr_queries_selected": int(len(sel)),
+        "ppr_queries_total": int(len(uq)),
+        "ppr_pair_occurrences_covered": covered,
+    }

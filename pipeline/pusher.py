@@ -12,6 +12,7 @@ so os.rename is atomic, and the name is not all digits, so readers ignore it), t
 number. A crash leaves only a dot-directory, which the next push removes once its writer is gone. Old versions
 are retired the same way in reverse: renamed to `.del-...` first, then deleted.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,7 @@ def list_versions(model_dir: str) -> List[int]:
     """Complete versions, ascending (all-digit names only: temp and retiring dirs start with a dot)."""
     if not os.path.isdir(model_dir):
         return []
-    return sorted(int(d) for d in os.listdir(model_dir)
-                  if d.isdigit() and os.path.isdir(os.path.join(model_dir, d)))
+    return sorted(int(d) for d in os.listdir(model_dir) if d.isdigit() and os.path.isdir(os.path.join(model_dir, d)))
 
 
 def latest_version(model_dir: str) -> Optional[int]:
@@ -65,9 +65,15 @@ def _retire(model_dir: str, version: int) -> None:
     shutil.rmtree(gone, ignore_errors=True)
 
 
-def push(saved_model_dir: str, index_dir: str, serving_model_dir: str, model_name: str = "pinsage",
-         keep: int = 3, version: Optional[int] = None,
-         hook: Optional[Callable[[str, str], None]] = None) -> str:
+def push(
+    saved_model_dir: str,
+    index_dir: str,
+    serving_model_dir: str,
+    model_name: str = "pinsage",
+    keep: int = 3,
+    version: Optional[int] = None,
+    hook: Optional[Callable[[str, str], None]] = None,
+) -> str:
     """Copies one model version into serving_model_dir/model_name/<version>/ and returns that path.
 
     `version` defaults to the newest existing version + 1 (versions only ever increase; TF Serving serves the

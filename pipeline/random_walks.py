@@ -16,6 +16,7 @@ Graph hygiene: a duplicated (context, item) train edge is collapsed into one edg
 the same context must not make walks prefer that edge) and counted; items without train edges get an empty
 neighbourhood and are counted as isolated; ids outside 0..N-1 / 0..C-1 raise (a corrupt artifact, not bad data).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,10 +28,10 @@ from pipeline import graph_io
 
 @dataclasses.dataclass(frozen=True)
 class WalkParams:
-    num_walks: int = 200          # walks per start item; see bench/sampling.py for the stability study
-    walk_length: int = 4          # max item->context->item traversals per walk
-    restart_prob: float = 0.5     # chance a walk ends after each traversal
-    top_t: int = 20               # neighbourhood size T (paper: 10 / 20 / 50)
+    num_walks: int = 200  # walks per start item; see bench/sampling.py for the stability study
+    walk_length: int = 4  # max item->context->item traversals per walk
+    restart_prob: float = 0.5  # chance a walk ends after each traversal
+    top_t: int = 20  # neighbourhood size T (paper: 10 / 20 / 50)
     seed: int = 0
 
 
@@ -40,9 +41,9 @@ class Adjacency:
 
     num_items: int
     num_contexts: int
-    item_indptr: np.ndarray   # [N+1] item -> contexts
+    item_indptr: np.ndarray  # [N+1] item -> contexts
     item_ctx: np.ndarray
-    ctx_indptr: np.ndarray    # [C+1] context -> items
+    ctx_indptr: np.ndarray  # [C+1] context -> items
     ctx_items: np.ndarray
     duplicate_edges: int = 0
 
@@ -58,8 +59,9 @@ def build_adjacency(context_index, node_id, num_items: int, num_contexts: int) -
         raise ValueError(f"edge ids out of range: items must be in [0, {num_items}), contexts in [0, {num_contexts})")
     ctx_indptr, ctx_items, n_unique = _sorted_csr(ctx, node, num_contexts, num_items)
     item_indptr, item_ctx, _ = _sorted_csr(node, ctx, num_items, num_contexts)
-    return Adjacency(num_items, num_contexts, item_indptr, item_ctx, ctx_indptr, ctx_items,
-                     duplicate_edges=int(len(node) - n_unique))
+    return Adjacency(
+        num_items, num_contexts, item_indptr, item_ctx, ctx_indptr, ctx_items, duplicate_edges=int(len(node) - n_unique)
+    )
 
 
 def _sorted_csr(rows, cols, num_rows: int, num_cols: int):
@@ -88,12 +90,13 @@ def _step(indptr: np.ndarray, indices: np.ndarray, pos: np.ndarray, rng: np.rand
     lo = indptr[pos]
     deg = indptr[pos + 1] - lo
     off = (rng.random(len(pos)) * deg).astype(np.int64)
-    np.minimum(off, deg - 1, out=off)   # guards float rounding of rand * deg up to deg
+    np.minimum(off, deg - 1, out=off)  # guards float rounding of rand * deg up to deg
     return indices[lo + off]
 
 
-def walk_visits(adj: Adjacency, starts: np.ndarray, num_walks: int, walk_length: int, restart_prob: float,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def walk_visits(
+    adj: Adjacency, starts: np.ndarray, num_walks: int, walk_length: int, restart_prob: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Raw visits of `num_walks` walks from each start: (row into `starts`, visited item), start excluded.
     Starts without train edges make no walks."""
     starts = np.asarray(starts, dtype=np.int64)
@@ -123,7 +126,7 @@ def count_visits(rows: np.ndarray, items: np.ndarray, num_items: int):
     keys = keys[first]
     r, it = keys // num_items, keys % num_items
     m = int(counts.max())
-    if (int(r.max()) + 1) * (m + 1) * num_items < 2**63:   # one int64 sort of (row, -count, item)
+    if (int(r.max()) + 1) * (m + 1) * num_items < 2**63:  # one int64 sort of (row, -count, item)
         comp = np.sort((r * (m + 1) + (m - counts)) * num_items + it)
         it, rest = comp % num_items, comp // num_items
         return rest // (m + 1), it, m - rest % (m + 1)
@@ -156,8 +159,7 @@ def chunk_rng(seed: int, chunk_index: int, stream: int = 0) -> np.random.Generat
 def sample_chunk(adj: Adjacency, lo: int, hi: int, params: WalkParams, chunk_index: int):
     """Neighbourhoods of start items lo..hi-1: (nbr [B,T], counts [B,T])."""
     rng = chunk_rng(params.seed, chunk_index)
-    rows, items = walk_visits(adj, np.arange(lo, hi), params.num_walks, params.walk_length,
-                              params.restart_prob, rng)
+    rows, items = walk_visits(adj, np.arange(lo, hi), params.num_walks, params.walk_length, params.restart_prob, rng)
     return top_t(*count_visits(rows, items, adj.num_items), hi - lo, params.top_t)
 
 
@@ -177,8 +179,13 @@ def sample_neighborhoods(adj: Adjacency, params: WalkParams, shard_size: int = 1
 def chunk_stats(nbr: np.ndarray, cnt: np.ndarray, isolated: int) -> dict:
     """Additive counters for neighbourhood_stats.json (merged across shards by summing)."""
     filled = nbr >= 0
-    return {"items": int(len(nbr)), "isolated_items": int(isolated), "filled_slots": int(filled.sum()),
-            "count1_slots": int((filled & (cnt == 1)).sum()), "empty_neighborhoods": int((~filled.any(1)).sum())}
+    return {
+        "items": int(len(nbr)),
+        "isolated_items": int(isolated),
+        "filled_slots": int(filled.sum()),
+        "count1_slots": int((filled & (cnt == 1)).sum()),
+        "empty_neighborhoods": int((~filled.any(1)).sum()),
+    }
 
 
 def finalize_stats(s: dict) -> dict:
@@ -188,8 +195,15 @@ def finalize_stats(s: dict) -> dict:
     return s
 
 
-def neighborhood_stability(adj: Adjacency, num_walks: int, top_t_: int = 20, walk_length: int = 4,
-                           restart_prob: float = 0.5, starts=None, seeds=(1, 2)) -> dict:
+def neighborhood_stability(
+    adj: Adjacency,
+    num_walks: int,
+    top_t_: int = 20,
+    walk_length: int = 4,
+    restart_prob: float = 0.5,
+    starts=None,
+    seeds=(1, 2),
+) -> dict:
     """How settled the top-T is at `num_walks` walks per item: the fraction of filled top-T slots holding a
     single visit (a coin flip decided them), and the mean overlap |top-T(seed a) ∩ top-T(seed b)| / |top-T|
     between two independent runs over the same start items, and the shared weight sum_v min(w_a(v), w_b(v)) of
@@ -211,5 +225,9 @@ def neighborhood_stability(adj: Adjacency, num_walks: int, top_t_: int = 20, wal
     has = (na >= 0).any(1)
     if not has.any():
         return {"num_walks": num_walks, "count1_fraction": 0.0, "top_t_overlap": 1.0, "weight_overlap": 1.0}
-    return {"num_walks": num_walks, "count1_fraction": float((ca[na >= 0] == 1).mean()),
-            "top_t_overlap": float((inter / size)[has].mean()), "weight_overlap": float(mass[has].mean())}
+    return {
+        "num_walks": num_walks,
+        "count1_fraction": float((ca[na >= 0] == 1).mean()),
+        "top_t_overlap": float((inter / size)[has].mean()),
+        "weight_overlap": float(mass[has].mean()),
+    }

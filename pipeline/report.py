@@ -10,6 +10,7 @@ The run's copy (OUT/report.*, written by pipeline/driver.py) adds the data repor
 reason, ExampleValidator anomalies), example related-item queries and the wall time of every stage. report.html is
 self-contained (plots inlined as PNG data URIs, no external CSS/JS), so it can be mailed or attached as one file.
 """
+
 from __future__ import annotations
 
 import base64
@@ -22,9 +23,11 @@ import numpy as np
 METRICS = ("hr@10", "mrr", "ndcg@10", "recall@10", "hr@500")
 HEADERS = {"hr@10": "HR@10", "mrr": "MRR", "ndcg@10": "NDCG@10", "recall@10": "Recall@10", "hr@500": "HR@500"}
 
-PROTOCOL = ("per context: last interaction = test, second-last = validation (time ties broken by item id); "
-            "query = latest train item; rank all items; mask the context's train items (and its validation item "
-            "for test); ties in score broken by node id; HR@10, MRR, NDCG@10, Recall@10, HR@500")
+PROTOCOL = (
+    "per context: last interaction = test, second-last = validation (time ties broken by item id); "
+    "query = latest train item; rank all items; mask the context's train items (and its validation item "
+    "for test); ties in score broken by node id; HR@10, MRR, NDCG@10, Recall@10, HR@500"
+)
 
 
 def pairwise_cosines(emb: np.ndarray, num_pairs: int = 200_000, seed: int = 0) -> np.ndarray:
@@ -46,6 +49,7 @@ def kurtosis(values: np.ndarray) -> float:
 
 def plot_training_curves(history: dict, path: str) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -62,13 +66,13 @@ def plot_training_curves(history: dict, path: str) -> None:
 
 def plot_cosine_distribution(cosines: dict[str, np.ndarray], path: str) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     for name, c in cosines.items():
-        ax.hist(c, bins=100, range=(-1, 1), histtype="step", density=True,
-                label=f"{name} (kurtosis {kurtosis(c):.2f})")
+        ax.hist(c, bins=100, range=(-1, 1), histtype="step", density=True, label=f"{name} (kurtosis {kurtosis(c):.2f})")
     ax.set(title="pairwise cosine similarity of item embeddings", xlabel="cosine", ylabel="density")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -76,10 +80,12 @@ def plot_cosine_distribution(cosines: dict[str, np.ndarray], path: str) -> None:
     plt.close(fig)
 
 
-def plot_embedding_map(emb: np.ndarray, labels: np.ndarray, label_names: list[str], path: str,
-                       max_points: int = 3000, seed: int = 0) -> None:
+def plot_embedding_map(
+    emb: np.ndarray, labels: np.ndarray, label_names: list[str], path: str, max_points: int = 3000, seed: int = 0
+) -> None:
     """t-SNE of a sample of items, coloured by `labels` (index into label_names, -1 = none)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sklearn.manifold import TSNE
@@ -112,9 +118,20 @@ def related_items(searcher, embeddings: np.ndarray, item_ids, titles, query_rows
     out = []
     for row, ids, scores in zip(query_rows, np.asarray(idx), np.asarray(dist)):
         keep = [(int(i), float(s)) for i, s in zip(ids, scores) if int(i) != int(row)][:k]
-        out.append({"item_id": str(item_ids[row]), "title": str(titles[row]) if titles is not None else "",
-                    "related": [{"item_id": str(item_ids[i]), "title": str(titles[i]) if titles is not None else "",
-                                 "score": round(s, 4)} for i, s in keep]})
+        out.append(
+            {
+                "item_id": str(item_ids[row]),
+                "title": str(titles[row]) if titles is not None else "",
+                "related": [
+                    {
+                        "item_id": str(item_ids[i]),
+                        "title": str(titles[i]) if titles is not None else "",
+                        "score": round(s, 4),
+                    }
+                    for i, s in keep
+                ],
+            }
+        )
     return out
 
 
@@ -126,16 +143,20 @@ def _numeric(d: dict) -> dict:
 def model_rows(section) -> list[tuple[str, dict, dict]]:
     """(name, test metrics, extra fields) for any set of model rows: {name: metrics}, {name: {"metrics": ...}}
     or [{"name": ..., "metrics": ...}] — the evaluator's table and whatever ablation rows a later stage adds."""
-    items = section.items() if isinstance(section, dict) else (
-        (str(r.get("name", i)), r) for i, r in enumerate(section or []) if isinstance(r, dict))
+    items = (
+        section.items()
+        if isinstance(section, dict)
+        else ((str(r.get("name", i)), r) for i, r in enumerate(section or []) if isinstance(r, dict))
+    )
     rows = []
     for name, v in items:
         if not isinstance(v, dict):
             continue
         nested = next((v[key] for key in ("metrics", "test", "test_metrics") if isinstance(v.get(key), dict)), None)
         metrics = _numeric(nested if nested is not None else v)
-        extra = {k: x for k, x in v.items() if nested is not None and k not in ("name", "metrics", "test",
-                                                                              "test_metrics")}
+        extra = {
+            k: x for k, x in v.items() if nested is not None and k not in ("name", "metrics", "test", "test_metrics")
+        }
         rows.append((name, metrics, extra))
     return rows
 
@@ -156,7 +177,7 @@ def _validation_hr(extra: dict) -> float | None:
 def _fmt(v) -> str:
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return "–"
-    return f"{v:.4f}" if isinstance(v, float) else str(v)   # counts (e.g. num_contexts) stay integers
+    return f"{v:.4f}" if isinstance(v, float) else str(v)  # counts (e.g. num_contexts) stay integers
 
 
 def _quality_rows(report: dict) -> list[tuple[str, dict, dict]]:
@@ -170,8 +191,14 @@ def _quality_rows(report: dict) -> list[tuple[str, dict, dict]]:
 # hit rate); this project's default loss is the sampled softmax, so its `max_margin_loss` row is the paper's
 # preferred loss and the paper expects it to win. The two no-graph rows stand for the paper's feature baselines
 # (visual / annotation / combined embeddings), all below PinSage.
-PAPER_EXPECTS_FULL_MODEL_BETTER = {"mean_pooling": True, "max_pooling": True, "no_hard_negatives": True,
-                                   "max_margin_loss": False, "features_only_mlp": True, "id_embedding_only": True}
+PAPER_EXPECTS_FULL_MODEL_BETTER = {
+    "mean_pooling": True,
+    "max_pooling": True,
+    "no_hard_negatives": True,
+    "max_margin_loss": False,
+    "features_only_mlp": True,
+    "id_embedding_only": True,
+}
 
 
 def ablations_vs_paper(pinsage: dict | None, ablations: dict) -> list[dict]:
@@ -183,9 +210,16 @@ def ablations_vs_paper(pinsage: dict | None, ablations: dict) -> list[dict]:
             continue
         full_better = pinsage["hr@10"] > m["hr@10"]
         expected = PAPER_EXPECTS_FULL_MODEL_BETTER.get(name)
-        out.append({"ablation": name, "hr@10": m["hr@10"], "pinsage_hr@10": pinsage["hr@10"],
-                    "full_model_better": full_better, "paper_expects_full_model_better": expected,
-                    "matches_paper": None if expected is None else full_better == expected})
+        out.append(
+            {
+                "ablation": name,
+                "hr@10": m["hr@10"],
+                "pinsage_hr@10": pinsage["hr@10"],
+                "full_model_better": full_better,
+                "paper_expects_full_model_better": expected,
+                "matches_paper": None if expected is None else full_better == expected,
+            }
+        )
     return out
 
 
@@ -197,7 +231,8 @@ def _paper_lines(report: dict) -> list[str]:
     for r in rows:
         order = "pinsage > " + r["ablation"] if r["full_model_better"] else r["ablation"] + " >= pinsage"
         paper = {True: "matches the paper", False: "differs from the paper", None: "not in the paper"}[
-            r["matches_paper"]]
+            r["matches_paper"]
+        ]
         lines.append(f"- {order} ({r['pinsage_hr@10']:.4f} vs {r['hr@10']:.4f}): {paper}")
     return lines
 
@@ -223,14 +258,26 @@ def data_summary(data: dict) -> list[tuple[str, str]]:
             out.append((f"{table} rows read / kept", f"{t.get('rows_read', '?')} / {t.get('rows_kept', '?')}"))
     if g:
         c = g.get("counts", {})
-        out += [("graph items / contexts / interactions",
-                 f"{g.get('num_items', '?')} / {g.get('num_contexts', '?')} / {g.get('num_interactions', '?')}"),
-                ("train / validation / test interactions",
-                 " / ".join(str(c.get(f"interactions.{s}", 0)) for s in ("train", "validation", "test")))]
+        out += [
+            (
+                "graph items / contexts / interactions",
+                f"{g.get('num_items', '?')} / {g.get('num_contexts', '?')} / {g.get('num_interactions', '?')}",
+            ),
+            (
+                "train / validation / test interactions",
+                " / ".join(str(c.get(f"interactions.{s}", 0)) for s in ("train", "validation", "test")),
+            ),
+        ]
     feats = data.get("features") or {}
     if feats:
-        out.append(("item features", ", ".join(
-            f"{k} ({v.get('kind', '?') if isinstance(v, dict) else v})" for k, v in sorted(feats.items()))))
+        out.append(
+            (
+                "item features",
+                ", ".join(
+                    f"{k} ({v.get('kind', '?') if isinstance(v, dict) else v})" for k, v in sorted(feats.items())
+                ),
+            )
+        )
     if data.get("features_inferred"):
         out.append(("feature kinds inferred (no dataset.yaml entry)", ", ".join(data["features_inferred"])))
     return out
@@ -239,8 +286,13 @@ def data_summary(data: dict) -> list[tuple[str, str]]:
 def data_anomalies(data: dict) -> tuple[list[tuple[str, int]], list[str]]:
     """(every ingest/graph count by reason, ExampleValidator anomalies as '[table] text')."""
     counts = dict(data.get("ingest", {}).get("counts", {}))
-    counts.update({k: v for k, v in data.get("graph", {}).get("counts", {}).items()
-                   if "dropped" in k or "without" in k or "fewer" in k})
+    counts.update(
+        {
+            k: v
+            for k, v in data.get("graph", {}).get("counts", {}).items()
+            if "dropped" in k or "without" in k or "fewer" in k
+        }
+    )
     found = [f"[{t}] {a}" for t, lst in sorted(data.get("example_validator_anomalies", {}).items()) for a in lst]
     return sorted(counts.items()), found
 
@@ -262,18 +314,18 @@ def _timing_rows(report: dict) -> list[tuple[str, float, str]]:
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     def cell(x):
         return str(x).replace("|", "\\|").replace("\n", " ")
+
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
-        "| " + " | ".join(cell(x) for x in r) + " |" for r in rows]
+        "| " + " | ".join(cell(x) for x in r) + " |" for r in rows
+    ]
 
 
 def _model_table(rows) -> tuple[list[str], list[list[str]]]:
     """(header, body) of a models table, shared by the markdown and the HTML renderings."""
     cols = _columns(rows)
     has_val = any(_validation_hr(e) is not None for _, _, e in rows)
-    header = ["model"] + [HEADERS.get(c, c) for c in cols] + (
-        ["validation HR@10"] if has_val else [])
-    body = [[n] + [_fmt(m.get(c)) for c in cols] + ([_fmt(_validation_hr(e))] if has_val else [])
-            for n, m, e in rows]
+    header = ["model"] + [HEADERS.get(c, c) for c in cols] + (["validation HR@10"] if has_val else [])
+    body = [[n] + [_fmt(m.get(c)) for c in cols] + ([_fmt(_validation_hr(e))] if has_val else []) for n, m, e in rows]
     return header, body
 
 
@@ -299,9 +351,13 @@ def markdown(report: dict) -> str:
     if report.get("ablations"):
         lines += ["", "## Ablations", ""] + _md_models(model_rows(report["ablations"])) + _paper_lines(report)
     if report.get("kurtosis"):
-        lines += ["", "## Similarity distribution", "",
-                  "Kurtosis of pairwise cosine similarities: " +
-                  ", ".join(f"{k} {v:.2f}" for k, v in report["kurtosis"].items())]
+        lines += [
+            "",
+            "## Similarity distribution",
+            "",
+            "Kurtosis of pairwise cosine similarities: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in report["kurtosis"].items()),
+        ]
     if report.get("plots"):
         lines += [""] + [f"![{k}]({v})" for k, v in report["plots"].items()]
     if "example_queries" in report:
@@ -350,14 +406,16 @@ def data_uri(path: str) -> str | None:
         return "data:image/png;base64," + base64.b64encode(f.read()).decode("ascii")
 
 
-def _html_table(header: list[str] | None, rows: list[list], numeric_from: int = 1,
-                classes: list[str] | None = None) -> str:
+def _html_table(
+    header: list[str] | None, rows: list[list], numeric_from: int = 1, classes: list[str] | None = None
+) -> str:
     h = "<thead><tr>" + "".join(f"<th>{_e(c)}</th>" for c in header) + "</tr></thead>" if header else ""
     body = []
     for i, r in enumerate(rows):
         cls = f' class="{classes[i]}"' if classes and classes[i] else ""
-        cells = "".join(f'<td class="n">{_e(x)}</td>' if j >= numeric_from else f"<td>{_e(x)}</td>"
-                        for j, x in enumerate(r))
+        cells = "".join(
+            f'<td class="n">{_e(x)}</td>' if j >= numeric_from else f"<td>{_e(x)}</td>" for j, x in enumerate(r)
+        )
         body.append(f"<tr{cls}>{cells}</tr>")
     return f"<table>{h}<tbody>{''.join(body)}</tbody></table>"
 
@@ -372,8 +430,11 @@ def _img(report: dict, key_prefix: str, base_dir: str) -> str:
     for name, rel in (report.get("plots") or {}).items():
         if name.startswith(key_prefix):
             uri = data_uri(os.path.join(base_dir, rel))
-            parts.append(f'<figure><img alt="{_e(name)}" src="{uri}"><figcaption class="muted">{_e(name)}'
-                         f"</figcaption></figure>" if uri else f'<p class="muted">plot {_e(rel)} missing</p>')
+            parts.append(
+                f'<figure><img alt="{_e(name)}" src="{uri}"><figcaption class="muted">{_e(name)}</figcaption></figure>'
+                if uri
+                else f'<p class="muted">plot {_e(rel)} missing</p>'
+            )
     return "".join(parts) or '<p class="muted">no plot in this run</p>'
 
 
@@ -382,45 +443,73 @@ def render_html(report: dict, base_dir: str) -> str:
     s = [f"<h1>PinSage evaluation — {_e(report['dataset'])}</h1>"]
     data = report.get("data")
     if data:
-        s.append('<section id="dataset"><h2>Dataset</h2>' +
-                 _html_table(None, [list(r) for r in data_summary(data)], numeric_from=2) + "</section>")
+        s.append(
+            '<section id="dataset"><h2>Dataset</h2>'
+            + _html_table(None, [list(r) for r in data_summary(data)], numeric_from=2)
+            + "</section>"
+        )
         counts, found = data_anomalies(data)
         nonzero = [[k, v] for k, v in counts if v]
-        s.append('<section id="anomalies"><h2>Data anomalies</h2>'
-                 "<p>Bad input by reason (dropped rows, blanked cells, defaults); reasons with a zero count: "
-                 f'<span class="muted">{_e(", ".join(k for k, v in counts if not v) or "none")}</span></p>' +
-                 (_html_table(["reason", "count"], nonzero) if nonzero else "<p>No bad input found.</p>") +
-                 "<p>ExampleValidator: " + ("</p><ul>" + "".join(f"<li>{_e(a)}</li>" for a in found) + "</ul>"
-                                            if found else "no anomalies.</p>") + "</section>")
+        s.append(
+            '<section id="anomalies"><h2>Data anomalies</h2>'
+            "<p>Bad input by reason (dropped rows, blanked cells, defaults); reasons with a zero count: "
+            f'<span class="muted">{_e(", ".join(k for k, v in counts if not v) or "none")}</span></p>'
+            + (_html_table(["reason", "count"], nonzero) if nonzero else "<p>No bad input found.</p>")
+            + "<p>ExampleValidator: "
+            + ("</p><ul>" + "".join(f"<li>{_e(a)}</li>" for a in found) + "</ul>" if found else "no anomalies.</p>")
+            + "</section>"
+        )
     q = _quality_rows(report)
-    s.append('<section id="quality"><h2>Quality vs baselines</h2>'
-             f'<p class="muted">Protocol: {_e(report.get("protocol", ""))}</p>' +
-             _html_models(q, best=q[0][0] if q else None) +
-             (f'<p class="verdict">{_e(verdict(report))}</p>' if verdict(report) else "") + "</section>")
+    s.append(
+        '<section id="quality"><h2>Quality vs baselines</h2>'
+        f'<p class="muted">Protocol: {_e(report.get("protocol", ""))}</p>'
+        + _html_models(q, best=q[0][0] if q else None)
+        + (f'<p class="verdict">{_e(verdict(report))}</p>' if verdict(report) else "")
+        + "</section>"
+    )
     if report.get("ablations"):
         paper = _paper_lines(report)
-        s.append('<section id="ablations"><h2>Ablations</h2>' + _html_models(model_rows(report["ablations"])) +
-                 ("<p>" + _e(paper[1]) + "</p><ul>" + "".join(f"<li>{_e(x[2:])}</li>" for x in paper[3:]) + "</ul>"
-                  if paper else "") + "</section>")
+        s.append(
+            '<section id="ablations"><h2>Ablations</h2>'
+            + _html_models(model_rows(report["ablations"]))
+            + (
+                "<p>" + _e(paper[1]) + "</p><ul>" + "".join(f"<li>{_e(x[2:])}</li>" for x in paper[3:]) + "</ul>"
+                if paper
+                else ""
+            )
+            + "</section>"
+        )
     kurt = report.get("kurtosis") or {}
-    s.append('<section id="similarity"><h2>Similarity distribution</h2>'
-             "<p>Pairwise cosine similarity of item embeddings over random item pairs. Kurtosis (excess): " +
-             (", ".join(f"<b>{_e(k)}</b> {v:.2f}" for k, v in kurt.items()) or "–") +
-             ". A low kurtosis means the similarities are spread out, i.e. the embedding space is used rather than "
-             "collapsed (the paper's Fig. 4: PinSage 0.43 vs 1.20–2.49 for feature baselines).</p>" +
-             _img(report, "cosine similarity", base_dir) + "</section>")
-    s.append('<section id="embedding-map"><h2>Embedding map</h2>' + _img(report, "embedding map", base_dir) +
-             "</section>")
+    s.append(
+        '<section id="similarity"><h2>Similarity distribution</h2>'
+        "<p>Pairwise cosine similarity of item embeddings over random item pairs. Kurtosis (excess): "
+        + (", ".join(f"<b>{_e(k)}</b> {v:.2f}" for k, v in kurt.items()) or "–")
+        + ". A low kurtosis means the similarities are spread out, i.e. the embedding space is used rather than "
+        "collapsed (the paper's Fig. 4: PinSage 0.43 vs 1.20–2.49 for feature baselines).</p>"
+        + _img(report, "cosine similarity", base_dir)
+        + "</section>"
+    )
+    s.append(
+        '<section id="embedding-map"><h2>Embedding map</h2>' + _img(report, "embedding map", base_dir) + "</section>"
+    )
     if "example_queries" in report:
         qs = report["example_queries"] or []
         cards = "".join(
-            f'<div class="q"><b>{_e(_label(x))}</b><ol>' + "".join(
-                f'<li>{_e(_label(r))} <span class="muted">{r["score"]:.3f}</span></li>' for r in x["related"]) +
-            "</ol></div>" for x in qs)
-        s.append('<section id="examples"><h2>Example queries</h2><p class="muted">Related items of the most engaged '
-                 "items, from the run's ScaNN index over the batch embeddings (what the server answers).</p>" +
-                 (f'<div class="queries">{cards}</div>' if qs else
-                  "<p>None: the run stopped before the index was built.</p>") + "</section>")
+            f'<div class="q"><b>{_e(_label(x))}</b><ol>'
+            + "".join(f'<li>{_e(_label(r))} <span class="muted">{r["score"]:.3f}</span></li>' for r in x["related"])
+            + "</ol></div>"
+            for x in qs
+        )
+        s.append(
+            '<section id="examples"><h2>Example queries</h2><p class="muted">Related items of the most engaged '
+            "items, from the run's ScaNN index over the batch embeddings (what the server answers).</p>"
+            + (
+                f'<div class="queries">{cards}</div>'
+                if qs
+                else "<p>None: the run stopped before the index was built.</p>"
+            )
+            + "</section>"
+        )
     trows = _timing_rows(report)
     run = report.get("run_timings") or {}
     tim = ""
@@ -429,20 +518,25 @@ def render_html(report: dict, base_dir: str) -> str:
         if run.get("pipeline_s") is not None:
             tim += f"<p>Pipeline wall time (ingest and every stage): <b>{run['pipeline_s']:.1f} s</b></p>"
     if report.get("timings"):
-        tim += "<p class=\"muted\">Evaluator timings (s): " + _e(", ".join(
-            f"{k} {v:.1f}" for k, v in report["timings"].items())) + "</p>"
+        tim += (
+            '<p class="muted">Evaluator timings (s): '
+            + _e(", ".join(f"{k} {v:.1f}" for k, v in report["timings"].items()))
+            + "</p>"
+        )
     s.append('<section id="timings"><h2>Timings per stage</h2>' + (tim or "<p>–</p>") + "</section>")
     s.append('<section id="training"><h2>Training</h2>' + _img(report, "training curves", base_dir) + "</section>")
     title = _e(f"PinSage report — {report['dataset']}")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
-            f"<style>{_CSS}</style></head><body>\n" + "\n".join(s) + "\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{_CSS}</style></head><body>\n" + "\n".join(s) + "\n</body></html>\n"
+    )
 
 
 def write(report: dict, out_dir: str) -> None:
     """report.json, report.md and report.html into `out_dir` (plots already under it, paths in report['plots'])."""
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "report.json"), "w") as f:
-        json.dump(report, f, indent=2, default=float)   # insertion order: stage timings in run order
+        json.dump(report, f, indent=2, default=float)  # insertion order: stage timings in run order
     with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as f:
         f.write(markdown(report))
     with open(os.path.join(out_dir, "report.html"), "w", encoding="utf-8") as f:

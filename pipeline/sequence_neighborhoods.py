@@ -13,6 +13,7 @@ vice versa).
 
 Vectorised numpy/scipy.sparse over the whole catalogue (one sort of (row, -score, item) keys), in memory.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,8 +27,7 @@ SOURCES = ("random_walk", "transitions", "mixed")
 
 def transition_counts(context_index, node_id, position, num_items: int, window: int = 3) -> sp.csr_matrix:
     """[N, N] symmetric window-`window` transition counts of the (train) interactions given."""
-    q, i, c, _ = pairs_lib.positive_pairs(context_index, node_id, position, num_items, window=window,
-                                          symmetric=True)
+    q, i, c, _ = pairs_lib.positive_pairs(context_index, node_id, position, num_items, window=window, symmetric=True)
     return sp.csr_matrix((c.astype(np.float64), (q, i)), shape=(num_items, num_items))
 
 
@@ -60,16 +60,26 @@ def _l1_rows(m: sp.csr_matrix) -> sp.csr_matrix:
     return (sp.diags(np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)) @ m).tocsr()
 
 
-def transition_neighborhoods(context_index, node_id, position, num_items: int, top_t: int = 20,
-                             window: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def transition_neighborhoods(
+    context_index, node_id, position, num_items: int, top_t: int = 20, window: int = 3
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(nbr [N, T] -1 padded, weights [N, T] float32 L1-normalised, counts [N, T] int64) by transition count."""
     nbr, cnt = top_t_rows(transition_counts(context_index, node_id, position, num_items, window), top_t)
     cnt = cnt.astype(np.int64)
     return nbr, rw.l1_weights(cnt), cnt
 
 
-def mixed_neighborhoods(context_index, node_id, position, num_items: int, rw_nbr: np.ndarray, rw_w: np.ndarray,
-                        top_t: int = 20, window: int = 3, transition_share: float = 0.5):
+def mixed_neighborhoods(
+    context_index,
+    node_id,
+    position,
+    num_items: int,
+    rw_nbr: np.ndarray,
+    rw_w: np.ndarray,
+    top_t: int = 20,
+    window: int = 3,
+    transition_share: float = 0.5,
+):
     """Top-T of transition_share * L1(transition counts) + (1 - share) * L1(random-walk weights);
     (nbr, weights float32 L1-normalised, scores scaled to ints for the stats' count columns)."""
     tm = _l1_rows(transition_counts(context_index, node_id, position, num_items, window))
@@ -78,8 +88,7 @@ def mixed_neighborhoods(context_index, node_id, position, num_items: int, rw_nbr
     return nbr, rw.l1_weights(score), np.ceil(score * 1e6).astype(np.int64)
 
 
-def neighborhoods_from_graph(graph, source: str, params: rw.WalkParams, window: int = 3,
-                             shard_size: int = 10_000):
+def neighborhoods_from_graph(graph, source: str, params: rw.WalkParams, window: int = 3, shard_size: int = 10_000):
     """(nbr, weights, counts) of a graph_io.Graph's train split for neighbourhood `source` (SOURCES)."""
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")

@@ -9,6 +9,7 @@
 The bundled datasets' schemas are checked in under schema/<dataset>/ and tests assert they equal what this module
 builds, so a change here shows up as a reviewed diff of the .pbtxt files.
 """
+
 from __future__ import annotations
 
 import os
@@ -103,8 +104,10 @@ def graph_schema(spec: dict):
         for d in shape:
             feat.shape.dim.add(size=d)
     es = gs.edge_sets[EDGE_SET]
-    es.description = ("importance neighbourhood: source = neighbour v in N(u), target = item u; "
-                      "weight = L1-normalised random-walk visit count (alpha in the paper)")
+    es.description = (
+        "importance neighbourhood: source = neighbour v in N(u), target = item u; "
+        "weight = L1-normalised random-walk visit count (alpha in the paper)"
+    )
     es.source = ITEM_NODE_SET
     es.target = ITEM_NODE_SET
     text_format.Parse("dtype: DT_FLOAT", es.features["weight"])
@@ -125,9 +128,11 @@ def read_pbtxt(message, path: str):
 def write_all(spec: dict, item_id_type: str, context_id_type: str, out_dir: str) -> dict[str, str]:
     """Writes the three schema files for a dataset; returns their paths."""
     items = items_schema(spec, item_id_type)
-    paths = {"items": os.path.join(out_dir, "items", ITEMS_SCHEMA),
-             "interactions": os.path.join(out_dir, "interactions", INTERACTIONS_SCHEMA),
-             "graph": os.path.join(out_dir, GRAPH_SCHEMA)}
+    paths = {
+        "items": os.path.join(out_dir, "items", ITEMS_SCHEMA),
+        "interactions": os.path.join(out_dir, "interactions", INTERACTIONS_SCHEMA),
+        "graph": os.path.join(out_dir, GRAPH_SCHEMA),
+    }
     write_pbtxt(items, paths["items"])
     write_pbtxt(interactions_schema(item_id_type, context_id_type), paths["interactions"])
     write_pbtxt(graph_schema(spec), paths["graph"])

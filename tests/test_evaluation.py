@@ -1,4 +1,5 @@
 """The evaluation protocol and the baselines, against hand computations on tiny graphs."""
+
 import math
 
 import numpy as np
@@ -13,9 +14,19 @@ from pipeline import graph_io
 #   c2: train 0 5 only (fewer than 3 interactions: no validation/test, skipped)
 N = 8
 ROWS = [  # (context, node, position, split)
-    (0, 3, 3, "train"), (1, 6, 3, "test"), (0, 5, 6, "test"), (2, 5, 1, "train"), (0, 0, 0, "train"),
-    (1, 2, 0, "train"), (0, 6, 4, "train"), (0, 4, 5, "validation"), (0, 1, 1, "train"), (1, 1, 1, "train"),
-    (2, 0, 0, "train"), (0, 2, 2, "train"), (1, 3, 2, "validation"),
+    (0, 3, 3, "train"),
+    (1, 6, 3, "test"),
+    (0, 5, 6, "test"),
+    (2, 5, 1, "train"),
+    (0, 0, 0, "train"),
+    (1, 2, 0, "train"),
+    (0, 6, 4, "train"),
+    (0, 4, 5, "validation"),
+    (0, 1, 1, "train"),
+    (1, 1, 1, "train"),
+    (2, 0, 0, "train"),
+    (0, 2, 2, "train"),
+    (1, 3, 2, "validation"),
 ]
 
 
@@ -23,8 +34,12 @@ ROWS = [  # (context, node, position, split)
 def graph(tmp_path_factory):
     uri = str(tmp_path_factory.mktemp("graph"))
     c, n, p, s = zip(*ROWS)
-    graph_io.write_graph_for_tests(uri, [f"i{k}" for k in range(N)], ["c0", "c1", "c2"],
-                                   {"context_index": c, "node_id": n, "position": p, "timestamp": p, "split": s})
+    graph_io.write_graph_for_tests(
+        uri,
+        [f"i{k}" for k in range(N)],
+        ["c0", "c1", "c2"],
+        {"context_index": c, "node_id": n, "position": p, "timestamp": p, "split": s},
+    )
     return graph_io.load_graph(uri)
 
 
@@ -41,6 +56,7 @@ class FixedScorer:
 
 
 # ------------------------------------------------------------------------------------------- metrics
+
 
 def test_metrics_of_known_ranks_by_hand():
     m = ev.metrics_from_ranks(np.array([1, 2, 5, 11, 600]))
@@ -63,7 +79,7 @@ def test_oracle_ordering_is_perfect_and_a_missing_target_scores_zero():
 
 def test_oracle_scorer_ranks_every_target_first(graph):
     q = ev.build_queries(graph, "test")
-    oracle = {int(a): np.eye(N)[b] for a, b in zip(q.query, q.target)}   # queries are distinct here
+    oracle = {int(a): np.eye(N)[b] for a, b in zip(q.query, q.target)}  # queries are distinct here
     m = ev.metrics_from_ranks(ev.ranks(FixedScorer(oracle), q))
     assert m["hr@10"] == m["mrr"] == m["ndcg@10"] == 1.0
 
@@ -81,15 +97,16 @@ def test_ties_are_broken_by_node_id(graph):
 
 def test_masking_seen_items_changes_the_rank(graph):
     s = np.zeros(N)
-    s[[1, 4]] = 5.0     # item 1: train in both contexts; item 4: c0's validation item
+    s[[1, 4]] = 5.0  # item 1: train in both contexts; item 4: c0's validation item
     masked = ev.build_queries(graph, "test", mask_validation=True)
     # c0: target 5, unmasked {5, 7} -> 1. c1: target 6, masked {1,2,3}: ahead 4 (higher), 0 and 5 (tie, lower id)
     np.testing.assert_array_equal(ev.ranks(FixedScorer(s), masked), [1, 4])
     unmasked_val = ev.build_queries(graph, "test", mask_validation=False)
     # c0: 4 (validation) now beats 5; c1: its validation item 3 now ties 6 with a lower id
     np.testing.assert_array_equal(ev.ranks(FixedScorer(s), unmasked_val), [2, 5])
-    nothing = ev.Queries("test", masked.context, masked.query, masked.target,
-                         np.zeros(3, np.int64), np.zeros(0, np.int64), N)
+    nothing = ev.Queries(
+        "test", masked.context, masked.query, masked.target, np.zeros(3, np.int64), np.zeros(0, np.int64), N
+    )
     # c0: ahead 1, 4 (higher), 0 2 3 (tie, lower id) -> 6; c1: ahead 1, 4, then 0 2 3 5 -> 7
     np.testing.assert_array_equal(ev.ranks(FixedScorer(s), nothing), [6, 7])
 
@@ -97,12 +114,11 @@ def test_masking_seen_items_changes_the_rank(graph):
 def test_vectorised_ranks_match_a_brute_force_sort():
     rng = np.random.default_rng(1)
     n_items, m = 30, 23
-    scores = rng.integers(0, 4, (m, n_items)).astype(np.float32)     # many ties
+    scores = rng.integers(0, 4, (m, n_items)).astype(np.float32)  # many ties
     target = rng.integers(0, n_items, m)
     seen = [np.setdiff1d(rng.choice(n_items, rng.integers(0, 8), replace=False), [t]) for t in target]
     indptr = np.r_[0, np.cumsum([len(x) for x in seen])]
-    q = ev.Queries("test", np.arange(m), np.arange(m), target, indptr,
-                   np.concatenate(seen).astype(np.int64), n_items)
+    q = ev.Queries("test", np.arange(m), np.arange(m), target, indptr, np.concatenate(seen).astype(np.int64), n_items)
     scorer = FixedScorer({i: scores[i] for i in range(m)})
     expected = []
     for i in range(m):
@@ -113,16 +129,17 @@ def test_vectorised_ranks_match_a_brute_force_sort():
 
 # ------------------------------------------------------------------------------------------- queries
 
+
 def test_query_is_the_latest_train_item_and_contexts_without_the_split_are_skipped(graph):
     q = ev.build_queries(graph, "test")
-    np.testing.assert_array_equal(q.context, [0, 1])        # c2 has no test item
-    np.testing.assert_array_equal(q.query, [6, 1])          # not the validation item, not the first row
+    np.testing.assert_array_equal(q.context, [0, 1])  # c2 has no test item
+    np.testing.assert_array_equal(q.query, [6, 1])  # not the validation item, not the first row
     np.testing.assert_array_equal(q.target, [5, 6])
-    assert sorted(q.seen_indices[q.seen_indptr[0]:q.seen_indptr[1]]) == [0, 1, 2, 3, 4, 6]
+    assert sorted(q.seen_indices[q.seen_indptr[0] : q.seen_indptr[1]]) == [0, 1, 2, 3, 4, 6]
     v = ev.build_queries(graph, "validation")
     np.testing.assert_array_equal(v.query, [6, 1])
     np.testing.assert_array_equal(v.target, [4, 3])
-    assert sorted(v.seen_indices[v.seen_indptr[1]:v.seen_indptr[2]]) == [1, 2]   # the test item is not masked
+    assert sorted(v.seen_indices[v.seen_indptr[1] : v.seen_indptr[2]]) == [1, 2]  # the test item is not masked
     assert ev.evaluate(FixedScorer(np.zeros(N)), graph)["num_contexts"] == 2
     bad = graph_io.Graph(**{**graph.__dict__, "split": np.where(graph.context_index == 1, "test", graph.split)})
     with pytest.raises(ValueError, match="more than one test"):
@@ -134,6 +151,7 @@ def test_query_is_the_latest_train_item_and_contexts_without_the_split_are_skipp
 
 # ------------------------------------------------------------------------------------------- baselines
 
+
 def test_popularity_is_train_degree(graph):
     sc = ev.PopularityScorer(graph)
     np.testing.assert_array_equal(sc.scores(np.array([0]))[0], [2, 2, 2, 1, 0, 1, 1, 0])
@@ -144,8 +162,19 @@ def test_popularity_is_train_degree(graph):
 def test_cooccurrence_cosine_by_hand(graph):
     # train context sets: c0 {0,1,2,3,6}, c1 {1,2}, c2 {0,5}; degrees 0:2 1:2 2:2 3:1 5:1 6:1
     r2 = 1 / math.sqrt(2)
-    hand = {(0, 1): 0.5, (0, 2): 0.5, (0, 3): r2, (0, 5): r2, (0, 6): r2, (1, 2): 1.0, (1, 3): r2, (1, 6): r2,
-            (2, 3): r2, (2, 6): r2, (3, 6): 1.0}
+    hand = {
+        (0, 1): 0.5,
+        (0, 2): 0.5,
+        (0, 3): r2,
+        (0, 5): r2,
+        (0, 6): r2,
+        (1, 2): 1.0,
+        (1, 3): r2,
+        (1, 6): r2,
+        (2, 3): r2,
+        (2, 6): r2,
+        (3, 6): 1.0,
+    }
     expected = np.zeros((N, N))
     for (i, j), v in hand.items():
         expected[i, j] = expected[j, i] = v
@@ -159,8 +188,18 @@ def test_cooccurrence_cosine_by_hand(graph):
 def test_transition_counts_window_3_by_hand(graph):
     # c0 train 0 1 2 3 6: within 3 steps 01 02 03 12 13 16 23 26 36 (0 and 6 are 4 apart); c1: 21; c2: 05.
     # The validation/test items (4, 5 in c0; 3, 6 in c1) never count.
-    hand = {(0, 1): 1, (0, 2): 1, (0, 3): 1, (1, 2): 2, (1, 3): 1, (1, 6): 1, (2, 3): 1, (2, 6): 1, (3, 6): 1,
-            (0, 5): 1}
+    hand = {
+        (0, 1): 1,
+        (0, 2): 1,
+        (0, 3): 1,
+        (1, 2): 2,
+        (1, 3): 1,
+        (1, 6): 1,
+        (2, 3): 1,
+        (2, 6): 1,
+        (3, 6): 1,
+        (0, 5): 1,
+    }
     expected = np.zeros((N, N))
     for (i, j), v in hand.items():
         expected[i, j] = expected[j, i] = v
@@ -197,7 +236,7 @@ def test_embedding_scorer_dot_and_cosine():
 
 def test_embedding_scorer_with_query_vectors_is_asymmetric():
     emb = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    query = np.array([[0.0, 2.0], [1.0, 0.0], [1.0, -1.0]])        # item 0 points at item 1, item 1 at item 0
+    query = np.array([[0.0, 2.0], [1.0, 0.0], [1.0, -1.0]])  # item 0 points at item 1, item 1 at item 0
     s = ev.EmbeddingScorer(emb, query_emb=query)
     np.testing.assert_allclose(s.scores(np.array([0, 1, 2])), [[0, 2, 2], [1, 0, 1], [1, -1, 0]])
     assert s.scores(np.array([0]))[0, 1] != s.scores(np.array([1]))[0, 0]
@@ -207,23 +246,32 @@ def test_embedding_scorer_with_query_vectors_is_asymmetric():
 
 # ----------------------------------------------------------------------------------------- graph_from_csv
 
+
 def test_graph_from_csv_splits_like_graphgen(tmp_path):
     (tmp_path / "items.csv").write_text("item_id,title\nb,x\n10,y\n9,z\na,w\nc,v\n")
     # u1: a tie at t=5 between '9' and '10' (string order: '10' < '9', so '9' is last = test); 'a' repeated.
     # u2: two interactions only -> train only.
     (tmp_path / "interactions.csv").write_text(
-        "context_id,item_id,timestamp,weight\n"
-        "u1,9,5,1\nu1,a,1,1\nu1,10,5,1\nu1,b,2,1\nu1,a,3,2\nu2,c,7,1\nu2,b,6,1\n")
+        "context_id,item_id,timestamp,weight\nu1,9,5,1\nu1,a,1,1\nu1,10,5,1\nu1,b,2,1\nu1,a,3,2\nu2,c,7,1\nu2,b,6,1\n"
+    )
     g = ev.graph_from_csv(str(tmp_path))
-    assert list(g.item_ids) == ["10", "9", "a", "b", "c"]        # string order: not every id is an integer
-    rows = sorted((g.context_ids[c], g.item_ids[n], int(p), s)
-                  for c, n, p, s in zip(g.context_index, g.node_id, g.position, g.split))
-    assert rows == [("u1", "10", 2, "validation"), ("u1", "9", 3, "test"), ("u1", "a", 0, "train"),
-                    ("u1", "b", 1, "train"), ("u2", "b", 0, "train"), ("u2", "c", 1, "train")]
+    assert list(g.item_ids) == ["10", "9", "a", "b", "c"]  # string order: not every id is an integer
+    rows = sorted(
+        (g.context_ids[c], g.item_ids[n], int(p), s)
+        for c, n, p, s in zip(g.context_index, g.node_id, g.position, g.split)
+    )
+    assert rows == [
+        ("u1", "10", 2, "validation"),
+        ("u1", "9", 3, "test"),
+        ("u1", "a", 0, "train"),
+        ("u1", "b", 1, "train"),
+        ("u2", "b", 0, "train"),
+        ("u2", "c", 1, "train"),
+    ]
     (tmp_path / "items.csv").write_text("item_id\n10\n9\n")
     (tmp_path / "interactions.csv").write_text("context_id,item_id,timestamp\nu,10,5\nu,9,5\n")
     g = ev.graph_from_csv(str(tmp_path))
-    assert list(g.item_ids) == ["9", "10"] and list(g.node_id[g.position == 1]) == [1]   # numeric tie-break
+    assert list(g.item_ids) == ["9", "10"] and list(g.node_id[g.position == 1]) == [1]  # numeric tie-break
 
 
 def test_context_sample_is_deterministic_a_subset_and_reports_its_size(graph):
@@ -235,7 +283,7 @@ def test_context_sample_is_deterministic_a_subset_and_reports_its_size(graph):
     np.testing.assert_array_equal(a.context, b.context)
     row = int(np.flatnonzero(full.context == a.context[0])[0])
     assert a.query[0] == full.query[row] and a.target[0] == full.target[row]
-    np.testing.assert_array_equal(a.seen_indices, full.seen_indices[full.seen_indptr[row]:full.seen_indptr[row + 1]])
+    np.testing.assert_array_equal(a.seen_indices, full.seen_indices[full.seen_indptr[row] : full.seen_indptr[row + 1]])
     seen = {tuple(ev.build_queries(graph, "test", max_contexts=1, seed=s).context) for s in range(20)}
-    assert seen == {(0,), (1,)}                                 # the seed picks the sample
-    assert ev.build_queries(graph, "test", max_contexts=5).total_contexts == 2   # budget above M: all
+    assert seen == {(0,), (1,)}  # the seed picks the sample
+    assert ev.build_queries(graph, "test", max_contexts=5).total_contexts == 2  # budget above M: all

@@ -1,5 +1,6 @@
 """ScaNN index: recall against exact search, the brute-force path, serialize/load from a moved directory, and
 the TFX executor."""
+
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -23,8 +24,7 @@ def ids_for(n):
 
 
 def test_tree_index_recall_vs_numpy(vectors, tmp_path):
-    stats = ib.build_index(vectors, ids_for(len(vectors)), str(tmp_path), brute_force_below=1000,
-                           recall_queries=200)
+    stats = ib.build_index(vectors, ids_for(len(vectors)), str(tmp_path), brute_force_below=1000, recall_queries=200)
     assert stats["kind"] == "scann_tree_ah" and not stats["brute_force"]
     assert stats["num_leaves"] == round(np.sqrt(len(vectors)))
     assert stats["recall_at_10"] >= 0.9
@@ -49,8 +49,7 @@ def test_brute_force_below_threshold_is_exact(vectors, tmp_path):
 def test_serialize_load_round_trip_from_moved_dir(vectors, tmp_path):
     n = len(vectors)
     titles = [f"title {i}" for i in range(n)]
-    ib.build_index(vectors, ids_for(n), str(tmp_path / "a"), titles=titles, brute_force_below=1000,
-                   recall_queries=50)
+    ib.build_index(vectors, ids_for(n), str(tmp_path / "a"), titles=titles, brute_force_below=1000, recall_queries=50)
     before, _ = ib.load_index(str(tmp_path / "a")).searcher.search_batched(vectors[:100], final_num_neighbors=10)
     shutil.move(str(tmp_path / "a"), str(tmp_path / "b"))  # the Pusher copies it into a version's assets/
     loaded = ib.load_index(str(tmp_path / "b"))
@@ -85,7 +84,7 @@ def test_tfx_executor_reads_embeddings_artifact(vectors, tmp_path):
 
 def test_query_vectors_travel_with_the_embeddings_and_drive_the_recall_queries(vectors, tmp_path, monkeypatch):
     emb = vectors[:300]
-    query = np.roll(emb, 1, axis=0)                  # item u's query vector is item u-1's embedding
+    query = np.roll(emb, 1, axis=0)  # item u's query vector is item u-1's embedding
     ib.write_embeddings(str(tmp_path / "emb"), emb, ids_for(300), query_embeddings=query)
     np.testing.assert_array_equal(ib.read_query_embeddings(str(tmp_path / "emb")), query)
     ib.write_embeddings(str(tmp_path / "plain"), emb, ids_for(300))
@@ -93,13 +92,26 @@ def test_query_vectors_travel_with_the_embeddings_and_drive_the_recall_queries(v
     with pytest.raises(ValueError, match="query embeddings"):
         ib.write_embeddings(str(tmp_path / "bad"), emb, ids_for(300), query_embeddings=query[:, :3])
     with pytest.raises(ValueError, match="1 query embeddings have NaN"):
-        ib.write_embeddings(str(tmp_path / "nan"), emb, ids_for(300), query_embeddings=np.where(
-            np.arange(300)[:, None] == 7, np.nan, query))
-    seen = []                                         # the exact reference is computed for the query vectors
+        ib.write_embeddings(
+            str(tmp_path / "nan"),
+            emb,
+            ids_for(300),
+            query_embeddings=np.where(np.arange(300)[:, None] == 7, np.nan, query),
+        )
+    seen = []  # the exact reference is computed for the query vectors
     real = ib.exact_top_k
     monkeypatch.setattr(ib, "exact_top_k", lambda e, q, k, **kw: seen.append(np.array(q)) or real(e, q, k, **kw))
-    stats = ib.build_index(emb, ids_for(300), str(tmp_path / "idx"), query_embeddings=query, brute_force_below=0,
-                           num_leaves=10, leaves_to_search=10, recall_queries=50, seed=4)
-    assert stats["recall_at_10"] >= 0.99              # all leaves searched: exact up to quantisation + reorder
+    stats = ib.build_index(
+        emb,
+        ids_for(300),
+        str(tmp_path / "idx"),
+        query_embeddings=query,
+        brute_force_below=0,
+        num_leaves=10,
+        leaves_to_search=10,
+        recall_queries=50,
+        seed=4,
+    )
+    assert stats["recall_at_10"] >= 0.99  # all leaves searched: exact up to quantisation + reorder
     sample = np.random.default_rng(4).choice(300, size=50, replace=False)
     np.testing.assert_array_equal(seen[-1], query[sample])

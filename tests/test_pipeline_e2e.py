@@ -3,6 +3,7 @@
 The data gets three bad rows injected so that the data report is checked end to end: an unknown item, an exact
 duplicate and a malformed timestamp. The TFX CLI test runs a 120-user subset (up to sampling) to stay short.
 """
+
 import glob
 import json
 import os
@@ -35,11 +36,15 @@ def _with_bad_rows(ml100k_dir, d, n_users=None):
     inter = pd.read_csv(os.path.join(ml100k_dir, "interactions.csv"))
     if n_users:
         inter = inter[inter["context_id"] <= n_users]
-    bad = pd.DataFrame([
-        {"context_id": 1, "item_id": 99999, "timestamp": 874965758, "weight": 3.0},      # unknown item
-        inter.iloc[0].to_dict(),                                                         # exact duplicate
-    ])
-    text = pd.concat([inter, bad.astype(inter.dtypes)]).to_csv(index=False) + "2,1,yesterday,3.0\n"           # malformed timestamp
+    bad = pd.DataFrame(
+        [
+            {"context_id": 1, "item_id": 99999, "timestamp": 874965758, "weight": 3.0},  # unknown item
+            inter.iloc[0].to_dict(),  # exact duplicate
+        ]
+    )
+    text = (
+        pd.concat([inter, bad.astype(inter.dtypes)]).to_csv(index=False) + "2,1,yesterday,3.0\n"
+    )  # malformed timestamp
     (d / "interactions.csv").write_text(text)
     return str(d), inter
 
@@ -68,8 +73,7 @@ def _reference_split(inter):
     ref = inter.sort_values(["context_id", "timestamp", "item_id"]).copy()
     ref["position"] = ref.groupby("context_id").cumcount()
     n = ref.groupby("context_id")["item_id"].transform("size")
-    ref["split"] = np.where(ref["position"] == n - 1, "test",
-                            np.where(ref["position"] == n - 2, "validation", "train"))
+    ref["split"] = np.where(ref["position"] == n - 1, "test", np.where(ref["position"] == n - 2, "validation", "train"))
     return ref
 
 
@@ -84,9 +88,15 @@ def test_graph_matches_a_pandas_reference(run, full):
     assert list(g.context_ids) == [str(i) for i in range(1, 943 + 1)]
 
     ref = _reference_split(inter)
-    got = pd.DataFrame({"context_id": g.context_ids[g.context_index].astype(int),
-                        "item_id": g.item_ids[g.node_id].astype(int), "timestamp": g.timestamp,
-                        "split": g.split, "position": g.position})
+    got = pd.DataFrame(
+        {
+            "context_id": g.context_ids[g.context_index].astype(int),
+            "item_id": g.item_ids[g.node_id].astype(int),
+            "timestamp": g.timestamp,
+            "split": g.split,
+            "position": g.position,
+        }
+    )
     assert len(got) == len(ref) == len(inter)
     merged = ref.merge(got, on=["context_id", "item_id"], suffixes=("_ref", ""))
     assert len(merged) == len(ref)
@@ -113,9 +123,9 @@ def test_bad_rows_are_counted_in_the_data_report(run):
     assert c["interactions.dropped.malformed_timestamp"] == 1
     assert report["graph"]["counts"]["graph.dropped.duplicate_interaction"] == 1
     assert report["graph"]["counts"].get("graph.dropped.unknown_item_id", 0) == 0
-    assert c["items.year.missing"] == 1                     # ML-100K's 'unknown' movie (id 267)
+    assert c["items.year.missing"] == 1  # ML-100K's 'unknown' movie (id 267)
     anomalies = report["example_validator_anomalies"]["items"]
-    assert any(a.startswith("year:") for a in anomalies)    # surfaced from ExampleValidator
+    assert any(a.startswith("year:") for a in anomalies)  # surfaced from ExampleValidator
     assert report["example_validator_anomalies"]["interactions"] == []
     lines = driver.summarize_data_report(report)
     assert any("malformed_timestamp: 1" in ln for ln in lines)
@@ -146,7 +156,7 @@ def test_transform_output_conforms_to_the_graph_schema(run):
     assert sorted(batch["node_id"].tolist()) == list(range(1682))
     mh = batch["genres_multi_hot"]
     assert mh.shape == (1682, build.MULTI_HOT_WIDTH + 1) and set(np.unique(mh)) <= {0.0, 1.0}
-    assert (mh.sum(1) >= 1).all()                           # every movie has a genre (or 'unknown')
+    assert (mh.sum(1) >= 1).all()  # every movie has a genre (or 'unknown')
     year = batch["year"]
     assert abs(year.mean()) < 0.01 and abs(year.std() - 1) < 0.01
     assert batch["year_missing"].sum() == 1
@@ -154,28 +164,29 @@ def test_transform_output_conforms_to_the_graph_schema(run):
 
 def test_rerun_hits_the_tfx_cache(run, full):
     out, _, _ = run
+
     def executions():
         return sorted(glob.glob(os.path.join(out, "tfx", "*", "*", "*")))
 
     before = executions()
     pipeline, _ = driver.build(out, data_dir=full[0], sampling=SAMPLING, hparams=HPARAMS)
     driver.run_local(pipeline)
-    assert executions() == before                            # no component executed again: all cached
+    assert executions() == before  # no component executed again: all cached
 
 
 def test_sampling_stages_read_the_graph_and_agree_with_it(run):
     out, _, timings = run
     assert {"GraphGen", "Transform", "NeighborhoodSampler", "PairGen"} <= set(timings)
     g = graph_io.load_graph(driver.latest_artifact_dir(out, "GraphGen", "graph"))
-    nbr, w = neighborhood_io.load_neighborhoods(driver.latest_artifact_dir(out, "NeighborhoodSampler",
-                                                                           "neighborhoods"))
+    nbr, w = neighborhood_io.load_neighborhoods(driver.latest_artifact_dir(out, "NeighborhoodSampler", "neighborhoods"))
     assert nbr.shape == (g.num_items, SAMPLING.top_t)
     has = g.train_degree > 0
-    np.testing.assert_allclose(w[has].sum(1), 1.0, atol=1e-5)       # L1-normalised importance weights
-    assert (nbr[~has] == -1).all()                                  # no train edges -> empty neighbourhood
+    np.testing.assert_allclose(w[has].sum(1), 1.0, atol=1e-5)  # L1-normalised importance weights
+    assert (nbr[~has] == -1).all()  # no train edges -> empty neighbourhood
     # every neighbour is reachable within walk_length item->context->item hops of the *train* graph, and the
     # neighbours are ordered by weight (visit count), heaviest first
     import scipy.sparse as sp
+
     ctx, node, _ = g.edges("train")
     a = sp.csr_matrix((np.ones(len(node)), (node, ctx)), shape=(g.num_items, g.num_contexts))
     hop = ((a @ a.T) > 0).astype(np.float64)
@@ -223,7 +234,7 @@ def test_trainer_learns_and_evaluator_reports_against_baselines(run):
     g = graph_io.load_graph(driver.latest_artifact_dir(out, "GraphGen", "graph"))
     mdir = driver.latest_artifact_dir(out, "PinSageTrainer", "model")
     emb = np.load(os.path.join(mdir, "embeddings.npy"))
-    query = np.load(os.path.join(mdir, trainer.QUERY_EMBEDDINGS_FILE))       # the default model has a query head
+    query = np.load(os.path.join(mdir, trainer.QUERY_EMBEDDINGS_FILE))  # the default model has a query head
     assert emb.shape[0] == 1682 and query.shape == emb.shape
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
     trained = evaluation.evaluate(evaluation.EmbeddingScorer(emb, query_emb=query), g, "validation")
@@ -237,9 +248,14 @@ def test_trainer_learns_and_evaluator_reports_against_baselines(run):
         os.path.join(build.bundled_dir("ml-100k"), build.GRAPH_SCHEMA),
         driver.latest_artifact_dir(out, "GraphGen", "graph"),
         driver.latest_artifact_dir(out, "NeighborhoodSampler", "neighborhoods"),
-        driver.latest_artifact_dir(out, "PairGen", "pairs"))
-    untrained = build_model(PinSageHParams(**HPARAMS), inputs["spec"], num_items=g.num_items,
-                            text_vocab_size=train_lib._text_vocab_size(inputs["features"]))
+        driver.latest_artifact_dir(out, "PairGen", "pairs"),
+    )
+    untrained = build_model(
+        PinSageHParams(**HPARAMS),
+        inputs["spec"],
+        num_items=g.num_items,
+        text_vocab_size=train_lib._text_vocab_size(inputs["features"]),
+    )
     emb0 = train_lib.embed_all(untrained, inputs["features"], inputs["nbr"], inputs["w"])
     before = evaluation.evaluate(evaluation.EmbeddingScorer(emb0), g, "validation")
     assert trained["hr@10"] > before["hr@10"] + 0.02
@@ -255,7 +271,7 @@ def test_bulk_embeddings_are_indexed_pushed_and_served(run):
     query = index_builder.read_query_embeddings(emb_dir)
     mdir = driver.latest_artifact_dir(out, "PinSageTrainer", "model")
     direct = np.load(os.path.join(mdir, "embeddings.npy"))
-    assert np.abs(emb - direct).max() <= 1e-4          # layer-wise == the model applied to each K-hop subgraph
+    assert np.abs(emb - direct).max() <= 1e-4  # layer-wise == the model applied to each K-hop subgraph
     assert np.abs(query - np.load(os.path.join(mdir, "query_embeddings.npy"))).max() <= 1e-4
     assert ids[:2] == ["1", "2"] and titles[0].startswith("Toy Story")
     model_dir = os.path.join(out, "serving_model", "pinsage")
@@ -263,15 +279,15 @@ def test_bulk_embeddings_are_indexed_pushed_and_served(run):
     assert os.path.exists(os.path.join(model_dir, "1", "saved_model.pb"))
     assert os.path.isdir(os.path.join(model_dir, "1", "assets", "index", "scann"))
 
-    result = cli.serve_and_query(out, num_queries=3, k=10)     # through the TF Serving gRPC API
+    result = cli.serve_and_query(out, num_queries=3, k=10)  # through the TF Serving gRPC API
     g = graph_io.load_graph(driver.latest_artifact_dir(out, "GraphGen", "graph"))
     queries = np.argsort(-g.train_degree, kind="stable")[:3]
     for row, q in zip(result["item_ids"], queries):
-        s = query[q] @ emb.T                                   # the query head's u_q against the indexed z
+        s = query[q] @ emb.T  # the query head's u_q against the indexed z
         s[q] = -np.inf
         exact = {ids[i] for i in np.argsort(-s)[:10]}
         assert ids[q] not in row and len(row) == 10
-        assert len(exact & set(row)) >= 9                      # ScaNN vs exact top-10
+        assert len(exact & set(row)) >= 9  # ScaNN vs exact top-10
 
 
 def test_run_report_html_has_the_example_queries_of_the_index(run):
@@ -279,9 +295,13 @@ def test_run_report_html_has_the_example_queries_of_the_index(run):
     import html
     from pipeline import index_builder
 
-    path = driver.publish_report(driver.latest_artifact_dir(out, "PinSageEvaluator", "report"), out,
-                                 data_report=report, examples=driver.example_queries(out, num_queries=3, k=10),
-                                 timings={"stages": dict(timings), "cached": timings.cached})
+    path = driver.publish_report(
+        driver.latest_artifact_dir(out, "PinSageEvaluator", "report"),
+        out,
+        data_report=report,
+        examples=driver.example_queries(out, num_queries=3, k=10),
+        timings={"stages": dict(timings), "cached": timings.cached},
+    )
     assert path == os.path.join(out, "report.html")
     page = open(path, encoding="utf-8").read()
     assert '<section id="examples">' in page and '<section id="timings">' in page
@@ -307,19 +327,38 @@ def test_cli_reports_an_unusable_file_as_a_clear_error(tmp_path):
     d.mkdir()
     (d / "items.csv").write_text("item_id,title\n1,a\n")
     (d / "interactions.csv").write_text("")
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--data-dir", str(d), "--output",
-                        str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run", "--data-dir", str(d), "--output", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 2
     assert "interactions.csv: file is empty" in r.stderr
 
 
 def test_cli_refuses_an_unknown_ablation_before_running(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--dataset", "ml-100k", "--output",
-                        str(tmp_path / "out"), "--ablations", "mean_pooling", "no_such_variant"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "run",
+            "--dataset",
+            "ml-100k",
+            "--output",
+            str(tmp_path / "out"),
+            "--ablations",
+            "mean_pooling",
+            "no_such_variant",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 2
     assert "unknown ablation(s) ['no_such_variant']" in r.stderr and "mean_pooling" in r.stderr
-    assert not os.path.exists(tmp_path / "out" / "metadata.sqlite")          # nothing ran
+    assert not os.path.exists(tmp_path / "out" / "metadata.sqlite")  # nothing ran
 
 
 def _sampling_artifacts(out):
@@ -345,20 +384,49 @@ def test_tfx_cli_local_engine_runs_the_same_pipeline(subset, tmp_path):
     the same graph, neighbourhood and pairs artifacts. Both stop after sampling to keep the test short, so model
     weights are not compared (two separate full ML-100K runs gave bit-identical trained embeddings, BUILD_NOTES)."""
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, LOCAL_HOME=str(tmp_path / "tfx-home"), PINSAGE_DATA_DIR=subset[0],
-               PINSAGE_OUTPUT=str(tmp_path / "out"), PINSAGE_STOP_AFTER="sampling")
+    env = dict(
+        os.environ,
+        LOCAL_HOME=str(tmp_path / "tfx-home"),
+        PINSAGE_DATA_DIR=subset[0],
+        PINSAGE_OUTPUT=str(tmp_path / "out"),
+        PINSAGE_STOP_AFTER="sampling",
+    )
     tfx_cli = os.path.join(os.path.dirname(sys.executable), "tfx")
-    for args in (["pipeline", "create", "--engine", "local", "--pipeline_path",
-                  os.path.join(repo, "pipeline", "local_runner.py")],
-                 ["run", "create", "--engine", "local", "--pipeline_name", driver.PIPELINE_NAME]):
+    for args in (
+        [
+            "pipeline",
+            "create",
+            "--engine",
+            "local",
+            "--pipeline_path",
+            os.path.join(repo, "pipeline", "local_runner.py"),
+        ],
+        ["run", "create", "--engine", "local", "--pipeline_name", driver.PIPELINE_NAME],
+    ):
         r = subprocess.run([tfx_cli] + args, env=env, capture_output=True, text=True, timeout=900, cwd=repo)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     g = graph_io.read_stats(driver.latest_artifact_dir(str(tmp_path / "out"), "GraphGen", "graph"))
     assert g["num_items"] == 1682 and g["num_contexts"] == N_USERS
 
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--data-dir", subset[0], "--output",
-                        str(tmp_path / "cli"), "--stop-after", "sampling"], capture_output=True, text=True,
-                       timeout=900, cwd=repo, env=dict(os.environ, PYTHONPATH=repo))
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "run",
+            "--data-dir",
+            subset[0],
+            "--output",
+            str(tmp_path / "cli"),
+            "--stop-after",
+            "sampling",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=repo,
+        env=dict(os.environ, PYTHONPATH=repo),
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "[pinsage] done in" in r.stdout
     components = sorted(os.listdir(tmp_path / "out" / "tfx"))

@@ -1,4 +1,5 @@
 """Pusher: versioned layout, no half-written version ever visible (exception or hard crash mid-push), retention."""
+
 import os
 import subprocess
 import sys
@@ -28,8 +29,14 @@ def test_layout(sources):
     sm, idx, out = sources
     path = pusher.push(sm, idx, out, model_name="pinsage")
     assert path == os.path.join(out, "pinsage", "1")
-    for f in ("saved_model.pb", "variables/variables.index", "assets/item_ids.txt",
-              "assets/index/scann/scann_assets.pbtxt", "assets/index/item_ids.txt", "assets/index/index_stats.json"):
+    for f in (
+        "saved_model.pb",
+        "variables/variables.index",
+        "assets/item_ids.txt",
+        "assets/index/scann/scann_assets.pbtxt",
+        "assets/index/item_ids.txt",
+        "assets/index/index_stats.json",
+    ):
         assert os.path.isfile(os.path.join(path, f)), f
     assert os.listdir(os.path.join(out, "pinsage")) == ["1"]
 
@@ -62,11 +69,16 @@ def test_exception_mid_push_leaves_nothing_visible(sources):
 
 def test_hard_crash_mid_push_is_ignored_then_cleaned(sources):
     sm, idx, out = sources
-    code = ("import os, sys; from pipeline import pusher; "
-            "pusher.push(sys.argv[1], sys.argv[2], sys.argv[3], "
-            "hook=lambda stage, tmp: os._exit(3) if stage == 'index' else None)")
-    proc = subprocess.run([sys.executable, "-c", code, sm, idx, out], cwd=os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__))), timeout=60)
+    code = (
+        "import os, sys; from pipeline import pusher; "
+        "pusher.push(sys.argv[1], sys.argv[2], sys.argv[3], "
+        "hook=lambda stage, tmp: os._exit(3) if stage == 'index' else None)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, sm, idx, out],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        timeout=60,
+    )
     assert proc.returncode == 3
     model_dir = os.path.join(out, "pinsage")
     leftovers = os.listdir(model_dir)

@@ -3,6 +3,7 @@
 For walks of at most L traversals that end with probability p after each, the expected visits from u are
 sum_k (1-p)^(k-1) P^k[u, :] with P = D_i^-1 A D_c^-1 A^T (A: item x context, deduplicated train edges).
 """
+
 import os
 import pickle
 import tempfile
@@ -23,14 +24,14 @@ def small_graph(num_items=30, num_contexts=10, num_edges=90, seed=0):
     rng = np.random.default_rng(seed)
     ctx = rng.integers(0, num_contexts, num_edges)
     item = rng.integers(0, num_items - 1, num_edges)
-    ctx, item = np.r_[ctx, ctx[:5]], np.r_[item, item[:5]]   # 5 duplicated edges
+    ctx, item = np.r_[ctx, ctx[:5]], np.r_[item, item[:5]]  # 5 duplicated edges
     return ctx, item, num_items, num_contexts
 
 
 def exact_visits(ctx, item, n, c, length=L, p_end=P_END):
     """[N, N] expected visits per walk, start item excluded (its column zeroed)."""
     a = sp.csr_matrix((np.ones(len(ctx)), (item, ctx)), shape=(n, c))
-    a.data[:] = 1.0   # duplicates collapse to one edge
+    a.data[:] = 1.0  # duplicates collapse to one edge
     di = np.asarray(a.sum(1)).ravel()
     dc = np.asarray(a.sum(0)).ravel()
     inv = lambda d: sp.diags(np.divide(1.0, d, out=np.zeros_like(d), where=d > 0))
@@ -78,24 +79,25 @@ def test_empirical_visits_match_exact(graph):
     emp = dense_counts(*rw.count_visits(rows, items, n), n) / r
     exact = exact_visits(ctx, item, n, c)
     live = adj.item_degree > 0
-    assert np.abs(emp - exact).max() < 0.02                 # visits per walk, item by item
-    assert tv(emp[live], exact[live]).max() < 0.03           # and as distributions
+    assert np.abs(emp - exact).max() < 0.02  # visits per walk, item by item
+    assert tv(emp[live], exact[live]).max() < 0.03  # and as distributions
     assert emp[~live].sum() == 0
 
 
 def test_top_t_overlap_and_weights(graph):
     ctx, item, n, c, adj = graph
     t = 5
-    nbr, w, cnt = rw.sample_neighborhoods(adj, rw.WalkParams(num_walks=5000, walk_length=L, restart_prob=P_END,
-                                                             top_t=t, seed=3), shard_size=7)
+    nbr, w, cnt = rw.sample_neighborhoods(
+        adj, rw.WalkParams(num_walks=5000, walk_length=L, restart_prob=P_END, top_t=t, seed=3), shard_size=7
+    )
     exact = exact_visits(ctx, item, n, c)
     live = np.flatnonzero(adj.item_degree > 0)
     overlaps = [len(set(nbr[u][nbr[u] >= 0]) & set(np.argsort(-exact[u], kind="stable")[:t])) / t for u in live]
     assert np.mean(overlaps) >= 0.85
     np.testing.assert_allclose(w[live].sum(1), 1.0, rtol=1e-5)
-    assert (nbr[n - 1] == -1).all() and (w[n - 1] == 0).all()    # isolated item: empty neighbourhood
-    assert (np.diff(cnt, axis=1) <= 0).all()                      # ordered by count
-    assert not (nbr == np.arange(n)[:, None]).any()               # never the start item
+    assert (nbr[n - 1] == -1).all() and (w[n - 1] == 0).all()  # isolated item: empty neighbourhood
+    assert (np.diff(cnt, axis=1) <= 0).all()  # ordered by count
+    assert not (nbr == np.arange(n)[:, None]).any()  # never the start item
 
 
 def test_deterministic_for_a_seed(graph):
@@ -137,14 +139,13 @@ def run_join_walks(ctx, item, n, c, params, num_partitions, batches=3):
                 pickle.dump(x, f)
 
         with beam.Pipeline() as p:
-            _ = (beam_walks.walk_neighborhoods(p | beam.Create(edges), n, c, params, num_partitions)
-                 | beam.Map(dump))
+            _ = beam_walks.walk_neighborhoods(p | beam.Create(edges), n, c, params, num_partitions) | beam.Map(dump)
         parts = [pickle.load(open(os.path.join(d, f), "rb")) for f in os.listdir(d)]
     nbr = np.full((n, params.top_t), -1)
     cnt = np.zeros((n, params.top_t), np.int64)
     for ids, pn, pc, _ in parts:
         nbr[ids], cnt[ids] = pn, pc
-    assert sum(x[3] for x in parts) == 1   # one isolated item
+    assert sum(x[3] for x in parts) == 1  # one isolated item
     return nbr, cnt
 
 
@@ -160,6 +161,6 @@ def test_join_walks_match_exact_and_in_memory(graph):
     live = adj.item_degree > 0
     assert tv(join[live], exact_visits(ctx, item, n, c)[live]).max() < 0.05
     assert tv(join[live], mem[live]).max() < 0.06
-    assert abs(join.sum() / mem.sum() - 1) < 0.02   # same walk lengths
+    assert abs(join.sum() / mem.sum() - 1) < 0.02  # same walk lengths
     again, _ = run_join_walks(ctx, item, n, c, params, num_partitions=3)
-    np.testing.assert_array_equal(nbr, again)          # deterministic for a seed and P
+    np.testing.assert_array_equal(nbr, again)  # deterministic for a seed and P

@@ -9,6 +9,7 @@ Both read what happened from MLMD (ml_metadata's store API), per pipeline run; t
 DAG of the built pipeline (upstream/downstream nodes), not from a hard-coded list. The data is a small synthetic
 dataset (pipeline/datasets.py) and the training budget is a few steps.
 """
+
 import glob
 import os
 import shutil
@@ -23,8 +24,10 @@ from pipeline import datasets, driver, ingest
 from pipeline.pinsage_pipeline import SamplingConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HPARAMS = ('{"epochs": 2, "steps_per_epoch": 5, "batch_size": 64, "num_negatives": 50, "hidden_dim": 16, '
-           '"output_dim": 8, "text_embedding_dim": 4, "warmup_steps": 2}')
+HPARAMS = (
+    '{"epochs": 2, "steps_per_epoch": 5, "batch_size": 64, "num_negatives": 50, "hidden_dim": 16, '
+    '"output_dim": 8, "text_embedding_dim": 4, "warmup_steps": 2}'
+)
 TRAINER = "PinSageTrainer"
 
 
@@ -44,8 +47,8 @@ def mlmd_runs(output: str):
     for run in sorted(store.get_contexts_by_type("pipeline_run"), key=lambda c: (c.create_time_since_epoch, c.id)):
         got = {}
         for e in store.get_executions_by_context(run.id):
-            node, = [c.name for c in store.get_contexts_by_execution(e.id) if c.type_id == node_type]
-            got[node.split(".", 1)[1]] = (e, state[e.last_known_state])   # '<pipeline>.<component id>'
+            (node,) = [c.name for c in store.get_contexts_by_execution(e.id) if c.type_id == node_type]
+            got[node.split(".", 1)[1]] = (e, state[e.last_known_state])  # '<pipeline>.<component id>'
         runs.append((run.name, got))
     return runs, store
 
@@ -64,12 +67,23 @@ def dag(output: str, data_dir: str, stop_after=None) -> dict:
                 seen.add(d.id)
                 below(d, seen)
         return seen
+
     return {c.id: below(c, set()) for c in pipeline.components}
 
 
 def cli(data_dir: str, output: str) -> list:
-    return [sys.executable, "-m", "pipeline.cli", "run", "--data-dir", data_dir, "--output", output,
-            "--hparams", HPARAMS]
+    return [
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "run",
+        "--data-dir",
+        data_dir,
+        "--output",
+        output,
+        "--hparams",
+        HPARAMS,
+    ]
 
 
 def tail(path: str, n: int = 4000) -> str:
@@ -92,15 +106,13 @@ def killed_and_rerun(data, tmp_path_factory):
     log = out + "-kill.log"
     os.makedirs(out)
     with open(log, "w") as f:
-        proc = subprocess.Popen(cli(data, out), cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(cli(data, out), cwd=REPO, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
     started = os.path.join(out, "tfx", TRAINER, "model", "*", "train", "hparams.json")
     deadline = time.time() + 900
     try:
         while not glob.glob(started):
             if proc.poll() is not None:
-                pytest.fail(f"the run ended (rc {proc.returncode}) before the trainer was seen training:\n"
-                            + tail(log))
+                pytest.fail(f"the run ended (rc {proc.returncode}) before the trainer was seen training:\n" + tail(log))
             if time.time() > deadline:
                 pytest.fail("the trainer did not start within 15 min:\n" + tail(log))
             time.sleep(0.2)
@@ -123,20 +135,21 @@ def test_a_run_killed_in_training_resumes_from_the_cache(killed_and_rerun, data)
     down = dag(out, data)
     upstream = {c for c, below in down.items() if TRAINER in below}
     done = {c for c, (_, s) in killed.items() if s == "COMPLETE"}
-    assert upstream and upstream <= done                       # the whole prefix had completed ...
-    assert not done & down[TRAINER]                            # ... and nothing after the trainer had started
+    assert upstream and upstream <= done  # the whole prefix had completed ...
+    assert not done & down[TRAINER]  # ... and nothing after the trainer had started
     assert set(killed) == done | {TRAINER}
 
     runs, store = mlmd_runs(out)
     assert len(runs) == 2 and runs[0][0] == after_kill[0][0]
-    assert runs[0][1][TRAINER][1] == "RUNNING"                  # the killed execution stays as it was ...
+    assert runs[0][1][TRAINER][1] == "RUNNING"  # the killed execution stays as it was ...
     rerun = runs[1][1]
-    assert set(rerun) == set(down)                             # every stage of the pipeline ran or was reused
+    assert set(rerun) == set(down)  # every stage of the pipeline ran or was reused
     assert {c for c, (_, s) in rerun.items() if s == "CACHED"} == done
     assert {c for c, (_, s) in rerun.items() if s == "COMPLETE"} == set(down) - done
     assert {TRAINER, "BulkEmbedder", "PinSagePusher"} <= set(down) - done
 
     from ml_metadata.proto import metadata_store_pb2
+
     out_ev, in_ev = metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.INPUT
     before = set().union(*(artifact_ids(store, e, out_ev) for e, _ in killed.values()))
     # the cached stages hand the killed run's artifacts on: the new trainer reads exactly those ...
@@ -175,8 +188,7 @@ def test_changed_data_reruns_exactly_the_stages_downstream_of_it(killed_and_reru
     # One interaction added (a later one for context 0, an existing item): the interactions branch and everything
     # from GraphGen on re-execute (GraphGen joins both tables; Transform's log-degree comes from the graph); the
     # items branch and the imported schemas come from the cache.
-    more = _edit(data, str(tmp_path / "more"), "interactions",
-                 lambda ls: ls + ["0,1,1999999999,1"])
+    more = _edit(data, str(tmp_path / "more"), "interactions", lambda ls: ls + ["0,1,1999999999,1"])
     states, down = _reexecuted(out, more, "sampling")
     changed = {"interactions_example_gen"} | down["interactions_example_gen"]
     assert {"GraphGen", "Transform", "NeighborhoodSampler", "PairGen"} <= changed
@@ -186,8 +198,7 @@ def test_changed_data_reruns_exactly_the_stages_downstream_of_it(killed_and_reru
 
     # Then one item's feature changed (a price), interactions as in the run above: now the items branch and
     # GraphGen re-execute and the interactions branch is cached.
-    priced = _edit(more, str(tmp_path / "priced"), "items",
-                   lambda ls: [ls[0], _bump_price(ls[1])] + ls[2:])
+    priced = _edit(more, str(tmp_path / "priced"), "items", lambda ls: [ls[0], _bump_price(ls[1])] + ls[2:])
     states, down = _reexecuted(out, priced, "graph")
     changed = {"items_example_gen"} | down["items_example_gen"]
     assert "GraphGen" in changed and "interactions_example_gen" not in changed
@@ -209,19 +220,24 @@ def test_inputs_are_addressed_by_their_own_content(tmp_path):
     datasets.materialise("synthetic", d, items=50, contexts=20, edges=200, seed=3)
     out = str(tmp_path / "out")
     a, _ = driver.prepare_inputs(out, data_dir=d)
-    assert driver.prepare_inputs(out, data_dir=d)[0] == a                 # unchanged data: same paths
+    assert driver.prepare_inputs(out, data_dir=d)[0] == a  # unchanged data: same paths
     items_only = _edit(d, str(tmp_path / "d2"), "items", lambda ls: [ls[0], _bump_price(ls[1])] + ls[2:])
     b, _ = driver.prepare_inputs(out, data_dir=items_only)
     assert b.table_dirs["interactions"] == a.table_dirs["interactions"]
     assert b.table_dirs["items"] != a.table_dirs["items"]
-    assert (b.items_schema, b.interactions_schema, b.graph_schema) == (a.items_schema, a.interactions_schema,
-                                                                       a.graph_schema)
-    for inputs in (a, b):                 # each table dir holds that table's Parquet Examples, byte-identical
+    assert (b.items_schema, b.interactions_schema, b.graph_schema) == (
+        a.items_schema,
+        a.interactions_schema,
+        a.graph_schema,
+    )
+    for inputs in (a, b):  # each table dir holds that table's Parquet Examples, byte-identical
         for t in ("items", "interactions"):
             src = os.path.join(inputs.canonical_dir, ingest.EXAMPLES_DIR, t)
             want = sorted(os.path.relpath(p, src) for p in glob.glob(os.path.join(src, "*", "*.parquet")))
-            got = sorted(os.path.relpath(p, inputs.table_dirs[t])
-                         for p in glob.glob(os.path.join(inputs.table_dirs[t], "*", "*.parquet")))
+            got = sorted(
+                os.path.relpath(p, inputs.table_dirs[t])
+                for p in glob.glob(os.path.join(inputs.table_dirs[t], "*", "*.parquet"))
+            )
             assert got == want and want
             for rel in want:
                 with open(os.path.join(inputs.table_dirs[t], rel), "rb") as f, open(os.path.join(src, rel), "rb") as g:

@@ -6,6 +6,7 @@ Beam worker in this process): on 2 worker processes the in-memory strategy must 
 the join strategy and PairGen bit-identical to their in-process runs, and the join strategy statistically equal
 to the in-memory one.
 """
+
 import glob
 import json
 import os
@@ -34,9 +35,13 @@ def write_graph(uri):
     length = np.bincount(ctx, minlength=C)[ctx]
     split = np.where(pos == length - 1, "test", np.where(pos == length - 2, "validation", "train"))
     from pipeline import graph_io
-    graph_io.write_graph_for_tests(uri, [f"i{k}" for k in range(N)], [f"c{k}" for k in range(C)],
-                                   {"context_index": ctx, "node_id": item, "timestamp": pos * 10,
-                                    "position": pos, "split": split})
+
+    graph_io.write_graph_for_tests(
+        uri,
+        [f"i{k}" for k in range(N)],
+        [f"c{k}" for k in range(C)],
+        {"context_index": ctx, "node_id": item, "timestamp": pos * 10, "position": pos, "split": split},
+    )
 
 
 def output_uri(root, component_id, key):
@@ -52,8 +57,11 @@ def run_in_process(executor_cls, graph_uri, out_uri, key, exec_properties):
     """One executor on a DirectRunner in this process: the reference the worker-process runs must equal."""
     graph, out = artifacts.PinSageGraph(), _OUTPUT_TYPES[key]()
     graph.uri, out.uri = graph_uri, out_uri
-    ctx = executor_cls.Context(beam_pipeline_args=["--runner=DirectRunner", "--direct_num_workers=1"],
-                               tmp_dir=out_uri + "_tmp", unique_id="in_process")
+    ctx = executor_cls.Context(
+        beam_pipeline_args=["--runner=DirectRunner", "--direct_num_workers=1"],
+        tmp_dir=out_uri + "_tmp",
+        unique_id="in_process",
+    )
     executor_cls(ctx).Do({"graph": [graph]}, {key: [out]}, exec_properties)
     return out_uri
 
@@ -65,31 +73,44 @@ def run(tmp_path_factory):
     write_graph(graph_uri)
     graph = tfx.dsl.Importer(source_uri=graph_uri, artifact_type=artifacts.PinSageGraph).with_id("graph")
     mem = NeighborhoodSampler(graph=graph.outputs["result"], shard_size=16, **WALK)
-    join = NeighborhoodSampler(graph=graph.outputs["result"], shard_size=16, strategy="join",
-                               **WALK).with_id("JoinSampler")
-    pair_gen = PairGen(graph=graph.outputs["result"], window=2, ppr_num_walks=2000, negative_lo=3.0,
-                       negative_hi=12.0, shard_size=16)
+    join = NeighborhoodSampler(graph=graph.outputs["result"], shard_size=16, strategy="join", **WALK).with_id(
+        "JoinSampler"
+    )
+    pair_gen = PairGen(
+        graph=graph.outputs["result"], window=2, ppr_num_walks=2000, negative_lo=3.0, negative_hi=12.0, shard_size=16
+    )
     pipeline = tfx.dsl.Pipeline(
-        pipeline_name="sampling_test", pipeline_root=root, components=[graph, mem, join, pair_gen],
+        pipeline_name="sampling_test",
+        pipeline_root=root,
+        components=[graph, mem, join, pair_gen],
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            str(tmp / "mlmd.sqlite")),
-        beam_pipeline_args=["--direct_num_workers=2", "--direct_running_mode=multi_processing"])
+            str(tmp / "mlmd.sqlite")
+        ),
+        beam_pipeline_args=["--direct_num_workers=2", "--direct_running_mode=multi_processing"],
+    )
     tfx.orchestration.LocalDagRunner().run(pipeline)
     from pipeline.components import neighborhood_sampler as sampler_lib, pair_gen as pair_gen_lib
-    return {"graph": graph_uri, "mem": output_uri(root, "NeighborhoodSampler", "neighborhoods"),
-            "join": output_uri(root, "JoinSampler", "neighborhoods"), "pairs": output_uri(root, "PairGen", "pairs"),
-            "join_in_process": run_in_process(sampler_lib.Executor, graph_uri, str(tmp / "join1"),
-                                              "neighborhoods", join.exec_properties),
-            "pairs_in_process": run_in_process(pair_gen_lib.Executor, graph_uri, str(tmp / "pairs1"), "pairs",
-                                               pair_gen.exec_properties)}
+
+    return {
+        "graph": graph_uri,
+        "mem": output_uri(root, "NeighborhoodSampler", "neighborhoods"),
+        "join": output_uri(root, "JoinSampler", "neighborhoods"),
+        "pairs": output_uri(root, "PairGen", "pairs"),
+        "join_in_process": run_in_process(
+            sampler_lib.Executor, graph_uri, str(tmp / "join1"), "neighborhoods", join.exec_properties
+        ),
+        "pairs_in_process": run_in_process(
+            pair_gen_lib.Executor, graph_uri, str(tmp / "pairs1"), "pairs", pair_gen.exec_properties
+        ),
+    }
 
 
 def test_in_memory_strategy_equals_in_process(run):
     nbr, w = neighborhood_io.load_neighborhoods(run["mem"])
     adj = rw.load_adjacency(run["graph"])
     want_nbr, want_w, _ = rw.sample_neighborhoods(adj, rw.WalkParams(**WALK), shard_size=16)
-    np.testing.assert_array_equal(nbr, want_nbr[:, :nbr.shape[1]])
-    np.testing.assert_array_equal(w, want_w[:, :nbr.shape[1]])
+    np.testing.assert_array_equal(nbr, want_nbr[:, : nbr.shape[1]])
+    np.testing.assert_array_equal(w, want_w[:, : nbr.shape[1]])
     assert len(glob.glob(os.path.join(run["mem"], "neighborhoods-*.parquet"))) >= 1
     stats = neighborhood_io.read_stats(run["mem"])
     isolated = int((adj.item_degree == 0).sum())
@@ -107,8 +128,9 @@ def test_join_strategy_agrees_statistically(run):
     np.testing.assert_array_equal(live, (join_nbr >= 0).any(1))
     # Two Monte-Carlo estimates differ by sampling noise (TV ~ sqrt(k / (pi n)) ~ 0.05 here): the join run
     # must be as close to the in-memory run as a second in-memory run with another seed is.
-    other_nbr, other_w, _ = rw.sample_neighborhoods(rw.load_adjacency(run["graph"]),
-                                                    rw.WalkParams(**{**WALK, "seed": 8}), shard_size=16)
+    other_nbr, other_w, _ = rw.sample_neighborhoods(
+        rw.load_adjacency(run["graph"]), rw.WalkParams(**{**WALK, "seed": 8}), shard_size=16
+    )
     mem = dense(mem_nbr, mem_w)[live]
     noise = tv(mem, dense(other_nbr, other_w)[live]).mean()
     assert tv(mem, dense(join_nbr, join_w)[live]).mean() < 1.2 * noise + 0.005
@@ -122,9 +144,10 @@ def test_join_strategy_and_pair_gen_on_worker_processes_equal_in_process(run):
     want_nbr, want_w = neighborhood_io.load_neighborhoods(run["join_in_process"], top_t=N)
     np.testing.assert_array_equal(got_nbr, want_nbr)
     np.testing.assert_array_equal(got_w, want_w)
-    assert (got_nbr >= 0).sum() > N                                  # not trivially empty
+    assert (got_nbr >= 0).sum() > N  # not trivially empty
     assert _counters(neighborhood_io.read_stats(run["join"])) == _counters(
-        neighborhood_io.read_stats(run["join_in_process"]))
+        neighborhood_io.read_stats(run["join_in_process"])
+    )
     for got, want in zip(pairs.load_pairs(run["pairs"]), pairs.load_pairs(run["pairs_in_process"])):
         np.testing.assert_array_equal(got, want)
     neg = pairs.load_hard_negatives(run["pairs"], num_items=N)

@@ -1,4 +1,5 @@
 """Schemas: the checked-in bundled schemas equal what schema/build.py makes, and the GraphSchema is valid TF-GNN."""
+
 import os
 
 import pytest
@@ -22,8 +23,7 @@ def reports(tmp_path_factory):
 @pytest.mark.parametrize("name", build.BUNDLED)
 def test_checked_in_schemas_equal_the_generated_ones(reports, tmp_path, name):
     rep = reports[name]
-    paths = build.write_all(rep["spec"], rep["items"]["id_type"], rep["interactions"]["context_id_type"],
-                            str(tmp_path))
+    paths = build.write_all(rep["spec"], rep["items"]["id_type"], rep["interactions"]["context_id_type"], str(tmp_path))
     bundled = build.bundled_dir(name)
     for rel in ("items/items_schema.pbtxt", "interactions/interactions_schema.pbtxt", "graph_schema.pbtxt"):
         with open(os.path.join(bundled, rel)) as a, open(os.path.join(str(tmp_path), rel)) as b:
@@ -32,14 +32,18 @@ def test_checked_in_schemas_equal_the_generated_ones(reports, tmp_path, name):
 
 
 def test_id_types_follow_the_data():
-    s100 = build.read_pbtxt(schema_pb2.Schema(), os.path.join(build.bundled_dir("ml-100k"), "items",
-                                                              build.ITEMS_SCHEMA))
-    s1m = build.read_pbtxt(schema_pb2.Schema(), os.path.join(build.bundled_dir("ml-1m"), "items",
-                                                             build.ITEMS_SCHEMA))
+    s100 = build.read_pbtxt(
+        schema_pb2.Schema(), os.path.join(build.bundled_dir("ml-100k"), "items", build.ITEMS_SCHEMA)
+    )
+    s1m = build.read_pbtxt(schema_pb2.Schema(), os.path.join(build.bundled_dir("ml-1m"), "items", build.ITEMS_SCHEMA))
     t = {f.name: f.type for f in s100.feature}
-    assert t == {"item_id": schema_pb2.INT, "title": schema_pb2.BYTES, "year": schema_pb2.FLOAT,
-                 "genres": schema_pb2.BYTES}
-    assert {f.name: f.type for f in s1m.feature}["item_id"] == schema_pb2.BYTES   # 'Title (Year)' ids
+    assert t == {
+        "item_id": schema_pb2.INT,
+        "title": schema_pb2.BYTES,
+        "year": schema_pb2.FLOAT,
+        "genres": schema_pb2.BYTES,
+    }
+    assert {f.name: f.type for f in s1m.feature}["item_id"] == schema_pb2.BYTES  # 'Title (Year)' ids
 
 
 @pytest.mark.parametrize("name", build.BUNDLED)
@@ -50,8 +54,14 @@ def test_graph_schema_is_a_valid_tfgnn_schema(name):
     item = spec.node_sets_spec[build.ITEM_NODE_SET]
     assert item.features_spec["genres_multi_hot"].shape.as_list() == [None, build.MULTI_HOT_WIDTH + 1]
     assert isinstance(item.features_spec["title_tokens"], __import__("tensorflow").RaggedTensorSpec)
-    assert set(item.features_spec) == {"node_id", "log_degree", "year", "year_missing", "genres_multi_hot",
-                                       "title_tokens"}
+    assert set(item.features_spec) == {
+        "node_id",
+        "log_degree",
+        "year",
+        "year_missing",
+        "genres_multi_hot",
+        "title_tokens",
+    }
     edges = spec.edge_sets_spec[build.EDGE_SET]
     assert edges.adjacency_spec.source_name == build.ITEM_NODE_SET
     assert edges.adjacency_spec.target_name == build.ITEM_NODE_SET

@@ -1,5 +1,6 @@
 """Neighbourhoods from sequential co-engagement (pipeline/sequence_neighborhoods.py) and NeighborhoodSampler's
 `source` property."""
+
 import json
 import os
 
@@ -28,7 +29,7 @@ def test_transitions_are_top_t_of_the_transition_matrix(graph):
     for u in range(N):
         row = tm[u]
         k = min(t, int((row > 0).sum()))
-        expect = np.lexsort((np.arange(N), -row))[:k]          # count descending, ties to the lower id
+        expect = np.lexsort((np.arange(N), -row))[:k]  # count descending, ties to the lower id
         np.testing.assert_array_equal(nbr[u, :k], expect)
         assert (nbr[u, k:] == -1).all()
         np.testing.assert_array_equal(cnt[u, :k], row[expect])
@@ -56,14 +57,22 @@ def test_executor_writes_the_source(graph, tmp_path, source):
     uri, g = graph
     gin, out = artifacts.PinSageGraph(), artifacts.Neighborhoods()
     gin.uri, out.uri = uri, str(tmp_path / "out")
-    props = dict(num_walks=500, walk_length=4, restart_prob=0.5, top_t=5, seed=1, strategy="in_memory",
-                 shard_size=16, source=source, window=3)
+    props = dict(
+        num_walks=500,
+        walk_length=4,
+        restart_prob=0.5,
+        top_t=5,
+        seed=1,
+        strategy="in_memory",
+        shard_size=16,
+        source=source,
+        window=3,
+    )
     Executor().Do({"graph": [gin]}, {"neighborhoods": [out]}, props)
     nbr, w = neighborhood_io.load_neighborhoods(out.uri)
-    enbr, ew, _ = sn.neighborhoods_from_graph(g, source, rw.WalkParams(num_walks=500, top_t=5, seed=1),
-                                              shard_size=16)
-    np.testing.assert_array_equal(nbr, enbr[:, :nbr.shape[1]])
-    np.testing.assert_allclose(w, ew[:, :nbr.shape[1]], atol=1e-6)
+    enbr, ew, _ = sn.neighborhoods_from_graph(g, source, rw.WalkParams(num_walks=500, top_t=5, seed=1), shard_size=16)
+    np.testing.assert_array_equal(nbr, enbr[:, : nbr.shape[1]])
+    np.testing.assert_allclose(w, ew[:, : nbr.shape[1]], atol=1e-6)
     with open(os.path.join(out.uri, neighborhood_io.STATS_FILE)) as f:
         stats = json.load(f)
     assert stats["source"] == source and stats["items"] == N

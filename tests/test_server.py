@@ -1,5 +1,6 @@
 """The gRPC server over a pushed version: Predict round trips against offline exact top-k, every error case as a
 status code (server stays up), concurrency, a hot swap under traffic, metadata and status."""
+
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -11,8 +12,13 @@ import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,  # noqa: E402
-                                     predict_pb2, prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,  # noqa: E402
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
 from pipeline import index_builder as ib  # noqa: E402
 from pipeline import pusher  # noqa: E402
@@ -40,8 +46,7 @@ class StandIn(tf.Module):
 def make_version(root, emb, tag):
     """Export + index (a ScaNN tree: brute force is only used below 1000 items here) + push."""
     ids, titles = [f"i{j}" for j in range(len(emb))], [f"{tag} title {j}" for j in range(len(emb))]
-    export_serving_model(str(root / f"sm_{tag}"), emb, ids, titles=titles, embed_fn=StandIn(emb),
-                         feature_spec=FEATURES)
+    export_serving_model(str(root / f"sm_{tag}"), emb, ids, titles=titles, embed_fn=StandIn(emb), feature_spec=FEATURES)
     ib.build_index(emb, ids, str(root / f"ix_{tag}"), titles=titles, brute_force_below=1000, recall_queries=100)
     return pusher.push(str(root / f"sm_{tag}"), str(root / f"ix_{tag}"), str(root / "serving_model"))
 
@@ -51,12 +56,18 @@ def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("serving")
     emb = ib.clustered_vectors(N, D, clusters=30, seed=11)
     make_version(root, emb, "v1")
-    server = serve(str(root / "serving_model"), 0, poll_seconds=0.2, max_batch=MAX_BATCH,
-                   max_message_bytes=256 * 1024, block=False)  # the parent dir: resolves to its one model
+    server = serve(
+        str(root / "serving_model"), 0, poll_seconds=0.2, max_batch=MAX_BATCH, max_message_bytes=256 * 1024, block=False
+    )  # the parent dir: resolves to its one model
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
-    yield dict(root=root, emb=emb, server=server, addr=f"127.0.0.1:{server.port}",
-               stub=prediction_service_pb2_grpc.PredictionServiceStub(channel),
-               models=model_service_pb2_grpc.ModelServiceStub(channel))
+    yield dict(
+        root=root,
+        emb=emb,
+        server=server,
+        addr=f"127.0.0.1:{server.port}",
+        stub=prediction_service_pb2_grpc.PredictionServiceStub(channel),
+        models=model_service_pb2_grpc.ModelServiceStub(channel),
+    )
     channel.close()
     server.stop()
 
@@ -110,10 +121,12 @@ def test_one_item_requests_answer_as_the_batched_path(env):
 def embed_request(nb, w, year, k=10):
     req = predict_pb2.PredictRequest()
     req.model_spec.name, req.model_spec.signature_name = "pinsage", "embed_item"
-    for name, t in dict(neighbor_ids=tf.make_tensor_proto(nb, dtype=tf.string),
-                        neighbor_weights=tf.make_tensor_proto(w, dtype=tf.float32),
-                        year=tf.make_tensor_proto(year, dtype=tf.float32),
-                        k=tf.make_tensor_proto(k, dtype=tf.int32)).items():
+    for name, t in dict(
+        neighbor_ids=tf.make_tensor_proto(nb, dtype=tf.string),
+        neighbor_weights=tf.make_tensor_proto(w, dtype=tf.float32),
+        year=tf.make_tensor_proto(year, dtype=tf.float32),
+        k=tf.make_tensor_proto(k, dtype=tf.int32),
+    ).items():
         req.inputs[name].CopyFrom(t)
     return req
 
@@ -121,8 +134,12 @@ def embed_request(nb, w, year, k=10):
 def test_embed_item_errors(env):
     IA = grpc.StatusCode.INVALID_ARGUMENT
     expect_error(env, embed_request([["i1", "ghost"]], [[0.5, 0.5]], [1.0]), IA, "unknown item id(s):] [ghost]")
-    expect_error(env, embed_request([["i1", "i2"]], [[0.5, 0.5, 0.1]], [1.0]), IA,
-                 "neighbor_ids and neighbor_weights must have the same shape")
+    expect_error(
+        env,
+        embed_request([["i1", "i2"]], [[0.5, 0.5, 0.1]], [1.0]),
+        IA,
+        "neighbor_ids and neighbor_weights must have the same shape",
+    )
     expect_error(env, embed_request([["i1"]], [[1.0]], [1.0], k=N + 1), IA, f"k must be in [1, {N}]")
     expect_error(env, embed_request(["i1"], [1.0], [1.0]), IA, "input 'neighbor_ids' must have shape [?, ?]")
 
@@ -130,20 +147,23 @@ def test_embed_item_errors(env):
 def test_embed_item_matches_saved_model(env):
     # a new item's neighbours are related items, so take each query's neighbours from one neighbourhood
     near = exact_related(env["emb"], np.array([1, 7]), 3)
-    nb = tf.make_tensor_proto([[f"i{near[0][0]}", f"i{near[0][1]}", ""], [f"i{j}" for j in near[1]]],
-                              dtype=tf.string)
+    nb = tf.make_tensor_proto([[f"i{near[0][0]}", f"i{near[0][1]}", ""], [f"i{j}" for j in near[1]]], dtype=tf.string)
     w = tf.make_tensor_proto([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]], dtype=tf.float32)
     year = tf.make_tensor_proto([1.0, -2.0], dtype=tf.float32)
     req = predict_pb2.PredictRequest()
     req.model_spec.name, req.model_spec.signature_name = "pinsage", "embed_item"
-    for name, t in dict(neighbor_ids=nb, neighbor_weights=w, year=year,
-                        k=tf.make_tensor_proto(10, dtype=tf.int32)).items():
+    for name, t in dict(
+        neighbor_ids=nb, neighbor_weights=w, year=year, k=tf.make_tensor_proto(10, dtype=tf.int32)
+    ).items():
         req.inputs[name].CopyFrom(t)
     out = client.decode(env["stub"].Predict(req, timeout=10))
     version_dir = os.path.join(env["server"].model_dir, str(env["server"].current.version))
     want = tf.saved_model.load(version_dir).signatures["embed_item"](
-        neighbor_ids=tf.make_ndarray(nb), neighbor_weights=tf.make_ndarray(w), year=tf.make_ndarray(year),
-        k=tf.constant(10))
+        neighbor_ids=tf.make_ndarray(nb),
+        neighbor_weights=tf.make_ndarray(w),
+        year=tf.make_ndarray(year),
+        k=tf.constant(10),
+    )
     np.testing.assert_allclose(out["embedding"], want["embedding"].numpy(), atol=1e-5)
     exact = want["item_ids"].numpy().astype(str)
     assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(out["item_ids"], exact)]) >= 0.9
@@ -154,11 +174,19 @@ def test_error_cases_map_to_status_codes(env):
     expect_error(env, request(["i1", "no-such-item"]), IA, "unknown item id(s): ['no-such-item']")
     expect_error(env, request(k=0), IA, "k must be in [1, 2999]")
     expect_error(env, request(k=N), IA, "k must be in [1, 2999]")
-    expect_error(env, request(item_id=tf.make_tensor_proto([1, 2], dtype=tf.int32)), IA,
-                 "input 'item_id' must be DT_STRING, got DT_INT32")
+    expect_error(
+        env,
+        request(item_id=tf.make_tensor_proto([1, 2], dtype=tf.int32)),
+        IA,
+        "input 'item_id' must be DT_STRING, got DT_INT32",
+    )
     expect_error(env, request(k=tf.make_tensor_proto(3.0, dtype=tf.float32)), IA, "must be DT_INT32")
-    expect_error(env, request(item_id=tf.make_tensor_proto([["i1"]], dtype=tf.string)), IA,
-                 "input 'item_id' must have shape [?], got [1, 1]")
+    expect_error(
+        env,
+        request(item_id=tf.make_tensor_proto([["i1"]], dtype=tf.string)),
+        IA,
+        "input 'item_id' must have shape [?], got [1, 1]",
+    )
     expect_error(env, request(k=tf.make_tensor_proto([3], dtype=tf.int32)), IA, "input 'k' must have shape []")
     req = request()
     del req.inputs["k"]
@@ -204,7 +232,8 @@ def test_metadata_and_status(env):
     sreq.model_spec.name = "pinsage"
     status = env["models"].GetModelStatus(sreq, timeout=10).model_version_status
     assert [(s.version, s.state) for s in status] == [
-        (env["server"].current.version, get_model_status_pb2.ModelVersionStatus.AVAILABLE)]
+        (env["server"].current.version, get_model_status_pb2.ModelVersionStatus.AVAILABLE)
+    ]
     sreq.model_spec.name = "other"
     with pytest.raises(grpc.RpcError) as e:
         env["models"].GetModelStatus(sreq, timeout=10)
@@ -220,6 +249,7 @@ def run_clients(env, n_threads, stop, results):
                 results.append((resp.model_spec.version.value, len(resp.outputs["item_ids"].string_val)))
             except grpc.RpcError as e:
                 results.append(("error", e.code(), e.details()))
+
     threads = [threading.Thread(target=worker, args=(s,)) for s in range(n_threads)]
     for t in threads:
         t.start()
@@ -288,36 +318,51 @@ def test_query_head_version_searches_with_query_vectors(tmp_path):
     head = QueryHeadStandIn(D)
     query = emb @ head.a.numpy()
     ids = [f"i{j}" for j in range(N)]
-    export_serving_model(str(tmp_path / "sm"), emb, ids, embed_fn=StandIn(emb), feature_spec=FEATURES,
-                         query_embeddings=query, query_fn=head)
+    export_serving_model(
+        str(tmp_path / "sm"),
+        emb,
+        ids,
+        embed_fn=StandIn(emb),
+        feature_spec=FEATURES,
+        query_embeddings=query,
+        query_fn=head,
+    )
     # exact (brute-force) index: this test is about which vector the server searches with, not ANN recall
-    ib.build_index(emb, ids, str(tmp_path / "ix"), query_embeddings=query, brute_force_below=N + 1,
-                   recall_queries=100)
+    ib.build_index(emb, ids, str(tmp_path / "ix"), query_embeddings=query, brute_force_below=N + 1, recall_queries=100)
     pusher.push(str(tmp_path / "sm"), str(tmp_path / "ix"), str(tmp_path / "serving_model"))
     server = serve(str(tmp_path / "serving_model"), 0, poll_seconds=5, block=False)
     try:
         addr = f"127.0.0.1:{server.port}"
         rows = np.arange(0, N, 300)
         got = np.array([[int(i[1:]) for i in r] for r in client.related(addr, [f"i{r}" for r in rows], 10)["item_ids"]])
-        one = [int(i[1:]) for i in client.related(addr, [f"i{rows[1]}"], 10)["item_ids"][0]]   # the one-id fast path
+        one = [int(i[1:]) for i in client.related(addr, [f"i{rows[1]}"], 10)["item_ids"][0]]  # the one-id fast path
         s = query[rows] @ emb.T
         s[np.arange(len(rows)), rows] = -np.inf
         exact = np.argsort(-s, axis=1)[:, :10]
         np.testing.assert_array_equal(got, exact)
         assert one == exact[1].tolist()
-        plain = exact_related(emb, rows, 10)                  # what a server ignoring the query head would say
+        plain = exact_related(emb, rows, 10)  # what a server ignoring the query head would say
         assert np.mean([len(set(g) & set(e)) / 10 for g, e in zip(got, plain)]) < 0.7
         stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(addr))
         req = predict_pb2.PredictRequest()
         req.model_spec.name, req.model_spec.signature_name = "pinsage", "embed_item"
-        for name, arr in (("year", np.array([0.5], np.float32)), ("neighbor_ids", np.array([["i3", "i4"]])),
-                          ("neighbor_weights", np.array([[0.5, 0.5]], np.float32)), ("k", np.array(5, np.int32))):
+        for name, arr in (
+            ("year", np.array([0.5], np.float32)),
+            ("neighbor_ids", np.array([["i3", "i4"]])),
+            ("neighbor_weights", np.array([[0.5, 0.5]], np.float32)),
+            ("k", np.array(5, np.int32)),
+        ):
             req.inputs[name].CopyFrom(tf.make_tensor_proto(arr))
         out = stub.Predict(req, timeout=30)
         z = tf.make_ndarray(out.outputs["embedding"])
         want = np.argsort(-((z @ head.a.numpy()) @ emb.T), axis=1)[0, :5]
-        assert len(set(np.char.lstrip(tf.make_ndarray(out.outputs["item_ids"])[0].astype(str), "i").astype(int))
-                   & set(want)) >= 4
+        assert (
+            len(
+                set(np.char.lstrip(tf.make_ndarray(out.outputs["item_ids"])[0].astype(str), "i").astype(int))
+                & set(want)
+            )
+            >= 4
+        )
     finally:
         server.stop()
 
@@ -339,17 +384,26 @@ def test_several_processes_share_one_port(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    cmd = [sys.executable, "-m", "serving", "--model-base-path", str(tmp_path / "serving_model"),
-           "--port", str(port), "--processes", "2"]
-    log = open(tmp_path / "server.log", "w+")   # a file, not a pipe: a full pipe would block the logging children
+    cmd = [
+        sys.executable,
+        "-m",
+        "serving",
+        "--model-base-path",
+        str(tmp_path / "serving_model"),
+        "--port",
+        str(port),
+        "--processes",
+        "2",
+    ]
+    log = open(tmp_path / "server.log", "w+")  # a file, not a pipe: a full pipe would block the logging children
 
-    def servers():   # the serving children (multiprocessing's resource tracker is a child too)
+    def servers():  # the serving children (multiprocessing's resource tracker is a child too)
         return [c for c in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(c.cmdline())]
 
     proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=log)
     try:
         addr, deadline = f"127.0.0.1:{port}", time.time() + 240
-        while True:   # ready when both children have loaded the version (each connection below may hit either)
+        while True:  # ready when both children have loaded the version (each connection below may hit either)
             try:
                 if len(servers()) == 2 and all(client.related(addr, ["i0"], 1, timeout=5) for _ in range(8)):
                     break
@@ -360,11 +414,11 @@ def test_several_processes_share_one_port(tmp_path):
         rows = np.arange(0, N, 250)
         exact = exact_related(emb, rows, 10)
         overlap = []
-        for r, e in zip(rows, exact):   # a new channel (connection) per request: spread over the children
+        for r, e in zip(rows, exact):  # a new channel (connection) per request: spread over the children
             got = [int(i[1:]) for i in client.related(addr, [f"i{r}"], 10)["item_ids"][0]]
             assert r not in got
             overlap.append(len(set(got) & set(e)) / 10)
-        assert np.mean(overlap) >= 0.9, overlap   # ScaNN (a tree at 3,000 items): as the one-process test
+        assert np.mean(overlap) >= 0.9, overlap  # ScaNN (a tree at 3,000 items): as the one-process test
         # the port is now held: a second server must refuse it, not join it
         second = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=120)
         assert second.returncode != 0 and "cannot bind port" in second.stderr, second.stderr[-2000:]

@@ -1,4 +1,5 @@
 """The temporal split of DESIGN.md, on hand-built timelines, and on all of ML-100K against a pandas reference."""
+
 import numpy as np
 import pandas as pd
 
@@ -10,16 +11,20 @@ def test_last_is_test_second_last_validation_rest_train():
     out, dups = split_context(rows, id_sort_key("string"))
     assert dups == 0
     assert [(r[0], r[3], r[4]) for r in out] == [
-        ("a", "train", 0), ("c", "train", 1), ("b", "validation", 2), ("d", "test", 3)]
+        ("a", "train", 0),
+        ("c", "train", 1),
+        ("b", "validation", 2),
+        ("d", "test", 3),
+    ]
 
 
 def test_ties_in_time_break_numerically_for_integer_ids_and_by_string_otherwise():
     rows = [("10", 5, 1.0), ("9", 5, 1.0), ("100", 5, 1.0), ("2", 1, 1.0)]
     num, _ = split_context(rows, id_sort_key(id_order([r[0] for r in rows])))
-    assert [r[0] for r in num] == ["2", "9", "10", "100"]        # numeric: 9 < 10 < 100
+    assert [r[0] for r in num] == ["2", "9", "10", "100"]  # numeric: 9 < 10 < 100
     assert num[-1][3] == "test" and num[-1][0] == "100"
     txt, _ = split_context(rows, id_sort_key("string"))
-    assert [r[0] for r in txt] == ["2", "10", "100", "9"]        # string: "10" < "100" < "9"
+    assert [r[0] for r in txt] == ["2", "10", "100", "9"]  # string: "10" < "100" < "9"
     assert txt[-1][0] == "9"
 
 
@@ -42,7 +47,7 @@ def test_index_of_is_contiguous_and_order_independent():
 
 def test_split_on_ml100k_matches_an_independent_pandas_reference(ml100k_dir):
     inter = pd.read_csv(f"{ml100k_dir}/interactions.csv")
-    ref = inter.sort_values(["context_id", "timestamp", "item_id"])     # integer ids: numeric tie-break
+    ref = inter.sort_values(["context_id", "timestamp", "item_id"])  # integer ids: numeric tie-break
     ref_test = ref.groupby("context_id").tail(1).set_index("context_id")["item_id"]
     ref_val = ref.groupby("context_id")["item_id"].nth(-2)
     tested = {}
@@ -74,8 +79,8 @@ def test_vectorised_split_equals_the_per_context_reference():
     rng = np.random.default_rng(0)
     n = 3000
     ctx = rng.integers(0, 300, n)
-    node = rng.integers(0, 40, n)           # node ids in id order: the numeric tie-break
-    ts = rng.integers(0, 20, n)             # many ties
+    node = rng.integers(0, 40, n)  # node ids in id order: the numeric tie-break
+    ts = rng.integers(0, 20, n)  # many ties
     w = rng.random(n)
     cols, dups, small = split_partition(ctx, node, ts, w)
     exp_rows, exp_dups, exp_small = [], 0, 0
@@ -85,8 +90,16 @@ def test_vectorised_split_equals_the_per_context_reference():
         exp_dups += d
         exp_small += len(out) < 3
         exp_rows += [(int(c), it, t, wt, s, p) for it, t, wt, s, p in out]
-    got = list(zip(cols["context_index"].tolist(), cols["node_id"].tolist(), cols["timestamp"].tolist(),
-                   cols["weight"].tolist(), cols["split"].tolist(), cols["position"].tolist()))
+    got = list(
+        zip(
+            cols["context_index"].tolist(),
+            cols["node_id"].tolist(),
+            cols["timestamp"].tolist(),
+            cols["weight"].tolist(),
+            cols["split"].tolist(),
+            cols["position"].tolist(),
+        )
+    )
     assert got == exp_rows
     assert (dups, small) == (exp_dups, exp_small) and dups > 0
 

@@ -1,4 +1,5 @@
 """modules/preprocessing/transform.py against numpy references, through tf.Transform's own Beam implementation."""
+
 import os
 
 import numpy as np
@@ -11,23 +12,49 @@ from tensorflow_transform.tf_metadata import dataset_metadata
 from modules.preprocessing import transform
 from schema import build
 
-SPEC = {"features": {"title": {"kind": "text"}, "year": {"kind": "numeric"},
-                     "genres": {"kind": "categorical", "separator": "|"},
-                     "vec": {"kind": "dense_vector", "separator": " ", "dim": 2}}}
+SPEC = {
+    "features": {
+        "title": {"kind": "text"},
+        "year": {"kind": "numeric"},
+        "genres": {"kind": "categorical", "separator": "|"},
+        "vec": {"kind": "dense_vector", "separator": " ", "dim": 2},
+    }
+}
 
 
 @pytest.fixture(scope="module")
 def transformed(tmp_path_factory):
     raw = [
-        {"item_id": [1], "title": [b"Toy Story"], "year": [1995.0], "genres": [b"Animation|Comedy"],
-         "vec": [b"1 2"], "node_id": [0], "train_degree": [10]},
-        {"item_id": [2], "title": [b"Toy Soldiers"], "year": [], "genres": [b"Action"],
-         "vec": [b""], "node_id": [1], "train_degree": [0]},
-        {"item_id": [3], "title": [b"Heat"], "year": [1975.0], "genres": [b"Comedy|Comedy"],
-         "vec": [b"0.5 -1"], "node_id": [2], "train_degree": [3]},
+        {
+            "item_id": [1],
+            "title": [b"Toy Story"],
+            "year": [1995.0],
+            "genres": [b"Animation|Comedy"],
+            "vec": [b"1 2"],
+            "node_id": [0],
+            "train_degree": [10],
+        },
+        {
+            "item_id": [2],
+            "title": [b"Toy Soldiers"],
+            "year": [],
+            "genres": [b"Action"],
+            "vec": [b""],
+            "node_id": [1],
+            "train_degree": [0],
+        },
+        {
+            "item_id": [3],
+            "title": [b"Heat"],
+            "year": [1975.0],
+            "genres": [b"Comedy|Comedy"],
+            "vec": [b"0.5 -1"],
+            "node_id": [2],
+            "train_degree": [3],
+        },
     ]
     schema = build.graph_items_schema(build.items_schema(SPEC, "int"))
-    for f in schema.feature:          # let 'year' be absent in a row, as ExampleGen leaves a blank cell
+    for f in schema.feature:  # let 'year' be absent in a row, as ExampleGen leaves a blank cell
         if f.name == "year":
             f.ClearField("presence")
             f.value_count.min = 0
@@ -35,8 +62,7 @@ def transformed(tmp_path_factory):
     tmp = str(tmp_path_factory.mktemp("tft"))
     fn = lambda inputs: transform.preprocessing_fn(inputs, SPEC)  # noqa: E731
     with tft_beam.Context(temp_dir=tmp):
-        (data, _), transform_fn = (raw, meta) | tft_beam.AnalyzeAndTransformDataset(
-            fn, output_record_batches=False)
+        (data, _), transform_fn = (raw, meta) | tft_beam.AnalyzeAndTransformDataset(fn, output_record_batches=False)
         _ = transform_fn | tft_beam.WriteTransformFn(os.path.join(tmp, "transform_fn"))
     return sorted(data, key=lambda r: int(r["node_id"])), tft.TFTransformOutput(os.path.join(tmp, "transform_fn"))
 
@@ -58,13 +84,13 @@ def test_log_degree_is_z_scored_log1p(transformed):
 def test_categorical_multi_hot_and_text_vocabulary(transformed):
     rows, tf_out = transformed
     vocab = [v.decode() for v in tf_out.vocabulary_by_name("genres_vocab")]
-    assert sorted(vocab) == ["Action", "Animation", "Comedy"] and vocab[0] == "Comedy"   # by frequency
+    assert sorted(vocab) == ["Action", "Animation", "Comedy"] and vocab[0] == "Comedy"  # by frequency
     for r, expect in zip(rows, [{"Animation", "Comedy"}, {"Action"}, {"Comedy"}]):
         mh = np.asarray(r["genres_multi_hot"])
         assert mh.shape == (build.MULTI_HOT_WIDTH + 1,)
         assert {vocab[i] for i in np.flatnonzero(mh)} == expect and mh.max() == 1.0
     words = [v.decode() for v in tf_out.vocabulary_by_name("title_vocab")]
-    assert words[0] == "toy"      # lower-cased, most frequent first
+    assert words[0] == "toy"  # lower-cased, most frequent first
     assert [words[i] for i in rows[0]["title_tokens"]] == ["toy", "story"]
     assert [words[i] for i in rows[2]["title_tokens"]] == ["heat"]
 

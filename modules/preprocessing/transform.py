@@ -10,6 +10,7 @@ schema/build.py `transformed_features` declares and the TF-GNN node set `item` c
 Full-pass statistics (means, variances, vocabularies) are what tf.Transform is for; they are computed once over
 all items with Beam and baked into the transform graph that training and serving share.
 """
+
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -17,7 +18,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 
-MULTI_HOT_WIDTH = 64      # keep equal to schema/build.py MULTI_HOT_WIDTH
+MULTI_HOT_WIDTH = 64  # keep equal to schema/build.py MULTI_HOT_WIDTH
 TEXT_VOCAB_SIZE = 20000
 
 
@@ -67,21 +68,26 @@ def preprocessing_fn(inputs, custom_config):
         elif kind == "categorical":
             s = _dense_scalar(inputs[col], tf.constant(""))
             ids = tft.compute_and_apply_vocabulary(
-                _tokens(s, f.get("separator") or "\x00"), top_k=MULTI_HOT_WIDTH, num_oov_buckets=1,
-                vocab_filename=f"{col}_vocab")
+                _tokens(s, f.get("separator") or "\x00"),
+                top_k=MULTI_HOT_WIDTH,
+                num_oov_buckets=1,
+                vocab_filename=f"{col}_vocab",
+            )
             # multi-hot: one_hot of each id (padding -1 -> all zeros), summed per row, clipped at 1 (repeats).
             dense = tf.sparse.to_dense(ids, default_value=-1)
-            out[f"{col}_multi_hot"] = tf.minimum(tf.reduce_sum(
-                tf.one_hot(dense, MULTI_HOT_WIDTH + 1, dtype=tf.float32), axis=1), 1.0)
+            out[f"{col}_multi_hot"] = tf.minimum(
+                tf.reduce_sum(tf.one_hot(dense, MULTI_HOT_WIDTH + 1, dtype=tf.float32), axis=1), 1.0
+            )
         elif kind == "text":
             s = _dense_scalar(inputs[col], tf.constant(""))
             out[f"{col}_tokens"] = tft.compute_and_apply_vocabulary(
-                _tokens(s), top_k=TEXT_VOCAB_SIZE, num_oov_buckets=1, vocab_filename=f"{col}_vocab")
+                _tokens(s), top_k=TEXT_VOCAB_SIZE, num_oov_buckets=1, vocab_filename=f"{col}_vocab"
+            )
         elif kind == "dense_vector":
             dim = int(f["dim"])
             s = _dense_scalar(inputs[col], tf.constant(""))
             parts = tf.strings.split(s, sep=f.get("separator", " "))
-            ok = tf.equal(parts.row_lengths(), dim)     # ingest blanked malformed vectors: those become zeros
+            ok = tf.equal(parts.row_lengths(), dim)  # ingest blanked malformed vectors: those become zeros
             strs = tf.where(ok[:, None], parts.to_tensor(default_value="0", shape=[None, dim]), "0")
             out[col] = tf.strings.to_number(strs, tf.float32)
         else:

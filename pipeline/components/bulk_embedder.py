@@ -16,6 +16,7 @@ process, numpy tables per layer (small catalogues). Both give the same vectors.
                             graph_schema=GRAPH_SCHEMA_PATH)
     embedder.outputs['embeddings']
 """
+
 from __future__ import annotations
 
 import os
@@ -96,17 +97,34 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             be.write_rows(out.uri, emb, item_ids)
         else:
             with self._make_beam_pipeline() as p:
-                be.embed_beam(p, model_dir, features_lib._files(examples), spec, nbr_uri, graph_uri, out.uri,
-                              batch_size=batch_size)
+                be.embed_beam(
+                    p,
+                    model_dir,
+                    features_lib._files(examples),
+                    spec,
+                    nbr_uri,
+                    graph_uri,
+                    out.uri,
+                    batch_size=batch_size,
+                )
             node_ids, _, rows = be.read_rows(out.uri)
             emb = be.assemble(node_ids, rows, len(item_ids))
-        index_builder.write_embeddings(out.uri, emb, item_ids, titles,
-                                       query_embeddings=query_vectors(input_dict, emb))
+        index_builder.write_embeddings(out.uri, emb, item_ids, titles, query_embeddings=query_vectors(input_dict, emb))
         seconds = time.time() - start
         with open(os.path.join(out.uri, STATS_FILE), "w") as f:
-            json.dump({"strategy": strategy, "items": len(item_ids), "dim": int(emb.shape[1]),
-                       "seconds": seconds, "items_per_second": len(item_ids) / max(seconds, 1e-9),
-                       "batch_size": batch_size}, f, indent=1, sort_keys=True)
+            json.dump(
+                {
+                    "strategy": strategy,
+                    "items": len(item_ids),
+                    "dim": int(emb.shape[1]),
+                    "seconds": seconds,
+                    "items_per_second": len(item_ids) / max(seconds, 1e-9),
+                    "batch_size": batch_size,
+                },
+                f,
+                indent=1,
+                sort_keys=True,
+            )
         out.set_int_custom_property("num_items", len(item_ids))
         out.set_string_custom_property("strategy", strategy)
 
@@ -117,11 +135,27 @@ class BulkEmbedder(base_beam_component.BaseBeamComponent):
     SPEC_CLASS = BulkEmbedderSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
-    def __init__(self, model: types.BaseChannel, examples: types.BaseChannel, neighborhoods: types.BaseChannel,
-                 graph: types.BaseChannel, graph_schema: str, strategy: str = "beam", batch_size: int = 1024):
+    def __init__(
+        self,
+        model: types.BaseChannel,
+        examples: types.BaseChannel,
+        neighborhoods: types.BaseChannel,
+        graph: types.BaseChannel,
+        graph_schema: str,
+        strategy: str = "beam",
+        batch_size: int = 1024,
+    ):
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-        super().__init__(spec=BulkEmbedderSpec(
-            model=model, examples=examples, neighborhoods=neighborhoods, graph=graph,
-            graph_schema=graph_schema, strategy=strategy, batch_size=batch_size,
-            embeddings=types.Channel(type=artifacts.Embeddings)))
+        super().__init__(
+            spec=BulkEmbedderSpec(
+                model=model,
+                examples=examples,
+                neighborhoods=neighborhoods,
+                graph=graph,
+                graph_schema=graph_schema,
+                strategy=strategy,
+                batch_size=batch_size,
+                embeddings=types.Channel(type=artifacts.Embeddings),
+            )
+        )

@@ -7,6 +7,7 @@ own around pipeline/evaluation.py. Models in the report: `pinsage` (the trained 
 product), `popularity`, `cooccurrence_knn`, `transition_counts` (window 3) and `features_only` (cosine of the
 Transform-ed item features with no graph and no training).
 """
+
 from __future__ import annotations
 
 import json
@@ -22,22 +23,31 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 from pipeline import artifacts, evaluation, graph_io, report as report_lib
 
 # The trainer's model artifact layout (modules/trainer.py) is the one source of these names.
-from modules.trainer import (ABLATIONS_DIR, EMBEDDINGS_FILE, HISTORY_FILE,  # noqa: E402
-                             QUERY_EMBEDDINGS_FILE)
+from modules.trainer import (
+    ABLATIONS_DIR,
+    EMBEDDINGS_FILE,
+    HISTORY_FILE,  # noqa: E402
+    QUERY_EMBEDDINGS_FILE,
+)
 
-ABLATION_PREFIX = "ablation:"   # model names of the ablation rows in report.json
+ABLATION_PREFIX = "ablation:"  # model names of the ablation rows in report.json
 
 
 def load_model_embeddings(model_uri: str) -> tuple[np.ndarray, np.ndarray | None, dict]:
     """(embeddings, query embeddings or None, {ablation name: (embeddings, query embeddings or None)})."""
+
     def load(d):
         q = os.path.join(d, QUERY_EMBEDDINGS_FILE)
         return np.load(os.path.join(d, EMBEDDINGS_FILE)), (np.load(q) if os.path.exists(q) else None)
+
     emb, query = load(model_uri)
     root = os.path.join(model_uri, ABLATIONS_DIR)
     names = sorted(os.listdir(root)) if os.path.isdir(root) else []
-    return emb, query, {n: load(os.path.join(root, n)) for n in names
-                        if os.path.exists(os.path.join(root, n, EMBEDDINGS_FILE))}
+    return (
+        emb,
+        query,
+        {n: load(os.path.join(root, n)) for n in names if os.path.exists(os.path.join(root, n, EMBEDDINGS_FILE))},
+    )
 
 
 def features_only_embeddings(features: dict, text_buckets: int = 256) -> np.ndarray:
@@ -76,9 +86,14 @@ def colour_labels(features: dict, transform_graph_uri: str) -> tuple[np.ndarray,
     return labels, vocab, col
 
 
-def evaluate_all(graph: graph_io.Graph, emb: np.ndarray | None, features: dict | None,
-                 query_emb: np.ndarray | None = None, ablations: dict | None = None,
-                 max_contexts: int | None = None) -> tuple[dict, dict]:
+def evaluate_all(
+    graph: graph_io.Graph,
+    emb: np.ndarray | None,
+    features: dict | None,
+    query_emb: np.ndarray | None = None,
+    ablations: dict | None = None,
+    max_contexts: int | None = None,
+) -> tuple[dict, dict]:
     """Test and validation metrics of every model: the baselines, `pinsage` (query vectors `query_emb` when
     the model has a query head) and each ablation {name: (emb, query_emb or None)} as `ablation:<name>`.
     `max_contexts`: evaluation.build_queries' context sample (each split's metrics then carry `num_contexts`
@@ -93,18 +108,25 @@ def evaluate_all(graph: graph_io.Graph, emb: np.ndarray | None, features: dict |
     out = {}
     for split in ("test", "validation"):
         q = evaluation.build_queries(graph, split, max_contexts=max_contexts)
-        out[split] = {name: dict(evaluation.metrics_from_ranks(evaluation.ranks(s, q)),
-                                 total_contexts=q.total_contexts) for name, s in scorers.items()}
+        out[split] = {
+            name: dict(evaluation.metrics_from_ranks(evaluation.ranks(s, q)), total_contexts=q.total_contexts)
+            for name, s in scorers.items()
+        }
     return out["test"], out["validation"]
 
 
 class PinSageEvaluatorSpec(ComponentSpec):
-    PARAMETERS = {"dataset": ExecutionParameter(type=str), "graph_schema": ExecutionParameter(type=str),
-                  "max_contexts": ExecutionParameter(type=int, optional=True)}
-    INPUTS = {"graph": ChannelParameter(type=artifacts.PinSageGraph),
-              "model": ChannelParameter(type=standard_artifacts.Model),
-              "examples": ChannelParameter(type=standard_artifacts.Examples),
-              "transform_graph": ChannelParameter(type=standard_artifacts.TransformGraph)}
+    PARAMETERS = {
+        "dataset": ExecutionParameter(type=str),
+        "graph_schema": ExecutionParameter(type=str),
+        "max_contexts": ExecutionParameter(type=int, optional=True),
+    }
+    INPUTS = {
+        "graph": ChannelParameter(type=artifacts.PinSageGraph),
+        "model": ChannelParameter(type=standard_artifacts.Model),
+        "examples": ChannelParameter(type=standard_artifacts.Examples),
+        "transform_graph": ChannelParameter(type=standard_artifacts.TransformGraph),
+    }
     OUTPUTS = {"report": ChannelParameter(type=artifacts.EvaluationReport)}
 
 
@@ -118,8 +140,9 @@ class Executor(base_executor.BaseExecutor):
         examples = artifact_utils.get_single_instance(input_dict["examples"])
         split = artifact_utils.decode_split_names(examples.split_names)[0]
         graph = graph_io.load_graph(artifact_utils.get_single_uri(input_dict["graph"]))
-        feats = features_lib.load_item_features(artifact_utils.get_split_uri([examples], split),
-                                                exec_properties["graph_schema"])
+        feats = features_lib.load_item_features(
+            artifact_utils.get_split_uri([examples], split), exec_properties["graph_schema"]
+        )
         emb, query_emb, ablations = load_model_embeddings(model_uri)
         with open(os.path.join(model_uri, HISTORY_FILE)) as f:
             history = json.load(f)
@@ -131,27 +154,42 @@ class Executor(base_executor.BaseExecutor):
         os.makedirs(os.path.join(out, "plots"), exist_ok=True)
         report_lib.plot_training_curves(history, os.path.join(out, "plots", "training.png"))
         plots["training curves"] = "plots/training.png"
-        cos = {"pinsage": report_lib.pairwise_cosines(emb),
-               "features_only": report_lib.pairwise_cosines(features_only_embeddings(feats))}
+        cos = {
+            "pinsage": report_lib.pairwise_cosines(emb),
+            "features_only": report_lib.pairwise_cosines(features_only_embeddings(feats)),
+        }
         report_lib.plot_cosine_distribution(cos, os.path.join(out, "plots", "cosine_similarity.png"))
         plots["cosine similarity distribution"] = "plots/cosine_similarity.png"
         labels, names, col = colour_labels(feats, artifact_utils.get_single_uri(input_dict["transform_graph"]))
         if names:
             report_lib.plot_embedding_map(emb, labels, names, os.path.join(out, "plots", "embedding_map.png"))
             plots[f"embedding map coloured by {col}"] = "plots/embedding_map.png"
-        abl = {name[len(ABLATION_PREFIX):]: {"metrics": test.pop(name), "validation_metrics": val.pop(name)}
-               for name in sorted(test) if name.startswith(ABLATION_PREFIX)}
+        abl = {
+            name[len(ABLATION_PREFIX) :]: {"metrics": test.pop(name), "validation_metrics": val.pop(name)}
+            for name in sorted(test)
+            if name.startswith(ABLATION_PREFIX)
+        }
         report = {
-            "dataset": exec_properties["dataset"], "protocol": report_lib.PROTOCOL,
-            "metrics": test, "validation_metrics": val,
-            **({"ablations": abl, "ablations_vs_paper": report_lib.ablations_vs_paper(test.get("pinsage"), abl)}
-               if abl else {}),
+            "dataset": exec_properties["dataset"],
+            "protocol": report_lib.PROTOCOL,
+            "metrics": test,
+            "validation_metrics": val,
+            **(
+                {"ablations": abl, "ablations_vs_paper": report_lib.ablations_vs_paper(test.get("pinsage"), abl)}
+                if abl
+                else {}
+            ),
             "kurtosis": {k: report_lib.kurtosis(v) for k, v in cos.items()},
-            "training": {k: history.get(k) for k in ("epoch", "loss", "val_hr@10", "pairs_per_second",
-                                                     "train_seconds", "hparams")},
+            "training": {
+                k: history.get(k)
+                for k in ("epoch", "loss", "val_hr@10", "pairs_per_second", "train_seconds", "hparams")
+            },
             "plots": plots,
-            "timings": {"evaluation": t_eval, "plots": time.time() - t0 - t_eval,
-                        "training": float(history.get("train_seconds", 0.0))},
+            "timings": {
+                "evaluation": t_eval,
+                "plots": time.time() - t0 - t_eval,
+                "training": float(history.get("train_seconds", 0.0)),
+            },
         }
         report_lib.write(report, out)
 
@@ -162,8 +200,16 @@ class PinSageEvaluator(base_component.BaseComponent):
     SPEC_CLASS = PinSageEvaluatorSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
-    def __init__(self, graph, model, examples, transform_graph, dataset: str, graph_schema: str,
-                 max_contexts: int = 0):
-        super().__init__(spec=PinSageEvaluatorSpec(
-            graph=graph, model=model, examples=examples, transform_graph=transform_graph, dataset=dataset,
-            graph_schema=graph_schema, max_contexts=max_contexts, report=types.Channel(type=artifacts.EvaluationReport)))
+    def __init__(self, graph, model, examples, transform_graph, dataset: str, graph_schema: str, max_contexts: int = 0):
+        super().__init__(
+            spec=PinSageEvaluatorSpec(
+                graph=graph,
+                model=model,
+                examples=examples,
+                transform_graph=transform_graph,
+                dataset=dataset,
+                graph_schema=graph_schema,
+                max_contexts=max_contexts,
+                report=types.Channel(type=artifacts.EvaluationReport),
+            )
+        )

@@ -15,6 +15,7 @@ would otherwise make the held-out item one the context has already "seen" in tra
 Transform runs after GraphGen (not before) so that log-degree is the *train* degree, and every downstream table is
 keyed by the same node_id.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,11 +39,19 @@ from schema import build as schema_build
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 ITEM_SPLIT = "items"
-_INTERACTION_SCHEMA = pa.schema([("context_index", pa.int64()), ("node_id", pa.int64()),
-                                 ("timestamp", pa.int64()), ("weight", pa.float64()),
-                                 ("split", pa.string()), ("position", pa.int64())])
-_ITEM_SCHEMA = pa.schema([("node_id", pa.int64()), ("item_id", pa.string()), ("title", pa.string()),
-                          ("train_degree", pa.int64())])
+_INTERACTION_SCHEMA = pa.schema(
+    [
+        ("context_index", pa.int64()),
+        ("node_id", pa.int64()),
+        ("timestamp", pa.int64()),
+        ("weight", pa.float64()),
+        ("split", pa.string()),
+        ("position", pa.int64()),
+    ]
+)
+_ITEM_SCHEMA = pa.schema(
+    [("node_id", pa.int64()), ("item_id", pa.string()), ("title", pa.string()), ("train_degree", pa.int64())]
+)
 _CONTEXT_SCHEMA = pa.schema([("context_index", pa.int64()), ("context_id", pa.string())])
 
 
@@ -78,7 +87,7 @@ def split_context(rows, item_key):
     return out, len(rows) - n
 
 
-NUM_PARTITIONS = 32          # context partitions of the split (a shuffle of arrays, not of single rows)
+NUM_PARTITIONS = 32  # context partitions of the split (a shuffle of arrays, not of single rows)
 BATCH_SIZE = 100_000
 
 
@@ -94,8 +103,9 @@ def _column(rb, name: str) -> np.ndarray | None:
     if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
         lens = pc.list_value_length(col).to_numpy(zero_copy_only=False)
         if not ((lens == 1).all()):
-            flat = pc.list_element(pc.if_else(pc.equal(pc.list_value_length(col), 1), col,
-                                              pa.nulls(len(col), col.type)), 0)
+            flat = pc.list_element(
+                pc.if_else(pc.equal(pc.list_value_length(col), 1), col, pa.nulls(len(col), col.type)), 0
+            )
         else:
             flat = pc.list_flatten(col)
     else:
@@ -144,8 +154,11 @@ def split_partition(ctx: np.ndarray, node: np.ndarray, ts: np.ndarray, w: np.nda
     split = np.full(len(ctx), "train", dtype=object)
     split[(n >= 3) & (position == n - 1)] = "test"
     split[(n >= 3) & (position == n - 2)] = "validation"
-    return ({"context_index": ctx, "node_id": node, "timestamp": ts, "weight": w, "split": split,
-             "position": position}, dups, int((sizes < 3).sum()))
+    return (
+        {"context_index": ctx, "node_id": node, "timestamp": ts, "weight": w, "split": split, "position": position},
+        dups,
+        int((sizes < 3).sum()),
+    )
 
 
 def _concat_arrays(parts):
@@ -205,8 +218,7 @@ class _PartitionInteractions(beam.DoFn):
         ctx = self.lookup(context_table, _column(rb, "context_id")[known])
         ts = _column(rb, "timestamp")[known].astype(np.int64)
         w_raw = _column(rb, "weight")
-        w = (np.ones(len(ctx)) if w_raw is None
-             else np.nan_to_num(w_raw[known].astype(np.float64), nan=1.0))
+        w = np.ones(len(ctx)) if w_raw is None else np.nan_to_num(w_raw[known].astype(np.float64), nan=1.0)
         node = node[known].astype(np.int64)
         part = ctx % NUM_PARTITIONS
         for p in np.unique(part):
@@ -229,8 +241,9 @@ class _SplitPartition(beam.DoFn):
                 yield beam.pvalue.TaggedOutput("counts", (f"interactions.{s}", n))
         train = cols["split"] == "train"
         yield beam.pvalue.TaggedOutput("degree", np.bincount(cols["node_id"][train], minlength=num_items))
-        yield pa.Table.from_pydict({k: pa.array(v, _INTERACTION_SCHEMA.field(k).type) for k, v in cols.items()},
-                                   schema=_INTERACTION_SCHEMA)
+        yield pa.Table.from_pydict(
+            {k: pa.array(v, _INTERACTION_SCHEMA.field(k).type) for k, v in cols.items()}, schema=_INTERACTION_SCHEMA
+        )
 
 
 def _example_list(col, offsets):
@@ -242,7 +255,7 @@ def _example_list(col, offsets):
     if pa.types.is_string(v) or pa.types.is_large_string(v) or pa.types.is_binary(v):
         to = pa.large_binary()
     elif pa.types.is_floating(v):
-        to = pa.float32()                   # FloatList, as CsvExampleGen wrote a FLOAT column
+        to = pa.float32()  # FloatList, as CsvExampleGen wrote a FLOAT column
     elif pa.types.is_integer(v):
         to = pa.int64()
     else:
@@ -265,8 +278,8 @@ class _ItemOutputs(beam.DoFn):
     def process(self, rb, item_table, degree):
         table, examples = _item_outputs(rb, item_table, degree, self.lookup)
         first = int(table.column("node_id").to_numpy().min()) if table.num_rows else 0
-        path = os.path.join(self._dir, f"data_parquet-{first:010d}.parquet")   # node ids are unique: one name
-        buf = pa.BufferOutputStream()              # then one write through GFile (any filesystem TF knows)
+        path = os.path.join(self._dir, f"data_parquet-{first:010d}.parquet")  # node ids are unique: one name
+        buf = pa.BufferOutputStream()  # then one write through GFile (any filesystem TF knows)
         pq.write_table(pa.Table.from_batches([examples]), buf)
         with tf.io.gfile.GFile(path + ".tmp", "wb") as f:
             f.write(buf.getvalue().to_pybytes())
@@ -283,11 +296,20 @@ def _item_outputs(rb, item_table, degree, lookup=None, title_column="title"):
     degree = _full_degree(degree, len(item_table))
     deg = degree[node].astype(np.int64)
     titles = _column(rb, title_column)
-    titles = (np.full(len(ids), "", dtype=object) if titles is None
-              else np.array(["" if t is None else str(t) for t in titles], dtype=object))
-    table = pa.Table.from_pydict({"node_id": node, "item_id": pa.array(ids, pa.string()),
-                                  "title": pa.array(titles, pa.string()), "train_degree": deg},
-                                 schema=_ITEM_SCHEMA)
+    titles = (
+        np.full(len(ids), "", dtype=object)
+        if titles is None
+        else np.array(["" if t is None else str(t) for t in titles], dtype=object)
+    )
+    table = pa.Table.from_pydict(
+        {
+            "node_id": node,
+            "item_id": pa.array(ids, pa.string()),
+            "title": pa.array(titles, pa.string()),
+            "train_degree": deg,
+        },
+        schema=_ITEM_SCHEMA,
+    )
     offsets = pa.array(np.arange(len(node) + 1, dtype=np.int64))
     cols = [_example_list(c, offsets) for c in rb.columns]
     names = list(rb.schema.names)
@@ -321,7 +343,7 @@ def _add_counts(arrays) -> np.ndarray:
     arrays = list(arrays)
     out = np.zeros(max((len(a) for a in arrays), default=0), np.int64)
     for a in arrays:
-        out[:len(a)] += a
+        out[: len(a)] += a
     return out
 
 
@@ -342,75 +364,122 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             with tf.io.gfile.GFile(exec_properties["ingest_report"]) as f:
                 ingest = json.load(f)
 
-        items_schema = io_utils.parse_pbtxt_file(
-            io_utils.get_only_uri_in_dir(schema_uri), schema_pb2.Schema())
-        io_utils.write_pbtxt_file(os.path.join(out_schema_uri, "schema.pbtxt"),
-                                  schema_build.graph_items_schema(items_schema))
+        items_schema = io_utils.parse_pbtxt_file(io_utils.get_only_uri_in_dir(schema_uri), schema_pb2.Schema())
+        io_utils.write_pbtxt_file(
+            os.path.join(out_schema_uri, "schema.pbtxt"), schema_build.graph_items_schema(items_schema)
+        )
 
         with self._make_beam_pipeline() as p:
             items = _source(p, items_art, "Items")
-            item_sorted = (items | "ItemIds" >> beam.Map(lambda rb: _id_strings(_column(rb, "item_id")).astype(str))
-                           | "AllItemIds" >> beam.combiners.ToList() | "SortItemIds" >> beam.Map(_concat_ids))
+            item_sorted = (
+                items
+                | "ItemIds" >> beam.Map(lambda rb: _id_strings(_column(rb, "item_id")).astype(str))
+                | "AllItemIds" >> beam.combiners.ToList()
+                | "SortItemIds" >> beam.Map(_concat_ids)
+            )
             item_table = beam.pvalue.AsSingleton(item_sorted | "ItemTable" >> beam.Map(lambda t: t[0]))
             item_order = beam.pvalue.AsSingleton(item_sorted | "ItemOrder" >> beam.Map(lambda t: t[1]))
             num_items = beam.pvalue.AsSingleton(item_sorted | "NumItems" >> beam.Map(lambda t: len(t[0])))
 
             inter = _source(p, inter_art, "Interactions")
             # contexts with at least one interaction with a known item, in id order
-            context_sorted = (inter | "ContextIds" >> beam.ParDo(_KnownContexts(), item_table)
-                              | "AllContexts" >> beam.combiners.ToList() | "SortContexts" >> beam.Map(_concat_ids))
+            context_sorted = (
+                inter
+                | "ContextIds" >> beam.ParDo(_KnownContexts(), item_table)
+                | "AllContexts" >> beam.combiners.ToList()
+                | "SortContexts" >> beam.Map(_concat_ids)
+            )
             context_table = beam.pvalue.AsSingleton(context_sorted | "ContextTable" >> beam.Map(lambda t: t[0]))
-            parts, unknown_counts = (inter | "Partition" >> beam.ParDo(
-                _PartitionInteractions(), item_table, context_table).with_outputs("counts", main="parts"))
-            split = (parts | "GroupByPartition" >> beam.GroupByKey()
-                     | "Split" >> beam.ParDo(_SplitPartition(), num_items).with_outputs(
-                         "counts", "degree", main="tables"))
+            parts, unknown_counts = inter | "Partition" >> beam.ParDo(
+                _PartitionInteractions(), item_table, context_table
+            ).with_outputs("counts", main="parts")
+            split = (
+                parts
+                | "GroupByPartition" >> beam.GroupByKey()
+                | "Split" >> beam.ParDo(_SplitPartition(), num_items).with_outputs("counts", "degree", main="tables")
+            )
             _ = split.tables | "WriteInteractions" >> beam.io.WriteToParquetBatched(
-                os.path.join(graph_uri, graph_io.INTERACTIONS), _INTERACTION_SCHEMA, file_name_suffix=".parquet")
+                os.path.join(graph_uri, graph_io.INTERACTIONS), _INTERACTION_SCHEMA, file_name_suffix=".parquet"
+            )
             degree_pc = split.degree | "Degree" >> beam.CombineGlobally(_add_counts)
             degree = beam.pvalue.AsSingleton(degree_pc)
 
             examples_dir = artifact_utils.get_split_uri([examples_art], ITEM_SPLIT)
             tf.io.gfile.makedirs(examples_dir)
-            _ = (items | "ItemOutputs" >> beam.ParDo(_ItemOutputs(examples_dir), item_table, degree)
-                 | "WriteItems" >> beam.io.WriteToParquetBatched(
-                     os.path.join(graph_uri, graph_io.ITEMS), _ITEM_SCHEMA, file_name_suffix=".parquet"))
-            _ = (context_sorted | "ContextRows" >> beam.Map(lambda t: pa.Table.from_pydict(
-                {"context_index": np.arange(len(t[0]), dtype=np.int64),
-                 "context_id": pa.array(t[0].astype(object), pa.string())},
-                schema=_CONTEXT_SCHEMA))
-                | "WriteContexts" >> beam.io.WriteToParquetBatched(
-                    os.path.join(graph_uri, graph_io.CONTEXTS), _CONTEXT_SCHEMA, file_name_suffix=".parquet"))
+            _ = (
+                items
+                | "ItemOutputs" >> beam.ParDo(_ItemOutputs(examples_dir), item_table, degree)
+                | "WriteItems"
+                >> beam.io.WriteToParquetBatched(
+                    os.path.join(graph_uri, graph_io.ITEMS), _ITEM_SCHEMA, file_name_suffix=".parquet"
+                )
+            )
+            _ = (
+                context_sorted
+                | "ContextRows"
+                >> beam.Map(
+                    lambda t: pa.Table.from_pydict(
+                        {
+                            "context_index": np.arange(len(t[0]), dtype=np.int64),
+                            "context_id": pa.array(t[0].astype(object), pa.string()),
+                        },
+                        schema=_CONTEXT_SCHEMA,
+                    )
+                )
+                | "WriteContexts"
+                >> beam.io.WriteToParquetBatched(
+                    os.path.join(graph_uri, graph_io.CONTEXTS), _CONTEXT_SCHEMA, file_name_suffix=".parquet"
+                )
+            )
 
             # Statistics: every count is a (name, n) pair summed per name, then written once as JSON.
             isolated = degree_pc | "Isolated" >> beam.Map(
-                lambda deg, n: ("items.without_train_interactions", int((_full_degree(deg, n) == 0).sum())),
-                num_items)
-            _ = ((split.counts, unknown_counts, isolated) | "AllCounts" >> beam.Flatten()
-                 | "SumCounts" >> beam.CombinePerKey(sum) | "CountList" >> beam.combiners.ToDict()
-                 | "WriteStats" >> beam.Map(
-                     lambda c, n, ctx, order: _write_json(os.path.join(graph_uri, graph_io.STATS_FILE), {
-                         "num_items": n, "num_contexts": len(ctx), "item_id_order": order,
-                         "num_interactions": sum(c.get(f"interactions.{s}", 0) for s in graph_io.SPLITS),
-                         "counts": c, "ingest": ingest}),
-                     num_items, context_table, item_order))
+                lambda deg, n: ("items.without_train_interactions", int((_full_degree(deg, n) == 0).sum())), num_items
+            )
+            _ = (
+                (split.counts, unknown_counts, isolated)
+                | "AllCounts" >> beam.Flatten()
+                | "SumCounts" >> beam.CombinePerKey(sum)
+                | "CountList" >> beam.combiners.ToDict()
+                | "WriteStats"
+                >> beam.Map(
+                    lambda c, n, ctx, order: _write_json(
+                        os.path.join(graph_uri, graph_io.STATS_FILE),
+                        {
+                            "num_items": n,
+                            "num_contexts": len(ctx),
+                            "item_id_order": order,
+                            "num_interactions": sum(c.get(f"interactions.{s}", 0) for s in graph_io.SPLITS),
+                            "counts": c,
+                            "ingest": ingest,
+                        },
+                    ),
+                    num_items,
+                    context_table,
+                    item_order,
+                )
+            )
 
 
 def _full_degree(deg: np.ndarray, n: int) -> np.ndarray:
     """Train degree per node id, length n (the combine's identity is an empty array)."""
     out = np.zeros(n, np.int64)
-    out[:len(deg)] = deg
+    out[: len(deg)] = deg
     return out
 
 
 class GraphGenSpec(ComponentSpec):
     PARAMETERS = {"ingest_report": ExecutionParameter(type=str, optional=True)}
-    INPUTS = {"items": ChannelParameter(type=standard_artifacts.Examples),
-              "interactions": ChannelParameter(type=standard_artifacts.Examples),
-              "items_schema": ChannelParameter(type=standard_artifacts.Schema)}
-    OUTPUTS = {"graph": ChannelParameter(type=PinSageGraph),
-               "item_examples": ChannelParameter(type=standard_artifacts.Examples),
-               "item_schema": ChannelParameter(type=standard_artifacts.Schema)}
+    INPUTS = {
+        "items": ChannelParameter(type=standard_artifacts.Examples),
+        "interactions": ChannelParameter(type=standard_artifacts.Examples),
+        "items_schema": ChannelParameter(type=standard_artifacts.Schema),
+    }
+    OUTPUTS = {
+        "graph": ChannelParameter(type=PinSageGraph),
+        "item_examples": ChannelParameter(type=standard_artifacts.Examples),
+        "item_schema": ChannelParameter(type=standard_artifacts.Schema),
+    }
 
 
 class GraphGen(base_beam_component.BaseBeamComponent):
@@ -420,8 +489,14 @@ class GraphGen(base_beam_component.BaseBeamComponent):
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
     def __init__(self, items, interactions, items_schema, ingest_report: str = ""):
-        super().__init__(spec=GraphGenSpec(
-            items=items, interactions=interactions, items_schema=items_schema, ingest_report=ingest_report,
-            graph=channel.Channel(type=PinSageGraph),
-            item_examples=channel.Channel(type=standard_artifacts.Examples),
-            item_schema=channel.Channel(type=standard_artifacts.Schema)))
+        super().__init__(
+            spec=GraphGenSpec(
+                items=items,
+                interactions=interactions,
+                items_schema=items_schema,
+                ingest_report=ingest_report,
+                graph=channel.Channel(type=PinSageGraph),
+                item_examples=channel.Channel(type=standard_artifacts.Examples),
+                item_schema=channel.Channel(type=standard_artifacts.Schema),
+            )
+        )

@@ -19,6 +19,7 @@ Two strategies, one output (pipeline/neighborhood_io.py):
     sampler = NeighborhoodSampler(graph=graph_gen.outputs['graph'], num_walks=200, top_t=20)
     sampler.outputs['neighborhoods']
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -88,10 +89,13 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         strategy = exec_properties["strategy"]
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-        params = rw.WalkParams(num_walks=int(exec_properties["num_walks"]),
-                               walk_length=int(exec_properties["walk_length"]),
-                               restart_prob=float(exec_properties["restart_prob"]),
-                               top_t=int(exec_properties["top_t"]), seed=int(exec_properties["seed"]))
+        params = rw.WalkParams(
+            num_walks=int(exec_properties["num_walks"]),
+            walk_length=int(exec_properties["walk_length"]),
+            restart_prob=float(exec_properties["restart_prob"]),
+            top_t=int(exec_properties["top_t"]),
+            seed=int(exec_properties["seed"]),
+        )
         shard_size = int(exec_properties["shard_size"])
         n = num_rows(graph_uri, graph_io.ITEMS)
         stats_path = os.path.join(out_uri, neighborhood_io.STATS_FILE)
@@ -102,28 +106,58 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         if source != "random_walk":
             window = int(exec_properties.get("window") or 3)
             self._write_sequence_neighborhoods(graph_uri, out_uri, source, params, window, shard_size)
-            finish_stats(stats_path, rw.finalize_stats, seconds=time.time() - start, strategy="in_process",
-                         source=source, window=window, shard_size=shard_size, **dataclasses.asdict(params))
+            finish_stats(
+                stats_path,
+                rw.finalize_stats,
+                seconds=time.time() - start,
+                strategy="in_process",
+                source=source,
+                window=window,
+                shard_size=shard_size,
+                **dataclasses.asdict(params),
+            )
             return
         with self._make_beam_pipeline() as p:
             if strategy == "in_memory":
-                shards = (p | "Shards" >> beam.Create(rw.chunks(n, shard_size))
-                          | "Spread" >> beam.Reshuffle()
-                          | "Walk" >> beam.ParDo(beam_walks.WalkShard(graph_uri, params)))
+                shards = (
+                    p
+                    | "Shards" >> beam.Create(rw.chunks(n, shard_size))
+                    | "Spread" >> beam.Reshuffle()
+                    | "Walk" >> beam.ParDo(beam_walks.WalkShard(graph_uri, params))
+                )
             else:
-                edges = (p | "ReadEdges" >> beam.io.ReadFromParquetBatched(
-                            os.path.join(graph_uri, f"{graph_io.INTERACTIONS}-*.parquet"),
-                            columns=["context_index", "node_id", "split"])
-                         | "TrainEdges" >> beam.FlatMap(beam_walks.train_edge_batches))
-                shards = beam_walks.walk_neighborhoods(edges, n, num_rows(graph_uri, graph_io.CONTEXTS), params,
-                                                       num_partitions=math.ceil(n / shard_size))
-            _ = (shards | "ToTable" >> beam.Map(beam_walks.shard_table)
-                 | "Write" >> beam.io.WriteToParquetBatched(
-                     os.path.join(out_uri, neighborhood_io.TABLE), schema=neighborhood_io.schema(),
-                     file_name_suffix=".parquet"))
+                edges = (
+                    p
+                    | "ReadEdges"
+                    >> beam.io.ReadFromParquetBatched(
+                        os.path.join(graph_uri, f"{graph_io.INTERACTIONS}-*.parquet"),
+                        columns=["context_index", "node_id", "split"],
+                    )
+                    | "TrainEdges" >> beam.FlatMap(beam_walks.train_edge_batches)
+                )
+                shards = beam_walks.walk_neighborhoods(
+                    edges, n, num_rows(graph_uri, graph_io.CONTEXTS), params, num_partitions=math.ceil(n / shard_size)
+                )
+            _ = (
+                shards
+                | "ToTable" >> beam.Map(beam_walks.shard_table)
+                | "Write"
+                >> beam.io.WriteToParquetBatched(
+                    os.path.join(out_uri, neighborhood_io.TABLE),
+                    schema=neighborhood_io.schema(),
+                    file_name_suffix=".parquet",
+                )
+            )
             beam_walks.write_stats(shards | "ShardStats" >> beam.Map(beam_walks.shard_stats), stats_path)
-        finish_stats(stats_path, rw.finalize_stats, seconds=time.time() - start, strategy=strategy,
-                     source=source, shard_size=shard_size, **dataclasses.asdict(params))
+        finish_stats(
+            stats_path,
+            rw.finalize_stats,
+            seconds=time.time() - start,
+            strategy=strategy,
+            source=source,
+            shard_size=shard_size,
+            **dataclasses.asdict(params),
+        )
 
     @staticmethod
     def _write_sequence_neighborhoods(graph_uri, out_uri, source, params, window, shard_size):
@@ -132,8 +166,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         graph = graph_io.load_graph(graph_uri)
         nbr, w, cnt = sn.neighborhoods_from_graph(graph, source, params, window=window, shard_size=shard_size)
         os.makedirs(out_uri, exist_ok=True)
-        pq.write_table(neighborhood_io.to_table(np.arange(len(nbr)), nbr, w),
-                       os.path.join(out_uri, f"{neighborhood_io.TABLE}-00000-of-00001.parquet"))
+        pq.write_table(
+            neighborhood_io.to_table(np.arange(len(nbr)), nbr, w),
+            os.path.join(out_uri, f"{neighborhood_io.TABLE}-00000-of-00001.parquet"),
+        )
         isolated = int((graph.train_degree == 0).sum())
         with open(os.path.join(out_uri, neighborhood_io.STATS_FILE), "w") as f:
             json.dump(rw.chunk_stats(nbr, cnt, isolated), f)
@@ -145,14 +181,35 @@ class NeighborhoodSampler(base_beam_component.BaseBeamComponent):
     SPEC_CLASS = NeighborhoodSamplerSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
-    def __init__(self, graph: types.BaseChannel, num_walks: int = 200, walk_length: int = 4,
-                 restart_prob: float = 0.5, top_t: int = 20, seed: int = 0, strategy: str = "in_memory",
-                 shard_size: int = 20_000, source: str = "random_walk", window: int = 3):
+    def __init__(
+        self,
+        graph: types.BaseChannel,
+        num_walks: int = 200,
+        walk_length: int = 4,
+        restart_prob: float = 0.5,
+        top_t: int = 20,
+        seed: int = 0,
+        strategy: str = "in_memory",
+        shard_size: int = 20_000,
+        source: str = "random_walk",
+        window: int = 3,
+    ):
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-        super().__init__(spec=NeighborhoodSamplerSpec(
-            graph=graph, neighborhoods=types.Channel(type=artifacts.Neighborhoods),
-            num_walks=num_walks, walk_length=walk_length, restart_prob=float(restart_prob), top_t=top_t,
-            seed=seed, strategy=strategy, shard_size=shard_size, source=source, window=window))
+        super().__init__(
+            spec=NeighborhoodSamplerSpec(
+                graph=graph,
+                neighborhoods=types.Channel(type=artifacts.Neighborhoods),
+                num_walks=num_walks,
+                walk_length=walk_length,
+                restart_prob=float(restart_prob),
+                top_t=top_t,
+                seed=seed,
+                strategy=strategy,
+                shard_size=shard_size,
+                source=source,
+                window=window,
+            )
+        )

@@ -11,6 +11,7 @@ all of them would take hours; pair_stats.json reports how many and what share of
     pair_gen = PairGen(graph=graph_gen.outputs['graph'], window=3)
     pair_gen.outputs['pairs']
 """
+
 from __future__ import annotations
 
 import operator
@@ -28,7 +29,7 @@ from pipeline import artifacts, beam_walks, graph_io, pairs, ppr
 from pipeline import random_walks as rw
 from pipeline.components.neighborhood_sampler import finish_stats, num_rows
 
-DEFAULT_MAX_QUERIES = 5_000   # PPR queries (ppr.select_queries); 0 = every query
+DEFAULT_MAX_QUERIES = 5_000  # PPR queries (ppr.select_queries); 0 = every query
 
 
 class _SelectedNegativeShard(beam_walks.NegativeShard):
@@ -37,11 +38,10 @@ class _SelectedNegativeShard(beam_walks.NegativeShard):
 
     def setup(self):
         self._adj = rw.load_adjacency(self._uri)
-        q, i, count, _ = pairs.pairs_from_graph(self._uri, int(self._props["window"]),
-                                                bool(self._props["symmetric"]))
+        q, i, count, _ = pairs.pairs_from_graph(self._uri, int(self._props["window"]), bool(self._props["symmetric"]))
         self._queries, self._selection = ppr.select_queries(q, count, int(self._props.get("max_queries") or 0))
         order = np.argsort(np.r_[q, i], kind="stable")
-        self._ex_q, self._ex_i = np.r_[q, i][order], np.r_[i, q][order]   # both directions, sorted by query
+        self._ex_q, self._ex_i = np.r_[q, i][order], np.r_[i, q][order]  # both directions, sorted by query
 
     def process(self, shard):
         if shard[0] == 0:
@@ -81,21 +81,34 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         stats_path = os.path.join(out_uri, pairs.STATS_FILE)
         start = time.time()
         with self._make_beam_pipeline() as p:
-            positives = (p | "Graph" >> beam.Create([graph_uri])
-                         | "Positives" >> beam.Map(beam_walks.positives, props))
-            _ = (positives | "PairTable" >> beam.Map(operator.itemgetter(0))
-                 | "WritePairs" >> beam.io.WriteToParquetBatched(
-                     os.path.join(out_uri, pairs.PAIRS), file_name_suffix=".parquet",
-                     schema=pa.schema([("query", pa.int64()), ("positive", pa.int64()), ("count", pa.int64())])))
-            negatives = (p | "Shards" >> beam.Create(rw.chunks(n, int(props["shard_size"])))
-                         | "Spread" >> beam.Reshuffle()
-                         | "Negatives" >> beam.ParDo(_SelectedNegativeShard(graph_uri, props, window)).with_outputs(
-                             "stats", main="tables"))
-            _ = (negatives.tables | "WriteNegatives" >> beam.io.WriteToParquetBatched(
-                os.path.join(out_uri, pairs.HARD_NEGATIVES), file_name_suffix=".parquet",
-                schema=pa.schema([("query", pa.int64()), ("negatives", pa.list_(pa.int64()))])))
-            beam_walks.write_stats((positives | "PairStats" >> beam.Map(operator.itemgetter(1)), negatives.stats)
-                        | "AllStats" >> beam.Flatten(), stats_path)
+            positives = p | "Graph" >> beam.Create([graph_uri]) | "Positives" >> beam.Map(beam_walks.positives, props)
+            _ = (
+                positives
+                | "PairTable" >> beam.Map(operator.itemgetter(0))
+                | "WritePairs"
+                >> beam.io.WriteToParquetBatched(
+                    os.path.join(out_uri, pairs.PAIRS),
+                    file_name_suffix=".parquet",
+                    schema=pa.schema([("query", pa.int64()), ("positive", pa.int64()), ("count", pa.int64())]),
+                )
+            )
+            negatives = (
+                p
+                | "Shards" >> beam.Create(rw.chunks(n, int(props["shard_size"])))
+                | "Spread" >> beam.Reshuffle()
+                | "Negatives"
+                >> beam.ParDo(_SelectedNegativeShard(graph_uri, props, window)).with_outputs("stats", main="tables")
+            )
+            _ = negatives.tables | "WriteNegatives" >> beam.io.WriteToParquetBatched(
+                os.path.join(out_uri, pairs.HARD_NEGATIVES),
+                file_name_suffix=".parquet",
+                schema=pa.schema([("query", pa.int64()), ("negatives", pa.list_(pa.int64()))]),
+            )
+            beam_walks.write_stats(
+                (positives | "PairStats" >> beam.Map(operator.itemgetter(1)), negatives.stats)
+                | "AllStats" >> beam.Flatten(),
+                stats_path,
+            )
         finish_stats(stats_path, seconds=time.time() - start, negative_window=list(window), **props)
 
 
@@ -105,14 +118,35 @@ class PairGen(base_beam_component.BaseBeamComponent):
     SPEC_CLASS = PairGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
-    def __init__(self, graph: types.BaseChannel, window: int = 3, symmetric: bool = False,
-                 ppr_num_walks: int = 1000, ppr_walk_length: int = 10, ppr_restart_prob: float = 0.3,
-                 negative_lo: float = ppr.DEFAULT_WINDOW[0], negative_hi: float = ppr.DEFAULT_WINDOW[1],
-                 max_negatives: int = 100, seed: int = 0, shard_size: int = 5_000,
-                 max_queries: int = DEFAULT_MAX_QUERIES):
-        super().__init__(spec=PairGenSpec(
-            graph=graph, pairs=types.Channel(type=artifacts.TrainingPairs), window=window, symmetric=symmetric,
-            ppr_num_walks=ppr_num_walks, ppr_walk_length=ppr_walk_length,
-            ppr_restart_prob=float(ppr_restart_prob), negative_lo=float(negative_lo),
-            negative_hi=float(negative_hi), max_negatives=max_negatives, seed=seed, shard_size=shard_size,
-            max_queries=max_queries))
+    def __init__(
+        self,
+        graph: types.BaseChannel,
+        window: int = 3,
+        symmetric: bool = False,
+        ppr_num_walks: int = 1000,
+        ppr_walk_length: int = 10,
+        ppr_restart_prob: float = 0.3,
+        negative_lo: float = ppr.DEFAULT_WINDOW[0],
+        negative_hi: float = ppr.DEFAULT_WINDOW[1],
+        max_negatives: int = 100,
+        seed: int = 0,
+        shard_size: int = 5_000,
+        max_queries: int = DEFAULT_MAX_QUERIES,
+    ):
+        super().__init__(
+            spec=PairGenSpec(
+                graph=graph,
+                pairs=types.Channel(type=artifacts.TrainingPairs),
+                window=window,
+                symmetric=symmetric,
+                ppr_num_walks=ppr_num_walks,
+                ppr_walk_length=ppr_walk_length,
+                ppr_restart_prob=float(ppr_restart_prob),
+                negative_lo=float(negative_lo),
+                negative_hi=float(negative_hi),
+                max_negatives=max_negatives,
+                seed=seed,
+                shard_size=shard_size,
+                max_queries=max_queries,
+            )
+        )

@@ -12,6 +12,7 @@ version also carries the cold-start `embed_item` signature (pipeline/cold_start.
 columns + neighbour ids/weights -> its embedding and top-k, from the Transform graph, the model's layers and the
 catalogue's stored layer states. Without them only related_items is exported.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,16 +29,20 @@ from pipeline import artifacts, export, index_builder, pusher
 
 
 class PinSagePusherSpec(ComponentSpec):
-    PARAMETERS = {"serving_model_dir": ExecutionParameter(type=str),
-                  "model_name": ExecutionParameter(type=str),
-                  "keep": ExecutionParameter(type=int),
-                  "items_schema": ExecutionParameter(type=str, optional=True)}
-    INPUTS = {"embeddings": ChannelParameter(type=artifacts.Embeddings),
-              "index": ChannelParameter(type=artifacts.Index),
-              "model": ChannelParameter(type=standard_artifacts.Model, optional=True),
-              "transform_graph": ChannelParameter(type=standard_artifacts.TransformGraph, optional=True),
-              "examples": ChannelParameter(type=standard_artifacts.Examples, optional=True),
-              "neighborhoods": ChannelParameter(type=artifacts.Neighborhoods, optional=True)}
+    PARAMETERS = {
+        "serving_model_dir": ExecutionParameter(type=str),
+        "model_name": ExecutionParameter(type=str),
+        "keep": ExecutionParameter(type=int),
+        "items_schema": ExecutionParameter(type=str, optional=True),
+    }
+    INPUTS = {
+        "embeddings": ChannelParameter(type=artifacts.Embeddings),
+        "index": ChannelParameter(type=artifacts.Index),
+        "model": ChannelParameter(type=standard_artifacts.Model, optional=True),
+        "transform_graph": ChannelParameter(type=standard_artifacts.TransformGraph, optional=True),
+        "examples": ChannelParameter(type=standard_artifacts.Examples, optional=True),
+        "neighborhoods": ChannelParameter(type=artifacts.Neighborhoods, optional=True),
+    }
     OUTPUTS = {"pushed_model": ChannelParameter(type=standard_artifacts.PushedModel)}
 
 
@@ -85,19 +90,38 @@ class Executor(base_executor.BaseExecutor):
 
             query_fn = trainer.load_query_head(artifact_utils.get_single_uri(input_dict["model"]))
         with tempfile.TemporaryDirectory() as tmp:
-            saved = export.export_serving_model(os.path.join(tmp, "export"), emb, ids, titles, embed_fn=embed_fn,
-                                                feature_spec=feature_spec, query_embeddings=query_emb,
-                                                query_fn=query_fn)
-            path = pusher.push(saved, index_dir, exec_properties["serving_model_dir"],
-                               model_name=exec_properties["model_name"], keep=int(exec_properties["keep"]))
+            saved = export.export_serving_model(
+                os.path.join(tmp, "export"),
+                emb,
+                ids,
+                titles,
+                embed_fn=embed_fn,
+                feature_spec=feature_spec,
+                query_embeddings=query_emb,
+                query_fn=query_fn,
+            )
+            path = pusher.push(
+                saved,
+                index_dir,
+                exec_properties["serving_model_dir"],
+                model_name=exec_properties["model_name"],
+                keep=int(exec_properties["keep"]),
+            )
         version = int(os.path.basename(path))
         out.set_int_custom_property("pushed", 1)
         out.set_string_custom_property("pushed_destination", path)
         out.set_int_custom_property("pushed_version", version)
         os.makedirs(out.uri, exist_ok=True)
         with open(os.path.join(out.uri, "pushed.json"), "w") as f:
-            json.dump({"destination": path, "version": version, "num_items": len(ids),
-                       "signatures": ["related_items"] + (["embed_item"] if embed_fn is not None else [])}, f)
+            json.dump(
+                {
+                    "destination": path,
+                    "version": version,
+                    "num_items": len(ids),
+                    "signatures": ["related_items"] + (["embed_item"] if embed_fn is not None else []),
+                },
+                f,
+            )
 
 
 class PinSagePusher(base_component.BaseComponent):
@@ -107,14 +131,38 @@ class PinSagePusher(base_component.BaseComponent):
     SPEC_CLASS = PinSagePusherSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
-    def __init__(self, embeddings, index, serving_model_dir: str, model_name: str = "pinsage", keep: int = 3,
-                 model=None, transform_graph=None, examples=None, neighborhoods=None,
-                 items_schema: Optional[str] = None):
-        cold = dict(model=model, transform_graph=transform_graph, examples=examples, neighborhoods=neighborhoods,
-                    items_schema=items_schema)
+    def __init__(
+        self,
+        embeddings,
+        index,
+        serving_model_dir: str,
+        model_name: str = "pinsage",
+        keep: int = 3,
+        model=None,
+        transform_graph=None,
+        examples=None,
+        neighborhoods=None,
+        items_schema: Optional[str] = None,
+    ):
+        cold = dict(
+            model=model,
+            transform_graph=transform_graph,
+            examples=examples,
+            neighborhoods=neighborhoods,
+            items_schema=items_schema,
+        )
         if any(v is not None for v in cold.values()) and any(v is None for v in cold.values()):
-            raise ValueError(f"embed_item needs all of {sorted(cold)}; missing "
-                             f"{sorted(k for k, v in cold.items() if v is None)}")
-        super().__init__(spec=PinSagePusherSpec(
-            embeddings=embeddings, index=index, serving_model_dir=serving_model_dir, model_name=model_name,
-            keep=keep, pushed_model=types.Channel(type=standard_artifacts.PushedModel), **cold))
+            raise ValueError(
+                f"embed_item needs all of {sorted(cold)}; missing {sorted(k for k, v in cold.items() if v is None)}"
+            )
+        super().__init__(
+            spec=PinSagePusherSpec(
+                embeddings=embeddings,
+                index=index,
+                serving_model_dir=serving_model_dir,
+                model_name=model_name,
+                keep=keep,
+                pushed_model=types.Channel(type=standard_artifacts.PushedModel),
+                **cold,
+            )
+        )

@@ -10,6 +10,7 @@ exactly as the stock Trainer calls a module file.
 `code_fingerprint` (sha256 of modules/*.py, computed when the pipeline is built) is an exec property so that a
 change to the model code invalidates the TFX cache for this stage and everything after it.
 """
+
 from __future__ import annotations
 
 import glob
@@ -41,14 +42,14 @@ def code_fingerprint(package_dir: str) -> str:
 class PinSageTrainerSpec(ComponentSpec):
     PARAMETERS = {
         "run_fn": ExecutionParameter(type=str),
-        "hparams": ExecutionParameter(type=str),          # JSON of modules.model.PinSageHParams overrides
-        "graph_schema": ExecutionParameter(type=str),     # path of the TF-GNN GraphSchema .pbtxt
+        "hparams": ExecutionParameter(type=str),  # JSON of modules.model.PinSageHParams overrides
+        "graph_schema": ExecutionParameter(type=str),  # path of the TF-GNN GraphSchema .pbtxt
         "code_fingerprint": ExecutionParameter(type=str),
         "ablations": ExecutionParameter(type=str, optional=True),  # JSON list of modules.model.ABLATIONS names
         "eval_contexts": ExecutionParameter(type=int, optional=True),  # per-epoch validation sample (0: all)
     }
     INPUTS = {
-        "examples": ChannelParameter(type=standard_artifacts.Examples),          # Transform-ed item features
+        "examples": ChannelParameter(type=standard_artifacts.Examples),  # Transform-ed item features
         "transform_graph": ChannelParameter(type=standard_artifacts.TransformGraph),
         "graph": ChannelParameter(type=artifacts.PinSageGraph),
         "neighborhoods": ChannelParameter(type=artifacts.Neighborhoods),
@@ -80,7 +81,8 @@ class Executor(base_executor.BaseExecutor):
                 "hparams": json.loads(exec_properties["hparams"] or "{}"),
                 "ablations": json.loads(exec_properties.get("ablations") or "[]"),
                 "eval_contexts": int(exec_properties.get("eval_contexts") or 0),
-            })
+            },
+        )
         module, fn = exec_properties["run_fn"].rsplit(".", 1)
         getattr(importlib.import_module(module), fn)(fn_args)
 
@@ -91,18 +93,39 @@ class PinSageTrainer(base_component.BaseComponent):
     SPEC_CLASS = PinSageTrainerSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
-    def __init__(self, examples, transform_graph, graph, neighborhoods, pairs, graph_schema: str,
-                 hparams: dict | None = None, run_fn: str = DEFAULT_RUN_FN, code_fingerprint: str = "",
-                 ablations: list[str] | None = None, eval_contexts: int = 0):
+    def __init__(
+        self,
+        examples,
+        transform_graph,
+        graph,
+        neighborhoods,
+        pairs,
+        graph_schema: str,
+        hparams: dict | None = None,
+        run_fn: str = DEFAULT_RUN_FN,
+        code_fingerprint: str = "",
+        ablations: list[str] | None = None,
+        eval_contexts: int = 0,
+    ):
         from modules.model import ABLATIONS
 
         unknown = sorted(set(ablations or ()) - set(ABLATIONS))
         if unknown:
             raise ValueError(f"unknown ablations {unknown}; known: {sorted(ABLATIONS)}")
-        super().__init__(spec=PinSageTrainerSpec(
-            ablations=json.dumps(list(ablations or [])), eval_contexts=int(eval_contexts or 0),
-            examples=examples, transform_graph=transform_graph, graph=graph, neighborhoods=neighborhoods,
-            pairs=pairs, run_fn=run_fn, hparams=json.dumps(hparams or {}, sort_keys=True),
-            graph_schema=graph_schema, code_fingerprint=code_fingerprint,
-            model=types.Channel(type=standard_artifacts.Model),
-            model_run=types.Channel(type=standard_artifacts.ModelRun)))
+        super().__init__(
+            spec=PinSageTrainerSpec(
+                ablations=json.dumps(list(ablations or [])),
+                eval_contexts=int(eval_contexts or 0),
+                examples=examples,
+                transform_graph=transform_graph,
+                graph=graph,
+                neighborhoods=neighborhoods,
+                pairs=pairs,
+                run_fn=run_fn,
+                hparams=json.dumps(hparams or {}, sort_keys=True),
+                graph_schema=graph_schema,
+                code_fingerprint=code_fingerprint,
+                model=types.Channel(type=standard_artifacts.Model),
+                model_run=types.Channel(type=standard_artifacts.ModelRun),
+            )
+        )
