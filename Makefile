@@ -6,7 +6,7 @@ OUT ?= runs/ml-100k
 DATASET ?= ml-100k
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-fast bench clean
+.PHONY: setup run test test-fast lint format bench clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -15,13 +15,22 @@ setup:
 run: setup
 	$(VENV)/bin/pinsage run --dataset $(DATASET) --output $(OUT) --serve-and-query
 
-## make test: set up, then the whole test suite (slow end-to-end tests included, as CI runs it)
-test: setup
+## make test: set up, lint (ruff check + ruff format --check), then the whole test suite (slow end-to-end tests
+## included, as CI runs it)
+test: setup lint
 	$(PY) -m pytest tests -q -ra --durations=15 $(PYTEST_ARGS)
 
-## make test-fast: skip the tests marked slow
-test-fast: setup
+## make test-fast: lint, then skip the tests marked slow
+test-fast: setup lint
 	$(PY) -m pytest tests -q -m "not slow" $(PYTEST_ARGS)
+
+## make lint: one formatting and one lint for the whole repo (ruff.toml); `make format` applies the formatting
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
 
 clean:
 	rm -rf runs .pytest_cache

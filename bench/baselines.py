@@ -25,8 +25,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pipeline import datasets, graph_io  # noqa: E402
-from pipeline import evaluation as ev  # noqa: E402
+from pipeline.data import datasets
+from schema import graph as graph_io
+from modules import evaluation as ev
+from pipeline.graph.from_csv import graph_from_csv
 
 DESIGN_ML1M_TEST_HR10 = {"popularity": 0.042, "rwr": 0.069, "cooccurrence_knn": 0.119, "transition_counts": 0.1575}
 VARIANTS = [("test", True, "test"), ("validation", True, "validation"), ("test", False, "test_train_mask_only")]
@@ -127,7 +129,7 @@ def main():
         datasets.materialise(name, data_dir)
         materialise_s = time.perf_counter() - t
         t = time.perf_counter()
-        graph = ev.graph_from_csv(data_dir)
+        graph = graph_from_csv(data_dir)
         graph_s = time.perf_counter() - t
         res = bench_graph(name, graph, rwr=not args.no_rwr)
         res["materialise_s"], res["graph_from_csv_s"] = round(materialise_s, 3), round(graph_s, 3)

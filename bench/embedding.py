@@ -1,4 +1,4 @@
-"""Benchmark of bulk inference: layer-wise (pipeline/bulk_embedder.py, each item computed once per layer) vs
+"""Benchmark of bulk inference: layer-wise (modules/embedding.py, each item computed once per layer) vs
 per-item recomputation (the model applied to each root's own K-hop subgraph, modules/train.embed_all with one
 root per call), in items/s.
 
@@ -27,9 +27,10 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
+from tests import fixtures
+from schema import neighborhoods as neighborhood_io
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "embedding.json")
 
@@ -46,9 +47,9 @@ def bench_catalogue(n, top_t, per_item_roots, seed=0):
 
     from modules import batches
     from modules.train import embed_all
-    from pipeline import bulk_embedder as be
+    from modules import embedding as be
 
-    feats, nbr, w = be.synthetic_catalogue(n, top_t, seed=seed)
+    feats, nbr, w = fixtures.synthetic_catalogue(n, top_t, seed=seed)
     model = model_for(feats)
     lw = be.LayerwiseModel(model)
     # warm-up (tracing) of both paths on a few items, then timed runs
@@ -94,10 +95,10 @@ def bench_catalogue(n, top_t, per_item_roots, seed=0):
 
 
 def bench_big(n, top_t=10, batch_size=65536):
-    from pipeline import bulk_embedder as be
+    from modules import embedding as be
 
     t0 = time.time()
-    feats, nbr, w = be.synthetic_catalogue(n, top_t, seed=2)
+    feats, nbr, w = fixtures.synthetic_catalogue(n, top_t, seed=2)
     t_gen = time.time() - t0
     model = model_for(feats)
     lw = be.LayerwiseModel(model)
@@ -125,20 +126,20 @@ def bench_big(n, top_t=10, batch_size=65536):
 def bench_beam(n, top_t=10, batch_size=1024, workers=1):
     from tfx.types import standard_artifacts
 
-    from pipeline import artifacts
-    from pipeline import bulk_embedder as be
+    from pipeline.components import artifacts
+    from modules import embedding as be
     from pipeline.components import bulk_embedder as component
     from schema import build
 
     tmp = tempfile.mkdtemp(prefix="bench_embedding_")
-    feats, nbr, w = be.synthetic_catalogue(n, top_t, seed=3)
+    feats, nbr, w = fixtures.synthetic_catalogue(n, top_t, seed=3)
     model = model_for(feats)
     t0 = time.time()
     uris = {k: os.path.join(tmp, k) for k in ("model", "examples", "neighborhoods", "graph", "out")}
     be.save_model(model, os.path.join(uris["model"], "Format-Serving"), save_traces=False)
-    be.write_examples(os.path.join(uris["examples"], "Split-train"), feats, shards=4)
-    be.write_neighborhoods(uris["neighborhoods"], nbr, w, shards=4)
-    be.write_items(uris["graph"], [str(u) for u in range(n)])
+    fixtures.write_examples(os.path.join(uris["examples"], "Split-train"), feats, shards=4)
+    neighborhood_io.write_neighborhoods(uris["neighborhoods"], nbr, w, shards=4)
+    fixtures.write_items(uris["graph"], [str(u) for u in range(n)])
     t_write = time.time() - t0
 
     def art(cls, uri, **kw):

@@ -22,9 +22,9 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from pipeline import index_builder as ib  # noqa: E402
+from modules import index as ib
+from pipeline.data import datasets
 
 SCALES = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
 
@@ -49,7 +49,7 @@ def qps(fn, queries, min_seconds=2.0, max_queries=None):
 def bench_scale(name, n, d, queries, leaves_options, seed=0, emb=None):
     """One catalogue: synthetic clustered vectors, or `emb` (a trained model's real item embeddings)."""
     if emb is None:
-        emb = ib.clustered_vectors(n, d, clusters=max(50, n // 1000), seed=seed)
+        emb = datasets.clustered_vectors(n, d, clusters=max(50, n // 1000), seed=seed)
     n, d = emb.shape
     queries = min(queries, n)
     rng = np.random.default_rng(seed + 1)

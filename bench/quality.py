@@ -6,7 +6,7 @@ protocol next to the baselines, print the table and write JSON.
         --hparams '{"epochs": 2, "steps_per_epoch": 1100}'
 
 --neighborhoods / --top-t recompute the neighbourhoods from the run's train split with
-pipeline/sequence_neighborhoods.py (what NeighborhoodSampler(source=...) writes), --pairs recomputes the positive
+pipeline/sampling/transitions.py (what NeighborhoodSampler(source=...) writes), --pairs recomputes the positive
 pairs with another window / symmetry; bench/QUALITY.md holds the experiments and their commands.
 
 Reads the run's GraphGen / Transform / NeighborhoodSampler / PairGen artifacts (newest executions), so it
@@ -21,10 +21,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from modules import train as train_lib  # noqa: E402
-from modules import trainer  # noqa: E402
-from modules.model import PinSageHParams  # noqa: E402
-from pipeline import driver, evaluation  # noqa: E402
+from modules import train as train_lib
+from modules import trainer
+from modules.model import PinSageHParams
+from pipeline import driver
+from modules import evaluation
+from modules import cooccurrence
 
 
 def main():
@@ -40,7 +42,7 @@ def main():
         default=None,
         choices=["random_walk", "transitions", "mixed"],
         help="recompute the neighbourhoods from the run's train split with this source "
-        "(pipeline/sequence_neighborhoods.py) instead of reading NeighborhoodSampler's",
+        "(pipeline/sampling/transitions.py) instead of reading NeighborhoodSampler's",
     )
     ap.add_argument(
         "--top-t", type=int, default=None, help="neighbourhood size T with --neighborhoods (default: the run's)"
@@ -68,18 +70,16 @@ def main():
     inputs = trainer.load_inputs(art["transformed"], schema, art["graph"], art["nbr"], art["pairs"])
     g = inputs["graph"]
     if args.neighborhoods:
-        from pipeline import random_walks as rw
-        from pipeline import sequence_neighborhoods as sn
+        from pipeline.sampling import random_walks as rw
+        from pipeline.sampling import transitions as sn
 
         t = args.top_t or inputs["nbr"].shape[1]
         nbr, w, _ = sn.neighborhoods_from_graph(g, args.neighborhoods, rw.WalkParams(top_t=t))
         inputs["nbr"], inputs["w"] = nbr, w
     if args.pairs:
-        from pipeline import pairs as pairs_lib
-
         win, *rest = args.pairs.split(",")
         m = g.split == "train"
-        q, i, c, _ = pairs_lib.positive_pairs(
+        q, i, c, _ = cooccurrence.positive_pairs(
             g.context_index[m], g.node_id[m], g.position[m], g.num_items, window=int(win), symmetric="sym" in rest
         )
         inputs["query"], inputs["positive"], inputs["count"] = q, i, c

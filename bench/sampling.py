@@ -22,16 +22,15 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 SCALES = {"10k": (10_000, 2_000, 100_000), "100k": (100_000, 20_000, 1_000_000), "1m": (1_000_000, 200_000, 10_000_000)}
 
 
 def synthetic_edges(num_items, num_contexts, num_edges, seed=0):
-    """(context, item) arrays sorted by context: pipeline.datasets' generator if present, else Zipf items and
+    """(context, item) arrays sorted by context: pipeline.data.datasets' generator if present, else Zipf items and
     Pareto context sizes drawn here."""
     try:
-        from pipeline.datasets import synthetic_arrays
+        from pipeline.data.datasets import synthetic_arrays
 
         inter = synthetic_arrays(num_items, num_contexts, num_edges, seed)["interactions"]
         ctx, item = np.asarray(inter["context_id"], np.int64), np.asarray(inter["item_id"], np.int64)
@@ -47,7 +46,7 @@ def synthetic_edges(num_items, num_contexts, num_edges, seed=0):
 
 def make_graph(scale: str, work_dir: str) -> str:
     """A graph artifact (all edges train) for one scale, cached."""
-    from pipeline import graph_io
+    from schema import graph as graph_io
 
     uri = os.path.join(work_dir, f"graph_{scale}")
     if os.path.exists(os.path.join(uri, graph_io.STATS_FILE)):
@@ -55,7 +54,7 @@ def make_graph(scale: str, work_dir: str) -> str:
     n, c, e = SCALES[scale]
     ctx, item = synthetic_edges(n, c, e)
     pos = np.arange(len(ctx)) - np.searchsorted(ctx, ctx)
-    graph_io.write_graph_for_tests(
+    graph_io.write_tables(
         uri,
         np.arange(n),
         np.arange(c),
@@ -75,7 +74,7 @@ def child(args):
     from tfx.dsl.components.base import base_beam_executor
     from tfx.types import standard_artifacts
 
-    from pipeline import neighborhood_io
+    from schema import neighborhoods as neighborhood_io
     from pipeline.components.neighborhood_sampler import Executor
 
     graph, out = standard_artifacts.Examples(), standard_artifacts.Examples()
@@ -117,7 +116,7 @@ def run_measured(cmd: list[str]) -> tuple[float, float, dict]:
     out = proc.stdout.read()
     if proc.returncode:
         raise RuntimeError(f"{cmd} failed with {proc.returncode}")
-    stats = json.loads(next(l for l in out.splitlines() if l.startswith("STATS "))[6:])
+    stats = json.loads(next(ln for ln in out.splitlines() if ln.startswith("STATS "))[6:])
     return wall, peak / 2**30, stats
 
 
@@ -168,7 +167,7 @@ def library_run(scale, graph, args):
     """The plain in-process numpy path: the floor the component is judged against."""
     import resource
 
-    from pipeline import random_walks as rw
+    from pipeline.sampling import random_walks as rw
 
     t0 = time.time()
     adj = rw.load_adjacency(graph)
@@ -189,7 +188,7 @@ def library_run(scale, graph, args):
 
 
 def stability(adj, args):
-    from pipeline import random_walks as rw
+    from pipeline.sampling import random_walks as rw
 
     starts = np.random.default_rng(0).choice(np.flatnonzero(adj.item_degree > 0), args.stability_starts, False)
     rows = []

@@ -26,14 +26,15 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import grpc  # noqa: E402
-from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc, predict_pb2  # noqa: E402
+import grpc
+from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc, predict_pb2
 
-from pipeline import index_builder as ib  # noqa: E402
-from pipeline import pusher  # noqa: E402
-from serving.client import related_request  # noqa: E402
+from modules import index as ib
+from pipeline.push import pusher
+from serving.client import related_request
+from pipeline.data import datasets
+from schema import versions
 
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 
@@ -41,12 +42,12 @@ PREDICT = "/tensorflow.serving.PredictionService/Predict"
 def build_model(work_dir: str, items: int, dim: int) -> str:
     """serving_model/pinsage with one version for (items, dim), reused when it exists."""
     model_dir = os.path.join(work_dir, f"serving_model_{items}x{dim}_r{ib.REORDER}", "pinsage")
-    if pusher.latest_version(model_dir):
+    if versions.latest_version(model_dir):
         return model_dir
-    from pipeline.export import export_serving_model
+    from modules.export import export_serving_model
 
     t = time.time()
-    emb = ib.clustered_vectors(items, dim, clusters=max(50, items // 1000))
+    emb = datasets.clustered_vectors(items, dim, clusters=max(50, items // 1000))
     ids = [f"item{j}" for j in range(items)]
     titles = [f"Title {j}" for j in range(items)]
     sm, ix = os.path.join(work_dir, f"sm_{items}"), os.path.join(work_dir, f"ix_{items}")

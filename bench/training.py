@@ -15,22 +15,21 @@ Reports: end-to-end pairs/s (producer and consumer together), the train step alo
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
+import argparse
+import json
+import sys
+import time
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from modules import batches  # noqa: E402
-from modules import features as features_lib  # noqa: E402
-from modules.model import PinSageHParams, build_model  # noqa: E402
-from modules.train import learning_rate_schedule, make_train_step  # noqa: E402
+from modules import batches
+from modules import features as features_lib
+from modules.model import PinSageHParams, build_model
+from modules.train import learning_rate_schedule, make_train_step
 
 
 def synthetic(num_items=3706, num_pairs=1_000_000, top_t=10, num_communities=40, seed=0):

@@ -1,5 +1,4 @@
-"""PinSage on TFX. TF-GNN and TFRS need Keras 2: select tf-keras before anything imports TensorFlow."""
+"""The model layer: TF-GNN PinSage layers, training, layer-wise embedding, evaluation metrics, the ScaNN index
+and the export. Imports schema/ only (tests/test_layers.py)."""
 
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import schema  # noqa: F401  (first: prepares the process, see schema/__init__.py)

@@ -21,22 +21,15 @@ Everything is TF ops inside `Dataset.map(num_parallel_calls=AUTOTUNE)` + `prefet
 extraction and feature gathers run on tf.data's thread pool, overlapping the train step (producer-consumer).
 """
 
-import os
+from typing import Optional
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import numpy as np
+import tensorflow as tf
+import tensorflow_gnn as tfgnn
 
-from typing import Optional  # noqa: E402
+from modules import features as features_lib
+from schema.constants import EDGE_SET, NODE_ID, NODE_SET, WEIGHT
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tensorflow_gnn as tfgnn  # noqa: E402
-
-from modules import features as features_lib  # noqa: E402
-
-NODE_SET = "item"
-EDGE_SET = "importance"
-WEIGHT = "weight"
-NODE_ID = "node_id"
 READOUT_KEY = "seed"
 READOUT_NODE_SET = "_readout"
 READOUT_EDGE_SET = f"_readout/{READOUT_KEY}"
@@ -103,23 +96,6 @@ def subgraph_for_roots(roots, nbr, w, features: dict, num_hops: int) -> tfgnn.Gr
     """The minibatch GraphTensor whose readout is `roots` (in order, duplicates allowed)."""
     nodes, src, tgt, wt, root_local = k_hop_subgraph(roots, nbr, w, num_hops)
     return assemble_graph(nodes, src, tgt, wt, root_local, features)
-
-
-def full_graph(features: dict, nbr, w, readout=None) -> tfgnn.GraphTensor:
-    """The whole item graph as one GraphTensor (every node with all its importance edges); readout = `readout`
-    node ids (default all nodes). The reference the minibatch subgraphs must agree with."""
-    nbr = np.asarray(nbr)
-    n = nbr.shape[0]
-    tgt, col = np.nonzero(nbr >= 0)
-    readout = np.arange(n) if readout is None else np.asarray(readout)
-    return assemble_graph(
-        tf.range(n, dtype=tf.int64),
-        tf.constant(nbr[tgt, col], tf.int32),
-        tf.constant(tgt, tf.int32),
-        tf.constant(np.asarray(w)[tgt, col], tf.float32),
-        tf.constant(readout, tf.int32),
-        to_tensors(features),
-    )
 
 
 def to_tensors(features: dict) -> dict:

@@ -13,15 +13,16 @@ GraphSchema (proto or .pbtxt path) of the item node set gives the same informati
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import glob  # noqa: E402
+import glob
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-NODE_SET = "item"
-NODE_ID = "node_id"
+import numpy as np
+import tensorflow as tf
+from schema.constants import NODE_ID, NODE_SET
+import tensorflow_gnn as tfgnn
+from tensorflow.core.framework import types_pb2
+import pyarrow as pa
+import pyarrow.compute as pc
 
 
 def feature_spec(spec_or_schema, node_set: str = NODE_SET) -> dict:
@@ -29,8 +30,6 @@ def feature_spec(spec_or_schema, node_set: str = NODE_SET) -> dict:
     {name: (dtype name, shape list)} sorted by name."""
     if isinstance(spec_or_schema, dict):
         return {k: (str(v[0]), [int(d) for d in v[1]]) for k, v in sorted(spec_or_schema.items())}
-    import tensorflow_gnn as tfgnn
-    from tensorflow.core.framework import types_pb2
 
     schema = spec_or_schema
     if isinstance(schema, (str, os.PathLike)):
@@ -54,14 +53,12 @@ def feature_spec_from_arrays(features: dict) -> dict:
 
 
 def _dt(dtype) -> str:
-    from tensorflow.core.framework import types_pb2
 
     return types_pb2.DataType.Name(tf.as_dtype(dtype).as_datatype_enum)
 
 
 def tf_dtype(name: str) -> tf.DType:
     """'DT_FLOAT' (GraphSchema spelling) or 'float32' -> tf.float32."""
-    from tensorflow.core.framework import types_pb2
 
     return tf.as_dtype(types_pb2.DataType.Value(name) if name.startswith("DT_") else name)
 
@@ -100,8 +97,6 @@ def from_arrow(table, spec: dict) -> dict:
     """Rows of a Parquet payload (one list<value> column per feature, as Transform writes transformed examples when
     its input is Parquet) -> what tf.io.parse_example gives for the same rows under parse_spec(spec): fixed shapes
     as numpy [n, *shape] (a row of the wrong length is an error, like parse_example's), -1 as tf.RaggedTensor."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
     out = {}
     n = table.num_rows

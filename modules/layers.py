@@ -13,19 +13,13 @@ The convolution is TF-GNN's own extension point, `AnyToAnyConvolutionBase`, with
 TF-GNN's pool ops; `tfgnn.keras.layers.NodeSetUpdate` / `GraphUpdate` stack the layers (`PinSageGraphUpdate`).
 """
 
-import os
+from typing import Any, Callable, Optional
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-from typing import Any, Callable, Optional  # noqa: E402
-
-import tensorflow as tf  # noqa: E402
-import tensorflow_gnn as tfgnn  # noqa: E402
+import tensorflow as tf
+import tensorflow_gnn as tfgnn
+from schema.constants import EDGE_SET, NODE_SET, WEIGHT
 
 POOLINGS = ("importance", "mean", "max")
-NODE_SET = "item"
-EDGE_SET = "importance"
-WEIGHT = "weight"
 
 
 @tf.keras.utils.register_keras_serializable(package="PinSage")

@@ -11,13 +11,9 @@ Masks drop accidental hits (a shared negative that is the pair's positive or que
   often; hard negatives come from PPR, not P_n, and are left uncorrected.
 """
 
-import os
+from typing import Optional
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-from typing import Optional  # noqa: E402
-
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
 _MASKED = -1e9
 

@@ -10,22 +10,19 @@ so new items (cold start) embed without retraining. A learnable per-item id embe
 model to the training catalogue (unknown ids share one row).
 """
 
-import os
+import dataclasses
+from typing import Optional
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import tensorflow as tf
+import tensorflow_gnn as tfgnn
+from tensorflow.python.autograph.core import ag_ctx
 
-import dataclasses  # noqa: E402
-from typing import Optional  # noqa: E402
+from modules import batches
+from modules import features as features_lib
+from modules import layers
+from schema import constants
 
-import tensorflow as tf  # noqa: E402
-import tensorflow_gnn as tfgnn  # noqa: E402
-from tensorflow.python.autograph.core import ag_ctx  # noqa: E402
-
-from modules import batches  # noqa: E402
-from modules import features as features_lib  # noqa: E402
-from modules import layers  # noqa: E402
-
-TEXT_VOCAB_SIZE = 20000 + 1  # modules/preprocessing/transform.py TEXT_VOCAB_SIZE + 1 out-of-vocabulary id
+TEXT_VOCAB_SIZE = constants.TEXT_VOCAB_SIZE + 1  # + 1 out-of-vocabulary id
 
 
 @dataclasses.dataclass

@@ -12,19 +12,18 @@ for the layer-wise bulk embedder.
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import json  # noqa: E402
-import time  # noqa: E402
-from typing import Callable, Optional  # noqa: E402
+import json
+import time
+from typing import Callable, Optional
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
-from modules import batches  # noqa: E402
-from modules import features as features_lib  # noqa: E402
-from modules import losses  # noqa: E402
-from modules.model import PinSageHParams, TEXT_VOCAB_SIZE, build_model, build_query_head  # noqa: E402
+from modules import batches
+from modules import features as features_lib
+from modules import losses
+from modules.model import PinSageHParams, TEXT_VOCAB_SIZE, build_model, build_query_head
 
 
 def split_readout(emb, labels, batch_size: int, num_negatives: int):
@@ -134,54 +133,21 @@ def train(
     tf.keras.utils.set_random_seed(hp.seed)
     nbr = np.asarray(nbr, np.int64)
     n = nbr.shape[0]
-    query, positive = np.asarray(query, np.int64), np.asarray(positive, np.int64)
-    # One epoch = as many pairs as there are distinct pairs, whatever the sampling (so 'count' costs the same).
-    steps = hp.steps_per_epoch or max(len(query) // hp.batch_size, 1)
-    if hp.pair_sampling == "count" and pair_counts is not None:  # without counts: every pair once
-        reps = np.maximum(np.asarray(pair_counts, np.int64), 1)
-        query, positive = np.repeat(query, reps), np.repeat(positive, reps)
-    if hp.pair_sampling not in ("distinct", "count"):
-        raise ValueError(f"pair_sampling must be 'distinct' or 'count', got {hp.pair_sampling!r}")
-    if negative_weights is None:
-        negative_weights = batches.negative_distribution(np.bincount(positive, minlength=n), hp.negative_power)
-    builder = batches.BatchBuilder(
-        item_features,
-        nbr,
-        w,
-        num_hops=hp.num_layers,
-        negative_probs=negative_weights,
-        hard_neg_pools=hard_neg_pools if hp.hard_negatives else None,
-    )
+    query, positive, steps = _training_pairs(hp, query, positive, pair_counts)
+    builder = _batch_builder(item_features, nbr, w, positive, hp, hard_neg_pools, negative_weights)
     spec = feature_spec or features_lib.feature_spec_from_arrays(item_features)
     model = build_model(hp, spec, num_items=n, text_vocab_size=_text_vocab_size(item_features))
     query_head = build_query_head(hp)
     attach_query_head(model, query_head)
     lr = learning_rate_schedule(hp, steps * hp.epochs)
     optimizer = tf.keras.optimizers.Adam(lr)
-    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-    ckpt = tf.train.Checkpoint(
-        model=model,
-        optimizer=optimizer,
-        epoch=epoch_var,
-        **({"query_head": query_head} if query_head is not None else {}),
-    )
-    manager = tf.train.CheckpointManager(ckpt, os.path.join(model_dir, "checkpoints"), max_to_keep=3)
-    if manager.latest_checkpoint:
-        ckpt.restore(manager.latest_checkpoint)
-    os.makedirs(model_dir, exist_ok=True)
+    epoch_var, manager = _checkpoints(model, optimizer, query_head, model_dir)
     with open(os.path.join(model_dir, "hparams.json"), "w") as f:
         json.dump(hp.to_dict(), f, indent=1, sort_keys=True)
     writer = tf.summary.create_file_writer(log_dir) if log_dir else tf.summary.create_noop_writer()
     step_fn = make_train_step(model, optimizer, hp, query_head)
     has_pools = hard_neg_pools is not None and hp.hard_negatives
-    history = {
-        "epoch": [],
-        "loss": [],
-        "seconds": [],
-        "pairs_per_second": [],
-        "hard_negatives": [],
-        "learning_rate": [],
-    }
+    history = {k: [] for k in ("epoch", "loss", "seconds", "pairs_per_second", "hard_negatives", "learning_rate")}
     for epoch in range(int(epoch_var.numpy()) + 1, hp.epochs + 1):
         num_hard = losses.hard_negatives_for_epoch(epoch, hp.max_hard_negatives) if has_pools else 0
         ds = builder.training_dataset(
@@ -194,23 +160,11 @@ def train(
             epoch=epoch,
             steps=steps,
         )
-        t0, total, count = time.perf_counter(), 0.0, 0
         with writer.as_default():
-            for graph, labels in ds:
-                loss = float(step_fn(graph, labels))
-                total, count = total + loss, count + 1
-                it = int(optimizer.iterations.numpy())
-                if it % log_every == 0:
-                    tf.summary.scalar("loss", loss, step=it)
-                    tf.summary.scalar("learning_rate", float(lr(it)), step=it)
-            secs = time.perf_counter() - t0
-            it = int(optimizer.iterations.numpy())
+            metrics = _run_epoch(ds, step_fn, optimizer, lr, hp, log_every)
+            metrics["hard_negatives"] = num_hard
             metrics = {
-                "loss": total / max(count, 1),
-                "seconds": secs,
-                "pairs_per_second": count * hp.batch_size / max(secs, 1e-9),
-                "hard_negatives": num_hard,
-                "learning_rate": float(lr(it)),
+                k: metrics[k] for k in ("loss", "seconds", "pairs_per_second", "hard_negatives", "learning_rate")
             }
             if validation_fn is not None:
                 metrics.update({f"val_{k}": float(v) for k, v in validation_fn(model, epoch).items()})
@@ -223,6 +177,69 @@ def train(
         epoch_var.assign(epoch)
         manager.save(checkpoint_number=epoch)
     return model, history
+
+
+def _batch_builder(item_features, nbr, w, positive, hp: PinSageHParams, hard_neg_pools, negative_weights):
+    """The tf.data minibatch builder; P_n defaults to (positive count + 1)^negative_power."""
+    if negative_weights is None:
+        counts = np.bincount(positive, minlength=nbr.shape[0])
+        negative_weights = batches.negative_distribution(counts, hp.negative_power)
+    return batches.BatchBuilder(
+        item_features,
+        nbr,
+        w,
+        num_hops=hp.num_layers,
+        negative_probs=negative_weights,
+        hard_neg_pools=hard_neg_pools if hp.hard_negatives else None,
+    )
+
+
+def _training_pairs(hp: PinSageHParams, query, positive, pair_counts):
+    """(query, positive, steps per epoch): one epoch = as many pairs as there are distinct pairs, whatever the
+    sampling (so 'count', which repeats each pair by its count, costs the same)."""
+    query, positive = np.asarray(query, np.int64), np.asarray(positive, np.int64)
+    steps = hp.steps_per_epoch or max(len(query) // hp.batch_size, 1)
+    if hp.pair_sampling == "count" and pair_counts is not None:  # without counts: every pair once
+        reps = np.maximum(np.asarray(pair_counts, np.int64), 1)
+        query, positive = np.repeat(query, reps), np.repeat(positive, reps)
+    if hp.pair_sampling not in ("distinct", "count"):
+        raise ValueError(f"pair_sampling must be 'distinct' or 'count', got {hp.pair_sampling!r}")
+    return query, positive, steps
+
+
+def _checkpoints(model, optimizer, query_head, model_dir: str):
+    """(epoch variable, CheckpointManager) under model_dir/checkpoints, restored from the latest checkpoint."""
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+    ckpt = tf.train.Checkpoint(
+        model=model,
+        optimizer=optimizer,
+        epoch=epoch_var,
+        **({"query_head": query_head} if query_head is not None else {}),
+    )
+    manager = tf.train.CheckpointManager(ckpt, os.path.join(model_dir, "checkpoints"), max_to_keep=3)
+    if manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint)
+    os.makedirs(model_dir, exist_ok=True)
+    return epoch_var, manager
+
+
+def _run_epoch(ds, step_fn, optimizer, lr, hp: PinSageHParams, log_every: int) -> dict:
+    """One pass over the epoch's dataset; loss and learning rate summaries every `log_every` steps."""
+    t0, total, count = time.perf_counter(), 0.0, 0
+    for graph, labels in ds:
+        loss = float(step_fn(graph, labels))
+        total, count = total + loss, count + 1
+        it = int(optimizer.iterations.numpy())
+        if it % log_every == 0:
+            tf.summary.scalar("loss", loss, step=it)
+            tf.summary.scalar("learning_rate", float(lr(it)), step=it)
+    secs = time.perf_counter() - t0
+    return {
+        "loss": total / max(count, 1),
+        "seconds": secs,
+        "pairs_per_second": count * hp.batch_size / max(secs, 1e-9),
+        "learning_rate": float(lr(int(optimizer.iterations.numpy()))),
+    }
 
 
 def embed_all(

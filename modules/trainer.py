@@ -16,20 +16,25 @@ What it writes:
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import json  # noqa: E402
-import time  # noqa: E402
+import json
+import time
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from modules import features as features_lib  # noqa: E402
-from modules import train as train_lib  # noqa: E402
-from modules import model as model_lib  # noqa: E402
-from modules.model import PinSageHParams  # noqa: E402
+from modules import features as features_lib
+from modules import train as train_lib
+from modules import model as model_lib
+from modules.model import PinSageHParams
+from schema.embeddings import EMBEDDINGS_FILE, QUERY_EMBEDDINGS_FILE
+import tensorflow as tf
+from modules import layers  # noqa: F401  (registers QueryHead)
+from schema import graph as graph_io
+from schema import neighborhoods as neighborhood_io
+from schema import pairs as pairs_io
+from modules import embedding as bulk_embedder
+from modules import evaluation
 
-EMBEDDINGS_FILE = "embeddings.npy"
-QUERY_EMBEDDINGS_FILE = "query_embeddings.npy"  # only with hparams.query_head: u_q, scored as u_q . z_i
 QUERY_HEAD_DIR = "query_head"  # only with hparams.query_head: the z -> u Keras model
 ABLATIONS_DIR = "ablations"  # <name>/embeddings.npy (+ query_embeddings.npy) per variant
 HISTORY_FILE = "history.json"
@@ -40,9 +45,6 @@ def load_query_head(model_uri: str):
     head_dir = os.path.join(model_uri, QUERY_HEAD_DIR)
     if not os.path.isdir(head_dir):
         return None
-    import tensorflow as tf
-
-    from modules import layers  # noqa: F401  (registers QueryHead)
 
     return tf.keras.models.load_model(head_dir, compile=False)
 
@@ -51,8 +53,6 @@ def load_inputs(
     transformed_examples_dir: str, graph_schema_path: str, graph_uri: str, neighborhoods_uri: str, pairs_uri: str
 ) -> dict:
     """Everything training needs, in memory, keyed by node id."""
-    from pipeline import graph_io, neighborhood_io
-    from pipeline import pairs as pairs_io
 
     spec = features_lib.feature_spec(graph_schema_path)
     feats = features_lib.load_item_features(transformed_examples_dir, spec)
@@ -78,8 +78,7 @@ def load_inputs(
 def embed_items(model, inputs: dict) -> np.ndarray:
     """[N, d] embeddings of every item, layer by layer (pipeline/bulk_embedder.embed_in_memory: each item's state
     computed once per layer, 607x fewer layer applications than a K-hop subgraph per root; equal to embed_all
-    within float error, tests/test_bulk_embedder.py). 1M items: ~30 s instead of ~14 min."""
-    from pipeline import bulk_embedder
+    within float error, tests/pipeline/embedding/test_bulk_embedder.py). 1M items: ~30 s instead of ~14 min."""
 
     return bulk_embedder.embed_in_memory(
         bulk_embedder.LayerwiseModel(model), inputs["features"], inputs["nbr"], inputs["w"]
@@ -89,7 +88,6 @@ def embed_items(model, inputs: dict) -> np.ndarray:
 def validation_fn_for(inputs: dict, split: str = "validation", max_contexts: int | None = None):
     """validation_fn(model, epoch) -> protocol metrics of the model's embeddings on `split` (DESIGN.md), on a
     fixed sample of `max_contexts` contexts when given (the evaluator's --eval-contexts)."""
-    from pipeline import evaluation
 
     queries = evaluation.build_queries(inputs["graph"], split, max_contexts=max_contexts)
 
@@ -159,3 +157,20 @@ def run_fn(fn_args):
     head = train_lib.query_head_of(model)
     if head is not None:
         head.save(os.path.join(out_dir, QUERY_HEAD_DIR), include_optimizer=False)
+
+
+def load_model_embeddings(model_uri: str) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    """(embeddings, query embeddings or None, {ablation name: (embeddings, query embeddings or None)})."""
+
+    def load(d):
+        q = os.path.join(d, QUERY_EMBEDDINGS_FILE)
+        return np.load(os.path.join(d, EMBEDDINGS_FILE)), (np.load(q) if os.path.exists(q) else None)
+
+    emb, query = load(model_uri)
+    root = os.path.join(model_uri, ABLATIONS_DIR)
+    names = sorted(os.listdir(root)) if os.path.isdir(root) else []
+    return (
+        emb,
+        query,
+        {n: load(os.path.join(root, n)) for n in names if os.path.exists(os.path.join(root, n, EMBEDDINGS_FILE))},
+    )

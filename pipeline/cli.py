@@ -1,19 +1,32 @@
-"""`pinsage` command line: data, run (and, as later stages land, serve / query / bench)."""
+"""`pinsage` command line: data, run, serve, query, bench.
+
+The subcommands import what they need inside their functions on purpose: `pinsage --help`, `pinsage query` and
+`pinsage data` then start in a second instead of loading TensorFlow and TFX (several seconds) first.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import sys
+import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
+from pipeline.configs import (
+    EMBED,
+    EMBED_STRATEGIES,
+    SamplingConfig,
+    NEIGHBORHOOD_SOURCES,
+    SAMPLING,
+    STAGES,
+    WALK_STRATEGIES,
+)
+from serving.flags import DEFAULTS as SERVING
+from serving.flags import add_serve_arguments
 
 
 def _cmd_data(args) -> int:
-    from pipeline import datasets
+    from pipeline.data import datasets
 
     kw = {}
     if args.dataset == "synthetic":
@@ -34,60 +47,109 @@ def _ablations(args) -> list[str] | None:
     return list(args.ablations) or sorted(ABLATIONS)
 
 
+def _run_options(args) -> dict:
+    """driver.build's keyword arguments from the parsed `pinsage run` flags (ValueError for a bad one)."""
+    from pipeline.pipeline import step_budget_hparams
+
+    hparams = _json_flag("--hparams", args.hparams)
+    if args.train_steps:
+        hparams = step_budget_hparams(hparams, args.train_steps)
+    return dict(
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        sampling=SamplingConfig(
+            num_walks=args.num_walks,
+            top_t=args.top_t,
+            strategy=args.walk_strategy,
+            neighborhood_source=args.neighborhood_source,
+            seed=args.seed,
+        ),
+        beam_args=list(args.beam_arg or []),
+        stop_after=args.stop_after,
+        enable_cache=not args.no_cache,
+        hparams=hparams,
+        eval_contexts=args.eval_contexts,
+        embed_strategy=args.embed_strategy,
+        ablations=_ablations(args),
+    )
+
+
+def _json_flag(flag: str, value: str) -> dict:
+    try:
+        out = json.loads(value)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{flag} is not valid JSON ({e.msg} at character {e.pos}): {value!r}") from None
+    if not isinstance(out, dict):
+        raise ValueError(f"{flag} must be a JSON object, e.g. '{{\"epochs\": 5}}', got {value!r}")
+    return out
+
+
+def _print_graph_summary(graph: dict) -> None:
+    if graph:
+        c = graph["counts"]
+        print(
+            f"[pinsage] graph: {graph['num_items']} items, {graph['num_contexts']} contexts, "
+            f"{graph['num_interactions']} interactions (train {c.get('interactions.train', 0)}, "
+            f"validation {c.get('interactions.validation', 0)}, test {c.get('interactions.test', 0)})"
+        )
+
+
+def _executed_timings(output: str, timings) -> dict:
+    """Each stage's wall time from when it last ran (a cache hit takes ~0.1 s), for the report."""
+    executed = {}
+    try:
+        with open(os.path.join(output, "timings.json")) as f:
+            executed = dict(json.load(f).get("executed", {}))
+    except (OSError, ValueError):
+        pass
+    executed.update({k: v for k, v in timings.items() if k not in timings.cached})
+    return executed
+
+
+def _publish(args, output: str, data_report: dict, timings: dict) -> str | None:
+    """report.html/md/json in OUT (with example queries after a full run); prints the quality table."""
+    from pipeline import driver
+
+    report_dir = driver.latest_artifact_dir(output, "PinSageEvaluator", "report")
+    if not report_dir or args.stop_after not in (None, "evaluation"):
+        return None
+    print("[pinsage] report: example queries from the run's index ...", flush=True)
+    examples = driver.example_queries(output) if args.stop_after is None else None
+    html = driver.publish_report(report_dir, output, data_report=data_report, examples=examples or [], timings=timings)
+    md = open(os.path.join(output, "report.md"), encoding="utf-8").read()
+    quality = md[md.index("## Quality vs baselines") :].split("\n## ")[0]
+    print(quality.split("![")[0].rstrip())
+    print("\n".join(ln for ln in md.splitlines() if ln.startswith("Kurtosis of pairwise")))
+    return html
+
+
+LAST_STAGE = {
+    "graph": "GraphGen",
+    "transform": "Transform",
+    "sampling": "NeighborhoodSampler/PairGen",
+    "evaluation": "PinSageEvaluator",
+}
+
+
 def _cmd_run(args) -> int:
     t0 = time.time()  # before the TensorFlow/TFX imports: the total is the wall time the user waits
-    from pipeline import driver, ingest
-    from pipeline.pinsage_pipeline import SamplingConfig
+    from pipeline import driver
+    from pipeline.data import ingest
 
     output = os.path.abspath(args.output)
-    os.makedirs(output, exist_ok=True)
-    sampling = SamplingConfig(
-        num_walks=args.num_walks,
-        top_t=args.top_t,
-        strategy=args.walk_strategy,
-        neighborhood_source=args.neighborhood_source,
-        seed=args.seed,
-    )
-    beam_args = list(args.beam_arg or [])
-    hparams = json.loads(args.hparams)
-    if args.train_steps:
-        from pipeline.pinsage_pipeline import step_budget_hparams
-
-        hparams = step_budget_hparams(hparams, args.train_steps)
     try:
-        ablations = _ablations(args)
-    except ValueError as e:
-        print(f"[pinsage] ERROR: {e}", file=sys.stderr)
-        return 2
-    t_build = time.time()
-    try:
-        pipeline, ingest_report = driver.build(
-            output,
-            dataset=args.dataset,
-            data_dir=args.data_dir,
-            sampling=sampling,
-            beam_args=beam_args,
-            stop_after=args.stop_after,
-            enable_cache=not args.no_cache,
-            hparams=hparams,
-            eval_contexts=args.eval_contexts,
-            embed_strategy=args.embed_strategy,
-            ablations=ablations,
-        )
-    except ingest.InputError as e:
+        options = _run_options(args)
+        os.makedirs(output, exist_ok=True)
+        t_build = time.time()
+        pipeline, ingest_report = driver.build(output, **options)
+    except (ValueError, ingest.InputError) as e:  # InputError names the file
         print(f"[pinsage] ERROR: {e}", file=sys.stderr)
         return 2
     ingest_s = round(time.time() - t_build, 1)
-    print(
-        f"[pinsage] ingest done in {ingest_s:.1f} s: {ingest_report['items']['rows_kept']} items, "
-        f"{ingest_report['interactions']['rows_kept']} interactions kept",
-        flush=True,
-    )
-    print(
-        f"[pinsage] pipeline '{pipeline.pipeline_info.pipeline_name}' with {len(pipeline.components)} "
-        f"stages, output {output}",
-        flush=True,
-    )
+    items, inter = ingest_report["items"]["rows_kept"], ingest_report["interactions"]["rows_kept"]
+    print(f"[pinsage] ingest done in {ingest_s:.1f} s: {items} items, {inter} interactions kept", flush=True)
+    name, n = pipeline.pipeline_info.pipeline_name, len(pipeline.components)
+    print(f"[pinsage] pipeline '{name}' with {n} stages, output {output}", flush=True)
     try:
         timings = driver.run_local(pipeline)
     except driver.StageError as e:
@@ -98,92 +160,34 @@ def _cmd_run(args) -> int:
     lines = driver.summarize_data_report(report)
     print(f"[pinsage] data report: {os.path.join(output, 'data_report.json')}")
     print("\n".join(lines) if lines else "  no bad input found")
-    g = report["graph"]
-    if g:
-        print(
-            f"[pinsage] graph: {g['num_items']} items, {g['num_contexts']} contexts, "
-            f"{g['num_interactions']} interactions "
-            f"(train {g['counts'].get('interactions.train', 0)}, "
-            f"validation {g['counts'].get('interactions.validation', 0)}, "
-            f"test {g['counts'].get('interactions.test', 0)})"
-        )
-    # a cache hit takes ~0.1 s: keep each stage's wall time from when it last ran, for the report
-    executed = {}
-    try:
-        with open(os.path.join(output, "timings.json")) as f:
-            executed = dict(json.load(f).get("executed", {}))
-    except (OSError, ValueError):
-        pass
-    executed.update({k: v for k, v in timings.items() if k not in timings.cached})
-    report_dir = driver.latest_artifact_dir(output, "PinSageEvaluator", "report")
-    report_html = None
-    if report_dir and args.stop_after in (None, "evaluation"):
-        print("[pinsage] report: example queries from the run's index ...", flush=True)
-        examples = driver.example_queries(output) if args.stop_after is None else None
-        report_html = driver.publish_report(
-            report_dir,
-            output,
-            data_report=report,
-            examples=examples or [],
-            timings={
-                "stages": {"ingest": ingest_s, **timings},
-                "cached": timings.cached,
-                "executed": executed,
-                "pipeline_s": pipeline_s,
-            },
-        )
-        md = open(os.path.join(output, "report.md"), encoding="utf-8").read()
-        quality = md[md.index("## Quality vs baselines") :].split("\n## ")[0]
-        print(quality.split("![")[0].rstrip())
-        print("\n".join(ln for ln in md.splitlines() if ln.startswith("Kurtosis of pairwise")))
+    _print_graph_summary(report["graph"])
+    executed = _executed_timings(output, timings)
+    stage_s = {"ingest": ingest_s, **timings}
+    report_html = _publish(
+        args,
+        output,
+        report,
+        {"stages": stage_s, "cached": timings.cached, "executed": executed, "pipeline_s": pipeline_s},
+    )
     if args.serve_and_query and args.stop_after is None:
         serve_and_query(output)
+    total = {"ingest_s": ingest_s, "pipeline_s": pipeline_s, "total_s": round(time.time() - t0, 1)}
     with open(os.path.join(output, "timings.json"), "w") as f:
-        json.dump(
-            {
-                "stages": timings,
-                "cached": timings.cached,
-                "executed": executed,
-                "ingest_s": ingest_s,
-                "pipeline_s": pipeline_s,
-                "total_s": round(time.time() - t0, 1),
-            },
-            f,
-            indent=2,
-        )
-    last = {
-        "graph": "GraphGen",
-        "transform": "Transform",
-        "sampling": "NeighborhoodSampler/PairGen",
-        "evaluation": "PinSageEvaluator",
-    }.get(args.stop_after, "PinSagePusher")
+        json.dump({"stages": timings, "cached": timings.cached, "executed": executed, **total}, f, indent=2)
     if report_html:
         print(f"[pinsage] report: {report_html} (and report.md, report.json, plots/)")
     print(
         f"[pinsage] done in {time.time() - t0:.1f} s (pipeline {pipeline_s:.1f} s, "
-        f"{len(timings.cached)} of {len(timings)} stages from the TFX cache); the pipeline ended after {last}."
+        f"{len(timings.cached)} of {len(timings)} stages from the TFX cache); "
+        f"the pipeline ended after {LAST_STAGE.get(args.stop_after, 'PinSagePusher')}."
     )
     return 0
 
 
 def _cmd_serve(args) -> int:
-    import logging
+    from serving.flags import serve_from_args
 
-    from serving.server import serve
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        serve(
-            args.model_base_path,
-            args.port,
-            model_name=args.model_name,
-            poll_seconds=args.poll_seconds,
-            processes=args.processes,
-        )
-    except (OSError, ValueError) as e:  # the port is taken, --processes without a fixed port
-        print(f"pinsage serve: error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return serve_from_args(args, "pinsage serve")
 
 
 def _print_related(result: dict, queries: list[str], query_titles: list[str] | None = None) -> None:
@@ -215,7 +219,8 @@ def serve_and_query(output: str, num_queries: int = 3, k: int = 10, port: int = 
     through the TF Serving gRPC API, prints them, stops the server. Returns the responses."""
     import numpy as np
 
-    from pipeline import driver, graph_io
+    from pipeline import driver
+    from schema import graph as graph_io
     from serving.client import related
     from serving.server import serve
 
@@ -236,11 +241,12 @@ def serve_and_query(output: str, num_queries: int = 3, k: int = 10, port: int = 
 
 
 def _titles_of(output: str, ids: list[str]) -> list[str]:
-    from pipeline import driver, index_builder
+    from pipeline import driver
+    from schema import embeddings as embeddings_io
 
     emb_dir = driver.latest_artifact_dir(output, "BulkEmbedder", "embeddings")
     try:
-        _, all_ids, titles = index_builder.read_embeddings(emb_dir)
+        _, all_ids, titles = embeddings_io.read_embeddings(emb_dir)
     except (OSError, TypeError):
         return [""] * len(ids)
     pos = {x: i for i, x in enumerate(all_ids)}
@@ -273,32 +279,13 @@ def _quiet_known_noise() -> None:
     logging.getLogger("absl").addFilter(lambda r: "ArtifactQuery.property_predicate" not in r.getMessage())
 
 
-def main(argv=None) -> int:
-    _quiet_known_noise()
-    p = argparse.ArgumentParser(prog="pinsage", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
-
-    d = sub.add_parser("data", help="materialise a dataset in the CSV contract")
-    d.add_argument("--dataset", required=True, choices=["ml-100k", "ml-1m", "synthetic"])
-    d.add_argument("--out", required=True)
-    d.add_argument("--cache-dir", default=None, help="wheel cache (default ~/.cache/pinsage)")
-    d.add_argument("--items", type=int, default=10000)
-    d.add_argument("--contexts", type=int, default=3000)
-    d.add_argument("--edges", type=int, default=100000)
-    d.add_argument("--seed", type=int, default=0)
-    d.set_defaults(fn=_cmd_data)
-
+def _add_run_parser(sub) -> None:
     r = sub.add_parser("run", help="run the TFX pipeline on the local runner")
     src = r.add_mutually_exclusive_group(required=True)
     src.add_argument("--dataset", choices=["ml-100k", "ml-1m", "synthetic"])
     src.add_argument("--data-dir")
     r.add_argument("--output", required=True)
-    r.add_argument(
-        "--stop-after",
-        choices=["graph", "transform", "sampling", "evaluation"],
-        default=None,
-        help="build only the pipeline up to this stage",
-    )
+    r.add_argument("--stop-after", choices=STAGES, default=None, help="build only the pipeline up to this stage")
     r.add_argument(
         "--hparams",
         default="{}",
@@ -309,7 +296,7 @@ def main(argv=None) -> int:
         type=int,
         default=None,
         help="step budget: train for at most this many steps in total (sets epochs / steps_per_epoch "
-        "of the hparams; see pinsage_pipeline.step_budget_hparams)",
+        "of the hparams; see pipeline/pipeline.step_budget_hparams)",
     )
     r.add_argument(
         "--eval-contexts",
@@ -320,23 +307,23 @@ def main(argv=None) -> int:
     )
     r.add_argument(
         "--embed-strategy",
-        choices=["auto", "beam", "in_memory"],
-        default="auto",
+        choices=EMBED_STRATEGIES,
+        default=EMBED.strategy,
         help="BulkEmbedder: the Beam join per layer, or one in-memory layer-wise pass; auto = "
         "in_memory on the in-process DirectRunner, beam when a --beam-arg names another runner",
     )
-    r.add_argument("--num-walks", type=int, default=200)
-    r.add_argument("--top-t", type=int, default=10)
-    r.add_argument("--walk-strategy", choices=["in_memory", "join"], default="in_memory")
+    r.add_argument("--num-walks", type=int, default=SAMPLING.num_walks)
+    r.add_argument("--top-t", type=int, default=SAMPLING.top_t)
+    r.add_argument("--walk-strategy", choices=WALK_STRATEGIES, default=SAMPLING.strategy)
     r.add_argument(
         "--neighborhood-source",
-        choices=["random_walk", "transitions", "mixed"],
-        default="transitions",
+        choices=NEIGHBORHOOD_SOURCES,
+        default=SAMPLING.neighborhood_source,
         help="importance neighbourhoods: top-T by sequential transition "
         "counts (default; best validation HR@10 on ML-1M, bench/QUALITY.md), random-walk visits "
         "(the paper), or a mix",
     )
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=int, default=SAMPLING.seed)
     r.add_argument(
         "--ablations",
         nargs="*",
@@ -356,22 +343,30 @@ def main(argv=None) -> int:
     )
     r.set_defaults(fn=_cmd_run)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pinsage", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("data", help="materialise a dataset in the CSV contract")
+    d.add_argument("--dataset", required=True, choices=["ml-100k", "ml-1m", "synthetic"])
+    d.add_argument("--out", required=True)
+    d.add_argument("--cache-dir", default=None, help="wheel cache (default ~/.cache/pinsage)")
+    d.add_argument("--items", type=int, default=10000)
+    d.add_argument("--contexts", type=int, default=3000)
+    d.add_argument("--edges", type=int, default=100000)
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(fn=_cmd_data)
+
+    _add_run_parser(sub)
+
     sv = sub.add_parser("serve", help="TF Serving gRPC API (PredictionService, ModelService) over a pushed model")
-    sv.add_argument("--model-base-path", required=True, help="OUT/serving_model/pinsage")
-    sv.add_argument("--port", type=int, default=8500)
-    sv.add_argument("--model-name", default=None)
-    sv.add_argument("--poll-seconds", type=float, default=5.0)
-    sv.add_argument(
-        "--processes",
-        type=int,
-        default=1,
-        help="server processes sharing the port (SO_REUSEPORT); one per core for throughput",
-    )
+    add_serve_arguments(sv)
     sv.set_defaults(fn=_cmd_serve)
 
     q = sub.add_parser("query", help="related items through the TF Serving gRPC API")
     q.add_argument("--host", default="localhost")
-    q.add_argument("--port", type=int, default=8500)
+    q.add_argument("--port", type=int, default=SERVING.port)
     q.add_argument("--item", action="append", required=True, help="source item id, repeatable")
     q.add_argument("-k", type=int, default=10)
     q.add_argument("--model-name", default="pinsage")
@@ -382,6 +377,12 @@ def main(argv=None) -> int:
     b.add_argument("args", nargs=argparse.REMAINDER)
     b.set_defaults(fn=_cmd_bench)
 
+    return p
+
+
+def main(argv=None) -> int:
+    _quiet_known_noise()
+    p = build_parser()
     args = p.parse_args(argv)
     return args.fn(args)
 

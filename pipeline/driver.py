@@ -22,9 +22,20 @@ import os
 import shutil
 import time
 
-from pipeline import ingest
-from pipeline.pinsage_pipeline import PipelineInputs, SamplingConfig, create_pipeline
+from pipeline.data import ingest
+from pipeline.configs import EMBED, SamplingConfig
+from pipeline.pipeline import PipelineInputs, create_pipeline
 from schema import build as schema_build
+import sys
+import tempfile
+from absl import logging as absl_logging
+from tfx import v1 as tfx
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+import numpy as np
+from schema import graph as graph_io
+from modules import index as index_builder
+from schema import embeddings as embeddings_io
+from pipeline.evaluation import report as report_lib
 
 PIPELINE_NAME = "pinsage"
 log = logging.getLogger("pinsage")
@@ -39,7 +50,7 @@ def prepare_inputs(
     if dataset:
         data_dir = os.path.join(output, "data", dataset)
         if not os.path.exists(os.path.join(data_dir, ingest.INTERACTIONS_FILE)):
-            from pipeline import datasets
+            from pipeline.data import datasets
 
             print(f"[pinsage] materialising {dataset} into {data_dir}", flush=True)
             datasets.materialise(dataset, data_dir, cache_dir=cache_dir)
@@ -141,7 +152,7 @@ def build(
     enable_cache: bool = True,
     hparams: dict | None = None,
     eval_contexts: int | None = None,
-    embed_strategy: str = "auto",
+    embed_strategy: str = EMBED.strategy,
     ablations: list[str] | None = None,
 ):
     inputs, report = prepare_inputs(output, dataset, data_dir)
@@ -218,8 +229,6 @@ def _package_user_modules(pipeline) -> None:
     """Builds the user-code wheels (Transform's module file) that the runner would build first anyway: TFX runs
     `setup.py bdist_wheel` in a subprocess whose ~40 lines of setuptools output would bury the progress lines, so
     its output goes to a temp file, shown only if packaging fails. Resolved dependencies are not rebuilt later."""
-    import sys
-    import tempfile
 
     with tempfile.TemporaryFile() as out:
         sys.stdout.flush()
@@ -247,8 +256,6 @@ def _package_user_modules(pipeline) -> None:
 def run_local(pipeline) -> StageTimings:
     """Runs on TFX's LocalDagRunner with stage-by-stage progress; returns per-stage wall times (and which
     stages were cache hits)."""
-    from absl import logging as absl_logging
-    from tfx import v1 as tfx
 
     # TFX reports stage starts/ends at INFO: let those records reach _StageProgress, but keep the other handlers
     # at WARNING so the terminal is not flooded with pipeline protos.
@@ -284,7 +291,6 @@ def latest_artifact_dir(output: str, component: str, key: str) -> str | None:
 
 def anomalies(output: str) -> dict[str, list[str]]:
     """ExampleValidator anomalies per table, as readable strings."""
-    from tensorflow_metadata.proto.v0 import anomalies_pb2
 
     out = {}
     for table in ("items", "interactions"):
@@ -349,22 +355,19 @@ def summarize_data_report(report: dict) -> list[str]:
 def example_queries(output: str, num_queries: int = 5, k: int = 10) -> list[dict] | None:
     """Related items of the `num_queries` most engaged items (train degree, ties by node id), computed offline
     from the run's ScaNN index and batch embeddings as `pinsage serve` answers them; None without an index."""
-    import numpy as np
-
-    from pipeline import graph_io, index_builder, report as report_lib
 
     emb_dir = latest_artifact_dir(output, "BulkEmbedder", "embeddings")
     index_dir = latest_artifact_dir(output, "IndexBuilder", "index")
     graph_dir = latest_artifact_dir(output, "GraphGen", "graph")
     if not (emb_dir and index_dir and graph_dir):
         return None
-    emb, ids, _ = index_builder.read_embeddings(emb_dir)
+    emb, ids, _ = embeddings_io.read_embeddings(emb_dir)
     index = index_builder.load_index(index_dir)
     if len(index.item_ids) != len(ids) or list(index.item_ids[:1000]) != ids[:1000]:
         raise ValueError(f"{index_dir} and {emb_dir} disagree on the item ids")
     items = graph_io.read_table(graph_dir, graph_io.ITEMS, ["node_id", "train_degree"]).sort_by("node_id")
     rows = np.argsort(-items.column("train_degree").to_numpy(), kind="stable")[:num_queries]
-    query = index_builder.read_query_embeddings(emb_dir)  # a query-head model searches with u_q
+    query = embeddings_io.read_query_embeddings(emb_dir)  # a query-head model searches with u_q
     return report_lib.related_items(
         index.searcher, emb if query is None else query, index.item_ids, index.titles, rows, k
     )
@@ -381,9 +384,6 @@ def publish_report(
     under OUT/): the evaluator's report.json plus the data report, the example queries and the stage timings,
     rendered as report.json / report.md / report.html (plots copied to OUT/plots and inlined in the HTML).
     Returns the path of report.html."""
-    import shutil
-
-    from pipeline import report as report_lib
 
     with open(os.path.join(report_dir, "report.json")) as f:
         report = json.load(f)

@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import shutil  # noqa: E402
-import sys  # noqa: E402
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
 
-from pipeline import driver  # noqa: E402
-from pipeline.pinsage_pipeline import STAGES, PipelineInputs, SamplingConfig, create_pipeline  # noqa: E402
+from pipeline import driver
+from pipeline.configs import STAGES, SamplingConfig
+from pipeline.pipeline import PipelineInputs, create_pipeline
+from tfx import v1 as tfx
+from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kfv2  # ImportError without kfp-pipeline-spec
 
 PATH_FIELDS = ("canonical_dir", "items_schema", "interactions_schema", "ingest_report", "graph_schema")
 
@@ -70,8 +72,6 @@ def compile_pipeline(
 ) -> dict:
     """Writes the pipeline to `output_file`: the KFP v2 PipelineJob as JSON (Vertex AI), or its PipelineSpec
     as YAML for a `.yaml` name (open-source Kubeflow Pipelines v2). Returns the PipelineJob as a dict."""
-    from tfx import v1 as tfx
-    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kfv2  # ImportError without kfp-pipeline-spec
 
     pipeline = create_pipeline(
         driver.PIPELINE_NAME,

@@ -11,16 +11,15 @@ configured by environment variables:
 import os
 import sys
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # the TFX CLI process may not have it: set before TF loads
 # Run as a script (the TFX CLI does), Python puts this file's folder first on sys.path, where our module names
 # (datasets, ingest, cli, ...) would shadow installed packages: import the project as the `pipeline` package only.
 # The entry is replaced in place, not removed, because the TFX CLI pops sys.path[0] after running this file.
 _here = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [os.devnull if os.path.abspath(p or ".") == _here else p for p in sys.path]
 
-from tfx import v1 as tfx  # noqa: E402
+from tfx import v1 as tfx  # noqa: E402  (after the sys.path fix above)
 
-from pipeline import driver  # noqa: E402
+from pipeline import driver  # noqa: E402  (after the sys.path fix above)
 
 
 def _pipeline():

@@ -17,14 +17,13 @@ import os
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from schema.constants import EDGE_SET, MULTI_HOT_WIDTH, NODE_SET
+
 SCHEMA_DIR = os.path.dirname(os.path.abspath(__file__))
 BUNDLED = ("ml-100k", "ml-1m")
 ITEMS_SCHEMA = "items_schema.pbtxt"
 INTERACTIONS_SCHEMA = "interactions_schema.pbtxt"
 GRAPH_SCHEMA = "graph_schema.pbtxt"
-ITEM_NODE_SET = "item"
-EDGE_SET = "importance"
-MULTI_HOT_WIDTH = 64  # categorical vocabularies are capped to this many values (+1 out-of-vocabulary slot)
 
 
 def _required(schema, name, ftype, description=""):
@@ -93,10 +92,10 @@ def transformed_features(spec: dict) -> dict[str, tuple[str, list[int]]]:
 
 def graph_schema(spec: dict):
     """TF-GNN GraphSchema of a sampled training subgraph (one node set, one weighted edge set)."""
-    import tensorflow_gnn as tfgnn
+    import tensorflow_gnn as tfgnn  # here: it loads TensorFlow, which the rest of schema/ never needs
 
     gs = tfgnn.GraphSchema()
-    ns = gs.node_sets[ITEM_NODE_SET]
+    ns = gs.node_sets[NODE_SET]
     ns.description = "items (pins); features from tf.Transform, keyed by node_id"
     for name, (dtype, shape) in transformed_features(spec).items():
         feat = ns.features[name]
@@ -108,8 +107,8 @@ def graph_schema(spec: dict):
         "importance neighbourhood: source = neighbour v in N(u), target = item u; "
         "weight = L1-normalised random-walk visit count (alpha in the paper)"
     )
-    es.source = ITEM_NODE_SET
-    es.target = ITEM_NODE_SET
+    es.source = NODE_SET
+    es.target = NODE_SET
     text_format.Parse("dtype: DT_FLOAT", es.features["weight"])
     return gs
 

@@ -1,5 +1,3 @@
-"""PinSage on TFX. TF-GNN and TFRS need Keras 2: select tf-keras before anything imports TensorFlow."""
+"""The TF Serving-compatible server and client. Imports schema/ and modules/ only, never pipeline/ or TFX."""
 
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import schema  # noqa: F401  (first: prepares the process, see schema/__init__.py)

@@ -3,15 +3,12 @@ same against serving/server.py and the real tensorflow/serving container."""
 
 from __future__ import annotations
 
-import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+from typing import Dict, List, Sequence
 
-from typing import Dict, List, Sequence  # noqa: E402
-
-import grpc  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
+import grpc
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 
 def related_request(

@@ -27,30 +27,33 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import asyncio  # noqa: E402
-import logging  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from concurrent import futures  # noqa: E402
-from typing import Dict, Optional  # noqa: E402
+import asyncio
+import logging
+import threading
+import time
+from concurrent import futures
+from typing import Dict, Optional
 
-import grpc  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2  # noqa: E402
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2  # noqa: E402
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
-    model_service_pb2_grpc,  # noqa: E402
+    model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
 )
 
-from pipeline import pusher  # noqa: E402
-from pipeline.index_builder import exact_top_k, load_index  # noqa: E402
+from schema import versions
+from serving.flags import DEFAULTS
+from modules.index import exact_top_k, load_index
+import signal
+import multiprocessing as mp
+import socket
 
 log = logging.getLogger("pinsage.serving")
 NEIGHBOR_INPUTS = ("neighbor_ids", "neighbor_weights", "k")
@@ -150,10 +153,10 @@ class LoadedVersion:
         self.version = version
         self.path = os.path.join(model_dir, str(version))
         start = time.time()
-        self.index = load_index(os.path.join(self.path, "assets", pusher.INDEX_ASSET_DIR))
+        self.index = load_index(os.path.join(self.path, "assets", versions.INDEX_ASSET_DIR))
         self.saved_model = tf.saved_model.load(self.path)
         self.embeddings = self.saved_model.embeddings.numpy()
-        # a query-head model (pipeline/export.py): related_items searches with the query vector u_q, not z_q
+        # a query-head model (modules/export.py): related_items searches with the query vector u_q, not z_q
         q = getattr(self.saved_model, "query_embeddings", None)
         self.queries = q.numpy() if q is not None else self.embeddings
         self.item_ids = self.index.item_ids
@@ -225,8 +228,8 @@ class ModelServer:
         self,
         model_dir: str,
         model_name: str,
-        poll_seconds: float = 5.0,
-        max_batch: int = 1024,
+        poll_seconds: float = DEFAULTS.poll_seconds,
+        max_batch: int = DEFAULTS.max_batch,
         max_results: int = 1_000_000,
     ):
         self.model_dir, self.model_name = model_dir, model_name
@@ -241,7 +244,7 @@ class ModelServer:
     # -- versions
     def refresh(self) -> Optional[int]:
         """Loads the newest complete version if it is newer than the one served; returns the served version."""
-        latest = pusher.latest_version(self.model_dir)
+        latest = versions.latest_version(self.model_dir)
         cur = self.current
         if latest is not None and (cur is None or latest > cur.version) and latest not in self.failed:
             try:
@@ -463,8 +466,8 @@ class ModelServer:
         self,
         port: int,
         host: str = "[::]",
-        max_workers: int = 8,
-        max_message_bytes: int = 4 * 1024 * 1024,
+        max_workers: int = DEFAULTS.max_workers,
+        max_message_bytes: int = DEFAULTS.max_message_bytes,
         reuse_port: bool = False,
     ) -> int:
         """Loads the newest version (if any), starts gRPC and the poller; returns the bound port (0 = any free).
@@ -569,14 +572,14 @@ def resolve_model_dir(model_base_path: str, model_name: Optional[str] = None):
     """(directory holding the version dirs, model name). Like TF Serving, `model_base_path` is that directory
     (serving_model/pinsage); the parent (serving_model/) is accepted too when it holds one model (or `model_name`)."""
     base = os.path.abspath(model_base_path)
-    if model_name and os.path.isdir(os.path.join(base, model_name)) and not pusher.list_versions(base):
+    if model_name and os.path.isdir(os.path.join(base, model_name)) and not versions.list_versions(base):
         return os.path.join(base, model_name), model_name
     subdirs = (
         [d for d in os.listdir(base) if not d.startswith(".") and os.path.isdir(os.path.join(base, d))]
         if os.path.isdir(base)
         else []
     )
-    if not model_name and not pusher.list_versions(base) and len(subdirs) == 1 and not subdirs[0].isdigit():
+    if not model_name and not versions.list_versions(base) and len(subdirs) == 1 and not subdirs[0].isdigit():
         return os.path.join(base, subdirs[0]), subdirs[0]
     return base, model_name or os.path.basename(base)
 
@@ -585,12 +588,12 @@ def serve(
     model_base_path: str,
     port: int,
     model_name: Optional[str] = None,
-    poll_seconds: float = 5.0,
-    max_workers: int = 8,
-    max_batch: int = 1024,
-    max_message_bytes: int = 4 * 1024 * 1024,
+    poll_seconds: float = DEFAULTS.poll_seconds,
+    max_workers: int = DEFAULTS.max_workers,
+    max_batch: int = DEFAULTS.max_batch,
+    max_message_bytes: int = DEFAULTS.max_message_bytes,
     block: bool = True,
-    processes: int = 1,
+    processes: int = DEFAULTS.processes,
     reuse_port: bool = False,
 ) -> Optional[ModelServer]:
     """Starts the server (what `pinsage serve` calls). block=False returns the running ModelServer.
@@ -635,7 +638,6 @@ def serve(
 
 
 def _serve_child(model_base_path: str, port: int, kwargs: dict) -> None:
-    import signal
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     server = serve(model_base_path, port, block=False, reuse_port=True, **kwargs)
@@ -651,9 +653,6 @@ def _serve_child(model_base_path: str, port: int, kwargs: dict) -> None:
 def _serve_processes(n: int, model_base_path: str, port: int, kwargs: dict) -> None:
     """n children serving on one port; a child that dies takes the others down with it (a supervisor such as
     Kubernetes then restarts the whole server, instead of it running on silently at reduced capacity)."""
-    import multiprocessing as mp
-    import signal
-    import socket
 
     # a port someone else holds must be an error, not a silent share: probe it without SO_REUSEPORT first
     with socket.socket(socket.AF_INET6 if socket.has_ipv6 else socket.AF_INET) as probe:

@@ -11,15 +11,10 @@ Full-pass statistics (means, variances, vocabularies) are what tf.Transform is f
 all items with Beam and baked into the transform graph that training and serving share.
 """
 
-import os
+import tensorflow as tf
+import tensorflow_transform as tft
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import tensorflow as tf  # noqa: E402
-import tensorflow_transform as tft  # noqa: E402
-
-MULTI_HOT_WIDTH = 64  # keep equal to schema/build.py MULTI_HOT_WIDTH
-TEXT_VOCAB_SIZE = 20000
+from schema.constants import MULTI_HOT_WIDTH, TEXT_VOCAB_SIZE
 
 
 def _dense_scalar(x, default):

@@ -1,5 +1,5 @@
 """BulkEmbedder: trained model + item features + neighbourhoods -> an embedding for every item, layer by layer
-(pipeline/bulk_embedder.py), as a Beam TFX component.
+(modules/embedding.py), as a Beam TFX component.
 
 Inputs: `model` (standard Model; the Keras SavedModel at <uri>/Format-Serving), `examples` (Transform's
 transformed item examples; the first split is read, as PinSageTrainer does), `neighborhoods`, `graph` (item ids,
@@ -21,18 +21,25 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import json  # noqa: E402
-import time  # noqa: E402
+import json
+import time
 
-from tfx import types  # noqa: E402
-from tfx.dsl.components.base import base_beam_component, base_beam_executor, executor_spec  # noqa: E402
-from tfx.types import artifact_utils, standard_artifacts  # noqa: E402
-from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter  # noqa: E402
-from tfx.utils import path_utils  # noqa: E402
+from tfx import types
+from tfx.dsl.components.base import base_beam_component, base_beam_executor, executor_spec
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+from tfx.utils import path_utils
 
-from pipeline import artifacts  # noqa: E402
+from pipeline.configs import EMBED
+from pipeline.components import artifacts
+from modules import train, trainer
+from modules import features as features_lib
+from modules import embedding as be
+from pipeline.embedding import beam_embedder
+from schema import embeddings as embeddings_io
+from schema import graph as graph_io
+from schema import neighborhoods as neighborhood_io
 
 STRATEGIES = ("beam", "in_memory")
 STATS_FILE = "bulk_embedder_stats.json"
@@ -62,7 +69,6 @@ def example_dir(examples_artifacts) -> str:
 def query_vectors(input_dict, emb):
     """The trained query head (modules/trainer.py QUERY_HEAD_DIR) applied to every embedding, or None without
     one. A row-wise map of a small MLP over vectors already in memory for the index, so not a Beam stage."""
-    from modules import train, trainer
 
     head = trainer.load_query_head(artifact_utils.get_single_uri(input_dict["model"]))
     return None if head is None else train.apply_query_head(head, emb)
@@ -70,9 +76,6 @@ def query_vectors(input_dict, emb):
 
 class Executor(base_beam_executor.BaseBeamExecutor):
     def Do(self, input_dict, output_dict, exec_properties):
-        from modules import features as features_lib
-        from pipeline import bulk_embedder as be
-        from pipeline import index_builder, neighborhood_io
 
         strategy = exec_properties.get("strategy") or "beam"
         if strategy not in STRATEGIES:
@@ -84,7 +87,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         graph_uri = artifact_utils.get_single_uri(input_dict["graph"])
         out = artifact_utils.get_single_instance(output_dict["embeddings"])
         spec = features_lib.feature_spec(exec_properties["graph_schema"])
-        item_ids, titles = be.graph_items(graph_uri)
+        item_ids, titles = graph_io.graph_items(graph_uri)
         os.makedirs(out.uri, exist_ok=True)
         start = time.time()
         if strategy == "in_memory":
@@ -97,7 +100,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             be.write_rows(out.uri, emb, item_ids)
         else:
             with self._make_beam_pipeline() as p:
-                be.embed_beam(
+                beam_embedder.embed_beam(
                     p,
                     model_dir,
                     features_lib._files(examples),
@@ -109,7 +112,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 )
             node_ids, _, rows = be.read_rows(out.uri)
             emb = be.assemble(node_ids, rows, len(item_ids))
-        index_builder.write_embeddings(out.uri, emb, item_ids, titles, query_embeddings=query_vectors(input_dict, emb))
+        embeddings_io.write_embeddings(out.uri, emb, item_ids, titles, query_embeddings=query_vectors(input_dict, emb))
         seconds = time.time() - start
         with open(os.path.join(out.uri, STATS_FILE), "w") as f:
             json.dump(
@@ -143,7 +146,7 @@ class BulkEmbedder(base_beam_component.BaseBeamComponent):
         graph: types.BaseChannel,
         graph_schema: str,
         strategy: str = "beam",
-        batch_size: int = 1024,
+        batch_size: int = EMBED.batch_size,
     ):
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")

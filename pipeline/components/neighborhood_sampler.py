@@ -1,7 +1,7 @@
 """NeighborhoodSampler: graph -> per-item importance neighbourhoods (top-T by random-walk visits, or by sequential
 transition counts), a Beam TFX component.
 
-`source` picks what "importance" means (pipeline/sequence_neighborhoods.py):
+`source` picks what "importance" means (pipeline/sampling/transitions.py):
 - 'random_walk' (default): top-T by random-walk visit counts (PinSage §3.2), with one of the strategies below.
 - 'transitions': top-T by symmetric window-`window` transition counts of the train histories (the sequential
   co-engagement the transition-counts baseline scores by), L1-normalised.
@@ -9,7 +9,7 @@ transition counts), a Beam TFX component.
 'transitions' and 'mixed' are computed in one process with scipy.sparse (the counts are one sparse N x N
 matrix with as many non-zeros as distinct pairs; 'mixed' walks in-process too) and written as one shard.
 
-Two strategies, one output (pipeline/neighborhood_io.py):
+Two strategies, one output (schema/neighborhoods.py):
 - 'in_memory': a PCollection of start-item shards; each worker loads the train CSR once (DoFn.setup) and walks
   its shards vectorised (random_walks.py). Seeds follow the shard index, so the output is the same on any
   number of workers and equals random_walks.sample_neighborhoods(adj, params, shard_size).
@@ -35,12 +35,17 @@ from tfx.dsl.components.base import base_beam_component, base_beam_executor, exe
 from tfx.types import artifact_utils
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from pipeline import artifacts, beam_walks, graph_io, neighborhood_io
-from pipeline import random_walks as rw
-from pipeline import sequence_neighborhoods as sn
+from pipeline.components import artifacts
+from pipeline.configs import NEIGHBORHOOD_SOURCES, SAMPLING, WALK_STRATEGIES
+from pipeline.sampling import beam_walks
+from schema import graph as graph_io
+from schema import neighborhoods as neighborhood_io
+from pipeline.sampling import random_walks as rw
+from pipeline.sampling import transitions as sn
+import pyarrow.parquet as pq
 
-STRATEGIES = ("in_memory", "join")
-SOURCES = sn.SOURCES
+STRATEGIES = WALK_STRATEGIES
+SOURCES = NEIGHBORHOOD_SOURCES
 
 
 class NeighborhoodSamplerSpec(ComponentSpec):
@@ -75,7 +80,6 @@ def num_rows(graph_uri: str, table: str) -> int:
 
 
 def _parquet_rows(path: str) -> int:
-    import pyarrow.parquet as pq
 
     return pq.ParquetFile(path).metadata.num_rows
 
@@ -161,7 +165,6 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
     @staticmethod
     def _write_sequence_neighborhoods(graph_uri, out_uri, source, params, window, shard_size):
-        import pyarrow.parquet as pq
 
         graph = graph_io.load_graph(graph_uri)
         nbr, w, cnt = sn.neighborhoods_from_graph(graph, source, params, window=window, shard_size=shard_size)
@@ -184,15 +187,15 @@ class NeighborhoodSampler(base_beam_component.BaseBeamComponent):
     def __init__(
         self,
         graph: types.BaseChannel,
-        num_walks: int = 200,
-        walk_length: int = 4,
-        restart_prob: float = 0.5,
-        top_t: int = 20,
-        seed: int = 0,
-        strategy: str = "in_memory",
-        shard_size: int = 20_000,
-        source: str = "random_walk",
-        window: int = 3,
+        num_walks: int = SAMPLING.num_walks,
+        walk_length: int = SAMPLING.walk_length,
+        restart_prob: float = SAMPLING.restart_prob,
+        top_t: int = SAMPLING.top_t,
+        seed: int = SAMPLING.seed,
+        strategy: str = SAMPLING.strategy,
+        shard_size: int = SAMPLING.shard_size,
+        source: str = SAMPLING.neighborhood_source,
+        window: int = SAMPLING.pair_window,
     ):
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")

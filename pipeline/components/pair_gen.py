@@ -1,7 +1,7 @@
 """PairGen: graph -> positive training pairs + PPR hard-negative pools, a Beam TFX component.
 
-Positives (pipeline/pairs.py) are one linear numpy pass over the train interactions on one worker (30M pairs
-at 10M edges fit easily); the hard negatives (pipeline/ppr.py) are walks, sharded over workers by query node id
+Positives (modules/cooccurrence.py) are one linear numpy pass over the train interactions on one worker (30M pairs
+at 10M edges fit easily); the hard negatives (pipeline/sampling/ppr.py) are walks, sharded over workers by query node id
 like NeighborhoodSampler's in-memory strategy: each worker loads the CSR and the pairs once (DoFn.setup), and each
 shard's random stream follows its shard index, so the output is the same on any number of workers. A query's
 excluded set is q, its positives and the items that have q as a positive (both would be false negatives).
@@ -25,11 +25,16 @@ from tfx.dsl.components.base import base_beam_component, base_beam_executor, exe
 from tfx.types import artifact_utils
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from pipeline import artifacts, beam_walks, graph_io, pairs, ppr
-from pipeline import random_walks as rw
+from pipeline.components import artifacts
+from pipeline.configs import PAIRS, SAMPLING
+from pipeline.sampling import beam_walks
+from schema import graph as graph_io
+from pipeline.sampling.pairs import pairs_from_graph
+from schema import pairs
+from pipeline.sampling import ppr
+from pipeline.sampling import random_walks as rw
 from pipeline.components.neighborhood_sampler import finish_stats, num_rows
-
-DEFAULT_MAX_QUERIES = 5_000  # PPR queries (ppr.select_queries); 0 = every query
+import pyarrow as pa
 
 
 class _SelectedNegativeShard(beam_walks.NegativeShard):
@@ -38,7 +43,7 @@ class _SelectedNegativeShard(beam_walks.NegativeShard):
 
     def setup(self):
         self._adj = rw.load_adjacency(self._uri)
-        q, i, count, _ = pairs.pairs_from_graph(self._uri, int(self._props["window"]), bool(self._props["symmetric"]))
+        q, i, count, _ = pairs_from_graph(self._uri, int(self._props["window"]), bool(self._props["symmetric"]))
         self._queries, self._selection = ppr.select_queries(q, count, int(self._props.get("max_queries") or 0))
         order = np.argsort(np.r_[q, i], kind="stable")
         self._ex_q, self._ex_i = np.r_[q, i][order], np.r_[i, q][order]  # both directions, sorted by query
@@ -71,7 +76,6 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     """Writes pairs-*.parquet, hard_negatives-*.parquet and pair_stats.json."""
 
     def Do(self, input_dict, output_dict, exec_properties):
-        import pyarrow as pa
 
         graph_uri = artifact_utils.get_single_uri(input_dict["graph"])
         out_uri = artifact_utils.get_single_uri(output_dict["pairs"])
@@ -121,17 +125,17 @@ class PairGen(base_beam_component.BaseBeamComponent):
     def __init__(
         self,
         graph: types.BaseChannel,
-        window: int = 3,
-        symmetric: bool = False,
-        ppr_num_walks: int = 1000,
-        ppr_walk_length: int = 10,
-        ppr_restart_prob: float = 0.3,
-        negative_lo: float = ppr.DEFAULT_WINDOW[0],
-        negative_hi: float = ppr.DEFAULT_WINDOW[1],
-        max_negatives: int = 100,
-        seed: int = 0,
-        shard_size: int = 5_000,
-        max_queries: int = DEFAULT_MAX_QUERIES,
+        window: int = SAMPLING.pair_window,
+        symmetric: bool = PAIRS.symmetric,
+        ppr_num_walks: int = PAIRS.ppr_num_walks,
+        ppr_walk_length: int = PAIRS.ppr_walk_length,
+        ppr_restart_prob: float = PAIRS.ppr_restart_prob,
+        negative_lo: float = PAIRS.negative_lo,
+        negative_hi: float = PAIRS.negative_hi,
+        max_negatives: int = PAIRS.max_negatives,
+        seed: int = SAMPLING.seed,
+        shard_size: int = PAIRS.shard_size,
+        max_queries: int = PAIRS.max_queries,
     ):
         super().__init__(
             spec=PairGenSpec(

@@ -1,14 +1,14 @@
 """PinSagePusher (custom TFX component): embeddings + ScaNN index -> a TF-Serving-loadable version under
-`<serving_model_dir>/<model_name>/<version>/`, atomically (pipeline/pusher.py), keeping the last N versions.
+`<serving_model_dir>/<model_name>/<version>/`, atomically (pipeline/push/pusher.py), keeping the last N versions.
 
 The stock Pusher copies a trained Model as is; what PinSage serves is not the training model (a GraphTensor in,
-root embeddings out) but a retrieval SavedModel built from the item embeddings (pipeline/export.py: stock-op
+root embeddings out) but a retrieval SavedModel built from the item embeddings (modules/export.py: stock-op
 `related_items`, so the real tensorflow_model_server can load it) with the ScaNN index as its asset for
 serving/server.py. Hence an exporter-pusher of its own.
 
 With the optional inputs `model` (the trained Keras model), `transform_graph`, `examples` (transformed item
 examples) and `neighborhoods`, and the exec property `items_schema` (path of the items TFX schema .pbtxt), the
-version also carries the cold-start `embed_item` signature (pipeline/cold_start.py): a new item's raw items.csv
+version also carries the cold-start `embed_item` signature (modules/cold_start.py): a new item's raw items.csv
 columns + neighbour ids/weights -> its embedding and top-k, from the Transform graph, the model's layers and the
 catalogue's stored layer states. Without them only related_items is exported.
 """
@@ -25,7 +25,17 @@ from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from pipeline import artifacts, export, index_builder, pusher
+from pipeline.components import artifacts
+from pipeline.configs import PUSH
+from modules import export
+from schema import embeddings as embeddings_io
+from pipeline.push import pusher
+import tensorflow_transform as tft
+from tfx.utils import path_utils
+from modules import features as features_lib
+from modules import cold_start
+from schema import neighborhoods as neighborhood_io
+from pipeline.components.bulk_embedder import example_dir
 
 
 class PinSagePusherSpec(ComponentSpec):
@@ -60,12 +70,6 @@ def cold_start_embedder(input_dict, exec_properties, num_items: int):
     missing = [k for k in COLD_START_INPUTS + ("items_schema",) if k not in given]
     if missing:
         raise ValueError(f"embed_item needs {missing} too (given: {given})")
-    import tensorflow_transform as tft
-    from tfx.utils import path_utils
-
-    from modules import features as features_lib
-    from pipeline import cold_start, neighborhood_io
-    from pipeline.components.bulk_embedder import example_dir
 
     model_dir = path_utils.serving_model_dir(artifact_utils.get_single_uri(input_dict["model"]))
     tg = artifact_utils.get_single_uri(input_dict["transform_graph"])
@@ -79,11 +83,11 @@ def cold_start_embedder(input_dict, exec_properties, num_items: int):
 
 class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict, output_dict, exec_properties):
-        emb, ids, titles = index_builder.read_embeddings(artifact_utils.get_single_uri(input_dict["embeddings"]))
+        emb, ids, titles = embeddings_io.read_embeddings(artifact_utils.get_single_uri(input_dict["embeddings"]))
         index_dir = artifact_utils.get_single_uri(input_dict["index"])
         out = artifact_utils.get_single_instance(output_dict["pushed_model"])
         embed_fn, feature_spec = cold_start_embedder(input_dict, exec_properties, len(ids))
-        query_emb = index_builder.read_query_embeddings(artifact_utils.get_single_uri(input_dict["embeddings"]))
+        query_emb = embeddings_io.read_query_embeddings(artifact_utils.get_single_uri(input_dict["embeddings"]))
         query_fn = None
         if embed_fn is not None:
             from modules import trainer
@@ -136,8 +140,8 @@ class PinSagePusher(base_component.BaseComponent):
         embeddings,
         index,
         serving_model_dir: str,
-        model_name: str = "pinsage",
-        keep: int = 3,
+        model_name: str = PUSH.model_name,
+        keep: int = PUSH.keep,
         model=None,
         transform_graph=None,
         examples=None,

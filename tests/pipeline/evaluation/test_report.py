@@ -1,0 +1,317 @@
+"""The run report (pipeline/evaluation/report.py, driver.publish_report): report.md / report.html from a small report.json,
+data report and real plots, read back with the stdlib HTML parser rather than by matching our own strings."""
+
+import base64
+import json
+import os
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+from modules import index as index_builder
+from pipeline.evaluation import report as report_lib
+from pipeline.data import datasets
+
+PNG = b"\x89PNG\r\n\x1a\n"
+NASTY = "<b>Tom & Jerry</b> <script>x()</script>"
+
+
+class _Doc(HTMLParser):
+    """Section ids, images, table rows (cell texts) and text per section of an HTML page."""
+
+    def __init__(self, text):
+        super().__init__(convert_charrefs=True)
+        self.sections, self.imgs, self.rows, self.tags = [], [], [], []
+        self.text: dict[str, str] = {}
+        self._row, self._cell = None, None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.tags.append(tag)
+        if tag == "section":
+            self.sections.append(a["id"])
+        elif tag == "img":
+            self.imgs.append(a)
+        elif tag == "tr":
+            self._row = []
+        elif tag in ("td", "th"):
+            self._cell = ""
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._row is not None:
+            self._row.append(self._cell)
+            self._cell = None
+        elif tag == "tr":
+            self.rows.append(self._row)
+            self._row = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+        key = self.sections[-1] if self.sections else ""
+        self.text[key] = self.text.get(key, "") + data
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory):
+    """A report as the evaluator + driver make it, with real matplotlib plots (tiny data)."""
+    d = tmp_path_factory.mktemp("report")
+    os.makedirs(d / "plots")
+    rng = np.random.default_rng(0)
+    report_lib.plot_training_curves(
+        {"epoch": [1, 2], "loss": [0.9, 0.5], "val_hr@10": [0.05, 0.08]}, str(d / "plots" / "training.png")
+    )
+    cos = {"pinsage": rng.normal(0, 0.3, 2000), "features_only": rng.normal(0.4, 0.1, 2000)}
+    report_lib.plot_cosine_distribution(cos, str(d / "plots" / "cosine_similarity.png"))
+    emb = datasets.clustered_vectors(80, 8, clusters=4)
+    report_lib.plot_embedding_map(
+        emb,
+        rng.integers(-1, 3, 80),
+        ["Drama", "Comedy & <Kids>", "War"],
+        str(d / "plots" / "embedding_map.png"),
+        max_points=80,
+    )
+    m = {
+        "pinsage": dict(zip(report_lib.METRICS, (0.12, 0.05, 0.07, 0.12, 0.7))),
+        "popularity": dict(zip(report_lib.METRICS, (0.04, 0.02, 0.03, 0.04, 0.5))),
+    }
+    report = {
+        "dataset": "tiny",
+        "protocol": "per context: last = test",
+        "metrics": m,
+        "validation_metrics": {"pinsage": {"hr@10": 0.11}, "popularity": {"hr@10": 0.03}},
+        "kurtosis": {k: report_lib.kurtosis(v) for k, v in cos.items()},
+        "plots": {
+            "training curves": "plots/training.png",
+            "cosine similarity distribution": "plots/cosine_similarity.png",
+            "embedding map coloured by genres": "plots/embedding_map.png",
+        },
+        "timings": {"evaluation": 1.5, "plots": 2.0, "training": 30.0},
+    }
+    with open(d / "report.json", "w") as f:
+        json.dump(report, f)
+    return d, report
+
+
+DATA = {
+    "dataset": "tiny",
+    "ingest": {
+        "items": {"rows_read": 5, "rows_kept": 4},
+        "interactions": {"rows_read": 20, "rows_kept": 17},
+        "counts": {
+            "interactions.dropped.unknown_item_id": 2,
+            "interactions.dropped.malformed_timestamp": 1,
+            "interactions.dropped.invalid_weight": 0,
+            "items.dropped.duplicate_item_id": 1,
+        },
+    },
+    "features": {"title": {"kind": "text"}, "genres": {"kind": "categorical"}},
+    "features_inferred": [],
+    "graph": {
+        "num_items": 4,
+        "num_contexts": 3,
+        "num_interactions": 16,
+        "counts": {
+            "interactions.train": 10,
+            "interactions.validation": 3,
+            "interactions.test": 3,
+            "graph.dropped.duplicate_interaction": 1,
+        },
+    },
+    "example_validator_anomalies": {"items": ["year: Missing <values> (x & y)"], "interactions": []},
+}
+EXAMPLES = [
+    {
+        "item_id": "1",
+        "title": NASTY,
+        "related": [
+            {"item_id": "7", "title": "Heat (1995)", "score": 0.91},
+            {"item_id": "8", "title": "Up & Away <2>", "score": 0.8},
+        ],
+    },
+    {"item_id": "2", "title": "", "related": [{"item_id": "1", "title": NASTY, "score": 0.5}]},
+]
+TIMINGS = {
+    "stages": {"ingest": 3.0, "GraphGen": 0.12, "Transform": 0.1, "PinSageTrainer": 95.0},
+    "cached": ["GraphGen", "Transform"],
+    "executed": {"GraphGen": 15.04, "PinSageTrainer": 95.0},
+    "pipeline_s": 140.0,
+}
+
+
+@pytest.fixture(scope="module")
+def published(report_dir, tmp_path_factory):
+    from pipeline import driver
+
+    src, _ = report_dir
+    out = tmp_path_factory.mktemp("out")
+    path = driver.publish_report(str(src), str(out), data_report=DATA, timings=TIMINGS, examples=EXAMPLES)
+    assert path == os.path.join(out, "report.html")
+    return out
+
+
+def test_html_has_every_section_and_inlines_every_plot(published, report_dir):
+    src, report = report_dir
+    page = (published / "report.html").read_text(encoding="utf-8")
+    doc = _Doc(page)
+    assert doc.sections == [
+        "dataset",
+        "anomalies",
+        "quality",
+        "similarity",
+        "embedding-map",
+        "examples",
+        "timings",
+        "training",
+    ]
+    # self-contained: no external stylesheet, script or image; each plot is the PNG file's own bytes
+    assert not {"link", "script"} & set(doc.tags)
+    assert len(doc.imgs) == len(report["plots"])
+    for img in doc.imgs:
+        head, b64 = img["src"].split(",", 1)
+        assert head == "data:image/png;base64"
+        png = base64.b64decode(b64, validate=True)
+        assert png.startswith(PNG)
+        assert png == (src / report["plots"][img["alt"]]).read_bytes()
+    # the plots are also next to report.md for its relative links
+    for rel in report["plots"].values():
+        assert (published / rel).read_bytes().startswith(PNG)
+    # contents per section
+    assert "unknown_item_id" in doc.text["anomalies"] and "year: Missing <values> (x & y)" in doc.text["anomalies"]
+    assert ["interactions.dropped.unknown_item_id", "2"] in doc.rows
+    assert ["interactions.dropped.invalid_weight", "0"] not in doc.rows  # zero counts listed, not tabled
+    assert ["train / validation / test interactions", "10 / 3 / 3"] in doc.rows
+    assert ["pinsage", "0.1200", "0.0500", "0.0700", "0.1200", "0.7000", "0.1100"] in doc.rows
+    assert "pinsage beats the best other model (popularity)" in doc.text["quality"]
+    k = report["kurtosis"]["pinsage"]
+    assert f"{k:.2f}" in doc.text["similarity"]
+    stages = [r[0] for r in doc.rows if r and r[0] in TIMINGS["stages"]]
+    assert stages == list(TIMINGS["stages"])  # run order, not sorted
+    assert ["GraphGen", "0.1", "cached (15.0 s when it ran)"] in doc.rows and ["Transform", "0.1", "cached"] in doc.rows
+    assert ["PinSageTrainer", "95.0", ""] in doc.rows
+    assert "140.0 s" in doc.text["timings"]
+
+
+def test_html_escapes_titles_and_anomaly_text(published):
+    page = (published / "report.html").read_text(encoding="utf-8")
+    doc = _Doc(page)
+    assert "<b>Tom" not in page and "<script>x()" not in page and "<values>" not in page
+    text = doc.text["examples"]
+    assert f"{NASTY} (id 1)" in text and "Heat (1995) (id 7)" in text and "Up & Away <2> (id 8)" in text
+    assert text.index("Heat (1995)") < text.index("Up & Away <2>")  # rank order kept
+    assert "script" not in doc.tags
+
+
+def test_markdown_and_json_carry_the_run_sections(published):
+    md = (published / "report.md").read_text(encoding="utf-8")
+    for h in (
+        "## Dataset",
+        "## Data anomalies",
+        "## Quality vs baselines",
+        "## Similarity distribution",
+        "## Example queries",
+        "## Timings per stage",
+    ):
+        assert h in md
+    ex = md[md.index("## Example queries") : md.index("## Timings per stage")]
+    assert "1. Heat (1995) (id 7) (0.910)" in ex and "2. Up & Away <2> (id 8) (0.800)" in ex
+    assert (
+        "| GraphGen | 0.1 | cached (15.0 s when it ran) |" in md
+        and "| interactions.dropped.malformed_timestamp | 1 |" in md
+    )
+    assert "![embedding map coloured by genres](plots/embedding_map.png)" in md
+    on_disk = json.loads((published / "report.json").read_text())
+    assert on_disk["example_queries"] == EXAMPLES and on_disk["run_timings"] == TIMINGS and on_disk["data"] == DATA
+
+
+@pytest.mark.parametrize(
+    "ablations",
+    [
+        {"no_hard_negatives": {"hr@10": 0.09, "mrr": 0.04}, "1 layer": {"hr@10": 0.10, "mrr": 0.045, "coverage": 0.3}},
+        {
+            "no_hard_negatives": {"metrics": {"hr@10": 0.09, "mrr": 0.04}, "validation_metrics": {"hr@10": 0.08}},
+            "1 layer": {"metrics": {"hr@10": 0.10, "mrr": 0.045, "coverage": 0.3}, "note": "K=1"},
+        },
+        [
+            {"name": "no_hard_negatives", "metrics": {"hr@10": 0.09, "mrr": 0.04}},
+            {"name": "1 layer", "test": {"hr@10": 0.10, "mrr": 0.045, "coverage": 0.3}},
+        ],
+    ],
+)
+def test_ablation_rows_of_any_shape_are_rendered(report_dir, tmp_path, ablations):
+    _, report = report_dir
+    rep = dict(report, ablations=ablations)
+    doc = _Doc(report_lib.render_html(rep, str(tmp_path)))
+    assert "ablations" in doc.sections
+    start = doc.rows.index(
+        ["model", "HR@10", "MRR", "coverage"]
+        + (["validation HR@10"] if isinstance(ablations, dict) and "metrics" in ablations["1 layer"] else [])
+    )
+    got = {r[0]: r[1:4] for r in doc.rows[start + 1 : start + 3]}
+    assert got == {"no_hard_negatives": ["0.0900", "0.0400", "–"], "1 layer": ["0.1000", "0.0450", "0.3000"]}
+    assert "## Ablations" in report_lib.markdown(rep)
+
+
+def test_related_items_are_the_exact_top_k_without_the_query():
+    emb = datasets.clustered_vectors(300, 16, clusters=10, seed=1)
+    ids = [f"i{n}" for n in range(300)]
+    titles = [f"<t{n}>" for n in range(300)]
+    searcher, _ = index_builder.build_searcher(emb, k=6)  # brute force below 20k items: exact
+    rows = [0, 17, 299]
+    got = report_lib.related_items(searcher, emb, ids, titles, rows, k=5)
+    for q, r in zip(got, rows):
+        s = emb @ emb[r]
+        s[r] = -np.inf
+        want = np.argsort(-s, kind="stable")[:5]
+        assert q["item_id"] == ids[r] and q["title"] == titles[r]
+        assert [x["item_id"] for x in q["related"]] == [ids[i] for i in want]
+        assert [x["title"] for x in q["related"]] == [titles[i] for i in want]
+        np.testing.assert_allclose([x["score"] for x in q["related"]], s[want], atol=1e-3)
+
+
+def test_stage_progress_names_cache_hits_and_stages_whose_inputs_did_not_resolve(capsys):
+    """Fed the records TFX's LocalDagRunner and launcher log (same format strings, same levels)."""
+    import logging
+
+    from pipeline import driver
+
+    h = driver._StageProgress(total=3)
+
+    def log(level, fmt, *args):
+        h.handle(logging.LogRecord("absl", level, __file__, 0, fmt, args, None))
+
+    log(logging.INFO, "Component %s is running.", "GraphGen")
+    log(logging.INFO, "A cached execution %d is used.", 7)
+    log(logging.INFO, "Component %s is finished.", "GraphGen")
+    log(logging.INFO, "Component %s is running.", "PairGen")
+    log(logging.ERROR, "[%s] Input resolution error: %s", "PairGen", "min_count has not met")
+    log(logging.INFO, "Component %s is finished.", "PairGen")
+    log(logging.INFO, "Component %s is running.", "Transform")
+    log(logging.INFO, "Component %s is finished.", "Transform")
+    out = capsys.readouterr().out
+    assert "stage 1/3 GraphGen ..." in out and "stage GraphGen cached in" in out
+    assert "stage PairGen NOT RUN" in out and "stage Transform done in" in out
+    assert (
+        h.timings.cached == ["GraphGen"]
+        and h.failed == ["PairGen"]
+        and list(h.timings) == ["GraphGen", "PairGen", "Transform"]
+    )
+
+
+def test_ablation_ordering_against_the_paper_is_computed_and_rendered():
+    pinsage = {"hr@10": 0.16, "mrr": 0.07}
+    abl = {
+        "mean_pooling": {"metrics": {"hr@10": 0.15, "mrr": 0.07}},  # below: as the paper
+        "max_margin_loss": {"metrics": {"hr@10": 0.09, "mrr": 0.04}},  # below: the paper expected above
+        "two_layers_more": {"metrics": {"hr@10": 0.17, "mrr": 0.08}},
+    }  # not a paper row
+    rows = {r["ablation"]: r for r in report_lib.ablations_vs_paper(pinsage, abl)}
+    assert rows["mean_pooling"]["matches_paper"] is True and rows["mean_pooling"]["full_model_better"]
+    assert rows["max_margin_loss"]["matches_paper"] is False
+    assert rows["two_layers_more"]["matches_paper"] is None and not rows["two_layers_more"]["full_model_better"]
+    md = "\n".join(report_lib._paper_lines({"ablations_vs_paper": list(rows.values())}))
+    assert "pinsage > mean_pooling (0.1600 vs 0.1500): matches the paper" in md
+    assert "max_margin_loss" in md and "differs from the paper" in md
+    assert "two_layers_more >= pinsage" in md and "not in the paper" in md

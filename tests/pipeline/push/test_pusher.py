@@ -1,0 +1,105 @@
+"""Pusher: versioned layout, no half-written version ever visible (exception or hard crash mid-push), retention."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pipeline.push import pusher
+from tests.fixtures import REPO_ROOT
+from schema import versions
+
+
+@pytest.fixture
+def sources(tmp_path):
+    """Stand-ins with the files the Pusher copies (a real export and index are exercised in test_server.py)."""
+    sm, idx = tmp_path / "saved_model", tmp_path / "index"
+    (sm / "variables").mkdir(parents=True)
+    (sm / "assets").mkdir()
+    (sm / "saved_model.pb").write_bytes(b"pb")
+    (sm / "variables" / "variables.index").write_bytes(b"v")
+    (sm / "assets" / "item_ids.txt").write_text("a\nb\n")
+    (idx / "scann").mkdir(parents=True)
+    (idx / "scann" / "scann_assets.pbtxt").write_text("")
+    (idx / "item_ids.txt").write_text("a\nb\n")
+    (idx / "index_stats.json").write_text("{}")
+    return str(sm), str(idx), str(tmp_path / "serving_model")
+
+
+def test_layout(sources):
+    sm, idx, out = sources
+    path = pusher.push(sm, idx, out, model_name="pinsage")
+    assert path == os.path.join(out, "pinsage", "1")
+    for f in (
+        "saved_model.pb",
+        "variables/variables.index",
+        "assets/item_ids.txt",
+        "assets/index/scann/scann_assets.pbtxt",
+        "assets/index/item_ids.txt",
+        "assets/index/index_stats.json",
+    ):
+        assert os.path.isfile(os.path.join(path, f)), f
+    assert os.listdir(os.path.join(out, "pinsage")) == ["1"]
+
+
+def test_versions_increase(sources):
+    sm, idx, out = sources
+    assert [os.path.basename(pusher.push(sm, idx, out)) for _ in range(3)] == ["1", "2", "3"]
+    assert os.path.basename(pusher.push(sm, idx, out, version=10)) == "10"
+    assert os.path.basename(pusher.push(sm, idx, out)) == "11"
+    with pytest.raises(ValueError, match="not newer"):
+        pusher.push(sm, idx, out, version=5)
+
+
+def test_exception_mid_push_leaves_nothing_visible(sources):
+    sm, idx, out = sources
+    pusher.push(sm, idx, out)
+    seen = {}
+
+    def crash(stage, tmp):
+        seen[stage] = os.listdir(tmp)  # some files are already written ...
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        pusher.push(sm, idx, out, hook=crash)
+    assert "saved_model.pb" in seen["saved_model"]
+    model_dir = os.path.join(out, "pinsage")
+    assert versions.list_versions(model_dir) == [1]  # ... but no version 2 and no temp dir remain
+    assert os.listdir(model_dir) == ["1"]
+
+
+def test_hard_crash_mid_push_is_ignored_then_cleaned(sources):
+    sm, idx, out = sources
+    code = (
+        "import os, sys; from pipeline.push import pusher; "
+        "pusher.push(sys.argv[1], sys.argv[2], sys.argv[3], "
+        "hook=lambda stage, tmp: os._exit(3) if stage == 'index' else None)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, sm, idx, out], cwd=REPO_ROOT, timeout=60)
+    assert proc.returncode == 3
+    model_dir = os.path.join(out, "pinsage")
+    leftovers = os.listdir(model_dir)
+    assert len(leftovers) == 1 and leftovers[0].startswith(versions.TMP_PREFIX)  # the half-written copy ...
+    assert versions.list_versions(model_dir) == []  # ... which no reader counts as a version
+    assert pusher.push(sm, idx, out).endswith(os.sep + "1")
+    assert os.listdir(model_dir) == ["1"]  # the next push removed it (its writer is gone)
+
+
+def test_retention_keeps_last_n(sources):
+    sm, idx, out = sources
+    for _ in range(5):
+        pusher.push(sm, idx, out, keep=3)
+    model_dir = os.path.join(out, "pinsage")
+    assert versions.list_versions(model_dir) == [3, 4, 5]
+    assert sorted(os.listdir(model_dir)) == ["3", "4", "5"]
+    pusher.push(sm, idx, out, keep=1)
+    assert os.listdir(model_dir) == ["6"]
+
+
+def test_refuses_incomplete_sources(sources, tmp_path):
+    sm, idx, out = sources
+    with pytest.raises(FileNotFoundError, match="saved_model.pb"):
+        pusher.push(str(tmp_path), idx, out)
+    with pytest.raises(FileNotFoundError, match="scann"):
+        pusher.push(sm, str(tmp_path), out)

@@ -1,0 +1,100 @@
+"""pipeline/kubeflow_v2_runner.py: the pipeline compiled offline into a KFP v2 / Vertex AI PipelineJob JSON.
+
+Checked against the pipeline definition itself (pipeline/pipeline.py built the same way for the local
+runner): every component is a task with the same upstream components, runs from the given image, and reads its
+inputs from the data root, not from this machine's staging directory."""
+
+import json
+import os
+
+import pytest
+import yaml
+
+pytest.importorskip(
+    "kfp.pipeline_spec.pipeline_spec_pb2",
+    reason="kfp-pipeline-spec (TFX's KubeflowV2DagRunner protos) is not installed",
+)
+
+from pipeline import kubeflow_v2_runner as kfv2
+from pipeline.pipeline import create_pipeline
+
+IMAGE = "europe-docker.pkg.dev/proj/repo/pinsage:1"
+DATA_ROOT = "gs://bucket/pinsage/staging"
+BEAM = ["--runner=DataflowRunner", "--project=proj", "--region=europe-west1"]
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    d = tmp_path_factory.mktemp("kfp")
+    data = d / "data"
+    data.mkdir()
+    (data / "items.csv").write_text("item_id,title,genres\n1,A & B,x|y\n2,<C>,y\n3,D,x\n")
+    (data / "interactions.csv").write_text(
+        "context_id,item_id,timestamp\n" + "".join(f"{c},{i},{100 * c + i}\n" for c in range(1, 6) for i in (1, 2, 3))
+    )
+    staging = str(d / "staging")
+    inputs = kfv2.staged_inputs(staging, DATA_ROOT, data_dir=str(data))
+    out = str(d / "job" / "pipeline.json")
+    job = kfv2.compile_pipeline(out, inputs, str(d / "root"), image=IMAGE, beam_args=BEAM)
+    with open(out) as f:
+        assert json.load(f) == job
+    local = create_pipeline("pinsage", str(d / "local-root"), str(d / "m.sqlite"), inputs)
+    yaml_job = kfv2.compile_pipeline(
+        str(d / "job" / "pipeline.yaml"), inputs, str(d / "root"), image=IMAGE, beam_args=BEAM
+    )
+    with open(d / "job" / "pipeline.yaml") as f:
+        assert yaml.safe_load(f) == yaml_job["pipelineSpec"]  # the KFP v2 upload format
+    return job, local, staging
+
+
+def test_every_component_is_a_task_with_the_same_upstream_components(compiled):
+    job, local, _ = compiled
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert set(tasks) == {c.id for c in local.components}
+    assert {
+        "GraphGen",
+        "Transform",
+        "NeighborhoodSampler",
+        "PairGen",
+        "PinSageTrainer",
+        "PinSageEvaluator",
+        "BulkEmbedder",
+        "IndexBuilder",
+        "PinSagePusher",
+    } <= set(tasks)
+    for c in local.components:
+        assert set(tasks[c.id].get("dependentTasks", [])) == {u.id for u in c.upstream_nodes}, c.id
+
+
+def test_tasks_run_from_the_image_with_the_beam_options_and_read_from_the_data_root(compiled):
+    job, _, staging = compiled
+    executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
+    custom = {}
+    imported = {}
+    for name, ex in executors.items():
+        if "importer" in ex:  # the tables ingest wrote, imported as Examples (no container)
+            imported[name] = ex["importer"]["artifactUri"]["constantValue"]["stringValue"]
+            continue
+        c = ex["container"]
+        assert c["image"] == IMAGE, name
+        path = c["args"][c["args"].index("--executor_class_path") + 1]
+        if path.startswith("pipeline."):  # our components: the image must contain this package
+            custom[name] = c["args"]
+    assert {"GraphGen_executor", "NeighborhoodSampler_executor", "BulkEmbedder_executor"} <= set(custom)
+    for name in ("GraphGen_executor", "NeighborhoodSampler_executor", "BulkEmbedder_executor"):
+        assert all(b in custom[name] for b in BEAM), name  # Beam pipeline options passed through
+    assert set(imported) == {"items_example_gen_executor", "interactions_example_gen_executor"}
+    for uri in imported.values():
+        assert uri.startswith(DATA_ROOT + "/ingest/tables/")
+        assert os.path.isdir(os.path.join(staging, uri[len(DATA_ROOT) + 1 :]))  # staged, to be copied there
+    text = json.dumps(job["pipelineSpec"]["root"])
+    assert staging not in text  # nothing points at this machine's staging
+    report = job["pipelineSpec"]["root"]["dag"]["tasks"]["GraphGen"]["inputs"]["parameters"]["ingest_report"]
+    path = report["runtimeValue"]["constantValue"]["stringValue"]
+    assert path.startswith(DATA_ROOT + "/ingest/") and path.endswith("/ingest_report.json")
+    rel = path[len(DATA_ROOT) + 1 :]
+    assert os.path.exists(os.path.join(staging, rel))  # what to copy to the data root is there
+    schema = job["pipelineSpec"]["root"]["dag"]["tasks"]["items_schema_gen"]["inputs"]["parameters"]["schema_file"]
+    path = schema["runtimeValue"]["constantValue"]["stringValue"]
+    assert path.startswith(DATA_ROOT + "/") and path.endswith("/items_schema.pbtxt")
+    assert os.path.exists(os.path.join(staging, path[len(DATA_ROOT) + 1 :]))  # schema staged as well

@@ -1,0 +1,127 @@
+"""The options the scale run (bench/scale.py) needs: the step budget, the evaluator's context sample and the
+BulkEmbedder strategy, as `pinsage run` wires them into the pipeline; and that the step budget caps training."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from pipeline import pipeline as pp
+from tests.fixtures import REPO_ROOT
+import schema
+
+
+def test_step_budget_hparams():
+    assert pp.step_budget_hparams({}, 300) == {"epochs": 1, "steps_per_epoch": 300}
+    assert pp.step_budget_hparams({"epochs": 3, "loss": "max_margin"}, 100) == {
+        "epochs": 3,
+        "steps_per_epoch": 33,
+        "loss": "max_margin",
+    }
+    assert pp.step_budget_hparams({"epochs": 5}, 2) == {"epochs": 2, "steps_per_epoch": 1}
+    with pytest.raises(ValueError, match="step budget"):
+        pp.step_budget_hparams({}, 0)
+
+
+def test_embed_strategy_follows_the_runner():
+    assert pp.resolve_embed_strategy("auto", []) == "in_memory"
+    assert pp.resolve_embed_strategy("auto", ["--direct_num_workers=2", "--runner=DirectRunner"]) == "in_memory"
+    assert pp.resolve_embed_strategy("auto", ["--runner=DataflowRunner", "--project=p"]) == "beam"
+    assert pp.resolve_embed_strategy("auto", ["--runner", "FlinkRunner"]) == "beam"
+    assert pp.resolve_embed_strategy("beam", []) == "beam"
+
+
+def test_run_options_reach_the_components(tmp_path):
+    inputs = pp.PipelineInputs(
+        canonical_dir=str(tmp_path),
+        items_schema="i.pbtxt",
+        interactions_schema="x.pbtxt",
+        ingest_report="r.json",
+        features={},
+        graph_schema="g.pbtxt",
+        dataset="d",
+    )
+    hp = pp.step_budget_hparams({"epochs": 2}, 50)
+    p = pp.create_pipeline(
+        "t",
+        str(tmp_path / "tfx"),
+        str(tmp_path / "m.sqlite"),
+        inputs,
+        hparams=hp,
+        eval_contexts=1234,
+        beam_pipeline_args=["--runner=DataflowRunner"],
+    )
+    by_id = {c.id: c for c in p.components}
+    assert json.loads(by_id["PinSageTrainer"].exec_properties["hparams"]) == {"epochs": 2, "steps_per_epoch": 25}
+    assert by_id["PinSageEvaluator"].exec_properties["max_contexts"] == 1234
+    assert by_id["BulkEmbedder"].exec_properties["strategy"] == "beam"
+    # the tables come in through Importers of ingest's Parquet Examples
+    imp = by_id["interactions_example_gen"]
+    assert imp.exec_properties["artifact_uri"] == os.path.join(str(tmp_path), "examples", "interactions")
+
+
+def test_step_budget_caps_the_training_steps(tmp_path):
+    import tensorflow as tf
+
+    from modules.model import PinSageHParams
+    from modules.train import train
+    from tests.modules.test_model import community_graph
+
+    feats, nbr, w, pairs = community_graph()
+    q, p = pairs(2000)  # one natural epoch: 2000 // 32 = 62 steps
+    hp = PinSageHParams.from_dict(
+        dict(
+            pp.step_budget_hparams({}, 3),
+            hidden_dim=8,
+            output_dim=8,
+            text_embedding_dim=4,
+            batch_size=32,
+            num_negatives=8,
+            warmup_steps=1,
+        )
+    )
+    _, history = train(feats, nbr, w, q, p, None, hp, str(tmp_path / "m"))
+    reader = tf.train.load_checkpoint(str(tmp_path / "m" / "checkpoints"))
+    keys = reader.get_variable_to_shape_map()
+    iters = [reader.get_tensor(k) for k in keys if k.startswith("optimizer/") and "iter" in k.split("/")[1]]
+    assert iters, sorted(keys)[:20]
+    assert history["epoch"] == [1] and [int(i) for i in iters] == [3]
+    assert np.isfinite(history["loss"]).all()
+
+
+def test_scale_bench_attributes_time_and_memory_to_the_stages(tmp_path):
+    """bench/scale.py reads `pinsage run`'s progress lines (numbered "stage 2/3 B ..." ones included): wall time and
+    peak RSS per stage, "prepare" before the first stage. The fake run holds 200 MB in stage B only."""
+    import sys
+
+    sys.path.insert(0, os.path.join(REPO_ROOT, "bench"))
+    import scale
+
+    script = (
+        "import time\n"
+        "print('[pinsage] ingest ...', flush=True); time.sleep(1.2)\n"
+        "print('[pinsage] stage 1/2 A ...', flush=True); time.sleep(1.0)\n"
+        "print('[pinsage] stage A done in 1.0 s', flush=True)\n"
+        "print('[pinsage] stage 2/2 B ...', flush=True); x = bytearray(200 << 20); x[::4096] = b'1' * len(x[::4096])\n"
+        "time.sleep(1.5); print('[pinsage] stage B done in 1.5 s', flush=True)\n"
+    )
+    res = scale.run_monitored([sys.executable, "-c", script], str(tmp_path / "log"), sample_s=0.1)
+    st = res["stages"]
+    assert res["rc"] == 0 and set(st) >= {"prepare", "A", "B"}, st
+    assert st["prepare"]["wall_s"] >= 1.0 and st["A"]["wall_s"] == 1.0 and st["B"]["wall_s"] == 1.5
+    assert st["B"]["peak_rss_gib"] - st["A"]["peak_rss_gib"] > 0.15, st
+
+
+def test_openblas_kernels_follow_the_cpu_flags(tmp_path):
+    """pipeline/__init__.py names OpenBLAS's kernel family only from instruction sets the CPU reports."""
+
+    def core(flags):
+        p = tmp_path / "cpuinfo"
+        p.write_text(f"processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: {flags}\n\n")
+        return schema._openblas_coretype(str(p))
+
+    assert core("fpu sse2 avx avx2 fma avx512f avx512bw avx512vl avx512dq") == "SkylakeX"
+    assert core("fpu sse2 avx avx2 fma avx512f") == "Haswell"  # AVX-512 F alone is not SkylakeX's set
+    assert core("fpu sse2 sse4_2 avx") is None
+    assert schema._openblas_coretype(str(tmp_path / "missing")) is None
