@@ -27,9 +27,11 @@ from modules.model import PinSageHParams
 from pipeline import driver
 from modules import evaluation
 from modules import cooccurrence
+from pipeline.sampling import random_walks as rw
+from pipeline.sampling import transitions as sn
 
 
-def main():
+def _parse():
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", required=True, help="output dir of a `pinsage run`")
     ap.add_argument("--graph-schema", default=None, help="default: the bundled schema of the run's dataset")
@@ -53,9 +55,11 @@ def main():
         help="recompute the positive pairs: 'WINDOW' (forward) or "
         "'WINDOW,sym' (both directions), from the run's train split, instead of PairGen's",
     )
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    run = os.path.abspath(args.run)
+
+def _inputs(args, run: str) -> dict:
+    """The trainer's inputs from a run's artifacts, with the neighbourhoods / pairs recomputed when asked."""
     art = {
         k: driver.latest_artifact_dir(run, c, o)
         for k, (c, o) in {
@@ -66,13 +70,9 @@ def main():
         }.items()
     }
     schema = args.graph_schema or _graph_schema(run)
-    t0 = time.time()
     inputs = trainer.load_inputs(art["transformed"], schema, art["graph"], art["nbr"], art["pairs"])
     g = inputs["graph"]
     if args.neighborhoods:
-        from pipeline.sampling import random_walks as rw
-        from pipeline.sampling import transitions as sn
-
         t = args.top_t or inputs["nbr"].shape[1]
         nbr, w, _ = sn.neighborhoods_from_graph(g, args.neighborhoods, rw.WalkParams(top_t=t))
         inputs["nbr"], inputs["w"] = nbr, w
@@ -83,6 +83,15 @@ def main():
             g.context_index[m], g.node_id[m], g.position[m], g.num_items, window=int(win), symmetric="sym" in rest
         )
         inputs["query"], inputs["positive"], inputs["count"] = q, i, c
+    return inputs
+
+
+def main():
+    args = _parse()
+    run = os.path.abspath(args.run)
+    t0 = time.time()
+    inputs = _inputs(args, run)
+    g = inputs["graph"]
     load_s = time.time() - t0
     hp = PinSageHParams.from_dict(json.loads(args.hparams))
     out_dir = os.path.join(args.out, "quality", args.name)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import os
 import re
 import subprocess
@@ -110,7 +111,41 @@ def run_monitored(cmd: list[str], log_path: str, sample_s: float = 0.5, env=None
     return {"cmd": cmd, "rc": rc, "wall_s": round(wall, 1), "peak_rss_gib": round(peak[0] / GIB, 2), "stages": stages}
 
 
-def main(argv=None) -> int:
+def _summary(run: dict) -> dict:
+    st = run["stages"]
+    training = st.get("PinSageTrainer", {}).get("wall_s", 0.0)
+    return {
+        "total_s": run["wall_s"],
+        "training_s": training,
+        "all_but_training_s": round(run["wall_s"] - training, 1),
+        "stage_sum_s": round(sum(v.get("wall_s", 0.0) for v in st.values()), 1),
+        "peak_rss_gib": run["peak_rss_gib"],
+        "targets": {
+            "all_but_training_under_600_s": run["wall_s"] - training < 600,
+            "total_under_1800_s": run["wall_s"] < 1800,
+            "peak_rss_under_12_gib": run["peak_rss_gib"] < 12,
+        },
+    }
+
+
+def _print_table(result: dict, args, path: str) -> None:
+    run = result["run"]
+    print(
+        f"\n{args.items:,} items / {args.contexts:,} contexts / {args.edges:,} edges, "
+        f"load avg {result['load_avg_start']} -> {result['load_avg_end']}, rc {run['rc']}"
+    )
+    if "data" in result:
+        print(f"{'pinsage data':<34} {result['data']['wall_s']:>8.1f} {result['data']['peak_rss_gib']:>8.2f}")
+    print(f"{'stage':<34} {'wall s':>8} {'RSS GiB':>8}")
+    for name, v in run["stages"].items():
+        print(f"{name:<34} {v.get('wall_s', float('nan')):>8.1f} {v.get('peak_rss_gib', float('nan')):>8.2f}")
+    s = result["summary"]
+    print(f"{'total (pinsage run)':<34} {s['total_s']:>8.1f} {s['peak_rss_gib']:>8.2f}")
+    print(f"all but training {s['all_but_training_s']} s, training {s['training_s']} s; targets {s['targets']}")
+    print(f"wrote {path}")
+
+
+def _parse(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--items", type=int, default=1_000_000)
     ap.add_argument("--contexts", type=int, default=300_000)
@@ -123,8 +158,11 @@ def main(argv=None) -> int:
     ap.add_argument("--run-arg", action="append", default=[], help="extra `pinsage run` argument, repeatable")
     ap.add_argument("--sample-s", type=float, default=0.5)
     ap.add_argument("--out", default=None, help="JSON path (default bench/results/scale_<items>.json)")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
+
+def main(argv=None) -> int:
+    args = _parse(argv)
     tag = f"{args.items // 1000}k" if args.items < 1_000_000 else f"{args.items // 1_000_000}m"
     data_dir = os.path.join(args.work_dir, f"data_{tag}")
     out_dir = os.path.join(args.work_dir, f"run_{tag}")
@@ -141,35 +179,14 @@ def main(argv=None) -> int:
         "load_avg_start": [round(x, 2) for x in os.getloadavg()],
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-
     if not (args.reuse_data and os.path.exists(os.path.join(data_dir, "interactions.csv"))):
-        result["data"] = run_monitored(
-            [
-                py,
-                "-m",
-                "pipeline.cli",
-                "data",
-                "--dataset",
-                "synthetic",
-                "--items",
-                str(args.items),
-                "--contexts",
-                str(args.contexts),
-                "--edges",
-                str(args.edges),
-                "--out",
-                data_dir,
-            ],
-            os.path.join(args.work_dir, f"data_{tag}.log"),
-            args.sample_s,
-            env,
-        )
+        sizes = ["--items", str(args.items), "--contexts", str(args.contexts), "--edges", str(args.edges)]
+        cmd = [py, "-m", "pipeline.cli", "data", "--dataset", "synthetic", *sizes, "--out", data_dir]
+        result["data"] = run_monitored(cmd, os.path.join(args.work_dir, f"data_{tag}.log"), args.sample_s, env)
         if result["data"]["rc"]:
             print(f"pinsage data failed, see {args.work_dir}/data_{tag}.log", file=sys.stderr)
             return 1
     if not args.keep_output and os.path.exists(out_dir):
-        import shutil
-
         shutil.rmtree(out_dir)
     path = args.out or os.path.join(ROOT, "bench", "results", f"scale_{tag}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -178,60 +195,15 @@ def main(argv=None) -> int:
         with open(path, "w") as f:
             json.dump(dict(result, run=partial, load_avg_now=[round(x, 2) for x in os.getloadavg()]), f, indent=2)
 
-    run = run_monitored(
-        [
-            py,
-            "-m",
-            "pipeline.cli",
-            "run",
-            "--data-dir",
-            data_dir,
-            "--output",
-            out_dir,
-            "--train-steps",
-            str(args.train_steps),
-            "--eval-contexts",
-            str(args.eval_contexts),
-        ]
-        + args.run_arg,
-        os.path.join(args.work_dir, f"run_{tag}.log"),
-        args.sample_s,
-        env,
-        on_stage=save,
-    )
+    budget = ["--train-steps", str(args.train_steps), "--eval-contexts", str(args.eval_contexts)]
+    cmd = [py, "-m", "pipeline.cli", "run", "--data-dir", data_dir, "--output", out_dir, *budget, *args.run_arg]
+    run = run_monitored(cmd, os.path.join(args.work_dir, f"run_{tag}.log"), args.sample_s, env, on_stage=save)
     result["run"] = run
     result["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
-    st = run["stages"]
-    training = st.get("PinSageTrainer", {}).get("wall_s", 0.0)
-    stage_total = sum(v.get("wall_s", 0.0) for v in st.values())
-    result["summary"] = {
-        "total_s": run["wall_s"],
-        "training_s": training,
-        "all_but_training_s": round(run["wall_s"] - training, 1),
-        "stage_sum_s": round(stage_total, 1),
-        "peak_rss_gib": run["peak_rss_gib"],
-        "targets": {
-            "all_but_training_under_600_s": run["wall_s"] - training < 600,
-            "total_under_1800_s": run["wall_s"] < 1800,
-            "peak_rss_under_12_gib": run["peak_rss_gib"] < 12,
-        },
-    }
+    result["summary"] = _summary(run)
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
-
-    print(
-        f"\n{args.items:,} items / {args.contexts:,} contexts / {args.edges:,} edges, "
-        f"load avg {result['load_avg_start']} -> {result['load_avg_end']}, rc {run['rc']}"
-    )
-    if "data" in result:
-        print(f"{'pinsage data':<34} {result['data']['wall_s']:>8.1f} {result['data']['peak_rss_gib']:>8.2f}")
-    print(f"{'stage':<34} {'wall s':>8} {'RSS GiB':>8}")
-    for name, v in st.items():
-        print(f"{name:<34} {v.get('wall_s', float('nan')):>8.1f} {v.get('peak_rss_gib', float('nan')):>8.2f}")
-    s = result["summary"]
-    print(f"{'total (pinsage run)':<34} {s['total_s']:>8.1f} {s['peak_rss_gib']:>8.2f}")
-    print(f"all but training {s['all_but_training_s']} s, training {s['training_s']} s; targets {s['targets']}")
-    print(f"wrote {path}")
+    _print_table(result, args, path)
     return run["rc"]
 
 

@@ -118,45 +118,13 @@ def producer_profile(builder, query, positive, hp, num_hard, reps=20):
     return out
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--warmup", type=int, default=10)
-    ap.add_argument("--hard", type=int, default=0, help="hard negatives per example (curriculum epoch - 1)")
-    ap.add_argument("--pairs", type=int, default=1_000_000)
-    ap.add_argument("--items", type=int, default=3706)
-    ap.add_argument(
-        "--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "training.json")
-    )
-    args = ap.parse_args(argv)
-    hp = PinSageHParams()
-    t0 = time.perf_counter()
-    feats, nbr, w, query, positive, pools = synthetic(num_items=args.items, num_pairs=args.pairs)
-    gen_s = time.perf_counter() - t0
-    n = nbr.shape[0]
-    builder = batches.BatchBuilder(
-        feats,
-        nbr,
-        w,
-        num_hops=hp.num_layers,
-        negative_probs=batches.negative_distribution(np.bincount(positive, minlength=n)),
-        hard_neg_pools=pools,
-    )
-    model = build_model(hp, features_lib.feature_spec_from_arrays(feats), num_items=n)
+def _measure(builder, model, hp, query, positive, args) -> dict:
+    """(end-to-end, train step alone, batch assembly alone) seconds for args.steps steps."""
     total = args.warmup + 2 * args.steps
     opt = tf.keras.optimizers.Adam(learning_rate_schedule(hp, total))
     step = make_train_step(model, opt, hp)
-    ds = builder.training_dataset(
-        query,
-        positive,
-        batch_size=hp.batch_size,
-        num_negatives=hp.num_negatives,
-        num_hard=args.hard,
-        seed=0,
-        epoch=1,
-        steps=total + 5,
-    )
-    it = iter(ds)
+    common = dict(batch_size=hp.batch_size, num_negatives=hp.num_negatives, num_hard=args.hard, epoch=1)
+    it = iter(builder.training_dataset(query, positive, seed=0, steps=total + 5, **common))
     for _ in range(args.warmup):
         g, lab = next(it)
         step(g, lab).numpy()
@@ -175,20 +143,48 @@ def main(argv=None):
     loss.numpy()
     consumer = time.perf_counter() - t0
     # 3) producer alone: iterate the dataset without training.
-    ds2 = builder.training_dataset(
-        query,
-        positive,
-        batch_size=hp.batch_size,
-        num_negatives=hp.num_negatives,
-        num_hard=args.hard,
-        seed=1,
-        epoch=1,
-        steps=args.steps + 5,
-    )
-    it2 = iter(ds2)
+    it2 = iter(builder.training_dataset(query, positive, seed=1, steps=args.steps + 5, **common))
     timed(it2, 5)
-    producer = timed(it2, args.steps)
+    return {"e2e": e2e, "consumer": consumer, "producer": timed(it2, args.steps)}
+
+
+def _save(res: dict, args) -> None:
+    """The default shape is the file's top level; other shapes (--items, --hard) are kept under other_runs."""
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    out = {}
+    if os.path.exists(args.out):
+        with open(args.out) as f:
+            out = json.load(f)
+    if args.items == 3706 and args.hard == 0:
+        out = dict(res, other_runs=out.get("other_runs", {}))
+    else:
+        out.setdefault("other_runs", {})[f"items={args.items},hard={args.hard}"] = res
+    with open(args.out, "w") as f:
+        json.dump(out, f, indent=1)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--hard", type=int, default=0, help="hard negatives per example (curriculum epoch - 1)")
+    ap.add_argument("--pairs", type=int, default=1_000_000)
+    ap.add_argument("--items", type=int, default=3706)
+    ap.add_argument(
+        "--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "training.json")
+    )
+    args = ap.parse_args(argv)
+    hp = PinSageHParams()
+    t0 = time.perf_counter()
+    feats, nbr, w, query, positive, pools = synthetic(num_items=args.items, num_pairs=args.pairs)
+    gen_s = time.perf_counter() - t0
+    n = nbr.shape[0]
+    probs = batches.negative_distribution(np.bincount(positive, minlength=n))
+    builder = batches.BatchBuilder(feats, nbr, w, num_hops=hp.num_layers, negative_probs=probs, hard_neg_pools=pools)
+    model = build_model(hp, features_lib.feature_spec_from_arrays(feats), num_items=n)
+    t = _measure(builder, model, hp, query, positive, args)
     prof = producer_profile(builder, query, positive, hp, args.hard)
+    pairs = args.steps * hp.batch_size
     res = {
         "device": "cpu",
         "cpu_count": os.cpu_count(),
@@ -204,30 +200,19 @@ def main(argv=None):
         "output_dim": hp.output_dim,
         "loss": hp.loss,
         "steps": args.steps,
-        "end_to_end_pairs_per_s": args.steps * hp.batch_size / e2e,
-        "train_step_only_pairs_per_s": args.steps * hp.batch_size / consumer,
-        "batch_assembly_only_pairs_per_s": args.steps * hp.batch_size / producer,
-        "end_to_end_ms_per_step": 1000 * e2e / args.steps,
-        "train_step_ms": 1000 * consumer / args.steps,
-        "batch_assembly_ms_per_batch_parallel": 1000 * producer / args.steps,
+        "end_to_end_pairs_per_s": pairs / t["e2e"],
+        "train_step_only_pairs_per_s": pairs / t["consumer"],
+        "batch_assembly_only_pairs_per_s": pairs / t["producer"],
+        "end_to_end_ms_per_step": 1000 * t["e2e"] / args.steps,
+        "train_step_ms": 1000 * t["consumer"] / args.steps,
+        "batch_assembly_ms_per_batch_parallel": 1000 * t["producer"] / args.steps,
         "producer_stage_ms_serial": {k: (1000 * v if isinstance(v, float) else v) for k, v in prof.items()},
         "synthetic_graph_seconds": gen_s,
         "target_pairs_per_s": 700,
         "reference_plain_tf_pairs_per_s_per_core": 900,
     }
     print(json.dumps(res, indent=1))
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    # The default shape is the file's top level; other shapes (--items, --hard) are kept under other_runs.
-    out = {}
-    if os.path.exists(args.out):
-        with open(args.out) as f:
-            out = json.load(f)
-    if args.items == 3706 and args.hard == 0:
-        out = dict(res, other_runs=out.get("other_runs", {}))
-    else:
-        out.setdefault("other_runs", {})[f"items={args.items},hard={args.hard}"] = res
-    with open(args.out, "w") as f:
-        json.dump(out, f, indent=1)
+    _save(res, args)
     return res
 
 

@@ -19,6 +19,7 @@ from modules.export import export_serving_model
 from schema import build
 from modules import cooccurrence
 from schema import embeddings as embeddings_io
+from pipeline.sampling import transitions as sn
 from tests import fixtures
 from schema import neighborhoods as neighborhood_io
 
@@ -286,13 +287,36 @@ def positions(inter):
     )
 
 
+def held_out_requests(inter, items, held, cat, give_genres):
+    """The held-out items' embed_item requests: raw features, and neighbours by the same window counts over all
+    interactions, catalogue items only."""
+    all_inter, actx, apos = positions(inter)
+    ids = sorted(held) + list(cat["item_id"])
+    index = {i: j for j, i in enumerate(ids)}
+    counts = cooccurrence.transition_counts(
+        actx, all_inter["item_id"].map(index).to_numpy(np.int64), apos, len(ids), WINDOW
+    )
+    counts = counts[:HELD_OUT].toarray()[:, HELD_OUT:]  # held-out rows, catalogue columns
+    h_nbr, h_cnt = sn.top_t_rows(counts, TOP_T)
+    h_w = h_cnt / np.maximum(h_cnt.sum(1, keepdims=True), 1)
+    by_id = items.set_index("item_id")
+    held = sorted(held)
+    req = {
+        "title": tf.constant([by_id["title"][i] for i in held]),
+        "genres": tf.constant([by_id["genres"][i] if give_genres else "" for i in held]),
+        "year": tf.constant([by_id["year"][i] for i in held], tf.float32),
+        "neighbor_ids": tf.constant([[cat["item_id"][v] if v >= 0 else "" for v in r] for r in h_nbr]),
+        "neighbor_weights": tf.constant(h_w, tf.float32),
+    }
+    return h_nbr, h_w, req
+
+
 def ml100k_cold_start(tmp, hp_overrides=None, give_genres=True):
     """embed_item of a model trained without the held-out items, the held-out items' requests (raw features,
     neighbours from their interactions), their genres and the catalogue's."""
     from modules.model import PinSageHParams
     from modules.train import train
     from pipeline.data import datasets
-    from pipeline.sampling import transitions as sn
 
     items, inter, spec = datasets.load_ml100k()
     items = items.assign(item_id=items["item_id"].astype(str), year=items["year"].astype("float64"))
@@ -341,25 +365,8 @@ def ml100k_cold_start(tmp, hp_overrides=None, give_genres=True):
         embed_fn=embed_fn,
         feature_spec=fspec,
     )
-    # the held-out items' neighbours: the same window counts over all interactions, catalogue items only
-    all_inter, actx, apos = positions(inter)
-    ids = sorted(held) + list(cat["item_id"])
-    index = {i: j for j, i in enumerate(ids)}
-    counts = cooccurrence.transition_counts(
-        actx, all_inter["item_id"].map(index).to_numpy(np.int64), apos, len(ids), WINDOW
-    )
-    counts = counts[:HELD_OUT].toarray()[:, HELD_OUT:]  # held-out rows, catalogue columns
-    h_nbr, h_cnt = sn.top_t_rows(counts, TOP_T)
-    h_w = h_cnt / np.maximum(h_cnt.sum(1, keepdims=True), 1)
-    by_id = items.set_index("item_id")
+    h_nbr, h_w, req = held_out_requests(inter, items, held, cat, give_genres)
     held = sorted(held)
-    req = {
-        "title": tf.constant([by_id["title"][i] for i in held]),
-        "genres": tf.constant([by_id["genres"][i] if give_genres else "" for i in held]),
-        "year": tf.constant([by_id["year"][i] for i in held], tf.float32),
-        "neighbor_ids": tf.constant([[cat["item_id"][v] if v >= 0 else "" for v in r] for r in h_nbr]),
-        "neighbor_weights": tf.constant(h_w, tf.float32),
-    }
     return dict(
         sig=tf.saved_model.load(path).signatures["embed_item"],
         req=req,
