@@ -407,10 +407,11 @@ def test_rwr_power_iteration_matches_the_dense_solve(graph, tmp_path):
         pairs += [(ctx, int(i)) for i in rng.zipf(1.6, size) % 50]  # items 50..59 never engaged
     g = _train_graph(tmp_path, pairs, n_items)
     dense = ev.rwr_matrix(g, restart=0.5)
-    it = ev.RWRScorer(g, restart=0.5, tol=1e-9)
+    it = ev.RWRScorer(g, restart=0.5, tol=1e-9, dtype=np.float64)
     it_scores = it.scores(np.arange(n_items))
     np.testing.assert_allclose(it_scores, dense, atol=1e-6)
     assert all(k < 60 for k in it.iterations)  # restart 0.5: the change halves per step
+    np.testing.assert_allclose(ev.RWRScorer(g).scores(np.arange(n_items)), dense, atol=2e-6)  # float32 default
     loose = ev.RWRScorer(g, restart=0.5, tol=1e-2).scores(np.arange(n_items))
     assert np.abs(loose - dense).sum(1).max() <= 1e-2  # the documented bound: tol (1 - r) / r
     assert np.abs(loose - dense).max() > 1e-6  # and the tolerance is what stops it
