@@ -95,3 +95,13 @@ def test_the_oov_bucket_is_not_a_shared_value(small, tmp_path):
     mh = feats["genres_multi_hot"] > 0
     np.testing.assert_array_equal(cats[:, :4], mh[:, :4])
     assert mh[:, 4].any() and not cats[:, 4].any()
+
+
+def test_ablation_rows_get_the_list_metrics_too(small):
+    g, feats, emb = small
+    cats, _ = evaluate.categorical_values(feats)
+    other = np.random.default_rng(9).normal(size=emb.shape).astype(np.float32)
+    test, _, _ = evaluate.evaluate_all(g, emb, None, ablations={"other": (other, None)}, categories=cats)
+    row = test[evaluate.ABLATION_PREFIX + "other"]
+    want = _reference_lists(other @ other.T, g.train_degree, cats)
+    assert {k: row[k] for k in want} == pytest.approx(want)
