@@ -3,13 +3,16 @@
     .venv/bin/python bench/baselines.py                               # ml-100k and ml-1m -> bench/results/baselines.json
     .venv/bin/python bench/baselines.py --datasets ml-100k --no-rwr
     .venv/bin/python bench/baselines.py --check-graph ml-1m=/tmp/ml1m/tfx/GraphGen/graph/5
+    .venv/bin/python bench/baselines.py --rwr-iterative     # RWR by sparse power iteration, not the dense solve
 
 The graph is built in-process (evaluation.graph_from_csv: GraphGen's split in pandas, no TFX run);
 `--check-graph NAME=URI` also loads a GraphGen-made artifact, checks that the in-process graph is identical to it
 row for row, and evaluates on it. Rows: each baseline on test with the validation item masked (the protocol),
 on validation, and on test with only the train items masked (the variant the protocol rejected: it misses the
 DESIGN.md figure for transition counts, 0.1575, by ~0.004). Calibration targets (DESIGN.md, ML-1M test HR@10,
-noise +-0.004) are printed next to the measured values.
+noise +-0.004) are printed next to the measured values. Each baseline also gets the list metrics of its
+related-items lists (modules/evaluation.list_metrics: coverage@10, popular_share@10, feature_agreement@10 on the
+dataset's first categorical column of items.csv, in name order as the evaluator picks it).
 """
 
 from __future__ import annotations
@@ -33,6 +36,30 @@ from pipeline.graph.from_csv import graph_from_csv
 DESIGN_ML1M_TEST_HR10 = {"popularity": 0.042, "rwr": 0.069, "cooccurrence_knn": 0.119, "transition_counts": 0.1575}
 VARIANTS = [("test", True, "test"), ("validation", True, "validation"), ("test", False, "test_train_mask_only")]
 COLUMNS = ["hr@10", "mrr", "ndcg@10", "recall@10", "hr@500"]
+LIST_COLUMNS = ["coverage@10", "popular_share@10", "feature_agreement@10"]
+
+
+def item_categories(data_dir: str, graph: graph_io.Graph) -> tuple[np.ndarray | None, str]:
+    """([N, V] bool, column) of the first categorical column (name order) of items.csv, rows in node id order."""
+    import pandas as pd
+    import yaml
+
+    path = os.path.join(data_dir, "dataset.yaml")
+    spec = (yaml.safe_load(open(path)) or {}).get("features", {}) if os.path.exists(path) else {}
+    cols = sorted(c for c, f in spec.items() if isinstance(f, dict) and f.get("kind") == "categorical")
+    if not cols:
+        return None, ""
+    col, sep = cols[0], spec[cols[0]].get("separator")
+    items = pd.read_csv(os.path.join(data_dir, "items.csv"), dtype=str, keep_default_na=False)
+    values = dict(zip(items["item_id"], items[col]))
+    per_item = [
+        [v for v in (values.get(i, "").split(sep) if sep else [values.get(i, "")]) if v] for i in graph.item_ids
+    ]
+    vocab = {v: k for k, v in enumerate(sorted({v for vs in per_item for v in vs}))}
+    out = np.zeros((graph.num_items, len(vocab)), bool)
+    for n, vs in enumerate(per_item):
+        out[n, [vocab[v] for v in vs]] = True
+    return out, col
 
 
 def same_graph(a: graph_io.Graph, b: graph_io.Graph) -> dict:
@@ -48,7 +75,7 @@ def same_graph(a: graph_io.Graph, b: graph_io.Graph) -> dict:
     return out
 
 
-def bench_graph(name: str, graph: graph_io.Graph, rwr: bool) -> dict:
+def bench_graph(name: str, graph: graph_io.Graph, rwr: bool, categories=None, rwr_iterative: bool = False) -> dict:
     res = {
         "num_items": graph.num_items,
         "num_contexts": graph.num_contexts,
@@ -64,7 +91,7 @@ def bench_graph(name: str, graph: graph_io.Graph, rwr: bool) -> dict:
         "transition_counts": lambda: ev.ItemItemScorer(ev.transition_matrix(graph, 3)),
     }
     if rwr:
-        builders["rwr"] = lambda: ev.DenseScorer(ev.rwr_matrix(graph, restart=0.5))
+        builders["rwr"] = lambda: ev.RWRScorer(graph) if rwr_iterative else ev.rwr_scorer(graph)
     for model, build in builders.items():
         t = time.perf_counter()
         scorers[model] = build()
@@ -76,6 +103,13 @@ def bench_graph(name: str, graph: graph_io.Graph, rwr: bool) -> dict:
             t = time.perf_counter()
             res["metrics"][label][model] = ev.metrics_from_ranks(ev.ranks(scorer, q))
             res["eval_s"][label][model] = round(time.perf_counter() - t, 3)
+    nodes, _ = ev.list_query_nodes(graph.train_degree)
+    res["lists"], res["lists_s"], res["list_query_items"] = {}, {}, int(len(nodes))
+    for model, scorer in scorers.items():
+        t = time.perf_counter()
+        lists = ev.top_k_lists(scorer, nodes, graph.num_items)
+        res["lists"][model] = ev.list_metrics(lists, nodes, graph.train_degree, categories)
+        res["lists_s"][model] = round(time.perf_counter() - t, 3)
     return res
 
 
@@ -92,12 +126,22 @@ def print_table(dataset: str, res: dict) -> None:
                 line += f"   (DESIGN.md HR@10 {DESIGN_ML1M_TEST_HR10[model]})"
             print(line)
     print("  build s: " + ", ".join(f"{k} {v}" for k, v in res["build_s"].items()))
+    print(f"  related-items lists of the {res['list_query_items']} items with >= 5 train interactions:")
+    print(f"  {'model':<19}" + "".join(f"{c:>22}" for c in LIST_COLUMNS) + f"{'s':>8}")
+    for model, m in res["lists"].items():
+        cells = "".join(f"{m[c]:>22.4f}" if c in m else f"{'-':>22}" for c in LIST_COLUMNS)
+        print(f"  {model:<19}{cells}{res['lists_s'][model]:>8.2f}")
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", nargs="+", default=["ml-100k", "ml-1m"], choices=["ml-100k", "ml-1m"])
-    p.add_argument("--no-rwr", action="store_true", help="skip random walk with restart (dense O(N^3) solve)")
+    p.add_argument("--no-rwr", action="store_true", help="skip random walk with restart")
+    p.add_argument(
+        "--rwr-iterative",
+        action="store_true",
+        help="RWR by sparse power iteration (evaluation.RWRScorer) even where the dense solve would be used",
+    )
     p.add_argument(
         "--check-graph",
         action="append",
@@ -131,7 +175,9 @@ def main():
         t = time.perf_counter()
         graph = graph_from_csv(data_dir)
         graph_s = time.perf_counter() - t
-        res = bench_graph(name, graph, rwr=not args.no_rwr)
+        categories, category = item_categories(data_dir, graph)
+        res = bench_graph(name, graph, not args.no_rwr, categories, args.rwr_iterative)
+        res["list_feature"] = category or None
         res["materialise_s"], res["graph_from_csv_s"] = round(materialise_s, 3), round(graph_s, 3)
         print_table(name, res)
         if name in checks:

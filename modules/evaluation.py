@@ -22,17 +22,28 @@ keep the block ~256 MB whatever N is.
 Baselines are built from the train split only, with scipy.sparse (no loops over interactions):
 popularity (train degree), item co-occurrence kNN (cosine of the binary context x item matrix), sequential
 transition counts (symmetric, window 3: the strongest signal measured on MovieLens), random walk with restart
-(exact, dense solve: small catalogues only) and `EmbeddingScorer` for any model's item embeddings.
+(PPR from the query, restart 0.5: an exact dense solve for small catalogues, sparse power iteration beyond) and
+`EmbeddingScorer` for any model's item embeddings.
+
+List metrics: what a person is served. Every item with >= LIST_MIN_DEGREE train interactions is a query; its list
+is the scorer's top 10 with only the query itself excluded (no context masking: the related-items list the server
+answers), ties broken by node id as in `ranks`. coverage@10: share of the items with >= 1 train interaction that
+appear in some list; popular_share@10: share of all slots filled by the POPULAR_ITEMS most-interacted items;
+feature_agreement@10: share of slots whose item shares a value of a categorical feature with the query (queries
+without a value are left out). Lists are computed in blocks like `ranks` (bounded memory).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
+import time
 from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
 import tensorflow as tf
+from tqdm import tqdm
 
 from modules import cooccurrence
 from schema.graph import Graph
@@ -41,6 +52,11 @@ K = 10
 BASELINE_WINDOW = 3  # the transition-count baseline's window (DESIGN.md, fixed protocol)
 WIDE_K = 500  # the paper's hit-rate cut-off
 _BLOCK_FLOATS = 1 << 26  # 256 MB of float32 scores per block: fewer passes over an [N, d] embedding table
+LIST_MIN_DEGREE = 5  # list metrics: the query items are those with at least this many train interactions
+POPULAR_ITEMS = 50  # popular_share@10: slots taken by this many most-interacted items
+RWR_RESTART = 0.5
+RWR_DENSE_MAX_ITEMS = 5000  # exact dense solve up to here (O(N^3), ~seconds); sparse power iteration beyond
+RWR_TOL = 1e-6  # power iteration stops when a step changes no query's PPR vector by more than this (L1)
 
 
 class Scorer(Protocol):
@@ -114,6 +130,50 @@ def build_queries(
     )
 
 
+# ----------------------------------------------------------------------------------------------- progress
+
+
+class Progress:
+    """Progress of a long ranking on stderr: a tqdm bar on a terminal (tqdm's disable=None), otherwise a plain
+    line every `every_s` seconds (pipeline logs, CI). It only counts queries: nothing of it reaches the metrics,
+    and stdout (where `pinsage run` prints its tables) stays clean."""
+
+    def __init__(self, total: int, desc: str = "evaluation", every_s: float = 10.0, file=None):
+        self.file = file if file is not None else sys.stderr
+        self.total, self.done, self.desc, self.every_s = int(total), 0, desc, every_s
+        self.t0 = self.last = time.monotonic()
+        self.bar = tqdm(total=self.total, desc=desc, unit="query", disable=None, file=self.file, mininterval=1.0)
+
+    def describe(self, desc: str) -> None:
+        self.desc = desc
+        if not self.bar.disable:
+            self.bar.set_description(desc)
+
+    def _line(self, now: float) -> None:
+        pct = 100.0 * self.done / max(self.total, 1)
+        print(
+            f"[pinsage] {self.desc}: {self.done}/{self.total} queries ranked ({pct:.0f} %), {now - self.t0:.0f} s",
+            file=self.file,
+            flush=True,
+        )
+
+    def update(self, n: int) -> None:
+        self.done += int(n)
+        if not self.bar.disable:
+            self.bar.update(n)
+            return
+        now = time.monotonic()
+        if now - self.last >= self.every_s:
+            self.last = now
+            self._line(now)
+
+    def close(self) -> None:
+        self.bar.close()
+        now = time.monotonic()
+        if self.bar.disable and now - self.t0 >= self.every_s:  # a short ranking prints nothing
+            self._line(now)
+
+
 # -------------------------------------------------------------------------------------------------- ranks
 
 
@@ -122,7 +182,9 @@ def _better(s, s_t, items, t):
     return (s > s_t) | ((s == s_t) & (items < t))
 
 
-def ranks(scorer: Scorer, queries: Queries, batch_size: int | None = None) -> np.ndarray:
+def ranks(
+    scorer: Scorer, queries: Queries, batch_size: int | None = None, progress: Progress | None = None
+) -> np.ndarray:
     """[M] 1-based rank of each target among the unmasked items, ties broken by node id."""
     N, M = queries.num_items, len(queries)
     B = batch_size or int(np.clip(_BLOCK_FLOATS // max(N, 1), 1, 4096))
@@ -150,6 +212,8 @@ def ranks(scorer: Scorer, queries: Queries, batch_size: int | None = None) -> np
         hit = _better(s[m_row, m_item], s_t[m_row], m_item, t[m_row])
         count -= np.bincount(m_row[hit], minlength=hi - lo)
         out[lo:hi] = 1 + count
+        if progress is not None:
+            progress.update(hi - lo)
     return out
 
 
@@ -174,6 +238,97 @@ def evaluate(
 ) -> dict:
     """The protocol's metrics of `scorer` on `split` of `graph`."""
     return metrics_from_ranks(ranks(scorer, build_queries(graph, split, mask_validation), batch_size))
+
+
+# -------------------------------------------------------------------------------------------------- lists
+
+
+def list_query_nodes(
+    train_degree: np.ndarray, min_degree: int = LIST_MIN_DEGREE, max_queries: int | None = None, seed: int = 0
+) -> tuple[np.ndarray, int]:
+    """(query node ids, how many items qualify): the items with >= `min_degree` train interactions, in node id
+    order; `max_queries` keeps a uniform random sample of that many (fixed by `seed`), as build_queries does."""
+    nodes = np.flatnonzero(np.asarray(train_degree) >= min_degree).astype(np.int64)
+    total = len(nodes)
+    if max_queries and total > max_queries:
+        nodes = np.sort(np.random.default_rng(seed).choice(nodes, max_queries, replace=False))
+    return nodes, total
+
+
+def _top_k_row(row: np.ndarray, k: int) -> np.ndarray:
+    """The k best of one score row, best first, equal scores by lower node id (the tie-break of `ranks`)."""
+    kth = np.partition(row, len(row) - k)[len(row) - k]  # the k-th largest score
+    idx = np.flatnonzero(row >= kth)  # everything above it and every item tied with it, in node id order
+    return idx[np.lexsort((idx, -row[idx]))[:k]]
+
+
+def top_k_lists(
+    scorer: Scorer,
+    query_nodes: np.ndarray,
+    num_items: int,
+    k: int = K,
+    batch_size: int | None = None,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """[Q, k'] each query item's related-items list: the scorer's k best of the `num_items` items, the query
+    itself excluded and nothing else masked, best first, ties by node id; k' = min(k, N - 1). Scored in blocks
+    of ~256 MB, as `ranks`."""
+    q, N = np.asarray(query_nodes, np.int64), int(num_items)
+    kk = min(k, N - 1)
+    B = batch_size or int(np.clip(_BLOCK_FLOATS // max(N, 1), 1, 4096))
+    out = np.empty((len(q), kk), np.int64)
+    for lo in range(0, len(q), B):
+        hi = min(lo + B, len(q))
+        s = np.array(scorer.scores(q[lo:hi]), dtype=np.float32)  # a copy: the query's own score is overwritten
+        if s.shape != (hi - lo, N):
+            raise ValueError(f"scorer returned shape {s.shape}, expected {(hi - lo, N)}")
+        if np.isnan(s).any():
+            raise ValueError("scorer returned NaN scores")
+        s[np.arange(hi - lo), q[lo:hi]] = -np.inf  # the query is not its own related item
+        for r in range(hi - lo):
+            out[lo + r] = _top_k_row(s[r], kk)
+        if progress is not None:
+            progress.update(hi - lo)
+    return out
+
+
+def list_metrics(
+    lists: np.ndarray,
+    query_nodes: np.ndarray,
+    train_degree: np.ndarray,
+    categories: np.ndarray | None = None,
+    popular: int = POPULAR_ITEMS,
+    k: int = K,
+) -> dict:
+    """coverage@k, popular_share@k and (with `categories`, [N, V] bool: an item's values of a categorical
+    feature) feature_agreement@k of related-items lists [Q, k] of `query_nodes` (see the module docstring).
+    feature_agreement is absent without categories or when no query has a value."""
+    lists, query_nodes = np.asarray(lists, np.int64), np.asarray(query_nodes, np.int64)
+    deg = np.asarray(train_degree)
+    if len(lists) == 0:
+        raise ValueError("no query items for the list metrics")
+    engaged = deg >= 1
+    shown = np.zeros(len(deg), bool)
+    shown[lists.ravel()] = True
+    is_popular = np.zeros(len(deg), bool)
+    is_popular[np.argsort(-deg, kind="stable")[:popular]] = True  # ties by node id
+    out = {
+        f"coverage@{k}": float((shown & engaged).sum() / max(engaged.sum(), 1)),
+        f"popular_share@{k}": float(is_popular[lists].mean()),
+    }
+    if categories is not None:
+        cat = np.asarray(categories, bool)
+        has = cat[query_nodes].any(1)
+        agree, slots = 0, 0
+        step = max(1, (1 << 24) // max(lists.shape[1] * cat.shape[1], 1))  # bounded [b, k, V] temporaries
+        for lo in range(0, len(lists), step):
+            keep = has[lo : lo + step]
+            ql, ll = query_nodes[lo : lo + step][keep], lists[lo : lo + step][keep]
+            a = (cat[ll] & cat[ql][:, None, :]).any(-1)
+            agree, slots = agree + int(a.sum()), slots + a.size
+        if slots:
+            out[f"feature_agreement@{k}"] = agree / slots
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- baselines
@@ -244,7 +399,7 @@ def transition_matrix(graph: Graph, window: int = BASELINE_WINDOW) -> sp.csr_mat
     return cooccurrence.train_transition_counts(graph, window, dtype=np.float32)
 
 
-def rwr_matrix(graph: Graph, restart: float = 0.5, max_items: int = 20_000) -> np.ndarray:
+def rwr_matrix(graph: Graph, restart: float = RWR_RESTART, max_items: int = 20_000) -> np.ndarray:
     """Random walk with restart on the bipartite train graph, exactly: a step is item -> context -> item
     (uniform), R = restart * (I - (1 - restart) P)^-1. Dense solve, so small catalogues only."""
     N = graph.num_items
@@ -265,6 +420,61 @@ class DenseScorer:
 
     def scores(self, query_nodes):
         return self.matrix[np.asarray(query_nodes)]
+
+
+class RWRScorer:
+    """Random walk with restart from each query by sparse power iteration, for catalogues too large for
+    rwr_matrix's dense solve. Row vector r of a query q: r <- restart e_q + (1 - restart) r P, P = the uniform
+    item -> context -> item step (rwr_matrix's), never formed: r P = X^T (c_inv * (X (i_inv * r))), two sparse
+    products over the binary train matrix X [C, N]. A batch of queries iterates together as an [N, b] block
+    (b bounded so a float32 block is 64 MB) until no column changes by more than `tol` in L1; P is row-stochastic (or
+    leaks mass for items without edges), so the error left is at most tol (1 - r) / r. float32 by default: twice
+    as fast as float64 and as close to the dense solve (BUILD_NOTES.md, "List and space metrics")."""
+
+    def __init__(
+        self, graph: Graph, restart: float = RWR_RESTART, tol: float = RWR_TOL, max_iter: int = 500, dtype=np.float32
+    ):
+        if not 0.0 < restart < 1.0:
+            raise ValueError(f"restart must be in (0, 1), got {restart}")
+        x = train_matrix(graph)
+        self.x, self.xt = x.tocsr(), x.T.tocsr()
+        self.dtype = np.dtype(dtype)
+        self.x, self.xt = self.x.astype(self.dtype), self.xt.astype(self.dtype)
+        self.c_inv = (1.0 / np.maximum(np.asarray(x.sum(axis=1)).ravel(), 1.0)).astype(self.dtype)
+        self.i_inv = (1.0 / np.maximum(np.asarray(x.sum(axis=0)).ravel(), 1.0)).astype(self.dtype)
+        self.restart, self.tol, self.max_iter, self.num_items = restart, tol, max_iter, graph.num_items
+        self.iterations: list[int] = []  # per block, for the record
+
+    def _block(self, q: np.ndarray) -> np.ndarray:
+        N, b = self.num_items, len(q)
+        e = np.zeros((N, b), self.dtype)
+        e[q, np.arange(b)] = self.restart
+        r = e.copy()
+        for it in range(1, self.max_iter + 1):
+            step = self.xt @ (self.c_inv[:, None] * (self.x @ (self.i_inv[:, None] * r)))
+            nxt = e + (1.0 - self.restart) * step
+            change = float(np.abs(nxt - r).sum(axis=0).max())
+            r = nxt
+            if change < self.tol:
+                self.iterations.append(it)
+                return r.T
+        raise RuntimeError(f"RWR power iteration did not reach tol={self.tol} in {self.max_iter} iterations")
+
+    def scores(self, query_nodes):
+        q = np.asarray(query_nodes, np.int64)
+        out = np.empty((len(q), self.num_items), np.float32)
+        b = max(1, (1 << 24) // max(self.num_items, 1))  # 64 MB per float32 [N, b] array
+        for lo in range(0, len(q), b):
+            out[lo : lo + b] = self._block(q[lo : lo + b])
+        out[np.arange(len(q)), q] = 0.0  # the query itself is not a result (as rwr_matrix)
+        return out
+
+
+def rwr_scorer(graph: Graph, restart: float = RWR_RESTART, dense_max_items: int = RWR_DENSE_MAX_ITEMS) -> Scorer:
+    """The RWR baseline: rwr_matrix's exact solve up to `dense_max_items` items, RWRScorer's iteration beyond."""
+    if graph.num_items <= dense_max_items:
+        return DenseScorer(rwr_matrix(graph, restart, max_items=dense_max_items))
+    return RWRScorer(graph, restart)
 
 
 class EmbeddingScorer:
@@ -307,13 +517,30 @@ def features_only_embeddings(features: dict, text_buckets: int = 256) -> np.ndar
     return np.concatenate(blocks, axis=1)
 
 
-def baseline_scorers(graph: Graph, window: int = BASELINE_WINDOW, rwr: bool = False) -> dict[str, Scorer]:
-    """The report's baselines (DESIGN.md "Contracts"), all from the train split."""
+def baseline_scorers(graph: Graph, window: int = BASELINE_WINDOW, rwr: bool = True) -> dict[str, Scorer]:
+    """The report's baselines (DESIGN.md "Contracts"), all from the train split; `rwr=False` leaves out random
+    walk with restart."""
     out = {
         "popularity": PopularityScorer(graph),
         "cooccurrence_knn": CooccurrenceScorer(graph),
         "transition_counts": ItemItemScorer(transition_matrix(graph, window)),
     }
     if rwr:
-        out["rwr"] = DenseScorer(rwr_matrix(graph))
+        out["rwr"] = rwr_scorer(graph)
     return out
+
+
+def demo_query_items(train_degree: np.ndarray, min_degree: int = LIST_MIN_DEGREE) -> list[int]:
+    """Three query items spread over popularity, for a demo of the served lists: the most engaged item (head),
+    the median (middle) and the 95th-percentile rank (tail) of the train-degree order (descending, ties by node
+    id) among the items with >= `min_degree` train interactions (all engaged items when none has that many).
+    Distinct node ids, head first (fewer than three when picks coincide, in a catalogue of a handful of items)."""
+    deg = np.asarray(train_degree)
+    order = np.argsort(-deg, kind="stable")
+    pool = order[deg[order] >= min_degree]
+    if len(pool) == 0:
+        pool = order[deg[order] >= 1]
+    if len(pool) == 0:
+        pool = order
+    picks = [int(order[0]), int(pool[(len(pool) - 1) // 2]), int(pool[int(round(0.95 * (len(pool) - 1)))])]
+    return list(dict.fromkeys(picks))

@@ -214,26 +214,33 @@ def _cmd_query(args) -> int:
     return 0
 
 
-def serve_and_query(output: str, num_queries: int = 3, k: int = 10, port: int = 0) -> dict:
-    """Starts the server on the run's pushed model, asks for the related items of the most engaged items
-    through the TF Serving gRPC API, prints them, stops the server. Returns the responses."""
-    import numpy as np
-
+def serve_and_query(output: str, k: int = 10, port: int = 0) -> dict:
+    """Starts the server on the run's pushed model, asks for the related items of three items spread over
+    popularity (modules.evaluation.demo_query_items: the most engaged, a middle and a tail item) through the TF
+    Serving gRPC API, prints each query's title above its list, stops the server. Returns the responses."""
+    from modules.evaluation import demo_query_items
     from pipeline import driver
     from schema import graph as graph_io
     from serving.client import related
     from serving.server import serve
 
     g = graph_io.load_graph(driver.latest_artifact_dir(output, "GraphGen", "graph"))
-    queries = [str(x) for x in g.item_ids[np.argsort(-g.train_degree, kind="stable")[:num_queries]]]
+    nodes = demo_query_items(g.train_degree)
+    queries = [str(g.item_ids[n]) for n in nodes]
+    strata = ["head", "middle", "tail"][: len(nodes)]
     server = serve(os.path.join(output, "serving_model", "pinsage"), port, block=False, poll_seconds=60)
     try:
         print(
             f"[pinsage] serving {os.path.join(output, 'serving_model', 'pinsage')} on port {server.port} "
-            f"(version {server.current.version}); querying the {num_queries} most engaged items"
+            f"(version {server.current.version}); querying a head, a middle and a tail item by train interactions"
         )
         result = related(f"localhost:{server.port}", queries, k)
-        _print_related(result, queries, _titles_of(output, queries))
+        titles = _titles_of(output, queries)
+        labels = [
+            (f"{t}  " if t and t != q else "") + f"[{s}: {int(g.train_degree[n])} train interactions]"
+            for t, q, s, n in zip(titles, queries, strata, nodes)
+        ]
+        _print_related(result, queries, labels)
     finally:
         server.stop()
         print("[pinsage] server stopped")

@@ -3,9 +3,12 @@ baselines, in one report (report.json, report.md, plots).
 
 TFX's stock Evaluator (TFMA) scores per-example predictions against labels; this protocol ranks the whole
 catalogue per context with the context's seen items masked, which TFMA does not express, hence a component of its
-own around modules/evaluation.py (the protocol) and pipeline/evaluation/ (the report). Models in the report: `pinsage` (the trained model's item embeddings, dot
-product), `popularity`, `cooccurrence_knn`, `transition_counts` (window 3) and `features_only` (cosine of the
-Transform-ed item features with no graph and no training).
+own around modules/evaluation.py (the protocol) and pipeline/evaluation/ (the report). Models in the report:
+`pinsage` (the trained model's item embeddings, dot product), `popularity`, `cooccurrence_knn`,
+`transition_counts` (window 3), `rwr` (random walk with restart 0.5 from the query on the train graph) and
+`features_only` (cosine of the Transform-ed item features with no graph and no training), plus any ablations.
+Each gets the list metrics of its related-items lists (coverage@10, popular_share@10, feature_agreement@10 on
+the first categorical feature); the embedding models also get the spread of their space (random-pair cosine).
 """
 
 from __future__ import annotations

@@ -15,6 +15,13 @@ from schema import graph as graph_io
 ABLATION_PREFIX = "ablation:"  # model names of the ablation rows in report.json
 
 
+def _vocab(transform_graph_uri: str, col: str, width: int) -> list[str]:
+    """The Transform vocabulary of `col` (the multi-hot's columns), padded with '<oov>' to the multi-hot width."""
+    path = os.path.join(transform_graph_uri, "transform_fn", "assets", f"{col}_vocab")
+    vocab = open(path).read().splitlines() if os.path.exists(path) else []
+    return vocab + ["<oov>"] * (width - len(vocab))
+
+
 def colour_labels(features: dict, transform_graph_uri: str) -> tuple[np.ndarray, list[str], str]:
     """The first categorical multi-hot feature's first value per item (e.g. a movie's first genre)."""
     names = sorted(n for n in features if n.endswith("_multi_hot"))
@@ -22,11 +29,35 @@ def colour_labels(features: dict, transform_graph_uri: str) -> tuple[np.ndarray,
         return np.full(len(features["node_id"]), -1), [], ""
     mh = np.asarray(features[names[0]])
     col = names[0][: -len("_multi_hot")]
-    vocab_path = os.path.join(transform_graph_uri, "transform_fn", "assets", f"{col}_vocab")
-    vocab = open(vocab_path).read().splitlines() if os.path.exists(vocab_path) else []
-    vocab = vocab + ["<oov>"] * (mh.shape[1] - len(vocab))
+    vocab = _vocab(transform_graph_uri, col, mh.shape[1])
     labels = np.where(mh.any(1), mh.argmax(1), -1)
     return labels, vocab, col
+
+
+def categorical_values(features: dict | None, transform_graph_uri: str = "") -> tuple[np.ndarray | None, str]:
+    """([N, V] bool: each item's values of the first categorical feature, the one colour_labels uses; its
+    name), or (None, '') when the dataset has none. The out-of-vocabulary bucket is not a value: two items with
+    unknown genres do not share a genre."""
+    names = sorted(n for n in (features or {}) if n.endswith("_multi_hot"))
+    if not names:
+        return None, ""
+    mh = np.asarray(features[names[0]]) > 0
+    col = names[0][: -len("_multi_hot")]
+    known = np.array([v != "<oov>" for v in _vocab(transform_graph_uri, col, mh.shape[1])], bool)
+    if known.any():  # without the vocabulary file every column counts
+        mh = mh & known[None, :]
+    return mh, col
+
+
+def _scorers(graph, emb, features, query_emb, ablations) -> dict:
+    scorers = dict(evaluation.baseline_scorers(graph))
+    if features is not None:
+        scorers["features_only"] = evaluation.EmbeddingScorer(evaluation.features_only_embeddings(features), "cosine")
+    if emb is not None:
+        scorers["pinsage"] = evaluation.EmbeddingScorer(emb, query_emb=query_emb)
+    for name, (e, q) in sorted((ablations or {}).items()):
+        scorers[ABLATION_PREFIX + name] = evaluation.EmbeddingScorer(e, query_emb=q)
+    return scorers
 
 
 def evaluate_all(
@@ -36,26 +67,42 @@ def evaluate_all(
     query_emb: np.ndarray | None = None,
     ablations: dict | None = None,
     max_contexts: int | None = None,
-) -> tuple[dict, dict]:
-    """Test and validation metrics of every model: the baselines, `pinsage` (query vectors `query_emb` when
-    the model has a query head) and each ablation {name: (emb, query_emb or None)} as `ablation:<name>`.
-    `max_contexts`: evaluation.build_queries' context sample (each split's metrics then carry `num_contexts`
-    evaluated and `total_contexts`)."""
-    scorers = dict(evaluation.baseline_scorers(graph))
-    if features is not None:
-        scorers["features_only"] = evaluation.EmbeddingScorer(evaluation.features_only_embeddings(features), "cosine")
-    if emb is not None:
-        scorers["pinsage"] = evaluation.EmbeddingScorer(emb, query_emb=query_emb)
-    for name, (e, q) in sorted((ablations or {}).items()):
-        scorers[ABLATION_PREFIX + name] = evaluation.EmbeddingScorer(e, query_emb=q)
-    out = {}
-    for split in ("test", "validation"):
-        q = evaluation.build_queries(graph, split, max_contexts=max_contexts)
-        out[split] = {
-            name: dict(evaluation.metrics_from_ranks(evaluation.ranks(s, q)), total_contexts=q.total_contexts)
-            for name, s in scorers.items()
-        }
-    return out["test"], out["validation"]
+    categories: np.ndarray | None = None,
+    progress_every_s: float = 10.0,
+) -> tuple[dict, dict, dict]:
+    """(test, validation, lists): the metrics of every model — the baselines, `pinsage` (query vectors
+    `query_emb` when the model has a query head) and each ablation {name: (emb, query_emb or None)} as
+    `ablation:<name>`. Each model's test metrics also carry the list metrics of its related-items lists
+    (evaluation.list_metrics; feature agreement with `categories`, categorical_values' matrix); `lists` says
+    over which query items. `max_contexts`: evaluation.build_queries' context sample (each split's metrics then
+    carry `num_contexts` evaluated and `total_contexts`), and the same budget for the list queries. Progress of
+    the ranking goes to stderr (evaluation.Progress)."""
+    scorers = _scorers(graph, emb, features, query_emb, ablations)
+    queries = {
+        split: evaluation.build_queries(graph, split, max_contexts=max_contexts) for split in ("test", "validation")
+    }
+    nodes, total_nodes = evaluation.list_query_nodes(graph.train_degree, max_queries=max_contexts)
+    per_scorer = sum(len(q) for q in queries.values()) + len(nodes)
+    bar = evaluation.Progress(len(scorers) * per_scorer, "evaluation", every_s=progress_every_s)
+    out = {"test": {}, "validation": {}}
+    try:
+        for name, s in scorers.items():
+            bar.describe(f"evaluation: {name}")
+            for split, q in queries.items():
+                m = evaluation.metrics_from_ranks(evaluation.ranks(s, q, progress=bar))
+                out[split][name] = dict(m, total_contexts=q.total_contexts)
+            if len(nodes):
+                lists = evaluation.top_k_lists(s, nodes, graph.num_items, progress=bar)
+                out["test"][name].update(evaluation.list_metrics(lists, nodes, graph.train_degree, categories))
+    finally:
+        bar.close()
+    lists_info = {
+        "query_items": int(len(nodes)),
+        "total_query_items": int(total_nodes),
+        "min_train_interactions": evaluation.LIST_MIN_DEGREE,
+        "popular_items": evaluation.POPULAR_ITEMS,
+    }
+    return out["test"], out["validation"], lists_info
 
 
 def _plots(out: str, history: dict, emb: np.ndarray, cos: dict, feats: dict, transform_graph_uri: str) -> dict:
@@ -86,13 +133,21 @@ def evaluation_report(
     """report.json's content for a trained model: `model_embeddings` = (emb, query_emb or None, {ablation name:
     (emb, query_emb)}) as modules.trainer.load_model_embeddings returns them; plots are written under out_dir."""
     emb, query_emb, ablations = model_embeddings
+    categories, category = categorical_values(feats, transform_graph_uri)
     t0 = time.time()
-    test, val = evaluate_all(graph, emb, feats, query_emb, ablations, max_contexts)
+    test, val, lists = evaluate_all(graph, emb, feats, query_emb, ablations, max_contexts, categories)
     t_eval = time.time() - t0
     cos = {
         "pinsage": report_lib.pairwise_cosines(emb),
         "features_only": report_lib.pairwise_cosines(evaluation.features_only_embeddings(feats)),
     }
+    space = {k: report_lib.space_spread(v) for k, v in cos.items()}
+    space.update(
+        {
+            ABLATION_PREFIX + n: report_lib.space_spread(report_lib.pairwise_cosines(e))
+            for n, (e, _) in sorted((ablations or {}).items())
+        }
+    )
     plots = _plots(out_dir, history, emb, cos, feats, transform_graph_uri)
     abl = {
         name[len(ABLATION_PREFIX) :]: {"metrics": test.pop(name), "validation_metrics": val.pop(name)}
@@ -104,12 +159,14 @@ def evaluation_report(
         "protocol": report_lib.PROTOCOL,
         "metrics": test,
         "validation_metrics": val,
+        "lists": dict(lists, feature=category or None),
         **(
             {"ablations": abl, "ablations_vs_paper": report_lib.ablations_vs_paper(test.get("pinsage"), abl)}
             if abl
             else {}
         ),
         "kurtosis": {k: report_lib.kurtosis(v) for k, v in cos.items()},
+        "space": space,
         "training": {
             k: history.get(k) for k in ("epoch", "loss", "val_hr@10", "pairs_per_second", "train_seconds", "hparams")
         },

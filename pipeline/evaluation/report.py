@@ -2,8 +2,11 @@
 
 - quality table: every model under the fixed protocol (modules/evaluation.py), test and validation splits;
 - training curves (loss and validation HR@10 per epoch);
-- the distribution of pairwise cosine similarities of item embeddings and its kurtosis (the paper's Fig. 4:
-  PinSage 0.43 vs 1.20-2.49 for feature baselines — a wide spread means the space is used, not collapsed);
+- list metrics of the served related-items lists (coverage of the catalogue, share of popular items, feature
+  agreement with the query; modules/evaluation.list_metrics);
+- the distribution of pairwise cosine similarities of item embeddings: its mean and 5th/95th percentiles (how
+  spread the space is: a mean near 1 is a collapsed cone) beside its kurtosis (the paper's Fig. 4: PinSage 0.43
+  vs 1.20-2.49 for feature baselines; kurtosis describes the shape only, not the spread);
 - a 2-D t-SNE map of item embeddings coloured by a categorical feature (genre on MovieLens).
 
 The run's copy (OUT/report.*, written by pipeline/driver.py) adds the data report (dataset summary, bad input by
@@ -22,13 +25,16 @@ import numpy as np
 from scipy import stats
 from sklearn.manifold import TSNE
 
-METRICS = ("hr@10", "mrr", "ndcg@10", "recall@10", "hr@500")
+METRICS = ("hr@10", "mrr", "ndcg@10", "recall@10", "hr@500", "coverage@10", "popular_share@10", "feature_agreement@10")
 HEADERS = {"hr@10": "HR@10", "mrr": "MRR", "ndcg@10": "NDCG@10", "recall@10": "Recall@10", "hr@500": "HR@500"}
+SPACE = (("mean", "mean cosine"), ("p5", "5th pct"), ("p95", "95th pct"), ("kurtosis", "kurtosis"))
 
 PROTOCOL = (
     "per context: last interaction = test, second-last = validation (time ties broken by item id); "
     "query = latest train item; rank all items; mask the context's train items (and its validation item "
-    "for test); ties in score broken by node id; HR@10, MRR, NDCG@10, Recall@10, HR@500"
+    "for test); ties in score broken by node id; HR@10, MRR, NDCG@10, Recall@10, HR@500; list metrics over the "
+    "related-items lists (top 10 of every item with >= 5 train interactions, the item itself excluded, "
+    "nothing masked)"
 )
 
 
@@ -46,6 +52,14 @@ def kurtosis(values: np.ndarray) -> float:
     """Excess kurtosis (Fisher), as scipy.stats.kurtosis: 0 for a normal distribution."""
 
     return float(stats.kurtosis(values, fisher=True))
+
+
+def space_spread(cosines: np.ndarray) -> dict:
+    """How spread an embedding space is, from random-pair cosines: mean, 5th and 95th percentile (a cone near 1
+    means every item looks like every other), with the excess kurtosis beside them (shape only)."""
+    c = np.asarray(cosines, np.float64)
+    p5, p95 = np.percentile(c, [5, 95])
+    return {"mean": float(c.mean()), "p5": float(p5), "p95": float(p95), "kurtosis": kurtosis(c)}
 
 
 def plot_training_curves(history: dict, path: str) -> None:
@@ -310,6 +324,64 @@ def _timing_rows(report: dict) -> list[tuple[str, float, str]]:
     return rows
 
 
+# ------------------------------------------------------------------------------------------------ list / space text
+def list_text(report: dict) -> str | None:
+    """What the list columns of the quality table mean (None when the report has none)."""
+    info = report.get("lists")
+    if not info:
+        return None
+    n, total = info.get("query_items"), info.get("total_query_items")
+    sample = f" (a random sample of {n} of {total})" if n is not None and total is not None and n < total else ""
+    feature = info.get("feature")
+    agr = (
+        f"feature_agreement@10 = share of slots whose item shares at least one `{feature}` value with the query "
+        f"(queries without a value left out; how on-topic the lists are)."
+        if feature
+        else "feature_agreement@10: the dataset has no categorical feature."
+    )
+    return (
+        "List metrics — what a person is served: each query item's related-items list is the model's top 10, the "
+        f"item itself excluded and nothing masked; query items: every item with >= "
+        f"{info.get('min_train_interactions', 5)} train interactions{sample}. "
+        "coverage@10 = share of the items with >= 1 train interaction that appear in at least one list (how much "
+        "of the catalogue the lists reach); popular_share@10 = share of all list slots taken by the "
+        f"{info.get('popular_items', 50)} most-interacted items (how much the lists lean on the head); " + agr
+    )
+
+
+SPACE_TEXT = (
+    "Cosine similarity of random item pairs in each model's indexed space. The mean and the 5th–95th percentile "
+    "range say how spread the space is: a mean near 1 with a narrow range is a collapsed cone (every item is "
+    "close to every other, so lists look alike and approximate search has little room), a mean near 0 with a wide "
+    "range is a space that is used. Kurtosis (excess, 0 for a normal distribution) only describes the shape of "
+    "the distribution: a low kurtosis does not mean the space is spread out — a narrow cone can have kurtosis 0. "
+    "(The paper's Fig. 4: kurtosis 0.43 for PinSage vs 1.20–2.49 for feature baselines.)"
+)
+
+
+def space_rows(report: dict) -> tuple[list[str], list[list[str]]]:
+    """(header, body) of the similarity table: each embedding model's random-pair cosine spread and kurtosis
+    (reports from before the spread was measured: kurtosis only)."""
+    space = report.get("space") or {k: {"kurtosis": v} for k, v in (report.get("kurtosis") or {}).items()}
+    header = ["model"] + [h for _, h in SPACE]
+    return header, [[name] + [_fmt(row.get(k)) for k, _ in SPACE] for name, row in space.items()]
+
+
+def space_line(report: dict) -> str | None:
+    """One line with every model's kurtosis and spread (the line `pinsage run` prints after the quality table)."""
+    space = report.get("space") or {k: {"kurtosis": v} for k, v in (report.get("kurtosis") or {}).items()}
+    if not space:
+        return None
+    parts = []
+    for name, r in space.items():
+        spread = f", mean {r['mean']:.2f} [{r['p5']:.2f}, {r['p95']:.2f}]" if "mean" in r else ""
+        parts.append(f"{name} {r['kurtosis']:.2f}{spread}")
+    return (
+        "Kurtosis of pairwise cosine similarities, with their mean [5th, 95th percentile] over random item pairs "
+        "(a mean near 1 is a collapsed space): " + "; ".join(parts)
+    )
+
+
 # ------------------------------------------------------------------------------------------------ markdown
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     def cell(x):
@@ -348,16 +420,13 @@ def markdown(report: dict) -> str:
     v = verdict(report)
     if v:
         lines += ["", f"**{v}**"]
+    if list_text(report):
+        lines += ["", list_text(report)]
     if report.get("ablations"):
         lines += ["", "## Ablations", ""] + _md_models(model_rows(report["ablations"])) + _paper_lines(report)
-    if report.get("kurtosis"):
-        lines += [
-            "",
-            "## Similarity distribution",
-            "",
-            "Kurtosis of pairwise cosine similarities: "
-            + ", ".join(f"{k} {v:.2f}" for k, v in report["kurtosis"].items()),
-        ]
+    if space_line(report):
+        lines += ["", "## Similarity distribution", "", space_line(report), ""]
+        lines += _md_table(*space_rows(report)) + ["", SPACE_TEXT]
     if report.get("plots"):
         lines += [""] + [f"![{k}]({v})" for k, v in report["plots"].items()]
     if "example_queries" in report:
@@ -462,6 +531,7 @@ def _html_quality(report: dict) -> list[str]:
         f'<p class="muted">Protocol: {_e(report.get("protocol", ""))}</p>'
         + _html_models(q, best=q[0][0] if q else None)
         + (f'<p class="verdict">{_e(verdict(report))}</p>' if verdict(report) else "")
+        + (f"<p>{_e(list_text(report))}</p>" if list_text(report) else "")
         + "</section>"
     ]
     if report.get("ablations"):
@@ -480,13 +550,11 @@ def _html_quality(report: dict) -> list[str]:
 
 
 def _html_space(report: dict, base_dir: str) -> list[str]:
-    kurt = report.get("kurtosis") or {}
+    header, body = space_rows(report)
     return [
         '<section id="similarity"><h2>Similarity distribution</h2>'
-        "<p>Pairwise cosine similarity of item embeddings over random item pairs. Kurtosis (excess): "
-        + (", ".join(f"<b>{_e(k)}</b> {v:.2f}" for k, v in kurt.items()) or "–")
-        + ". A low kurtosis means the similarities are spread out, i.e. the embedding space is used rather than "
-        "collapsed (the paper's Fig. 4: PinSage 0.43 vs 1.20–2.49 for feature baselines).</p>"
+        + (_html_table(header, body) if body else "<p>–</p>")
+        + f"<p>{_e(SPACE_TEXT)}</p>"
         + _img(report, "cosine similarity", base_dir)
         + "</section>",
         '<section id="embedding-map"><h2>Embedding map</h2>' + _img(report, "embedding map", base_dir) + "</section>",

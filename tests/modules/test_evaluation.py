@@ -289,3 +289,132 @@ def test_context_sample_is_deterministic_a_subset_and_reports_its_size(graph):
     seen = {tuple(ev.build_queries(graph, "test", max_contexts=1, seed=s).context) for s in range(20)}
     assert seen == {(0,), (1,)}  # the seed picks the sample
     assert ev.build_queries(graph, "test", max_contexts=5).total_contexts == 2  # budget above M: all
+
+
+# ------------------------------------------------------------------------------------------------ lists
+
+
+def test_top_k_lists_exclude_the_query_and_break_ties_by_node_id():
+    s = {
+        0: [9, 7, 5, 5, 0, 5],  # the query's own 9 is dropped; 5 ties: ids 2 and 3 before 5
+        3: [1, 1, 1, 9, 1, 2],  # 5 (2), then the 1s by id: 0, 1
+        4: [0, 0, 0, 0, 0, 0],  # all tied: the lowest ids that are not the query
+    }
+    got = ev.top_k_lists(FixedScorer(s), np.array([0, 3, 4]), num_items=6, k=3, batch_size=2)
+    np.testing.assert_array_equal(got, [[1, 2, 3], [5, 0, 1], [0, 1, 2]])
+    # k larger than the catalogue allows: every other item
+    np.testing.assert_array_equal(ev.top_k_lists(FixedScorer(s), np.array([4]), num_items=6, k=10), [[0, 1, 2, 3, 5]])
+
+
+def test_top_k_lists_match_a_brute_force_sort():
+    rng = np.random.default_rng(2)
+    n, m = 40, 17
+    scores = rng.integers(0, 5, (m, n)).astype(np.float32)  # many ties
+    query = rng.permutation(n)[:m]  # distinct query ids: one score row each
+    sc = FixedScorer({int(q): scores[i] for i, q in enumerate(query)})
+    want = [sorted(set(range(n)) - {int(q)}, key=lambda j: (-scores[i, j], j))[:10] for i, q in enumerate(query)]
+    np.testing.assert_array_equal(ev.top_k_lists(sc, query, n, batch_size=5), want)
+    with pytest.raises(ValueError, match="NaN"):
+        ev.top_k_lists(FixedScorer(np.full(n, np.nan)), query[:1], n)
+
+
+def test_list_metrics_by_hand():
+    deg = np.array([5, 0, 3, 7, 1, 2, 6, 4])  # the 2 most popular: 3 (7) and 6 (6)
+    queries = np.array([0, 3, 6])
+    lists = np.array([[3, 6, 2], [0, 1, 6], [3, 2, 5]])
+    cats = np.zeros((8, 3), bool)  # values a b c: 0 {a}, 1 {b}, 2 {a b}, 3 {c}, 4 {}, 5 {b}, 6 {}, 7 {a}
+    for item, vals in {0: [0], 1: [1], 2: [0, 1], 3: [2], 5: [1], 7: [0]}.items():
+        cats[item, vals] = True
+    m = ev.list_metrics(lists, queries, deg, cats, popular=2, k=3)
+    # shown {0,1,2,3,5,6}; engaged = every item but 1 (7 items); shown & engaged = {0,2,3,5,6}
+    assert m["coverage@3"] == pytest.approx(5 / 7)
+    assert m["popular_share@3"] == pytest.approx(4 / 9)  # 3 and 6 in row 0, 6 in row 1, 3 in row 2
+    # q0 {a}: 3 no, 6 no, 2 yes; q3 {c}: none; q6 has no value: left out -> 1 / 6
+    assert m["feature_agreement@3"] == pytest.approx(1 / 6)
+    assert "feature_agreement@3" not in ev.list_metrics(lists, queries, deg, popular=2, k=3)
+    assert "feature_agreement@3" not in ev.list_metrics(lists[2:], queries[2:], deg, cats, popular=2, k=3)
+    with pytest.raises(ValueError, match="no query items"):
+        ev.list_metrics(lists[:0], queries[:0], deg)
+
+
+def test_list_queries_are_the_items_with_five_train_interactions():
+    deg = np.array([5, 4, 9, 0, 5, 12])
+    nodes, total = ev.list_query_nodes(deg)
+    np.testing.assert_array_equal(nodes, [0, 2, 4, 5])
+    assert total == 4
+    a, total_a = ev.list_query_nodes(deg, max_queries=2, seed=1)
+    assert total_a == 4 and len(a) == 2 and set(a) <= {0, 2, 4, 5} and list(a) == sorted(a)
+    np.testing.assert_array_equal(a, ev.list_query_nodes(deg, max_queries=2, seed=1)[0])
+
+
+def test_demo_queries_are_a_head_a_middle_and_a_tail_item():
+    deg = np.array([10, 0, 3, 7, 5, 5, 6, 2, 9, 5, 8])
+    # order by degree, ties by id: 0 8 10 3 6 4 5 9 | 2 7 1; the 8 items with >= 5: median index 3 -> node 3,
+    # 95th percentile index round(0.95 * 7) = 7 -> node 9 (the last of the tied 5s)
+    assert ev.demo_query_items(deg) == [0, 3, 9]
+    assert ev.demo_query_items(np.array([3, 1, 2, 0])) == [0, 2, 1]  # nothing with 5: the engaged items
+    assert ev.demo_query_items(np.array([7])) == [0]
+
+
+def test_progress_prints_plain_lines_off_a_terminal_and_leaves_the_numbers_alone(graph):
+    import io
+
+    buf = io.StringIO()  # not a TTY: tqdm disables itself, the plain lines take over
+    q = ev.build_queries(graph, "test")
+    bar = ev.Progress(len(q) + 3, "evaluation: popularity", every_s=0.0, file=buf)
+    r = ev.ranks(ev.PopularityScorer(graph), q, progress=bar)
+    ev.top_k_lists(ev.PopularityScorer(graph), np.array([0, 1, 2]), N, batch_size=1, progress=bar)
+    bar.close()
+    np.testing.assert_array_equal(r, ev.ranks(ev.PopularityScorer(graph), q))
+    lines = buf.getvalue().splitlines()
+    assert lines[0].startswith("[pinsage] evaluation: popularity: 2/5 queries ranked (40 %)")
+    assert "5/5 queries ranked (100 %)" in lines[-1] and len(lines) == 5  # 1 ranks block, 3 list blocks, close
+    quiet = io.StringIO()
+    bar = ev.Progress(2, every_s=60.0, file=quiet)
+    bar.update(2)
+    bar.close()
+    assert quiet.getvalue() == ""  # a short ranking prints nothing
+
+
+# ------------------------------------------------------------------------------------------------ RWR
+
+
+def _train_graph(tmp_path, pairs, num_items):
+    c, n = zip(*pairs)
+    graph_io.write_tables(
+        str(tmp_path),
+        [f"i{k}" for k in range(num_items)],
+        [f"c{k}" for k in range(max(c) + 1)],
+        {
+            "context_index": c,
+            "node_id": n,
+            "position": range(len(c)),
+            "timestamp": range(len(c)),
+            "split": ["train"] * len(c),
+        },
+    )
+    return graph_io.load_graph(str(tmp_path))
+
+
+def test_rwr_power_iteration_matches_the_dense_solve(graph, tmp_path):
+    q = np.arange(N)
+    np.testing.assert_allclose(ev.RWRScorer(graph).scores(q), ev.rwr_matrix(graph), atol=2e-6)
+    # a random graph with hubs, isolated items and repeated edges; 3 queries per block
+    rng = np.random.default_rng(0)
+    n_items, pairs = 60, []
+    for ctx in range(25):
+        size = rng.integers(1, 12)
+        pairs += [(ctx, int(i)) for i in rng.zipf(1.6, size) % 50]  # items 50..59 never engaged
+    g = _train_graph(tmp_path, pairs, n_items)
+    dense = ev.rwr_matrix(g, restart=0.5)
+    it = ev.RWRScorer(g, restart=0.5, tol=1e-9, dtype=np.float64)
+    it_scores = it.scores(np.arange(n_items))
+    np.testing.assert_allclose(it_scores, dense, atol=1e-6)
+    assert all(k < 60 for k in it.iterations)  # restart 0.5: the change halves per step
+    np.testing.assert_allclose(ev.RWRScorer(g).scores(np.arange(n_items)), dense, atol=2e-6)  # float32 default
+    loose = ev.RWRScorer(g, restart=0.5, tol=1e-2).scores(np.arange(n_items))
+    assert np.abs(loose - dense).sum(1).max() <= 1e-2  # the documented bound: tol (1 - r) / r
+    assert np.abs(loose - dense).max() > 1e-6  # and the tolerance is what stops it
+    assert isinstance(ev.rwr_scorer(g, dense_max_items=10), ev.RWRScorer)
+    assert isinstance(ev.rwr_scorer(g), ev.DenseScorer)
+    assert "rwr" in ev.baseline_scorers(g) and "rwr" not in ev.baseline_scorers(g, rwr=False)

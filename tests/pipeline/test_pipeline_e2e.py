@@ -227,17 +227,24 @@ def test_trainer_learns_and_evaluator_reports_against_baselines(run):
     with open(os.path.join(rdir, "report.json")) as f:
         rep = json.load(f)
     assert rep["dataset"] == "ml-100k" and "mask" in rep["protocol"]
-    models = {"pinsage", "popularity", "cooccurrence_knn", "transition_counts", "features_only"}
+    models = {"pinsage", "popularity", "cooccurrence_knn", "transition_counts", "rwr", "features_only"}
     assert set(rep["metrics"]) == models and set(rep["validation_metrics"]) == models
+    lists = {"coverage@10", "popular_share@10", "feature_agreement@10"}
     for m in rep["metrics"].values():
-        assert {"hr@10", "mrr", "ndcg@10", "recall@10", "hr@500"} <= set(m)
+        assert {"hr@10", "mrr", "ndcg@10", "recall@10", "hr@500"} | lists <= set(m)
         assert 0 <= m["mrr"] <= m["hr@10"] <= m["hr@500"] <= 1
+        assert all(0 <= m[k] <= 1 for k in lists)
+    g = graph_io.load_graph(driver.latest_artifact_dir(out, "GraphGen", "graph"))
+    assert rep["lists"]["feature"] == "genres" and rep["lists"]["query_items"] == int((g.train_degree >= 5).sum())
+    assert rep["metrics"]["popularity"]["coverage@10"] < 0.01  # one list for every query: 10-11 items
+    assert set(rep["space"]) == {"pinsage", "features_only"}
+    for sp in rep["space"].values():
+        assert -1 <= sp["p5"] <= sp["mean"] <= sp["p95"] <= 1 and np.isfinite(sp["kurtosis"])
     for name in ("training curves", "cosine similarity distribution", "embedding map coloured by genres"):
         assert os.path.getsize(os.path.join(rdir, rep["plots"][name])) > 10_000
     assert set(rep["kurtosis"]) == {"pinsage", "features_only"}
 
     # the report's numbers are the protocol's: recompute two of them independently of the component
-    g = graph_io.load_graph(driver.latest_artifact_dir(out, "GraphGen", "graph"))
     mdir = driver.latest_artifact_dir(out, "PinSageTrainer", "model")
     emb = np.load(os.path.join(mdir, "embeddings.npy"))
     query = np.load(os.path.join(mdir, trainer.QUERY_EMBEDDINGS_FILE))  # the default model has a query head
@@ -247,6 +254,14 @@ def test_trainer_learns_and_evaluator_reports_against_baselines(run):
     assert trained["hr@10"] == pytest.approx(rep["validation_metrics"]["pinsage"]["hr@10"])
     pop = evaluation.evaluate(evaluation.PopularityScorer(g), g, "validation")
     assert pop["hr@10"] == pytest.approx(rep["validation_metrics"]["popularity"]["hr@10"])
+    rwr = evaluation.evaluate(evaluation.DenseScorer(evaluation.rwr_matrix(g)), g, "test")
+    assert rwr["hr@10"] == pytest.approx(rep["metrics"]["rwr"]["hr@10"])
+    nodes = np.flatnonzero(g.train_degree >= 5)
+    s = query[nodes] @ emb.T
+    s[np.arange(len(nodes)), nodes] = -np.inf
+    shown = np.unique(np.argsort(-s, axis=1, kind="stable")[:, :10])
+    cov = np.isin(np.flatnonzero(g.train_degree >= 1), shown).mean()
+    assert cov == pytest.approx(rep["metrics"]["pinsage"]["coverage@10"], abs=2 / g.num_items)  # float ties
 
     # training helps: validation HR@10 above the same architecture untrained, and above popularity
     inputs = trainer.load_inputs(
@@ -268,8 +283,9 @@ def test_trainer_learns_and_evaluator_reports_against_baselines(run):
     assert trained["hr@10"] > pop["hr@10"]
 
 
-def test_bulk_embeddings_are_indexed_pushed_and_served(run):
+def test_bulk_embeddings_are_indexed_pushed_and_served(run, capsys):
     out, _, _ = run
+    from modules import evaluation
     from pipeline import cli
 
     emb_dir = driver.latest_artifact_dir(out, "BulkEmbedder", "embeddings")
@@ -285,15 +301,19 @@ def test_bulk_embeddings_are_indexed_pushed_and_served(run):
     assert os.path.exists(os.path.join(model_dir, "1", "saved_model.pb"))
     assert os.path.isdir(os.path.join(model_dir, "1", "assets", "index", "scann"))
 
-    result = cli.serve_and_query(out, num_queries=3, k=10)  # through the TF Serving gRPC API
+    result = cli.serve_and_query(out, k=10)  # through the TF Serving gRPC API
     g = graph_io.load_graph(driver.latest_artifact_dir(out, "GraphGen", "graph"))
-    queries = np.argsort(-g.train_degree, kind="stable")[:3]
+    queries = evaluation.demo_query_items(g.train_degree)  # a head, a middle and a tail item
+    assert len(queries) == 3 and g.train_degree[queries[0]] > g.train_degree[queries[1]] > g.train_degree[queries[2]]
     for row, q in zip(result["item_ids"], queries):
         s = query[q] @ emb.T  # the query head's u_q against the indexed z
         s[q] = -np.inf
         exact = {ids[i] for i in np.argsort(-s)[:10]}
         assert ids[q] not in row and len(row) == 10
         assert len(exact & set(row)) >= 9  # ScaNN vs exact top-10
+    printed = capsys.readouterr().out
+    for q, stratum in zip(queries, ("head", "middle", "tail")):  # each query's title above its list
+        assert f"related to {ids[q]}  {titles[q]}  [{stratum}: {g.train_degree[q]} train interactions]:" in printed
 
 
 def test_run_report_html_has_the_example_queries_of_the_index(run):

@@ -74,8 +74,8 @@ def report_dir(tmp_path_factory):
         max_points=80,
     )
     m = {
-        "pinsage": dict(zip(report_lib.METRICS, (0.12, 0.05, 0.07, 0.12, 0.7))),
-        "popularity": dict(zip(report_lib.METRICS, (0.04, 0.02, 0.03, 0.04, 0.5))),
+        "pinsage": dict(zip(report_lib.METRICS, (0.12, 0.05, 0.07, 0.12, 0.7, 0.47, 0.12, 0.61))),
+        "popularity": dict(zip(report_lib.METRICS, (0.04, 0.02, 0.03, 0.04, 0.5, 0.0065, 1.0, 0.25))),
     }
     report = {
         "dataset": "tiny",
@@ -83,6 +83,14 @@ def report_dir(tmp_path_factory):
         "metrics": m,
         "validation_metrics": {"pinsage": {"hr@10": 0.11}, "popularity": {"hr@10": 0.03}},
         "kurtosis": {k: report_lib.kurtosis(v) for k, v in cos.items()},
+        "space": {k: report_lib.space_spread(v) for k, v in cos.items()},
+        "lists": {
+            "query_items": 1100,
+            "total_query_items": 1100,
+            "min_train_interactions": 5,
+            "popular_items": 50,
+            "feature": "genres",
+        },
         "plots": {
             "training curves": "plots/training.png",
             "cosine similarity distribution": "plots/cosine_similarity.png",
@@ -183,15 +191,47 @@ def test_html_has_every_section_and_inlines_every_plot(published, report_dir):
     assert ["interactions.dropped.unknown_item_id", "2"] in doc.rows
     assert ["interactions.dropped.invalid_weight", "0"] not in doc.rows  # zero counts listed, not tabled
     assert ["train / validation / test interactions", "10 / 3 / 3"] in doc.rows
-    assert ["pinsage", "0.1200", "0.0500", "0.0700", "0.1200", "0.7000", "0.1100"] in doc.rows
+    header = ["model", "HR@10", "MRR", "NDCG@10", "Recall@10", "HR@500", "coverage@10", "popular_share@10"]
+    assert header + ["feature_agreement@10", "validation HR@10"] in doc.rows
+    assert ["pinsage", "0.1200", "0.0500", "0.0700", "0.1200", "0.7000", "0.4700", "0.1200", "0.6100", "0.1100"] in (
+        doc.rows
+    )
     assert "pinsage beats the best other model (popularity)" in doc.text["quality"]
-    k = report["kurtosis"]["pinsage"]
-    assert f"{k:.2f}" in doc.text["similarity"]
+    assert "coverage@10 = share of the items with >= 1 train interaction" in doc.text["quality"]
+    assert "shares at least one `genres` value" in doc.text["quality"]
+    # the similarity table: mean, 5th / 95th percentile and kurtosis of random-pair cosines, per model
+    assert ["model", "mean cosine", "5th pct", "95th pct", "kurtosis"] in doc.rows
+    c = cos_of(report)
+    want = [f"{c.mean():.4f}", f"{np.percentile(c, 5):.4f}", f"{np.percentile(c, 95):.4f}", f"{kurtosis(c):.4f}"]
+    assert ["features_only"] + want in doc.rows
+    assert "spread out, i.e." not in page and "does not mean the space is spread out" in doc.text["similarity"]
     stages = [r[0] for r in doc.rows if r and r[0] in TIMINGS["stages"]]
     assert stages == list(TIMINGS["stages"])  # run order, not sorted
     assert ["GraphGen", "0.1", "cached (15.0 s when it ran)"] in doc.rows and ["Transform", "0.1", "cached"] in doc.rows
     assert ["PinSageTrainer", "95.0", ""] in doc.rows
     assert "140.0 s" in doc.text["timings"]
+
+
+def cos_of(report):
+    """features_only's random-pair cosines as the fixture drew them (seed 0, after pinsage's)."""
+    rng = np.random.default_rng(0)
+    rng.normal(0, 0.3, 2000)
+    return rng.normal(0.4, 0.1, 2000)
+
+
+def kurtosis(c):
+    m = c - c.mean()
+    return float((m**4).mean() / (m**2).mean() ** 2 - 3.0)
+
+
+def test_space_spread_by_hand():
+    c = np.array([0.0, 0.5, 0.5, 1.0, 0.9, 0.2, 0.6, 0.3, 0.8, 0.7])
+    got = report_lib.space_spread(c)
+    s = sorted(c)  # linear interpolation at (n - 1) q: 0.45 -> between s[0] and s[1]; 8.55 -> s[8] and s[9]
+    assert got["mean"] == pytest.approx(0.55)
+    assert got["p5"] == pytest.approx(s[0] + 0.45 * (s[1] - s[0]))
+    assert got["p95"] == pytest.approx(s[8] + 0.55 * (s[9] - s[8]))
+    assert got["kurtosis"] == pytest.approx(kurtosis(c))
 
 
 def test_html_escapes_titles_and_anomaly_text(published):
@@ -222,6 +262,12 @@ def test_markdown_and_json_carry_the_run_sections(published):
         and "| interactions.dropped.malformed_timestamp | 1 |" in md
     )
     assert "![embedding map coloured by genres](plots/embedding_map.png)" in md
+    q = md[md.index("## Quality vs baselines") :].split("\n## ")[0]  # what `pinsage run` prints (cli._publish)
+    assert "| coverage@10 | popular_share@10 | feature_agreement@10 |" in q and "| 0.4700 | 0.1200 | 0.6100 |" in q
+    assert "popular_share@10 = share of all list slots taken by the 50 most-interacted items" in q
+    (line,) = [ln for ln in md.splitlines() if ln.startswith("Kurtosis of pairwise")]  # also printed by the CLI
+    sp = json.loads((published / "report.json").read_text())["space"]["pinsage"]
+    assert f"pinsage {sp['kurtosis']:.2f}, mean {sp['mean']:.2f} [{sp['p5']:.2f}, {sp['p95']:.2f}]" in line
     on_disk = json.loads((published / "report.json").read_text())
     assert on_disk["example_queries"] == EXAMPLES and on_disk["run_timings"] == TIMINGS and on_disk["data"] == DATA
 

@@ -1,0 +1,107 @@
+"""The evaluator's logic (pipeline/evaluation/evaluate.py): every model, RWR included, gets the list metrics of its
+related-items lists, checked against a plain-Python recomputation from the lists' definition."""
+
+import os
+
+import numpy as np
+import pytest
+
+from modules import evaluation as ev
+from pipeline.evaluation import evaluate
+from pipeline.graph.from_csv import graph_from_csv
+
+N_ITEMS, N_CTX = 40, 60
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(3)
+    (d / "items.csv").write_text("item_id\n" + "".join(f"{i}\n" for i in range(N_ITEMS)))
+    rows = ["context_id,item_id,timestamp"]
+    for c in range(N_CTX):
+        items = rng.choice(
+            N_ITEMS, rng.integers(4, 12), replace=False, p=np.r_[np.full(10, 0.05), np.full(30, 0.5 / 30)]
+        )
+        rows += [f"u{c},{i},{t}" for t, i in enumerate(items)]
+    (d / "interactions.csv").write_text("\n".join(rows) + "\n")
+    g = graph_from_csv(str(d))
+    feats = {
+        "genres_multi_hot": (rng.random((N_ITEMS, 5)) < 0.3).astype(np.float32),
+        "year": rng.normal(size=N_ITEMS).astype(np.float32),
+        "node_id": np.arange(N_ITEMS, dtype=np.int64),
+    }
+    emb = rng.normal(size=(N_ITEMS, 8)).astype(np.float32)
+    return g, feats, emb
+
+
+def _reference_lists(score_rows: np.ndarray, deg: np.ndarray, cats: np.ndarray) -> dict:
+    """The list metrics from their definition, in plain Python."""
+    queries = [i for i in range(len(deg)) if deg[i] >= 5]
+    lists = {
+        q: sorted((j for j in range(len(deg)) if j != q), key=lambda j: (-score_rows[q][j], j))[:10] for q in queries
+    }
+    popular = set(sorted(range(len(deg)), key=lambda i: (-deg[i], i))[:50])
+    engaged = {i for i in range(len(deg)) if deg[i] >= 1}
+    shown = {j for lst in lists.values() for j in lst}
+    slots = [(q, j) for q, lst in lists.items() for j in lst]
+    with_value = [(q, j) for q, j in slots if cats[q].any()]
+    return {
+        "coverage@10": len(shown & engaged) / len(engaged),
+        "popular_share@10": sum(j in popular for _, j in slots) / len(slots),
+        "feature_agreement@10": sum(bool((cats[q] & cats[j]).any()) for q, j in with_value) / len(with_value),
+    }
+
+
+def test_every_model_gets_list_metrics_equal_to_a_plain_python_reference(small, capsys):
+    g, feats, emb = small
+    cats, col = evaluate.categorical_values(feats)
+    assert col == "genres" and cats.dtype == bool and cats.shape == (N_ITEMS, 5)
+    test, val, lists = evaluate.evaluate_all(g, emb, feats, categories=cats, progress_every_s=0.0)
+    assert set(test) == {"popularity", "cooccurrence_knn", "transition_counts", "rwr", "features_only", "pinsage"}
+    assert set(val) == set(test) and "coverage@10" not in val["pinsage"]  # the lists do not depend on the split
+    deg = g.train_degree
+    assert lists["query_items"] == lists["total_query_items"] == int((deg >= 5).sum()) > 5
+    rows = {
+        "pinsage": emb @ emb.T,
+        "rwr": ev.rwr_matrix(g),
+        "popularity": np.tile(deg.astype(np.float32), (N_ITEMS, 1)),
+        "cooccurrence_knn": ev.cooccurrence_matrix(g).toarray(),
+    }
+    for name, s in rows.items():
+        want = _reference_lists(s, deg, cats)
+        for k, v in want.items():
+            assert test[name][k] == pytest.approx(v), (name, k)
+    # popularity serves the same list to everyone: coverage = its 10 (or 11) items over the engaged ones
+    assert test["popularity"]["coverage@10"] <= 11 / (deg >= 1).sum()
+    err = capsys.readouterr()
+    assert "queries ranked (100 %)" in err.err and err.out == ""  # progress on stderr only
+
+
+def test_no_categorical_feature_means_no_feature_agreement(small):
+    g, feats, emb = small
+    plain = {k: v for k, v in feats.items() if not k.endswith("_multi_hot")}
+    assert evaluate.categorical_values(plain) == (None, "")
+    test, _, _ = evaluate.evaluate_all(g, emb, plain, max_contexts=10)
+    assert "coverage@10" in test["pinsage"] and "feature_agreement@10" not in test["pinsage"]
+
+
+def test_the_oov_bucket_is_not_a_shared_value(small, tmp_path):
+    _, feats, _ = small
+    assets = tmp_path / "transform_fn" / "assets"
+    os.makedirs(assets)
+    (assets / "genres_vocab").write_text("Drama\nComedy\nWar\nWestern\n")  # 4 values: column 4 is <oov>
+    cats, _ = evaluate.categorical_values(feats, str(tmp_path))
+    mh = feats["genres_multi_hot"] > 0
+    np.testing.assert_array_equal(cats[:, :4], mh[:, :4])
+    assert mh[:, 4].any() and not cats[:, 4].any()
+
+
+def test_ablation_rows_get_the_list_metrics_too(small):
+    g, feats, emb = small
+    cats, _ = evaluate.categorical_values(feats)
+    other = np.random.default_rng(9).normal(size=emb.shape).astype(np.float32)
+    test, _, _ = evaluate.evaluate_all(g, emb, None, ablations={"other": (other, None)}, categories=cats)
+    row = test[evaluate.ABLATION_PREFIX + "other"]
+    want = _reference_lists(other @ other.T, g.train_degree, cats)
+    assert {k: row[k] for k in want} == pytest.approx(want)
