@@ -1,25 +1,24 @@
-"""`--enable_batching` for related_items: concurrent requests' query rows go into a queue, and a batch thread
-answers up to `max_batch_size` of them with one ScaNN `search_batched` call.
+"""`--enable_batching` for related_items: concurrent one-item requests are queued and up to `max_batch_size` of
+them answered by one ScaNN `search_batched` call.
 
-Why: one batched search over B queries costs much less than B single searches (ScaNN scores the partition
-centroids and the asymmetric-hashing tables for the whole batch at once, and the pybind call overhead is paid
-once). The scheduling follows TF Serving's BasicBatchScheduler: a batch closes when it is full or when its first
-request has waited `batch_timeout_micros`; at most `max_enqueued_batches` batches wait, beyond that a request is
-refused with UNAVAILABLE (load shedding, bounded memory) instead of queueing without limit;
-`num_batch_threads` threads run batches.
+The scheduling follows TF Serving's BasicBatchScheduler: a batch closes when it is full or when its first request
+has waited `batch_timeout_micros`; at most `max_enqueued_batches` batches wait, beyond that a request is refused
+with UNAVAILABLE (load shedding, bounded memory) instead of queueing without limit.
+
+It runs on the asyncio loop that answers the gRPC requests, not on batch threads: a first version with
+`num_batch_threads` worker threads (as TF Serving has) answered at half the QPS of the unbatched server, because
+every hand-off between the loop thread and a batch thread waits for the GIL (BUILD_NOTES, "TF Serving parity").
+So `num_batch_threads` is accepted and not used. Multi-id requests are one batched search already and are not
+queued.
 
 Hand-written because TF Serving's batcher batches TensorFlow session runs in C++, which this server does not
-have (ScaNN is called from Python), and tf.data / grpc have no request batcher.
+have (ScaNN is called from Python), and neither grpc nor asyncio has a request batcher.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
-import time
-from concurrent import futures
-from typing import Any, List, Optional
+from typing import Any, List
 
 import grpc
 import numpy as np
@@ -31,105 +30,73 @@ from serving.model_config import BatchingOptions
 log = logging.getLogger("pinsage.serving.batching")
 
 
-class _Task:
-    __slots__ = ("version", "row", "k", "future", "enqueued")
-
-    def __init__(self, version, row: int, k: int):
-        self.version, self.row, self.k = version, row, k
-        self.future: futures.Future = futures.Future()
-        self.enqueued = time.perf_counter()
-
-
 class Batcher:
-    """Batches (version, query row, k) tasks; each task's future gets (ids as a list of rows, scores float32)
-    with the query row itself dropped, exactly as the unbatched path answers."""
+    """The same batching on the asyncio loop that answers the requests: no threads, so no GIL hand-offs.
 
-    def __init__(self, options: BatchingOptions):
-        self.options = options
-        self._queue: "queue.Queue[Optional[_Task]]" = queue.Queue(
-            maxsize=options.max_enqueued_batches * options.max_batch_size
-        )
-        self._threads = [
-            threading.Thread(target=self._run, name=f"batch-{i}", daemon=True) for i in range(options.num_batch_threads)
-        ]
-        for t in self._threads:
-            t.start()
+    submit() (on the loop) queues a task and returns an asyncio future; the batch is searched on the loop when
+    it is full, or by a callback `batch_timeout_micros` after its first task (call_soon for 0: whatever arrived
+    in the same loop iteration, i.e. while the previous batch was searched, goes together)."""
 
-    def submit(self, version, row: int, k: int) -> futures.Future:
-        task = _Task(version, row, k)
-        try:
-            self._queue.put_nowait(task)
-        except queue.Full:
+    def __init__(self, options: BatchingOptions, loop):
+        self.options, self.loop = options, loop
+        self._pending: List[tuple] = []
+        self._handle = None
+        self._limit = options.max_enqueued_batches * options.max_batch_size
+
+    def submit(self, version, row: int, k: int):
+        if len(self._pending) >= self._limit:
             raise ServingError(
                 grpc.StatusCode.UNAVAILABLE,
                 f"the batch queue is full ({self.options.max_enqueued_batches} batches of "
                 f"{self.options.max_batch_size}); retry later",
-            ) from None
-        return task.future
+            )
+        fut = self.loop.create_future()
+        self._pending.append((version, row, k, fut))
+        if len(self._pending) >= self.options.max_batch_size:
+            self.loop.call_soon(self._flush)
+        elif self._handle is None:
+            t = self.options.batch_timeout_micros / 1e6
+            self._handle = self.loop.call_later(t, self._flush) if t > 0 else self.loop.call_soon(self._flush)
+        return fut
 
-    def search_rows(self, version, rows: np.ndarray, k: int):
-        """[B] rows -> ([B, k] rows, [B, k] scores) through the batches (for multi-id requests)."""
-        fs = [self.submit(version, int(r), k) for r in rows]
-        got = [f.result() for f in fs]
-        idx = np.array([g[0] for g in got], np.int64).reshape(len(rows), k)
-        return idx, np.array([g[1] for g in got], np.float32).reshape(len(rows), k)
-
-    def stop(self) -> None:
-        for _ in self._threads:
-            self._queue.put(None)
-        for t in self._threads:
-            t.join(timeout=10)
-
-    # -- the batch threads
-    def _next_batch(self) -> Optional[List[_Task]]:
-        first = self._queue.get()
-        if first is None:
-            return None
-        batch = [first]
-        deadline = first.enqueued + self.options.batch_timeout_micros / 1e6
-        while len(batch) < self.options.max_batch_size:
-            wait = deadline - time.perf_counter()
-            try:
-                task = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if task is None:  # stop: finish this batch, then let the thread end
-                self._queue.put(None)
-                break
-            batch.append(task)
-        return batch
-
-    def _run(self) -> None:
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
+    def _flush(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        size = self.options.max_batch_size
+        while self._pending:
+            batch, self._pending = self._pending[:size], self._pending[size:]
             groups: dict = {}
-            for t in batch:  # a version swap can put two versions in one batch
-                groups.setdefault(id(t.version), []).append(t)
+            for t in batch:
+                groups.setdefault(id(t[0]), []).append(t)
             for tasks in groups.values():
                 try:
-                    self._answer(tasks[0].version, tasks)
-                except Exception as e:  # a bug or a broken index: every task of the batch gets the error
+                    for (_, _, _, fut), res in zip(tasks, search_batch(tasks[0][0], [(r, k) for _, r, k, _ in tasks])):
+                        if not fut.done():
+                            fut.set_result(res)
+                except Exception as e:
                     log.exception("batch of %d failed", len(tasks))
-                    for t in tasks:
-                        if not t.future.done():
-                            t.future.set_exception(e)
+                    for *_, fut in tasks:
+                        if not fut.done():
+                            fut.set_exception(e)
 
-    @staticmethod
-    def _answer(v: Any, tasks: List[_Task]) -> None:
-        metrics.BATCH_SIZE.labels(v.model_name).observe(len(tasks))
-        kmax = max(t.k for t in tasks) + 1
-        if len(tasks) == 1:
-            idx, dist = v.index.searcher.search(v.queries[tasks[0].row], final_num_neighbors=kmax)
-            idx, dist = np.asarray(idx)[None], np.asarray(dist, np.float32)[None]
-        else:
-            queries = v.queries[np.fromiter((t.row for t in tasks), np.int64, len(tasks))]
-            idx, dist = v.index.searcher.search_batched(queries, final_num_neighbors=kmax)
-            idx, dist = np.asarray(idx), np.asarray(dist, np.float32)
-        for t, ids, scores in zip(tasks, idx.tolist(), dist):
-            if t.row in ids:  # drop the query item itself, else the (k+1)-th
-                j = ids.index(t.row)
-                del ids[j]
-                scores = np.delete(scores, j)
-            t.future.set_result((ids[: t.k], scores[: t.k]))
+
+def search_batch(v: Any, queries: List[tuple]) -> list:
+    """[(row, k)] -> [(ids, scores)] from one ScaNN call, the query row dropped (else the (k+1)-th)."""
+    metrics.BATCH_SIZE.labels(v.model_name).observe(len(queries))
+    kmax = max(k for _, k in queries) + 1
+    if len(queries) == 1:
+        idx, dist = v.index.searcher.search(v.queries[queries[0][0]], final_num_neighbors=kmax)
+        idx, dist = np.asarray(idx)[None], np.asarray(dist, np.float32)[None]
+    else:
+        rows = np.fromiter((r for r, _ in queries), np.int64, len(queries))
+        idx, dist = v.index.searcher.search_batched(v.queries[rows], final_num_neighbors=kmax)
+        idx, dist = np.asarray(idx), np.asarray(dist, np.float32)
+    out = []
+    for (row, k), ids, scores in zip(queries, idx.tolist(), dist):
+        if row in ids:
+            j = ids.index(row)
+            del ids[j]
+            scores = np.delete(scores, j)
+        out.append((ids[:k], scores[:k]))
+    return out

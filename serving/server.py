@@ -467,8 +467,6 @@ class ModelServer:
 
     def _related(self, v: "LoadedVersion", ids: np.ndarray, k: int):
         rows = v.rows(ids, "related_items")
-        if self.batcher is not None and len(rows) and k + 1 <= v.max_exact_k:
-            return v.outputs(*self.batcher.search_rows(v, rows, k))
         idx, scores = v.search(v.queries[rows], k + 1)
         if len(rows) == 1:  # the common case, without numpy's per-call overhead
             keep = [j for j, r in enumerate(idx[0]) if r != rows[0]][:k]
@@ -546,7 +544,7 @@ class ModelServer:
 
     def predict_fast(self, request):
         """For a one-item related_items request on the newest version (see _one_item_args): its response, or
-        with batching a (version, signature, future) to finish with _respond_one; else None. Cheap enough to run
+        with batching a (version, signature, asyncio future of (ids, scores)) to finish with _respond_one; else None. Cheap enough to run
         on the event loop itself; everything else goes to the worker threads."""
         m = self.models.get(request.model_spec.name)
         v = m.newest if m is not None else None
@@ -580,7 +578,7 @@ class ModelServer:
         (bench/serving.py). reuse_port lets several server processes share one port (see serve(processes=N))."""
         self.refresh()
         if self.batching is not None:
-            self.batcher = Batcher(self.batching)
+            self.batcher = Batcher(self.batching, _event_loop())
         opts = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -623,9 +621,7 @@ class ModelServer:
             self._done.result()
             self._pool.shutdown()
             self._grpc = None
-        if self.batcher is not None:
-            self.batcher.stop()
-            self.batcher = None
+        self.batcher = None
         if self._poller is not None:
             self._poller.join(timeout=30)
 
@@ -686,7 +682,7 @@ class _AioServicer(prediction_service_pb2_grpc.PredictionServiceServicer, model_
         resp = self.server.predict_fast(request)
         if isinstance(resp, tuple):  # batched: (version, signature, future of (ids, scores))
             v, name, fut = resp
-            return self.server._respond_one(v, name, *await asyncio.wrap_future(fut))
+            return self.server._respond_one(v, name, *await fut)
         if resp is not None:
             return resp
         return await asyncio.get_running_loop().run_in_executor(self.pool, self.server._predict, request)
