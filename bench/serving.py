@@ -216,12 +216,13 @@ def batching_comparison(args, model_dir: str) -> dict:
     for c in sorted({r["clients"] for r in rows}):
         qps = {s: [r["qps"] for r in rows if r["clients"] == c and r["server"] == s] for s in ("unbatched", "batched")}
         ratios[c] = round(float(np.mean(qps["batched"]) / np.mean(qps["unbatched"])), 2)
-    print(f"batched / unbatched QPS by client count: {ratios}", flush=True)
+    print(f"QPS ratio batched / unbatched by client count: {ratios}", flush=True)
     return dict(rows=rows, qps_ratio_batched_over_unbatched=ratios, batching_parameters=open(params).read())
 
 
 def pushes_under_load(args, model_dir: str) -> dict:
-    """8 clients on one server for --seconds while two versions are pushed and a junk directory appears."""
+    """8 clients on one server for --seconds: at 10 % a version is pushed; once the clients see it, a junk
+    all-digit directory appears above it; two polls later a second version is pushed."""
     import shutil
 
     port, clients = free_port(), 8
@@ -247,16 +248,15 @@ def pushes_under_load(args, model_dir: str) -> dict:
         )
         load.start()
         t0 = time.time()
-        plan = [(0.15, "push"), (0.4, "junk"), (0.55, "push")]
-        for frac, what in plan:
-            time.sleep(max(0.0, t0 + frac * args.seconds - time.time()))
-            if what == "junk":
-                junk = os.path.join(model_dir, str(versions.latest_version(model_dir) + 1000))
-                os.makedirs(junk)
-                events.append(("junk", int(os.path.basename(junk)), time.time()))
-            else:
-                path = pusher.push(sm, ix, os.path.dirname(model_dir), keep=3)
-                events.append(("push", int(os.path.basename(path)), time.time()))
+        time.sleep(0.1 * args.seconds)
+        first = _push(sm, ix, model_dir, events)
+        while first not in seen and time.time() - t0 < 0.6 * args.seconds:  # until the clients see it
+            time.sleep(0.1)
+        junk = os.path.join(model_dir, str(first + 1000))  # a junk all-digit folder above the good versions
+        os.makedirs(junk)
+        events.append(("junk", first + 1000, time.time()))
+        time.sleep(2 * args.poll_seconds)
+        _push(sm, ix, model_dir, events)
         load.join()
     finally:
         stop_server(proc)
@@ -269,6 +269,12 @@ def pushes_under_load(args, model_dir: str) -> dict:
         poll_seconds=args.poll_seconds,
         server_log_tail=open(log_path).read()[-3000:],
     )
+
+
+def _push(sm: str, ix: str, model_dir: str, events: list) -> int:
+    path = pusher.push(sm, ix, os.path.dirname(model_dir), keep=3)  # temp dir + rename, as the Pusher does
+    events.append(("push", int(os.path.basename(path)), time.time()))
+    return int(os.path.basename(path))
 
 
 def main(argv=None):

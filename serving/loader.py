@@ -170,12 +170,17 @@ class ModelVersions:
         with self._lock:
             for v in sorted(self.available):
                 self._unload(v)
-            metrics.LOADED_VERSIONS.remove(self.name)
+            try:
+                metrics.LOADED_VERSIONS.remove(self.name)
+            except KeyError:  # never had a version loaded
+                pass
 
     def update(self, spec: ModelSpec) -> None:
         """A new config for the same model (policy or labels changed); the next poll applies it."""
         with self._lock:
-            if spec.base_path != self.spec.base_path:
+            if spec.base_path != self.spec.base_path:  # another directory: its versions are other models
+                for v in sorted(self.available):
+                    self._unload(v)
                 self.records, self._ignored_logged = {}, set()
             self.spec = spec
 

@@ -297,8 +297,11 @@ class ModelServer:
     def _poll(self):
         config_text, next_config = None, time.time() + (self.config_poll_seconds or float("inf"))
         if self.model_config_file:
-            with open(self.model_config_file) as f:
-                config_text = f.read()
+            try:
+                with open(self.model_config_file) as f:
+                    config_text = f.read()  # what start-up applied
+            except OSError:
+                pass  # re-read (and reported) at the next config poll
         while not self._stop.wait(self.poll_seconds):
             if self.model_config_file and self.config_poll_seconds > 0 and time.time() >= next_config:
                 config_text, next_config = self._reload_config(config_text), time.time() + self.config_poll_seconds
