@@ -41,7 +41,7 @@ import socket
 import threading
 import time
 from concurrent import futures
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import grpc
 import numpy as np
@@ -228,7 +228,8 @@ class ModelServer:
 
     def __init__(
         self,
-        models: Sequence[ModelSpec],
+        models: Union[Sequence[ModelSpec], str],
+        model_name: Optional[str] = None,
         poll_seconds: float = DEFAULTS.poll_seconds,
         max_batch: int = DEFAULTS.max_batch,
         max_results: int = 1_000_000,
@@ -245,6 +246,8 @@ class ModelServer:
         self.batching = batching
         self.batcher: Optional[Batcher] = None
         self.models: Dict[str, ModelVersions] = {}
+        if isinstance(models, str):  # the one-model form ModelServer(model_dir, model_name) of before
+            models = [ModelSpec(model_name or os.path.basename(os.path.abspath(models)), os.path.abspath(models))]
         self._apply_config(list(models))
         self._stop = threading.Event()
         self._poller: Optional[threading.Thread] = None

@@ -141,3 +141,17 @@ def test_cli_errors_are_usage_errors(tmp_path, capsys):
     assert main(["--model_config_file", bad]) == 2 and bad in capsys.readouterr().err
     assert main(["--model_base_path", "/x", "--batching_parameters_file", bad]) == 2
     assert "needs --enable_batching" in capsys.readouterr().err
+
+
+def test_one_model_shortcut_and_config_are_exclusive(tmp_path):
+    from serving.server import ModelServer, model_specs_from
+
+    (tmp_path / "pinsage").mkdir()
+    assert model_specs_from(str(tmp_path / "pinsage"), None, None)[0].name == "pinsage"
+    cfg = write(tmp_path, CONFIG)
+    assert [s.name for s in model_specs_from(None, None, cfg)][:2] == ["pinsage", "other"]
+    with pytest.raises(ConfigError, match="not both"):
+        model_specs_from(str(tmp_path), None, cfg)
+    old_style = ModelServer(str(tmp_path / "pinsage"), "mine")  # the one-model constructor of before
+    assert list(old_style.models) == ["mine"] and old_style.model_dir == str(tmp_path / "pinsage")
+    assert not old_style.ready() and old_style.current is None
