@@ -142,7 +142,7 @@ def test_directory_changes_under_load(pushed, caplog):
     for v in {r[1] for r in results}:
         assert np.mean([r[2] for r in results if r[1] == v]) >= 0.85, v
     assert {r[1] for r in results} == {1, 1000000, version} and len(results) > 100
-    assert waits["pushed"] < 3 * POLL + 1.0, waits  # within a few polls (the load itself takes part of it)
+    assert waits["pushed"] < 3 * POLL + 5.0, waits  # a poll or two plus the load (~1 s here, more on a busy box)
     ignored = [r for r in caplog.records if "'²'" in r.getMessage()]
     assert len(ignored) == 1 and not any(r.exc_info for r in ignored)  # logged once, no traceback
 
