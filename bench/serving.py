@@ -2,6 +2,14 @@
 
     .venv/bin/python bench/serving.py                                   # 1M items, 1 and 8 clients, 10 s each
     .venv/bin/python bench/serving.py --items 100000 --clients 1,8 --seconds 5
+    .venv/bin/python bench/serving.py --dim 128 --clients 8 --enable-batching   # unbatched vs batched, one run
+    .venv/bin/python bench/serving.py --dim 128 --pushes --seconds 60    # 8 clients while versions are pushed
+
+--enable-batching runs an unbatched and a batched server (--enable_batching + a batching parameters file) on the
+same model, alternating them `--rounds` times, and reports the QPS ratio (the box is shared: only ratios from
+one run mean anything). --pushes keeps 8 clients on one server while two new versions are pushed (the Pusher's
+temp dir + rename) and a junk all-digit directory appears, and reports failed requests and how long after each
+push the clients were first answered by it.
 
 A model version (export + ScaNN index, synthetic clustered 64-d vectors) is built once and cached under
 --work-dir; the server runs as a separate process (`python -m serving`), as it would in production; each client
@@ -50,7 +58,7 @@ def build_model(work_dir: str, items: int, dim: int) -> str:
     emb = datasets.clustered_vectors(items, dim, clusters=max(50, items // 1000))
     ids = [f"item{j}" for j in range(items)]
     titles = [f"Title {j}" for j in range(items)]
-    sm, ix = os.path.join(work_dir, f"sm_{items}"), os.path.join(work_dir, f"ix_{items}")
+    sm, ix = os.path.join(work_dir, f"sm_{items}x{dim}"), os.path.join(work_dir, f"ix_{items}x{dim}")
     export_serving_model(sm, emb, ids, titles=titles)
     stats = ib.build_index(emb, ids, ix, titles=titles, recall_queries=300)
     pusher.push(sm, ix, os.path.dirname(model_dir))
@@ -99,7 +107,7 @@ def cpu_seconds(pid: int, children: bool = True) -> float:
     return total
 
 
-def run_load(addr: str, clients: int, seconds: float, items: int, k: int, server_pid: int) -> dict:
+def run_load(addr: str, clients: int, seconds: float, items: int, k: int, server_pid: int, seen=None) -> dict:
     """Closed loop: each client sends its next request when the previous one returns. CPU time per request of
     the server and of the client process are recorded too: unlike QPS they hardly depend on what else runs."""
     rng = np.random.default_rng(clients)
@@ -115,8 +123,10 @@ def run_load(addr: str, clients: int, seconds: float, items: int, k: int, server
         while not stop.is_set():
             t = time.perf_counter()
             try:
-                predict(requests[i % len(requests)], timeout=5)
+                resp = predict(requests[i % len(requests)], timeout=5)
                 latencies[c].append(time.perf_counter() - t)
+                if seen is not None and resp.model_spec.version.value not in seen:
+                    seen[resp.model_spec.version.value] = time.time()  # when a version first answered
             except grpc.RpcError:
                 errors[c] += 1
             i += clients
@@ -147,6 +157,126 @@ def run_load(addr: str, clients: int, seconds: float, items: int, k: int, server
     )
 
 
+def start_server(args, model_dir: str, port: int, extra=(), log_path=None):
+    cmd = [sys.executable, "-m", "serving", "--model-base-path", model_dir, "--port", str(port)]
+    cmd += ["--max-workers", str(args.server_workers)] + list(extra)
+    if args.server_processes > 1:
+        cmd += ["--processes", str(args.server_processes)]
+    log = open(log_path, "w") if log_path else subprocess.DEVNULL
+    return subprocess.Popen(cmd, cwd=args.server_root, stdout=subprocess.DEVNULL, stderr=log)
+
+
+def stop_server(proc) -> None:
+    proc.terminate()
+    proc.wait(timeout=60)
+
+
+def measure(args, model_dir: str, extra=(), label="") -> list:
+    """One server with `extra` flags: warm-up, then each client count for --seconds."""
+    port = free_port()
+    addr = f"127.0.0.1:{port}"
+    proc = start_server(args, model_dir, port, extra)
+    rows = []
+    try:
+        ready_s = wait_ready(addr, proc)
+        print(f"server {label or 'default'} ready in {ready_s:.1f} s", flush=True)
+        run_load(addr, 2, 1.0, args.items, args.k, proc.pid)  # warm-up
+        for c in [int(x) for x in args.clients.split(",")]:
+            row = dict(
+                server=label or "default",
+                server_root=args.server_root,
+                server_processes=args.server_processes,
+                items=args.items,
+                dim=args.dim,
+                k=args.k,
+                server_ready_seconds=round(ready_s, 1),
+                **run_load(addr, c, args.seconds, args.items, args.k, proc.pid),
+            )
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    finally:
+        stop_server(proc)
+    return rows
+
+
+def batching_comparison(args, model_dir: str) -> dict:
+    """Unbatched and batched servers alternated `--rounds` times in this one run; the QPS ratio per client count."""
+    params = os.path.join(args.work_dir, "batching.config")
+    with open(params, "w") as f:
+        f.write(
+            f"max_batch_size {{ value: {args.max_batch_size} }}\n"
+            f"batch_timeout_micros {{ value: {args.batch_timeout_micros} }}\n"
+            f"max_enqueued_batches {{ value: 100 }}\nnum_batch_threads {{ value: 1 }}\n"
+        )
+    rows = []
+    for _ in range(args.rounds):
+        rows += measure(args, model_dir, (), "unbatched")
+        rows += measure(args, model_dir, ("--enable_batching", "--batching_parameters_file", params), "batched")
+    ratios = {}
+    for c in sorted({r["clients"] for r in rows}):
+        qps = {s: [r["qps"] for r in rows if r["clients"] == c and r["server"] == s] for s in ("unbatched", "batched")}
+        ratios[c] = round(float(np.mean(qps["batched"]) / np.mean(qps["unbatched"])), 2)
+    print(f"QPS ratio batched / unbatched by client count: {ratios}", flush=True)
+    return dict(rows=rows, qps_ratio_batched_over_unbatched=ratios, batching_parameters=open(params).read())
+
+
+def pushes_under_load(args, model_dir: str) -> dict:
+    """8 clients on one server for --seconds: at 10 % a version is pushed; once the clients see it, a junk
+    all-digit directory appears above it; two polls later a second version is pushed."""
+    import shutil
+
+    port, clients = free_port(), 8
+    addr = f"127.0.0.1:{port}"
+    fresh = os.path.join(args.work_dir, "pushes", "serving_model", "pinsage")  # the cached model stays as it is
+    shutil.rmtree(os.path.dirname(fresh), ignore_errors=True)
+    v = versions.latest_version(model_dir)
+    shutil.copytree(os.path.join(model_dir, str(v)), os.path.join(fresh, str(v)), copy_function=os.link)
+    model_dir = fresh
+    log_path = os.path.join(args.work_dir, "pushes_server.log")
+    proc = start_server(args, model_dir, port, ("--poll-seconds", str(args.poll_seconds)), log_path)
+    sm, ix = (
+        os.path.join(args.work_dir, f"sm_{args.items}x{args.dim}"),
+        os.path.join(args.work_dir, f"ix_{args.items}x{args.dim}"),
+    )
+    events, seen = [], {}
+    try:
+        wait_ready(addr, proc)
+        run_load(addr, 2, 1.0, args.items, args.k, proc.pid)
+        result = {}
+        load = threading.Thread(
+            target=lambda: result.update(run_load(addr, clients, args.seconds, args.items, args.k, proc.pid, seen=seen))
+        )
+        load.start()
+        t0 = time.time()
+        time.sleep(0.1 * args.seconds)
+        first = _push(sm, ix, model_dir, events)
+        while first not in seen and time.time() - t0 < 0.6 * args.seconds:  # until the clients see it
+            time.sleep(0.1)
+        junk = os.path.join(model_dir, str(first + 1000))  # a junk all-digit folder above the good versions
+        os.makedirs(junk)
+        events.append(("junk", first + 1000, time.time()))
+        time.sleep(2 * args.poll_seconds)
+        _push(sm, ix, model_dir, events)
+        load.join()
+    finally:
+        stop_server(proc)
+    served = {v: round(seen[v] - t, 2) if v in seen else None for what, v, t in events if what == "push"}
+    print(f"failed requests: {result['errors']}; seconds from push to first answer: {served}", flush=True)
+    return dict(
+        load=result,
+        events=[(w, v) for w, v, _ in events],
+        push_to_served_seconds=served,
+        poll_seconds=args.poll_seconds,
+        server_log_tail=open(log_path).read()[-3000:],
+    )
+
+
+def _push(sm: str, ix: str, model_dir: str, events: list) -> int:
+    path = pusher.push(sm, ix, os.path.dirname(model_dir), keep=3)  # temp dir + rename, as the Pusher does
+    events.append(("push", int(os.path.basename(path)), time.time()))
+    return int(os.path.basename(path))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--items", type=int, default=1_000_000)
@@ -156,6 +286,12 @@ def main(argv=None):
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--server-workers", type=int, default=8)
     p.add_argument("--server-processes", type=int, default=1, help="python -m serving --processes")
+    p.add_argument("--enable-batching", action="store_true", help="compare unbatched and batched servers")
+    p.add_argument("--rounds", type=int, default=2, help="with --enable-batching: alternations of the two")
+    p.add_argument("--max-batch-size", type=int, default=16)
+    p.add_argument("--batch-timeout-micros", type=int, default=500)
+    p.add_argument("--pushes", action="store_true", help="8 clients while versions are pushed")
+    p.add_argument("--poll-seconds", type=float, default=1.0, help="with --pushes: the server's poll interval")
     p.add_argument("--work-dir", default="/tmp/pinsage_bench_serving")
     p.add_argument(
         "--server-root",
@@ -163,63 +299,24 @@ def main(argv=None):
         help="checkout whose `python -m serving` is started (compare "
         "an older commit's server on the same model and the same client)",
     )
-    p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "serving.json"))
+    p.add_argument("--out", default=None, help="default: bench/results/serving[_batching|_pushes].json")
     args = p.parse_args(argv)
     load = os.getloadavg()
     print(f"load average at start: {load}", flush=True)
     model_dir = build_model(args.work_dir, args.items, args.dim)
-    port = free_port()
-    addr = f"127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "serving",
-            "--model-base-path",
-            model_dir,
-            "--port",
-            str(port),
-            "--max-workers",
-            str(args.server_workers),
-        ]
-        + (["--processes", str(args.server_processes)] if args.server_processes > 1 else []),
-        cwd=args.server_root,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    rows = []
-    try:
-        ready_s = wait_ready(addr, proc)
-        print(f"server ready in {ready_s:.1f} s", flush=True)
-        run_load(addr, 2, 1.0, args.items, args.k, proc.pid)  # warm-up
-        for c in [int(x) for x in args.clients.split(",")]:
-            row = dict(
-                server_root=args.server_root,
-                server_processes=args.server_processes,
-                items=args.items,
-                dim=args.dim,
-                k=args.k,
-                **run_load(addr, c, args.seconds, args.items, args.k, proc.pid),
-            )
-            print(json.dumps(row), flush=True)
-            rows.append(row)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(
-            {
-                "rows": rows,
-                "server_ready_seconds": round(ready_s, 1),
-                "load_average_at_start": load,
-                "cpus": os.cpu_count(),
-                "target": "p99 <= 10 ms and >= 1.2k QPS with 8 clients at 1M items",
-            },
-            f,
-            indent=1,
-        )
-    print(f"wrote {args.out}")
+    if args.pushes:
+        out, name = pushes_under_load(args, model_dir), "serving_pushes"
+    elif args.enable_batching:
+        out, name = batching_comparison(args, model_dir), "serving_batching"
+    else:
+        out, name = dict(rows=measure(args, model_dir)), "serving"
+    out.update(load_average_at_start=load, load_average_at_end=os.getloadavg(), cpus=os.cpu_count())
+    out["target"] = "p99 <= 10 ms and >= 1.2k QPS with 8 clients at 1M items; batched >= 1.3x unbatched QPS"
+    path = args.out or os.path.join(ROOT, "bench", "results", f"{name}.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

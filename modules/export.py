@@ -36,6 +36,9 @@ import tensorflow as tf
 from schema.embeddings import check_inputs, write_lines
 
 RESERVED = ("neighbor_ids", "neighbor_weights", "k")
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")  # where TF Serving looks for them
+WARMUP_REQUESTS = 8
+WARMUP_K = 10
 
 
 class ServingModule(tf.Module):
@@ -194,4 +197,29 @@ def export_serving_model(
                 neighbor_ids=ids_spec, neighbor_weights=w_spec, k=k_spec, **feats
             )
         tf.saved_model.save(module, export_dir, signatures=signatures)
+    write_warmup_requests(export_dir, item_ids)
     return export_dir
+
+
+def write_warmup_requests(export_dir: str, item_ids: Sequence[str], n: int = WARMUP_REQUESTS, k: int = WARMUP_K):
+    """assets.extra/tf_serving_warmup_requests: a TFRecord of PredictionLog protos, TF Serving's warmup format,
+    with `n` related_items requests for ids spread over the catalogue (one id each: the shape of the real
+    traffic). TF Serving and serving/server.py replay them before marking a version AVAILABLE, so the first
+    clients do not pay for the index's and the graph's first-call costs. Returns the file's path (None when the
+    catalogue is too small to ask for a neighbour)."""
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    if len(item_ids) < 2:
+        return None
+    path = os.path.join(export_dir, WARMUP_FILE)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    picks = np.unique(np.linspace(0, len(item_ids) - 1, min(n, len(item_ids))).astype(int))
+    with tf.io.TFRecordWriter(path) as w:
+        for row in picks:
+            req = predict_pb2.PredictRequest()
+            req.model_spec.signature_name = "related_items"
+            req.inputs["item_id"].CopyFrom(tf.make_tensor_proto([str(item_ids[row])], dtype=tf.string))
+            req.inputs["k"].CopyFrom(tf.make_tensor_proto(min(k, len(item_ids) - 1), dtype=tf.int32))
+            entry = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=req))
+            w.write(entry.SerializeToString())
+    return path

@@ -5,7 +5,8 @@
     <version>/assets/index/                     the index directory (modules/index.py): scann/, item_ids.txt,
                                                 titles.txt, index_stats.json
 
-A version is an all-digit directory name. Writers (pipeline/push/pusher.py) build a version under a dot-name
+A version is a directory named by a plain ASCII-digit number (`7`; not `007`, not `²`, whose str.isdigit() is
+True but int() fails). Writers (pipeline/push/pusher.py) build a version under a dot-name
 (`.tmp-<pid>-<random>`) and rename it into place, and retire one through `.del-...`, so a reader that lists only
 all-digit names never sees a half-written or half-deleted version.
 """
@@ -13,18 +14,26 @@ all-digit names never sees a half-written or half-deleted version.
 from __future__ import annotations
 
 import os
+import re
 from typing import List, Optional
 
 INDEX_ASSET_DIR = "index"
 TMP_PREFIX = ".tmp-"
 DEL_PREFIX = ".del-"
+VERSION_NAME = re.compile(r"0|[1-9][0-9]*")  # re's [0-9] is ASCII only, unlike str.isdigit
+
+
+def is_version_name(name: str) -> bool:
+    return VERSION_NAME.fullmatch(name) is not None
 
 
 def list_versions(model_dir: str) -> List[int]:
-    """Complete versions, ascending (all-digit names only: temp and retiring dirs start with a dot)."""
+    """Complete versions, ascending (version names only: temp and retiring dirs start with a dot)."""
     if not os.path.isdir(model_dir):
         return []
-    return sorted(int(d) for d in os.listdir(model_dir) if d.isdigit() and os.path.isdir(os.path.join(model_dir, d)))
+    return sorted(
+        int(d) for d in os.listdir(model_dir) if is_version_name(d) and os.path.isdir(os.path.join(model_dir, d))
+    )
 
 
 def latest_version(model_dir: str) -> Optional[int]:

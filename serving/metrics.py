@@ -8,6 +8,8 @@ status, request latency, loaded versions), spelled as valid Prometheus names.
 
 from __future__ import annotations
 
+import time
+
 import prometheus_client
 
 REGISTRY = prometheus_client.CollectorRegistry(auto_describe=True)
@@ -40,3 +42,17 @@ BATCH_SIZE = prometheus_client.Histogram(
 def prometheus_text() -> bytes:
     """The registry in the Prometheus text exposition format."""
     return prometheus_client.generate_latest(REGISTRY)
+
+
+_CHILDREN: dict = {}
+
+
+def record(api: str, model: str, signature: str, status: str, start: float) -> None:
+    """Counts one answered request and its latency since `start` (time.perf_counter()). The labelled children
+    are cached: prometheus_client's .labels() costs a lock and a tuple per call, on the hottest path there is."""
+    key = (api, model, signature, status)
+    pair = _CHILDREN.get(key)
+    if pair is None:
+        pair = _CHILDREN.setdefault(key, (REQUESTS.labels(*key), LATENCY.labels(api, model, signature)))
+    pair[0].inc()
+    pair[1].observe(time.perf_counter() - start)

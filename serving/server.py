@@ -8,32 +8,40 @@ container on the same directory instead:
     docker run -p 8500:8500 -v $PWD/serving_model/pinsage:/models/pinsage -e MODEL_NAME=pinsage tensorflow/serving
 
 Behaviour:
-- Serves the newest complete version (an all-digit directory; the Pusher renames them into place atomically).
-  A background thread polls every `poll_seconds`, loads a newer version off to the side and swaps one reference;
-  requests already running keep the version object they started with, so a swap fails none of them.
+- Models: one (`--model_base_path`, `--model_name`) or several (`--model_config_file`, TF Serving's
+  ModelServerConfig text format; serving/model_config.py), re-read every `--model_config_file_poll_wait_seconds`
+  so models come and go without a restart. Requests are routed by `model_spec.name`.
+- Versions (serving/loader.py): a background thread polls every `poll_seconds` and applies each model's version
+  policy (latest N loadable / all / specific), loading and warming up (assets.extra/tf_serving_warmup_requests)
+  a version before it is AVAILABLE and before the one it replaces is unloaded; requests already running keep the
+  version object they started with, so a swap fails none of them. Broken versions are retried with back-off.
+- model_spec: `version` must be an available one; `version_label` names a version through the config's
+  version_labels ("latest" / "stable" name the newest available one unless the config defines them); neither:
+  the newest available version.
 - related_items: rows from the id map -> stored query vectors (the embeddings, or a query-head model's
-  query_embeddings) -> ScaNN top-(k+1) -> the query item dropped.
-  embed_item: the SavedModel's `embed_new` function (the trained cold-start embedder) -> ScaNN top-k.
-  Any other signature is run by the SavedModel itself.
-- model_spec: `name` must match; `version` must be the served one; `version_label` "latest" / "stable" both
-  name the served version (one version is loaded at a time, like TF Serving's default policy).
+  query_embeddings) -> ScaNN top-(k+1) -> the query item dropped; with `--enable_batching` concurrent requests
+  share one batched ScaNN search (serving/batching.py).
+  embed_item: the inputs are checked (finite, weights >= 0, one batch size), then the SavedModel's `embed_new`
+  function (the trained cold-start embedder) -> ScaNN top-k. Any other signature is run by the SavedModel.
 - Errors are gRPC status codes and the server stays up: NOT_FOUND for an unknown model / version / label /
-  signature, INVALID_ARGUMENT for unknown ids, wrong input names / dtypes / shapes, k outside [1, catalogue],
-  batches over `max_batch`; UNAVAILABLE before the first version loads; messages over `max_message_bytes` are
-  refused by gRPC itself (RESOURCE_EXHAUSTED).
+  signature, INVALID_ARGUMENT for unknown ids, wrong input names / dtypes / shapes / values, k outside
+  [1, catalogue], batches over `max_batch`; UNAVAILABLE before a model's first version loads; messages over
+  `max_message_bytes` are refused by gRPC itself (RESOURCE_EXHAUSTED).
+- Every gRPC request is counted in serving/metrics.py (by model, signature, status code; latency histogram).
 """
 
 from __future__ import annotations
 
-import os
-
-
 import asyncio
 import logging
+import multiprocessing as mp
+import os
+import signal
+import socket
 import threading
 import time
 from concurrent import futures
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Sequence, Union
 
 import grpc
 import numpy as np
@@ -45,34 +53,24 @@ from tensorflow_serving.apis import (
     get_model_status_pb2,
     model_service_pb2_grpc,
     predict_pb2,
+    prediction_log_pb2,
     prediction_service_pb2_grpc,
 )
 
-from schema import versions
-from serving.flags import DEFAULTS
 from modules.index import exact_top_k, load_index
-import signal
-import multiprocessing as mp
-import socket
+from schema import versions
+from serving import metrics
+from serving.batching import Batcher
+from serving.errors import ServingError, invalid, not_found
+from serving.flags import DEFAULTS
+from serving.loader import ModelVersions
+from serving.model_config import BatchingOptions, ConfigError, ModelSpec, load_model_config
 
+__all__ = ["ModelServer", "ServingError", "serve"]
 log = logging.getLogger("pinsage.serving")
 NEIGHBOR_INPUTS = ("neighbor_ids", "neighbor_weights", "k")
-
-
-class ServingError(Exception):
-    """An error with the gRPC status code it maps to."""
-
-    def __init__(self, code: grpc.StatusCode, message: str):
-        super().__init__(message)
-        self.code = code
-
-
-def invalid(msg: str) -> ServingError:
-    return ServingError(grpc.StatusCode.INVALID_ARGUMENT, msg)
-
-
-def not_found(msg: str) -> ServingError:
-    return ServingError(grpc.StatusCode.NOT_FOUND, msg)
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")  # TF Serving's warmup location
+MAX_WARMUP_RECORDS = 1000  # TF Serving's limit too
 
 
 # ------------------------------------------------------------------------------------------------ tensors
@@ -149,9 +147,8 @@ def tf_error_message(e: tf.errors.OpError) -> str:
 class LoadedVersion:
     """Everything one version needs in memory: SavedModel, ScaNN searcher, ids, titles, signature defs."""
 
-    def __init__(self, model_dir: str, version: int):
-        self.version = version
-        self.path = os.path.join(model_dir, str(version))
+    def __init__(self, model_name: str, path: str, version: int):
+        self.model_name, self.version, self.path = model_name, version, path
         start = time.time()
         self.index = load_index(os.path.join(self.path, "assets", versions.INDEX_ASSET_DIR))
         self.saved_model = tf.saved_model.load(self.path)
@@ -221,78 +218,166 @@ class LoadedVersion:
 
 
 # ------------------------------------------------------------------------------------------------ service
+
+
+# ------------------------------------------------------------------------------------------------ service
 class ModelServer:
-    """One model, newest version loaded, hot-swapped by a polling thread; _AioServicer puts it on gRPC."""
+    """The models of one server, each with its loaded versions (serving/loader.py), routed by model_spec.name;
+    _AioServicer puts it on gRPC, serving/rest.py on HTTP. Both call only _predict / _metadata / _status /
+    status_of."""
 
     def __init__(
         self,
-        model_dir: str,
-        model_name: str,
+        models: Union[Sequence[ModelSpec], str],
+        model_name: Optional[str] = None,
         poll_seconds: float = DEFAULTS.poll_seconds,
         max_batch: int = DEFAULTS.max_batch,
         max_results: int = 1_000_000,
+        retry_max_seconds: float = DEFAULTS.retry_max_seconds,
+        batching: Optional[BatchingOptions] = None,
+        model_config_file: Optional[str] = None,
+        config_poll_seconds: float = DEFAULTS.model_config_file_poll_wait_seconds,
+        monitoring_path: Optional[str] = None,
     ):
-        self.model_dir, self.model_name = model_dir, model_name
         self.poll_seconds, self.max_batch, self.max_results = poll_seconds, max_batch, max_results
-        self.current: Optional[LoadedVersion] = None
-        self.failed: Dict[int, str] = {}
+        self.retry_max_seconds = retry_max_seconds
+        self.model_config_file, self.config_poll_seconds = model_config_file, config_poll_seconds
+        self.monitoring_path = monitoring_path  # where the REST port exposes prometheus_text(); None: off
+        self.batching = batching
+        self.batcher: Optional[Batcher] = None
+        self.models: Dict[str, ModelVersions] = {}
+        if isinstance(models, str):  # the one-model form ModelServer(model_dir, model_name) of before
+            models = [ModelSpec(model_name or os.path.basename(os.path.abspath(models)), os.path.abspath(models))]
+        self._apply_config(list(models))
         self._stop = threading.Event()
         self._poller: Optional[threading.Thread] = None
         self._grpc: Optional[grpc.aio.Server] = None
         self.port: Optional[int] = None
 
-    # -- versions
-    def refresh(self) -> Optional[int]:
-        """Loads the newest complete version if it is newer than the one served; returns the served version."""
-        latest = versions.latest_version(self.model_dir)
-        cur = self.current
-        if latest is not None and (cur is None or latest > cur.version) and latest not in self.failed:
-            try:
-                loaded = LoadedVersion(self.model_dir, latest)
-            except Exception as e:  # a broken version is skipped (and reported), the old one keeps serving
-                self.failed[latest] = repr(e)
-                log.exception("version %s of %s failed to load", latest, self.model_name)
+    # -- models and versions
+    def _apply_config(self, specs: List[ModelSpec]) -> None:
+        """Adds, updates and removes models to match `specs` (models are replaced, never mutated in place)."""
+        models = dict(self.models)
+        for spec in specs:
+            if spec.name in models:
+                models[spec.name].update(spec)
             else:
-                self.current = loaded  # one reference assignment: requests in flight keep their version
-                log.info(
-                    "serving %s version %d (%d items, loaded in %.1f s)",
-                    self.model_name,
-                    latest,
-                    loaded.num_items,
-                    loaded.load_seconds,
+                models[spec.name] = ModelVersions(
+                    spec,
+                    lambda name, path, version: LoadedVersion(name, path, version),
+                    self.warmup,
+                    self.poll_seconds,
+                    self.retry_max_seconds,
                 )
-        return self.current.version if self.current else None
+        gone = [models.pop(n) for n in list(models) if n not in {s.name for s in specs}]
+        self.models = models
+        for m in gone:
+            log.info("model '%s' removed from the config: unloading it", m.name)
+            m.unload_all()
+
+    def refresh(self) -> Optional[int]:
+        """One poll of every model; returns the newest available version of the first model (one-model use)."""
+        for m in list(self.models.values()):
+            m.poll()
+        cur = self.current
+        return cur.version if cur else None
+
+    def _reload_config(self, last_text: Optional[str]) -> Optional[str]:
+        """Re-reads --model_config_file; a file that does not parse keeps the running config (logged)."""
+        try:
+            with open(self.model_config_file) as f:
+                text = f.read()
+            if text == last_text:
+                return last_text
+            specs = load_model_config(self.model_config_file)
+        except (OSError, ConfigError) as e:
+            log.error("keeping the running model config: %s", e)
+            return last_text
+        log.info("model config %s changed: models %s", self.model_config_file, [s.name for s in specs])
+        self._apply_config(specs)
+        return text
 
     def _poll(self):
+        config_text, next_config = None, time.time() + (self.config_poll_seconds or float("inf"))
+        if self.model_config_file:
+            try:
+                with open(self.model_config_file) as f:
+                    config_text = f.read()  # what start-up applied
+            except OSError:
+                pass  # re-read (and reported) at the next config poll
         while not self._stop.wait(self.poll_seconds):
+            if self.model_config_file and self.config_poll_seconds > 0 and time.time() >= next_config:
+                config_text, next_config = self._reload_config(config_text), time.time() + self.config_poll_seconds
             try:
                 self.refresh()
             except Exception:  # e.g. the model directory vanished for a moment
                 log.exception("poll failed")
 
-    def resolve(self, spec) -> LoadedVersion:
-        if spec.name != self.model_name:
-            raise not_found(f"model '{spec.name}' not found (this server serves '{self.model_name}')")
-        v = self.current
-        if v is None:
-            raise ServingError(grpc.StatusCode.UNAVAILABLE, f"no version of '{self.model_name}' loaded yet")
-        choice = spec.WhichOneof("version_choice")
-        if choice == "version" and spec.version.value != v.version:
-            raise not_found(
-                f"version {spec.version.value} of '{self.model_name}' is not loaded (serving version {v.version})"
-            )
-        if choice == "version_label" and spec.version_label not in ("latest", "stable"):
-            raise not_found(f"version label '{spec.version_label}' is not defined (known: latest, stable)")
-        return v
+    # one-model conveniences (the first model of the config): tests, `pinsage run --serve-and-query`
+    @property
+    def _first(self) -> ModelVersions:
+        return next(iter(self.models.values()))
+
+    @property
+    def model_name(self) -> str:
+        return self._first.name
+
+    @property
+    def model_dir(self) -> str:
+        return self._first.spec.base_path
+
+    @property
+    def current(self) -> Optional["LoadedVersion"]:
+        return self._first.newest
+
+    @property
+    def failed(self) -> Dict[int, str]:
+        return {v: err for v, _, err in self._first.statuses() if err}
+
+    def ready(self) -> bool:
+        """Readiness (not liveness): every configured model has an AVAILABLE version."""
+        return bool(self.models) and all(m.newest is not None for m in self.models.values())
+
+    def _model(self, name: str) -> ModelVersions:
+        m = self.models.get(name)
+        if m is None:
+            raise not_found(f"model '{name}' not found (this server serves {sorted(self.models)})")
+        return m
+
+    def resolve(self, spec) -> "LoadedVersion":
+        return self._model(spec.name).resolve(spec)
+
+    # -- warmup
+    def warmup(self, v: "LoadedVersion") -> int:
+        """Replays the version's assets.extra/tf_serving_warmup_requests (a TFRecord of PredictionLog, as TF
+        Serving reads it) before the version is AVAILABLE; a record that fails fails the load. Returns the count."""
+        path = os.path.join(v.path, WARMUP_FILE)
+        if not os.path.exists(path):
+            return 0
+        n = 0
+        for n, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator(), 1):
+            if n > MAX_WARMUP_RECORDS:
+                raise ValueError(f"{path}: more than {MAX_WARMUP_RECORDS} warmup records")
+            entry = prediction_log_pb2.PredictionLog.FromString(record)
+            kind = entry.WhichOneof("log_type")
+            if kind != "predict_log":
+                raise ValueError(f"{path}: record {n}: {kind} warmup requests are not supported (predict_log only)")
+            try:
+                self._predict_version(v, entry.predict_log.request)
+            except ServingError as e:
+                raise ValueError(f"{path}: record {n}: {e.code.name}: {e}") from None
+        return n
 
     # -- Predict
     def _predict(self, request):
-        v = self.resolve(request.model_spec)
+        return self._predict_version(self.resolve(request.model_spec), request)
+
+    def _predict_version(self, v: "LoadedVersion", request):
         name = request.model_spec.signature_name or "serving_default"
         if name in v.one_item_signatures and not request.output_filter:
-            resp = self._related_one(v, request.inputs, name)
-            if resp is not None:
-                return resp
+            args = self._one_item_args(v, request.inputs)
+            if args is not None:
+                return self._respond_one(v, name, *self._search_one(v, *args))
         specs = v.inputs.get(name)
         if specs is None:
             raise not_found(f"signature '{name}' not found (available: {sorted(v.signature_defs)})")
@@ -315,17 +400,18 @@ class ModelServer:
         if unknown:
             raise invalid(f"output_filter names unknown outputs {unknown} (available: {sorted(out)})")
         resp = predict_pb2.PredictResponse()
-        resp.model_spec.name, resp.model_spec.signature_name = self.model_name, name
+        resp.model_spec.name, resp.model_spec.signature_name = v.model_name, name
         resp.model_spec.version.value = v.version
         for k, a in out.items():
             if not request.output_filter or k in request.output_filter:
                 fill_proto(resp.outputs[k], a)
         return resp
 
-    def _related_one(self, v: LoadedVersion, given, name: str):
-        """related_items for one known id and a valid k, straight from the request protos to the response protos
-        (no numpy round trips, one ScaNN call): the bulk of the traffic, at a third of the general path's CPU.
-        Returns None for anything else, which the general path then answers or rejects."""
+    @staticmethod
+    def _one_item_args(v: "LoadedVersion", given):
+        """(row, k) when a request is related_items for one known id and a valid k (the bulk of the traffic,
+        answered proto to proto at a third of the general path's CPU), else None: the general path then answers
+        or rejects it."""
         if len(given) != 2 or "item_id" not in given or "k" not in given:
             return None
         ids, kp = given["item_id"], given["k"]
@@ -343,16 +429,25 @@ class ModelServer:
         row, k = v.row_of.get(ids.string_val[0]), kp.int_val[0]
         if row is None or not 1 <= k < v.num_items or k + 1 > v.max_exact_k:
             return None
+        return row, k
+
+    @staticmethod
+    def _search_one(v: "LoadedVersion", row: int, k: int):
+        """One ScaNN call for top-(k+1); the query item dropped, else the (k+1)-th."""
         idx, scores = v.index.searcher.searcher.search(v.queries[row], k + 1, -1, -1)
         idx = idx.tolist()
-        if row in idx:  # drop the query item itself, else the (k+1)-th
+        if row in idx:
             j = idx.index(row)
             del idx[j]
             scores = np.delete(scores, j)
         else:
             idx, scores = idx[:k], scores[:k]
+        return idx, scores
+
+    @staticmethod
+    def _respond_one(v: "LoadedVersion", name: str, idx: list, scores: np.ndarray):
         resp = predict_pb2.PredictResponse()
-        resp.model_spec.name, resp.model_spec.signature_name = self.model_name, name
+        resp.model_spec.name, resp.model_spec.signature_name = v.model_name, name
         resp.model_spec.version.value = v.version
         out = resp.outputs
         for key, values in (("item_ids", v.id_list), ("titles", v.title_list)):
@@ -376,7 +471,7 @@ class ModelServer:
             raise invalid(f"batch {batch} x k {k} exceeds max_results {self.max_results}")
         return k
 
-    def _related(self, v: LoadedVersion, ids: np.ndarray, k: int):
+    def _related(self, v: "LoadedVersion", ids: np.ndarray, k: int):
         rows = v.rows(ids, "related_items")
         idx, scores = v.search(v.queries[rows], k + 1)
         if len(rows) == 1:  # the common case, without numpy's per-call overhead
@@ -386,7 +481,8 @@ class ModelServer:
         keep = np.argsort(idx == rows[:, None], axis=1, kind="stable")[:, :k].reshape(len(rows), k)
         return v.outputs(np.take_along_axis(idx, keep, 1), np.take_along_axis(scores, keep, 1))
 
-    def _embed(self, v: LoadedVersion, inputs, k: int):
+    def _embed(self, v: "LoadedVersion", inputs, k: int):
+        check_embed_inputs(inputs)
         feats = {n: tf.constant(a) for n, a in inputs.items() if n not in NEIGHBOR_INPUTS}
         try:
             emb = v.saved_model.embed_new(
@@ -398,7 +494,7 @@ class ModelServer:
         idx, scores = v.search(query, k)
         return dict(v.outputs(idx, scores), embedding=emb)
 
-    def _run_signature(self, v: LoadedVersion, name: str, inputs):
+    def _run_signature(self, v: "LoadedVersion", name: str, inputs):
         try:
             out = v.saved_model.signatures[name](**{n: tf.constant(a) for n, a in inputs.items()})
         except tf.errors.InvalidArgumentError as e:
@@ -411,7 +507,7 @@ class ModelServer:
         if list(request.metadata_field) != ["signature_def"]:
             raise invalid(f"metadata_field must be ['signature_def'], got {list(request.metadata_field)}")
         resp = get_model_metadata_pb2.GetModelMetadataResponse()
-        resp.model_spec.name = self.model_name
+        resp.model_spec.name = v.model_name
         resp.model_spec.version.value = v.version
         sig_map = get_model_metadata_pb2.SignatureDefMap()
         for k, s in v.signature_defs.items():
@@ -420,18 +516,25 @@ class ModelServer:
         return resp
 
     def _status(self, request):
+        """Every known version's state (START / LOADING / AVAILABLE / UNLOADING / END), a failed load as END
+        with its error; one version for a version number or label."""
         spec = request.model_spec
-        if spec.name != self.model_name:
-            raise not_found(f"model '{spec.name}' not found (this server serves '{self.model_name}')")
-        v = self.current
-        if v is None:
-            raise not_found(f"no version of '{self.model_name}' loaded yet")
-        if spec.WhichOneof("version_choice") == "version" and spec.version.value != v.version:
-            raise not_found(f"version {spec.version.value} of '{self.model_name}' is not loaded")
+        m = self._model(spec.name)
+        choice = spec.WhichOneof("version_choice")
+        version = None
+        if choice == "version":
+            version = spec.version.value
+        elif choice == "version_label":
+            version = m.resolve(spec).version
+        records = m.statuses(version)
+        if not records:
+            raise not_found(f"no version of '{spec.name}' loaded yet")
         resp = get_model_status_pb2.GetModelStatusResponse()
-        st = resp.model_version_status.add()
-        st.version = v.version
-        st.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+        for number, state, error in records:
+            st = resp.model_version_status.add()
+            st.version, st.state = number, state
+            if error:
+                st.status.error_code, st.status.error_message = 2, error  # tensorflow.error.UNKNOWN
         return resp
 
     @staticmethod
@@ -446,20 +549,22 @@ class ModelServer:
         return grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}"
 
     def predict_fast(self, request):
-        """The one-item related_items answer when the request is one (see _related_one), else None: cheap enough
-        to run on the event loop itself; everything else goes to the worker threads."""
-        v = self.current
-        if (
-            v is None
-            or request.output_filter
-            or request.model_spec.name != self.model_name
-            or request.model_spec.WhichOneof("version_choice") is not None
-        ):
+        """For a one-item related_items request on the newest version (see _one_item_args): its response, or
+        with batching a (version, signature, asyncio future of (ids, scores)) to finish with _respond_one; else None. Cheap enough to run
+        on the event loop itself; everything else goes to the worker threads."""
+        m = self.models.get(request.model_spec.name)
+        v = m.newest if m is not None else None
+        if v is None or request.output_filter or request.model_spec.WhichOneof("version_choice") is not None:
             return None
         name = request.model_spec.signature_name or "serving_default"
         if name not in v.one_item_signatures:
             return None
-        return self._related_one(v, request.inputs, name)
+        args = self._one_item_args(v, request.inputs)
+        if args is None:
+            return None
+        if self.batcher is not None:
+            return v, name, self.batcher.submit(v, *args)
+        return self._respond_one(v, name, *self._search_one(v, *args))
 
     # -- lifecycle
     def start(
@@ -470,14 +575,16 @@ class ModelServer:
         max_message_bytes: int = DEFAULTS.max_message_bytes,
         reuse_port: bool = False,
     ) -> int:
-        """Loads the newest version (if any), starts gRPC and the poller; returns the bound port (0 = any free).
+        """Loads every model's versions, starts gRPC and the poller; returns the bound port (0 = any free).
 
         gRPC runs on grpc.aio (an asyncio event loop in its own thread): one-item related_items requests, the bulk
-        of the traffic, are answered on the loop itself; anything heavier (batches, embed_item, other signatures,
-        metadata) goes to a pool of `max_workers` threads so it cannot stall the loop. Against grpc's thread-pool
-        server this saves a thread hand-off per request (bench/serving.py). reuse_port lets several server
-        processes share one port (SO_REUSEPORT; see serve(processes=N))."""
+        of the traffic, are answered on the loop itself (or, batched, handed to the batch threads); anything
+        heavier (batches, embed_item, other signatures, metadata) goes to a pool of `max_workers` threads so it
+        cannot stall the loop. Against grpc's thread-pool server this saves a thread hand-off per request
+        (bench/serving.py). reuse_port lets several server processes share one port (see serve(processes=N))."""
         self.refresh()
+        if self.batching is not None:
+            self.batcher = Batcher(self.batching, _event_loop())
         opts = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -520,9 +627,33 @@ class ModelServer:
             self._done.result()
             self._pool.shutdown()
             self._grpc = None
+        self.batcher = None
+        if self._poller is not None:
+            self._poller.join(timeout=30)
 
     def wait(self):
         self._done.result()
+
+
+def check_embed_inputs(inputs: Dict[str, np.ndarray]) -> None:
+    """embed_item's values, before the model sees them: finite floats, weights >= 0, one batch size over every
+    batched input (the SavedModel's own failure for a mismatch is a bare "Graph execution error")."""
+    for name, a in sorted(inputs.items()):
+        if a.dtype.kind == "f" and a.size and not np.isfinite(a).all():
+            bad = np.argwhere(~np.isfinite(a))[0].tolist()
+            raise invalid(f"input '{name}' has a non-finite value ({a[tuple(bad)]}) at index {bad}")
+    w = inputs["neighbor_weights"]
+    if w.size and (w < 0).any():
+        bad = np.argwhere(w < 0)[0].tolist()
+        raise invalid(f"input 'neighbor_weights' must be >= 0, got {w[tuple(bad)]} at index {bad}")
+    sizes = {n: a.shape[0] for n, a in inputs.items() if a.ndim and n != "k"}
+    if len(set(sizes.values())) > 1:
+        want = sizes["neighbor_ids"]
+        other = sorted(n for n, s in sizes.items() if s != want)
+        raise invalid(
+            f"inputs must share one batch size: 'neighbor_ids' has {want} rows, "
+            + ", ".join(f"'{n}' has {sizes[n]}" for n in other)
+        )
 
 
 _LOOP: Optional[asyncio.AbstractEventLoop] = None
@@ -541,7 +672,8 @@ def _event_loop() -> asyncio.AbstractEventLoop:
 
 
 class _AioServicer(prediction_service_pb2_grpc.PredictionServiceServicer, model_service_pb2_grpc.ModelServiceServicer):
-    """The grpc.aio face of a ModelServer: the fast path inline, the rest on the worker threads."""
+    """The grpc.aio face of a ModelServer: the fast path inline (or batched), the rest on the worker threads;
+    every Predict counted in serving/metrics.py."""
 
     def __init__(self, server: ModelServer, pool: futures.ThreadPoolExecutor):
         self.server, self.pool = server, pool
@@ -552,14 +684,36 @@ class _AioServicer(prediction_service_pb2_grpc.PredictionServiceServicer, model_
         except Exception as e:
             await context.abort(*self.server.status_of(e))
 
-    async def Predict(self, request, context):
-        try:
-            resp = self.server.predict_fast(request)
-        except Exception as e:
-            await context.abort(*self.server.status_of(e))
+    async def _predict(self, request):
+        resp = self.server.predict_fast(request)
+        if isinstance(resp, tuple):  # batched: (version, signature, future of (ids, scores))
+            v, name, fut = resp
+            return self.server._respond_one(v, name, *await fut)
         if resp is not None:
             return resp
-        return await self._answer(self.server._predict, request, context)
+        return await asyncio.get_running_loop().run_in_executor(self.pool, self.server._predict, request)
+
+    async def Predict(self, request, context):
+        start = time.perf_counter()
+        try:
+            resp = await self._predict(request)
+        except Exception as e:
+            code, message = self.server.status_of(e)
+            self._record(request, code, start)
+            await context.abort(code, message)
+        self._record(request, grpc.StatusCode.OK, start)
+        return resp
+
+    def _record(self, request, code: grpc.StatusCode, start: float) -> None:
+        """Labels only from what the server knows (a served model, a signature of it), so clients sending
+        made-up names cannot grow the metrics without bound."""
+        spec = request.model_spec
+        m = self.server.models.get(spec.name)
+        v = m.newest if m is not None else None
+        signature = spec.signature_name or "serving_default"
+        if code != grpc.StatusCode.OK and (v is None or signature not in v.signature_defs):
+            signature = "_unknown"
+        metrics.record("grpc", spec.name if m is not None else "_unknown", signature, code.name, start)
 
     async def GetModelMetadata(self, request, context):
         return await self._answer(self.server._metadata, request, context)
@@ -579,13 +733,31 @@ def resolve_model_dir(model_base_path: str, model_name: Optional[str] = None):
         if os.path.isdir(base)
         else []
     )
-    if not model_name and not versions.list_versions(base) and len(subdirs) == 1 and not subdirs[0].isdigit():
+    if (
+        not model_name
+        and not versions.list_versions(base)
+        and len(subdirs) == 1
+        and not versions.is_version_name(subdirs[0])
+    ):
         return os.path.join(base, subdirs[0]), subdirs[0]
     return base, model_name or os.path.basename(base)
 
 
+def model_specs_from(
+    model_base_path: Optional[str], model_name: Optional[str], model_config_file: Optional[str]
+) -> List[ModelSpec]:
+    """The models to serve: --model_config_file, or the one-model shortcut --model_base_path [--model_name]
+    (latest policy, one version). Exactly one of the two; ConfigError (a ValueError) otherwise."""
+    if bool(model_base_path) == bool(model_config_file):
+        raise ConfigError("give either --model_base_path (one model) or --model_config_file (several), not both")
+    if model_config_file:
+        return load_model_config(model_config_file)
+    model_dir, name = resolve_model_dir(model_base_path, model_name)
+    return [ModelSpec(name, model_dir)]
+
+
 def serve(
-    model_base_path: str,
+    model_base_path: Optional[str],
     port: int,
     model_name: Optional[str] = None,
     poll_seconds: float = DEFAULTS.poll_seconds,
@@ -595,6 +767,11 @@ def serve(
     block: bool = True,
     processes: int = DEFAULTS.processes,
     reuse_port: bool = False,
+    model_config_file: Optional[str] = None,
+    model_config_file_poll_wait_seconds: float = DEFAULTS.model_config_file_poll_wait_seconds,
+    retry_max_seconds: float = DEFAULTS.retry_max_seconds,
+    batching: Optional[BatchingOptions] = None,
+    monitoring_path: Optional[str] = None,
 ) -> Optional[ModelServer]:
     """Starts the server (what `pinsage serve` calls). block=False returns the running ModelServer.
 
@@ -603,32 +780,43 @@ def serve(
     several cores this is how one machine's throughput scales (the same reason TF Serving runs one process with
     C++ threads). Each process loads and hot-swaps versions on its own, so for up to `poll_seconds` after a push
     two connections may be served by different versions. It needs a fixed port and blocks until stopped."""
+    kwargs = dict(
+        model_name=model_name,
+        poll_seconds=poll_seconds,
+        max_workers=max_workers,
+        max_batch=max_batch,
+        max_message_bytes=max_message_bytes,
+        model_config_file=model_config_file,
+        model_config_file_poll_wait_seconds=model_config_file_poll_wait_seconds,
+        retry_max_seconds=retry_max_seconds,
+        batching=batching,
+        monitoring_path=monitoring_path,
+    )
+    specs = model_specs_from(model_base_path, model_name, model_config_file)  # errors before any child starts
     if processes > 1:
         if not block or port == 0:
             raise ValueError("processes > 1 needs a fixed port and block=True")
-        return _serve_processes(
-            processes,
-            model_base_path,
-            port,
-            dict(
-                model_name=model_name,
-                poll_seconds=poll_seconds,
-                max_workers=max_workers,
-                max_batch=max_batch,
-                max_message_bytes=max_message_bytes,
-            ),
-        )
-    model_dir, name = resolve_model_dir(model_base_path, model_name)
-    server = ModelServer(model_dir, name, poll_seconds=poll_seconds, max_batch=max_batch)
-    bound = server.start(port, max_workers=max_workers, max_message_bytes=max_message_bytes, reuse_port=reuse_port)
-    log.info(
-        "model '%s' from %s on port %d (version %s, pid %d)",
-        name,
-        model_dir,
-        bound,
-        server.current.version if server.current else "none yet",
-        os.getpid(),
+        return _serve_processes(processes, model_base_path, port, kwargs)
+    server = ModelServer(
+        specs,
+        poll_seconds=poll_seconds,
+        max_batch=max_batch,
+        retry_max_seconds=retry_max_seconds,
+        batching=batching,
+        model_config_file=model_config_file,
+        config_poll_seconds=model_config_file_poll_wait_seconds,
+        monitoring_path=monitoring_path,
     )
+    bound = server.start(port, max_workers=max_workers, max_message_bytes=max_message_bytes, reuse_port=reuse_port)
+    for m in server.models.values():
+        log.info(
+            "model '%s' from %s on port %d (versions %s, pid %d)",
+            m.name,
+            m.spec.base_path,
+            bound,
+            sorted(m.available) or "none yet",
+            os.getpid(),
+        )
     if block:
         try:
             server.wait()

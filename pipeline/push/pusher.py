@@ -36,7 +36,7 @@ def clean_stale(model_dir: str) -> List[str]:
     for d in os.listdir(model_dir):
         if d.startswith((TMP_PREFIX, DEL_PREFIX)):
             pid = d.split("-")[1]
-            if not (pid.isdigit() and _pid_alive(int(pid))):
+            if not (pid.isascii() and pid.isdigit() and _pid_alive(int(pid))):
                 shutil.rmtree(os.path.join(model_dir, d), ignore_errors=True)
                 removed.append(d)
     return removed

@@ -20,7 +20,21 @@ def test_cli_module_and_function_defaults_agree():
             d.processes,
         )
     sig = inspect.signature(server.serve).parameters
-    for name in ("poll_seconds", "max_workers", "max_batch", "max_message_bytes", "processes"):
+    for name in (
+        "poll_seconds",
+        "max_workers",
+        "max_batch",
+        "max_message_bytes",
+        "processes",
+        "model_config_file_poll_wait_seconds",
+        "retry_max_seconds",
+    ):
         assert sig[name].default == getattr(d, name), name
+    for args in (a, b):
+        assert (args.model_config_file_poll_wait_seconds, args.retry_max_seconds, args.enable_batching) == (
+            d.model_config_file_poll_wait_seconds,
+            d.retry_max_seconds,
+            d.enable_batching,
+        )
     q = cli.build_parser().parse_args(["query", "--item", "1"])
     assert q.port == d.port
