@@ -17,6 +17,8 @@ class ServingConfig:
     max_batch: int = 1024  # ids per request
     max_message_bytes: int = 4 * 1024 * 1024
     processes: int = 1  # server processes sharing the port (SO_REUSEPORT)
+    rest_api_port: int = 8501  # TF Serving's REST port; 0 = no REST API (as TF Serving's --rest_api_port 0)
+    monitoring_path: str = "/monitoring/prometheus/metrics"  # Prometheus text on the REST port (TF Serving's)
 
 
 DEFAULTS = ServingConfig()
@@ -35,6 +37,13 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         default=DEFAULTS.processes,
         help="server processes sharing the port (SO_REUSEPORT); one per core for throughput",
     )
+    p.add_argument(
+        "--rest-api-port",
+        "--rest_api_port",
+        type=int,
+        default=DEFAULTS.rest_api_port,
+        help="TF Serving's REST API, the related-items page (/) and the Prometheus metrics on this port; 0 = off",
+    )
     return p
 
 
@@ -52,6 +61,7 @@ def serve_from_args(args, prog: str) -> int:
             max_workers=args.max_workers,
             max_batch=args.max_batch,
             processes=args.processes,
+            rest_api_port=args.rest_api_port or None,  # 0 = off on the command line, as TF Serving's flag
         )
     except (OSError, ValueError) as e:  # the port is taken, --processes without a fixed port
         print(f"{prog}: error: {e}", file=sys.stderr)

@@ -240,6 +240,7 @@ class ModelServer:
         self._poller: Optional[threading.Thread] = None
         self._grpc: Optional[grpc.aio.Server] = None
         self.port: Optional[int] = None
+        self.rest = None  # the serving/rest.py RestServer when serve() starts one; stop() stops it
 
     # -- versions
     def refresh(self) -> Optional[int]:
@@ -515,6 +516,9 @@ class ModelServer:
 
     def stop(self, grace: float = 1.0):
         self._stop.set()
+        if self.rest is not None:
+            self.rest.stop()
+            self.rest = None
         if self._grpc:
             asyncio.run_coroutine_threadsafe(self._grpc.stop(grace), _event_loop()).result()
             self._done.result()
@@ -595,6 +599,8 @@ def serve(
     block: bool = True,
     processes: int = DEFAULTS.processes,
     reuse_port: bool = False,
+    rest_api_port: Optional[int] = None,
+    monitoring_path: Optional[str] = DEFAULTS.monitoring_path,
 ) -> Optional[ModelServer]:
     """Starts the server (what `pinsage serve` calls). block=False returns the running ModelServer.
 
@@ -602,7 +608,11 @@ def serve(
     clients' connections over them). Python answers a request under one GIL per process, so on a box with
     several cores this is how one machine's throughput scales (the same reason TF Serving runs one process with
     C++ threads). Each process loads and hot-swaps versions on its own, so for up to `poll_seconds` after a push
-    two connections may be served by different versions. It needs a fixed port and blocks until stopped."""
+    two connections may be served by different versions. It needs a fixed port and blocks until stopped.
+
+    rest_api_port: TF Serving's REST API (serving/rest.py) on that port as well (0 = any free port, None = none;
+    the command line's --rest_api_port 0 means none, as TF Serving's), on the same event loop as gRPC, with
+    Prometheus text at `monitoring_path` (None = not served)."""
     if processes > 1:
         if not block or port == 0:
             raise ValueError("processes > 1 needs a fixed port and block=True")
@@ -616,11 +626,23 @@ def serve(
                 max_workers=max_workers,
                 max_batch=max_batch,
                 max_message_bytes=max_message_bytes,
+                rest_api_port=rest_api_port,
+                monitoring_path=monitoring_path,
             ),
         )
     model_dir, name = resolve_model_dir(model_base_path, model_name)
     server = ModelServer(model_dir, name, poll_seconds=poll_seconds, max_batch=max_batch)
     bound = server.start(port, max_workers=max_workers, max_message_bytes=max_message_bytes, reuse_port=reuse_port)
+    if rest_api_port is not None:  # REST on the grpc.aio server's event loop: one loop answers both APIs
+        from serving import rest
+
+        api = rest.RestApi(server, max_workers=max_workers, monitoring_path=monitoring_path)
+        try:
+            server.rest = rest.RestServer(api, _event_loop(), rest_api_port, reuse_port=reuse_port)
+        except OSError:
+            api.pool.shutdown()
+            server.stop()
+            raise
     log.info(
         "model '%s' from %s on port %d (version %s, pid %d)",
         name,
