@@ -1,19 +1,23 @@
-"""Benchmark of the gRPC server: N concurrent clients for T seconds on loopback, related_items top-10 per request.
+"""Benchmark of the server, gRPC and REST: N concurrent clients for T seconds on loopback, related_items top-10
+per request, both APIs against the same server process in one run (REST p99 / gRPC p99 per client count).
 
     .venv/bin/python bench/serving.py                                   # 1M items, 1 and 8 clients, 10 s each
-    .venv/bin/python bench/serving.py --items 100000 --clients 1,8 --seconds 5
+    .venv/bin/python bench/serving.py --items 100000 --clients 1,8 --seconds 5 --apis grpc,rest
 
 A model version (export + ScaNN index, synthetic clustered 64-d vectors) is built once and cached under
 --work-dir; the server runs as a separate process (`python -m serving`), as it would in production; each client
 is a thread with its own channel sending single-item requests back to back (a closed loop, so the load is
-bounded by the clients). Reports QPS, p50/p99 latency and the error count per client count. Clients and server
-share this box's 2 cores, so the figures are a floor; the load average at start is recorded.
-Target (issue): p99 <= 10 ms and >= 1.2k QPS with 8 clients at 1M items.
+bounded by the clients). The REST clients do the same with one keep-alive http.client connection per thread,
+POSTing TF Serving's columnar JSON ({"signature_name": "related_items", "inputs": {"item_id": [id], "k": k}}).
+Reports QPS, p50/p99 latency and the error count per client count and API. Clients and server share this box's
+2 cores, so the figures are a floor; the load average at start is recorded.
+Targets (issues): gRPC p99 <= 10 ms and >= 1.2k QPS with 8 clients at 1M items; REST p99 <= 2 x gRPC p99.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import socket
@@ -99,27 +103,66 @@ def cpu_seconds(pid: int, children: bool = True) -> float:
     return total
 
 
-def run_load(addr: str, clients: int, seconds: float, items: int, k: int, server_pid: int) -> dict:
+def grpc_client(addr: str, items: int, k: int, seed: int):
+    """A function sending the next gRPC request: serialized once, since the clients share the box's 2 cores with
+    the server and so do as little as they can."""
+    rng = np.random.default_rng(seed)
+    requests = [related_request([f"item{j}"], k).SerializeToString() for j in rng.integers(0, items, 2000)]
+    predict = grpc.insecure_channel(addr).unary_unary(
+        PREDICT, request_serializer=None, response_deserializer=predict_pb2.PredictResponse.FromString
+    )
+    count = iter(range(10**12))
+
+    def send() -> bool:
+        try:
+            predict(requests[next(count) % len(requests)], timeout=5)
+            return True
+        except grpc.RpcError:
+            return False
+
+    return send
+
+
+def rest_client(rest_port: int, items: int, k: int, seed: int):
+    """A function POSTing the next REST request on one keep-alive connection (TF Serving's columnar JSON)."""
+    rng = np.random.default_rng(seed)
+    bodies = [
+        json.dumps({"signature_name": "related_items", "inputs": {"item_id": [f"item{j}"], "k": k}}).encode()
+        for j in rng.integers(0, items, 2000)
+    ]
+    headers = {"Content-Type": "application/json"}
+    conn = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=5)
+    count = iter(range(10**12))
+
+    def send() -> bool:
+        nonlocal conn
+        try:
+            conn.request("POST", "/v1/models/pinsage:predict", bodies[next(count) % len(bodies)], headers)
+            resp = conn.getresponse()
+            resp.read()
+            return resp.status == 200
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=5)
+            return False
+
+    return send
+
+
+def run_load(make_client, clients: int, seconds: float, server_pid: int) -> dict:
     """Closed loop: each client sends its next request when the previous one returns. CPU time per request of
     the server and of the client process are recorded too: unlike QPS they hardly depend on what else runs."""
-    rng = np.random.default_rng(clients)
-    # serialized once: the clients share the box's 2 cores with the server, so they do as little as they can
-    requests = [related_request([f"item{j}"], k).SerializeToString() for j in rng.integers(0, items, 2000)]
+    senders = [make_client(c) for c in range(clients)]
     latencies, errors, stop = [[] for _ in range(clients)], [0] * clients, threading.Event()
 
     def client(c):
-        predict = grpc.insecure_channel(addr).unary_unary(
-            PREDICT, request_serializer=None, response_deserializer=predict_pb2.PredictResponse.FromString
-        )
-        i = c
+        send = senders[c]
         while not stop.is_set():
             t = time.perf_counter()
-            try:
-                predict(requests[i % len(requests)], timeout=5)
+            if send():
                 latencies[c].append(time.perf_counter() - t)
-            except grpc.RpcError:
+            else:
                 errors[c] += 1
-            i += clients
 
     threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
     cpu0 = cpu_seconds(server_pid), cpu_seconds(os.getpid(), children=False)
@@ -156,6 +199,7 @@ def main(argv=None):
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--server-workers", type=int, default=8)
     p.add_argument("--server-processes", type=int, default=1, help="python -m serving --processes")
+    p.add_argument("--apis", default="grpc,rest", help="which APIs to load, in this order, per client count")
     p.add_argument("--work-dir", default="/tmp/pinsage_bench_serving")
     p.add_argument(
         "--server-root",
@@ -165,61 +209,71 @@ def main(argv=None):
     )
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "serving.json"))
     args = p.parse_args(argv)
+    apis = args.apis.split(",")
     load = os.getloadavg()
     print(f"load average at start: {load}", flush=True)
     model_dir = build_model(args.work_dir, args.items, args.dim)
-    port = free_port()
-    addr = f"127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "serving",
-            "--model-base-path",
-            model_dir,
-            "--port",
-            str(port),
-            "--max-workers",
-            str(args.server_workers),
-        ]
-        + (["--processes", str(args.server_processes)] if args.server_processes > 1 else []),
-        cwd=args.server_root,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    port, rest_port = free_port(), free_port()
+    proc = start_server(args, model_dir, port, rest_port if "rest" in apis else None)
+    make = {
+        "grpc": lambda c: grpc_client(f"127.0.0.1:{port}", args.items, args.k, seed=c),
+        "rest": lambda c: rest_client(rest_port, args.items, args.k, seed=c),
+    }
     rows = []
     try:
-        ready_s = wait_ready(addr, proc)
+        ready_s = wait_ready(f"127.0.0.1:{port}", proc)
         print(f"server ready in {ready_s:.1f} s", flush=True)
-        run_load(addr, 2, 1.0, args.items, args.k, proc.pid)  # warm-up
+        for api in apis:
+            run_load(make[api], 2, 1.0, proc.pid)  # warm-up
         for c in [int(x) for x in args.clients.split(",")]:
-            row = dict(
-                server_root=args.server_root,
-                server_processes=args.server_processes,
-                items=args.items,
-                dim=args.dim,
-                k=args.k,
-                **run_load(addr, c, args.seconds, args.items, args.k, proc.pid),
-            )
-            print(json.dumps(row), flush=True)
-            rows.append(row)
+            for api in apis:
+                row = dict(
+                    api=api,
+                    server_root=args.server_root,
+                    server_processes=args.server_processes,
+                    items=args.items,
+                    dim=args.dim,
+                    k=args.k,
+                    **run_load(make[api], c, args.seconds, proc.pid),
+                )
+                print(json.dumps(row), flush=True)
+                rows.append(row)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    ratios = {
+        str(c): round(r["p99_ms"] / g["p99_ms"], 2)
+        for g in rows
+        for r in rows
+        if g["api"] == "grpc" and r["api"] == "rest" and (c := g["clients"]) == r["clients"]
+    }
+    if ratios:
+        print(f"REST p99 / gRPC p99 by clients: {ratios}", flush=True)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(
             {
                 "rows": rows,
+                "rest_over_grpc_p99_by_clients": ratios,
                 "server_ready_seconds": round(ready_s, 1),
                 "load_average_at_start": load,
                 "cpus": os.cpu_count(),
-                "target": "p99 <= 10 ms and >= 1.2k QPS with 8 clients at 1M items",
+                "target": "gRPC p99 <= 10 ms and >= 1.2k QPS with 8 clients at 1M items; REST p99 <= 2 x gRPC p99",
             },
             f,
             indent=1,
         )
     print(f"wrote {args.out}")
+
+
+def start_server(args, model_dir: str, port: int, rest_port) -> subprocess.Popen:
+    """`python -m serving` of --server-root as its own process (REST on rest_port when given, else off)."""
+    cmd = [sys.executable, "-m", "serving", "--model-base-path", model_dir, "--port", str(port)]
+    cmd += ["--max-workers", str(args.server_workers)]
+    cmd += ["--processes", str(args.server_processes)] if args.server_processes > 1 else []
+    if rest_port or args.server_root == ROOT:  # off (0) when not loaded: the default 8501 may be taken
+        cmd += ["--rest-api-port", str(rest_port or 0)]
+    return subprocess.Popen(cmd, cwd=args.server_root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 if __name__ == "__main__":

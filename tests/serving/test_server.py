@@ -381,9 +381,12 @@ def test_several_processes_share_one_port(tmp_path):
 
     emb = datasets.clustered_vectors(N, D, clusters=30, seed=21)
     make_version(tmp_path, emb, "mp")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    ports = []
+    for _ in range(2):  # the gRPC port and the REST port
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    port, rest_port = ports
     root = REPO_ROOT
     cmd = [
         sys.executable,
@@ -395,6 +398,8 @@ def test_several_processes_share_one_port(tmp_path):
         str(port),
         "--processes",
         "2",
+        "--rest-api-port",
+        str(rest_port),
     ]
     log = open(tmp_path / "server.log", "w+")  # a file, not a pipe: a full pipe would block the logging children
 
@@ -420,6 +425,13 @@ def test_several_processes_share_one_port(tmp_path):
             assert r not in got
             overlap.append(len(set(got) & set(e)) / 10)
         assert np.mean(overlap) >= 0.9, overlap  # ScaNN (a tree at 3,000 items): as the one-process test
+        import requests  # the REST port is shared the same way: a new connection per request, same answers
+
+        body = {"signature_name": "related_items", "inputs": {"item_id": ["i7"], "k": 5}}
+        want = client.related(addr, ["i7"], 5)["item_ids"]
+        for _ in range(6):
+            r = requests.post(f"http://127.0.0.1:{rest_port}/v1/models/pinsage:predict", json=body, timeout=10)
+            assert r.status_code == 200 and r.json()["outputs"]["item_ids"] == want, r.text
         # the port is now held: a second server must refuse it, not join it
         second = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=120)
         assert second.returncode != 0 and "cannot bind port" in second.stderr, second.stderr[-2000:]
