@@ -39,6 +39,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 import os
 import re
 import socket
@@ -349,25 +350,43 @@ def _nest(flat: list, shape: Sequence[int]):
     if not shape:
         return flat[0]
     for i in range(len(shape) - 1, 0, -1):
-        d, n = shape[i], int(np.prod(shape[:i]))
+        d, n = shape[i], math.prod(shape[:i])
         flat = [flat[j * d : (j + 1) * d] for j in range(n)]
     return flat
+
+
+def _flat_values(proto: tensor_pb2.TensorProto, size: int) -> list:
+    """A tensor's values, row-major, as Python objects: the response dtypes this server writes read straight
+    from the proto (numpy's per-call overhead is most of a one-item request's JSON cost otherwise)."""
+    dtype = proto.dtype
+    if dtype == types_pb2.DT_STRING and not proto.tensor_content:
+        values = list(proto.string_val)
+    elif dtype == types_pb2.DT_FLOAT:  # numpy's shortest round-trip repr of each float32, in C
+        arr = np.frombuffer(proto.tensor_content, "<f4") if proto.tensor_content else np.float32(proto.float_val)
+        values = [float(x) for x in np.atleast_1d(arr).astype(str)]
+    elif dtype in (types_pb2.DT_INT32, types_pb2.DT_INT64, types_pb2.DT_BOOL) and not proto.tensor_content:
+        values = list(getattr(proto, _ACCEPT[dtype][1]))
+    else:
+        arr = to_numpy(proto)
+        return arr.ravel().tolist() if arr.dtype != np.float16 else [float(x) for x in arr.ravel().astype(str)]
+    if len(values) == 1 and size > 1:  # TF's compact form: one value repeated
+        values = values * size
+    if len(values) != size:
+        raise ServingError(C.INTERNAL, f"{len(values)} values for a tensor of {size}")
+    return values
 
 
 def tensor_to_json(name: str, proto: tensor_pb2.TensorProto):
     """One output tensor as nested JSON values (AddTensorValues): strings as UTF-8 text, `*_bytes` strings as
     {"b64": ...}, float32 with the fewest digits that read back to the same float32."""
-    arr = to_numpy(proto)
-    if arr.dtype == object:
+    shape = [d.size for d in proto.tensor_shape.dim]
+    flat = _flat_values(proto, math.prod(shape))
+    if proto.dtype == types_pb2.DT_STRING:
         if name.endswith("_bytes"):
-            flat = [{"b64": base64.b64encode(b).decode("ascii")} for b in arr.ravel()]
+            flat = [{"b64": base64.b64encode(b).decode("ascii")} for b in flat]
         else:  # JSON text must be Unicode: bytes that are not UTF-8 come out with U+FFFD in their place
-            flat = [b.decode("utf-8", "replace") for b in arr.ravel()]
-    elif arr.dtype in (np.float32, np.float16):
-        flat = [float(s) for s in arr.ravel().astype(str)]  # numpy's shortest round-trip repr, in C
-    else:
-        flat = arr.ravel().tolist()
-    return _nest(flat, arr.shape)
+            flat = [b.decode("utf-8", "replace") for b in flat]
+    return _nest(flat, shape)
 
 
 def predict_response_json(response: predict_pb2.PredictResponse, fmt: str) -> dict:

@@ -403,3 +403,48 @@ def test_rest_flag():
         ["--model-base-path", "m", "--rest_api_port", "0"]
     )
     assert args.rest_api_port == 0  # off: serve_from_args passes None
+
+
+def test_json_tensor_rules_without_a_server():
+    """The JSON <-> TensorProto rules on their own, against tf.make_tensor_proto / tf.make_ndarray."""
+    from tensorflow.core.framework import types_pb2 as T
+
+    t = rest.json_to_tensor([[1, 2.5], [3, -4]], T.DT_FLOAT)
+    np.testing.assert_array_equal(tf.make_ndarray(t), np.float32([[1, 2.5], [3, -4]]))
+    t = rest.json_to_tensor([[True], [False]], T.DT_BOOL)
+    assert tf.make_ndarray(t).tolist() == [[True], [False]]
+    assert tf.make_ndarray(rest.json_to_tensor(7, T.DT_INT64)).tolist() == 7  # a scalar: no dimensions
+    assert tf.make_ndarray(rest.json_to_tensor([], T.DT_STRING)).shape == (0,)
+    for val, dtype in ((2**31, T.DT_INT32), (True, T.DT_INT32), (1.0, T.DT_INT64), (-1, T.DT_UINT32), (1, T.DT_BOOL)):
+        with pytest.raises(rest.ServingError, match="is not of expected type"):
+            rest.json_to_tensor(val, dtype)
+    with pytest.raises(rest.ServingError) as e:
+        rest.json_to_tensor([1], T.DT_COMPLEX64)
+    assert e.value.code == grpc.StatusCode.UNIMPLEMENTED and rest.HTTP_STATUS[e.value.code] == 501
+    with pytest.raises(rest.ServingError, match="found at incorrect level: 2"):
+        rest.json_to_tensor([[1], 2], T.DT_FLOAT)
+    assert rest.json_to_tensor([{"b64": "aGk"}], T.DT_STRING).string_val == [b"hi"]  # padding optional (absl)
+    # outputs: float32 with the fewest digits that read back exactly; the compact one-value form expanded
+    out = predict_pb2.PredictResponse()
+    out.outputs["s"].CopyFrom(tf.make_tensor_proto(np.float32([0.1, 1 / 3, 1e-8, 3])))
+    out.outputs["c"].CopyFrom(tf.make_tensor_proto(np.float32(2.5), shape=[4]))  # float_val: [2.5]
+    out.outputs["d"].CopyFrom(tf.make_tensor_proto(np.float64([0.1, 2])))
+    out.outputs["n_bytes"].CopyFrom(tf.make_tensor_proto(np.array([b"\xff\x00", b"ok"], dtype=object)))
+    out.outputs["i"].CopyFrom(tf.make_tensor_proto(np.int64([2**40, -1])))
+    text = rest.dumps(rest.predict_response_json(out, "columnar")).decode()
+    assert '"s":[0.1,0.33333334,1e-08,3.0]' in text and '"c":[2.5,2.5,2.5,2.5]' in text, text
+    assert '"d":[0.1,2.0]' in text and '"i":[1099511627776,-1]' in text
+    assert '"n_bytes":[{"b64":"/wA="},{"b64":"b2s="}]' in text
+    rows = predict_pb2.PredictResponse()
+    rows.outputs["s"].CopyFrom(tf.make_tensor_proto(np.float32([[0.1, 1 / 3], [2, 3]])))
+    rows.outputs["n_bytes"].CopyFrom(tf.make_tensor_proto(np.array([b"\xff\x00", b"ok"], dtype=object)))
+    assert rest.predict_response_json(rows, "row")["predictions"] == [
+        {"s": [0.1, 0.33333334], "n_bytes": {"b64": "/wA="}},
+        {"s": [2.0, 3.0], "n_bytes": {"b64": "b2s="}},
+    ]
+    rows.outputs["x"].CopyFrom(tf.make_tensor_proto(np.float32([1, 2, 3])))
+    with pytest.raises(rest.ServingError, match="inconsistent batch size"):
+        rest.predict_response_json(rows, "row")
+    del rows.outputs["x"]
+    del rows.outputs["n_bytes"]
+    assert rest.predict_response_json(rows, "row") == {"predictions": [[0.1, 0.33333334], [2.0, 3.0]]}
