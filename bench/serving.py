@@ -149,11 +149,10 @@ def rest_client(rest_port: int, items: int, k: int, seed: int):
     return send
 
 
-def run_load(make_client, clients: int, seconds: float, server_pid: int) -> dict:
-    """Closed loop: each client sends its next request when the previous one returns. CPU time per request of
+def run_slice(senders, seconds: float, server_pid: int) -> dict:
+    """Closed loop for `seconds`: each client sends its next request when the previous one returns. CPU time of
     the server and of the client process are recorded too: unlike QPS they hardly depend on what else runs."""
-    senders = [make_client(c) for c in range(clients)]
-    latencies, errors, stop = [[] for _ in range(clients)], [0] * clients, threading.Event()
+    latencies, errors, stop = [[] for _ in senders], [0] * len(senders), threading.Event()
 
     def client(c):
         send = senders[c]
@@ -164,7 +163,7 @@ def run_load(make_client, clients: int, seconds: float, server_pid: int) -> dict
             else:
                 errors[c] += 1
 
-    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(len(senders))]
     cpu0 = cpu_seconds(server_pid), cpu_seconds(os.getpid(), children=False)
     start = time.perf_counter()
     for t in threads:
@@ -173,21 +172,41 @@ def run_load(make_client, clients: int, seconds: float, server_pid: int) -> dict
     stop.set()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - start
-    server_cpu, client_cpu = cpu_seconds(server_pid) - cpu0[0], cpu_seconds(os.getpid(), children=False) - cpu0[1]
-    lat = np.concatenate([np.asarray(x) for x in latencies]) * 1000
     return dict(
-        clients=clients,
-        seconds=round(wall, 2),
-        requests=int(lat.size),
-        errors=int(sum(errors)),
-        qps=round(lat.size / wall),
-        p50_ms=round(float(np.percentile(lat, 50)), 3),
-        p99_ms=round(float(np.percentile(lat, 99)), 3),
-        max_ms=round(float(lat.max()), 2),
-        server_cpu_ms_per_request=round(server_cpu * 1000 / max(lat.size, 1), 3),
-        client_cpu_ms_per_request=round(client_cpu * 1000 / max(lat.size, 1), 3),
+        lat=np.concatenate([np.asarray(x) for x in latencies]) * 1000,
+        errors=sum(errors),
+        wall=time.perf_counter() - start,
+        server_cpu=cpu_seconds(server_pid) - cpu0[0],
+        client_cpu=cpu_seconds(os.getpid(), children=False) - cpu0[1],
     )
+
+
+def run_load(makers: dict, clients: int, seconds: float, slices: int, server_pid: int) -> dict:
+    """{api: figures} for `clients` clients per API, the APIs taking turns in `slices` slices of the run, so that
+    both see the same background load (this box is shared: a load that changes over a few seconds would
+    otherwise decide the ratio)."""
+    senders = {api: [make(c) for c in range(clients)] for api, make in makers.items()}
+    parts = {api: [] for api in makers}
+    for _ in range(slices):
+        for api in makers:
+            parts[api].append(run_slice(senders[api], seconds / slices, server_pid))
+    out = {}
+    for api, ps in parts.items():
+        lat, wall = np.concatenate([p["lat"] for p in ps]), sum(p["wall"] for p in ps)
+        n = max(lat.size, 1)
+        out[api] = dict(
+            clients=clients,
+            seconds=round(wall, 2),
+            requests=int(lat.size),
+            errors=int(sum(p["errors"] for p in ps)),
+            qps=round(lat.size / wall),
+            p50_ms=round(float(np.percentile(lat, 50)), 3),
+            p99_ms=round(float(np.percentile(lat, 99)), 3),
+            max_ms=round(float(lat.max()), 2),
+            server_cpu_ms_per_request=round(sum(p["server_cpu"] for p in ps) * 1000 / n, 3),
+            client_cpu_ms_per_request=round(sum(p["client_cpu"] for p in ps) * 1000 / n, 3),
+        )
+    return out
 
 
 def main(argv=None):
@@ -199,7 +218,8 @@ def main(argv=None):
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--server-workers", type=int, default=8)
     p.add_argument("--server-processes", type=int, default=1, help="python -m serving --processes")
-    p.add_argument("--apis", default="grpc,rest", help="which APIs to load, in this order, per client count")
+    p.add_argument("--apis", default="grpc,rest", help="the APIs to load, taking turns, per client count")
+    p.add_argument("--slices", type=int, default=5, help="turns per API within --seconds")
     p.add_argument("--work-dir", default="/tmp/pinsage_bench_serving")
     p.add_argument(
         "--server-root",
@@ -215,18 +235,18 @@ def main(argv=None):
     model_dir = build_model(args.work_dir, args.items, args.dim)
     port, rest_port = free_port(), free_port()
     proc = start_server(args, model_dir, port, rest_port if "rest" in apis else None)
-    make = {
+    makers = {
         "grpc": lambda c: grpc_client(f"127.0.0.1:{port}", args.items, args.k, seed=c),
         "rest": lambda c: rest_client(rest_port, args.items, args.k, seed=c),
     }
+    makers = {api: makers[api] for api in apis}
     rows = []
     try:
         ready_s = wait_ready(f"127.0.0.1:{port}", proc)
         print(f"server ready in {ready_s:.1f} s", flush=True)
-        for api in apis:
-            run_load(make[api], 2, 1.0, proc.pid)  # warm-up
+        run_load(makers, 2, 1.0, 1, proc.pid)  # warm-up
         for c in [int(x) for x in args.clients.split(",")]:
-            for api in apis:
+            for api, figures in run_load(makers, c, args.seconds, args.slices, proc.pid).items():
                 row = dict(
                     api=api,
                     server_root=args.server_root,
@@ -234,7 +254,7 @@ def main(argv=None):
                     items=args.items,
                     dim=args.dim,
                     k=args.k,
-                    **run_load(make[api], c, args.seconds, proc.pid),
+                    **figures,
                 )
                 print(json.dumps(row), flush=True)
                 rows.append(row)
