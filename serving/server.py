@@ -632,10 +632,10 @@ def serve(
         )
     model_dir, name = resolve_model_dir(model_base_path, model_name)
     server = ModelServer(model_dir, name, poll_seconds=poll_seconds, max_batch=max_batch)
+    if rest_api_port is not None:  # imported before gRPC starts: aiohttp's import would widen the gap between them
+        from serving import rest
     bound = server.start(port, max_workers=max_workers, max_message_bytes=max_message_bytes, reuse_port=reuse_port)
     if rest_api_port is not None:  # REST on the grpc.aio server's event loop: one loop answers both APIs
-        from serving import rest
-
         api = rest.RestApi(server, max_workers=max_workers, monitoring_path=monitoring_path)
         try:
             server.rest = rest.RestServer(api, _event_loop(), rest_api_port, reuse_port=reuse_port)

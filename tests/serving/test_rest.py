@@ -403,6 +403,23 @@ def test_rest_flag():
         ["--model-base-path", "m", "--rest_api_port", "0"]
     )
     assert args.rest_api_port == 0  # off: serve_from_args passes None
+    import inspect
+
+    sig = inspect.signature(serve).parameters
+    assert sig["rest_api_port"].default is None and sig["monitoring_path"].default == flags.DEFAULTS.monitoring_path
+
+
+def test_rest_port_taken_is_a_clear_error_and_nothing_is_left_running(env):
+    import socket
+
+    with socket.socket(socket.AF_INET6) as held:
+        held.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        held.bind(("::", 0))
+        held.listen()
+        with pytest.raises(OSError, match=f"cannot bind REST port {held.getsockname()[1]}"):
+            serve(str(env["root"] / "serving_model"), 0, block=False, rest_api_port=held.getsockname()[1])
+    # the server of the module's fixture is untouched
+    assert post(env, "/v1/models/pinsage:predict", {"inputs": {"item_id": ["i1"], "k": 1}})[0] == 200
 
 
 def test_json_tensor_rules_without_a_server():

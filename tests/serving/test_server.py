@@ -429,8 +429,17 @@ def test_several_processes_share_one_port(tmp_path):
 
         body = {"signature_name": "related_items", "inputs": {"item_id": ["i7"], "k": 5}}
         want = client.related(addr, ["i7"], 5)["item_ids"]
+        url = f"http://127.0.0.1:{rest_port}/v1/models/pinsage:predict"
+        while True:  # each child starts its REST listener right after its gRPC server
+            try:
+                if all(requests.post(url, json=body, timeout=10).status_code == 200 for _ in range(8)):
+                    break
+            except requests.ConnectionError:
+                pass
+            assert proc.poll() is None and time.time() < deadline, (tmp_path / "server.log").read_text()[-2000:]
+            time.sleep(0.2)
         for _ in range(6):
-            r = requests.post(f"http://127.0.0.1:{rest_port}/v1/models/pinsage:predict", json=body, timeout=10)
+            r = requests.post(url, json=body, timeout=10)
             assert r.status_code == 200 and r.json()["outputs"]["item_ids"] == want, r.text
         # the port is now held: a second server must refuse it, not join it
         second = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=120)
