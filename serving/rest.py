@@ -581,7 +581,10 @@ class RestApi:
             code, msg = _error_of(self.server, e)
             return web.Response(body=dumps({"error": msg}), status=HTTP_STATUS[code], content_type="application/json")
         finally:
-            labels = dict(api="rest", model=record["model"], signature=record["signature"])
+            # label values only from the served models and their signatures: names a caller makes up must not
+            # grow the registry without bound
+            model = record["model"] if record["model"] in self.model_names() else ""
+            labels = dict(api="rest", model=model, signature=record["signature"] if model else "")
             metrics.REQUESTS.labels(status=code.name, **labels).inc()
             metrics.LATENCY.labels(**labels).observe(time.perf_counter() - start)
 
@@ -651,8 +654,9 @@ class RestApi:
             self._signatures[key] = hit
         return hit
 
-    def _parse(self, spec, body: bytes, refresh: bool = False):
-        """(PredictRequest, format, version whose signatures it was parsed against)."""
+    def _parse(self, spec, body: bytes, record: dict, refresh: bool = False):
+        """(PredictRequest, format, version whose signatures it was parsed against); record["signature"] is
+        set once the signature is known to exist."""
         doc = parse_json(body)
         req = predict_pb2.PredictRequest()
         req.model_spec.CopyFrom(spec)
@@ -664,6 +668,7 @@ class RestApi:
             name = sig or "serving_default"
             if name not in sigs:
                 raise invalid(f'Serving signature name: "{name}" not found in signature def')
+            record["signature"] = name
             return sigs[name]
 
         fmt = fill_predict_request(doc, inputs_of, req)
@@ -671,8 +676,7 @@ class RestApi:
 
     def _predict_blocking(self, spec, body: bytes, record: dict, refresh: bool = False) -> bytes:
         """The whole predict on a worker thread: parse, answer, encode; parsed again once if the version moved."""
-        req, fmt, version = self._parse(spec, body, refresh)
-        record["signature"] = req.model_spec.signature_name or "serving_default"
+        req, fmt, version = self._parse(spec, body, record, refresh)
         try:
             resp = self.server._predict(req)
         except Exception:
@@ -688,8 +692,7 @@ class RestApi:
         if len(body) > INLINE_BODY_BYTES or fast is None:
             return await self._in_pool(self._predict_blocking, spec, body, record)
         try:  # on the loop: a small body, and the one-item related_items answer if it is one
-            req, fmt, version = self._parse(spec, body)
-            record["signature"] = req.model_spec.signature_name or "serving_default"
+            req, fmt, version = self._parse(spec, body, record)
             resp = fast(req)
         except Exception:
             resp = None  # the worker thread answers it (and re-checks the version before reporting an error)
@@ -728,6 +731,8 @@ class RestApi:
 def _listen(port: int, reuse_port: bool) -> socket.socket:
     """One listening socket for IPv6 and IPv4 (port 0: one free port for both, which aiohttp's host=None
     would not give: it binds each address family to its own free port)."""
+    if not 0 <= port <= 65535:
+        raise ValueError(f"the REST port must be in [0, 65535], got {port}")
     try:
         sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)

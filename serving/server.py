@@ -639,7 +639,7 @@ def serve(
         api = rest.RestApi(server, max_workers=max_workers, monitoring_path=monitoring_path)
         try:
             server.rest = rest.RestServer(api, _event_loop(), rest_api_port, reuse_port=reuse_port)
-        except OSError:
+        except (OSError, ValueError):  # the port is taken or out of range: nothing of this server keeps running
             api.pool.shutdown()
             server.stop()
             raise

@@ -379,6 +379,12 @@ def test_prometheus_metrics_count_rest_requests(env):
     assert counter(r.text, **ok) - counter(before, **ok) == 3
     assert counter(r.text, **nf) - counter(before, **nf) == 1
     assert "pinsage_serving_request_latency_seconds_bucket" in r.text
+    # names a caller makes up are not label values (the registry would grow without bound)
+    post(env, "/v1/models/ghost123:predict", {"inputs": []})
+    post(env, "/v1/models/pinsage:predict", {"signature_name": "nope123", "inputs": []})
+    text = env["http"].get(env["url"] + path, timeout=10).text
+    assert "ghost123" not in text and "nope123" not in text
+    assert counter(text, api="rest", model="", signature="", status="NOT_FOUND") >= 1
 
 
 def test_new_version_is_answered_by_rest(env):
