@@ -131,6 +131,10 @@ async function main() {
     clearTimeout(timer);
     timer = setTimeout(() => search($("search").value), 150);
   });
+  $("search").addEventListener("keydown", (ev) => { // Enter picks the first suggestion
+    const first = document.querySelector("#suggestions button");
+    if (ev.key === "Enter" && first) first.click();
+  });
   search("");
   const m = location.hash.match(/^#item=(.+)$/);
   if (m) walkTo(decodeURIComponent(m[1]), "", true);

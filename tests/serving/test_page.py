@@ -50,9 +50,18 @@ def page(tmp_path_factory):
 
 
 def wait_for(driver, condition, what, timeout=30):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout).until(lambda d: condition(d), message=f"timed out waiting for {what}")
+    # the page re-renders its lists: an element found a moment ago may be gone, which is "not yet", not a failure
+    wait = WebDriverWait(driver, timeout, ignored_exceptions=[StaleElementReferenceException])
+    return wait.until(lambda d: condition(d), message=f"timed out waiting for {what}")
+
+
+def suggestion_ids(driver):
+    from selenium.webdriver.common.by import By
+
+    return [b.get_attribute("data-item-id") for b in driver.find_elements(By.CSS_SELECTOR, "#suggestions button")]
 
 
 def related_shown(driver):
@@ -85,7 +94,7 @@ def test_search_pick_and_walk(page):
     assert len(want) >= 2, "the fixture's titles changed"
 
     def suggestions(d):
-        shown = [b.get_attribute("data-item-id") for b in d.find_elements(By.CSS_SELECTOR, "#suggestions button")]
+        shown = suggestion_ids(d)
         return shown if shown == [page["ids"][j] for j in want] else None
 
     shown = wait_for(d, suggestions, "the title suggestions")
@@ -115,3 +124,13 @@ def test_search_pick_and_walk(page):
     k.send_keys("5")
     d.find_element(By.CSS_SELECTOR, "#trail button").click()  # back to the first item of the walk
     wait_for(d, lambda d: related_shown(d)[0] == g_ids[:5], "the first item's top 5")
+
+    # an exact id typed: it is the first suggestion, and Enter picks it
+    from selenium.webdriver.common.keys import Keys
+
+    box.clear()
+    box.send_keys("i1234")
+    wait_for(d, lambda d: suggestion_ids(d)[:1] == ["i1234"], "the exact id first")
+    box.send_keys(Keys.ENTER)
+    wait_for(d, lambda d: related_shown(d)[0] == grpc_related(page, "i1234", 5)[0], "i1234's related items")
+    assert d.find_element(By.ID, "current").text == page["titles"][1234]
