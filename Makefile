@@ -6,10 +6,14 @@ OUT ?= runs/ml-100k
 DATASET ?= ml-100k
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-fast lint format bench clean
+.PHONY: setup browser run test test-fast lint format bench clean
 
 setup:
 	@bash scripts/bootstrap.sh
+
+## the headless browser tests/serving/test_page.py drives (Debian's chromium + chromium-driver, apt-get as root)
+browser:
+	@bash scripts/browser_deps.sh
 
 ## make run: set up, then run the pipeline on the bundled default dataset (ML-100K)
 run: setup
@@ -17,11 +21,11 @@ run: setup
 
 ## make test: set up, lint (ruff check + ruff format --check), then the whole test suite (slow end-to-end tests
 ## included, as CI runs it)
-test: setup lint
+test: setup lint browser
 	$(PY) -m pytest tests -q -ra --durations=15 $(PYTEST_ARGS)
 
 ## make test-fast: lint, then skip the tests marked slow
-test-fast: setup lint
+test-fast: setup lint browser
 	$(PY) -m pytest tests -q -m "not slow" $(PYTEST_ARGS)
 
 ## make lint: one formatting and one lint for the whole repo (ruff.toml); `make format` applies the formatting

@@ -14,7 +14,7 @@ setup(
     packages=find_packages(
         include=["pipeline", "pipeline.*", "modules", "modules.*", "serving", "serving.*", "schema", "schema.*"]
     ),
-    package_data={"schema": ["*.pbtxt", "*.yaml"]},
+    package_data={"schema": ["*.pbtxt", "*.yaml"], "serving": ["static/*"]},
     include_package_data=True,
     # The runtime stack is pinned in requirements.lock (TFX 1.16, TF 2.16 + tf-keras, TF-GNN 1.0.3, Beam 2.59,
     # ScaNN 1.3.2, tensorflow-serving-api); listed loosely here so that `pip check` knows the relationship.
@@ -25,6 +25,7 @@ setup(
         "apache-beam==2.59.0",
         "scann==1.3.2",
         "tensorflow-serving-api",
+        "aiohttp",
         "pyyaml",
         "tqdm",
     ],

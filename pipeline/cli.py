@@ -367,7 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_run_parser(sub)
 
-    sv = sub.add_parser("serve", help="TF Serving gRPC API (PredictionService, ModelService) over a pushed model")
+    sv = sub.add_parser(
+        "serve", help="TF Serving gRPC + REST API (PredictionService, ModelService) over a pushed model"
+    )
     add_serve_arguments(sv)
     sv.set_defaults(fn=_cmd_serve)
 

@@ -22,6 +22,8 @@ class ServingConfig:
     retry_max_seconds: float = 300.0  # the longest back-off between load attempts of a failed version
     enable_batching: bool = False
 
+    rest_api_port: int = 8501  # TF Serving's REST port; 0 = no REST API (as TF Serving's --rest_api_port 0)
+
 
 DEFAULTS = ServingConfig()
 
@@ -52,6 +54,13 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         type=int,
         default=DEFAULTS.processes,
         help="server processes sharing the port (SO_REUSEPORT); one per core for throughput",
+    )
+    p.add_argument(
+        "--rest-api-port",
+        "--rest_api_port",
+        type=int,
+        default=DEFAULTS.rest_api_port,
+        help="TF Serving's REST API, the related-items page (/) and the Prometheus metrics on this port; 0 = off",
     )
     return p
 
@@ -128,6 +137,7 @@ def serve_from_args(args, prog: str) -> int:
             retry_max_seconds=args.retry_max_seconds,
             batching=batching,
             monitoring_path=monitoring_path,
+            rest_api_port=args.rest_api_port or None,  # 0 = off on the command line, as TF Serving's flag
         )
         serve(args.model_base_path, args.port, **server_args)
     except model_config.ConfigError as e:  # a bad flag combination or config file: a usage error

@@ -253,6 +253,7 @@ class ModelServer:
         self._poller: Optional[threading.Thread] = None
         self._grpc: Optional[grpc.aio.Server] = None
         self.port: Optional[int] = None
+        self.rest = None  # the serving/rest.py RestServer when serve() starts one; stop() stops it
 
     # -- models and versions
     def _apply_config(self, specs: List[ModelSpec]) -> None:
@@ -622,6 +623,9 @@ class ModelServer:
 
     def stop(self, grace: float = 1.0):
         self._stop.set()
+        if self.rest is not None:
+            self.rest.stop()
+            self.rest = None
         if self._grpc:
             asyncio.run_coroutine_threadsafe(self._grpc.stop(grace), _event_loop()).result()
             self._done.result()
@@ -772,6 +776,7 @@ def serve(
     retry_max_seconds: float = DEFAULTS.retry_max_seconds,
     batching: Optional[BatchingOptions] = None,
     monitoring_path: Optional[str] = None,
+    rest_api_port: Optional[int] = None,
 ) -> Optional[ModelServer]:
     """Starts the server (what `pinsage serve` calls). block=False returns the running ModelServer.
 
@@ -779,7 +784,11 @@ def serve(
     clients' connections over them). Python answers a request under one GIL per process, so on a box with
     several cores this is how one machine's throughput scales (the same reason TF Serving runs one process with
     C++ threads). Each process loads and hot-swaps versions on its own, so for up to `poll_seconds` after a push
-    two connections may be served by different versions. It needs a fixed port and blocks until stopped."""
+    two connections may be served by different versions. It needs a fixed port and blocks until stopped.
+
+    rest_api_port: TF Serving's REST API (serving/rest.py) on that port as well (0 = any free port, None = none;
+    the command line's --rest_api_port 0 means none, as TF Serving's), on the same event loop as gRPC, with
+    Prometheus text at `monitoring_path` (None = not served: `--monitoring_config_file` enables it)."""
     kwargs = dict(
         model_name=model_name,
         poll_seconds=poll_seconds,
@@ -791,6 +800,7 @@ def serve(
         retry_max_seconds=retry_max_seconds,
         batching=batching,
         monitoring_path=monitoring_path,
+        rest_api_port=rest_api_port,
     )
     specs = model_specs_from(model_base_path, model_name, model_config_file)  # errors before any child starts
     if processes > 1:
@@ -807,7 +817,17 @@ def serve(
         config_poll_seconds=model_config_file_poll_wait_seconds,
         monitoring_path=monitoring_path,
     )
+    if rest_api_port is not None:  # imported before gRPC starts: aiohttp's import would widen the gap between them
+        from serving import rest
     bound = server.start(port, max_workers=max_workers, max_message_bytes=max_message_bytes, reuse_port=reuse_port)
+    if rest_api_port is not None:  # REST on the grpc.aio server's event loop: one loop answers both APIs
+        api = rest.RestApi(server, max_workers=max_workers, monitoring_path=monitoring_path)
+        try:
+            server.rest = rest.RestServer(api, _event_loop(), rest_api_port, reuse_port=reuse_port)
+        except (OSError, ValueError):  # the port is taken or out of range: nothing of this server keeps running
+            api.pool.shutdown()
+            server.stop()
+            raise
     for m in server.models.values():
         log.info(
             "model '%s' from %s on port %d (versions %s, pid %d)",

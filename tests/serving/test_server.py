@@ -368,12 +368,44 @@ def test_query_head_version_searches_with_query_vectors(tmp_path):
         server.stop()
 
 
+def free_ports(n):
+    """n distinct free ports (all held while picking: a port closed and asked for again may come back)."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def check_shared_rest_port(addr, rest_port, proc, deadline, log_path):
+    """The REST port is shared like the gRPC one: a new connection per request, the gRPC answer."""
+    import requests
+
+    body = {"signature_name": "related_items", "inputs": {"item_id": ["i7"], "k": 5}}
+    want = client.related(addr, ["i7"], 5)["item_ids"]
+    url = f"http://127.0.0.1:{rest_port}/v1/models/pinsage:predict"
+    while True:  # each child starts its REST listener right after its gRPC server
+        try:
+            if all(requests.post(url, json=body, timeout=10).status_code == 200 for _ in range(8)):
+                break
+        except requests.ConnectionError:
+            pass
+        assert proc.poll() is None and time.time() < deadline, log_path.read_text()[-2000:]
+        time.sleep(0.2)
+    for _ in range(6):
+        r = requests.post(url, json=body, timeout=10)
+        assert r.status_code == 200 and r.json()["outputs"]["item_ids"] == want, r.text
+
+
 def test_several_processes_share_one_port(tmp_path):
     """`python -m serving --processes 2`: both children answer on the one port (SO_REUSEPORT), the answers equal
     the offline top-k whichever child a connection lands on, SIGTERM stops every child; a port held by someone
     else is a clear error, not a silent share."""
     import signal
-    import socket
     import subprocess
     import sys
 
@@ -381,9 +413,7 @@ def test_several_processes_share_one_port(tmp_path):
 
     emb = datasets.clustered_vectors(N, D, clusters=30, seed=21)
     make_version(tmp_path, emb, "mp")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port, rest_port = free_ports(2)  # gRPC and REST
     root = REPO_ROOT
     cmd = [
         sys.executable,
@@ -395,6 +425,8 @@ def test_several_processes_share_one_port(tmp_path):
         str(port),
         "--processes",
         "2",
+        "--rest-api-port",
+        str(rest_port),
     ]
     log = open(tmp_path / "server.log", "w+")  # a file, not a pipe: a full pipe would block the logging children
 
@@ -420,6 +452,7 @@ def test_several_processes_share_one_port(tmp_path):
             assert r not in got
             overlap.append(len(set(got) & set(e)) / 10)
         assert np.mean(overlap) >= 0.9, overlap  # ScaNN (a tree at 3,000 items): as the one-process test
+        check_shared_rest_port(addr, rest_port, proc, deadline, tmp_path / "server.log")
         # the port is now held: a second server must refuse it, not join it
         second = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=120)
         assert second.returncode != 0 and "cannot bind port" in second.stderr, second.stderr[-2000:]

@@ -1,0 +1,55 @@
+"""A pushed version for the REST and page tests: the real export (related_items, serving_default) plus two
+generic signatures whose inputs all have a batch dimension, which the row format ("instances") needs:
+    embedding_of(item_id [N] string) -> embedding [N, d]                        one input, one output
+    scaled(item_id [N] string, scale [N] float) -> embedding [N, d] * scale, item_id_bytes [N] (the id back)
+The server runs those through the SavedModel itself (its generic path)."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from modules import index as ib
+from modules.export import export_serving_model
+from pipeline.data import datasets
+from pipeline.push import pusher
+
+WORDS = ("amber", "blue", "crimson", "dusk", "ember", "frost", "golden", "harbor", "iron", "jade", "lunar", "misty")
+NOUNS = ("river", "castle", "garden", "voyage", "signal", "orchard", "lantern", "meadow", "canyon", "harvest")
+
+
+def title_of(j: int) -> str:
+    return f"The {WORDS[j % len(WORDS)].title()} {NOUNS[(j // len(WORDS)) % len(NOUNS)].title()} No. {j}"
+
+
+def make_rest_version(root, n: int = 3000, d: int = 16, seed: int = 11, tag: str = "v1"):
+    """(embeddings, ids, titles) of a version pushed to root/serving_model/pinsage."""
+    emb = datasets.clustered_vectors(n, d, clusters=30, seed=seed)
+    ids = [f"i{j}" for j in range(n)]
+    titles = [f"{title_of(j)} ({tag})" for j in range(n)]
+    export_serving_model(str(root / f"sm0_{tag}"), emb, ids, titles=titles)
+    m = tf.saved_model.load(str(root / f"sm0_{tag}"))
+    m.table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(ids), tf.range(n, dtype=tf.int64)), -1
+    )
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="item_id")])
+    def embedding_of(item_id):
+        return {"embedding": tf.gather(m.embeddings, m.table.lookup(item_id))}
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="item_id"),
+            tf.TensorSpec([None], tf.float32, name="scale"),
+        ]
+    )
+    def scaled(item_id, scale):
+        rows = m.table.lookup(item_id)
+        return {"embedding": tf.gather(m.embeddings, rows) * scale[:, None], "item_id_bytes": tf.identity(item_id)}
+
+    sigs = dict(m.signatures)
+    sigs.update(embedding_of=embedding_of, scaled=scaled)
+    tf.saved_model.save(m, str(root / f"sm_{tag}"), signatures=sigs)
+    ib.build_index(emb, ids, str(root / f"ix_{tag}"), titles=titles, brute_force_below=1000, recall_queries=100)
+    pusher.push(str(root / f"sm_{tag}"), str(root / f"ix_{tag}"), str(root / "serving_model"))
+    return np.asarray(emb), ids, titles

@@ -1,0 +1,136 @@
+"""The related-items page in a real headless browser (Debian's chromium through chromium-driver, selenium):
+search a title, pick it, see its related items with titles and scores, click one, the list walks on. The lists
+shown must be the gRPC answers for the same items (test_server.py checks those against brute force).
+
+Skipped, with the reason, only off CI when no browser is installed (`scripts/browser_deps.sh`, which
+`make test` runs, installs it); with CI=true a missing browser fails the test."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from serving import client
+from serving.server import serve
+from tests.serving.rest_fixtures import make_rest_version
+
+CHROMIUM, DRIVER = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
+ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+if not (CHROMIUM and DRIVER) and not ON_CI:
+    pytest.skip(
+        "no chromium + chromedriver on PATH (run scripts/browser_deps.sh, or apt-get install chromium "
+        "chromium-driver); on CI this test runs",
+        allow_module_level=True,
+    )
+
+N = 2000
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    assert CHROMIUM and DRIVER, "CI must have chromium and chromedriver: scripts/browser_deps.sh installs them"
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    root = tmp_path_factory.mktemp("page")
+    emb, ids, titles = make_rest_version(root, N, d=16, seed=5)
+    server = serve(str(root / "serving_model"), 0, poll_seconds=5, block=False, rest_api_port=0)
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1200,900"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(DRIVER, log_output=str(root / "chromedriver.log")), options=opts)
+    driver.set_page_load_timeout(60)
+    try:
+        yield dict(driver=driver, server=server, ids=ids, titles=titles, url=f"http://127.0.0.1:{server.rest.port}/")
+    finally:
+        driver.quit()
+        server.stop()
+
+
+def wait_for(driver, condition, what, timeout=30):
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # the page re-renders its lists: an element found a moment ago may be gone, which is "not yet", not a failure
+    wait = WebDriverWait(driver, timeout, ignored_exceptions=[StaleElementReferenceException])
+    return wait.until(lambda d: condition(d), message=f"timed out waiting for {what}")
+
+
+def suggestion_ids(driver):
+    from selenium.webdriver.common.by import By
+
+    return [b.get_attribute("data-item-id") for b in driver.find_elements(By.CSS_SELECTOR, "#suggestions button")]
+
+
+def related_shown(driver):
+    """(item ids, titles, scores) of the related list as the page shows it."""
+    from selenium.webdriver.common.by import By
+
+    rows = driver.find_elements(By.CSS_SELECTOR, "#related li")
+    ids = [r.find_element(By.CSS_SELECTOR, "button.item").get_attribute("data-item-id") for r in rows]
+    titles = [r.find_element(By.CSS_SELECTOR, ".title").text for r in rows]
+    scores = [float(r.find_element(By.CSS_SELECTOR, ".score").text) for r in rows]
+    return ids, titles, scores
+
+
+def grpc_related(page, item_id, k=10):
+    out = client.related(f"127.0.0.1:{page['server'].port}", [item_id], k)
+    return out["item_ids"][0], out["titles"][0], out["scores"][0]
+
+
+def test_search_pick_and_walk(page):
+    from selenium.webdriver.common.by import By
+
+    d = page["driver"]
+    d.get(page["url"])
+    wait_for(d, lambda d: "version" in d.find_element(By.ID, "model-info").text, "the model status line")
+    assert "pinsage" in d.find_element(By.ID, "model-info").text
+    # type part of a title: the suggestions are the catalogue's matches (plain reference over the titles)
+    box = d.find_element(By.ID, "search")
+    box.send_keys("Lunar Orchard No. 7")
+    want = [j for j, t in enumerate(page["titles"]) if "lunar orchard no. 7" in t.lower()]
+    assert len(want) >= 2, "the fixture's titles changed"
+
+    def suggestions(d):
+        shown = suggestion_ids(d)
+        return shown if shown == [page["ids"][j] for j in want] else None
+
+    shown = wait_for(d, suggestions, "the title suggestions")
+    d.find_element(By.CSS_SELECTOR, f'#suggestions button[data-item-id="{shown[0]}"]').click()
+    first = shown[0]
+    wait_for(d, lambda d: d.find_element(By.ID, "current").text == page["titles"][int(first[1:])], "the heading")
+    wait_for(d, lambda d: len(related_shown(d)[0]) == 10, "10 related items")
+    ids, titles, scores = related_shown(d)
+    g_ids, g_titles, g_scores = grpc_related(page, first)
+    assert ids == g_ids and titles == g_titles and first not in ids
+    np.testing.assert_allclose(scores, g_scores, atol=5e-4)  # shown with 3 decimals
+    assert scores == sorted(scores, reverse=True)
+
+    # click a related item: it becomes the query, the list changes to its own related items, the trail grows
+    nxt = ids[3]
+    d.find_element(By.CSS_SELECTOR, f'#related button[data-item-id="{nxt}"]').click()
+    wait_for(d, lambda d: related_shown(d)[0] == grpc_related(page, nxt)[0], "the next item's related list")
+    assert d.find_element(By.ID, "current").text == titles[3]
+    assert related_shown(d)[0] != ids
+    trail = [b.text for b in d.find_elements(By.CSS_SELECTOR, "#trail button")]
+    assert trail == [page["titles"][int(first[1:])], titles[3]]
+    assert d.find_element(By.ID, "error").get_attribute("hidden") is not None  # no error shown
+
+    # k from the page's input: 5 related items
+    k = d.find_element(By.ID, "k")
+    k.clear()
+    k.send_keys("5")
+    d.find_element(By.CSS_SELECTOR, "#trail button").click()  # back to the first item of the walk
+    wait_for(d, lambda d: related_shown(d)[0] == g_ids[:5], "the first item's top 5")
+
+    # an exact id typed: it is the first suggestion, and Enter picks it
+    from selenium.webdriver.common.keys import Keys
+
+    box.clear()
+    box.send_keys("i1234")
+    wait_for(d, lambda d: suggestion_ids(d)[:1] == ["i1234"], "the exact id first")
+    box.send_keys(Keys.ENTER)
+    wait_for(d, lambda d: related_shown(d)[0] == grpc_related(page, "i1234", 5)[0], "i1234's related items")
+    assert d.find_element(By.ID, "current").text == page["titles"][1234]
