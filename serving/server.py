@@ -820,14 +820,8 @@ def serve(
     if rest_api_port is not None:  # imported before gRPC starts: aiohttp's import would widen the gap between them
         from serving import rest
     bound = server.start(port, max_workers=max_workers, max_message_bytes=max_message_bytes, reuse_port=reuse_port)
-    if rest_api_port is not None:  # REST on the grpc.aio server's event loop: one loop answers both APIs
-        api = rest.RestApi(server, max_workers=max_workers, monitoring_path=monitoring_path)
-        try:
-            server.rest = rest.RestServer(api, _event_loop(), rest_api_port, reuse_port=reuse_port)
-        except (OSError, ValueError):  # the port is taken or out of range: nothing of this server keeps running
-            api.pool.shutdown()
-            server.stop()
-            raise
+    if rest_api_port is not None:
+        _start_rest(rest, server, rest_api_port, max_workers, monitoring_path, reuse_port)
     for m in server.models.values():
         log.info(
             "model '%s' from %s on port %d (versions %s, pid %d)",
@@ -843,6 +837,17 @@ def serve(
         except KeyboardInterrupt:
             server.stop()
     return server
+
+
+def _start_rest(rest, server, port: int, max_workers: int, monitoring_path, reuse_port: bool) -> None:
+    """REST on the grpc.aio server's event loop: one loop answers both APIs."""
+    api = rest.RestApi(server, max_workers=max_workers, monitoring_path=monitoring_path)
+    try:
+        server.rest = rest.RestServer(api, _event_loop(), port, reuse_port=reuse_port)
+    except (OSError, ValueError):  # the port is taken or out of range: nothing of this server keeps running
+        api.pool.shutdown()
+        server.stop()
+        raise
 
 
 def _serve_child(model_base_path: str, port: int, kwargs: dict) -> None:

@@ -21,6 +21,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving import client, flags, rest
+from serving.model_config import PROMETHEUS_DEFAULT_PATH
 from serving.server import serve
 from tests.serving.rest_fixtures import make_rest_version
 
@@ -31,7 +32,15 @@ N = 3000
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("rest")
     emb, ids, titles = make_rest_version(root, N)
-    server = serve(str(root / "serving_model"), 0, poll_seconds=0.2, max_batch=64, block=False, rest_api_port=0)
+    server = serve(
+        str(root / "serving_model"),
+        0,
+        poll_seconds=0.2,
+        max_batch=64,
+        block=False,
+        rest_api_port=0,
+        monitoring_path=PROMETHEUS_DEFAULT_PATH,  # what --monitoring_config_file with prometheus enabled gives
+    )
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
     session = requests.Session()
     yield dict(
@@ -111,7 +120,7 @@ def test_version_and_label_in_the_path(env):
         assert code == 200 and out == base, (path, out)
     assert post(env, f"/v1/models/pinsage/versions/{v + 7}:predict", body) == (
         404,
-        {"error": f"version {v + 7} of 'pinsage' is not loaded (serving version {v})"},
+        {"error": f"version {v + 7} of 'pinsage' is not available (available: [{v}])"},
     )
     code, out = post(env, "/v1/models/pinsage/labels/canary:predict", body)
     assert code == 404 and "label 'canary'" in out["error"]
