@@ -199,7 +199,7 @@ def infer_kind(values: pd.Series) -> dict:
 
 SPEC_KEYS = ("name", "features", "limits")
 FEATURE_KEYS = {"kind": str, "separator": str, "dim": int}
-_TYPE_NAMES = {str: "string", int: "integer"}
+_TYPE_NAMES = {str: "a string", int: "an integer"}
 
 
 def load_dataset_yaml(data_dir: str) -> dict:
@@ -245,7 +245,7 @@ def _feature_spec(path: str, col: str, f) -> dict:
     for key, typ in FEATURE_KEYS.items():
         v = f.get(key)
         if v is not None and (not isinstance(v, typ) or isinstance(v, bool)):
-            raise InputError(f"{path}: feature {col!r}: {key} is {v!r}; expected a {_TYPE_NAMES[typ]}")
+            raise InputError(f"{path}: feature {col!r}: {key} is {v!r}; expected {_TYPE_NAMES[typ]}")
     if f.get("separator") == "":
         raise InputError(f"{path}: feature {col!r}: separator is empty; leave it out for single values")
     if f["kind"] == "dense_vector" and not (isinstance(f.get("dim"), int) and f["dim"] >= 1):
