@@ -35,6 +35,16 @@ class IngestLimits:
 
 
 @dataclasses.dataclass(frozen=True)
+class ProgressConfig:
+    """pipeline/progress.py: loops that end within `delay_s` print nothing; longer ones draw a tqdm line on a
+    terminal, or a plain line every `interval_s` into a log (CI: a line per 30 s shows life without flooding)."""
+
+    enabled: bool = True
+    delay_s: float = 5.0
+    interval_s: float = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
 class SamplingConfig:
     """NeighborhoodSampler (importance neighbourhoods) and the pair window PairGen shares with it."""
 
@@ -79,6 +89,7 @@ class PushConfig:
 
 
 INGEST = IngestLimits()
+PROGRESS = ProgressConfig()
 SAMPLING = SamplingConfig()
 PAIRS = PairConfig()
 EMBED = EmbedConfig()

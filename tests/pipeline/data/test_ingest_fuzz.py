@@ -380,7 +380,7 @@ def test_output_that_is_a_file_is_exit_2(tmp_path, capsys):
 # ---------------------------------------------------------------------- end to end: `pinsage run --stop-after graph`
 
 
-def _pinsage_run(data_dir: str, output: str) -> tuple[subprocess.CompletedProcess, float]:
+def _pinsage_run(data_dir: str, output: str, *flags: str) -> tuple[subprocess.CompletedProcess, float]:
     """`pinsage run --stop-after graph` in a child process that reports its child's peak RSS (MiB): the
     getrusage of a fresh parent, so that each measurement is of this run only."""
     code = (
@@ -390,7 +390,8 @@ def _pinsage_run(data_dir: str, output: str) -> tuple[subprocess.CompletedProces
         "print(f'MAXRSS_KB={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}'); sys.exit(p.returncode)"
     )
     cmd = [sys.executable, "-c", code, sys.executable, "-m", "pipeline.cli", "run", "--data-dir", data_dir]
-    p = subprocess.run(cmd + ["--output", output, "--stop-after", "graph"], cwd=REPO, capture_output=True, text=True)
+    cmd += ["--output", output, "--stop-after", "graph", *flags]
+    p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     rss = [ln for ln in p.stdout.splitlines() if ln.startswith("MAXRSS_KB=")]
     return p, int(rss[-1].split("=")[1]) / 1024 if rss else float("nan")
 
@@ -424,10 +425,10 @@ def test_cli_run_on_unusable_input_exits_2_naming_the_file(small, tmp_path, case
 def test_cli_run_counts_every_class_and_one_huge_id_does_not_cost_memory(small, tmp_path):
     """The issue's classes in one dataset, end to end: the shorthand dataset.yaml, an item id beyond int64, a
     1e30 and a 20-digit timestamp, and a 1 MB context id (which drove GraphGen to 22 GB). Exit 0, the exact
-    counts in data_report.json, and peak RSS within 1.5x of the same run without the bad rows."""
-    clean, _ = _pinsage_run(small, str(tmp_path / "clean-out"))
+    counts in data_report.json, and peak RSS within 1.5x of the same run without the bad rows — with the id
+    dropped by the default limit, and with the limit raised so that the 1 MB id goes through GraphGen."""
+    clean, rss_clean = _pinsage_run(small, str(tmp_path / "clean-out"))
     assert clean.returncode == 0, clean.stderr[-3000:]
-    _, rss_clean = _pinsage_run(small, str(tmp_path / "clean-out-2"))  # the second run: imports warm as for the next
     d = tmp_path / "bad"
     shutil.copytree(small, d)
     spec = (d / "dataset.yaml").read_text()
@@ -446,3 +447,14 @@ def test_cli_run_counts_every_class_and_one_huge_id_does_not_cost_memory(small, 
     assert report["ingest"]["items"]["id_type"] == "string"  # the id beyond int64
     assert report["ingest"]["items"]["rows_kept"] == 301
     assert rss_bad <= 1.5 * rss_clean, (rss_bad, rss_clean)
+
+    kept, rss_kept = _pinsage_run(str(d), str(tmp_path / "kept-out"), "--max-id-length", str(2 << 20))
+    assert kept.returncode == 0, kept.stderr[-3000:]
+    report = json.load(open(tmp_path / "kept-out" / "data_report.json"))
+    assert report["ingest"]["counts"]["interactions.dropped.id_too_long"] == 0
+    assert report["graph"]["num_contexts"] == report_contexts(small) + 1  # the 1 MB context is in the graph
+    assert rss_kept <= 1.5 * rss_clean, (rss_kept, rss_clean)
+
+
+def report_contexts(data_dir: str) -> int:
+    return pd.read_csv(os.path.join(data_dir, "interactions.csv"), usecols=["context_id"])["context_id"].nunique()
