@@ -107,6 +107,17 @@ ERRORS = {
         "interactions.csv",
         "Expected 3 columns, got 4",
     ),
+    "semicolon-separated file": (
+        dict(inter="context_id;item_id;timestamp\nu1;1;100\n"),
+        "interactions.csv",
+        r"missing required column\(s\) \['context_id', 'item_id', 'timestamp'\]; found \['context_id;item_id;timestamp'\]",
+    ),
+    "unterminated quote in items.csv": (
+        dict(items='item_id,title\n1,"Heat\n2,Alien\n'),
+        "items.csv",
+        "cannot be parsed as CSV: .*EOF inside string",
+    ),
+    "old Mac line endings": (dict(items="item_id,title\r1,Heat\r"), "items.csv", "header row cannot be parsed"),
     "everything dropped": (
         dict(inter="context_id,item_id,timestamp\nu1,99,100\n"),
         "interactions.csv",
@@ -220,6 +231,11 @@ COUNTED = {
         dict(items=ITEMS + "5," + "t" * 65537 + ",1990\n6," + "t" * 65536 + ",1990\n"),
         {"items.title.too_long_blanked": 1},
     ),
+    "a megabyte weight and a megabyte number": (
+        dict(inter=INTER + "u2,1,5," + "7" * (1 << 20) + "\n", items=ITEMS + "5,Big," + "9" * (1 << 20) + "\n"),
+        {"interactions.dropped.invalid_weight": 1, "items.year.too_long_blanked": 1},
+    ),
+    "Windows line endings": (dict(items=ITEMS.replace("\n", "\r\n"), inter=INTER.replace("\n", "\r\n")), {}),
     "item ids as floats in interactions": (
         dict(inter=INTER + "u2,1.0,5,1\nu2, 3 ,6,1\n"),  # '1.0' is not item '1'; ' 3 ' is trimmed
         {"interactions.dropped.unknown_item_id": 1},
