@@ -326,7 +326,7 @@ def write_data_report(output: str, ingest_report: dict) -> dict:
             graph_stats.pop("ingest", None)
     report = {
         "dataset": ingest_report["spec"]["name"],
-        "ingest": {k: ingest_report[k] for k in ("items", "interactions", "counts")},
+        "ingest": {k: ingest_report[k] for k in ("items", "interactions", "counts", "limits") if k in ingest_report},
         "features": ingest_report["spec"]["features"],
         "features_inferred": ingest_report["spec"].get("inferred", []),
         "graph": graph_stats,
