@@ -279,6 +279,36 @@ def resolve_spec(data_dir: str, items: pd.DataFrame, loaded: dict | None = None)
     return spec
 
 
+RESERVED_COLUMNS = ("node_id", "train_degree")  # GraphGen adds them to every item row
+
+
+def check_feature_names(items_path: str, spec: dict, limits: dict) -> None:
+    """InputError when two item columns would make the same model feature (e.g. a numeric 'year' makes 'year' and
+    'year_missing': a column 'year_missing' next to it would clash inside Transform), a column takes a name the
+    pipeline adds, or a dense_vector's dim cannot fit in one cell (each value takes at least 2 bytes, '0 ': a
+    larger dim would only blank every cell, and make Transform impute vectors of that width for every item)."""
+    from schema.build import transformed_features
+
+    base = set(transformed_features({"features": {}}))  # node_id, log_degree
+    taken = sorted(c for c in set(RESERVED_COLUMNS) | base if c in spec["features"])
+    if taken:
+        raise InputError(f"{items_path}: column(s) {taken} are names the pipeline adds; rename them")
+    made: dict[str, str] = {}
+    for col, f in spec["features"].items():
+        if f["kind"] == "dense_vector" and f["dim"] > (limits["max_cell_length"] + 1) // 2:
+            raise InputError(
+                f"{items_path}: dense_vector column {col!r} has dim {f['dim']}, more values than a cell of "
+                f"max_cell_length={limits['max_cell_length']} bytes can hold"
+            )
+        for name in set(transformed_features({"features": {col: f}})) - base:
+            if name in made:
+                raise InputError(
+                    f"{items_path}: columns {made[name]!r} and {col!r} both make the model feature {name!r} "
+                    f"({spec['features'][made[name]]['kind']} and {f['kind']}); rename one"
+                )
+            made[name] = col
+
+
 def resolve_limits(data_dir: str, loaded: dict, overrides: dict | None = None) -> dict:
     """The cell-size limits: pipeline/configs.INGEST, then dataset.yaml's `limits:`, then `overrides` (CLI)."""
     path = os.path.join(data_dir, SPEC_FILE)
@@ -438,6 +468,7 @@ def canonicalise(data_dir: str, out_root: str, limits: dict | None = None) -> tu
     items = read_contract_csv(items_path, ITEM_REQUIRED)
     inter = read_contract_table(inter_path, INTERACTION_REQUIRED)
     spec = resolve_spec(data_dir, items, loaded)
+    check_feature_names(items_path, spec, limits)
     counts: dict[str, int] = {}
     n_items_raw, n_inter_raw = len(items), inter.num_rows
     extra = [c for c in inter.column_names if c not in INTERACTION_COLUMNS]

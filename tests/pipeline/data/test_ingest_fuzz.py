@@ -118,6 +118,23 @@ ERRORS = {
         "cannot be parsed as CSV: .*EOF inside string",
     ),
     "old Mac line endings": (dict(items="item_id,title\r1,Heat\r"), "items.csv", "header row cannot be parsed"),
+    "column that clashes with a made feature": (
+        dict(
+            items="item_id,year,year_missing\n1,1995,0\n", spec="features:\n  year: numeric\n  year_missing: numeric\n"
+        ),
+        "items.csv",
+        "columns 'year' and 'year_missing' both make the model feature 'year_missing'",
+    ),
+    "column named like one the pipeline adds": (
+        dict(items="item_id,node_id\n1,5\n", spec=None),
+        "items.csv",
+        r"column\(s\) \['node_id'\] are names the pipeline adds",
+    ),
+    "vector dim larger than a cell": (
+        dict(items="item_id,v\n1,1 2\n", spec="features:\n  v: {kind: dense_vector, dim: 100000000}\n"),
+        "items.csv",
+        "dense_vector column 'v' has dim 100000000",
+    ),
     "everything dropped": (
         dict(inter="context_id,item_id,timestamp\nu1,99,100\n"),
         "interactions.csv",
