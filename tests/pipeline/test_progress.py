@@ -117,3 +117,39 @@ def test_shared_meter_spans_shards_and_closes_at_its_total(fast, capsys):
     assert "done in" in lines[-1]
     progress.advance("PPR hard negatives", 100, 50, "queries")  # a second stage run: a fresh meter
     assert ": 50/100 queries" in capsys.readouterr().err
+
+
+def test_beam_walk_and_ppr_shards_report_one_stage_meter(fast, tmp_path, capsys):
+    """The NeighborhoodSampler's and PairGen's in-memory shards (beam_walks.WalkShard / NegativeShard on the
+    DirectRunner, one process): one meter per stage across all shards, ending at its total."""
+    import apache_beam as beam
+
+    from pipeline.sampling import beam_walks
+    from schema import graph as graph_io
+
+    rng = np.random.default_rng(0)
+    n, c, per = 300, 60, 12
+    ctx = np.repeat(np.arange(c), per)
+    node = rng.integers(0, n, c * per)
+    pos = np.tile(np.arange(per), c)
+    inter = {"context_index": ctx, "node_id": node, "timestamp": pos, "split": ["train"] * len(ctx), "position": pos}
+    graph_io.write_tables(str(tmp_path), list(range(n)), [f"c{i}" for i in range(c)], inter)
+    params = rw.WalkParams(num_walks=10, walk_length=3, restart_prob=0.5, top_t=5, seed=0)
+    props = dict(
+        window=3, symmetric=False, ppr_num_walks=20, ppr_walk_length=4, ppr_restart_prob=0.3, max_negatives=5, seed=0
+    )
+    with beam.Pipeline() as p:
+        _ = p | "W" >> beam.Create(rw.chunks(n, 100)) | beam.ParDo(beam_walks.WalkShard(str(tmp_path), params))
+        _ = (
+            p
+            | "N" >> beam.Create(rw.chunks(n, 100))
+            | beam.ParDo(beam_walks.NegativeShard(str(tmp_path), props, (2, 20)))
+        )
+    err = capsys.readouterr().err.splitlines()
+    walks = [ln for ln in err if ln.startswith("[pinsage] random walks: ")]
+    assert walks and walks[-1].startswith(f"[pinsage] random walks: {n}/{n} items") and "done in" in walks[-1]
+    negs = [ln for ln in err if ln.startswith("[pinsage] PPR hard negatives: ")]
+    total = int(re.search(r"/(\d+) queries", negs[-1]).group(1))
+    assert 0 < total <= n and negs[-1].startswith(f"[pinsage] PPR hard negatives: {total}/{total} queries")
+    done = [int(re.search(r": (\d+)/", ln).group(1)) for ln in negs]
+    assert done == sorted(done) and len(done) > 3  # it moves within the shards (per walk step), never back
