@@ -152,6 +152,22 @@ def read_contract_csv(path: str, required: tuple[str, ...]) -> pd.DataFrame:
     return df
 
 
+def _bad_row(path: str, num_columns: int) -> str:
+    """' (line N)' of the first row whose field count is not `num_columns`, for the message: Arrow's parse error
+    quotes the row but not its line. Only called once Arrow has failed (a Python pass over the file)."""
+    line = 0
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            for row in reader:
+                line = reader.line_num
+                if line > 1 and row and len(row) != num_columns:
+                    return f" (line {line}: {len(row)} fields, the header has {num_columns})"
+    except (csv.Error, UnicodeDecodeError, OSError) as e:
+        return f" (near line {line + 1}: {e})"
+    return ""
+
+
 def read_contract_table(path: str, required: tuple[str, ...]):
     """read_contract_csv with pyarrow (every cell a string, whitespace-trimmed): the large-table reader."""
 
@@ -169,7 +185,7 @@ def read_contract_table(path: str, required: tuple[str, ...]):
     except (pa.ArrowInvalid, UnicodeDecodeError) as e:
         if isinstance(e, UnicodeDecodeError) or "UTF8" in str(e):
             raise InputError(utf8_error(path)) from None
-        raise InputError(f"{path}: cannot be parsed as CSV: {_short(e)}") from None
+        raise InputError(f"{path}: cannot be parsed as CSV{_bad_row(path, len(header))}: {_short(e)}") from None
     if t.num_rows == 0:
         raise InputError(f"{path}: has a header but no data rows")
     for c in header:  # Arrow ends an unterminated quoted value at the line end and keeps the newline in it

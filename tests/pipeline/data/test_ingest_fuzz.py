@@ -105,7 +105,7 @@ ERRORS = {
     "interactions row longer than the header": (
         dict(inter="context_id,item_id,timestamp\nu1,1,100\nu1,2,200,9\n"),
         "interactions.csv",
-        "Expected 3 columns, got 4",
+        r"line 3: 4 fields, the header has 3\): .*Expected 3 columns, got 4",
     ),
     "semicolon-separated file": (
         dict(inter="context_id;item_id;timestamp\nu1;1;100\n"),
