@@ -15,6 +15,7 @@ import time
 from pipeline.configs import (
     EMBED,
     EMBED_STRATEGIES,
+    INGEST,
     SamplingConfig,
     NEIGHBORHOOD_SOURCES,
     SAMPLING,
@@ -31,7 +32,11 @@ def _cmd_data(args) -> int:
     kw = {}
     if args.dataset == "synthetic":
         kw = dict(items=args.items, contexts=args.contexts, edges=args.edges, seed=args.seed)
-    summary = datasets.materialise(args.dataset, args.out, cache_dir=args.cache_dir, **kw)
+    try:
+        summary = datasets.materialise(args.dataset, args.out, cache_dir=args.cache_dir, **kw)
+    except (ValueError, OSError) as e:  # e.g. edges < contexts, or --out is a file
+        print(f"[pinsage] ERROR: {e}", file=sys.stderr)
+        return 2
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -51,7 +56,7 @@ def _run_options(args) -> dict:
     """driver.build's keyword arguments from the parsed `pinsage run` flags (ValueError for a bad one)."""
     from pipeline.pipeline import step_budget_hparams
 
-    hparams = _json_flag("--hparams", args.hparams)
+    hparams = _check_hparams(_json_flag("--hparams", args.hparams))
     if args.train_steps:
         hparams = step_budget_hparams(hparams, args.train_steps)
     return dict(
@@ -64,14 +69,78 @@ def _run_options(args) -> dict:
             neighborhood_source=args.neighborhood_source,
             seed=args.seed,
         ),
-        beam_args=list(args.beam_arg or []),
+        beam_args=_beam_args(args.beam_arg),
         stop_after=args.stop_after,
         enable_cache=not args.no_cache,
         hparams=hparams,
         eval_contexts=args.eval_contexts,
         embed_strategy=args.embed_strategy,
         ablations=_ablations(args),
+        ingest_limits={"max_id_length": args.max_id_length, "max_cell_length": args.max_cell_length},
     )
+
+
+def _beam_args(values: list[str] | None) -> list[str]:
+    """The --beam-arg values, parsed by Beam now: a bad value (e.g. --direct_num_workers=two) is then a
+    ValueError (exit 2) with Beam's one-line reason before the run, not a traceback inside a stage (Beam's own
+    argparse would print its ~150-line usage of every runner's options)."""
+    import contextlib
+    import io
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    args = list(values or [])
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            PipelineOptions(args).get_all_options()
+    except SystemExit:
+        reason = err.getvalue().strip().splitlines()[-1:] or ["not valid"]
+        raise ValueError(f"--beam-arg {args}: {reason[0].split('error: ', 1)[-1]}") from None
+    return args
+
+
+def _check_hparams(hparams: dict) -> dict:
+    """ValueError naming the key for an --hparams override of an unknown name or of the wrong type (a string
+    where the default is a number would otherwise fail deep inside the Trainer, as a traceback)."""
+    import dataclasses
+    import math
+
+    from modules.model import PinSageHParams
+
+    fields = {f.name: f.default for f in dataclasses.fields(PinSageHParams)}
+    unknown = sorted(set(hparams) - set(fields))
+    if unknown:
+        raise ValueError(f"--hparams: unknown name(s) {unknown}; known: {sorted(fields)}")
+    for k, v in hparams.items():
+        d = fields[k]
+        if d is None:  # Optional[int] fields: an integer or null
+            ok = v is None or (isinstance(v, int) and not isinstance(v, bool))
+        elif isinstance(d, bool):
+            ok = isinstance(v, bool)
+        elif isinstance(d, float):
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        else:
+            ok = isinstance(v, type(d)) and not isinstance(v, bool)
+        if not ok:
+            raise ValueError(f"--hparams: {k} is {v!r}; expected a value like the default {d!r}")
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
+            raise ValueError(f"--hparams: {k} is {v!r}; expected a value >= 0")
+    PinSageHParams.from_dict(hparams)  # its own cross-field checks (ValueError)
+    return hparams
+
+
+def _int_at_least(lo: int):
+    """An argparse type: an integer >= lo (argparse turns the ValueError into a usage error, exit 2)."""
+
+    def parse(text: str) -> int:
+        v = int(text)
+        if v < lo:
+            raise ValueError(text)
+        return v
+
+    parse.__name__ = f"integer >= {lo}"
+    return parse
 
 
 def _json_flag(flag: str, value: str) -> dict:
@@ -144,6 +213,9 @@ def _cmd_run(args) -> int:
         pipeline, ingest_report = driver.build(output, **options)
     except (ValueError, ingest.InputError) as e:  # InputError names the file
         print(f"[pinsage] ERROR: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # e.g. --output names a file, or a directory that cannot be written
+        print(f"[pinsage] ERROR: {e.filename or output}: {e.strerror or e}", file=sys.stderr)
         return 2
     ingest_s = round(time.time() - t_build, 1)
     items, inter = ingest_report["items"]["rows_kept"], ingest_report["interactions"]["rows_kept"]
@@ -300,14 +372,14 @@ def _add_run_parser(sub) -> None:
     )
     r.add_argument(
         "--train-steps",
-        type=int,
+        type=_int_at_least(1),
         default=None,
         help="step budget: train for at most this many steps in total (sets epochs / steps_per_epoch "
         "of the hparams; see pipeline/pipeline.step_budget_hparams)",
     )
     r.add_argument(
         "--eval-contexts",
-        type=int,
+        type=_int_at_least(1),
         default=None,
         help="evaluate a fixed random sample of at most this many contexts per split (the report "
         "states the sample size); default: every context",
@@ -319,8 +391,8 @@ def _add_run_parser(sub) -> None:
         help="BulkEmbedder: the Beam join per layer, or one in-memory layer-wise pass; auto = "
         "in_memory on the in-process DirectRunner, beam when a --beam-arg names another runner",
     )
-    r.add_argument("--num-walks", type=int, default=SAMPLING.num_walks)
-    r.add_argument("--top-t", type=int, default=SAMPLING.top_t)
+    r.add_argument("--num-walks", type=_int_at_least(1), default=SAMPLING.num_walks)
+    r.add_argument("--top-t", type=_int_at_least(1), default=SAMPLING.top_t)
     r.add_argument("--walk-strategy", choices=WALK_STRATEGIES, default=SAMPLING.strategy)
     r.add_argument(
         "--neighborhood-source",
@@ -330,7 +402,16 @@ def _add_run_parser(sub) -> None:
         "counts (default; best validation HR@10 on ML-1M, bench/QUALITY.md), random-walk visits "
         "(the paper), or a mix",
     )
-    r.add_argument("--seed", type=int, default=SAMPLING.seed)
+    r.add_argument("--seed", type=_int_at_least(0), default=SAMPLING.seed)
+    for flag, field in (("--max-id-length", "max_id_length"), ("--max-cell-length", "max_cell_length")):
+        r.add_argument(
+            flag,
+            type=_int_at_least(1),
+            default=None,
+            help=f"ingest: UTF-8 bytes per {'id' if 'id' in field else 'feature cell'} (longer: "
+            f"{'row dropped' if 'id' in field else 'cell blanked'}, counted); default: dataset.yaml's "
+            f"limits.{field}, else {getattr(INGEST, field)} (pipeline/configs.IngestLimits)",
+        )
     r.add_argument(
         "--ablations",
         nargs="*",
@@ -359,10 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dataset", required=True, choices=["ml-100k", "ml-1m", "synthetic"])
     d.add_argument("--out", required=True)
     d.add_argument("--cache-dir", default=None, help="wheel cache (default ~/.cache/pinsage)")
-    d.add_argument("--items", type=int, default=10000)
-    d.add_argument("--contexts", type=int, default=3000)
-    d.add_argument("--edges", type=int, default=100000)
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--items", type=_int_at_least(1), default=10000)
+    d.add_argument("--contexts", type=_int_at_least(1), default=3000)
+    d.add_argument("--edges", type=_int_at_least(1), default=100000)
+    d.add_argument("--seed", type=_int_at_least(0), default=0)
     d.set_defaults(fn=_cmd_data)
 
     _add_run_parser(sub)

@@ -6,6 +6,10 @@ modules.index's (the layers below the pipeline own their own defaults).
 Why these values (measurements in BUILD_NOTES.md and bench/QUALITY.md):
 - 200 walks per item: at 50 walks half of the top-20 slots have a visit count of 1; 200 leave 0.5 %.
 - top-10 transition-count neighbourhoods: best validation HR@10 on ML-1M among the sources measured.
+- ingest limits of 1 KiB per id and 64 KiB per feature cell (UTF-8 bytes): an id is a key that every later stage
+  hashes, sorts and copies (GraphGen's id tables, the neighbourhood and pair tables, the serving id map), so one
+  huge id costs memory in each; real ids (integers, UUIDs, URLs, 'Title (Year)') are far shorter. 64 KiB holds a
+  long product description (~10k words); past that a cell is more likely a broken quote swallowing the file.
 - hard negatives from a PPR rank window of 1-3 % of the catalogue (the paper's 2000-5000 of millions, scaled),
   PPR run for at most 5,000 query items (the rest sample from them), so that PairGen stays linear.
 """
@@ -18,6 +22,26 @@ STAGES = ("graph", "transform", "sampling", "evaluation")  # `--stop-after` poin
 NEIGHBORHOOD_SOURCES = ("random_walk", "transitions", "mixed")
 WALK_STRATEGIES = ("in_memory", "join")
 EMBED_STRATEGIES = ("auto", "beam", "in_memory")
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestLimits:
+    """Ingest: per-cell size limits in UTF-8 bytes. A row whose context or item id is longer is dropped and counted;
+    a longer feature cell is blanked and counted. Overridden per dataset (`limits:` in dataset.yaml) or per run
+    (`pinsage run --max-id-length/--max-cell-length`)."""
+
+    max_id_length: int = 1024
+    max_cell_length: int = 65536
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgressConfig:
+    """pipeline/progress.py: loops that end within `delay_s` print nothing; longer ones draw a tqdm line on a
+    terminal, or a plain line every `interval_s` into a log (CI: a line per 30 s shows life without flooding)."""
+
+    enabled: bool = True
+    delay_s: float = 5.0
+    interval_s: float = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +88,8 @@ class PushConfig:
     keep: int = 3  # versions kept in serving_model/<name>/
 
 
+INGEST = IngestLimits()
+PROGRESS = ProgressConfig()
 SAMPLING = SamplingConfig()
 PAIRS = PairConfig()
 EMBED = EmbedConfig()

@@ -42,9 +42,14 @@ log = logging.getLogger("pinsage")
 
 
 def prepare_inputs(
-    output: str, dataset: str | None = None, data_dir: str | None = None, cache_dir: str | None = None
+    output: str,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    cache_dir: str | None = None,
+    ingest_limits: dict | None = None,
 ) -> tuple[PipelineInputs, dict]:
-    """Materialises/ingests the data and resolves the schemas; returns the pipeline inputs and ingest report."""
+    """Materialises/ingests the data and resolves the schemas; returns the pipeline inputs and ingest report.
+    `ingest_limits`: overrides of configs.IngestLimits (the CLI's --max-id-length / --max-cell-length)."""
     if bool(dataset) == bool(data_dir):
         raise ValueError("give exactly one of --dataset or --data-dir")
     if dataset:
@@ -54,7 +59,7 @@ def prepare_inputs(
 
             print(f"[pinsage] materialising {dataset} into {data_dir}", flush=True)
             datasets.materialise(dataset, data_dir, cache_dir=cache_dir)
-    canon, report = ingest.canonicalise(data_dir, os.path.join(output, "ingest"))
+    canon, report = ingest.canonicalise(data_dir, os.path.join(output, "ingest"), ingest_limits)
     spec = report["spec"]
     item_t, ctx_t = report["items"]["id_type"], report["interactions"]["context_id_type"]
     bundled = schema_build.bundled_dir(dataset) if dataset in schema_build.BUNDLED else None
@@ -154,8 +159,9 @@ def build(
     eval_contexts: int | None = None,
     embed_strategy: str = EMBED.strategy,
     ablations: list[str] | None = None,
+    ingest_limits: dict | None = None,
 ):
-    inputs, report = prepare_inputs(output, dataset, data_dir)
+    inputs, report = prepare_inputs(output, dataset, data_dir, ingest_limits=ingest_limits)
     pipeline = create_pipeline(
         PIPELINE_NAME,
         os.path.join(output, "tfx"),
@@ -320,7 +326,7 @@ def write_data_report(output: str, ingest_report: dict) -> dict:
             graph_stats.pop("ingest", None)
     report = {
         "dataset": ingest_report["spec"]["name"],
-        "ingest": {k: ingest_report[k] for k in ("items", "interactions", "counts")},
+        "ingest": {k: ingest_report[k] for k in ("items", "interactions", "counts", "limits") if k in ingest_report},
         "features": ingest_report["spec"]["features"],
         "features_inferred": ingest_report["spec"].get("inferred", []),
         "graph": graph_stats,

@@ -93,7 +93,7 @@ class _KnownContexts(beam.DoFn):
     def process(self, rb, item_table):
         known = self.lookup(item_table, _column(rb, "item_id")) >= 0
         ctx = _column(rb, "context_id")[known]
-        yield (np.unique(ctx) if ctx.dtype.kind in "iu" else np.unique(_id_strings(ctx).astype(str))).astype(str)
+        yield _id_strings(np.unique(ctx)) if ctx.dtype.kind in "iu" else pd.unique(_id_strings(ctx))
 
 
 class _PartitionInteractions(beam.DoFn):
@@ -241,7 +241,7 @@ def _id_table(p, batches, label: str, known_items=None):
     """(sorted distinct ids, their order) of an id column as a singleton PCollection; for contexts, only those with
     at least one interaction with a known item."""
     if known_items is None:
-        ids = batches | f"{label}Ids" >> beam.Map(lambda rb: _id_strings(_column(rb, "item_id")).astype(str))
+        ids = batches | f"{label}Ids" >> beam.Map(lambda rb: _id_strings(_column(rb, "item_id")))
     else:
         ids = batches | f"{label}Ids" >> beam.ParDo(_KnownContexts(), known_items)
     return ids | f"All{label}Ids" >> beam.combiners.ToList() | f"Sort{label}Ids" >> beam.Map(_concat_ids)

@@ -11,6 +11,9 @@ the rest train; contexts with fewer than 3 interactions stay in train only.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 
 def _id_str(v) -> str:
@@ -18,18 +21,26 @@ def _id_str(v) -> str:
 
 
 def id_strings(values: np.ndarray) -> np.ndarray:
-    """Ids as strings the way _id_str writes them (an integral float '5.0' -> '5')."""
+    """Ids as strings the way _id_str writes them (an integral float '5.0' -> '5'), as an object array.
+
+    Never a fixed-width numpy string array ('<U…'): that stores every id at the width of the longest one, so a
+    single 1 MB id among a million ids costs 4 TB (4 bytes per character); object arrays cost what the ids do."""
     if values.dtype.kind == "f":
         return np.array([_id_str(float(v)) for v in values], dtype=object)
-    return values.astype(str).astype(object)
+    if values.dtype.kind in "iu":  # at most 20 characters each
+        return values.astype(str).astype(object)
+    return pd.Series(values, dtype=object, copy=False).astype(str).to_numpy(dtype=object)
 
 
 def sorted_ids(ids: np.ndarray) -> tuple[np.ndarray, str]:
     """Distinct ids in id order (numeric when all are integers, else string order) and that order's name;
-    position in the result = contiguous index."""
-    ids = np.unique(np.asarray(ids, dtype=str))
+    position in the result = contiguous index. Distinct and string-sorted by Arrow (UTF-8 byte order = code point
+    order), so memory follows the ids' total size (id_strings)."""
+    arr = pa.array(id_strings(np.asarray(ids)), pa.string())
+    uniq = pc.unique(arr)
+    ids = uniq.take(pc.array_sort_indices(uniq)).to_numpy(zero_copy_only=False).astype(object)
     try:
-        keys = ids.astype(np.int64)
+        keys = ids.astype(np.int64)  # int() of each id: ValueError/OverflowError unless all fit int64
     except (ValueError, OverflowError):
         return ids, "string"
     return ids[np.argsort(keys, kind="stable")], "int"

@@ -29,6 +29,7 @@ import numpy as np
 from schema import neighborhoods as neighborhood_io
 from pipeline.sampling.pairs import pairs_from_graph
 from schema import pairs
+from pipeline import progress
 from pipeline.sampling import ppr
 from pipeline.sampling import random_walks as rw
 import pyarrow.compute as pc
@@ -191,6 +192,7 @@ class WalkShard(beam.DoFn):
     def process(self, shard):
         i, lo, hi = shard
         nbr, cnt = rw.sample_chunk(self._adj, lo, hi, self._params, i)
+        progress.advance("random walks", self._adj.num_items, hi - lo, "items")
         isolated = int((self._adj.item_degree[lo:hi] == 0).sum())
         dup = {"duplicate_edges": self._adj.duplicate_edges} if i == 0 else {}
         yield np.arange(lo, hi, dtype=np.int64), nbr, cnt, isolated, dup
@@ -260,6 +262,12 @@ class NegativeShard(beam.DoFn):
         a, b = np.searchsorted(self._ex_q, [lo, hi])
         queries = self._queries[(self._queries >= lo) & (self._queries < hi)]
         p = self._props
+        steps, total = int(p["ppr_walk_length"]), len(self._queries)
+
+        def on_step(step):  # the shard's queries, spread over its walk steps, for the stage's progress line
+            done = step * len(queries) // steps - (step - 1) * len(queries) // steps
+            progress.advance("PPR hard negatives", total, done, "queries")
+
         neg, stats = ppr.ppr_negatives(
             self._adj,
             queries,
@@ -271,6 +279,7 @@ class NegativeShard(beam.DoFn):
             float(p["ppr_restart_prob"]),
             int(p["max_negatives"]),
             rw.chunk_rng(int(p["seed"]), k, PPR_STREAM),
+            on_step,
         )
         table = pa.Table.from_arrays(
             [pa.array(queries), neighborhood_io.padded_to_lists(neg, neg >= 0)], names=["query", "negatives"]

@@ -57,12 +57,13 @@ def ppr_negatives(
     restart_prob: float,
     max_negatives: int,
     rng: np.random.Generator,
+    on_step=None,
 ) -> tuple[np.ndarray, dict]:
     """[B, K] hard negatives per query (-1 padded) and stats counters. pos_query/pos_item: the positive pairs
-    to exclude (any order)."""
+    to exclude (any order). `on_step(k)`: progress, after walk step k (random_walks.walk_visits)."""
     queries = np.asarray(queries, np.int64)
     n = adj.num_items
-    rows, items = rw.walk_visits(adj, queries, num_walks, walk_length, restart_prob, rng)
+    rows, items = rw.walk_visits(adj, queries, num_walks, walk_length, restart_prob, rng, on_step)
     excluded = np.isin(queries[rows] * n + items, np.asarray(pos_query, np.int64) * n + pos_item)
     r, it, _ = rw.count_visits(rows[~excluded], items[~excluded], n)
     keep = window_ranks(*window, max_negatives)

@@ -23,6 +23,7 @@ import dataclasses
 
 import numpy as np
 
+from pipeline import progress
 from pipeline.configs import SAMPLING
 from schema import graph as graph_io
 import pyarrow.compute as pc
@@ -98,10 +99,16 @@ def _step(indptr: np.ndarray, indices: np.ndarray, pos: np.ndarray, rng: np.rand
 
 
 def walk_visits(
-    adj: Adjacency, starts: np.ndarray, num_walks: int, walk_length: int, restart_prob: float, rng: np.random.Generator
+    adj: Adjacency,
+    starts: np.ndarray,
+    num_walks: int,
+    walk_length: int,
+    restart_prob: float,
+    rng: np.random.Generator,
+    on_step=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Raw visits of `num_walks` walks from each start: (row into `starts`, visited item), start excluded.
-    Starts without train edges make no walks."""
+    Starts without train edges make no walks. `on_step(k)` (progress) is called after step k = 1..walk_length."""
     starts = np.asarray(starts, dtype=np.int64)
     has_edges = adj.item_degree[starts] > 0
     row = np.repeat(np.flatnonzero(has_edges), num_walks)
@@ -115,6 +122,8 @@ def walk_visits(
         if k + 1 < walk_length:
             alive = rng.random(len(pos)) >= restart_prob
             row, pos = row[alive], pos[alive]
+        if on_step is not None:
+            on_step(k + 1)
     return np.concatenate(rows), np.concatenate(items)
 
 
@@ -173,7 +182,11 @@ def chunks(num_items: int, shard_size: int) -> list[tuple[int, int, int]]:
 
 def sample_neighborhoods(adj: Adjacency, params: WalkParams, shard_size: int = SAMPLING.shard_size):
     """All items' neighbourhoods in this process: (nbr [N,T] -1 padded, weights [N,T] float32, counts [N,T])."""
-    parts = [sample_chunk(adj, lo, hi, params, i) for i, lo, hi in chunks(adj.num_items, shard_size)]
+    parts = []
+    with progress.Progress("random walks", adj.num_items, "items") as meter:
+        for i, lo, hi in chunks(adj.num_items, shard_size):
+            parts.append(sample_chunk(adj, lo, hi, params, i))
+            meter.update(hi - lo)
     nbr = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, params.top_t), np.int64)
     cnt = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, params.top_t), np.int64)
     return nbr, l1_weights(cnt), cnt

@@ -4,7 +4,7 @@ Python reference on random timelines, and on all of ML-100K against a pandas ref
 import numpy as np
 import pandas as pd
 
-from pipeline.graph.split import sorted_ids, split_partition
+from pipeline.graph.split import id_strings, sorted_ids, split_partition
 
 
 # ------------------------------------------------------------- independent references (plain Python, one context)
@@ -163,3 +163,21 @@ def test_sorted_ids_is_index_of():
         got, order = sorted_ids(np.array(ids))
         assert {x: i for i, x in enumerate(got)} == index_of(list(dict.fromkeys(ids)))
         assert order == id_order(ids)
+
+
+def test_id_tables_cost_what_the_ids_cost():
+    """One 1 MB id among many short ones: GraphGen's id tables stay object arrays (a fixed-width '<U' array would
+    store every id at 4 bytes x the longest id: the 22 GB of issue 15), and the order is unchanged — string order
+    by code point (Python's sort of the same strings is the reference), numeric for integers, int64 bounds
+    respected."""
+    huge = "x" * (1 << 20)
+    ids = np.array(["b", huge, "10", "é", "a", "b", "Z"], dtype=object)
+    got, order = sorted_ids(ids)
+    assert got.dtype == object and order == "string"
+    assert list(got) == sorted(set(ids.tolist()))
+    assert id_strings(ids).dtype == object
+    got, order = sorted_ids(np.array(["30", "-4", "9223372036854775807", "7"], dtype=object))
+    assert list(got) == ["-4", "7", "30", "9223372036854775807"] and order == "int"
+    got, order = sorted_ids(np.array(["30", "9223372036854775808"], dtype=object))  # beyond int64
+    assert list(got) == ["30", "9223372036854775808"] and order == "string"
+    assert list(sorted_ids(np.array([3, 10, 3]))[0]) == ["3", "10"]  # int64 input (Parquet INT ids)
