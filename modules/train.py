@@ -238,7 +238,10 @@ class TrainState:
         self.restored = self.manager.latest_checkpoint
         _check_hparams(model_dir, hp, bool(self.restored))
         if self.restored:
-            ckpt.restore(self.restored).assert_existing_objects_matched()
+            try:
+                ckpt.restore(self.restored).assert_existing_objects_matched()
+            except AssertionError as e:  # e.g. a checkpoint of an older TrainState without the position
+                raise ValueError(f"{self.restored} does not match this model and TrainState: {e}") from None
         v = self.vars
         self.epoch, self.step = int(v["epoch"].numpy()), int(v["step_in_epoch"].numpy())
         self.loss_sum, self.seconds = float(v["epoch_loss_sum"].numpy()), float(v["epoch_seconds"].numpy())
@@ -248,13 +251,18 @@ class TrainState:
 
     def announce(self, file) -> None:
         """The line a resumed run starts with (tests and logs read the step from it)."""
-        if self.restored:
-            print(
-                f"[pinsage] train: resuming from {self.restored} at step {self.iterations()} "
-                f"(epoch {self.epoch + 1}/{self.hp.epochs}, step {self.step}/{self.steps_per_epoch} of it)",
-                file=file,
-                flush=True,
-            )
+        if not self.restored:
+            return
+        where = (
+            f"epoch {self.epoch + 1}/{self.hp.epochs}, step {self.step}/{self.steps_per_epoch} of it"
+            if self.epoch < self.hp.epochs
+            else "all epochs done"
+        )
+        print(
+            f"[pinsage] train: resuming from {self.restored} at step {self.iterations()} ({where})",
+            file=file,
+            flush=True,
+        )
 
     def iterations(self) -> int:
         return int(self.optimizer.iterations.numpy())

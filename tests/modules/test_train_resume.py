@@ -100,8 +100,10 @@ def test_checkpoints_every_n_steps_and_at_epoch_ends_and_other_hparams_are_refus
     saved = tf.train.get_checkpoint_state(os.path.join(d, "checkpoints"))
     # 2, 4, 5 (epoch end), 6, 8, 10 (epoch end); the manager keeps the last 3
     assert checkpoint_steps(d) == [6, 8, 10] and saved.model_checkpoint_path.endswith("ckpt-10")
-    _, again = train_lib.train(*args[:-1], hp, d, progress_file=io.StringIO())  # done: nothing left to train
+    log = io.StringIO()
+    _, again = train_lib.train(*args[:-1], hp, d, progress_file=log)  # done: nothing left to train
     assert again["resumed_from_step"] == 10 and again["epoch"] == [1, 2]
+    assert "at step 10 (all epochs done)" in log.getvalue()
     other = PinSageHParams(**dict(resume_worker.HPARAMS, epochs=2, steps_per_epoch=5, learning_rate=1e-2))
     with pytest.raises(ValueError, match=r"other hparams \(learning_rate\).*" + re.escape(os.path.basename(d))):
         train_lib.train(*args[:-1], other, d, progress_file=io.StringIO())
