@@ -231,10 +231,13 @@ class BatchBuilder:
         epoch: int = 1,
         steps: Optional[int] = None,
         deterministic: bool = True,
+        start_step: int = 0,
     ) -> tf.data.Dataset:
         """One epoch of minibatches: pairs shuffled (seeded by seed, epoch), `steps` batches (default one pass,
         last partial batch dropped; more steps than a pass continue with a new shuffle), built by a parallel map
-        and prefetched."""
+        and prefetched. start_step > 0 leaves out the epoch's first batches without building them (a resumed
+        epoch): batch i is the same with or without them, since its pairs come from the (seed, epoch) shuffle and
+        its negatives from the stateless (seed, epoch, i) stream."""
         query, positive = np.asarray(query, np.int64), np.asarray(positive, np.int64)
         num_pairs = len(query)
         steps = max(num_pairs // batch_size, 1) if steps is None else steps
@@ -251,7 +254,10 @@ class BatchBuilder:
             )
 
         ds = (
-            ds.take(steps).enumerate().map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+            ds.take(steps)
+            .enumerate()
+            .skip(start_step)
+            .map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
         )
         return ds.prefetch(tf.data.AUTOTUNE)
 

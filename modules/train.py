@@ -2,20 +2,20 @@
 
 `train` runs a custom loop (one tf.function step per minibatch) over the tf.data producer of modules/batches:
 the producer samples negatives and extracts the next subgraphs on tf.data's threads while the step runs. Per
-epoch the curriculum sets the number of hard negatives (a new dataset, one retrace). Checkpoints (model,
-optimizer, epoch) go to model_dir after every epoch and a rerun resumes from the latest; TensorBoard scalars
-(loss, learning rate, pairs/s, validation metrics) go to log_dir.
+epoch the curriculum sets the number of hard negatives (a new dataset, one retrace). Checkpoints (TrainState:
+model, optimizer, position in the epoch) go to model_dir every few steps or seconds and at each epoch end, and a
+rerun resumes from the latest at the step it was taken; progress (step, loss, pairs/s, ETA) goes to stderr
+(modules/progress); TensorBoard scalars (loss, learning rate, pairs/s, validation metrics) go to log_dir.
 
 `embed_all` applies the model directly to minibatches of root nodes (each root's K-hop subgraph), the reference
 for the layer-wise bulk embedder.
 """
 
-import os
-
-
 import json
+import os
+import sys
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, TextIO
 
 import numpy as np
 import tensorflow as tf
@@ -23,6 +23,7 @@ import tensorflow as tf
 from modules import batches
 from modules import features as features_lib
 from modules import losses
+from modules import progress as progress_lib
 from modules.model import PinSageHParams, TEXT_VOCAB_SIZE, build_model, build_query_head
 
 
@@ -117,6 +118,8 @@ def train(
     feature_spec: Optional[dict] = None,
     log_every: int = 50,
     pair_counts=None,
+    progress_file: Optional[TextIO] = None,
+    progress_seconds: float = progress_lib.DEFAULT_INTERVAL_S,
 ):
     """Trains PinSage on positive pairs (query[p], positive[p]); returns (model, history).
 
@@ -127,28 +130,30 @@ def train(
     pair_counts: [P] occurrences of each pair; with hparams.pair_sampling == 'count' pairs are drawn in proportion
     to them (each epoch: P draws without replacement from the pairs repeated count times), and the negative
     distribution counts occurrences too.
-    history: per-epoch lists of loss, seconds, pairs_per_second, hard_negatives, learning_rate + validation keys.
+    model_dir: checkpoints (TrainState) go to model_dir/checkpoints; when it holds one, training resumes from it.
+    progress_file: where the per-epoch progress goes (default stderr; modules/progress.StepProgress).
+    history: per-epoch lists of loss, seconds, pairs_per_second, hard_negatives, learning_rate + validation keys,
+    and resumed_from_step (the global step the run started at; 0 for a fresh one).
     """
     hp = hparams
     tf.keras.utils.set_random_seed(hp.seed)
     nbr = np.asarray(nbr, np.int64)
-    n = nbr.shape[0]
     query, positive, steps = _training_pairs(hp, query, positive, pair_counts)
     builder = _batch_builder(item_features, nbr, w, positive, hp, hard_neg_pools, negative_weights)
     spec = feature_spec or features_lib.feature_spec_from_arrays(item_features)
-    model = build_model(hp, spec, num_items=n, text_vocab_size=_text_vocab_size(item_features))
+    model = build_model(hp, spec, num_items=nbr.shape[0], text_vocab_size=_text_vocab_size(item_features))
     query_head = build_query_head(hp)
     attach_query_head(model, query_head)
     lr = learning_rate_schedule(hp, steps * hp.epochs)
     optimizer = tf.keras.optimizers.Adam(lr)
-    epoch_var, manager = _checkpoints(model, optimizer, query_head, model_dir)
-    with open(os.path.join(model_dir, "hparams.json"), "w") as f:
-        json.dump(hp.to_dict(), f, indent=1, sort_keys=True)
+    state = TrainState(model, optimizer, query_head, model_dir, hp, steps)
+    out = progress_file if progress_file is not None else sys.stderr
+    state.announce(out)
     writer = tf.summary.create_file_writer(log_dir) if log_dir else tf.summary.create_noop_writer()
     step_fn = make_train_step(model, optimizer, hp, query_head)
     has_pools = hard_neg_pools is not None and hp.hard_negatives
-    history = {k: [] for k in ("epoch", "loss", "seconds", "pairs_per_second", "hard_negatives", "learning_rate")}
-    for epoch in range(int(epoch_var.numpy()) + 1, hp.epochs + 1):
+    resumed_from = state.iterations()
+    for epoch in range(state.epoch + 1, hp.epochs + 1):
         num_hard = losses.hard_negatives_for_epoch(epoch, hp.max_hard_negatives) if has_pools else 0
         ds = builder.training_dataset(
             query,
@@ -159,24 +164,23 @@ def train(
             seed=hp.seed,
             epoch=epoch,
             steps=steps,
+            start_step=state.step,
+        )
+        desc = f"[pinsage] train epoch {epoch}/{hp.epochs}"
+        bar = progress_lib.StepProgress(
+            steps, desc, initial=state.step, pairs_per_step=hp.batch_size, file=out, interval_s=progress_seconds
         )
         with writer.as_default():
-            metrics = _run_epoch(ds, step_fn, optimizer, lr, hp, log_every)
+            with bar:
+                metrics = _run_epoch(ds, step_fn, lr, log_every, state, bar)
             metrics["hard_negatives"] = num_hard
-            metrics = {
-                k: metrics[k] for k in ("loss", "seconds", "pairs_per_second", "hard_negatives", "learning_rate")
-            }
             if validation_fn is not None:
                 metrics.update({f"val_{k}": float(v) for k, v in validation_fn(model, epoch).items()})
             for k, v in metrics.items():
                 tf.summary.scalar(f"epoch/{k}", v, step=epoch)
             writer.flush()
-        history["epoch"].append(epoch)
-        for k, v in metrics.items():
-            history.setdefault(k, []).append(v)
-        epoch_var.assign(epoch)
-        manager.save(checkpoint_number=epoch)
-    return model, history
+        state.end_epoch(epoch, metrics)
+    return model, dict(state.history, resumed_from_step=resumed_from)
 
 
 def _batch_builder(item_features, nbr, w, positive, hp: PinSageHParams, hard_neg_pools, negative_weights):
@@ -207,38 +211,131 @@ def _training_pairs(hp: PinSageHParams, query, positive, pair_counts):
     return query, positive, steps
 
 
-def _checkpoints(model, optimizer, query_head, model_dir: str):
-    """(epoch variable, CheckpointManager) under model_dir/checkpoints, restored from the latest checkpoint."""
-    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-    ckpt = tf.train.Checkpoint(
-        model=model,
-        optimizer=optimizer,
-        epoch=epoch_var,
-        **({"query_head": query_head} if query_head is not None else {}),
-    )
-    manager = tf.train.CheckpointManager(ckpt, os.path.join(model_dir, "checkpoints"), max_to_keep=3)
-    if manager.latest_checkpoint:
-        ckpt.restore(manager.latest_checkpoint)
+class TrainState:
+    """What a checkpoint holds, so that a run killed at any step resumes as the uninterrupted run goes on: the
+    model and query head, the optimizer (Adam's moments and its iteration counter, which drives the learning
+    rate), the number of epochs done, the steps done in the current one (the resumed epoch skips them: its
+    batches depend only on (seed, epoch, step), modules/batches), that epoch's running loss sum and seconds, and
+    the history of the epochs done (JSON). Saved every hp.checkpoint_steps steps / hp.checkpoint_seconds and at
+    each epoch end, as ckpt-<global step> under model_dir/checkpoints; restored from the latest on construction.
+    tf.train.CheckpointManager writes the checkpoint files first and its index last (atomically), so a kill
+    during a save leaves the previous checkpoint the latest."""
+
+    def __init__(self, model, optimizer, query_head, model_dir: str, hp: PinSageHParams, steps_per_epoch: int):
+        self.hp, self.optimizer, self.steps_per_epoch = hp, optimizer, steps_per_epoch
+        variables = model.trainable_variables + (query_head.trainable_variables if query_head is not None else [])
+        optimizer.build(variables)  # slots exist before the restore, which then fills them at once
+        self.vars = {
+            "epoch": tf.Variable(0, dtype=tf.int64, trainable=False),
+            "step_in_epoch": tf.Variable(0, dtype=tf.int64, trainable=False),
+            "epoch_loss_sum": tf.Variable(0.0, dtype=tf.float64, trainable=False),
+            "epoch_seconds": tf.Variable(0.0, dtype=tf.float64, trainable=False),
+            "history": tf.Variable("{}", dtype=tf.string, trainable=False),
+        }
+        heads = {"query_head": query_head} if query_head is not None else {}
+        ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, **self.vars, **heads)
+        self.manager = tf.train.CheckpointManager(ckpt, os.path.join(model_dir, "checkpoints"), max_to_keep=3)
+        self.restored = self.manager.latest_checkpoint
+        _check_hparams(model_dir, hp, bool(self.restored))
+        if self.restored:
+            try:
+                ckpt.restore(self.restored).assert_existing_objects_matched()
+            except AssertionError as e:  # e.g. a checkpoint of an older TrainState without the position
+                raise ValueError(f"{self.restored} does not match this model and TrainState: {e}") from None
+        v = self.vars
+        self.epoch, self.step = int(v["epoch"].numpy()), int(v["step_in_epoch"].numpy())
+        self.loss_sum, self.seconds = float(v["epoch_loss_sum"].numpy()), float(v["epoch_seconds"].numpy())
+        names = ("epoch", "loss", "seconds", "pairs_per_second", "hard_negatives", "learning_rate")
+        self.history = {k: [] for k in names} | json.loads(v["history"].numpy().decode())
+        self._saved = (time.perf_counter(), self.iterations())
+
+    def announce(self, file) -> None:
+        """The line a resumed run starts with (tests and logs read the step from it)."""
+        if not self.restored:
+            return
+        where = (
+            f"epoch {self.epoch + 1}/{self.hp.epochs}, step {self.step}/{self.steps_per_epoch} of it"
+            if self.epoch < self.hp.epochs
+            else "all epochs done"
+        )
+        print(
+            f"[pinsage] train: resuming from {self.restored} at step {self.iterations()} ({where})",
+            file=file,
+            flush=True,
+        )
+
+    def iterations(self) -> int:
+        return int(self.optimizer.iterations.numpy())
+
+    def after_step(self, loss: float, seconds: float) -> None:
+        """One more step of the current epoch, `seconds` its epoch's training time so far."""
+        self.step, self.loss_sum, self.seconds = self.step + 1, self.loss_sum + loss, seconds
+        it, hp = self.iterations(), self.hp
+        by_steps = hp.checkpoint_steps > 0 and it % hp.checkpoint_steps == 0
+        by_time = hp.checkpoint_seconds > 0 and time.perf_counter() - self._saved[0] >= hp.checkpoint_seconds
+        last = self.step >= self.steps_per_epoch
+        if (by_steps or by_time) and not last and it != self._saved[1]:  # the epoch end saves anyway
+            self.save()
+
+    def end_epoch(self, epoch: int, metrics: dict) -> None:
+        """Epoch `epoch` done with `metrics` (history entries): saved with the position at the next one's start."""
+        self.history["epoch"].append(epoch)
+        for k, v in metrics.items():
+            self.history.setdefault(k, []).append(v)
+        self.epoch, self.step, self.loss_sum, self.seconds = epoch, 0, 0.0, 0.0
+        self.save()
+
+    def save(self) -> None:
+        v = self.vars
+        v["epoch"].assign(self.epoch)
+        v["step_in_epoch"].assign(self.step)
+        v["epoch_loss_sum"].assign(self.loss_sum)
+        v["epoch_seconds"].assign(self.seconds)
+        v["history"].assign(json.dumps(self.history))
+        it = self.iterations()
+        self.manager.save(checkpoint_number=it)
+        self._saved = (time.perf_counter(), it)
+
+
+def _check_hparams(model_dir: str, hp: PinSageHParams, restoring: bool) -> None:
+    """Writes model_dir/hparams.json; a checkpoint made under other hparams (the checkpoint interval aside) is
+    not resumed from but refused, naming the directory."""
+    path = os.path.join(model_dir, "hparams.json")
+    now = hp.to_dict()
+    if restoring and os.path.exists(path):
+        with open(path) as f:
+            before = json.load(f)
+        ignore = ("checkpoint_steps", "checkpoint_seconds")
+        diff = sorted(k for k in set(now) | set(before) if k not in ignore and now.get(k) != before.get(k))
+        if diff:
+            raise ValueError(
+                f"{model_dir} holds a checkpoint trained with other hparams ({', '.join(diff)}): "
+                "use another model_dir or delete it"
+            )
     os.makedirs(model_dir, exist_ok=True)
-    return epoch_var, manager
+    with open(path, "w") as f:
+        json.dump(now, f, indent=1, sort_keys=True)
 
 
-def _run_epoch(ds, step_fn, optimizer, lr, hp: PinSageHParams, log_every: int) -> dict:
-    """One pass over the epoch's dataset; loss and learning rate summaries every `log_every` steps."""
-    t0, total, count = time.perf_counter(), 0.0, 0
+def _run_epoch(ds, step_fn, lr, log_every: int, state: TrainState, bar) -> dict:
+    """The epoch's remaining steps (a resumed one starts at state.step); loss and learning rate summaries every
+    `log_every` steps, a checkpoint when one is due. loss / seconds / pairs_per_second cover the whole epoch,
+    resumed or not."""
+    t0, start_seconds = time.perf_counter(), state.seconds
     for graph, labels in ds:
         loss = float(step_fn(graph, labels))
-        total, count = total + loss, count + 1
-        it = int(optimizer.iterations.numpy())
+        state.after_step(loss, start_seconds + time.perf_counter() - t0)
+        it = state.iterations()
         if it % log_every == 0:
             tf.summary.scalar("loss", loss, step=it)
             tf.summary.scalar("learning_rate", float(lr(it)), step=it)
-    secs = time.perf_counter() - t0
+        bar.update(state.loss_sum / state.step)
+    secs = start_seconds + time.perf_counter() - t0
     return {
-        "loss": total / max(count, 1),
+        "loss": state.loss_sum / max(state.step, 1),
         "seconds": secs,
-        "pairs_per_second": count * hp.batch_size / max(secs, 1e-9),
-        "learning_rate": float(lr(int(optimizer.iterations.numpy()))),
+        "pairs_per_second": state.step * state.hp.batch_size / max(secs, 1e-9),
+        "learning_rate": float(lr(state.iterations())),
     }
 
 

@@ -8,7 +8,7 @@ Trainer calls a user module.
 What it writes:
   serving_model_dir/       the trained Keras model as a SavedModel (input: one minibatch GraphTensor)
   serving_model_dir/../embeddings.npy   [N, d] float32 item embeddings by node id (model applied directly)
-  serving_model_dir/../history.json     per-epoch loss / pairs/s / validation metrics
+  serving_model_dir/../history.json     per-epoch loss / pairs/s / validation metrics, resumed_from_step
   serving_model_dir/../query_embeddings.npy, query_head/   with hparams.query_head (u_q, scored u_q . z_i)
   serving_model_dir/../ablations/<name>/  with custom_config["ablations"]: modules/model.ABLATIONS variants
   model_run_dir/           TensorBoard logs
@@ -106,8 +106,10 @@ def train_and_embed(
     log_dir: str | None = None,
     validate: bool = True,
     max_contexts: int | None = None,
+    checkpoint_dir: str | None = None,
 ):
-    """Trains, embeds every item, writes embeddings + history under out_dir; returns (model, emb, history)."""
+    """Trains, embeds every item, writes embeddings + history under out_dir; returns (model, emb, history).
+    Checkpoints go to checkpoint_dir (default out_dir/train); training resumes from the one it holds."""
     t0 = time.time()
     model, history = train_lib.train(
         inputs["features"],
@@ -117,7 +119,7 @@ def train_and_embed(
         inputs["positive"],
         inputs["hard"],
         hparams,
-        model_dir=os.path.join(out_dir, "train"),
+        model_dir=checkpoint_dir or os.path.join(out_dir, "train"),
         log_dir=log_dir,
         pair_counts=inputs.get("count"),
         validation_fn=validation_fn_for(inputs, max_contexts=max_contexts) if validate else None,
@@ -137,21 +139,33 @@ def train_and_embed(
 
 def run_fn(fn_args):
     """TFX Trainer entry point. custom_config: graph_uri, neighborhoods_uri, pairs_uri, graph_schema, hparams,
-    ablations (optional list of modules/model.ABLATIONS names), eval_contexts (optional validation sample)."""
+    ablations (optional list of modules/model.ABLATIONS names), eval_contexts (optional validation sample),
+    checkpoint_dir (optional: a directory that outlives the execution, so that a re-run after a kill resumes
+    training from its last checkpoint; the model's under main/, each ablation's under ablations/<name>/)."""
     cfg = fn_args.custom_config
+    ckpt = cfg.get("checkpoint_dir") or None
     hp = PinSageHParams.from_dict(dict(cfg.get("hparams") or {}))
     inputs = load_inputs(
         fn_args.train_files[0], cfg["graph_schema"], cfg["graph_uri"], cfg["neighborhoods_uri"], cfg["pairs_uri"]
     )
     out_dir = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
     model, _, _ = train_and_embed(
-        inputs, hp, out_dir, log_dir=fn_args.model_run_dir, max_contexts=cfg.get("eval_contexts") or None
+        inputs,
+        hp,
+        out_dir,
+        log_dir=fn_args.model_run_dir,
+        max_contexts=cfg.get("eval_contexts") or None,
+        checkpoint_dir=ckpt and os.path.join(ckpt, "main"),
     )
     for name in cfg.get("ablations") or ():
         # Same inputs, pairs and loss settings; only what the ablation names differs. Embeddings only (the
         # evaluator reports them next to the model); no SavedModel is kept for a variant.
         train_and_embed(
-            inputs, model_lib.ablation_hparams(hp, name), os.path.join(out_dir, ABLATIONS_DIR, name), validate=False
+            inputs,
+            model_lib.ablation_hparams(hp, name),
+            os.path.join(out_dir, ABLATIONS_DIR, name),
+            validate=False,
+            checkpoint_dir=ckpt and os.path.join(ckpt, ABLATIONS_DIR, name),
         )
     model.save(fn_args.serving_model_dir, include_optimizer=False)
     head = train_lib.query_head_of(model)

@@ -10,6 +10,14 @@ exactly as the stock Trainer calls a module file.
 `code_fingerprint` (sha256 of every source file of this repository that the run_fn's module imports, directly or
 not: modules/ and schema/ today; computed when the pipeline is built) is an exec property, so that a change to any
 code the trainer runs invalidates the TFX cache for this stage and everything after it.
+
+Resumable training: a killed execution's output directory is never looked at again (the re-run is a new
+execution with new output URIs), so checkpoints go to `<pipeline root>/PinSageTrainer/.checkpoints/<key>/`
+instead (`checkpoint_dir` in custom_config), with key = `checkpoint_key` of the input artifacts' URIs and the exec
+properties (hparams, code fingerprint, ...): exactly what TFX's cache keys on, so a re-run that would not be a
+cache hit only because the last try never completed finds that try's checkpoints, and anything else that changed
+starts afresh. The directory goes once the run_fn has returned; the step training resumed at becomes the Model
+artifact's `resumed_from_step` custom property in MLMD.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import json
 import os
 
 from tfx import types
+from tfx.dsl.io import fileio
 from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import artifact_utils, standard_artifacts
@@ -29,8 +38,10 @@ from tfx.utils import path_utils
 
 from pipeline.components import artifacts
 from modules.model import ABLATIONS
+from modules.trainer import HISTORY_FILE
 
 DEFAULT_RUN_FN = "modules.trainer.run_fn"
+CHECKPOINTS_DIR = ".checkpoints"  # under the component's directory of the pipeline root
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -88,6 +99,15 @@ def code_fingerprint(module: str = DEFAULT_RUN_FN.rpartition(".")[0], root: str 
     return h.hexdigest()[:16]
 
 
+def checkpoint_key(input_dict: dict, exec_properties: dict) -> str:
+    """sha256 of the input artifacts' URIs (by input name) and of the exec properties: TFX's cache key, which a
+    killed try and its re-run share (the same upstream artifacts, cached or not, and the same properties)."""
+    uris = {k: sorted(a.uri for a in v) for k, v in sorted(input_dict.items())}
+    props = {k: v for k, v in sorted(exec_properties.items())}
+    blob = json.dumps({"inputs": uris, "exec_properties": props}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 class PinSageTrainerSpec(ComponentSpec):
     PARAMETERS = {
         "run_fn": ExecutionParameter(type=str),
@@ -115,6 +135,9 @@ class Executor(base_executor.BaseExecutor):
         examples = artifact_utils.get_single_instance(input_dict["examples"])
         split = artifact_utils.decode_split_names(examples.split_names)[0]
         model_uri = artifact_utils.get_single_uri(output_dict["model"])
+        # <pipeline root>/<component id>/model/<execution id>
+        component_dir = os.path.dirname(os.path.dirname(model_uri.rstrip("/")))
+        checkpoint_dir = os.path.join(component_dir, CHECKPOINTS_DIR, checkpoint_key(input_dict, exec_properties))
         fn_args = FnArgs(
             working_dir=model_uri,
             train_files=[artifact_utils.get_split_uri([examples], split)],
@@ -130,10 +153,23 @@ class Executor(base_executor.BaseExecutor):
                 "hparams": json.loads(exec_properties["hparams"] or "{}"),
                 "ablations": json.loads(exec_properties.get("ablations") or "[]"),
                 "eval_contexts": int(exec_properties.get("eval_contexts") or 0),
+                "checkpoint_dir": checkpoint_dir,
             },
         )
         module, fn = exec_properties["run_fn"].rsplit(".", 1)
         getattr(importlib.import_module(module), fn)(fn_args)
+        _record_resume(artifact_utils.get_single_instance(output_dict["model"]))
+        if fileio.exists(checkpoint_dir):  # trained and saved: nothing left to resume
+            fileio.rmtree(checkpoint_dir)
+
+
+def _record_resume(model) -> None:
+    """The global step training resumed at (0: from scratch) as the Model's `resumed_from_step` property, from the
+    history the run_fn wrote (absent for a run_fn that writes none)."""
+    path = os.path.join(model.uri, HISTORY_FILE)
+    if fileio.exists(path):
+        with fileio.open(path) as f:
+            model.set_int_custom_property("resumed_from_step", int(json.load(f).get("resumed_from_step", 0)))
 
 
 class PinSageTrainer(base_component.BaseComponent):

@@ -1,7 +1,8 @@
 """Resilience of `pinsage run` (TFX LocalDagRunner, MLMD in <out>/metadata.sqlite, caching on).
 
 - A run killed (SIGKILL to its process group) while the trainer trains, then started again, reuses every stage
-  that completed before the kill from the TFX cache and executes the trainer and everything after it.
+  that completed before the kill from the TFX cache and executes the trainer and everything after it; the new
+  trainer execution resumes training at the killed one's last checkpoint.
 - A rerun with changed data re-executes exactly the stages downstream of the change in the pipeline's DAG
   (pipeline/pipeline.py) and takes the others from the cache.
 
@@ -11,7 +12,9 @@ dataset (pipeline/data/datasets.py) and the training budget is a few steps.
 """
 
 import glob
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -21,15 +24,18 @@ import time
 import pytest
 
 from pipeline import driver
+from pipeline.components.trainer import CHECKPOINTS_DIR
 from pipeline.data import datasets
 from pipeline.data import ingest
 from pipeline.pipeline import SamplingConfig
 from tests.fixtures import REPO_ROOT
 
 REPO = REPO_ROOT
+STEPS_PER_EPOCH, EPOCHS, CHECKPOINT_STEPS = 10, 2, 3
 HPARAMS = (
-    '{"epochs": 2, "steps_per_epoch": 5, "batch_size": 64, "num_negatives": 50, "hidden_dim": 16, '
-    '"output_dim": 8, "text_embedding_dim": 4, "warmup_steps": 2}'
+    f'{{"epochs": {EPOCHS}, "steps_per_epoch": {STEPS_PER_EPOCH}, "batch_size": 64, "num_negatives": 50, '
+    '"hidden_dim": 16, "output_dim": 8, "text_embedding_dim": 4, "warmup_steps": 2, '
+    f'"checkpoint_steps": {CHECKPOINT_STEPS}}}'
 )
 TRAINER = "PinSageTrainer"
 
@@ -101,16 +107,27 @@ def data(tmp_path_factory):
     return d
 
 
+def checkpoint_state(out: str):
+    """(the trainer's checkpoint dirs, the global step of the latest checkpoint of the model or None)."""
+    import tensorflow as tf
+
+    dirs = glob.glob(os.path.join(out, "tfx", TRAINER, CHECKPOINTS_DIR, "*"))
+    state = [tf.train.get_checkpoint_state(os.path.join(d, "main", "checkpoints")) for d in dirs]
+    steps = [int(s.model_checkpoint_path.rsplit("-", 1)[1]) for s in state if s is not None]
+    return dirs, max(steps) if steps else None
+
+
 @pytest.fixture(scope="module")
 def killed_and_rerun(data, tmp_path_factory):
-    """Runs `pinsage run`, SIGKILLs its process group once the trainer has started training (its checkpoint dir's
-    hparams.json exists: modules/train.train writes it before the first step), then runs it again to the end."""
+    """Runs `pinsage run`, SIGKILLs its process group once the trainer has written its first checkpoint (the
+    CheckpointManager's index file: written last, after the checkpoint's data), then runs it again to the end.
+    Returns (output dir, MLMD runs after the kill, the latest checkpoint's step at the kill, the rerun's log)."""
     out = str(tmp_path_factory.mktemp("resume") / "out")
     log = out + "-kill.log"
     os.makedirs(out)
     with open(log, "w") as f:
         proc = subprocess.Popen(cli(data, out), cwd=REPO, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
-    started = os.path.join(out, "tfx", TRAINER, "model", "*", "train", "hparams.json")
+    started = os.path.join(out, "tfx", TRAINER, CHECKPOINTS_DIR, "*", "main", "checkpoints", "checkpoint")
     deadline = time.time() + 900
     try:
         while not glob.glob(started):
@@ -124,14 +141,17 @@ def killed_and_rerun(data, tmp_path_factory):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     after_kill, _ = mlmd_runs(out)
+    _, step = checkpoint_state(out)
+    t0 = time.time()
     rerun = subprocess.run(cli(data, out), cwd=REPO, capture_output=True, text=True, timeout=900)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
-    return out, after_kill, rerun.stdout
+    print(f"killed at checkpoint step {step}; rerun {time.time() - t0:.1f} s")
+    return out, after_kill, step, rerun.stdout + rerun.stderr
 
 
 @pytest.mark.slow
 def test_a_run_killed_in_training_resumes_from_the_cache(killed_and_rerun, data):
-    out, after_kill, stdout = killed_and_rerun
+    out, after_kill, _, stdout = killed_and_rerun
     assert len(after_kill) == 1
     killed = after_kill[0][1]
     assert killed[TRAINER][1] == "RUNNING", f"the kill did not land in the trainer: {killed[TRAINER][1]}"
@@ -165,6 +185,35 @@ def test_a_run_killed_in_training_resumes_from_the_cache(killed_and_rerun, data)
     assert new_model & artifact_ids(store, rerun["BulkEmbedder"][0], in_ev)
     assert os.path.exists(os.path.join(out, "serving_model", "pinsage", "1", "saved_model.pb"))
     assert "ended after PinSagePusher" in stdout
+
+
+@pytest.mark.slow
+def test_a_run_killed_in_training_resumes_training_at_its_last_checkpoint(killed_and_rerun):
+    """The kill came after the first checkpoint and before the last step; the rerun's trainer (a new execution)
+    resumed at the killed one's latest checkpoint: its log says so, and MLMD's Model artifact and history.json
+    record that step; its checkpoints are removed once it completed."""
+    out, _, step, log = killed_and_rerun
+    total = EPOCHS * STEPS_PER_EPOCH
+    assert step is not None and CHECKPOINT_STEPS <= step < total, step
+    epoch, in_epoch = divmod(step, STEPS_PER_EPOCH)
+    pattern = rf"resuming from \S+ckpt-{step} at step {step} \(epoch {epoch + 1}/{EPOCHS}, step {in_epoch}/"
+    assert re.search(pattern, log), log[-3000:]
+    for e in range(epoch + 1, EPOCHS + 1):  # every epoch from the resumed one on trained to its end ...
+        assert f"train epoch {e}/{EPOCHS} step {STEPS_PER_EPOCH}/{STEPS_PER_EPOCH}" in log
+    assert f"train epoch {epoch}/{EPOCHS}" not in log or epoch == 0  # ... the ones before it did not
+
+    runs, store = mlmd_runs(out)
+    from ml_metadata.proto import metadata_store_pb2
+
+    (model_id,) = artifact_ids(store, runs[1][1][TRAINER][0], metadata_store_pb2.Event.OUTPUT) & {
+        a.id for a in store.get_artifacts_by_type("Model")
+    }
+    (model,) = store.get_artifacts_by_id([model_id])
+    assert model.custom_properties["resumed_from_step"].int_value == step
+    with open(os.path.join(model.uri, "history.json")) as f:
+        history = json.load(f)
+    assert history["resumed_from_step"] == step and history["epoch"] == list(range(1, EPOCHS + 1))
+    assert checkpoint_state(out) == ([], None)  # the completed trainer left no checkpoints behind
 
 
 def _edit(src: str, dst: str, table: str, fn):

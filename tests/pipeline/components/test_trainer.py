@@ -1,4 +1,5 @@
-"""The Trainer's cache key covers every source file the trainer runs: a change to any of them re-trains."""
+"""The Trainer's cache key covers every source file the trainer runs: a change to any of them re-trains; the
+checkpoint dir's key is that cache key's inputs and properties."""
 
 import os
 import shutil
@@ -50,3 +51,24 @@ def test_a_changed_byte_in_any_imported_module_changes_the_fingerprint(tmp_path)
     assert code_fingerprint(MODULE, root=str(tmp_path)) == base
     (tmp_path / "modules" / "unrelated.py").write_text("x = 1\n")  # imported by nothing the trainer runs
     assert code_fingerprint(MODULE, root=str(tmp_path)) == base
+
+
+def test_the_checkpoint_key_is_the_cache_key_inputs_and_properties():
+    """A killed try and its rerun (same upstream artifacts, same properties) share the checkpoint dir; another
+    input artifact, other hparams or other code get another."""
+    from tfx.types import standard_artifacts
+
+    from pipeline.components.trainer import checkpoint_key
+
+    def inputs(graph_uri="/root/GraphGen/graph/7"):
+        ex, g = standard_artifacts.Examples(), standard_artifacts.Examples()
+        ex.uri, g.uri = "/root/Transform/transformed_examples/9", graph_uri
+        return {"examples": [ex], "graph": [g]}
+
+    props = {"hparams": '{"epochs": 2}', "code_fingerprint": "abc", "eval_contexts": 0}
+    key = checkpoint_key(inputs(), props)
+    assert key == checkpoint_key(inputs(), dict(reversed(list(props.items()))))  # order does not matter
+    assert checkpoint_key(inputs("/root/GraphGen/graph/8"), props) != key
+    assert checkpoint_key(inputs(), dict(props, hparams='{"epochs": 3}')) != key
+    assert checkpoint_key(inputs(), dict(props, code_fingerprint="abd")) != key
+    assert checkpoint_key({"examples": inputs()["examples"], "pairs": inputs()["graph"]}, props) != key
