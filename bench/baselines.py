@@ -28,10 +28,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pipeline.data import datasets
-from schema import graph as graph_io
 from modules import evaluation as ev
+from pipeline.data import datasets
 from pipeline.graph.from_csv import graph_from_csv
+from schema import graph as graph_io
 
 DESIGN_ML1M_TEST_HR10 = {"popularity": 0.042, "rwr": 0.069, "cooccurrence_knn": 0.119, "transition_counts": 0.1575}
 VARIANTS = [("test", True, "test"), ("validation", True, "validation"), ("test", False, "test_train_mask_only")]

@@ -25,11 +25,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from training import synthetic  # noqa: E402
 
 from modules import features as features_lib  # noqa: E402
 from modules.model import PinSageHParams, build_model, build_query_head  # noqa: E402
 from modules.train import TrainState, train  # noqa: E402
-from training import synthetic  # noqa: E402
 
 
 def main():

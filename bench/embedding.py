@@ -29,8 +29,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np
-from tests import fixtures
+
 from schema import neighborhoods as neighborhood_io
+from tests import fixtures
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "embedding.json")
 
@@ -46,8 +47,8 @@ def bench_catalogue(n, top_t, per_item_roots, seed=0):
     import tensorflow as tf
 
     from modules import batches
-    from modules.train import embed_all
     from modules import embedding as be
+    from modules.train import embed_all
 
     feats, nbr, w = fixtures.synthetic_catalogue(n, top_t, seed=seed)
     model = model_for(feats)
@@ -126,8 +127,8 @@ def bench_big(n, top_t=10, batch_size=65536):
 def bench_beam(n, top_t=10, batch_size=1024, workers=1):
     from tfx.types import standard_artifacts
 
-    from pipeline.components import artifacts
     from modules import embedding as be
+    from pipeline.components import artifacts
     from pipeline.components import bulk_embedder as component
     from schema import build
 

@@ -21,12 +21,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from modules import cooccurrence, evaluation, trainer
 from modules import train as train_lib
-from modules import trainer
 from modules.model import PinSageHParams
 from pipeline import driver
-from modules import evaluation
-from modules import cooccurrence
 from pipeline.sampling import random_walks as rw
 from pipeline.sampling import transitions as sn
 

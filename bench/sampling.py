@@ -74,8 +74,8 @@ def child(args):
     from tfx.dsl.components.base import base_beam_executor
     from tfx.types import standard_artifacts
 
-    from schema import neighborhoods as neighborhood_io
     from pipeline.components.neighborhood_sampler import Executor
+    from schema import neighborhoods as neighborhood_io
 
     graph, out = standard_artifacts.Examples(), standard_artifacts.Examples()
     graph.uri, out.uri = args.graph, args.out

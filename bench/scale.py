@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading

@@ -39,10 +39,10 @@ import grpc
 from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc, predict_pb2
 
 from modules import index as ib
-from pipeline.push import pusher
-from serving.client import related_request
 from pipeline.data import datasets
+from pipeline.push import pusher
 from schema import versions
+from serving.client import related_request
 
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 

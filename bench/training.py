@@ -13,11 +13,9 @@ Reports: end-to-end pairs/s (producer and consumer together), the train step alo
 (a non-default --items/--hard run is added under "other_runs" of the JSON file.)
 """
 
-import os
-
-
 import argparse
 import json
+import os
 import sys
 import time
 

@@ -25,16 +25,15 @@ that, as in the BulkEmbedder, only real neighbours are pooled (it matters for 'm
 from __future__ import annotations
 
 import os
-
-
 from typing import Dict, Optional, Union
 
 import numpy as np
 import tensorflow as tf
-from tensorflow_metadata.proto.v0 import schema_pb2
-from modules import features as features_lib
 import tensorflow_transform as tft
+from tensorflow_metadata.proto.v0 import schema_pb2
+
 from modules import embedding as be
+from modules import features as features_lib
 
 ID_COLUMN = "item_id"  # the items table's id column: not a feature of the signature
 NEW_NODE_ID = -1

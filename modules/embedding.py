@@ -32,16 +32,17 @@ import time
 from typing import Optional, Sequence
 
 import numpy as np
-from schema.constants import EDGE_SET, NODE_SET, WEIGHT
+import pyarrow as pa
 import tensorflow as tf
 import tensorflow_gnn  # noqa: F401  (registers TF-GNN's Keras layers)
+import tensorflow_gnn as tfgnn
 from tensorflow.python.autograph.core import ag_ctx
+from tfx_bsl.coders import example_coder
+
 import modules.layers  # noqa: F401  (registers PinSageConv, QueryHead, ... for loading)
 import modules.model  # noqa: F401  (registers ItemEncoder for loading)
-import tensorflow_gnn as tfgnn
-import pyarrow as pa
-from tfx_bsl.coders import example_coder
 from modules import batches
+from schema.constants import EDGE_SET, NODE_SET, WEIGHT
 
 NEIGHBOR_SET = "_neighbor"
 ROWS_PREFIX = "embedding_rows"  # TFRecord of tf.Example {node_id, item_id, embedding}

@@ -25,8 +25,6 @@ A model with a query head (modules/layers.QueryHead) scores u_q . z_i: the expor
 from __future__ import annotations
 
 import os
-
-
 import tempfile
 from typing import Callable, Dict, Optional, Sequence
 

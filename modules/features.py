@@ -11,18 +11,17 @@ A "feature spec" here is that dict name -> (dtype name, shape) with -1 for a rag
 GraphSchema (proto or .pbtxt path) of the item node set gives the same information.
 """
 
+import glob
 import os
 
-
-import glob
-
 import numpy as np
-import tensorflow as tf
-from schema.constants import NODE_ID, NODE_SET
-import tensorflow_gnn as tfgnn
-from tensorflow.core.framework import types_pb2
 import pyarrow as pa
 import pyarrow.compute as pc
+import tensorflow as tf
+import tensorflow_gnn as tfgnn
+from tensorflow.core.framework import types_pb2
+
+from schema.constants import NODE_ID, NODE_SET
 
 
 def feature_spec(spec_or_schema, node_set: str = NODE_SET) -> dict:

@@ -25,9 +25,9 @@ import time
 from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
+import scann
 
 from schema.embeddings import IDS_FILE, TITLES_FILE, check_inputs, read_lines, write_lines
-import scann
 
 SCANN_DIR = "scann"
 STATS_FILE = "index_stats.json"

@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 
 import tensorflow as tf
 import tensorflow_gnn as tfgnn
+
 from schema.constants import EDGE_SET, NODE_SET, WEIGHT
 
 POOLINGS = ("importance", "mean", "max")

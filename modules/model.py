@@ -17,9 +17,8 @@ import tensorflow as tf
 import tensorflow_gnn as tfgnn
 from tensorflow.python.autograph.core import ag_ctx
 
-from modules import batches
+from modules import batches, layers
 from modules import features as features_lib
-from modules import layers
 from schema import constants
 
 TEXT_VOCAB_SIZE = constants.TEXT_VOCAB_SIZE + 1  # + 1 out-of-vocabulary id

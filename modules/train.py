@@ -20,11 +20,10 @@ from typing import Callable, Optional, TextIO
 import numpy as np
 import tensorflow as tf
 
-from modules import batches
+from modules import batches, losses
 from modules import features as features_lib
-from modules import losses
 from modules import progress as progress_lib
-from modules.model import PinSageHParams, TEXT_VOCAB_SIZE, build_model, build_query_head
+from modules.model import TEXT_VOCAB_SIZE, PinSageHParams, build_model, build_query_head
 
 
 def split_readout(emb, labels, batch_size: int, num_negatives: int):

@@ -14,26 +14,26 @@ What it writes:
   model_run_dir/           TensorBoard logs
 """
 
-import os
-
-
 import json
+import os
 import time
 
 import numpy as np
-
-from modules import features as features_lib
-from modules import train as train_lib
-from modules import model as model_lib
-from modules.model import PinSageHParams
-from schema.embeddings import EMBEDDINGS_FILE, QUERY_EMBEDDINGS_FILE
 import tensorflow as tf
-from modules import layers  # noqa: F401  (registers QueryHead)
+
+from modules import embedding as bulk_embedder
+from modules import (
+    evaluation,
+    layers,  # noqa: F401  (registers QueryHead)
+)
+from modules import features as features_lib
+from modules import model as model_lib
+from modules import train as train_lib
+from modules.model import PinSageHParams
 from schema import graph as graph_io
 from schema import neighborhoods as neighborhood_io
 from schema import pairs as pairs_io
-from modules import embedding as bulk_embedder
-from modules import evaluation
+from schema.embeddings import EMBEDDINGS_FILE, QUERY_EMBEDDINGS_FILE
 
 QUERY_HEAD_DIR = "query_head"  # only with hparams.query_head: the z -> u Keras model
 ABLATIONS_DIR = "ablations"  # <name>/embeddings.npy (+ query_embeddings.npy) per variant

@@ -16,11 +16,11 @@ from pipeline.configs import (
     EMBED,
     EMBED_STRATEGIES,
     INGEST,
-    SamplingConfig,
     NEIGHBORHOOD_SOURCES,
     SAMPLING,
     STAGES,
     WALK_STRATEGIES,
+    SamplingConfig,
 )
 from serving.flags import DEFAULTS as SERVING
 from serving.flags import add_serve_arguments

@@ -20,22 +20,23 @@ import json
 import logging
 import os
 import shutil
-import time
-
-from pipeline.data import ingest
-from pipeline.configs import EMBED, SamplingConfig
-from pipeline.pipeline import PipelineInputs, create_pipeline
-from schema import build as schema_build
 import sys
 import tempfile
-from absl import logging as absl_logging
-from tfx import v1 as tfx
-from tensorflow_metadata.proto.v0 import anomalies_pb2
+import time
+
 import numpy as np
-from schema import graph as graph_io
+from absl import logging as absl_logging
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tfx import v1 as tfx
+
 from modules import index as index_builder
-from schema import embeddings as embeddings_io
+from pipeline.configs import EMBED, SamplingConfig
+from pipeline.data import ingest
 from pipeline.evaluation import report as report_lib
+from pipeline.pipeline import PipelineInputs, create_pipeline
+from schema import build as schema_build
+from schema import embeddings as embeddings_io
+from schema import graph as graph_io
 
 PIPELINE_NAME = "pinsage"
 log = logging.getLogger("pinsage")

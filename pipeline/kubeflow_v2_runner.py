@@ -14,20 +14,19 @@ Needs `kfp-pipeline-spec` (the PipelineSpec protos TFX compiles to; `pip install
 
 from __future__ import annotations
 
-import os
-
-
 import argparse
 import dataclasses
 import json
+import os
 import shutil
 import sys
+
+from tfx import v1 as tfx
+from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kfv2  # ImportError without kfp-pipeline-spec
 
 from pipeline import driver
 from pipeline.configs import STAGES, SamplingConfig
 from pipeline.pipeline import PipelineInputs, create_pipeline
-from tfx import v1 as tfx
-from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kfv2  # ImportError without kfp-pipeline-spec
 
 PATH_FIELDS = ("canonical_dir", "items_schema", "interactions_schema", "ingest_report", "graph_schema")
 

@@ -15,17 +15,16 @@ import os
 from tfx import v1 as tfx
 
 from pipeline import configs
-from pipeline.configs import STAGES, SamplingConfig
-
-from pipeline.data import ingest
-from pipeline.components.graph_gen import ITEM_SPLIT, GraphGen
-from pipeline.components.neighborhood_sampler import NeighborhoodSampler
-from pipeline.components.pair_gen import PairGen
 from pipeline.components.bulk_embedder import BulkEmbedder
 from pipeline.components.evaluator import PinSageEvaluator
-from pipeline.components.pusher import PinSagePusher
+from pipeline.components.graph_gen import ITEM_SPLIT, GraphGen
 from pipeline.components.index_builder import IndexBuilder
+from pipeline.components.neighborhood_sampler import NeighborhoodSampler
+from pipeline.components.pair_gen import PairGen
+from pipeline.components.pusher import PinSagePusher
 from pipeline.components.trainer import PinSageTrainer, code_fingerprint
+from pipeline.configs import STAGES, SamplingConfig
+from pipeline.data import ingest
 
 MODULES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "modules")
 

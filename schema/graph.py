@@ -24,8 +24,8 @@ import os
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 ITEMS = "items"
 CONTEXTS = "contexts"

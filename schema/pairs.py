@@ -11,10 +11,10 @@ import glob
 import os
 
 import numpy as np
-
-from schema.neighborhoods import lists_to_padded
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from schema.neighborhoods import lists_to_padded
 
 PAIRS = "pairs"
 HARD_NEGATIVES = "hard_negatives"

@@ -3,7 +3,6 @@ same against serving/server.py and the real tensorflow/serving container."""
 
 from __future__ import annotations
 
-
 from typing import Dict, List, Sequence
 
 import grpc

@@ -1,7 +1,8 @@
 """Shared fixtures (helpers shared by several test files are in tests/fixtures.py)."""
 
-import schema  # noqa: F401  (first, before numpy loads: TF_USE_LEGACY_KERAS and OpenBLAS's kernels)
 import pytest
+
+import schema  # noqa: F401  (before numpy loads: TF_USE_LEGACY_KERAS and OpenBLAS's kernels)
 
 
 @pytest.fixture(scope="session")

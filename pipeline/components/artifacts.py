@@ -1,7 +1,9 @@
 """Typed TFX artifacts that flow between PinSage's custom components (see graph_io.py for the Graph layout)."""
 
-from tfx.types import artifact
-from tfx.types import standard_artifacts  # noqa: F401  (registers the standard types first)
+from tfx.types import (
+    artifact,
+    standard_artifacts,  # noqa: F401  (registers the standard types first)
+)
 
 
 class PinSageGraph(artifact.Artifact):

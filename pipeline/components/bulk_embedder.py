@@ -19,10 +19,8 @@ process, numpy tables per layer (small catalogues). Both give the same vectors.
 
 from __future__ import annotations
 
-import os
-
-
 import json
+import os
 import time
 
 from tfx import types
@@ -31,11 +29,11 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 from tfx.utils import path_utils
 
-from pipeline.configs import EMBED
-from pipeline.components import artifacts
-from modules import train, trainer
-from modules import features as features_lib
 from modules import embedding as be
+from modules import features as features_lib
+from modules import train, trainer
+from pipeline.components import artifacts
+from pipeline.configs import EMBED
 from pipeline.embedding import beam_embedder
 from schema import embeddings as embeddings_io
 from schema import graph as graph_io

@@ -30,6 +30,7 @@ import time
 
 import apache_beam as beam
 import numpy as np
+import pyarrow.parquet as pq
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, base_beam_executor, executor_spec
 from tfx.types import artifact_utils
@@ -38,11 +39,10 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 from pipeline.components import artifacts
 from pipeline.configs import NEIGHBORHOOD_SOURCES, SAMPLING, WALK_STRATEGIES
 from pipeline.sampling import beam_walks
-from schema import graph as graph_io
-from schema import neighborhoods as neighborhood_io
 from pipeline.sampling import random_walks as rw
 from pipeline.sampling import transitions as sn
-import pyarrow.parquet as pq
+from schema import graph as graph_io
+from schema import neighborhoods as neighborhood_io
 
 STRATEGIES = WALK_STRATEGIES
 SOURCES = NEIGHBORHOOD_SOURCES

@@ -20,21 +20,20 @@ import time
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, base_beam_executor, executor_spec
 from tfx.types import artifact_utils
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from pipeline.components import artifacts
-from pipeline.configs import PAIRS, SAMPLING
-from pipeline.sampling import beam_walks
-from schema import graph as graph_io
-from pipeline.sampling.pairs import pairs_from_graph
-from schema import pairs
-from pipeline.sampling import ppr
-from pipeline.sampling import random_walks as rw
 from pipeline.components.neighborhood_sampler import finish_stats, num_rows
-import pyarrow as pa
+from pipeline.configs import PAIRS, SAMPLING
+from pipeline.sampling import beam_walks, ppr
+from pipeline.sampling import random_walks as rw
+from pipeline.sampling.pairs import pairs_from_graph
+from schema import graph as graph_io
+from schema import pairs
 
 
 class _SelectedNegativeShard(beam_walks.NegativeShard):

@@ -20,22 +20,21 @@ import os
 import tempfile
 from typing import Optional
 
+import tensorflow_transform as tft
 from tfx import types
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
-
-from pipeline.components import artifacts
-from pipeline.configs import PUSH
-from modules import export
-from schema import embeddings as embeddings_io
-from pipeline.push import pusher
-import tensorflow_transform as tft
 from tfx.utils import path_utils
+
+from modules import cold_start, export
 from modules import features as features_lib
-from modules import cold_start
-from schema import neighborhoods as neighborhood_io
+from pipeline.components import artifacts
 from pipeline.components.bulk_embedder import example_dir
+from pipeline.configs import PUSH
+from pipeline.push import pusher
+from schema import embeddings as embeddings_io
+from schema import neighborhoods as neighborhood_io
 
 
 class PinSagePusherSpec(ComponentSpec):

@@ -29,16 +29,16 @@ import json
 import os
 
 from tfx import types
-from tfx.dsl.io import fileio
 from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 from tfx.utils import path_utils
 
-from pipeline.components import artifacts
 from modules.model import ABLATIONS
 from modules.trainer import HISTORY_FILE
+from pipeline.components import artifacts
 
 DEFAULT_RUN_FN = "modules.trainer.run_fn"
 CHECKPOINTS_DIR = ".checkpoints"  # under the component's directory of the pipeline root

@@ -22,6 +22,7 @@ Input contract (README, "Data contract"):
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
 import json
@@ -30,12 +31,11 @@ import warnings
 
 import numpy as np
 import pandas as pd
-import yaml
-import csv
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+import yaml
 
 from pipeline.configs import INGEST
 

@@ -9,8 +9,7 @@ import argparse
 import os
 import tempfile
 
-from pipeline.data import datasets
-from pipeline.data import ingest
+from pipeline.data import datasets, ingest
 from schema import build
 
 

@@ -14,13 +14,13 @@ from typing import Iterable, Optional, Sequence
 
 import apache_beam as beam
 import numpy as np
-
-from modules.embedding import ROWS_PREFIX, LayerwiseModel
 import tensorflow as tf
 from apache_beam.utils import shared
+
+from modules import features as features_lib
+from modules.embedding import ROWS_PREFIX, LayerwiseModel
 from schema import graph as graph_io
 from schema import neighborhoods as neighborhood_io
-from modules import features as features_lib
 
 
 def _shared_model(shared_handle, saved_model_dir: str) -> LayerwiseModel:

@@ -15,6 +15,7 @@ import apache_beam as beam
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import tensorflow as tf
 from tfx.components.util import tfxio_utils
@@ -24,7 +25,6 @@ from pipeline.graph.split import id_strings as _id_strings
 from pipeline.graph.split import sorted_ids, split_partition
 from schema import graph as graph_io
 from schema.graph import CONTEXT_SCHEMA, INTERACTION_SCHEMA, ITEM_SCHEMA
-import pyarrow.compute as pc
 
 NUM_PARTITIONS = 32  # context partitions of the split (a shuffle of arrays, not of single rows)
 BATCH_SIZE = 100_000

@@ -25,15 +25,15 @@ import json
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from schema import neighborhoods as neighborhood_io
-from pipeline.sampling.pairs import pairs_from_graph
-from schema import pairs
 from pipeline import progress
 from pipeline.sampling import ppr
 from pipeline.sampling import random_walks as rw
-import pyarrow.compute as pc
-import pyarrow as pa
+from pipeline.sampling.pairs import pairs_from_graph
+from schema import neighborhoods as neighborhood_io
+from schema import pairs
 
 _JOIN_STREAM = 1  # keeps these random streams apart from the in-memory sampler's
 

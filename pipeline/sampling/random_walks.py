@@ -22,11 +22,11 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pyarrow.compute as pc
 
 from pipeline import progress
 from pipeline.configs import SAMPLING
 from schema import graph as graph_io
-import pyarrow.compute as pc
 
 
 @dataclasses.dataclass(frozen=True)

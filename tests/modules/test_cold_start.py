@@ -6,22 +6,20 @@ of their genre (slow)."""
 
 import os
 
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from modules import features as features_lib
-from modules.model import PinSageHParams, build_model
+from modules import cold_start, cooccurrence
 from modules import embedding as be
-from modules import cold_start
+from modules import features as features_lib
 from modules.export import export_serving_model
-from schema import build
-from modules import cooccurrence
-from schema import embeddings as embeddings_io
+from modules.model import PinSageHParams, build_model
 from pipeline.sampling import transitions as sn
-from tests import fixtures
+from schema import build
+from schema import embeddings as embeddings_io
 from schema import neighborhoods as neighborhood_io
+from tests import fixtures
 
 SPEC = {
     "features": {

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from modules import evaluation as ev
+from pipeline.graph.from_csv import graph_from_csv
 from schema import graph as graph_io
 from tests import fixtures
-from pipeline.graph.from_csv import graph_from_csv
 
 # 8 items, 3 contexts (timestamps = positions; rows deliberately out of order):
 #   c0: train 0 1 2 3 6 (positions 0-4), validation 4, test 5

@@ -2,8 +2,6 @@
 the numpy brute-force answer; unknown ids and bad k fail; saved_model_cli lists the signatures."""
 
 import os
-
-
 import subprocess
 import sys
 

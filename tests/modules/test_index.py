@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from modules import index as ib
+from pipeline.components import index_builder as index_component
 from pipeline.data import datasets
 from schema import embeddings as embeddings_io
-from pipeline.components import index_builder as index_component
 
 
 @pytest.fixture(scope="module")

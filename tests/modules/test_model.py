@@ -4,15 +4,14 @@ subgraphs, and a synthetic community graph for training."""
 
 import os
 
-
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_gnn as tfgnn
 
 from modules import batches, layers, losses
-from modules import model as model_lib
 from modules import features as features_lib
+from modules import model as model_lib
 from modules.model import PinSageHParams, build_model
 from modules.train import embed_all, query_embeddings, train
 from modules.trainer import embed_items

@@ -21,14 +21,13 @@ import tensorflow as tf
 import tensorflow_gnn as tfgnn
 
 from pipeline import driver
+from pipeline.pipeline import SamplingConfig
+from schema import build, versions
+from schema import embeddings as embeddings_io
 from schema import graph as graph_io
 from schema import neighborhoods as neighborhood_io
 from schema import pairs as pairs_io
-from pipeline.pipeline import SamplingConfig
-from schema import build
 from tests.fixtures import REPO_ROOT
-from schema import embeddings as embeddings_io
-from schema import versions
 
 pytestmark = pytest.mark.slow
 N_USERS = 120
@@ -218,10 +217,9 @@ def test_sampling_stages_read_the_graph_and_agree_with_it(run):
 
 def test_trainer_learns_and_evaluator_reports_against_baselines(run):
     out, _, _ = run
+    from modules import evaluation, trainer
     from modules import train as train_lib
-    from modules import trainer
     from modules.model import PinSageHParams, build_model
-    from modules import evaluation
 
     rdir = driver.latest_artifact_dir(out, "PinSageEvaluator", "report")
     with open(os.path.join(rdir, "report.json")) as f:

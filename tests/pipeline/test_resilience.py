@@ -25,8 +25,7 @@ import pytest
 
 from pipeline import driver
 from pipeline.components.trainer import CHECKPOINTS_DIR
-from pipeline.data import datasets
-from pipeline.data import ingest
+from pipeline.data import datasets, ingest
 from pipeline.pipeline import SamplingConfig
 from tests.fixtures import REPO_ROOT
 

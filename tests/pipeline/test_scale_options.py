@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pytest
 
+import schema
 from pipeline import pipeline as pp
 from tests.fixtures import REPO_ROOT
-import schema
 
 
 def test_step_budget_hparams():

@@ -6,10 +6,8 @@ import pytest
 import tensorflow_gnn as tfgnn
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from pipeline.data import datasets
-from pipeline.data import ingest
-from schema import build
-from schema import constants
+from pipeline.data import datasets, ingest
+from schema import build, constants
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import time
 import grpc
 import numpy as np
 import pytest
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from modules import index as ib
 from modules.export import export_serving_model
@@ -21,7 +22,6 @@ from serving.errors import ServingError
 from serving.model_config import BatchingOptions
 from serving.server import serve
 from tests.serving.test_server import D, N, exact_related, request
-from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 
 class ExactSearcher:

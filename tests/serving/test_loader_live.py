@@ -17,7 +17,7 @@ from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 from pipeline.data import datasets
 from pipeline.push import pusher
 from serving.server import serve
-from tests.serving.test_server import N, D, exact_related, make_version, request
+from tests.serving.test_server import D, N, exact_related, make_version, request
 
 POLL = 0.2
 State = get_model_status_pb2.ModelVersionStatus

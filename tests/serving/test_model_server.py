@@ -23,7 +23,7 @@ from modules.export import WARMUP_FILE
 from pipeline.data import datasets
 from serving import metrics
 from serving.server import serve
-from tests.serving.test_server import N, D, embed_request, exact_related, make_version, request
+from tests.serving.test_server import D, N, embed_request, exact_related, make_version, request
 
 State = get_model_status_pb2.ModelVersionStatus
 POLL = 0.2

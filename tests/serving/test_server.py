@@ -2,8 +2,6 @@
 status code (server stays up), concurrency, a hot swap under traffic, metadata and status."""
 
 import os
-
-
 import threading
 import time
 
@@ -20,12 +18,12 @@ from tensorflow_serving.apis import (
 )
 
 from modules import index as ib
-from pipeline.push import pusher
 from modules.export import export_serving_model
+from pipeline.data import datasets
+from pipeline.push import pusher
 from serving import client
 from serving.server import serve
 from tests.fixtures import REPO_ROOT
-from pipeline.data import datasets
 
 N, D, MAX_BATCH = 3000, 16, 64
 FEATURES = {"year": tf.TensorSpec([None], tf.float32)}

@@ -16,14 +16,14 @@ import pytest
 from tfx import v1 as tfx
 
 from pipeline.components import artifacts
-from schema import neighborhoods as neighborhood_io
-from schema import pairs
-from pipeline.sampling import ppr
-from pipeline.sampling import random_walks as rw
 from pipeline.components.neighborhood_sampler import NeighborhoodSampler
 from pipeline.components.pair_gen import PairGen
-from tests.pipeline.sampling.test_random_walks import small_graph, tv
 from pipeline.sampling import pairs as pair_sampling
+from pipeline.sampling import ppr
+from pipeline.sampling import random_walks as rw
+from schema import neighborhoods as neighborhood_io
+from schema import pairs
+from tests.pipeline.sampling.test_random_walks import small_graph, tv
 
 N, C = 60, 15
 WALK = dict(num_walks=3000, walk_length=3, restart_prob=0.4, top_t=N, seed=7)
@@ -94,7 +94,8 @@ def run(tmp_path_factory):
         beam_pipeline_args=["--direct_num_workers=2", "--direct_running_mode=multi_processing"],
     )
     tfx.orchestration.LocalDagRunner().run(pipeline)
-    from pipeline.components import neighborhood_sampler as sampler_lib, pair_gen as pair_gen_lib
+    from pipeline.components import neighborhood_sampler as sampler_lib
+    from pipeline.components import pair_gen as pair_gen_lib
 
     return {
         "graph": graph_uri,

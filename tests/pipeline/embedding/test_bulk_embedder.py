@@ -3,23 +3,21 @@ equal the model applied directly to each item's K-hop neighbourhood (modules/tra
 through the TFX executor on the Beam DirectRunner (both strategies; the Beam one also on two worker processes),
 items without neighbours included."""
 
-import os
-
-
 import json
+import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from modules import embedding as be
 from modules import features as features_lib
 from modules.model import PinSageHParams, build_model
 from modules.train import embed_all
-from modules import embedding as be
-from schema import embeddings as embeddings_io
 from pipeline.embedding import beam_embedder
-from tests import fixtures
+from schema import embeddings as embeddings_io
 from schema import neighborhoods as neighborhood_io
+from tests import fixtures
 
 SMALL = dict(hidden_dim=16, output_dim=8, text_embedding_dim=4)
 TOL = 1e-4

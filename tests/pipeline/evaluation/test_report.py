@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from modules import index as index_builder
-from pipeline.evaluation import report as report_lib
 from pipeline.data import datasets
+from pipeline.evaluation import report as report_lib
 
 PNG = b"\x89PNG\r\n\x1a\n"
 NASTY = "<b>Tom & Jerry</b> <script>x()</script>"

@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from pipeline.push import pusher
-from tests.fixtures import REPO_ROOT
 from schema import versions
+from tests.fixtures import REPO_ROOT
 
 
 @pytest.fixture

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from schema import graph as graph_io
-from pipeline.sampling import ppr
-from pipeline.sampling import random_walks as rw
-from tests.pipeline.sampling.test_random_walks import exact_visits, small_graph
 from modules import cooccurrence
 from pipeline.sampling import pairs as pair_sampling
+from pipeline.sampling import ppr
+from pipeline.sampling import random_walks as rw
+from schema import graph as graph_io
+from tests.pipeline.sampling.test_random_walks import exact_visits, small_graph
 
 # One context's history: train items 1 2 3 1 4 (positions 0-4), then validation 5 and test 6;
 # another context: train 2 3. Rows deliberately out of order.

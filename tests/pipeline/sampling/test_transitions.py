@@ -7,13 +7,13 @@ import os
 import numpy as np
 import pytest
 
-from pipeline.components import artifacts
 from modules import evaluation
-from schema import graph as graph_io
-from schema import neighborhoods as neighborhood_io
+from pipeline.components import artifacts
+from pipeline.components.neighborhood_sampler import Executor, NeighborhoodSampler
 from pipeline.sampling import random_walks as rw
 from pipeline.sampling import transitions as sn
-from pipeline.components.neighborhood_sampler import Executor, NeighborhoodSampler
+from schema import graph as graph_io
+from schema import neighborhoods as neighborhood_io
 from tests.pipeline.components.test_sampling_components import N, write_graph
 
 
