@@ -7,8 +7,8 @@ per request.
     .venv/bin/python bench/serving.py --dim 128 --clients 8 --enable-batching   # unbatched vs batched, one run
     .venv/bin/python bench/serving.py --dim 128 --pushes --seconds 60    # 8 clients while versions are pushed
 
---apis grpc,rest loads both APIs against the same server process: per client count the two take turns in
---slices slices (5) of --seconds each, so that both see the same background load, and the REST p99 / gRPC p99
+--apis grpc,rest loads both APIs against the same server process: per client count the two take turns, --slices
+(5) turns each of --seconds / --slices, so that both see the same background load, and the REST p99 / gRPC p99
 ratio is reported (with --enable-batching per server; REST shares the port across --server-processes as gRPC
 does). The REST clients send TF Serving's columnar JSON ({"signature_name": "related_items", "inputs":
 {"item_id": [id], "k": k}}) on one keep-alive http.client connection per thread. With one API (the default:
