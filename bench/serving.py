@@ -1,27 +1,37 @@
-"""Benchmark of the gRPC server: N concurrent clients for T seconds on loopback, related_items top-10 per request.
+"""Benchmark of the server, gRPC and REST: N concurrent clients for T seconds on loopback, related_items top-10
+per request.
 
     .venv/bin/python bench/serving.py                                   # 1M items, 1 and 8 clients, 10 s each
     .venv/bin/python bench/serving.py --items 100000 --clients 1,8 --seconds 5
+    .venv/bin/python bench/serving.py --apis grpc,rest                  # gRPC vs REST on the same server
     .venv/bin/python bench/serving.py --dim 128 --clients 8 --enable-batching   # unbatched vs batched, one run
     .venv/bin/python bench/serving.py --dim 128 --pushes --seconds 60    # 8 clients while versions are pushed
 
---enable-batching runs an unbatched and a batched server (--enable_batching + a batching parameters file) on the
-same model, alternating them `--rounds` times, and reports the QPS ratio (the box is shared: only ratios from
-one run mean anything). --pushes keeps 8 clients on one server while two new versions are pushed (the Pusher's
-temp dir + rename) and a junk all-digit directory appears, and reports failed requests and how long after each
-push the clients were first answered by it.
+--apis grpc,rest loads both APIs against the same server process: per client count the two take turns, --slices
+(5) turns each of --seconds / --slices, so that both see the same background load, and the REST p99 / gRPC p99
+ratio is reported (with --enable-batching per server; REST shares the port across --server-processes as gRPC
+does). The REST clients send TF Serving's columnar JSON ({"signature_name": "related_items", "inputs":
+{"item_id": [id], "k": k}}) on one keep-alive http.client connection per thread. With one API (the default:
+grpc) a client count runs once for --seconds, unsliced. --enable-batching runs an unbatched and a batched
+server (--enable_batching + a batching parameters file) on the same model, alternating them `--rounds` times,
+and reports the QPS ratio per API (the box is shared: only ratios from one run mean anything). --pushes keeps 8
+gRPC clients on one server while two new versions are pushed (the Pusher's temp dir + rename) and a junk
+all-digit directory appears, and reports failed requests and how long after each push the clients were first
+answered by it.
 
 A model version (export + ScaNN index, synthetic clustered 64-d vectors) is built once and cached under
 --work-dir; the server runs as a separate process (`python -m serving`), as it would in production; each client
-is a thread with its own channel sending single-item requests back to back (a closed loop, so the load is
-bounded by the clients). Reports QPS, p50/p99 latency and the error count per client count. Clients and server
-share this box's 2 cores, so the figures are a floor; the load average at start is recorded.
-Target (issue): p99 <= 10 ms and >= 1.2k QPS with 8 clients at 1M items.
+is a thread with its own channel (or connection) sending single-item requests back to back (a closed loop, so
+the load is bounded by the clients). Reports QPS, p50/p99 latency and the error count per client count and
+API. Clients and server share this box's 2 cores, so the figures are a floor; the load average at start is
+recorded. Targets (issues): gRPC p99 <= 10 ms and >= 1.2k QPS with 8 clients at 1M items; batched >= 1.3x
+unbatched QPS; REST p99 <= 2 x gRPC p99.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import socket
@@ -107,31 +117,69 @@ def cpu_seconds(pid: int, children: bool = True) -> float:
     return total
 
 
-def run_load(addr: str, clients: int, seconds: float, items: int, k: int, server_pid: int, seen=None) -> dict:
-    """Closed loop: each client sends its next request when the previous one returns. CPU time per request of
+def grpc_client(addr: str, ids, k: int, c: int, clients: int, seen=None):
+    """A function sending client c's next gRPC request (of `ids`, every `clients`-th from c), serialized once:
+    the clients share the box's 2 cores with the server, so they do as little as they can. `seen` (a dict)
+    gets the time each served version first answered."""
+    requests = [related_request([f"item{j}"], k).SerializeToString() for j in ids]
+    predict = grpc.insecure_channel(addr).unary_unary(
+        PREDICT, request_serializer=None, response_deserializer=predict_pb2.PredictResponse.FromString
+    )
+    step = iter(range(c, 10**15, clients))
+
+    def send() -> bool:
+        try:
+            resp = predict(requests[next(step) % len(requests)], timeout=5)
+        except grpc.RpcError:
+            return False
+        if seen is not None and resp.model_spec.version.value not in seen:
+            seen[resp.model_spec.version.value] = time.time()  # when a version first answered
+        return True
+
+    return send
+
+
+def rest_client(rest_port: int, ids, k: int, c: int, clients: int):
+    """The same for REST: client c POSTs TF Serving's columnar JSON on one keep-alive http.client connection
+    (reopened after an error, which counts as a failed request)."""
+    bodies = [
+        json.dumps({"signature_name": "related_items", "inputs": {"item_id": [f"item{j}"], "k": k}}).encode()
+        for j in ids
+    ]
+    headers = {"Content-Type": "application/json"}
+    conn = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=5)
+    step = iter(range(c, 10**15, clients))
+
+    def send() -> bool:
+        nonlocal conn
+        try:
+            conn.request("POST", "/v1/models/pinsage:predict", bodies[next(step) % len(bodies)], headers)
+            resp = conn.getresponse()
+            resp.read()
+            return resp.status == 200
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=5)
+            return False
+
+    return send
+
+
+def run_slice(senders: list, seconds: float, server_pid: int) -> dict:
+    """Closed loop for `seconds`: each client sends its next request when the previous one returns. CPU time of
     the server and of the client process are recorded too: unlike QPS they hardly depend on what else runs."""
-    rng = np.random.default_rng(clients)
-    # serialized once: the clients share the box's 2 cores with the server, so they do as little as they can
-    requests = [related_request([f"item{j}"], k).SerializeToString() for j in rng.integers(0, items, 2000)]
-    latencies, errors, stop = [[] for _ in range(clients)], [0] * clients, threading.Event()
+    latencies, errors, stop = [[] for _ in senders], [0] * len(senders), threading.Event()
 
     def client(c):
-        predict = grpc.insecure_channel(addr).unary_unary(
-            PREDICT, request_serializer=None, response_deserializer=predict_pb2.PredictResponse.FromString
-        )
-        i = c
+        send = senders[c]
         while not stop.is_set():
             t = time.perf_counter()
-            try:
-                resp = predict(requests[i % len(requests)], timeout=5)
+            if send():
                 latencies[c].append(time.perf_counter() - t)
-                if seen is not None and resp.model_spec.version.value not in seen:
-                    seen[resp.model_spec.version.value] = time.time()  # when a version first answered
-            except grpc.RpcError:
+            else:
                 errors[c] += 1
-            i += clients
 
-    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(len(senders))]
     cpu0 = cpu_seconds(server_pid), cpu_seconds(os.getpid(), children=False)
     start = time.perf_counter()
     for t in threads:
@@ -140,28 +188,79 @@ def run_load(addr: str, clients: int, seconds: float, items: int, k: int, server
     stop.set()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - start
-    server_cpu, client_cpu = cpu_seconds(server_pid) - cpu0[0], cpu_seconds(os.getpid(), children=False) - cpu0[1]
-    lat = np.concatenate([np.asarray(x) for x in latencies]) * 1000
     return dict(
-        clients=clients,
-        seconds=round(wall, 2),
-        requests=int(lat.size),
-        errors=int(sum(errors)),
-        qps=round(lat.size / wall),
-        p50_ms=round(float(np.percentile(lat, 50)), 3),
-        p99_ms=round(float(np.percentile(lat, 99)), 3),
-        max_ms=round(float(lat.max()), 2),
-        server_cpu_ms_per_request=round(server_cpu * 1000 / max(lat.size, 1), 3),
-        client_cpu_ms_per_request=round(client_cpu * 1000 / max(lat.size, 1), 3),
+        lat=np.concatenate([np.asarray(x, dtype=float) for x in latencies]) * 1000,
+        errors=sum(errors),
+        wall=time.perf_counter() - start,
+        server_cpu=cpu_seconds(server_pid) - cpu0[0],
+        client_cpu=cpu_seconds(os.getpid(), children=False) - cpu0[1],
     )
 
 
-def start_server(args, model_dir: str, port: int, extra=(), log_path=None):
+def run_load(makers: dict, clients: int, seconds: float, items: int, server_pid: int, slices: int = 1) -> dict:
+    """{api: figures} for `clients` clients per API (makers: {api: make(ids, c, clients) -> send}), all on the
+    same request ids. With several APIs they take turns, `slices` turns of seconds / slices each, so that all
+    see the same background load (this box is shared: a load that changes over a few seconds would otherwise
+    decide the ratio); one API runs once for `seconds`, unsliced, as before REST was added."""
+    ids = np.random.default_rng(clients).integers(0, items, 2000)
+    senders = {api: [make(ids, c, clients) for c in range(clients)] for api, make in makers.items()}
+    slices = slices if len(makers) > 1 else 1
+    parts = {api: [] for api in makers}
+    for _ in range(slices):
+        for api in makers:
+            parts[api].append(run_slice(senders[api], seconds / slices, server_pid))
+    return {api: figures(clients, ps) for api, ps in parts.items()}
+
+
+def figures(clients: int, parts: list) -> dict:
+    """QPS, latency and CPU per request over run_slice's parts; the latencies and CPU per request are None when
+    no request succeeded (the errors say how many failed)."""
+    lat, wall = np.concatenate([p["lat"] for p in parts]), sum(p["wall"] for p in parts)
+    n = lat.size
+
+    def per_request(key):
+        return round(sum(p[key] for p in parts) * 1000 / n, 3) if n else None
+
+    return dict(
+        clients=clients,
+        seconds=round(wall, 2),
+        requests=int(n),
+        errors=int(sum(p["errors"] for p in parts)),
+        qps=round(n / wall),
+        p50_ms=round(float(np.percentile(lat, 50)), 3) if n else None,
+        p99_ms=round(float(np.percentile(lat, 99)), 3) if n else None,
+        max_ms=round(float(lat.max()), 2) if n else None,
+        server_cpu_ms_per_request=per_request("server_cpu"),
+        client_cpu_ms_per_request=per_request("client_cpu"),
+    )
+
+
+def makers_for(apis, port: int, rest_port, k: int) -> dict:
+    """{api: make(ids, c, clients)} for the APIs asked for, in their order."""
+    makers = {
+        "grpc": lambda ids, c, n: grpc_client(f"127.0.0.1:{port}", ids, k, c, n),
+        "rest": lambda ids, c, n: rest_client(rest_port, ids, k, c, n),
+    }
+    return {api: makers[api] for api in apis}
+
+
+def server_takes_rest_flag(server_root: str) -> bool:
+    """Whether --server-root's `python -m serving` has --rest-api-port (older checkouts have no REST API)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "serving", "--help"], cwd=server_root, capture_output=True, text=True, timeout=300
+    )
+    return "--rest-api-port" in out.stdout
+
+
+def start_server(args, model_dir: str, port: int, rest_port=None, extra=(), log_path=None):
+    """`python -m serving` of --server-root as its own process, REST on rest_port when given, else off (0): the
+    default 8501 may be taken on a shared box. With --server-processes all of them share both ports."""
     cmd = [sys.executable, "-m", "serving", "--model-base-path", model_dir, "--port", str(port)]
     cmd += ["--max-workers", str(args.server_workers)] + list(extra)
     if args.server_processes > 1:
         cmd += ["--processes", str(args.server_processes)]
+    if args.rest_flag:
+        cmd += ["--rest-api-port", str(rest_port or 0)]
     log = open(log_path, "w") if log_path else subprocess.DEVNULL
     return subprocess.Popen(cmd, cwd=args.server_root, stdout=subprocess.DEVNULL, stderr=log)
 
@@ -172,35 +271,58 @@ def stop_server(proc) -> None:
 
 
 def measure(args, model_dir: str, extra=(), label="") -> list:
-    """One server with `extra` flags: warm-up, then each client count for --seconds."""
+    """One server with `extra` flags: warm-up, then each client count for --seconds (per API in --apis)."""
     port = free_port()
-    addr = f"127.0.0.1:{port}"
-    proc = start_server(args, model_dir, port, extra)
+    rest_port = free_port() if "rest" in args.apis else None
+    proc = start_server(args, model_dir, port, rest_port, extra)
+    makers = makers_for(args.apis, port, rest_port, args.k)
     rows = []
     try:
-        ready_s = wait_ready(addr, proc)
+        ready_s = wait_ready(f"127.0.0.1:{port}", proc)
         print(f"server {label or 'default'} ready in {ready_s:.1f} s", flush=True)
-        run_load(addr, 2, 1.0, args.items, args.k, proc.pid)  # warm-up
+        run_load(makers, 2, 1.0, args.items, proc.pid)  # warm-up
         for c in [int(x) for x in args.clients.split(",")]:
-            row = dict(
-                server=label or "default",
-                server_root=args.server_root,
-                server_processes=args.server_processes,
-                items=args.items,
-                dim=args.dim,
-                k=args.k,
-                server_ready_seconds=round(ready_s, 1),
-                **run_load(addr, c, args.seconds, args.items, args.k, proc.pid),
-            )
-            print(json.dumps(row), flush=True)
-            rows.append(row)
+            for api, figures in run_load(makers, c, args.seconds, args.items, proc.pid, args.slices).items():
+                row = dict(
+                    server=label or "default",
+                    api=api,
+                    server_root=args.server_root,
+                    server_processes=args.server_processes,
+                    items=args.items,
+                    dim=args.dim,
+                    k=args.k,
+                    server_ready_seconds=round(ready_s, 1),
+                    **figures,
+                )
+                print(json.dumps(row), flush=True)
+                rows.append(row)
     finally:
         stop_server(proc)
     return rows
 
 
+def rest_over_grpc_p99(rows: list) -> dict:
+    """{clients: REST p99 / gRPC p99} over rows of one server (empty unless both APIs were loaded)."""
+    p99 = {(r["api"], r["clients"]): r["p99_ms"] for r in rows}
+    return {
+        str(c): round(p99[("rest", c)] / p99[("grpc", c)], 2)
+        for api, c in p99
+        if api == "grpc" and p99.get(("rest", c)) and p99[("grpc", c)]
+    }
+
+
+def plain(args, model_dir: str) -> dict:
+    rows = measure(args, model_dir)
+    out = dict(rows=rows)
+    if len(args.apis) > 1:
+        out["rest_over_grpc_p99_by_clients"] = ratios = rest_over_grpc_p99(rows)
+        print(f"REST p99 / gRPC p99 by clients: {ratios}", flush=True)
+    return out
+
+
 def batching_comparison(args, model_dir: str) -> dict:
-    """Unbatched and batched servers alternated `--rounds` times in this one run; the QPS ratio per client count."""
+    """Unbatched and batched servers alternated `--rounds` times in this one run; the QPS ratio per client count
+    (per API: the REST ratio under rest_qps_ratio_batched_over_unbatched)."""
     params = os.path.join(args.work_dir, "batching.config")
     with open(params, "w") as f:
         f.write(
@@ -212,17 +334,29 @@ def batching_comparison(args, model_dir: str) -> dict:
     for _ in range(args.rounds):
         rows += measure(args, model_dir, (), "unbatched")
         rows += measure(args, model_dir, ("--enable_batching", "--batching_parameters_file", params), "batched")
-    ratios = {}
-    for c in sorted({r["clients"] for r in rows}):
-        qps = {s: [r["qps"] for r in rows if r["clients"] == c and r["server"] == s] for s in ("unbatched", "batched")}
-        ratios[c] = round(float(np.mean(qps["batched"]) / np.mean(qps["unbatched"])), 2)
-    print(f"QPS ratio batched / unbatched by client count: {ratios}", flush=True)
-    return dict(rows=rows, qps_ratio_batched_over_unbatched=ratios, batching_parameters=open(params).read())
+    out = dict(rows=rows)
+    for api in args.apis:
+        ratios = {}
+        for c in sorted({r["clients"] for r in rows}):
+            qps = {
+                s: [r["qps"] for r in rows if r["clients"] == c and r["server"] == s and r["api"] == api]
+                for s in ("unbatched", "batched")
+            }
+            ratios[c] = round(float(np.mean(qps["batched"]) / max(np.mean(qps["unbatched"]), 1)), 2)
+        print(f"{api} QPS ratio batched / unbatched by client count: {ratios}", flush=True)
+        out[("" if api == "grpc" else f"{api}_") + "qps_ratio_batched_over_unbatched"] = ratios
+    if len(args.apis) > 1:
+        out["rest_over_grpc_p99_by_clients"] = {
+            s: rest_over_grpc_p99([r for r in rows if r["server"] == s]) for s in ("unbatched", "batched")
+        }
+    out["batching_parameters"] = open(params).read()
+    return out
 
 
 def pushes_under_load(args, model_dir: str) -> dict:
     """8 clients on one server for --seconds: at 10 % a version is pushed; once the clients see it, a junk
-    all-digit directory appears above it; two polls later a second version is pushed."""
+    all-digit directory appears above it; two polls later a second version is pushed. gRPC only: the time a
+    version first answered is read from the answers' model_spec, which a REST predict answer does not have."""
     import shutil
 
     port, clients = free_port(), 8
@@ -233,7 +367,7 @@ def pushes_under_load(args, model_dir: str) -> dict:
     shutil.copytree(os.path.join(model_dir, str(v)), os.path.join(fresh, str(v)), copy_function=os.link)
     model_dir = fresh
     log_path = os.path.join(args.work_dir, "pushes_server.log")
-    proc = start_server(args, model_dir, port, ("--poll-seconds", str(args.poll_seconds)), log_path)
+    proc = start_server(args, model_dir, port, None, ("--poll-seconds", str(args.poll_seconds)), log_path)
     sm, ix = (
         os.path.join(args.work_dir, f"sm_{args.items}x{args.dim}"),
         os.path.join(args.work_dir, f"ix_{args.items}x{args.dim}"),
@@ -241,10 +375,11 @@ def pushes_under_load(args, model_dir: str) -> dict:
     events, seen = [], {}
     try:
         wait_ready(addr, proc)
-        run_load(addr, 2, 1.0, args.items, args.k, proc.pid)
+        run_load(makers_for(["grpc"], port, None, args.k), 2, 1.0, args.items, proc.pid)  # warm-up
+        makers = {"grpc": lambda ids, c, n: grpc_client(addr, ids, args.k, c, n, seen=seen)}
         result = {}
         load = threading.Thread(
-            target=lambda: result.update(run_load(addr, clients, args.seconds, args.items, args.k, proc.pid, seen=seen))
+            target=lambda: result.update(run_load(makers, clients, args.seconds, args.items, proc.pid)["grpc"])
         )
         load.start()
         t0 = time.time()
@@ -277,7 +412,7 @@ def _push(sm: str, ix: str, model_dir: str, events: list) -> int:
     return int(os.path.basename(path))
 
 
-def main(argv=None):
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--items", type=int, default=1_000_000)
     p.add_argument("--dim", type=int, default=64)
@@ -286,6 +421,8 @@ def main(argv=None):
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--server-workers", type=int, default=8)
     p.add_argument("--server-processes", type=int, default=1, help="python -m serving --processes")
+    p.add_argument("--apis", default="grpc", help="grpc, rest or grpc,rest: the APIs loaded, in turns")
+    p.add_argument("--slices", type=int, default=5, help="with several --apis: turns per API within --seconds")
     p.add_argument("--enable-batching", action="store_true", help="compare unbatched and batched servers")
     p.add_argument("--rounds", type=int, default=2, help="with --enable-batching: alternations of the two")
     p.add_argument("--max-batch-size", type=int, default=16)
@@ -301,6 +438,21 @@ def main(argv=None):
     )
     p.add_argument("--out", default=None, help="default: bench/results/serving[_batching|_pushes].json")
     args = p.parse_args(argv)
+    args.apis = args.apis.split(",")
+    if not args.apis or set(args.apis) - {"grpc", "rest"} or len(set(args.apis)) < len(args.apis):
+        p.error(f"--apis: grpc, rest or both (comma-separated), got {','.join(args.apis)!r}")
+    if args.pushes and "rest" in args.apis:
+        p.error("--pushes loads gRPC only (a REST predict answer does not say which version served it)")
+    if args.slices < 1:
+        p.error(f"--slices must be >= 1, got {args.slices}")
+    args.rest_flag = server_takes_rest_flag(args.server_root)
+    if "rest" in args.apis and not args.rest_flag:
+        p.error(f"--apis rest: {args.server_root}'s `python -m serving` has no --rest-api-port")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     load = os.getloadavg()
     print(f"load average at start: {load}", flush=True)
     model_dir = build_model(args.work_dir, args.items, args.dim)
@@ -309,9 +461,12 @@ def main(argv=None):
     elif args.enable_batching:
         out, name = batching_comparison(args, model_dir), "serving_batching"
     else:
-        out, name = dict(rows=measure(args, model_dir)), "serving"
+        out, name = plain(args, model_dir), "serving"
     out.update(load_average_at_start=load, load_average_at_end=os.getloadavg(), cpus=os.cpu_count())
-    out["target"] = "p99 <= 10 ms and >= 1.2k QPS with 8 clients at 1M items; batched >= 1.3x unbatched QPS"
+    out["target"] = (
+        "p99 <= 10 ms and >= 1.2k QPS with 8 clients at 1M items; batched >= 1.3x unbatched QPS; "
+        "REST p99 <= 2 x gRPC p99"
+    )
     path = args.out or os.path.join(ROOT, "bench", "results", f"{name}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:

@@ -694,6 +694,9 @@ class RestApi:
         try:  # on the loop: a small body, and the one-item related_items answer if it is one
             req, fmt, version = self._parse(spec, body, record)
             resp = fast(req)
+            if isinstance(resp, tuple):  # --enable_batching: (version, signature, future of (ids, scores))
+                v, name, fut = resp
+                resp = self.server._respond_one(v, name, *await fut)
         except Exception:
             resp = None  # the worker thread answers it (and re-checks the version before reporting an error)
         if resp is None or resp.model_spec.version.value != version:

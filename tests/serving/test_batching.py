@@ -147,3 +147,49 @@ def test_batching_server_under_concurrent_clients(tmp_path):
     batches = metrics.REGISTRY.get_sample_value("pinsage_serving_batch_size_count", label) - n0
     merged = metrics.REGISTRY.get_sample_value("pinsage_serving_batch_size_sum", label) - s0
     assert merged == 320 and batches < merged / 1.5, (batches, merged)  # requests did share searches
+
+
+def test_batching_server_answers_rest_through_the_batcher(tmp_path):
+    """REST's one-item fast path takes the batched answer too (it once read the batcher's (version, signature,
+    future) tuple as a response: every REST request of a batching server failed)."""
+    import http.client
+    import json
+
+    emb = datasets.clustered_vectors(N, D, clusters=30, seed=52)
+    ids = [f"i{j}" for j in range(N)]
+    export_serving_model(str(tmp_path / "sm"), emb, ids, titles=ids)
+    ib.build_index(emb, ids, str(tmp_path / "ix"), titles=ids, brute_force_below=N + 1, recall_queries=50)
+    pusher.push(str(tmp_path / "sm"), str(tmp_path / "ix"), str(tmp_path / "serving_model"))
+    opts = BatchingOptions(max_batch_size=8, batch_timeout_micros=2000)
+    server = serve(str(tmp_path / "serving_model" / "pinsage"), 0, batching=opts, block=False, rest_api_port=0)
+    label = {"model": "pinsage"}
+    s0 = metrics.REGISTRY.get_sample_value("pinsage_serving_batch_size_sum", label) or 0
+    results, errors = [], []
+    try:
+
+        def client(seed):
+            conn = http.client.HTTPConnection("127.0.0.1", server.rest.port, timeout=10)
+            rng = np.random.default_rng(seed)
+            for _ in range(20):
+                row, k = int(rng.integers(N)), int(rng.integers(1, 12))
+                body = {"signature_name": "related_items", "inputs": {"item_id": [f"i{row}"], "k": k}}
+                conn.request("POST", "/v1/models/pinsage:predict", json.dumps(body))
+                resp = conn.getresponse()
+                out = json.loads(resp.read())
+                if resp.status != 200:
+                    errors.append((resp.status, out))
+                else:
+                    results.append((row, k, [int(s[1:]) for s in out["outputs"]["item_ids"][0]]))
+
+        threads = [threading.Thread(target=client, args=(s,)) for s in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        server.stop()
+    assert not errors and len(results) == 80, errors[:3]
+    for row, k, got in results:  # brute-force index: the batched answers are the exact top-k
+        assert got == exact_related(emb, np.array([row]), k)[0].tolist(), (row, k)
+    merged = metrics.REGISTRY.get_sample_value("pinsage_serving_batch_size_sum", label) - s0
+    assert merged == 80, merged  # every REST request was answered by the batcher, none fell back unbatched
