@@ -182,39 +182,57 @@ def _better(s, s_t, items, t):
     return (s > s_t) | ((s == s_t) & (items < t))
 
 
+def _block_ranks(s: np.ndarray, queries: Queries, lo: int, hi: int) -> np.ndarray:
+    """1-based ranks of rows lo:hi of `queries` from their scores s [hi - lo, N]."""
+    t = queries.target[lo:hi]
+    rows = np.arange(hi - lo)
+    s_t = s[rows, t]
+    # items above the target (_better), row by row: one compare + count over a row of N instead of five
+    # [B, N] temporaries; the tie-break (equal score, lower node id) only looks left of the target
+    count = np.empty(hi - lo, np.int64)
+    for r in rows:
+        row = s[r]
+        if np.isnan(row).any():
+            raise ValueError("scorer returned NaN scores")
+        count[r] = np.count_nonzero(row > s_t[r]) + np.count_nonzero(row[: t[r]] == s_t[r])
+    # subtract the masked items that were counted
+    a, b = queries.seen_indptr[lo], queries.seen_indptr[hi]
+    m_row = np.repeat(rows, np.diff(queries.seen_indptr[lo : hi + 1]))
+    m_item = queries.seen_indices[a:b]
+    hit = _better(s[m_row, m_item], s_t[m_row], m_item, t[m_row])
+    count -= np.bincount(m_row[hit], minlength=hi - lo)
+    return 1 + count
+
+
+def ranks_shared(
+    scorer: Scorer, queries: list[Queries], batch_size: int | None = None, progress: Progress | None = None
+) -> list[np.ndarray]:
+    """`ranks` of several query sets with the same query items, each block scored once: the test and the
+    validation split of one context sample share their queries (a context's latest train item), and scoring is
+    most of the cost on a large catalogue (RWR's power iteration, the co-occurrence rows)."""
+    first = queries[0]
+    if any(len(q) != len(first) or not np.array_equal(q.query, first.query) for q in queries[1:]):
+        raise ValueError("ranks_shared needs the same query items in every query set")
+    N, M = first.num_items, len(first)
+    B = batch_size or int(np.clip(_BLOCK_FLOATS // max(N, 1), 1, 4096))
+    out = [np.empty(M, np.int64) for _ in queries]
+    for lo in range(0, M, B):
+        hi = min(lo + B, M)
+        s = np.asarray(scorer.scores(first.query[lo:hi]), dtype=np.float32)
+        if s.shape != (hi - lo, N):
+            raise ValueError(f"scorer returned shape {s.shape}, expected {(hi - lo, N)}")
+        for o, q in zip(out, queries):
+            o[lo:hi] = _block_ranks(s, q, lo, hi)
+        if progress is not None:
+            progress.update((hi - lo) * len(queries))
+    return out
+
+
 def ranks(
     scorer: Scorer, queries: Queries, batch_size: int | None = None, progress: Progress | None = None
 ) -> np.ndarray:
     """[M] 1-based rank of each target among the unmasked items, ties broken by node id."""
-    N, M = queries.num_items, len(queries)
-    B = batch_size or int(np.clip(_BLOCK_FLOATS // max(N, 1), 1, 4096))
-    out = np.empty(M, np.int64)
-    for lo in range(0, M, B):
-        hi = min(lo + B, M)
-        s = np.asarray(scorer.scores(queries.query[lo:hi]), dtype=np.float32)
-        if s.shape != (hi - lo, N):
-            raise ValueError(f"scorer returned shape {s.shape}, expected {(hi - lo, N)}")
-        t = queries.target[lo:hi]
-        rows = np.arange(hi - lo)
-        s_t = s[rows, t]
-        # items above the target (_better), row by row: one compare + count over a row of N instead of five
-        # [B, N] temporaries; the tie-break (equal score, lower node id) only looks left of the target
-        count = np.empty(hi - lo, np.int64)
-        for r in rows:
-            row = s[r]
-            if np.isnan(row).any():
-                raise ValueError("scorer returned NaN scores")
-            count[r] = np.count_nonzero(row > s_t[r]) + np.count_nonzero(row[: t[r]] == s_t[r])
-        # subtract the masked items that were counted
-        a, b = queries.seen_indptr[lo], queries.seen_indptr[hi]
-        m_row = np.repeat(rows, np.diff(queries.seen_indptr[lo : hi + 1]))
-        m_item = queries.seen_indices[a:b]
-        hit = _better(s[m_row, m_item], s_t[m_row], m_item, t[m_row])
-        count -= np.bincount(m_row[hit], minlength=hi - lo)
-        out[lo:hi] = 1 + count
-        if progress is not None:
-            progress.update(hi - lo)
-    return out
+    return ranks_shared(scorer, [queries], batch_size, progress)[0]
 
 
 def metrics_from_ranks(r: np.ndarray, k: int = K, wide_k: int = WIDE_K) -> dict:

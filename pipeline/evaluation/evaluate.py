@@ -60,6 +60,15 @@ def _scorers(graph, emb, features, query_emb, ablations) -> dict:
     return scorers
 
 
+def _split_ranks(scorer, queries: dict, bar) -> dict:
+    """{split: ranks}; the splits' blocks are scored once when they share their query items (they do whenever
+    every context has both splits, GraphGen's >= 3 interactions rule)."""
+    qs = list(queries.values())
+    if all(len(q) == len(qs[0]) and np.array_equal(q.query, qs[0].query) for q in qs[1:]):
+        return dict(zip(queries, evaluation.ranks_shared(scorer, qs, progress=bar)))
+    return {split: evaluation.ranks(scorer, q, progress=bar) for split, q in queries.items()}
+
+
 def evaluate_all(
     graph: graph_io.Graph,
     emb: np.ndarray | None,
@@ -88,9 +97,9 @@ def evaluate_all(
     try:
         for name, s in scorers.items():
             bar.describe(f"evaluation: {name}")
-            for split, q in queries.items():
-                m = evaluation.metrics_from_ranks(evaluation.ranks(s, q, progress=bar))
-                out[split][name] = dict(m, total_contexts=q.total_contexts)
+            for split, r in _split_ranks(s, queries, bar).items():
+                m = evaluation.metrics_from_ranks(r)
+                out[split][name] = dict(m, total_contexts=queries[split].total_contexts)
             if len(nodes):
                 lists = evaluation.top_k_lists(s, nodes, graph.num_items, progress=bar)
                 out["test"][name].update(evaluation.list_metrics(lists, nodes, graph.train_degree, categories))

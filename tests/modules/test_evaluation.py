@@ -418,3 +418,28 @@ def test_rwr_power_iteration_matches_the_dense_solve(graph, tmp_path):
     assert isinstance(ev.rwr_scorer(g, dense_max_items=10), ev.RWRScorer)
     assert isinstance(ev.rwr_scorer(g), ev.DenseScorer)
     assert "rwr" in ev.baseline_scorers(g) and "rwr" not in ev.baseline_scorers(g, rwr=False)
+
+
+def test_shared_queries_are_scored_once_and_rank_as_apart(graph):
+    class Counting(FixedScorer):
+        calls = 0
+
+        def scores(self, q):
+            Counting.calls += 1
+            return super().scores(q)
+
+    s = np.array([3, 1, 4, 1, 5, 9, 2, 6], np.float32)
+    test, val = ev.build_queries(graph, "test"), ev.build_queries(graph, "validation")
+    got = ev.ranks_shared(Counting(s), [test, val], batch_size=1)
+    assert Counting.calls == 2  # two blocks of one query, each scored once for both splits
+    np.testing.assert_array_equal(got[0], ev.ranks(FixedScorer(s), test))
+    np.testing.assert_array_equal(got[1], ev.ranks(FixedScorer(s), val))
+    # test: c0 target 5 (9) above 7 (6) -> 1; c1 target 6 (2) behind 0, 4, 5, 7 (1, 2, 3 masked) -> 5.
+    # validation: c0 target 4 (5) behind 5, 7 -> 3; c1 target 3 (1) behind 0, 4, 5, 6, 7 (1 tied but masked) -> 6
+    np.testing.assert_array_equal(got[0], [1, 5])
+    np.testing.assert_array_equal(got[1], [3, 6])
+    other = ev.Queries(
+        "test", test.context[:1], test.query[:1], test.target[:1], test.seen_indptr[:2], test.seen_indices, N
+    )
+    with pytest.raises(ValueError, match="same query items"):
+        ev.ranks_shared(FixedScorer(s), [test, other])
