@@ -36,14 +36,11 @@ without a value are left out). Lists are computed in blocks like `ranks` (bounde
 from __future__ import annotations
 
 import dataclasses
-import sys
-import time
 from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
 import tensorflow as tf
-from tqdm import tqdm
 
 from modules import cooccurrence
 from schema.graph import Graph
@@ -57,6 +54,12 @@ POPULAR_ITEMS = 50  # popular_share@10: slots taken by this many most-interacted
 RWR_RESTART = 0.5
 RWR_DENSE_MAX_ITEMS = 5000  # exact dense solve up to here (O(N^3), ~seconds); sparse power iteration beyond
 RWR_TOL = 1e-6  # power iteration stops when a step changes no query's PPR vector by more than this (L1)
+
+
+class Progress(Protocol):
+    """Anything counting ranked queries (the pipeline passes its progress meter, pipeline/progress.py)."""
+
+    def update(self, n: int) -> None: ...
 
 
 class Scorer(Protocol):
@@ -131,47 +134,6 @@ def build_queries(
 
 
 # ----------------------------------------------------------------------------------------------- progress
-
-
-class Progress:
-    """Progress of a long ranking on stderr: a tqdm bar on a terminal (tqdm's disable=None), otherwise a plain
-    line every `every_s` seconds (pipeline logs, CI). It only counts queries: nothing of it reaches the metrics,
-    and stdout (where `pinsage run` prints its tables) stays clean."""
-
-    def __init__(self, total: int, desc: str = "evaluation", every_s: float = 10.0, file=None):
-        self.file = file if file is not None else sys.stderr
-        self.total, self.done, self.desc, self.every_s = int(total), 0, desc, every_s
-        self.t0 = self.last = time.monotonic()
-        self.bar = tqdm(total=self.total, desc=desc, unit="query", disable=None, file=self.file, mininterval=1.0)
-
-    def describe(self, desc: str) -> None:
-        self.desc = desc
-        if not self.bar.disable:
-            self.bar.set_description(desc)
-
-    def _line(self, now: float) -> None:
-        pct = 100.0 * self.done / max(self.total, 1)
-        print(
-            f"[pinsage] {self.desc}: {self.done}/{self.total} queries ranked ({pct:.0f} %), {now - self.t0:.0f} s",
-            file=self.file,
-            flush=True,
-        )
-
-    def update(self, n: int) -> None:
-        self.done += int(n)
-        if not self.bar.disable:
-            self.bar.update(n)
-            return
-        now = time.monotonic()
-        if now - self.last >= self.every_s:
-            self.last = now
-            self._line(now)
-
-    def close(self) -> None:
-        self.bar.close()
-        now = time.monotonic()
-        if self.bar.disable and now - self.t0 >= self.every_s:  # a short ranking prints nothing
-            self._line(now)
 
 
 # -------------------------------------------------------------------------------------------------- ranks

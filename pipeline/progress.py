@@ -39,6 +39,12 @@ class Progress:
         )
         self._plain = not tty and cfg.enabled
 
+    def describe(self, desc: str) -> None:
+        """A new label for the lines (and the bar) from now on, e.g. the model an evaluator is ranking."""
+        self.desc = desc
+        if self._bar is not None:
+            self._bar.set_description(f"[pinsage] {desc}")
+
     def update(self, n: int) -> None:
         self.n += int(n)
         if self._bar is not None:

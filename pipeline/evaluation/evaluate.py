@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from modules import evaluation
+from pipeline import progress
 from pipeline.evaluation import report as report_lib
 from schema import graph as graph_io
 
@@ -77,7 +78,6 @@ def evaluate_all(
     ablations: dict | None = None,
     max_contexts: int | None = None,
     categories: np.ndarray | None = None,
-    progress_every_s: float = 10.0,
 ) -> tuple[dict, dict, dict]:
     """(test, validation, lists): the metrics of every model — the baselines, `pinsage` (query vectors
     `query_emb` when the model has a query head) and each ablation {name: (emb, query_emb or None)} as
@@ -85,14 +85,14 @@ def evaluate_all(
     (evaluation.list_metrics; feature agreement with `categories`, categorical_values' matrix); `lists` says
     over which query items. `max_contexts`: evaluation.build_queries' context sample (each split's metrics then
     carry `num_contexts` evaluated and `total_contexts`), and the same budget for the list queries. Progress of
-    the ranking goes to stderr (evaluation.Progress)."""
+    the ranking goes to stderr (pipeline/progress.py)."""
     scorers = _scorers(graph, emb, features, query_emb, ablations)
     queries = {
         split: evaluation.build_queries(graph, split, max_contexts=max_contexts) for split in ("test", "validation")
     }
     nodes, total_nodes = evaluation.list_query_nodes(graph.train_degree, max_queries=max_contexts)
     per_scorer = sum(len(q) for q in queries.values()) + len(nodes)
-    bar = evaluation.Progress(len(scorers) * per_scorer, "evaluation", every_s=progress_every_s)
+    bar = progress.Progress("evaluation", len(scorers) * per_scorer, "queries")
     out = {"test": {}, "validation": {}}
     try:
         for name, s in scorers.items():

@@ -356,26 +356,6 @@ def test_demo_queries_are_a_head_a_middle_and_a_tail_item():
     assert ev.demo_query_items(np.array([7])) == [0]
 
 
-def test_progress_prints_plain_lines_off_a_terminal_and_leaves_the_numbers_alone(graph):
-    import io
-
-    buf = io.StringIO()  # not a TTY: tqdm disables itself, the plain lines take over
-    q = ev.build_queries(graph, "test")
-    bar = ev.Progress(len(q) + 3, "evaluation: popularity", every_s=0.0, file=buf)
-    r = ev.ranks(ev.PopularityScorer(graph), q, progress=bar)
-    ev.top_k_lists(ev.PopularityScorer(graph), np.array([0, 1, 2]), N, batch_size=1, progress=bar)
-    bar.close()
-    np.testing.assert_array_equal(r, ev.ranks(ev.PopularityScorer(graph), q))
-    lines = buf.getvalue().splitlines()
-    assert lines[0].startswith("[pinsage] evaluation: popularity: 2/5 queries ranked (40 %)")
-    assert "5/5 queries ranked (100 %)" in lines[-1] and len(lines) == 5  # 1 ranks block, 3 list blocks, close
-    quiet = io.StringIO()
-    bar = ev.Progress(2, every_s=60.0, file=quiet)
-    bar.update(2)
-    bar.close()
-    assert quiet.getvalue() == ""  # a short ranking prints nothing
-
-
 # ------------------------------------------------------------------------------------------------ RWR
 
 

@@ -1,12 +1,14 @@
 """The evaluator's logic (pipeline/evaluation/evaluate.py): every model, RWR included, gets the list metrics of its
 related-items lists, checked against a plain-Python recomputation from the lists' definition."""
 
+import dataclasses
 import os
 
 import numpy as np
 import pytest
 
 from modules import evaluation as ev
+from pipeline import configs
 from pipeline.evaluation import evaluate
 from pipeline.graph.from_csv import graph_from_csv
 
@@ -53,11 +55,12 @@ def _reference_lists(score_rows: np.ndarray, deg: np.ndarray, cats: np.ndarray) 
     }
 
 
-def test_every_model_gets_list_metrics_equal_to_a_plain_python_reference(small, capsys):
+def test_every_model_gets_list_metrics_equal_to_a_plain_python_reference(small, capsys, monkeypatch):
+    monkeypatch.setattr(configs, "PROGRESS", dataclasses.replace(configs.PROGRESS, delay_s=0.0, interval_s=0.0))
     g, feats, emb = small
     cats, col = evaluate.categorical_values(feats)
     assert col == "genres" and cats.dtype == bool and cats.shape == (N_ITEMS, 5)
-    test, val, lists = evaluate.evaluate_all(g, emb, feats, categories=cats, progress_every_s=0.0)
+    test, val, lists = evaluate.evaluate_all(g, emb, feats, categories=cats)
     assert set(test) == {"popularity", "cooccurrence_knn", "transition_counts", "rwr", "features_only", "pinsage"}
     assert set(val) == set(test) and "coverage@10" not in val["pinsage"]  # the lists do not depend on the split
     deg = g.train_degree
@@ -75,7 +78,7 @@ def test_every_model_gets_list_metrics_equal_to_a_plain_python_reference(small, 
     # popularity serves the same list to everyone: coverage = its 10 (or 11) items over the engaged ones
     assert test["popularity"]["coverage@10"] <= 11 / (deg >= 1).sum()
     err = capsys.readouterr()
-    assert "queries ranked (100 %)" in err.err and err.out == ""  # progress on stderr only
+    assert "queries (100 %" in err.err and err.out == ""  # progress on stderr only
 
 
 def test_no_categorical_feature_means_no_feature_agreement(small):
@@ -105,3 +108,24 @@ def test_ablation_rows_get_the_list_metrics_too(small):
     row = test[evaluate.ABLATION_PREFIX + "other"]
     want = _reference_lists(other @ other.T, g.train_degree, cats)
     assert {k: row[k] for k in want} == pytest.approx(want)
+
+
+def test_progress_prints_plain_lines_off_a_terminal_and_leaves_the_numbers_alone(small, monkeypatch):
+    """The evaluator's meter (pipeline/progress.py) counts ranked queries; the ranks are the same with and without."""
+    import io
+
+    from pipeline import progress
+
+    monkeypatch.setattr(configs, "PROGRESS", dataclasses.replace(configs.PROGRESS, delay_s=0.0, interval_s=0.0))
+    g = small[0]
+    q = ev.build_queries(g, "test")
+    buf = io.StringIO()  # not a TTY: plain lines
+    meter = progress.Progress("evaluation", len(q) + 3, "queries", stream=buf)
+    meter.describe("evaluation: popularity")
+    r = ev.ranks(ev.PopularityScorer(g), q, progress=meter)
+    ev.top_k_lists(ev.PopularityScorer(g), np.array([0, 1, 2]), g.num_items, batch_size=1, progress=meter)
+    meter.close()
+    np.testing.assert_array_equal(r, ev.ranks(ev.PopularityScorer(g), q))
+    lines = buf.getvalue().splitlines()
+    assert lines and all(ln.startswith("[pinsage] evaluation: popularity: ") for ln in lines)
+    assert f"{len(q) + 3}/{len(q) + 3} queries (100 %" in lines[-1] and "done in" in lines[-1]
