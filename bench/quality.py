@@ -25,6 +25,7 @@ from modules import cooccurrence, evaluation, trainer
 from modules import train as train_lib
 from modules.model import PinSageHParams
 from pipeline import driver
+from pipeline.evaluation import report as report_lib
 from pipeline.sampling import random_walks as rw
 from pipeline.sampling import transitions as sn
 
@@ -37,6 +38,7 @@ def _parse():
     ap.add_argument("--name", default="pinsage")
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--no-validate", action="store_true", help="skip per-epoch validation")
+    ap.add_argument("--no-baselines", action="store_true", help="score only the model (the run's report has them)")
     ap.add_argument(
         "--neighborhoods",
         default=None,
@@ -107,20 +109,41 @@ def main():
         "train_seconds": history["train_seconds"],
         "history": {k: v for k, v in history.items() if k not in ("hparams",)},
     }
-    scorers = {"pinsage": evaluation.EmbeddingScorer(emb, query_emb=query_emb), **evaluation.baseline_scorers(g)}
-    for split in ("validation", "test"):
-        q = evaluation.build_queries(g, split)
-        result[split] = {name: evaluation.metrics_from_ranks(evaluation.ranks(s, q)) for name, s in scorers.items()}
-    print(f"{'model':<22}{'val HR@10':>10}{'test HR@10':>11}{'test MRR':>10}{'test NDCG':>10}{'HR@500':>8}")
-    for name in scorers:
-        v, t = result["validation"][name], result["test"][name]
-        print(
-            f"{name:<22}{v['hr@10']:>10.4f}{t['hr@10']:>11.4f}{t['mrr']:>10.4f}{t['ndcg@10']:>10.4f}{t['hr@500']:>8.4f}"
-        )
+    scorers = {
+        "pinsage": evaluation.EmbeddingScorer(emb, query_emb=query_emb),
+        "pinsage_zz": evaluation.EmbeddingScorer(emb),
+        **({} if args.no_baselines else evaluation.baseline_scorers(g)),
+    }
+    _score(result, scorers, g)
+    result["space"] = report_lib.space_spread(report_lib.pairwise_cosines(emb))
+    _print(result, scorers)
     print(f"train {history['train_seconds']:.0f} s, pairs/s {history['pairs_per_second']}")
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"quality-{args.name}.json"), "w") as f:
         json.dump(result, f, indent=1, default=float)
+
+
+def _score(result: dict, scorers: dict, g) -> None:
+    """Validation / test ranking metrics and the served lists' metrics (test entry) of every scorer."""
+    nodes, _ = evaluation.list_query_nodes(g.train_degree)
+    for split in ("validation", "test"):
+        q = evaluation.build_queries(g, split)
+        result[split] = {name: evaluation.metrics_from_ranks(evaluation.ranks(s, q)) for name, s in scorers.items()}
+    for name, s in scorers.items():
+        lists = evaluation.top_k_lists(s, nodes, g.num_items)
+        result["test"][name].update(evaluation.list_metrics(lists, nodes, g.train_degree))
+
+
+def _print(result: dict, scorers: dict) -> None:
+    print(f"{'model':<22}{'val HR@10':>10}{'test HR@10':>11}{'test MRR':>10}{'HR@500':>8}{'cov@10':>8}{'pop@10':>8}")
+    for name in scorers:
+        v, t = result["validation"][name], result["test"][name]
+        print(
+            f"{name:<22}{v['hr@10']:>10.4f}{t['hr@10']:>11.4f}{t['mrr']:>10.4f}{t['hr@500']:>8.4f}"
+            f"{t['coverage@10']:>8.4f}{t['popular_share@10']:>8.4f}"
+        )
+    sp = result["space"]
+    print(f"space: random-pair cosine mean {sp['mean']:.3f} (p5 {sp['p5']:.3f}, p95 {sp['p95']:.3f})")
 
 
 def _graph_schema(run: str) -> str:

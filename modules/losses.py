@@ -1,21 +1,37 @@
-"""PinSage losses (§3.3) and the hard-negative curriculum.
+"""PinSage losses (§3.3) on TensorFlow Recommenders' retrieval task, and the hard-negative curriculum.
 
-Scores are dot products s(a, b) = z_a . z_b. Per positive pair (q, i) with negatives n: S negatives shared by the
-whole minibatch (paper: 500, one [B, S] matmul instead of B*S gathers) plus H per-example hard negatives.
-Masks drop accidental hits (a shared negative that is the pair's positive or query) and missing hard negatives.
+Scores are dot products s(a, b) = q_a . z_b of a query vector and item embeddings. Per positive pair (q, i) the
+candidates are: S negatives shared by the whole minibatch (paper: 500, one [B, S] matmul instead of B*S gathers),
+H per-example hard negatives (PPR), and optionally the other examples' positives and hard negatives ("in-batch"
+negatives, free since they are embedded anyway). `tfrs.tasks.Retrieval` does the rest, so this module only says
+which candidate counts for which example (`score_mask`):
 
-- max-margin (paper): J = mean over valid (example, negative) of max(0, s(q, n) - s(q, i) + Delta).
-- sampled softmax: -log softmax over [i, shared n, hard n] of s/tau at i. With the log-Q correction the
-  logits of the positive and the shared negatives (both items that P_n could have drawn) get -log P_n(v)
-  subtracted, as in tf.nn.sampled_softmax_loss, so popular items are not pushed down just for being sampled
-  often; hard negatives come from PPR, not P_n, and are left uncorrected.
+- accidental hits (a candidate equal to the example's positive or query) and missing hard negatives are masked;
+- log-Q correction (sampled softmax only): every candidate drawn from P_n (positives, shared negatives) gets
+  -log P_n(v) added to its logit, as in tf.nn.sampled_softmax_loss, so popular items are not pushed down just for
+  being sampled often. Retrieval clips probabilities at 1e-6, so they are passed relative to the largest one (a
+  constant shift of every corrected logit, which the softmax ignores); hard negatives come from PPR, not P_n, and
+  get the shift of the most likely item (no correction of their own);
+- hardest negatives (`hardest_negatives`): TFRS's HardNegativeMining keeps each example's k highest-scoring
+  negatives, so the loss is spent where the ranking is decided instead of on hundreds of easy negatives.
+
+Losses over the resulting logits (Keras losses, mean over examples):
+- max-margin (paper): per example, mean over its valid negatives of max(0, s(q, n) - s(q, i) + Delta);
+- sampled softmax: -log softmax over the valid candidates of s / tau at i.
+
+An optional uniformity term (Wang & Isola, ICML 2020, "Understanding contrastive representation learning through
+alignment and uniformity on the hypersphere"): log E exp(-t ||z_a - z_b||^2) over pairs of the batch's shared
+negatives, weighted by `uniformity_weight`. The softmax is blind to a direction every item shares (it shifts all
+logits of a query alike), so nothing else stops the indexed space from drifting into a narrow cone.
 """
 
 from typing import Optional
 
 import tensorflow as tf
+import tensorflow_recommenders as tfrs
+from tensorflow.python.autograph.core import ag_ctx
 
-_MASKED = -1e9
+UNIFORMITY_T = 2.0  # the t of Wang & Isola's uniformity loss (their default)
 
 
 def hard_negatives_for_epoch(epoch: int, max_hard: Optional[int] = None) -> int:
@@ -24,67 +40,107 @@ def hard_negatives_for_epoch(epoch: int, max_hard: Optional[int] = None) -> int:
     return n if max_hard is None else min(n, max_hard)
 
 
-def _scores(zq, zp, zn, zh):
-    pos = tf.reduce_sum(zq * zp, -1)  # [B]
-    shared = tf.matmul(zq, zn, transpose_b=True)  # [B, S]
-    hard = None if zh is None else tf.einsum("bd,bhd->bh", zq, zh)  # [B, H]
-    return pos, shared, hard
+@tf.keras.utils.register_keras_serializable(package="PinSage")
+class MaxMarginLoss(tf.keras.losses.Loss):
+    """PinSage's max-margin loss (§3.3, J = E_n max{0, z_q.z_n - z_q.z_i + Delta}) as a Keras loss over retrieval
+    logits: y_true one-hot marks the positive, masked candidates (logit <= TFRS's MIN_FLOAT / 2) are left out,
+    and each example's hinge terms are averaged over its valid negatives."""
+
+    def __init__(self, margin: float, **kwargs):
+        super().__init__(**kwargs)
+        self.margin = float(margin)
+
+    def call(self, y_true, y_pred):
+        y_true = tf.cast(y_true, y_pred.dtype)
+        pos = tf.reduce_sum(y_true * y_pred, axis=1, keepdims=True)
+        valid = (1.0 - y_true) * tf.cast(y_pred > tfrs.layers.loss.MIN_FLOAT / 2, y_pred.dtype)
+        hinge = tf.nn.relu(y_pred - pos + self.margin) * valid
+        return tf.reduce_sum(hinge, 1) / tf.maximum(tf.reduce_sum(valid, 1), 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "margin": self.margin}
 
 
-def _ones_like_or(mask, like):
-    return tf.ones_like(like) if mask is None else tf.cast(mask, like.dtype)
-
-
-def max_margin_loss(zq, zp, zn, *, margin: float, zh=None, neg_mask=None, hard_mask=None):
-    """zq, zp [B, d]; zn [S, d] shared negatives; zh [B, H, d] hard negatives (optional); masks 1 = keep."""
-    pos, shared, hard = _scores(zq, zp, zn, zh)
-    m_shared = _ones_like_or(neg_mask, shared)
-    total = tf.reduce_sum(tf.nn.relu(shared - pos[:, None] + margin) * m_shared)
-    count = tf.reduce_sum(m_shared)
-    if hard is not None:
-        m_hard = _ones_like_or(hard_mask, hard)
-        total += tf.reduce_sum(tf.nn.relu(hard - pos[:, None] + margin) * m_hard)
-        count += tf.reduce_sum(m_hard)
-    return total / tf.maximum(count, 1.0)
-
-
-def sampled_softmax_loss(
-    zq, zp, zn, *, temperature: float, zh=None, neg_mask=None, hard_mask=None, pos_log_q=None, neg_log_q=None
-):
-    """Mean over examples of -log softmax([s(q,i), s(q,n_shared), s(q,n_hard)] / tau)[0], with optional log-Q
-    correction (pos_log_q [B], neg_log_q [S]: log P_n of the positive / shared negatives)."""
-    pos, shared, hard = _scores(zq, zp, zn, zh)
-    pos, shared = pos / temperature, shared / temperature
-    if neg_log_q is not None:
-        shared -= neg_log_q[None, :]
-    if pos_log_q is not None:
-        pos -= pos_log_q
-    cols = [pos[:, None], tf.where(_ones_like_or(neg_mask, shared) > 0, shared, _MASKED)]
-    if hard is not None:
-        cols.append(tf.where(_ones_like_or(hard_mask, hard) > 0, hard / temperature, _MASKED))
-    logits = tf.concat(cols, 1)
-    return tf.reduce_mean(tf.reduce_logsumexp(logits, 1) - logits[:, 0])
-
-
-def pinsage_loss(hparams, zq, zp, zn, zh, labels):
-    """The loss hparams.loss names, on a minibatch's embeddings and the labels of modules/batches."""
-    zh = zh if zh is not None and zh.shape[1] != 0 else None
-    hard_mask = labels.get("hard_mask") if zh is not None else None
+def retrieval_task(hparams) -> tfrs.tasks.Retrieval:
+    """The TFRS retrieval task of hparams.loss (no metrics: the evaluator measures the model)."""
     if hparams.loss == "max_margin":
-        return max_margin_loss(
-            zq, zp, zn, margin=hparams.margin, zh=zh, neg_mask=labels.get("neg_mask"), hard_mask=hard_mask
-        )
-    if hparams.loss == "sampled_softmax":
-        corr = hparams.logq_correction
-        return sampled_softmax_loss(
-            zq,
-            zp,
-            zn,
-            temperature=hparams.temperature,
-            zh=zh,
-            neg_mask=labels.get("neg_mask"),
-            hard_mask=hard_mask,
-            pos_log_q=labels.get("pos_log_q") if corr else None,
-            neg_log_q=labels.get("neg_log_q") if corr else None,
-        )
-    raise ValueError(f"unknown loss {hparams.loss!r}: 'max_margin' or 'sampled_softmax'")
+        loss, temperature = MaxMarginLoss(hparams.margin), None
+    elif hparams.loss == "sampled_softmax":
+        loss = tf.keras.losses.CategoricalCrossentropy(from_logits=True)  # mean over examples (TFRS's default sums)
+        temperature = hparams.temperature
+    else:
+        raise ValueError(f"unknown loss {hparams.loss!r}: 'max_margin' or 'sampled_softmax'")
+    return tfrs.tasks.Retrieval(
+        loss=loss,
+        temperature=temperature,
+        num_hard_negatives=hparams.hardest_negatives,
+        remove_accidental_hits=False,  # score_mask does it, for the query's id as well as the positive's
+        loss_metrics=[],
+        batch_metrics=[],
+    )
+
+
+def score_mask(labels, *, in_batch: bool) -> tf.Tensor:
+    """[B, B + S + B*H] bool: which of the candidates [positives; shared negatives; hard negatives (row-major
+    [B, H])] count for each example. Its own positive always; shared negatives by labels['neg_mask']; its own
+    hard negatives by labels['hard_mask']; with `in_batch`, the other examples' positives and valid hard negatives
+    too, unless they are its positive or query (accidental hits)."""
+    q, p = labels["query_id"], labels["positive_id"]
+    b = tf.shape(p)[0]
+    hard_id, hard_ok = labels["hard_id"], labels["hard_mask"] > 0
+    h = tf.shape(hard_id)[1]
+    hard_id, hard_ok = tf.reshape(hard_id, [-1]), tf.reshape(hard_ok, [-1])
+    own = tf.eye(b, dtype=tf.bool)
+    own_hard = tf.repeat(own, h, axis=1) & hard_ok[None, :]
+    if in_batch:
+
+        def not_hit(ids):
+            return (ids[None, :] != p[:, None]) & (ids[None, :] != q[:, None])
+
+        positives = own | not_hit(p)
+        hard = own_hard | (not_hit(hard_id) & hard_ok[None, :])
+    else:
+        positives, hard = own, own_hard
+    return tf.concat([positives, labels["neg_mask"] > 0, hard], axis=1)
+
+
+def candidate_probabilities(labels) -> tf.Tensor:
+    """[B + S + B*H] P_n of each candidate relative to the largest (1 for the hard negatives); see module doc."""
+    log_q = tf.concat([labels["pos_log_q"], labels["neg_log_q"]], 0)
+    rel = tf.exp(log_q - tf.reduce_max(log_q))
+    return tf.concat([rel, tf.ones([tf.size(labels["hard_id"])], rel.dtype)], 0)
+
+
+def uniformity(z, t: float = UNIFORMITY_T) -> tf.Tensor:
+    """log mean over pairs a != b of exp(-t ||z_a - z_b||^2) (Wang & Isola's L_uniform) of the rows of z."""
+    sq = tf.reduce_sum(z * z, 1)
+    d2 = tf.maximum(sq[:, None] + sq[None, :] - 2.0 * tf.matmul(z, z, transpose_b=True), 0.0)
+    n = tf.shape(z)[0]
+    off = tf.logical_not(tf.eye(n, dtype=tf.bool))
+    return tf.reduce_logsumexp(tf.boolean_mask(-t * d2, off)) - tf.math.log(tf.cast(n * (n - 1), z.dtype))
+
+
+def pinsage_loss(hparams, task, zq, zp, zn, zh, labels):
+    """The loss hparams names, on a minibatch's query vectors zq [B, d], positives zp [B, d], shared negatives
+    zn [S, d], hard negatives zh [B, H, d] and the labels of modules/batches; `task` = retrieval_task(hparams)."""
+    d = tf.shape(zp)[1]
+    candidates = tf.concat([zp, zn, tf.reshape(zh, [-1, d])], 0)
+    corrected = hparams.loss == "sampled_softmax" and hparams.logq_correction
+    # Retrieval.call uses len() on a shape tensor, which only AutoGraph's conversion makes valid in a graph; the
+    # train step runs with AutoGraph off (modules/train.py), so it is switched on for this one layer.
+    with ag_ctx.ControlStatusCtx(status=ag_ctx.Status.ENABLED):
+        loss = _call_task(task, zq, candidates, labels, hparams, corrected)
+    if hparams.uniformity_weight:
+        loss += hparams.uniformity_weight * uniformity(zn)
+    return loss
+
+
+def _call_task(task, zq, candidates, labels, hparams, corrected):
+    return task(
+        zq,
+        candidates,
+        candidate_sampling_probability=candidate_probabilities(labels) if corrected else None,
+        score_mask=score_mask(labels, in_batch=hparams.in_batch_negatives),
+        compute_metrics=False,
+        compute_batch_metrics=False,
+    )

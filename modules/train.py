@@ -85,6 +85,7 @@ def query_embeddings(model: tf.keras.Model, emb: np.ndarray) -> np.ndarray:
 
 def make_train_step(model, optimizer, hp: PinSageHParams, query_head=None):
     variables = model.trainable_variables + (query_head.trainable_variables if query_head is not None else [])
+    task = losses.retrieval_task(hp)
 
     @tf.function(reduce_retracing=True, autograph=False)
     def step(graph, labels):
@@ -93,7 +94,7 @@ def make_train_step(model, optimizer, hp: PinSageHParams, query_head=None):
             zq, zp, zn, zh = split_readout(emb, labels, hp.batch_size, hp.num_negatives)
             if query_head is not None:
                 zq = query_head(zq, training=True)
-            loss = losses.pinsage_loss(hp, zq, zp, zn, zh, labels)
+            loss = losses.pinsage_loss(hp, task, zq, zp, zn, zh, labels)
         grads = tape.gradient(loss, variables)
         optimizer.apply_gradients(zip(grads, variables))
         return loss

@@ -266,56 +266,6 @@ def test_parquet_examples_load_as_the_tfrecord_ones(tmp_path):
 # ------------------------------------------------------------------------------------------ losses
 
 
-def _emb(rng, *shape):
-    x = rng.normal(size=shape)
-    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
-
-
-def test_max_margin_loss_by_hand():
-    rng = np.random.default_rng(0)
-    zq, zp, zn, zh = _emb(rng, 3, 4), _emb(rng, 3, 4), _emb(rng, 5, 4), _emb(rng, 3, 2, 4)
-    neg_mask = np.ones((3, 5), np.float32)
-    neg_mask[1, 2] = 0
-    hard_mask = np.array([[1, 1], [0, 1], [1, 0]], np.float32)
-    terms = []
-    for b in range(3):
-        pos = zq[b] @ zp[b]
-        terms += [max(0, zq[b] @ zn[s] - pos + 0.3) for s in range(5) if neg_mask[b, s]]
-        terms += [max(0, zq[b] @ zh[b, j] - pos + 0.3) for j in range(2) if hard_mask[b, j]]
-    got = losses.max_margin_loss(zq, zp, zn, margin=0.3, zh=zh, neg_mask=neg_mask, hard_mask=hard_mask)
-    np.testing.assert_allclose(float(got), np.mean(terms), rtol=1e-5)
-    no_hard = np.mean([max(0, zq[b] @ zn[s] - zq[b] @ zp[b] + 0.3) for b in range(3) for s in range(5)])
-    np.testing.assert_allclose(float(losses.max_margin_loss(zq, zp, zn, margin=0.3)), no_hard, rtol=1e-5)
-
-
-def test_sampled_softmax_loss_by_hand():
-    rng = np.random.default_rng(1)
-    zq, zp, zn, zh = _emb(rng, 3, 4), _emb(rng, 3, 4), _emb(rng, 5, 4), _emb(rng, 3, 2, 4)
-    lq_pos, lq_neg = np.log(rng.random(3)).astype(np.float32), np.log(rng.random(5)).astype(np.float32)
-    neg_mask = np.ones((3, 5), np.float32)
-    neg_mask[0, 4] = 0
-    hard_mask = np.array([[1, 0], [1, 1], [0, 0]], np.float32)
-    tau, total = 0.1, 0.0
-    for b in range(3):
-        logits = [zq[b] @ zp[b] / tau - lq_pos[b]]
-        logits += [zq[b] @ zn[s] / tau - lq_neg[s] for s in range(5) if neg_mask[b, s]]
-        logits += [zq[b] @ zh[b, j] / tau for j in range(2) if hard_mask[b, j]]
-        logits = np.array(logits)
-        total += np.log(np.exp(logits).sum()) - logits[0]
-    got = losses.sampled_softmax_loss(
-        zq, zp, zn, temperature=tau, zh=zh, neg_mask=neg_mask, hard_mask=hard_mask, pos_log_q=lq_pos, neg_log_q=lq_neg
-    )
-    np.testing.assert_allclose(float(got), total / 3, rtol=1e-5)
-    e_pos, e_neg = np.exp(np.sum(zq * zp, 1) / tau), np.exp(zq @ zn.T / tau).sum(1)
-    plain = np.mean(-np.log(e_pos / (e_pos + e_neg)))
-    np.testing.assert_allclose(float(losses.sampled_softmax_loss(zq, zp, zn, temperature=tau)), plain, rtol=1e-5)
-
-
-def test_curriculum_schedule():
-    assert [losses.hard_negatives_for_epoch(e) for e in (1, 2, 3, 6)] == [0, 1, 2, 5]
-    assert losses.hard_negatives_for_epoch(6, max_hard=3) == 3
-
-
 # ------------------------------------------------------------------------------------------ training
 
 
