@@ -47,7 +47,7 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow.core.protobuf import error_codes_pb2, meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -534,8 +534,11 @@ class ModelServer:
         for number, state, error in records:
             st = resp.model_version_status.add()
             st.version, st.state = number, state
+            # set for every version, as TF Serving's GetModelStatusImpl does (ToStatusProto of the version's
+            # health): its REST JSON prints {"error_code": "OK", "error_message": ""} for a healthy one
+            st.status.SetInParent()
             if error:
-                st.status.error_code, st.status.error_message = 2, error  # tensorflow.error.UNKNOWN
+                st.status.error_code, st.status.error_message = error_codes_pb2.UNKNOWN, error
         return resp
 
     @staticmethod
