@@ -58,10 +58,15 @@ PREDICT = "/tensorflow.serving.PredictionService/Predict"
 
 
 def build_model(work_dir: str, items: int, dim: int) -> str:
-    """serving_model/pinsage with one version for (items, dim), reused when it exists."""
+    """serving_model/pinsage with one version for (items, dim), reused when it exists (and has the serving
+    arrays: one cached before them is built again)."""
+    import shutil
+
     model_dir = os.path.join(work_dir, f"serving_model_{items}x{dim}_r{ib.REORDER}", "pinsage")
-    if versions.latest_version(model_dir):
+    v = versions.latest_version(model_dir)
+    if v and versions.read_serving_arrays(versions.index_dir(os.path.join(model_dir, str(v)))) is not None:
         return model_dir
+    shutil.rmtree(os.path.dirname(model_dir), ignore_errors=True)
     from modules.export import export_serving_model
 
     t = time.time()

@@ -14,6 +14,9 @@ Index directory layout (what `load_index` reads; the Pusher copies it into a ver
     item_ids.txt         source item id per ScaNN row (node-id order), one per line
     titles.txt           optional, one per line, same order
     index_stats.json     kind, parameters, N, d, recall@10 vs exact on a sample, build seconds
+    embeddings.npy, query_embeddings.npy, item_ids.npy, titles.bin, titles_offsets.npy
+                         the serving arrays (schema/versions.py): what a server memory-maps instead of
+                         rebuilding from the text files and the SavedModel
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import numpy as np
 import scann
 
 from schema.embeddings import IDS_FILE, TITLES_FILE, check_inputs, read_lines, write_lines
+from schema.versions import write_serving_arrays
 
 SCANN_DIR = "scann"
 STATS_FILE = "index_stats.json"
@@ -126,6 +130,7 @@ def build_index(
     write_lines(os.path.join(out_dir, IDS_FILE), item_ids, "item ids")
     if titles is not None:
         write_lines(os.path.join(out_dir, TITLES_FILE), titles, "titles")
+    write_serving_arrays(out_dir, item_ids, titles, emb, query_embeddings)
     stats = dict(
         params,
         num_items=int(emb.shape[0]),
@@ -146,7 +151,7 @@ def build_index(
 # ---------------------------------------------------------------------------------------------------- loading
 class LoadedIndex(NamedTuple):
     searcher: object  # scann ScannSearcher: search / search_batched(queries, final_num_neighbors=k)
-    item_ids: np.ndarray  # object array of source ids, row order
+    item_ids: Optional[np.ndarray]  # object array of source ids, row order (None: not read, see load_index)
     titles: Optional[np.ndarray]
     stats: dict
 
@@ -170,14 +175,17 @@ def load_searcher(scann_dir: str):
     return pybind.ScannSearcher(pybind.scann_pybind.ScannNumpy(scann_dir, text))
 
 
-def load_index(index_dir: str) -> LoadedIndex:
-    """Searcher + ids (+ titles, stats) from a directory written by build_index."""
+def load_index(index_dir: str, text: bool = True) -> LoadedIndex:
+    """Searcher + ids (+ titles, stats) from a directory written by build_index; text=False leaves the ids and
+    titles unread (None): a server takes them from the serving arrays instead (schema/versions.py)."""
     searcher = load_searcher(os.path.join(index_dir, SCANN_DIR))
+    with open(os.path.join(index_dir, STATS_FILE)) as f:
+        stats = json.load(f)
+    if not text:
+        return LoadedIndex(searcher, None, None, stats)
     ids = np.asarray(read_lines(os.path.join(index_dir, IDS_FILE)), dtype=object)
     titles_path = os.path.join(index_dir, TITLES_FILE)
     titles = np.asarray(read_lines(titles_path), dtype=object) if os.path.exists(titles_path) else None
-    with open(os.path.join(index_dir, STATS_FILE)) as f:
-        stats = json.load(f)
     if len(ids) != stats["num_items"]:
         raise ValueError(f"{index_dir}: {len(ids)} ids but the index has {stats['num_items']} rows")
     return LoadedIndex(searcher, ids, titles, stats)

@@ -3,7 +3,19 @@
     <version>/saved_model.pb, variables/        the export (modules/export.py)
     <version>/assets/item_ids.txt               the export's id -> row table asset
     <version>/assets/index/                     the index directory (modules/index.py): scann/, item_ids.txt,
-                                                titles.txt, index_stats.json
+                                                titles.txt, index_stats.json, and the serving arrays below
+
+The serving arrays (write_serving_arrays / read_serving_arrays): what a server maps instead of rebuilding it,
+all uncompressed, so a version loads with np.load(mmap_mode="r") and no per-item Python objects:
+    embeddings.npy          float32 [N, d]: the catalogue vectors, row order (exact search, and the queries
+                            without a query head)
+    query_embeddings.npy    optional float32 [N, d]: a query-head model's query vectors u (related_items)
+    item_ids.npy            |S<w> [N]: UTF-8 item ids, row order (w = the longest id; no id holds a NUL byte)
+    titles.bin              optional: the UTF-8 titles back to back
+    titles_offsets.npy      with titles.bin, int64 [N + 1]: title r is titles.bin[offsets[r]:offsets[r + 1]]
+                            (one blob rather than |S<w>: a single long title would make every row that wide)
+A version without item_ids.npy was written before these existed: read_serving_arrays returns None and the
+server loads it from the text files and the SavedModel, as it did then.
 
 A version is a directory named by a plain ASCII-digit number (`7`; not `007`, not `²`, whose str.isdigit() is
 True but int() fails). Writers (pipeline/push/pusher.py) build a version under a dot-name
@@ -13,11 +25,19 @@ all-digit names never sees a half-written or half-deleted version.
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
-from typing import List, Optional
+from typing import List, NamedTuple, Optional, Sequence, Union
+
+import numpy as np
 
 INDEX_ASSET_DIR = "index"
+EMBEDDINGS_NPY = "embeddings.npy"
+QUERY_EMBEDDINGS_NPY = "query_embeddings.npy"
+ITEM_IDS_NPY = "item_ids.npy"
+TITLES_BIN = "titles.bin"
+TITLE_OFFSETS_NPY = "titles_offsets.npy"
 TMP_PREFIX = ".tmp-"
 DEL_PREFIX = ".del-"
 VERSION_NAME = re.compile(r"0|[1-9][0-9]*")  # re's [0-9] is ASCII only, unlike str.isdigit
@@ -44,3 +64,87 @@ def latest_version(model_dir: str) -> Optional[int]:
 def index_dir(version_dir: str) -> str:
     """The ScaNN index directory inside one version."""
     return os.path.join(version_dir, "assets", INDEX_ASSET_DIR)
+
+
+# ------------------------------------------------------------------------------------------------ serving arrays
+class ServingArrays(NamedTuple):
+    """A version's serving arrays, memory-mapped (read-only)."""
+
+    embeddings: np.ndarray  # float32 [N, d]
+    query_embeddings: Optional[np.ndarray]  # float32 [N, d] or None (no query head)
+    item_ids: np.ndarray  # |S<w> [N]
+    titles: Union[mmap.mmap, bytes, None]  # titles.bin, mapped (slicing gives bytes); None without titles
+    title_offsets: Optional[np.ndarray]  # int64 [N + 1]
+
+
+def write_serving_arrays(
+    index_dir: str,
+    item_ids: Sequence[str],
+    titles: Optional[Sequence[str]],
+    embeddings: np.ndarray,
+    query_embeddings: Optional[np.ndarray] = None,
+) -> None:
+    """Writes the serving arrays (layout in the module docstring) next to an index's other files."""
+    ids = [str(i).encode("utf-8") for i in item_ids]
+    if any(b"\0" in i for i in ids):
+        raise ValueError("item ids may not contain NUL characters (fixed-width numpy strings drop trailing NULs)")
+    emb = np.ascontiguousarray(embeddings, np.float32)
+    if emb.ndim != 2 or emb.shape[0] != len(ids):
+        raise ValueError(f"embeddings {emb.shape} for {len(ids)} item ids")
+    np.save(os.path.join(index_dir, EMBEDDINGS_NPY), emb)
+    if query_embeddings is not None:
+        q = np.ascontiguousarray(query_embeddings, np.float32)
+        if q.shape != emb.shape:
+            raise ValueError(f"query embeddings {q.shape} != embeddings {emb.shape}")
+        np.save(os.path.join(index_dir, QUERY_EMBEDDINGS_NPY), q)
+    if titles is not None:
+        encoded = [str(t).encode("utf-8") for t in titles]
+        if len(encoded) != len(ids):
+            raise ValueError(f"{len(encoded)} titles for {len(ids)} item ids")
+        offsets = np.zeros(len(encoded) + 1, np.int64)
+        np.cumsum([len(t) for t in encoded], out=offsets[1:])
+        with open(os.path.join(index_dir, TITLES_BIN), "wb") as f:
+            f.write(b"".join(encoded))
+        np.save(os.path.join(index_dir, TITLE_OFFSETS_NPY), offsets)
+    np.save(os.path.join(index_dir, ITEM_IDS_NPY), np.array(ids, dtype=f"S{max(1, max(map(len, ids)))}"))
+
+
+def _npy(path: str, dtype: str, ndim: int) -> np.ndarray:
+    try:
+        a = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable .npy file ({e})") from None
+    if a.ndim != ndim or (a.dtype.kind if dtype == "S" else a.dtype.str) != dtype:
+        raise ValueError(f"{path}: expected a {ndim}-d {dtype} array, got {a.ndim}-d {a.dtype.str}")
+    return np.asarray(a)  # a plain ndarray over the mapping: np.memmap's subclass hooks cost per indexing
+
+
+def read_serving_arrays(index_dir: str) -> Optional[ServingArrays]:
+    """The serving arrays of an index directory, mapped; None for an index written before they existed (no
+    item_ids.npy). A missing or inconsistent file is a ValueError naming it."""
+    ids_path = os.path.join(index_dir, ITEM_IDS_NPY)
+    if not os.path.exists(ids_path):
+        return None
+    ids = _npy(ids_path, "S", 1)
+    emb = _npy(os.path.join(index_dir, EMBEDDINGS_NPY), "<f4", 2)
+    if emb.shape[0] != len(ids):
+        raise ValueError(f"{os.path.join(index_dir, EMBEDDINGS_NPY)}: {emb.shape[0]} rows for {len(ids)} item ids")
+    q_path = os.path.join(index_dir, QUERY_EMBEDDINGS_NPY)
+    query = _npy(q_path, "<f4", 2) if os.path.exists(q_path) else None
+    if query is not None and query.shape != emb.shape:
+        raise ValueError(f"{q_path}: shape {query.shape} != embeddings {emb.shape}")
+    blob_path, off_path = os.path.join(index_dir, TITLES_BIN), os.path.join(index_dir, TITLE_OFFSETS_NPY)
+    if not os.path.exists(blob_path):
+        return ServingArrays(emb, query, ids, None, None)
+    offsets = _npy(off_path, "<i8", 1)
+    size = os.path.getsize(blob_path)
+    if len(offsets) != len(ids) + 1 or offsets[0] != 0 or offsets[-1] != size or (np.diff(offsets) < 0).any():
+        raise ValueError(
+            f"{off_path}: want {len(ids) + 1} non-decreasing offsets from 0 to {size} (the size of {TITLES_BIN}), "
+            f"got {len(offsets)} that are not"
+        )
+    if size == 0:  # every title empty: mmap cannot map an empty file
+        return ServingArrays(emb, query, ids, b"", offsets)
+    with open(blob_path, "rb") as f:
+        blob = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    return ServingArrays(emb, query, ids, blob, offsets)

@@ -465,7 +465,7 @@ def catalogue_from_server(server, name: str, version: int) -> Tuple[Sequence[str
     version's index files (schema/versions.py layout). The one place that knows where a model lives."""
     cur = getattr(server, "current", None)
     if cur is not None and server.model_name == name and cur.version == version:
-        return cur.item_ids, cur.titles
+        return cur.items.id_strings(), cur.items.title_strings()
     index = versions.index_dir(os.path.join(server.model_dir, str(version)))
     ids = read_lines(os.path.join(index, IDS_FILE))
     titles_path = os.path.join(index, TITLES_FILE)

@@ -33,6 +33,7 @@ Behaviour:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import multiprocessing as mp
 import os
@@ -47,7 +48,7 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow.core.protobuf import error_codes_pb2, meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -59,10 +60,12 @@ from tensorflow_serving.apis import (
 
 from modules.index import exact_top_k, load_index
 from schema import versions
+from schema.embeddings import IDS_FILE
 from serving import metrics
 from serving.batching import Batcher
 from serving.errors import ServingError, invalid, not_found
 from serving.flags import DEFAULTS
+from serving.items import ItemTable
 from serving.loader import ModelVersions
 from serving.model_config import BatchingOptions, ConfigError, ModelSpec, load_model_config
 
@@ -71,6 +74,7 @@ log = logging.getLogger("pinsage.serving")
 NEIGHBOR_INPUTS = ("neighbor_ids", "neighbor_weights", "k")
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")  # TF Serving's warmup location
 MAX_WARMUP_RECORDS = 1000  # TF Serving's limit too
+ID_CHECK = 1000  # leading ids compared between a version's SavedModel and its index
 
 
 # ------------------------------------------------------------------------------------------------ tensors
@@ -145,33 +149,37 @@ def tf_error_message(e: tf.errors.OpError) -> str:
 
 # ------------------------------------------------------------------------------------------------ versions
 class LoadedVersion:
-    """Everything one version needs in memory: SavedModel, ScaNN searcher, ids, titles, signature defs."""
+    """Everything one version needs in memory: ScaNN searcher, vectors, ids, titles, signature defs and, when a
+    signature needs TF (embed_item, any signature other than related_items), the SavedModel.
+
+    A version with the serving arrays (schema/versions.py) maps them (np.load(mmap_mode="r")): nothing per item
+    is built in Python, the id map included (serving/items.py). Its SavedModel is loaded only for the signatures
+    that run TF, and TF's restore ops leave the GIL to the request threads meanwhile. ScaNN's deserialisation is
+    the one stage that holds the GIL throughout (its pybind constructor does not release it). A version written
+    before the arrays existed is loaded from the text files and the SavedModel, as it was then. The seconds each
+    stage took are in `load_breakdown`."""
 
     def __init__(self, model_name: str, path: str, version: int):
         self.model_name, self.version, self.path = model_name, version, path
-        start = time.time()
-        self.index = load_index(os.path.join(self.path, "assets", versions.INDEX_ASSET_DIR))
-        self.saved_model = tf.saved_model.load(self.path)
-        self.embeddings = self.saved_model.embeddings.numpy()
-        # a query-head model (modules/export.py): related_items searches with the query vector u_q, not z_q
-        q = getattr(self.saved_model, "query_embeddings", None)
-        self.queries = q.numpy() if q is not None else self.embeddings
-        self.item_ids = self.index.item_ids
-        self.num_items = len(self.item_ids)
-        if self.embeddings.shape[0] != self.num_items or any(
-            a.decode() != b for a, b in zip(self.saved_model.item_ids.numpy()[:1000], self.item_ids[:1000])
-        ):
-            raise ValueError(f"{self.path}: the SavedModel and the index disagree on the item ids")
-        self.titles = self.index.titles if self.index.titles is not None else np.full(self.num_items, "", object)
-        self.item_ids_bytes = np.array([i.encode() for i in self.item_ids], dtype=object)
-        self.titles_bytes = np.array([t.encode() for t in self.titles], dtype=object)
-        self.row_of = {i.encode(): r for r, i in enumerate(self.item_ids)}
+        stages = _Stages()
+        index_dir = versions.index_dir(path)
+        arrays = versions.read_serving_arrays(index_dir)
+        self.index = load_index(index_dir, text=arrays is None)
+        stages("scann")
         sm = saved_model_pb2.SavedModel()
         with open(os.path.join(self.path, "saved_model.pb"), "rb") as f:
             sm.ParseFromString(f.read())
         self.signature_defs = {k: v for k, v in sm.meta_graphs[0].signature_def.items() if not k.startswith("__")}
         # per signature: its inputs as a plain dict (proto maps are slow to walk per request) and who answers
         self.inputs = {k: dict(sorted(v.inputs.items())) for k, v in self.signature_defs.items()}
+        needs_tf = arrays is None or any(set(ins) != {"item_id", "k"} for ins in self.inputs.values())
+        self.saved_model = tf.saved_model.load(self.path) if needs_tf else None
+        stages("saved_model")
+        if arrays is None:
+            self._from_saved_model()
+        else:
+            self._from_arrays(arrays)
+        stages("arrays")
         self.kind = {
             k: "related"
             if set(ins) == {"item_id", "k"}
@@ -180,7 +188,7 @@ class LoadedVersion:
             else "generic"
             for k, ins in self.inputs.items()
         }
-        # the hot path (one item id, top-k; see ModelServer._related_one): plain lists and the pybind searcher
+        # the hot path (one item id, top-k; see ModelServer._related_one)
         self.one_item_signatures = {
             k
             for k, ins in self.inputs.items()
@@ -188,16 +196,65 @@ class LoadedVersion:
             and (ins["item_id"].dtype, _shape(ins["item_id"]), ins["k"].dtype, _shape(ins["k"]))
             == (types_pb2.DT_STRING, [-1], types_pb2.DT_INT32, [])
         }
-        self.id_list, self.title_list = self.item_ids_bytes.tolist(), self.titles_bytes.tolist()
         self.max_exact_k = int(self.index.stats.get("reorder", self.num_items))
-        self.load_seconds = time.time() - start
+        self.load_breakdown = stages.seconds
+        self.load_seconds = sum(stages.seconds.values())
+        log.info(
+            "%s version %d read in %.2f s (%s%s)",
+            model_name,
+            version,
+            self.load_seconds,
+            ", ".join(f"{k} {s:.2f} s" for k, s in stages.seconds.items()),
+            "" if arrays is not None else "; no serving arrays: a version from before them, loaded from its text",
+        )
+
+    def _from_arrays(self, arrays: versions.ServingArrays) -> None:
+        """The mapped arrays, checked against the SavedModel without loading it: its variables' shapes (the
+        checkpoint's index file) and the first ids of its id table asset."""
+        self.items = ItemTable.from_arrays(arrays)
+        self.num_items = self.items.num_items
+        self.embeddings = arrays.embeddings
+        self.queries = arrays.query_embeddings if arrays.query_embeddings is not None else arrays.embeddings
+        shapes = dict(tf.train.list_variables(os.path.join(self.path, "variables", "variables")))
+        emb = shapes.get("embeddings/.ATTRIBUTES/VARIABLE_VALUE")
+        if emb != list(self.embeddings.shape):
+            raise ValueError(
+                f"{self.path}: the SavedModel's embeddings are {emb}, the index's {list(self.embeddings.shape)}"
+            )
+        if ("query_embeddings/.ATTRIBUTES/VARIABLE_VALUE" in shapes) != (arrays.query_embeddings is not None):
+            raise ValueError(
+                f"{self.path}: the SavedModel and the index disagree on query vectors (a query head): "
+                f"{versions.QUERY_EMBEDDINGS_NPY} is {'absent' if arrays.query_embeddings is None else 'present'}"
+            )
+        asset = os.path.join(self.path, "assets", IDS_FILE)
+        if os.path.exists(asset):
+            with open(asset, encoding="utf-8", newline="\n") as f:
+                first = [line.rstrip("\n").encode("utf-8") for line in itertools.islice(f, ID_CHECK)]
+        else:  # a SavedModel re-saved without the asset: the ids variable (every id read, once per load)
+            reader = tf.train.load_checkpoint(os.path.join(self.path, "variables", "variables"))
+            first = reader.get_tensor("item_ids/.ATTRIBUTES/VARIABLE_VALUE")[:ID_CHECK].tolist()
+        if first != self.items.ids_of(range(len(first))):
+            raise ValueError(f"{self.path}: the SavedModel and the index disagree on the item ids")
+
+    def _from_saved_model(self) -> None:
+        """A version without serving arrays: ids and titles from the index's text, vectors from the SavedModel."""
+        titles = self.index.titles
+        self.items = ItemTable.from_lists(list(self.index.item_ids), None if titles is None else list(titles))
+        self.num_items = self.items.num_items
+        self.embeddings = self.saved_model.embeddings.numpy()
+        # a query-head model (modules/export.py): related_items searches with the query vector u_q, not z_q
+        q = getattr(self.saved_model, "query_embeddings", None)
+        self.queries = q.numpy() if q is not None else self.embeddings
+        first = self.saved_model.item_ids[:ID_CHECK].numpy().tolist()
+        if self.embeddings.shape[0] != self.num_items or first != self.items.ids_of(range(len(first))):
+            raise ValueError(f"{self.path}: the SavedModel and the index disagree on the item ids")
 
     def rows(self, ids: np.ndarray, what: str) -> np.ndarray:
-        rows = [self.row_of.get(i, -1) for i in ids.ravel()]
-        unknown = [i.decode(errors="replace") for i, r in zip(ids.ravel(), rows) if r < 0]
-        if unknown:
+        rows = self.items.rows(ids.ravel().tolist())
+        if (rows < 0).any():
+            unknown = [i.decode(errors="replace") for i in ids.ravel()[rows < 0].tolist()]
             raise invalid(f"{what}: unknown item id(s): {unknown[:10]}" + (" ..." if len(unknown) > 10 else ""))
-        return np.asarray(rows, np.int64).reshape(ids.shape)
+        return rows.reshape(ids.shape)
 
     def search(self, queries: np.ndarray, k: int):
         """Top-k rows and scores (float32) for [B, d] queries: ScaNN, or an exact scan when k is beyond what the
@@ -214,10 +271,19 @@ class LoadedVersion:
         return np.asarray(idx, np.int64), np.asarray(dist, np.float32)
 
     def outputs(self, idx: np.ndarray, scores: np.ndarray) -> Dict[str, np.ndarray]:
-        return {"item_ids": self.item_ids_bytes[idx], "scores": scores, "titles": self.titles_bytes[idx]}
+        return {"item_ids": self.items.id_array(idx), "scores": scores, "titles": self.items.title_array(idx)}
 
 
-# ------------------------------------------------------------------------------------------------ service
+class _Stages:
+    """Seconds per named stage: each call closes the stage that ran since the previous one."""
+
+    def __init__(self):
+        self.seconds: Dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name], self._t = round(now - self._t, 3), now
 
 
 # ------------------------------------------------------------------------------------------------ service
@@ -427,7 +493,7 @@ class ModelServer:
             or kp.tensor_content
         ):
             return None
-        row, k = v.row_of.get(ids.string_val[0]), kp.int_val[0]
+        row, k = v.items.row(ids.string_val[0]), kp.int_val[0]
         if row is None or not 1 <= k < v.num_items or k + 1 > v.max_exact_k:
             return None
         return row, k
@@ -451,12 +517,12 @@ class ModelServer:
         resp.model_spec.name, resp.model_spec.signature_name = v.model_name, name
         resp.model_spec.version.value = v.version
         out = resp.outputs
-        for key, values in (("item_ids", v.id_list), ("titles", v.title_list)):
+        for key, values in (("item_ids", v.items.ids_of(idx)), ("titles", v.items.titles_of(idx))):
             t = out[key]
             t.dtype = types_pb2.DT_STRING
             t.tensor_shape.dim.add().size = 1
             t.tensor_shape.dim.add().size = len(idx)
-            t.string_val.extend([values[i] for i in idx])
+            t.string_val.extend(values)
         t = out["scores"]
         t.dtype = types_pb2.DT_FLOAT
         t.tensor_shape.dim.add().size = 1
@@ -534,8 +600,11 @@ class ModelServer:
         for number, state, error in records:
             st = resp.model_version_status.add()
             st.version, st.state = number, state
+            # set for every version, as TF Serving's GetModelStatusImpl does (ToStatusProto of the version's
+            # health): its REST JSON prints {"error_code": "OK", "error_message": ""} for a healthy one
+            st.status.SetInParent()
             if error:
-                st.status.error_code, st.status.error_message = 2, error  # tensorflow.error.UNKNOWN
+                st.status.error_code, st.status.error_message = error_codes_pb2.UNKNOWN, error
         return resp
 
     @staticmethod

@@ -21,7 +21,7 @@ from tensorflow_serving.apis import (
 
 from modules.export import WARMUP_FILE
 from pipeline.data import datasets
-from serving import metrics
+from serving import metrics, rest
 from serving.server import serve
 from tests.serving.test_server import D, N, embed_request, exact_related, make_version, request
 
@@ -182,6 +182,20 @@ def test_warmup_requests_replayed_and_a_failing_one_fails_the_load(env):
     req.model_spec.version.value = 3
     (st,) = env["models"].GetModelStatus(req, timeout=10).model_version_status
     assert st.state == State.END and st.status.error_code != 0 and "ghost" in st.status.error_message
+    # the REST JSON of the model's statuses (GET /v1/models/pinsage), as TF Serving prints it: every version
+    # with a status block, OK for a healthy one, the load error for a failed one
+    req.model_spec.ClearField("version")
+    by_version = {s["version"]: s for s in rest.status_json(server._status(req))["model_version_status"]}
+    assert by_version["2"] == {
+        "version": "2",
+        "state": "AVAILABLE",
+        "status": {"error_code": "OK", "error_message": ""},
+    }
+    assert by_version["3"] == {
+        "version": "3",
+        "state": "END",
+        "status": {"error_code": "UNKNOWN", "error_message": server.failed[3]},
+    }
     shutil.rmtree(bad)
 
 

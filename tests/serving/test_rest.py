@@ -307,9 +307,12 @@ def test_status_and_metadata_equal_grpc(env):
     for path in ("/v1/models/pinsage", f"/v1/models/pinsage/versions/{v}", "/V1/Models/pinsage"):
         code, out = get(env, path)
         assert code == 200 and out == want, (path, out)
-    assert (
-        out["model_version_status"][0]["version"] == str(v) and out["model_version_status"][0]["state"] == "AVAILABLE"
-    )
+    # TF Serving's own JSON for one healthy version (g3doc/api_rest.md), field for field
+    assert out == {
+        "model_version_status": [
+            {"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+        ]
+    }
     assert get(env, f"/v1/models/pinsage/versions/{v + 1}")[0] == 404
     assert get(env, "/v1/models/other")[0] == 404
 

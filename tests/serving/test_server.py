@@ -233,6 +233,7 @@ def test_metadata_and_status(env):
     assert [(s.version, s.state) for s in status] == [
         (env["server"].current.version, get_model_status_pb2.ModelVersionStatus.AVAILABLE)
     ]
+    assert status[0].HasField("status") and (status[0].status.error_code, status[0].status.error_message) == (0, "")
     sreq.model_spec.name = "other"
     with pytest.raises(grpc.RpcError) as e:
         env["models"].GetModelStatus(sreq, timeout=10)
