@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_gnn as tfgnn
 
-from modules import batches, layers, losses
+from modules import batches, layers
 from modules import features as features_lib
 from modules import model as model_lib
 from modules.model import PinSageHParams, build_model
