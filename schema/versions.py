@@ -13,9 +13,10 @@ all-digit names never sees a half-written or half-deleted version.
 
 from __future__ import annotations
 
-import os
 import re
 from typing import List, Optional
+
+from schema import files
 
 INDEX_ASSET_DIR = "index"
 TMP_PREFIX = ".tmp-"
@@ -29,10 +30,10 @@ def is_version_name(name: str) -> bool:
 
 def list_versions(model_dir: str) -> List[int]:
     """Complete versions, ascending (version names only: temp and retiring dirs start with a dot)."""
-    if not os.path.isdir(model_dir):
+    if not files.isdir(model_dir):
         return []
     return sorted(
-        int(d) for d in os.listdir(model_dir) if is_version_name(d) and os.path.isdir(os.path.join(model_dir, d))
+        int(d) for d in files.listdir(model_dir) if is_version_name(d) and files.isdir(files.join(model_dir, d))
     )
 
 
@@ -43,4 +44,4 @@ def latest_version(model_dir: str) -> Optional[int]:
 
 def index_dir(version_dir: str) -> str:
     """The ScaNN index directory inside one version."""
-    return os.path.join(version_dir, "assets", INDEX_ASSET_DIR)
+    return files.join(version_dir, "assets", INDEX_ASSET_DIR)
