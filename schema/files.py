@@ -3,7 +3,7 @@
 
 Every executor and library function that touches an artifact URI goes through here instead of `open`, `os.path.*`,
 `glob`, `shutil`, `np.load`/`np.save` or pyarrow-by-path, which only know the local disk
-(tests/test_remote_io_grep.py enforces it). A path with a `scheme://` goes to `tf.io.gfile`, the same library
+(tests/test_no_local_io.py enforces it). A path with a `scheme://` goes to `tf.io.gfile`, the same library
 TFX's own fileio delegates gs:// and s3:// to; a plain local path keeps the local call it always had, so that
 local runs behave exactly as before (atomic `os.rename`, memory-mapped Parquet) and the contracts still load
 without TensorFlow (tests/test_layers.py): TensorFlow is imported on the first remote path only.
