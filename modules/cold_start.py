@@ -34,6 +34,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 
 from modules import embedding as be
 from modules import features as features_lib
+from schema import files
 
 ID_COLUMN = "item_id"  # the items table's id column: not a feature of the signature
 NEW_NODE_ID = -1
@@ -54,8 +55,7 @@ def raw_feature_spec(items_schema) -> Dict[str, tf.TensorSpec]:
     if isinstance(items_schema, (str, os.PathLike)):
         from google.protobuf import text_format
 
-        with open(os.fspath(items_schema)) as f:
-            items_schema = text_format.Parse(f.read(), schema_pb2.Schema())
+        items_schema = text_format.Parse(files.read_text(os.fspath(items_schema)), schema_pb2.Schema())
     dtypes = {schema_pb2.FLOAT: tf.float32, schema_pb2.INT: tf.int64, schema_pb2.BYTES: tf.string}
     return {
         f.name: tf.TensorSpec([None], dtypes[f.type])

@@ -26,8 +26,6 @@ Two strategies, one result:
 
 from __future__ import annotations
 
-import glob
-import os
 import time
 from typing import Optional, Sequence
 
@@ -42,6 +40,7 @@ from tfx_bsl.coders import example_coder
 import modules.layers  # noqa: F401  (registers PinSageConv, QueryHead, ... for loading)
 import modules.model  # noqa: F401  (registers ItemEncoder for loading)
 from modules import batches
+from schema import files
 from schema.constants import EDGE_SET, NODE_SET, WEIGHT
 
 NEIGHBOR_SET = "_neighbor"
@@ -209,7 +208,7 @@ def embed_in_memory(
 
 
 def row_files(uri: str) -> list:
-    return sorted(glob.glob(os.path.join(uri, f"{ROWS_PREFIX}*.tfrecord")))
+    return files.glob(files.join(uri, f"{ROWS_PREFIX}*.tfrecord"))
 
 
 def read_rows(uri: str, batch_size: int = 65536):
@@ -266,7 +265,7 @@ def encode_rows(embeddings: np.ndarray, item_ids: Sequence[str], node_ids: Optio
 def write_rows(uri: str, embeddings: np.ndarray, item_ids: Sequence[str], chunk: int = 100_000) -> None:
     """The TFRecord rows in-process (the in-memory strategy), the same format embed_beam writes."""
 
-    with tf.io.TFRecordWriter(os.path.join(uri, f"{ROWS_PREFIX}-00000-of-00001.tfrecord")) as f:
+    with tf.io.TFRecordWriter(files.join(uri, f"{ROWS_PREFIX}-00000-of-00001.tfrecord")) as f:
         for start in range(0, len(item_ids), chunk):
             stop = min(start + chunk, len(item_ids))
             for e in encode_rows(embeddings[start:stop], item_ids[start:stop], np.arange(start, stop)):

@@ -31,6 +31,7 @@ from typing import Callable, Dict, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from schema import files
 from schema.embeddings import check_inputs, write_lines
 
 RESERVED = ("neighbor_ids", "neighbor_weights", "k")
@@ -209,8 +210,8 @@ def write_warmup_requests(export_dir: str, item_ids: Sequence[str], n: int = WAR
 
     if len(item_ids) < 2:
         return None
-    path = os.path.join(export_dir, WARMUP_FILE)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    path = files.join(export_dir, *WARMUP_FILE.split(os.sep))
+    files.makedirs(files.dirname(path))
     picks = np.unique(np.linspace(0, len(item_ids) - 1, min(n, len(item_ids))).astype(int))
     with tf.io.TFRecordWriter(path) as w:
         for row in picks:

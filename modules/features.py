@@ -11,7 +11,6 @@ A "feature spec" here is that dict name -> (dtype name, shape) with -1 for a rag
 GraphSchema (proto or .pbtxt path) of the item node set gives the same information.
 """
 
-import glob
 import os
 
 import numpy as np
@@ -21,6 +20,7 @@ import tensorflow as tf
 import tensorflow_gnn as tfgnn
 from tensorflow.core.framework import types_pb2
 
+from schema import files
 from schema.constants import NODE_ID, NODE_SET
 
 
@@ -76,16 +76,17 @@ def parse_spec(spec: dict) -> dict:
 
 
 def _files(path: str) -> list:
-    if os.path.isfile(path):
+    """The data files of an examples directory, at any depth (hidden `.x` and `_x` files and `.x` dirs left out)."""
+    if files.isfile(path):
         return [path]
-    files = sorted(
-        f
-        for f in glob.glob(os.path.join(path, "**", "*"), recursive=True)
-        if os.path.isfile(f) and not os.path.basename(f).startswith((".", "_"))
-    )
-    if not files:
+    found = [
+        files.join(path, *rel.split("/"))
+        for rel in files.walk_files(path)
+        if not any(part.startswith(".") for part in rel.split("/")) and not rel.split("/")[-1].startswith("_")
+    ]
+    if not found:
         raise FileNotFoundError(f"no transformed example files under {path!r}")
-    return files
+    return found
 
 
 def is_parquet(path: str) -> bool:
@@ -124,10 +125,7 @@ def from_arrow(table, spec: dict) -> dict:
 def _read_file(path: str, features: dict, spec: dict, batch_size: int):
     """Batches of parsed features from one file: TFRecord (GZIP by the .gz suffix) or Parquet."""
     if is_parquet(path):
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=max(batch_size, 65536), columns=list(spec)):
+        for batch in files.parquet_file(path).iter_batches(batch_size=max(batch_size, 65536), columns=list(spec)):
             yield from_arrow(pa.Table.from_batches([batch]), spec)
         return
     ds = tf.data.TFRecordDataset(path, compression_type="GZIP" if path.endswith(".gz") else "")

@@ -21,7 +21,6 @@ Index directory layout (what `load_index` reads; the Pusher copies it into a ver
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -30,6 +29,7 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 import scann
 
+from schema import files
 from schema.embeddings import IDS_FILE, TITLES_FILE, check_inputs, read_lines, write_lines
 from schema.versions import write_serving_arrays
 
@@ -125,11 +125,11 @@ def build_index(
     approx, _ = searcher.search_batched(queries[sample], final_num_neighbors=k)
     recall = recall_at_k(np.asarray(approx), exact_top_k(emb, queries[sample], k))
 
-    os.makedirs(os.path.join(out_dir, SCANN_DIR), exist_ok=True)
-    searcher.serialize(os.path.join(out_dir, SCANN_DIR))
-    write_lines(os.path.join(out_dir, IDS_FILE), item_ids, "item ids")
+    with files.staged_dir(files.join(out_dir, SCANN_DIR)) as local:  # ScaNN writes local files only
+        searcher.serialize(local)
+    write_lines(files.join(out_dir, IDS_FILE), item_ids, "item ids")
     if titles is not None:
-        write_lines(os.path.join(out_dir, TITLES_FILE), titles, "titles")
+        write_lines(files.join(out_dir, TITLES_FILE), titles, "titles")
     write_serving_arrays(out_dir, item_ids, titles, emb, query_embeddings)
     stats = dict(
         params,
@@ -143,8 +143,7 @@ def build_index(
         build_seconds=round(build_s, 3),
         has_titles=titles is not None,
     )
-    with open(os.path.join(out_dir, STATS_FILE), "w") as f:
-        json.dump(stats, f, indent=1, sort_keys=True)
+    files.write_json(files.join(out_dir, STATS_FILE), stats, indent=1, sort_keys=True)
     return stats
 
 
@@ -176,16 +175,18 @@ def load_searcher(scann_dir: str):
 
 
 def load_index(index_dir: str, text: bool = True) -> LoadedIndex:
-    """Searcher + ids (+ titles, stats) from a directory written by build_index; text=False leaves the ids and
-    titles unread (None): a server takes them from the serving arrays instead (schema/versions.py)."""
-    searcher = load_searcher(os.path.join(index_dir, SCANN_DIR))
-    with open(os.path.join(index_dir, STATS_FILE)) as f:
-        stats = json.load(f)
+    """Searcher + ids (+ titles, stats) from a directory written by build_index (local or a URI: ScaNN reads
+    local files only, and holds the index in memory once loaded, so a remote one is loaded from a temporary copy);
+    text=False leaves the ids and titles unread (None): a server takes them from the serving arrays instead
+    (schema/versions.py)."""
+    with files.local_copy(files.join(index_dir, SCANN_DIR)) as local:
+        searcher = load_searcher(local)
+    stats = files.read_json(files.join(index_dir, STATS_FILE))
     if not text:
         return LoadedIndex(searcher, None, None, stats)
-    ids = np.asarray(read_lines(os.path.join(index_dir, IDS_FILE)), dtype=object)
-    titles_path = os.path.join(index_dir, TITLES_FILE)
-    titles = np.asarray(read_lines(titles_path), dtype=object) if os.path.exists(titles_path) else None
+    ids = np.asarray(read_lines(files.join(index_dir, IDS_FILE)), dtype=object)
+    titles_path = files.join(index_dir, TITLES_FILE)
+    titles = np.asarray(read_lines(titles_path), dtype=object) if files.exists(titles_path) else None
     if len(ids) != stats["num_items"]:
         raise ValueError(f"{index_dir}: {len(ids)} ids but the index has {stats['num_items']} rows")
     return LoadedIndex(searcher, ids, titles, stats)

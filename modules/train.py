@@ -24,6 +24,7 @@ from modules import batches, losses
 from modules import features as features_lib
 from modules import progress as progress_lib
 from modules.model import TEXT_VOCAB_SIZE, PinSageHParams, build_model, build_query_head
+from schema import files
 
 
 def split_readout(emb, labels, batch_size: int, num_negatives: int):
@@ -300,11 +301,10 @@ class TrainState:
 def _check_hparams(model_dir: str, hp: PinSageHParams, restoring: bool) -> None:
     """Writes model_dir/hparams.json; a checkpoint made under other hparams (the checkpoint interval aside) is
     not resumed from but refused, naming the directory."""
-    path = os.path.join(model_dir, "hparams.json")
+    path = files.join(model_dir, "hparams.json")
     now = hp.to_dict()
-    if restoring and os.path.exists(path):
-        with open(path) as f:
-            before = json.load(f)
+    if restoring and files.exists(path):
+        before = files.read_json(path)
         ignore = ("checkpoint_steps", "checkpoint_seconds")
         diff = sorted(k for k in set(now) | set(before) if k not in ignore and now.get(k) != before.get(k))
         if diff:
@@ -312,9 +312,8 @@ def _check_hparams(model_dir: str, hp: PinSageHParams, restoring: bool) -> None:
                 f"{model_dir} holds a checkpoint trained with other hparams ({', '.join(diff)}): "
                 "use another model_dir or delete it"
             )
-    os.makedirs(model_dir, exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(now, f, indent=1, sort_keys=True)
+    files.makedirs(model_dir)
+    files.write_json(path, now, indent=1, sort_keys=True)
 
 
 def _run_epoch(ds, step_fn, lr, log_every: int, state: TrainState, bar) -> dict:

@@ -14,8 +14,6 @@ What it writes:
   model_run_dir/           TensorBoard logs
 """
 
-import json
-import os
 import time
 
 import numpy as np
@@ -30,6 +28,7 @@ from modules import features as features_lib
 from modules import model as model_lib
 from modules import train as train_lib
 from modules.model import PinSageHParams
+from schema import files
 from schema import graph as graph_io
 from schema import neighborhoods as neighborhood_io
 from schema import pairs as pairs_io
@@ -42,8 +41,8 @@ HISTORY_FILE = "history.json"
 
 def load_query_head(model_uri: str):
     """The query head saved beside the model (QUERY_HEAD_DIR of a Model artifact), or None (no query head)."""
-    head_dir = os.path.join(model_uri, QUERY_HEAD_DIR)
-    if not os.path.isdir(head_dir):
+    head_dir = files.join(model_uri, QUERY_HEAD_DIR)
+    if not files.isdir(head_dir):
         return None
 
     return tf.keras.models.load_model(head_dir, compile=False)
@@ -119,21 +118,21 @@ def train_and_embed(
         inputs["positive"],
         inputs["hard"],
         hparams,
-        model_dir=checkpoint_dir or os.path.join(out_dir, "train"),
+        model_dir=checkpoint_dir or files.join(out_dir, "train"),
         log_dir=log_dir,
         pair_counts=inputs.get("count"),
         validation_fn=validation_fn_for(inputs, max_contexts=max_contexts) if validate else None,
         feature_spec=inputs["spec"],
     )
     emb = embed_items(model, inputs)
-    os.makedirs(out_dir, exist_ok=True)
-    np.save(os.path.join(out_dir, EMBEDDINGS_FILE), emb.astype(np.float32))
+    files.makedirs(out_dir)
+    files.np_save(files.join(out_dir, EMBEDDINGS_FILE), emb.astype(np.float32))
     if train_lib.query_head_of(model) is not None:
-        np.save(os.path.join(out_dir, QUERY_EMBEDDINGS_FILE), train_lib.query_embeddings(model, emb).astype(np.float32))
+        query = train_lib.query_embeddings(model, emb).astype(np.float32)
+        files.np_save(files.join(out_dir, QUERY_EMBEDDINGS_FILE), query)
     history["train_seconds"] = time.time() - t0
     history["hparams"] = hparams.to_dict()
-    with open(os.path.join(out_dir, HISTORY_FILE), "w") as f:
-        json.dump(history, f, indent=1)
+    files.write_json(files.join(out_dir, HISTORY_FILE), history, indent=1)
     return model, emb, history
 
 
@@ -148,14 +147,14 @@ def run_fn(fn_args):
     inputs = load_inputs(
         fn_args.train_files[0], cfg["graph_schema"], cfg["graph_uri"], cfg["neighborhoods_uri"], cfg["pairs_uri"]
     )
-    out_dir = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
+    out_dir = files.dirname(fn_args.serving_model_dir.rstrip("/"))
     model, _, _ = train_and_embed(
         inputs,
         hp,
         out_dir,
         log_dir=fn_args.model_run_dir,
         max_contexts=cfg.get("eval_contexts") or None,
-        checkpoint_dir=ckpt and os.path.join(ckpt, "main"),
+        checkpoint_dir=ckpt and files.join(ckpt, "main"),
     )
     for name in cfg.get("ablations") or ():
         # Same inputs, pairs and loss settings; only what the ablation names differs. Embeddings only (the
@@ -163,28 +162,28 @@ def run_fn(fn_args):
         train_and_embed(
             inputs,
             model_lib.ablation_hparams(hp, name),
-            os.path.join(out_dir, ABLATIONS_DIR, name),
+            files.join(out_dir, ABLATIONS_DIR, name),
             validate=False,
-            checkpoint_dir=ckpt and os.path.join(ckpt, ABLATIONS_DIR, name),
+            checkpoint_dir=ckpt and files.join(ckpt, ABLATIONS_DIR, name),
         )
     model.save(fn_args.serving_model_dir, include_optimizer=False)
     head = train_lib.query_head_of(model)
     if head is not None:
-        head.save(os.path.join(out_dir, QUERY_HEAD_DIR), include_optimizer=False)
+        head.save(files.join(out_dir, QUERY_HEAD_DIR), include_optimizer=False)
 
 
 def load_model_embeddings(model_uri: str) -> tuple[np.ndarray, np.ndarray | None, dict]:
     """(embeddings, query embeddings or None, {ablation name: (embeddings, query embeddings or None)})."""
 
     def load(d):
-        q = os.path.join(d, QUERY_EMBEDDINGS_FILE)
-        return np.load(os.path.join(d, EMBEDDINGS_FILE)), (np.load(q) if os.path.exists(q) else None)
+        q = files.join(d, QUERY_EMBEDDINGS_FILE)
+        return files.np_load(files.join(d, EMBEDDINGS_FILE)), (files.np_load(q) if files.exists(q) else None)
 
     emb, query = load(model_uri)
-    root = os.path.join(model_uri, ABLATIONS_DIR)
-    names = sorted(os.listdir(root)) if os.path.isdir(root) else []
+    root = files.join(model_uri, ABLATIONS_DIR)
+    names = files.listdir(root) if files.isdir(root) else []
     return (
         emb,
         query,
-        {n: load(os.path.join(root, n)) for n in names if os.path.exists(os.path.join(root, n, EMBEDDINGS_FILE))},
+        {n: load(files.join(root, n)) for n in names if files.exists(files.join(root, n, EMBEDDINGS_FILE))},
     )

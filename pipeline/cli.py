@@ -34,7 +34,7 @@ def _cmd_data(args) -> int:
         kw = dict(items=args.items, contexts=args.contexts, edges=args.edges, seed=args.seed)
     try:
         summary = datasets.materialise(args.dataset, args.out, cache_dir=args.cache_dir, **kw)
-    except (ValueError, OSError) as e:  # e.g. edges < contexts, or --out is a file
+    except (ValueError, OSError, datasets.DatasetUnavailable) as e:  # edges < contexts, --out is a file, offline
         print(f"[pinsage] ERROR: {e}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2, default=str))
@@ -203,7 +203,7 @@ LAST_STAGE = {
 def _cmd_run(args) -> int:
     t0 = time.time()  # before the TensorFlow/TFX imports: the total is the wall time the user waits
     from pipeline import driver
-    from pipeline.data import ingest
+    from pipeline.data import datasets, ingest
 
     output = os.path.abspath(args.output)
     try:
@@ -211,7 +211,7 @@ def _cmd_run(args) -> int:
         os.makedirs(output, exist_ok=True)
         t_build = time.time()
         pipeline, ingest_report = driver.build(output, **options)
-    except (ValueError, ingest.InputError) as e:  # InputError names the file
+    except (ValueError, ingest.InputError, datasets.DatasetUnavailable) as e:  # InputError names the file
         print(f"[pinsage] ERROR: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # e.g. --output names a file, or a directory that cannot be written

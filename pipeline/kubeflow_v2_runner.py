@@ -134,7 +134,13 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
         return 2
-    inputs = staged_inputs(args.staging, args.data_root, args.dataset, args.data_dir)
+    from pipeline.data import datasets
+
+    try:
+        inputs = staged_inputs(args.staging, args.data_root, args.dataset, args.data_dir)
+    except (ValueError, datasets.DatasetUnavailable) as e:  # ingest.InputError is a ValueError naming the file
+        print(f"[pinsage] ERROR: {e}", file=sys.stderr)
+        return 2
     job = compile_pipeline(
         args.output,
         inputs,

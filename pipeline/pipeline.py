@@ -25,6 +25,7 @@ from pipeline.components.pusher import PinSagePusher
 from pipeline.components.trainer import PinSageTrainer, code_fingerprint
 from pipeline.configs import STAGES, SamplingConfig
 from pipeline.data import ingest
+from schema import files
 
 MODULES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "modules")
 
@@ -121,8 +122,8 @@ def create_pipeline(
         )
         components += [trainer, evaluator]
     if last > 3:
-        serving_model_dir = serving_model_dir or os.path.join(
-            os.path.dirname(os.path.abspath(pipeline_root)), "serving_model"
+        serving_model_dir = serving_model_dir or files.join(
+            files.dirname(files.abspath(pipeline_root)), "serving_model"
         )
         strategy = resolve_embed_strategy(embed_strategy, beam_pipeline_args)
         components += _serving_components(graph_gen, transform, sampler, trainer, inputs, serving_model_dir, strategy)

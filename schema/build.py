@@ -17,6 +17,7 @@ import os
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from schema import files
 from schema.constants import EDGE_SET, MULTI_HOT_WIDTH, NODE_SET
 
 SCHEMA_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -114,23 +115,21 @@ def graph_schema(spec: dict):
 
 
 def write_pbtxt(message, path: str) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as f:
-        f.write(text_format.MessageToString(message))
+    files.makedirs(files.dirname(path) or ".")
+    files.write_text(path, text_format.MessageToString(message))
 
 
 def read_pbtxt(message, path: str):
-    with open(path) as f:
-        return text_format.Parse(f.read(), message)
+    return text_format.Parse(files.read_text(path), message)
 
 
 def write_all(spec: dict, item_id_type: str, context_id_type: str, out_dir: str) -> dict[str, str]:
     """Writes the three schema files for a dataset; returns their paths."""
     items = items_schema(spec, item_id_type)
     paths = {
-        "items": os.path.join(out_dir, "items", ITEMS_SCHEMA),
-        "interactions": os.path.join(out_dir, "interactions", INTERACTIONS_SCHEMA),
-        "graph": os.path.join(out_dir, GRAPH_SCHEMA),
+        "items": files.join(out_dir, "items", ITEMS_SCHEMA),
+        "interactions": files.join(out_dir, "interactions", INTERACTIONS_SCHEMA),
+        "graph": files.join(out_dir, GRAPH_SCHEMA),
     }
     write_pbtxt(items, paths["items"])
     write_pbtxt(interactions_schema(item_id_type, context_id_type), paths["interactions"])

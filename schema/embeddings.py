@@ -10,10 +10,11 @@ Layout of an embeddings directory:
 
 from __future__ import annotations
 
-import os
 from typing import List, Optional, Sequence
 
 import numpy as np
+
+from schema import files
 
 IDS_FILE = "item_ids.txt"
 TITLES_FILE = "titles.txt"
@@ -23,7 +24,7 @@ QUERY_EMBEDDINGS_FILE = "query_embeddings.npy"
 
 def write_lines(path: str, values: Sequence[str], what: str) -> None:
     """One value per line; a newline inside a value would shift every later row, so it is refused."""
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
+    with files.open(path, "w", newline="\n") as f:
         for v in values:
             v = str(v)
             if "\n" in v or "\r" in v:
@@ -32,7 +33,7 @@ def write_lines(path: str, values: Sequence[str], what: str) -> None:
 
 
 def read_lines(path: str) -> List[str]:
-    with open(path, encoding="utf-8", newline="\n") as f:
+    with files.open(path, "r", newline="\n") as f:
         return f.read().split("\n")[:-1]
 
 
@@ -54,18 +55,18 @@ def check_inputs(embeddings: np.ndarray, item_ids: Sequence[str], titles: Option
 
 def read_embeddings(uri: str):
     """(embeddings [N, d] float32, ids, titles or None) from an `Embeddings` artifact directory."""
-    emb = np.load(os.path.join(uri, EMBEDDINGS_FILE))
-    ids = read_lines(os.path.join(uri, IDS_FILE))
-    titles_path = os.path.join(uri, TITLES_FILE)
-    titles = read_lines(titles_path) if os.path.exists(titles_path) else None
+    emb = files.np_load(files.join(uri, EMBEDDINGS_FILE))
+    ids = read_lines(files.join(uri, IDS_FILE))
+    titles_path = files.join(uri, TITLES_FILE)
+    titles = read_lines(titles_path) if files.exists(titles_path) else None
     return emb, ids, titles
 
 
 def read_query_embeddings(uri: str) -> Optional[np.ndarray]:
     """The query vectors of an `Embeddings` artifact (a model with a query head), or None: then an item's own
     embedding is its query vector."""
-    path = os.path.join(uri, QUERY_EMBEDDINGS_FILE)
-    return np.load(path) if os.path.exists(path) else None
+    path = files.join(uri, QUERY_EMBEDDINGS_FILE)
+    return files.np_load(path) if files.exists(path) else None
 
 
 def write_embeddings(
@@ -77,8 +78,8 @@ def write_embeddings(
 ) -> None:
     """The `Embeddings` artifact layout (what BulkEmbedder writes and IndexBuilder reads)."""
     emb = check_inputs(embeddings, list(item_ids), titles)
-    os.makedirs(uri, exist_ok=True)
-    np.save(os.path.join(uri, EMBEDDINGS_FILE), emb)
+    files.makedirs(uri)
+    files.np_save(files.join(uri, EMBEDDINGS_FILE), emb)
     if query_embeddings is not None:
         query_embeddings = np.ascontiguousarray(query_embeddings, np.float32)
         if query_embeddings.shape != emb.shape:
@@ -86,7 +87,7 @@ def write_embeddings(
         bad = np.flatnonzero(~np.isfinite(query_embeddings).all(axis=1))
         if len(bad):
             raise ValueError(f"{len(bad)} query embeddings have NaN/inf values, e.g. rows {bad[:5].tolist()}")
-        np.save(os.path.join(uri, QUERY_EMBEDDINGS_FILE), query_embeddings)
-    write_lines(os.path.join(uri, IDS_FILE), item_ids, "item ids")
+        files.np_save(files.join(uri, QUERY_EMBEDDINGS_FILE), query_embeddings)
+    write_lines(files.join(uri, IDS_FILE), item_ids, "item ids")
     if titles is not None:
-        write_lines(os.path.join(uri, TITLES_FILE), titles, "titles")
+        write_lines(files.join(uri, TITLES_FILE), titles, "titles")

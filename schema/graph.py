@@ -18,14 +18,12 @@ in-memory fast paths; the tables are keyed by contiguous int ids so that later s
 from __future__ import annotations
 
 import dataclasses
-import glob
-import json
-import os
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
+
+from schema import files
 
 ITEMS = "items"
 CONTEXTS = "contexts"
@@ -57,22 +55,21 @@ INTERACTION_SCHEMA, ITEM_SCHEMA, CONTEXT_SCHEMA = _arrow_schemas()
 
 
 def table_files(uri: str, table: str) -> list[str]:
-    files = sorted(glob.glob(os.path.join(uri, f"{table}-*.parquet")))
-    if not files:
+    found = files.glob(files.join(uri, f"{table}-*.parquet"))
+    if not found:
         raise FileNotFoundError(f"graph artifact {uri!r} has no {table} table ({table}-*.parquet)")
-    return files
+    return found
 
 
 def read_table(uri: str, table: str, columns: list[str] | None = None):
     """Reads one table of a graph artifact as a pyarrow Table (all shards, in shard order)."""
 
-    parts = [pq.read_table(f, columns=columns) for f in table_files(uri, table)]
+    parts = [files.read_parquet(f, columns=columns) for f in table_files(uri, table)]
     return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
 
 
 def read_stats(uri: str) -> dict:
-    with open(os.path.join(uri, STATS_FILE)) as f:
-        return json.load(f)
+    return files.read_json(files.join(uri, STATS_FILE))
 
 
 @dataclasses.dataclass
@@ -147,7 +144,7 @@ def write_tables(uri: str, item_ids, context_ids, interactions: dict, stats: dic
     """Writes a graph artifact from in-memory columns (one shard per table): `interactions` holds context_index,
     node_id, timestamp, split, position (and optionally weight, default 1); the train degree is computed."""
 
-    os.makedirs(uri, exist_ok=True)
+    files.makedirs(uri)
     n = len(item_ids)
     node = np.asarray(interactions["node_id"], dtype=np.int64)
     split = np.asarray(interactions["split"], dtype=object)
@@ -178,9 +175,8 @@ def write_tables(uri: str, item_ids, context_ids, interactions: dict, stats: dic
         (CONTEXTS, contexts, CONTEXT_SCHEMA),
         (INTERACTIONS, rows, INTERACTION_SCHEMA),
     ):
-        pq.write_table(pa.table(cols, schema=schema), os.path.join(uri, f"{table}-00000-of-00001.parquet"))
-    with open(os.path.join(uri, STATS_FILE), "w") as f:
-        json.dump(stats or {"num_items": n, "num_contexts": len(context_ids)}, f)
+        files.write_parquet(pa.table(cols, schema=schema), files.join(uri, f"{table}-00000-of-00001.parquet"))
+    files.write_json(files.join(uri, STATS_FILE), stats or {"num_items": n, "num_contexts": len(context_ids)})
 
 
 def write_graph(graph: Graph, uri: str) -> None:

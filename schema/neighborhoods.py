@@ -11,14 +11,11 @@ layer-wise embedder index into.
 
 from __future__ import annotations
 
-import glob
-import json
-import os
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
+
+from schema import files
 
 TABLE = "neighborhoods"
 STATS_FILE = "neighborhood_stats.json"
@@ -69,10 +66,10 @@ def load_neighborhoods(uri: str, top_t: int | None = None) -> tuple[np.ndarray, 
     """(nbr [N, T] int64 padded with -1, weights [N, T] float32 padded with 0), row = node_id.
     T is the longest stored neighbourhood unless `top_t` is given."""
 
-    files = sorted(glob.glob(os.path.join(uri, f"{TABLE}-*.parquet")))
-    if not files:
+    found = files.glob(files.join(uri, f"{TABLE}-*.parquet"))
+    if not found:
         raise FileNotFoundError(f"{uri!r} has no {TABLE}-*.parquet")
-    t = pa.concat_tables([pq.read_table(f) for f in files]).sort_by("node_id")
+    t = pa.concat_tables([files.read_parquet(f) for f in found]).sort_by("node_id")
     ids = t.column("node_id").to_numpy()
     if not np.array_equal(ids, np.arange(len(ids))):
         raise ValueError(f"{uri!r}: neighbourhood rows are not exactly node ids 0..N-1")
@@ -82,14 +79,14 @@ def load_neighborhoods(uri: str, top_t: int | None = None) -> tuple[np.ndarray, 
 
 
 def read_stats(uri: str) -> dict:
-    with open(os.path.join(uri, STATS_FILE)) as f:
-        return json.load(f)
+    return files.read_json(files.join(uri, STATS_FILE))
 
 
 def write_neighborhoods(uri: str, nbr: np.ndarray, w: np.ndarray, shards: int = 1) -> None:
     """Writes dense [N, T] neighbourhoods (-1 padded) as a Neighborhoods artifact in `shards` files."""
 
-    os.makedirs(uri, exist_ok=True)
+    files.makedirs(uri)
     n = nbr.shape[0]
     for s, idx in enumerate(np.array_split(np.arange(n), shards)):
-        pq.write_table(to_table(idx, nbr[idx], w[idx]), os.path.join(uri, f"{TABLE}-{s:05d}-of-{shards:05d}.parquet"))
+        path = files.join(uri, f"{TABLE}-{s:05d}-of-{shards:05d}.parquet")
+        files.write_parquet(to_table(idx, nbr[idx], w[idx]), path)

@@ -7,13 +7,10 @@ Layout of a TrainingPairs artifact: `pairs-*.parquet` (query, positive, count: i
 
 from __future__ import annotations
 
-import glob
-import os
-
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from schema import files
 from schema.neighborhoods import lists_to_padded
 
 PAIRS = "pairs"
@@ -30,10 +27,10 @@ def pairs_table(q, i, count):
 
 def _read(uri: str, table: str):
 
-    files = sorted(glob.glob(os.path.join(uri, f"{table}-*.parquet")))
-    if not files:
+    found = files.glob(files.join(uri, f"{table}-*.parquet"))
+    if not found:
         raise FileNotFoundError(f"{uri!r} has no {table}-*.parquet")
-    return pa.concat_tables([pq.read_table(f) for f in files])
+    return pa.concat_tables([files.read_parquet(f) for f in found])
 
 
 def load_pairs(uri: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -32,6 +32,8 @@ from typing import List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
+from schema import files
+
 INDEX_ASSET_DIR = "index"
 EMBEDDINGS_NPY = "embeddings.npy"
 QUERY_EMBEDDINGS_NPY = "query_embeddings.npy"
@@ -49,10 +51,10 @@ def is_version_name(name: str) -> bool:
 
 def list_versions(model_dir: str) -> List[int]:
     """Complete versions, ascending (version names only: temp and retiring dirs start with a dot)."""
-    if not os.path.isdir(model_dir):
+    if not files.isdir(model_dir):
         return []
     return sorted(
-        int(d) for d in os.listdir(model_dir) if is_version_name(d) and os.path.isdir(os.path.join(model_dir, d))
+        int(d) for d in files.listdir(model_dir) if is_version_name(d) and files.isdir(files.join(model_dir, d))
     )
 
 
@@ -63,7 +65,7 @@ def latest_version(model_dir: str) -> Optional[int]:
 
 def index_dir(version_dir: str) -> str:
     """The ScaNN index directory inside one version."""
-    return os.path.join(version_dir, "assets", INDEX_ASSET_DIR)
+    return files.join(version_dir, "assets", INDEX_ASSET_DIR)
 
 
 # ------------------------------------------------------------------------------------------------ serving arrays
@@ -91,22 +93,21 @@ def write_serving_arrays(
     emb = np.ascontiguousarray(embeddings, np.float32)
     if emb.ndim != 2 or emb.shape[0] != len(ids):
         raise ValueError(f"embeddings {emb.shape} for {len(ids)} item ids")
-    np.save(os.path.join(index_dir, EMBEDDINGS_NPY), emb)
+    files.np_save(files.join(index_dir, EMBEDDINGS_NPY), emb)
     if query_embeddings is not None:
         q = np.ascontiguousarray(query_embeddings, np.float32)
         if q.shape != emb.shape:
             raise ValueError(f"query embeddings {q.shape} != embeddings {emb.shape}")
-        np.save(os.path.join(index_dir, QUERY_EMBEDDINGS_NPY), q)
+        files.np_save(files.join(index_dir, QUERY_EMBEDDINGS_NPY), q)
     if titles is not None:
         encoded = [str(t).encode("utf-8") for t in titles]
         if len(encoded) != len(ids):
             raise ValueError(f"{len(encoded)} titles for {len(ids)} item ids")
         offsets = np.zeros(len(encoded) + 1, np.int64)
         np.cumsum([len(t) for t in encoded], out=offsets[1:])
-        with open(os.path.join(index_dir, TITLES_BIN), "wb") as f:
-            f.write(b"".join(encoded))
-        np.save(os.path.join(index_dir, TITLE_OFFSETS_NPY), offsets)
-    np.save(os.path.join(index_dir, ITEM_IDS_NPY), np.array(ids, dtype=f"S{max(1, max(map(len, ids)))}"))
+        files.write_bytes(files.join(index_dir, TITLES_BIN), b"".join(encoded))
+        files.np_save(files.join(index_dir, TITLE_OFFSETS_NPY), offsets)
+    files.np_save(files.join(index_dir, ITEM_IDS_NPY), np.array(ids, dtype=f"S{max(1, max(map(len, ids)))}"))
 
 
 def _npy(path: str, dtype: str, ndim: int) -> np.ndarray:

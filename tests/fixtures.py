@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from modules.batches import assemble_graph, to_tensors
+from schema import files
 from schema import graph as graph_io
 
 
@@ -47,14 +48,14 @@ def write_examples(path: str, features: dict, shards: int = 1) -> None:
     import tensorflow as tf
 
     n = len(features["node_id"])
-    os.makedirs(path, exist_ok=True)
+    files.makedirs(path)  # a local path or a URI (tests/pipeline/test_remote_io.py)
     cols = {k: (v.to_list() if isinstance(v, tf.RaggedTensor) else np.asarray(v)) for k, v in features.items()}
     floating = {
         k: v.dtype.is_floating if isinstance(v, tf.RaggedTensor) else np.asarray(v).dtype.kind == "f"
         for k, v in features.items()
     }
     order = np.random.default_rng(0).permutation(n)
-    writers = [tf.io.TFRecordWriter(os.path.join(path, f"part-{s:05d}.gz"), options="GZIP") for s in range(shards)]
+    writers = [tf.io.TFRecordWriter(files.join(path, f"part-{s:05d}.gz"), options="GZIP") for s in range(shards)]
     for j, u in enumerate(order):
         f = {}
         for k, v in cols.items():

@@ -19,8 +19,6 @@ process, numpy tables per layer (small catalogues). Both give the same vectors.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 
 from tfx import types
@@ -36,6 +34,7 @@ from pipeline.components import artifacts
 from pipeline.configs import EMBED
 from pipeline.embedding import beam_embedder
 from schema import embeddings as embeddings_io
+from schema import files
 from schema import graph as graph_io
 from schema import neighborhoods as neighborhood_io
 
@@ -86,7 +85,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         out = artifact_utils.get_single_instance(output_dict["embeddings"])
         spec = features_lib.feature_spec(exec_properties["graph_schema"])
         item_ids, titles = graph_io.graph_items(graph_uri)
-        os.makedirs(out.uri, exist_ok=True)
+        files.makedirs(out.uri)
         start = time.time()
         if strategy == "in_memory":
             lw = be.LayerwiseModel.from_saved_model(model_dir)
@@ -112,20 +111,19 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             emb = be.assemble(node_ids, rows, len(item_ids))
         embeddings_io.write_embeddings(out.uri, emb, item_ids, titles, query_embeddings=query_vectors(input_dict, emb))
         seconds = time.time() - start
-        with open(os.path.join(out.uri, STATS_FILE), "w") as f:
-            json.dump(
-                {
-                    "strategy": strategy,
-                    "items": len(item_ids),
-                    "dim": int(emb.shape[1]),
-                    "seconds": seconds,
-                    "items_per_second": len(item_ids) / max(seconds, 1e-9),
-                    "batch_size": batch_size,
-                },
-                f,
-                indent=1,
-                sort_keys=True,
-            )
+        files.write_json(
+            files.join(out.uri, STATS_FILE),
+            {
+                "strategy": strategy,
+                "items": len(item_ids),
+                "dim": int(emb.shape[1]),
+                "seconds": seconds,
+                "items_per_second": len(item_ids) / max(seconds, 1e-9),
+                "batch_size": batch_size,
+            },
+            indent=1,
+            sort_keys=True,
+        )
         out.set_int_custom_property("num_items", len(item_ids))
         out.set_string_custom_property("strategy", strategy)
 

@@ -13,9 +13,6 @@ the first categorical feature); the embedding models also get the spread of thei
 
 from __future__ import annotations
 
-import json
-import os
-
 from tfx import types
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import artifact_utils, standard_artifacts
@@ -26,6 +23,7 @@ from modules.trainer import HISTORY_FILE, load_model_embeddings
 from pipeline.components import artifacts
 from pipeline.evaluation import evaluate
 from pipeline.evaluation import report as report_lib
+from schema import files
 from schema import graph as graph_io
 
 
@@ -53,8 +51,7 @@ class Executor(base_executor.BaseExecutor):
         feats = features_lib.load_item_features(
             artifact_utils.get_split_uri([examples], split), exec_properties["graph_schema"]
         )
-        with open(os.path.join(model_uri, HISTORY_FILE)) as f:
-            history = json.load(f)
+        history = files.read_json(files.join(model_uri, HISTORY_FILE))
         report = evaluate.evaluation_report(
             graph,
             load_model_embeddings(model_uri),

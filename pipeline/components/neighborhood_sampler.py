@@ -23,14 +23,11 @@ Two strategies, one output (schema/neighborhoods.py):
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
 
 import apache_beam as beam
-import numpy as np
-import pyarrow.parquet as pq
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, base_beam_executor, executor_spec
 from tfx.types import artifact_utils
@@ -41,6 +38,7 @@ from pipeline.configs import NEIGHBORHOOD_SOURCES, SAMPLING, WALK_STRATEGIES
 from pipeline.sampling import beam_walks
 from pipeline.sampling import random_walks as rw
 from pipeline.sampling import transitions as sn
+from schema import files
 from schema import graph as graph_io
 from schema import neighborhoods as neighborhood_io
 
@@ -66,11 +64,9 @@ class NeighborhoodSamplerSpec(ComponentSpec):
 
 def finish_stats(path: str, finalize=lambda s: s, **extra) -> dict:
     """Derives ratios from the merged counters and adds what only the executor knows (parameters, time)."""
-    with open(path) as f:
-        stats = finalize(json.load(f))
+    stats = finalize(files.read_json(path))
     stats.update(extra)
-    with open(path, "w") as f:
-        json.dump(stats, f, indent=1, sort_keys=True)
+    files.write_json(path, stats, indent=1, sort_keys=True)
     return stats
 
 
@@ -81,7 +77,7 @@ def num_rows(graph_uri: str, table: str) -> int:
 
 def _parquet_rows(path: str) -> int:
 
-    return pq.ParquetFile(path).metadata.num_rows
+    return files.parquet_file(path).metadata.num_rows
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -102,7 +98,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         )
         shard_size = int(exec_properties["shard_size"])
         n = num_rows(graph_uri, graph_io.ITEMS)
-        stats_path = os.path.join(out_uri, neighborhood_io.STATS_FILE)
+        stats_path = files.join(out_uri, neighborhood_io.STATS_FILE)
         start = time.time()
         source = exec_properties.get("source") or "random_walk"
         if source not in SOURCES:
@@ -168,14 +164,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
         graph = graph_io.load_graph(graph_uri)
         nbr, w, cnt = sn.neighborhoods_from_graph(graph, source, params, window=window, shard_size=shard_size)
-        os.makedirs(out_uri, exist_ok=True)
-        pq.write_table(
-            neighborhood_io.to_table(np.arange(len(nbr)), nbr, w),
-            os.path.join(out_uri, f"{neighborhood_io.TABLE}-00000-of-00001.parquet"),
-        )
+        neighborhood_io.write_neighborhoods(out_uri, nbr, w)
         isolated = int((graph.train_degree == 0).sum())
-        with open(os.path.join(out_uri, neighborhood_io.STATS_FILE), "w") as f:
-            json.dump(rw.chunk_stats(nbr, cnt, isolated), f)
+        files.write_json(files.join(out_uri, neighborhood_io.STATS_FILE), rw.chunk_stats(nbr, cnt, isolated))
 
 
 class NeighborhoodSampler(base_beam_component.BaseBeamComponent):

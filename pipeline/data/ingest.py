@@ -34,10 +34,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 import yaml
 
 from pipeline.configs import INGEST
+from schema import files
 
 ITEMS_FILE = "items.csv"
 INTERACTIONS_FILE = "interactions.csv"
@@ -437,14 +437,14 @@ def write_examples(table, out_dir: str, split: str, rows_per_file: int = ROWS_PE
     """Writes an Arrow table (one value per cell, nulls = missing) as the Parquet payload of an Examples artifact
     with one split; returns the artifact directory."""
 
-    split_dir = os.path.join(out_dir, f"Split-{split}")
-    os.makedirs(split_dir, exist_ok=True)
+    split_dir = files.join(out_dir, f"Split-{split}")
+    files.makedirs(split_dir)
     t = pa.table({c: _feature_lists(table.column(c).combine_chunks()) for c in table.column_names})
     n = max(1, -(-t.num_rows // rows_per_file))
     for k in range(n):
-        pq.write_table(
+        files.write_parquet(
             t.slice(k * rows_per_file, rows_per_file),
-            os.path.join(split_dir, f"{EXAMPLES_FILE_PREFIX}-{k:05d}-of-{n:05d}.parquet"),
+            files.join(split_dir, f"{EXAMPLES_FILE_PREFIX}-{k:05d}-of-{n:05d}.parquet"),
         )
     return out_dir
 

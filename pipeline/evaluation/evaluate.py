@@ -3,7 +3,6 @@ splits, and the labels the embedding map is coloured by."""
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
@@ -11,6 +10,7 @@ import numpy as np
 from modules import evaluation
 from pipeline import progress
 from pipeline.evaluation import report as report_lib
+from schema import files
 from schema import graph as graph_io
 
 ABLATION_PREFIX = "ablation:"  # model names of the ablation rows in report.json
@@ -18,8 +18,8 @@ ABLATION_PREFIX = "ablation:"  # model names of the ablation rows in report.json
 
 def _vocab(transform_graph_uri: str, col: str, width: int) -> list[str]:
     """The Transform vocabulary of `col` (the multi-hot's columns), padded with '<oov>' to the multi-hot width."""
-    path = os.path.join(transform_graph_uri, "transform_fn", "assets", f"{col}_vocab")
-    vocab = open(path).read().splitlines() if os.path.exists(path) else []
+    path = files.join(transform_graph_uri, "transform_fn", "assets", f"{col}_vocab")
+    vocab = files.read_text(path).splitlines() if files.exists(path) else []
     return vocab + ["<oov>"] * (width - len(vocab))
 
 
@@ -116,14 +116,14 @@ def evaluate_all(
 
 def _plots(out: str, history: dict, emb: np.ndarray, cos: dict, feats: dict, transform_graph_uri: str) -> dict:
     """Training curves, the similarity distribution and the embedding map under out/plots; {caption: path}."""
-    os.makedirs(os.path.join(out, "plots"), exist_ok=True)
-    report_lib.plot_training_curves(history, os.path.join(out, "plots", "training.png"))
+    files.makedirs(files.join(out, "plots"))
+    report_lib.plot_training_curves(history, files.join(out, "plots", "training.png"))
     plots = {"training curves": "plots/training.png"}
-    report_lib.plot_cosine_distribution(cos, os.path.join(out, "plots", "cosine_similarity.png"))
+    report_lib.plot_cosine_distribution(cos, files.join(out, "plots", "cosine_similarity.png"))
     plots["cosine similarity distribution"] = "plots/cosine_similarity.png"
     labels, names, col = colour_labels(feats, transform_graph_uri)
     if names:
-        report_lib.plot_embedding_map(emb, labels, names, os.path.join(out, "plots", "embedding_map.png"))
+        report_lib.plot_embedding_map(emb, labels, names, files.join(out, "plots", "embedding_map.png"))
         plots[f"embedding map coloured by {col}"] = "plots/embedding_map.png"
     return plots
 

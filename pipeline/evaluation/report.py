@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import base64
 import html
-import json
-import os
+import io
 
 import numpy as np
 from scipy import stats
 from sklearn.manifold import TSNE
+
+from schema import files
 
 METRICS = ("hr@10", "mrr", "ndcg@10", "recall@10", "hr@500", "coverage@10", "popular_share@10", "feature_agreement@10")
 HEADERS = {"hr@10": "HR@10", "mrr": "MRR", "ndcg@10": "NDCG@10", "recall@10": "Recall@10", "hr@500": "HR@500"}
@@ -62,6 +63,16 @@ def space_spread(cosines: np.ndarray) -> dict:
     return {"mean": float(c.mean()), "p5": float(p5), "p95": float(p95), "kurtosis": kurtosis(c)}
 
 
+def _save(fig, path: str) -> None:
+    """A figure as PNG at `path` (local or a URI: matplotlib writes to a buffer, the buffer goes in one write)."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    files.write_bytes(path, buf.getvalue())
+
+
 def plot_training_curves(history: dict, path: str) -> None:
     import matplotlib
 
@@ -75,8 +86,7 @@ def plot_training_curves(history: dict, path: str) -> None:
         ax[1].plot(history["epoch"], history["val_hr@10"], marker="o")
     ax[1].set(title="validation HR@10", xlabel="epoch")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_cosine_distribution(cosines: dict[str, np.ndarray], path: str) -> None:
@@ -91,8 +101,7 @@ def plot_cosine_distribution(cosines: dict[str, np.ndarray], path: str) -> None:
     ax.set(title="pairwise cosine similarity of item embeddings", xlabel="cosine", ylabel="density")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_embedding_map(
@@ -118,8 +127,7 @@ def plot_embedding_map(
     ax.set(title="item embeddings (t-SNE)", xticks=[], yticks=[])
     ax.legend(fontsize=7, markerscale=3, loc="best")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 # ------------------------------------------------------------------------------------------------ example queries
@@ -469,10 +477,9 @@ def _e(x) -> str:
 
 def data_uri(path: str) -> str | None:
     """The PNG at `path` as a data: URI (None if missing), so that report.html needs no side files."""
-    if not os.path.exists(path):
+    if not files.exists(path):
         return None
-    with open(path, "rb") as f:
-        return "data:image/png;base64," + base64.b64encode(f.read()).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(files.read_bytes(path)).decode("ascii")
 
 
 def _html_table(
@@ -498,7 +505,7 @@ def _img(report: dict, key_prefix: str, base_dir: str) -> str:
     parts = []
     for name, rel in (report.get("plots") or {}).items():
         if name.startswith(key_prefix):
-            uri = data_uri(os.path.join(base_dir, rel))
+            uri = data_uri(files.join(base_dir, *rel.split("/")))
             parts.append(
                 f'<figure><img alt="{_e(name)}" src="{uri}"><figcaption class="muted">{_e(name)}</figcaption></figure>'
                 if uri
@@ -612,10 +619,8 @@ def render_html(report: dict, base_dir: str) -> str:
 
 def write(report: dict, out_dir: str) -> None:
     """report.json, report.md and report.html into `out_dir` (plots already under it, paths in report['plots'])."""
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "report.json"), "w") as f:
-        json.dump(report, f, indent=2, default=float)  # insertion order: stage timings in run order
-    with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as f:
-        f.write(markdown(report))
-    with open(os.path.join(out_dir, "report.html"), "w", encoding="utf-8") as f:
-        f.write(render_html(report, out_dir))
+    files.makedirs(out_dir)
+    # insertion order: stage timings in run order
+    files.write_json(files.join(out_dir, "report.json"), report, indent=2, default=float)
+    files.write_text(files.join(out_dir, "report.md"), markdown(report))
+    files.write_text(files.join(out_dir, "report.html"), render_html(report, out_dir))

@@ -7,16 +7,21 @@ subdirectory they see. Everything is written into `.tmp-<pid>-<random>` in the s
 so os.rename is atomic, and the name is not all digits, so readers ignore it), then renamed to the version
 number. A crash leaves only a dot-directory, which the next push removes once its writer is gone. Old versions
 are retired the same way in reverse: renamed to `.del-...` first, then deleted.
+
+A `gs://` / `s3://` serving_model_dir works too (schema/files.py), but an object store has no directory rename:
+the version directory is copied into place file by file, so a poller can see it before it is complete; TF
+Serving retries a version that failed to load. A stale dot-directory there is recognised by a dead pid only
+when the push ran on this host.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from typing import Callable, List, Optional
 
 from pipeline.configs import PUSH
+from schema import files
 from schema.versions import DEL_PREFIX, INDEX_ASSET_DIR, TMP_PREFIX, latest_version, list_versions
 
 
@@ -33,19 +38,19 @@ def _pid_alive(pid: int) -> bool:
 def clean_stale(model_dir: str) -> List[str]:
     """Removes temp/retiring dirs whose writing process no longer runs (a crashed push); returns their names."""
     removed = []
-    for d in os.listdir(model_dir):
+    for d in files.listdir(model_dir):
         if d.startswith((TMP_PREFIX, DEL_PREFIX)):
             pid = d.split("-")[1]
             if not (pid.isascii() and pid.isdigit() and _pid_alive(int(pid))):
-                shutil.rmtree(os.path.join(model_dir, d), ignore_errors=True)
+                files.rmtree(files.join(model_dir, d), ignore_errors=True)
                 removed.append(d)
     return removed
 
 
 def _retire(model_dir: str, version: int) -> None:
-    gone = os.path.join(model_dir, f"{DEL_PREFIX}{os.getpid()}-{version}-{uuid.uuid4().hex[:8]}")
-    os.rename(os.path.join(model_dir, str(version)), gone)
-    shutil.rmtree(gone, ignore_errors=True)
+    gone = files.join(model_dir, f"{DEL_PREFIX}{os.getpid()}-{version}-{uuid.uuid4().hex[:8]}")
+    files.rename(files.join(model_dir, str(version)), gone)
+    files.rmtree(gone, ignore_errors=True)
 
 
 def push(
@@ -64,12 +69,12 @@ def push(
     simulate a crash mid-push. After the rename, all but the `keep` newest versions are retired."""
     if keep < 1:
         raise ValueError("keep must be >= 1")
-    if not os.path.exists(os.path.join(saved_model_dir, "saved_model.pb")):
+    if not files.exists(files.join(saved_model_dir, "saved_model.pb")):
         raise FileNotFoundError(f"no saved_model.pb in {saved_model_dir}")
-    if not os.path.isdir(os.path.join(index_dir, "scann")):
+    if not files.isdir(files.join(index_dir, "scann")):
         raise FileNotFoundError(f"no ScaNN index (scann/) in {index_dir}")
-    model_dir = os.path.join(serving_model_dir, model_name)
-    os.makedirs(model_dir, exist_ok=True)
+    model_dir = files.join(serving_model_dir, model_name)
+    files.makedirs(model_dir)
     clean_stale(model_dir)
     current = latest_version(model_dir)
     if version is None:
@@ -77,18 +82,18 @@ def push(
     elif current is not None and version <= current:
         raise ValueError(f"version {version} is not newer than the current {current}")
 
-    tmp = os.path.join(model_dir, f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp = files.join(model_dir, f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
-        shutil.copytree(saved_model_dir, tmp)
+        files.copytree(saved_model_dir, tmp)
         if hook:
             hook("saved_model", tmp)
-        shutil.copytree(index_dir, os.path.join(tmp, "assets", INDEX_ASSET_DIR))
+        files.copytree(index_dir, files.join(tmp, "assets", INDEX_ASSET_DIR))
         if hook:
             hook("index", tmp)
-        final = os.path.join(model_dir, str(version))
-        os.rename(tmp, final)  # atomic; fails if a concurrent push took the same number
+        final = files.join(model_dir, str(version))
+        files.rename(tmp, final)  # atomic locally; fails if a concurrent push took the same number
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        files.rmtree(tmp, ignore_errors=True)
         raise
     for old in list_versions(model_dir)[:-keep]:
         _retire(model_dir, old)

