@@ -7,9 +7,11 @@ negatives, free since they are embedded anyway). `tfrs.tasks.Retrieval` does the
 which candidate counts for which example (`score_mask`):
 
 - accidental hits (a candidate equal to the example's positive or query) and missing hard negatives are masked;
-- log-Q correction (sampled softmax only): every candidate drawn from P_n (positives, shared negatives) gets
-  -log P_n(v) added to its logit, as in tf.nn.sampled_softmax_loss, so popular items are not pushed down just for
-  being sampled often. Retrieval clips probabilities at 1e-6, so they are passed relative to the largest one (a
+- log-Q correction: every candidate drawn from P_n (positives, shared negatives) gets -log P_n(v) added to its
+  logit s / tau, as in tf.nn.sampled_softmax_loss, so popular items are not pushed down just for being sampled
+  often. The max-margin loss works on the score scale, so it gets the same correction there: s - tau log P_n(v)
+  (P_n^tau passed as the probability). Without it the hinge learns to rank positives above a popularity-weighted
+  sample, i.e. against popularity, which the served lists and HR@10 both pay for (BUILD_NOTES.md). Retrieval clips probabilities at 1e-6, so they are passed relative to the largest one (a
   constant shift of every corrected logit, which the softmax ignores); hard negatives come from PPR, not P_n, and
   get the shift of the most likely item (no correction of their own);
 - hardest negatives (`hardest_negatives`): TFRS's HardNegativeMining keeps each example's k highest-scoring
@@ -104,10 +106,12 @@ def score_mask(labels, *, in_batch: bool) -> tf.Tensor:
     return tf.concat([positives, labels["neg_mask"] > 0, hard], axis=1)
 
 
-def candidate_probabilities(labels) -> tf.Tensor:
-    """[B + S + B*H] P_n of each candidate relative to the largest (1 for the hard negatives); see module doc."""
+def candidate_probabilities(labels, hparams) -> tf.Tensor:
+    """[B + S + B*H] P_n of each candidate relative to the largest (1 for the hard negatives), to the power tau
+    for the max-margin loss (its logits are unscaled scores); see the module docstring."""
     log_q = tf.concat([labels["pos_log_q"], labels["neg_log_q"]], 0)
-    rel = tf.exp(log_q - tf.reduce_max(log_q))
+    power = hparams.temperature if hparams.loss == "max_margin" else 1.0
+    rel = tf.exp(power * (log_q - tf.reduce_max(log_q)))
     return tf.concat([rel, tf.ones([tf.size(labels["hard_id"])], rel.dtype)], 0)
 
 
@@ -125,7 +129,7 @@ def pinsage_loss(hparams, task, zq, zp, zn, zh, labels):
     zn [S, d], hard negatives zh [B, H, d] and the labels of modules/batches; `task` = retrieval_task(hparams)."""
     d = tf.shape(zp)[1]
     candidates = tf.concat([zp, zn, tf.reshape(zh, [-1, d])], 0)
-    corrected = hparams.loss == "sampled_softmax" and hparams.logq_correction
+    corrected = hparams.logq_correction
     # Retrieval.call uses len() on a shape tensor, which only AutoGraph's conversion makes valid in a graph; the
     # train step runs with AutoGraph off (modules/train.py), so it is switched on for this one layer.
     with ag_ctx.ControlStatusCtx(status=ag_ctx.Status.ENABLED):
@@ -139,7 +143,7 @@ def _call_task(task, zq, candidates, labels, hparams, corrected):
     return task(
         zq,
         candidates,
-        candidate_sampling_probability=candidate_probabilities(labels) if corrected else None,
+        candidate_sampling_probability=candidate_probabilities(labels, hparams) if corrected else None,
         score_mask=score_mask(labels, in_batch=hparams.in_batch_negatives),
         compute_metrics=False,
         compute_batch_metrics=False,

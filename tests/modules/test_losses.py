@@ -66,9 +66,9 @@ def reference(hp, emb, lab):
 
         def logit(key):
             s = zq[b] @ vec[key]
-            if hp.loss == "max_margin":
-                return s
             corr = (log_q.get(key, top) - top) if hp.logq_correction else 0.0  # hard: the top item's shift
+            if hp.loss == "max_margin":
+                return s - hp.temperature * corr  # the same correction on the score scale
             return s / hp.temperature - corr
 
         pos = logit(("pos", b))
@@ -93,6 +93,7 @@ CASES = [
     dict(loss="sampled_softmax", temperature=0.1, hardest_negatives=3, in_batch_negatives=True),
     dict(loss="sampled_softmax", temperature=0.1, uniformity_weight=0.5),
     dict(loss="max_margin", margin=0.3),
+    dict(loss="max_margin", margin=0.3, logq_correction=False),
     dict(loss="max_margin", margin=0.3, in_batch_negatives=True),
     dict(loss="max_margin", margin=0.1, hardest_negatives=2),
 ]
