@@ -22,6 +22,8 @@ STAGES = ("graph", "transform", "sampling", "evaluation")  # `--stop-after` poin
 NEIGHBORHOOD_SOURCES = ("random_walk", "transitions", "mixed")
 WALK_STRATEGIES = ("in_memory", "join")
 EMBED_STRATEGIES = ("auto", "beam", "in_memory")
+UNORDERED = "-unordered"  # `ml-1m-unordered` = ml-1m with each context's order shuffled by seed 0 (--shuffle-order)
+DATASETS = ("ml-100k", "ml-1m", "synthetic", "ml-100k" + UNORDERED, "ml-1m" + UNORDERED)  # pipeline/data/datasets.py
 
 
 @dataclasses.dataclass(frozen=True)
