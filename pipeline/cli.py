@@ -17,8 +17,8 @@ from pipeline.configs import (
     EMBED,
     EMBED_STRATEGIES,
     INGEST,
-    NEIGHBORHOOD_SOURCES,
     SAMPLING,
+    SOURCE_CHOICES,
     STAGES,
     WALK_STRATEGIES,
     SamplingConfig,
@@ -404,11 +404,11 @@ def _add_run_parser(sub) -> None:
     r.add_argument("--walk-strategy", choices=WALK_STRATEGIES, default=SAMPLING.strategy)
     r.add_argument(
         "--neighborhood-source",
-        choices=NEIGHBORHOOD_SOURCES,
+        choices=SOURCE_CHOICES,
         default=SAMPLING.neighborhood_source,
-        help="importance neighbourhoods: top-T by sequential transition "
-        "counts (default; best validation HR@10 on ML-1M, bench/QUALITY.md), random-walk visits "
-        "(the paper), or a mix",
+        help="importance neighbourhoods: auto (default: build both random-walk and transition-count tables and "
+        "keep the one with the better validation MRR, pipeline/sampling/probe.py), top-T by random-walk visits "
+        "(the paper), by sequential transition counts, or a mix",
     )
     r.add_argument("--seed", type=_int_at_least(0), default=SAMPLING.seed)
     for flag, field in (("--max-id-length", "max_id_length"), ("--max-cell-length", "max_cell_length")):

@@ -233,6 +233,8 @@ def _sampling_components(graph_gen, cfg: SamplingConfig) -> list:
         strategy=cfg.strategy,
         source=cfg.neighborhood_source,
         window=cfg.pair_window,
+        probe_contexts=cfg.probe_contexts,
+        beam_min_interactions=cfg.beam_min_interactions,
     )
     pairs = PairGen(graph=graph_gen.outputs["graph"], window=cfg.pair_window, seed=cfg.seed)
     return sampler, pairs

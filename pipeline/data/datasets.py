@@ -131,7 +131,7 @@ def shuffle_order(context_id, timestamp, seed: int) -> np.ndarray:
     context's multiset of timestamps are unchanged; only which item came when is random, so the sequence
     carries nothing and neighbourhoods that rely on order lose their edge (BUILD_NOTES: the source probe)."""
     ts = np.asarray(timestamp)
-    codes = pd.factorize(pd.Series(np.asarray(context_id, dtype=object)))[0]
+    codes = pd.factorize(np.asarray(context_id))[0]  # any id type: ints, strings, objects
     rng = np.random.default_rng(seed)
     own = np.lexsort((np.arange(len(ts)), codes))  # rows grouped by context, each group in row order
     drawn = np.lexsort((rng.random(len(ts)), codes))  # the same groups, each in a random order

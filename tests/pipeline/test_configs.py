@@ -51,6 +51,8 @@ def test_components_default_to_the_configs():
         s.pair_window,
         s.shard_size,
     )
+    assert (d["probe_contexts"], d["beam_min_interactions"]) == (s.probe_contexts, s.beam_min_interactions)
+    assert s.neighborhood_source == "auto" and set(configs.PROBE_CANDIDATES) <= set(configs.NEIGHBORHOOD_SOURCES)
     d = defaults(PairGen.__init__)
     assert d["window"] == s.pair_window
     assert {k: d[k] for k in vars(p)} == vars(p)  # every PairConfig field, same name, same value
