@@ -5,10 +5,12 @@ modules.index's (the layers below the pipeline own their own defaults).
 
 Why these values (measurements in BUILD_NOTES.md and bench/QUALITY.md):
 - 200 walks per item: at 50 walks half of the top-20 slots have a visit count of 1; 200 leave 0.5 %.
-- top-10 neighbourhoods, source `auto`: which source is best depends on the data (transition counts won on ML-1M,
-  where order carries signal; on an order-free copy it carries none), so a validation probe picks it per graph.
-- transition counts in memory (one scipy pass) below 5M interactions, the Beam transform above: ML-1M's 1M take
-  ~5 s and ~1 GB in memory; the Beam path's shuffles cost more than they save until a graph nears one worker's RAM.
+- top-10 neighbourhoods, source `auto`: which source ranks the next item better depends on the data (how much
+  the order carries, how sparse the co-engagements are), so a validation probe picks it per graph instead of a
+  default tuned on MovieLens (pipeline/sampling/probe.py; the measurements in BUILD_NOTES.md).
+- transition counts in memory (one scipy pass) below 5M interactions, the Beam transform from there: on the
+  DirectRunner the Beam path's shuffles cost several times the scipy pass (BUILD_NOTES.md), worth it once the
+  pair counts near one worker's memory.
 - ingest limits of 1 KiB per id and 64 KiB per feature cell (UTF-8 bytes): an id is a key that every later stage
   hashes, sorts and copies (GraphGen's id tables, the neighbourhood and pair tables, the serving id map), so one
   huge id costs memory in each; real ids (integers, UUIDs, URLs, 'Title (Year)') are far shorter. 64 KiB holds a

@@ -76,3 +76,10 @@ def test_library_functions_default_to_the_configs():
     assert defaults(transitions.neighborhoods_from_graph)["window"] == s.pair_window
     assert ppr.DEFAULT_WINDOW == (configs.PAIRS.negative_lo, configs.PAIRS.negative_hi)
     assert transitions.SOURCES == configs.NEIGHBORHOOD_SOURCES
+
+
+def test_run_passes_the_shuffle_order():
+    assert cli._run_options(parse("run", "--dataset", "ml-1m", "--output", "o"))["shuffle_seed"] is None
+    args = parse("run", "--dataset", "ml-1m", "--shuffle-order", "3", "--output", "o")
+    assert cli._run_options(args)["shuffle_seed"] == 3
+    assert parse("run", "--dataset", "ml-1m-unordered", "--output", "o").dataset == "ml-1m-unordered"
