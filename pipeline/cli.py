@@ -13,11 +13,12 @@ import sys
 import time
 
 from pipeline.configs import (
+    DATASETS,
     EMBED,
     EMBED_STRATEGIES,
     INGEST,
-    NEIGHBORHOOD_SOURCES,
     SAMPLING,
+    SOURCE_CHOICES,
     STAGES,
     WALK_STRATEGIES,
     SamplingConfig,
@@ -25,13 +26,18 @@ from pipeline.configs import (
 from serving.flags import DEFAULTS as SERVING
 from serving.flags import add_serve_arguments
 
+SHUFFLE_HELP = (
+    "the order-free check: permute each context's timestamps among its own interactions with this seed "
+    "(same sets and counts, no sequence); <dataset>-unordered = seed 0"
+)
+
 
 def _cmd_data(args) -> int:
     from pipeline.data import datasets
 
-    kw = {}
+    kw = {"shuffle_seed": args.shuffle_order}
     if args.dataset == "synthetic":
-        kw = dict(items=args.items, contexts=args.contexts, edges=args.edges, seed=args.seed)
+        kw.update(items=args.items, contexts=args.contexts, edges=args.edges, seed=args.seed)
     try:
         summary = datasets.materialise(args.dataset, args.out, cache_dir=args.cache_dir, **kw)
     except (ValueError, OSError, datasets.DatasetUnavailable) as e:  # edges < contexts, --out is a file, offline
@@ -77,6 +83,7 @@ def _run_options(args) -> dict:
         embed_strategy=args.embed_strategy,
         ablations=_ablations(args),
         ingest_limits={"max_id_length": args.max_id_length, "max_cell_length": args.max_cell_length},
+        shuffle_seed=args.shuffle_order,
     )
 
 
@@ -332,7 +339,7 @@ def _titles_of(output: str, ids: list[str]) -> list[str]:
     return [titles[pos[x]] if titles and x in pos else "" for x in ids]
 
 
-BENCHES = ("sampling", "training", "embedding", "index", "serving", "baselines", "quality", "scale")
+BENCHES = ("sampling", "training", "embedding", "index", "serving", "baselines", "quality", "scale", "source_probe")
 
 
 def _cmd_bench(args) -> int:
@@ -361,9 +368,10 @@ def _quiet_known_noise() -> None:
 def _add_run_parser(sub) -> None:
     r = sub.add_parser("run", help="run the TFX pipeline on the local runner")
     src = r.add_mutually_exclusive_group(required=True)
-    src.add_argument("--dataset", choices=["ml-100k", "ml-1m", "synthetic"])
+    src.add_argument("--dataset", choices=DATASETS)
     src.add_argument("--data-dir")
     r.add_argument("--output", required=True)
+    r.add_argument("--shuffle-order", type=_int_at_least(0), default=None, metavar="SEED", help=SHUFFLE_HELP)
     r.add_argument("--stop-after", choices=STAGES, default=None, help="build only the pipeline up to this stage")
     r.add_argument(
         "--hparams",
@@ -396,11 +404,11 @@ def _add_run_parser(sub) -> None:
     r.add_argument("--walk-strategy", choices=WALK_STRATEGIES, default=SAMPLING.strategy)
     r.add_argument(
         "--neighborhood-source",
-        choices=NEIGHBORHOOD_SOURCES,
+        choices=SOURCE_CHOICES,
         default=SAMPLING.neighborhood_source,
-        help="importance neighbourhoods: top-T by sequential transition "
-        "counts (default; best validation HR@10 on ML-1M, bench/QUALITY.md), random-walk visits "
-        "(the paper), or a mix",
+        help="importance neighbourhoods: auto (default: build both random-walk and transition-count tables and "
+        "keep the one with the better validation MRR, pipeline/sampling/probe.py), top-T by random-walk visits "
+        "(the paper), by sequential transition counts, or a mix",
     )
     r.add_argument("--seed", type=_int_at_least(0), default=SAMPLING.seed)
     for flag, field in (("--max-id-length", "max_id_length"), ("--max-cell-length", "max_cell_length")):
@@ -437,8 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("data", help="materialise a dataset in the CSV contract")
-    d.add_argument("--dataset", required=True, choices=["ml-100k", "ml-1m", "synthetic"])
+    d.add_argument("--dataset", required=True, choices=DATASETS)
     d.add_argument("--out", required=True)
+    d.add_argument("--shuffle-order", type=_int_at_least(0), default=None, metavar="SEED", help=SHUFFLE_HELP)
     d.add_argument("--cache-dir", default=None, help="wheel cache (default ~/.cache/pinsage)")
     d.add_argument("--items", type=_int_at_least(1), default=10000)
     d.add_argument("--contexts", type=_int_at_least(1), default=3000)

@@ -5,7 +5,12 @@ modules.index's (the layers below the pipeline own their own defaults).
 
 Why these values (measurements in BUILD_NOTES.md and bench/QUALITY.md):
 - 200 walks per item: at 50 walks half of the top-20 slots have a visit count of 1; 200 leave 0.5 %.
-- top-10 transition-count neighbourhoods: best validation HR@10 on ML-1M among the sources measured.
+- top-10 neighbourhoods, source `auto`: which source ranks the next item better depends on the data (how much
+  the order carries, how sparse the co-engagements are), so a validation probe picks it per graph instead of a
+  default tuned on MovieLens (pipeline/sampling/probe.py; the measurements in BUILD_NOTES.md).
+- transition counts in memory (one scipy pass) below 5M interactions, the Beam transform from there: on the
+  DirectRunner the Beam path's shuffles cost several times the scipy pass (BUILD_NOTES.md), worth it once the
+  pair counts near one worker's memory.
 - ingest limits of 1 KiB per id and 64 KiB per feature cell (UTF-8 bytes): an id is a key that every later stage
   hashes, sorts and copies (GraphGen's id tables, the neighbourhood and pair tables, the serving id map), so one
   huge id costs memory in each; real ids (integers, UUIDs, URLs, 'Title (Year)') are far shorter. 64 KiB holds a
@@ -19,9 +24,13 @@ from __future__ import annotations
 import dataclasses
 
 STAGES = ("graph", "transform", "sampling", "evaluation")  # `--stop-after` points
-NEIGHBORHOOD_SOURCES = ("random_walk", "transitions", "mixed")
+NEIGHBORHOOD_SOURCES = ("random_walk", "transitions", "mixed")  # the tables pipeline/sampling/transitions.py builds
+SOURCE_CHOICES = ("auto",) + NEIGHBORHOOD_SOURCES  # auto: the validation probe picks one (pipeline/sampling/probe.py)
+PROBE_CANDIDATES = ("random_walk", "transitions")  # what `auto` compares; a tie keeps the first (the paper's walks)
 WALK_STRATEGIES = ("in_memory", "join")
 EMBED_STRATEGIES = ("auto", "beam", "in_memory")
+UNORDERED = "-unordered"  # `ml-1m-unordered` = ml-1m with each context's order shuffled by seed 0 (--shuffle-order)
+DATASETS = ("ml-100k", "ml-1m", "synthetic", "ml-100k" + UNORDERED, "ml-1m" + UNORDERED)  # pipeline/data/datasets.py
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +62,9 @@ class SamplingConfig:
     restart_prob: float = 0.5  # chance a walk ends after each traversal
     top_t: int = 10  # neighbourhood size T (paper: 10 / 20 / 50)
     strategy: str = "in_memory"  # WALK_STRATEGIES: vectorised shards in memory, or the Beam join walk
-    neighborhood_source: str = "transitions"  # NEIGHBORHOOD_SOURCES
+    neighborhood_source: str = "auto"  # SOURCE_CHOICES
+    probe_contexts: int = 10_000  # validation contexts the `auto` probe scores (a seeded sample; 0 = all)
+    beam_min_interactions: int = 5_000_000  # transition counts as a Beam transform from this many interactions
     pair_window: int = 3  # positives: items within this many positions after the query
     seed: int = 0
     shard_size: int = 20_000  # start items per in-memory walk shard

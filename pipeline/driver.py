@@ -48,18 +48,24 @@ def prepare_inputs(
     data_dir: str | None = None,
     cache_dir: str | None = None,
     ingest_limits: dict | None = None,
+    shuffle_seed: int | None = None,
 ) -> tuple[PipelineInputs, dict]:
     """Materialises/ingests the data and resolves the schemas; returns the pipeline inputs and ingest report.
-    `ingest_limits`: overrides of configs.IngestLimits (the CLI's --max-id-length / --max-cell-length)."""
+    `ingest_limits`: overrides of configs.IngestLimits (the CLI's --max-id-length / --max-cell-length);
+    `shuffle_seed`: the order-free check (--shuffle-order), bundled datasets only (datasets.shuffle_order)."""
     if bool(dataset) == bool(data_dir):
         raise ValueError("give exactly one of --dataset or --data-dir")
+    if shuffle_seed is not None and not dataset:
+        raise ValueError("--shuffle-order applies to a bundled --dataset (shuffle a --data-dir's timestamps yourself)")
     if dataset:
-        data_dir = os.path.join(output, "data", dataset)
-        if not os.path.exists(os.path.join(data_dir, ingest.INTERACTIONS_FILE)):
-            from pipeline.data import datasets
+        from pipeline.data import datasets
 
-            print(f"[pinsage] materialising {dataset} into {data_dir}", flush=True)
-            datasets.materialise(dataset, data_dir, cache_dir=cache_dir)
+        base, shuffle_seed, name = datasets.resolve_dataset(dataset, shuffle_seed)
+        data_dir = os.path.join(output, "data", name)
+        if not os.path.exists(os.path.join(data_dir, ingest.INTERACTIONS_FILE)):
+            print(f"[pinsage] materialising {name} into {data_dir}", flush=True)
+            datasets.materialise(base, data_dir, cache_dir=cache_dir, shuffle_seed=shuffle_seed)
+        dataset = base  # the schema of the bundled base dataset fits its shuffled copies too
     canon, report = ingest.canonicalise(data_dir, os.path.join(output, "ingest"), ingest_limits)
     spec = report["spec"]
     item_t, ctx_t = report["items"]["id_type"], report["interactions"]["context_id_type"]
@@ -161,8 +167,9 @@ def build(
     embed_strategy: str = EMBED.strategy,
     ablations: list[str] | None = None,
     ingest_limits: dict | None = None,
+    shuffle_seed: int | None = None,
 ):
-    inputs, report = prepare_inputs(output, dataset, data_dir, ingest_limits=ingest_limits)
+    inputs, report = prepare_inputs(output, dataset, data_dir, ingest_limits=ingest_limits, shuffle_seed=shuffle_seed)
     pipeline = create_pipeline(
         PIPELINE_NAME,
         os.path.join(output, "tfx"),

@@ -25,7 +25,7 @@ from tfx import v1 as tfx
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kfv2  # ImportError without kfp-pipeline-spec
 
 from pipeline import driver
-from pipeline.configs import STAGES, SamplingConfig
+from pipeline.configs import DATASETS, STAGES, SamplingConfig
 from pipeline.pipeline import PipelineInputs, create_pipeline
 
 PATH_FIELDS = ("canonical_dir", "items_schema", "interactions_schema", "ingest_report", "graph_schema")
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--dataset", choices=["ml-100k", "ml-1m", "synthetic"])
+    src.add_argument("--dataset", choices=DATASETS)
     src.add_argument("--data-dir")
     p.add_argument("--staging", required=True, help="local directory for the ingested inputs")
     p.add_argument(

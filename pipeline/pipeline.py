@@ -2,7 +2,7 @@
 
 logs -> ingest (typed, counted; Parquet Examples) -> Importer (items, interactions) -> StatisticsGen -> ImportSchemaGen -> ExampleValidator
      -> GraphGen (int ids, dedup, temporal split) -> Transform (item features, train log-degree)
-     -> NeighborhoodSampler (random-walk importance neighbourhoods) -> PairGen (positives, PPR hard negatives)
+     -> NeighborhoodSampler (importance neighbourhoods, source picked by a validation probe) -> PairGen (positives, PPR negatives)
      -> PinSageTrainer (TF-GNN model, run_fn in modules/trainer.py) -> PinSageEvaluator (report + baselines)
      -> BulkEmbedder (layer-wise, Beam) -> IndexBuilder (ScaNN) -> PinSagePusher (serving_model/<name>/<version>)
 """
@@ -234,6 +234,8 @@ def _sampling_components(graph_gen, cfg: SamplingConfig) -> list:
         strategy=cfg.strategy,
         source=cfg.neighborhood_source,
         window=cfg.pair_window,
+        probe_contexts=cfg.probe_contexts,
+        beam_min_interactions=cfg.beam_min_interactions,
     )
     pairs = PairGen(graph=graph_gen.outputs["graph"], window=cfg.pair_window, seed=cfg.seed)
     return sampler, pairs

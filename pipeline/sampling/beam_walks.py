@@ -38,7 +38,7 @@ from schema import pairs
 _JOIN_STREAM = 1  # keeps these random streams apart from the in-memory sampler's
 
 
-def _split_by_partition(keys: np.ndarray, num_partitions: int, *arrays):
+def split_by_partition(keys: np.ndarray, num_partitions: int, *arrays):
     """Yields (partition, arrays restricted to it) for every partition present in `keys`."""
     if len(keys) == 0:
         return
@@ -70,7 +70,7 @@ def adjacency_partitions(edges, num_partitions: int, num_items: int, num_context
 
     def scatter(batch):
         rows, cols = batch[src], batch[1 - src]
-        yield from _split_by_partition(rows, num_partitions, rows, cols)
+        yield from split_by_partition(rows, num_partitions, rows, cols)
 
     return (
         edges
@@ -100,11 +100,11 @@ class _Advance(beam.DoFn):
         nxt = rw._step(indptr, indices, i, rng)
         if self._count:
             keep = nxt != start
-            for sp, (s, v) in _split_by_partition(start[keep], self._p, start[keep], nxt[keep]):
+            for sp, (s, v) in split_by_partition(start[keep], self._p, start[keep], nxt[keep]):
                 yield beam.pvalue.TaggedOutput("visits", (sp, (s, v)))
             alive = rng.random(len(nxt)) >= self._restart
             nxt, start = nxt[alive], start[alive]
-        for dest, (n, s) in _split_by_partition(nxt, self._p, nxt, start):
+        for dest, (n, s) in split_by_partition(nxt, self._p, nxt, start):
             yield dest, (part, n, s)
 
 

@@ -51,6 +51,8 @@ def test_components_default_to_the_configs():
         s.pair_window,
         s.shard_size,
     )
+    assert (d["probe_contexts"], d["beam_min_interactions"]) == (s.probe_contexts, s.beam_min_interactions)
+    assert s.neighborhood_source == "auto" and set(configs.PROBE_CANDIDATES) <= set(configs.NEIGHBORHOOD_SOURCES)
     d = defaults(PairGen.__init__)
     assert d["window"] == s.pair_window
     assert {k: d[k] for k in vars(p)} == vars(p)  # every PairConfig field, same name, same value
@@ -74,3 +76,10 @@ def test_library_functions_default_to_the_configs():
     assert defaults(transitions.neighborhoods_from_graph)["window"] == s.pair_window
     assert ppr.DEFAULT_WINDOW == (configs.PAIRS.negative_lo, configs.PAIRS.negative_hi)
     assert transitions.SOURCES == configs.NEIGHBORHOOD_SOURCES
+
+
+def test_run_passes_the_shuffle_order():
+    assert cli._run_options(parse("run", "--dataset", "ml-1m", "--output", "o"))["shuffle_seed"] is None
+    args = parse("run", "--dataset", "ml-1m", "--shuffle-order", "3", "--output", "o")
+    assert cli._run_options(args)["shuffle_seed"] == 3
+    assert parse("run", "--dataset", "ml-1m-unordered", "--output", "o").dataset == "ml-1m-unordered"

@@ -183,13 +183,17 @@ def test_sampling_stages_read_the_graph_and_agree_with_it(run):
     out, _, timings = run
     assert {"GraphGen", "Transform", "NeighborhoodSampler", "PairGen"} <= set(timings)
     g = graph_io.load_graph(driver.latest_artifact_dir(out, "GraphGen", "graph"))
-    nbr, w = neighborhood_io.load_neighborhoods(driver.latest_artifact_dir(out, "NeighborhoodSampler", "neighborhoods"))
+    nbr_dir = driver.latest_artifact_dir(out, "NeighborhoodSampler", "neighborhoods")
+    nbr, w = neighborhood_io.load_neighborhoods(nbr_dir)
     assert nbr.shape == (g.num_items, SAMPLING.top_t)
+    stats = neighborhood_io.read_stats(nbr_dir)  # the default source: the validation probe's choice
+    assert stats["source_requested"] == "auto" and stats["source"] == stats["probe"]["chosen"]
+    assert os.path.exists(os.path.join(nbr_dir, "source_probe.json"))
     has = g.train_degree > 0
     np.testing.assert_allclose(w[has].sum(1), 1.0, atol=1e-5)  # L1-normalised importance weights
     assert (nbr[~has] == -1).all()  # no train edges -> empty neighbourhood
-    # every neighbour is reachable within walk_length item->context->item hops of the *train* graph, and the
-    # neighbours are ordered by weight (visit count), heaviest first
+    # every neighbour (either source) is reachable within walk_length item->context->item hops of the *train*
+    # graph, and the neighbours are ordered by weight (visit or transition count), heaviest first
     import scipy.sparse as sp
 
     ctx, node, _ = g.edges("train")

@@ -251,3 +251,69 @@ def test_materialise_synthetic_round_trip(tmp_path):
     # load_synthetic gives the same frames as reading the CSVs back.
     li, lx, _ = ds.load_synthetic(2_000, 300, 12_000, seed=3)
     assert (li["embedding"] == items["embedding"]).all() and (lx["item_id"] == inter["item_id"]).all()
+
+
+# ------------------------------------------------------------------------------------------ order-free
+
+# A hand-built log: context 'a' has 4 interactions, 'b' 3 (two at the same second), 'c' one.
+HAND_CTX = np.array(["a", "b", "a", "a", "b", "c", "a", "b"], dtype=object)
+HAND_TS = np.array([10, 20, 11, 12, 20, 30, 13, 22])
+
+
+def test_shuffle_order_keeps_each_contexts_timestamp_multiset():
+    out = ds.shuffle_order(HAND_CTX, HAND_TS, seed=3)
+    assert out.dtype == HAND_TS.dtype and len(out) == len(HAND_TS)
+    for c in ("a", "b", "c"):
+        m = HAND_CTX == c
+        assert sorted(out[m]) == sorted(HAND_TS[m]), c
+    assert out[5] == 30  # a single interaction has nothing to swap with
+    np.testing.assert_array_equal(ds.shuffle_order(HAND_CTX, HAND_TS, seed=3), out)  # a pure function of the seed
+    assert any(not np.array_equal(ds.shuffle_order(HAND_CTX, HAND_TS, s), out) for s in range(4, 10))
+
+
+def test_shuffle_order_draws_every_order_of_a_context_about_equally():
+    """Over seeds, context 'a' (4 distinct timestamps) gets each of its 4! orders ~1/24 of the time."""
+    m = HAND_CTX == "a"
+    seen = {}
+    for s in range(2400):
+        key = tuple(ds.shuffle_order(HAND_CTX, HAND_TS, s)[m])
+        seen[key] = seen.get(key, 0) + 1
+    assert len(seen) == 24
+    assert 55 < min(seen.values()) and max(seen.values()) < 150  # expected 100 each (binomial sd ~10)
+
+
+def test_unordered_dataset_is_the_dataset_with_shuffled_order(tmp_path):
+    plain = ds.materialise("ml-100k", str(tmp_path / "plain"))
+    un = ds.materialise("ml-100k-unordered", str(tmp_path / "un"))
+    seeded = ds.materialise("ml-100k", str(tmp_path / "s0"), shuffle_seed=0)
+    assert un["dataset"] == "ml-100k-unordered" and un["shuffle_order"] == 0
+    a, b = pd.read_csv(plain["files"]["interactions.csv"]), pd.read_csv(un["files"]["interactions.csv"])
+    pd.testing.assert_frame_equal(b, pd.read_csv(seeded["files"]["interactions.csv"]))
+    pd.testing.assert_frame_equal(a.drop(columns="timestamp"), b.drop(columns="timestamp"))  # same rows, sets
+    key = ["context_id", "timestamp"]
+    pd.testing.assert_frame_equal(
+        a[key].sort_values(key, ignore_index=True), b[key].sort_values(key, ignore_index=True)
+    )
+    moved = (a["timestamp"] != b["timestamp"]).mean()
+    assert moved > 0.9  # almost every interaction got another one's time (ties aside)
+    with open(un["files"]["dataset.yaml"]) as f:
+        assert yaml.safe_load(f)["name"] == "ml-100k-unordered"
+    with pytest.raises(ValueError, match="shuffle-order 0"):
+        ds.materialise("ml-100k-unordered", str(tmp_path / "x"), shuffle_seed=2)
+    assert ds.resolve_dataset("ml-1m", 4) == ("ml-1m", 4, "ml-1m-unordered-4")
+
+
+def test_cli_data_shuffle_order(tmp_path, capsys):
+    from pipeline import cli
+
+    assert cli.main(["data", "--dataset", "ml-100k", "--shuffle-order", "5", "--out", str(tmp_path)]) == 0
+    assert '"shuffle_order": 5' in capsys.readouterr().out
+    with open(tmp_path / "dataset.yaml") as f:
+        assert yaml.safe_load(f)["name"] == "ml-100k-unordered-5"
+
+
+def test_shuffle_order_needs_a_bundled_dataset(tmp_path):
+    from pipeline import driver
+
+    with pytest.raises(ValueError, match="bundled --dataset"):
+        driver.prepare_inputs(str(tmp_path), data_dir=str(tmp_path), shuffle_seed=1)
