@@ -92,6 +92,7 @@ CASES = [
     dict(loss="sampled_softmax", temperature=0.1, in_batch_negatives=True),
     dict(loss="sampled_softmax", temperature=0.1, hardest_negatives=3, in_batch_negatives=True),
     dict(loss="sampled_softmax", temperature=0.1, uniformity_weight=0.5),
+    dict(),  # the defaults
     dict(loss="max_margin", margin=0.3),
     dict(loss="max_margin", margin=0.3, logq_correction=False),
     dict(loss="max_margin", margin=0.3, in_batch_negatives=True),
@@ -99,9 +100,11 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("overrides", CASES, ids=[",".join(f"{k}={v}" for k, v in c.items()) for c in CASES])
+@pytest.mark.parametrize(
+    "overrides", CASES, ids=[",".join(f"{k}={v}" for k, v in c.items()) or "defaults" for c in CASES]
+)
 def test_loss_equals_the_per_example_reference(overrides):
-    hp = PinSageHParams(**overrides)
+    hp = PinSageHParams(**{"in_batch_negatives": False, "uniformity_weight": 0.0, **overrides})
     emb, lab = _batch()
     got = losses.pinsage_loss(hp, losses.retrieval_task(hp), *(tf.constant(x) for x in emb), lab)
     np.testing.assert_allclose(float(got), reference(hp, emb, lab), rtol=2e-5)
