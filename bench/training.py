@@ -153,10 +153,10 @@ def _save(res: dict, args) -> None:
     if os.path.exists(args.out):
         with open(args.out) as f:
             out = json.load(f)
-    if args.items == 3706 and args.hard == 0:
+    if args.items == 3706 and args.hard == 0 and args.hparams == "{}":
         out = dict(res, other_runs=out.get("other_runs", {}))
     else:
-        out.setdefault("other_runs", {})[f"items={args.items},hard={args.hard}"] = res
+        out.setdefault("other_runs", {})[f"items={args.items},hard={args.hard},hparams={args.hparams}"] = res
     with open(args.out, "w") as f:
         json.dump(out, f, indent=1)
 
@@ -171,8 +171,9 @@ def main(argv=None):
     ap.add_argument(
         "--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "training.json")
     )
+    ap.add_argument("--hparams", default="{}", help="JSON overrides of PinSageHParams (e.g. the previous loss)")
     args = ap.parse_args(argv)
-    hp = PinSageHParams()
+    hp = PinSageHParams.from_dict(json.loads(args.hparams))
     t0 = time.perf_counter()
     feats, nbr, w, query, positive, pools = synthetic(num_items=args.items, num_pairs=args.pairs)
     gen_s = time.perf_counter() - t0
@@ -197,6 +198,7 @@ def main(argv=None):
         "hidden_dim": hp.hidden_dim,
         "output_dim": hp.output_dim,
         "loss": hp.loss,
+        "hparams": hp.to_dict(),
         "steps": args.steps,
         "end_to_end_pairs_per_s": pairs / t["e2e"],
         "train_step_only_pairs_per_s": pairs / t["consumer"],
