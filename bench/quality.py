@@ -147,11 +147,13 @@ def _print(result: dict, scorers: dict) -> None:
 
 
 def _graph_schema(run: str) -> str:
+    from pipeline.data import datasets
     from schema import build
 
     with open(os.path.join(run, "data_report.json")) as f:
         name = json.load(f)["dataset"]
-    path = os.path.join(build.bundled_dir(name), build.GRAPH_SCHEMA)
+    base = datasets.resolve_dataset(name)[0]  # a shuffled copy (`ml-1m-unordered`) runs on its base's schema
+    path = os.path.join(build.bundled_dir(base), build.GRAPH_SCHEMA)
     return path if os.path.exists(path) else os.path.join(run, "schema", build.GRAPH_SCHEMA)
 
 
