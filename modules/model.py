@@ -44,7 +44,10 @@ class PinSageHParams:
     query_head: bool = True
     # Loss. DESIGN.md's prototype on ML-1M: sampled softmax (tau 0.05, log-Q) 0.13 HR@10 vs max-margin 0.086.
     loss: str = "sampled_softmax"  # 'max_margin' | 'sampled_softmax'
-    margin: float = 0.2  # Delta of the max-margin loss
+    # Delta of the max-margin loss, on the score scale: about one softmax temperature (a score gap the softmax
+    # also treats as decisive). The best of 0.02-0.1 on ML-100K validation for the max-margin row, larger margins
+    # lower (bench/QUALITY.md "Session 6").
+    margin: float = 0.03
     temperature: float = 0.03  # tau of the sampled softmax (0.03 >= 0.05 with the query head)
     logq_correction: bool = True  # subtract log P_n from sampled logits (popularity correction)
     num_negatives: int = 500  # shared by every example of a minibatch
