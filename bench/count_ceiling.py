@@ -32,6 +32,7 @@ from pipeline.data import datasets
 from pipeline.graph.from_csv import graph_from_csv
 
 SMOOTHING = (0.0, 0.25, 0.5, 1.0)
+MAX_ITEMS = 10_000  # P and P^2 are dense N x N float64 (0.8 GB each at this N): an analysis for MovieLens sizes
 
 
 class DenseScorer:
@@ -66,6 +67,9 @@ def main():
     data_dir = os.path.join(args.work_dir, args.dataset)
     datasets.materialise(args.dataset, data_dir)
     graph = graph_from_csv(data_dir)
+    if graph.num_items > MAX_ITEMS:
+        print(f"count_ceiling: {graph.num_items} items in {data_dir}; dense P^2 is limited to {MAX_ITEMS}")
+        sys.exit(2)
     queries = [ev.build_queries(graph, "validation"), ev.build_queries(graph, "test")]
     rows = {}
 

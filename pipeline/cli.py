@@ -339,7 +339,19 @@ def _titles_of(output: str, ids: list[str]) -> list[str]:
     return [titles[pos[x]] if titles and x in pos else "" for x in ids]
 
 
-BENCHES = ("sampling", "training", "embedding", "index", "serving", "baselines", "quality", "scale", "source_probe")
+BENCHES = (
+    "sampling",
+    "training",
+    "embedding",
+    "index",
+    "serving",
+    "loading",
+    "baselines",
+    "quality",
+    "count_ceiling",
+    "scale",
+    "source_probe",
+)
 
 
 def _cmd_bench(args) -> int:
