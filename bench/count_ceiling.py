@@ -35,12 +35,14 @@ SMOOTHING = (0.0, 0.25, 0.5, 1.0)
 MAX_ITEMS = 10_000  # P and P^2 are dense N x N float64 (0.8 GB each at this N): an analysis for MovieLens sizes
 
 
-class DenseScorer:
-    def __init__(self, m: np.ndarray):
-        self.m = m
-
-    def scores(self, query_nodes):
-        return self.m[np.asarray(query_nodes)]
+def _ranks(text: str) -> tuple[int, ...]:
+    try:
+        ranks = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of ranks: {text!r}") from None
+    if any(r < 1 for r in ranks):
+        raise argparse.ArgumentTypeError(f"ranks must be >= 1: {text!r}")
+    return ranks
 
 
 def forward_counts(graph, window: int) -> sp.csr_matrix:
@@ -61,7 +63,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="ml-1m", choices=DATASETS)
     p.add_argument("--work-dir", default="/tmp/pinsage_count_ceiling")
-    p.add_argument("--svd", default="", help="comma-separated ranks of truncated SVDs of P + 0.5 P^2 to score")
+    p.add_argument(
+        "--svd", type=_ranks, default=(), help="comma-separated ranks of truncated SVDs of P + 0.5 P^2 to score"
+    )
     p.add_argument("--out-json", default="")
     args = p.parse_args()
     data_dir = os.path.join(args.work_dir, args.dataset)
@@ -89,14 +93,14 @@ def main():
     p1 = row_normalised(forward_counts(graph, 3)).toarray()
     p2 = p1 @ p1
     for a in SMOOTHING:
-        score(f"forward w3 P + {a} P^2", DenseScorer(p1 + a * p2))
+        score(f"forward w3 P + {a} P^2", ev.DenseScorer(p1 + a * p2))
     smoothed = [f"forward w3 P + {a} P^2" for a in SMOOTHING]
     chosen = max(smoothed, key=lambda k: (rows[k]["validation"]["hr@10"], rows[k]["validation"]["mrr"]))
     print(f"chosen on validation: {chosen} -> test HR@10 {rows[chosen]['test']['hr@10']:.4f}")
     if args.svd:
         u, s, vt = np.linalg.svd((p1 + 0.5 * p2).astype(np.float64), full_matrices=False)
-        for r in (int(x) for x in args.svd.split(",")):
-            score(f"svd rank {r} of P + 0.5 P^2", DenseScorer(((u[:, :r] * s[:r]) @ vt[:r]).astype(np.float32)))
+        for r in args.svd:
+            score(f"svd rank {r} of P + 0.5 P^2", ev.DenseScorer(((u[:, :r] * s[:r]) @ vt[:r]).astype(np.float32)))
     out = args.out_json or os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "results", f"count_ceiling-{args.dataset}.json"
     )
