@@ -8,8 +8,12 @@ and the strongest memoriser of the train histories is a bound of sorts for an it
 transition counts are symmetric window-3 counts; this script also scores the *forward* counts (what follows the
 query, window 1, 3, 10), forward window-3 counts smoothed by a second step (P + a P^2, P row-normalised; the test
 target is two steps after the query, the validation target one), the smoothing weight `a` chosen on validation,
-and optionally rank-d truncated SVDs of P + 0.5 P^2 (what a d-dimensional dot product could hold of it). The
-numbers belong in BUILD_NOTES.md; none of these is a report baseline (the issue fixes those).
+and optionally rank-d truncated SVDs of P + 0.5 P^2 (what a d-dimensional dot product could hold of it). For data
+whose order carries nothing (`ml-1m-unordered`) the memorisers that read only co-membership: random walks with
+restart from the query at restarts 0.1-0.9 (the report's RWR is 0.5) and the one-step co-membership C = X^T D_c^-1 X
+(each context's co-members weighted by 1 / its size, the RWR's first step) times item degree^b. The best row on
+validation is reported with its test figures. The numbers belong in BUILD_NOTES.md; none of these is a report
+baseline (the issue fixes those).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from pipeline.data import datasets
 from pipeline.graph.from_csv import graph_from_csv
 
 SMOOTHING = (0.0, 0.25, 0.5, 1.0)
+RESTARTS = (0.1, 0.3, 0.5, 0.7, 0.9)
+DEGREE_POWERS = (-0.5, -0.25, 0.0, 0.25, 0.5)
 MAX_ITEMS = 10_000  # P and P^2 are dense N x N float64 (0.8 GB each at this N): an analysis for MovieLens sizes
 
 
@@ -57,6 +63,15 @@ def forward_counts(graph, window: int) -> sp.csr_matrix:
 def row_normalised(m: sp.csr_matrix) -> sp.csr_matrix:
     r = np.asarray(m.sum(1)).ravel()
     return (sp.diags(1.0 / np.maximum(r, 1e-12)) @ m).tocsr()
+
+
+def comembership(graph) -> np.ndarray:
+    """C[q, i] = sum over the train contexts holding both of 1 / |context| (dense; q == i zeroed)."""
+    x = ev.train_matrix(graph)
+    inv_size = 1.0 / np.maximum(np.asarray(x.sum(axis=1)).ravel(), 1.0)
+    c = (x.T @ sp.diags(inv_size) @ x).toarray()
+    np.fill_diagonal(c, 0.0)
+    return c
 
 
 def main():
@@ -95,8 +110,15 @@ def main():
     for a in SMOOTHING:
         score(f"forward w3 P + {a} P^2", ev.DenseScorer(p1 + a * p2))
     smoothed = [f"forward w3 P + {a} P^2" for a in SMOOTHING]
-    chosen = max(smoothed, key=lambda k: (rows[k]["validation"]["hr@10"], rows[k]["validation"]["mrr"]))
+    chosen = _best(rows, smoothed)
     print(f"chosen on validation: {chosen} -> test HR@10 {rows[chosen]['test']['hr@10']:.4f}")
+    for r in RESTARTS:
+        score(f"rwr restart {r}", ev.DenseScorer(ev.rwr_matrix(graph, restart=r)))
+    c, degree = comembership(graph), np.maximum(np.asarray(ev.train_matrix(graph).sum(0)).ravel(), 1.0)
+    for b in DEGREE_POWERS:
+        score(f"co-membership / |c| x degree^{b}", ev.DenseScorer(c * np.power(degree, b)[None, :]))
+    best = _best(rows, list(rows))
+    print(f"best of every row on validation: {best} -> test HR@10 {rows[best]['test']['hr@10']:.4f}")
     if args.svd:
         u, s, vt = np.linalg.svd((p1 + 0.5 * p2).astype(np.float64), full_matrices=False)
         for r in args.svd:
@@ -106,8 +128,16 @@ def main():
     )
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
-        json.dump({"dataset": args.dataset, "rows": rows, "chosen_on_validation": chosen}, f, indent=1)
+        json.dump(
+            {"dataset": args.dataset, "rows": rows, "chosen_on_validation": chosen, "best_on_validation": best},
+            f,
+            indent=1,
+        )
     print(f"wrote {out}")
+
+
+def _best(rows: dict, names: list) -> str:
+    return max(names, key=lambda k: (rows[k]["validation"]["hr@10"], rows[k]["validation"]["mrr"]))
 
 
 if __name__ == "__main__":
