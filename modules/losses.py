@@ -23,8 +23,9 @@ Losses over the resulting logits (Keras losses, mean over examples):
 
 An optional uniformity term (Wang & Isola, ICML 2020, "Understanding contrastive representation learning through
 alignment and uniformity on the hypersphere"): log E exp(-t ||z_a - z_b||^2) over pairs of the batch's shared
-negatives, weighted by `uniformity_weight`. The softmax is blind to a direction every item shares (it shifts all
-logits of a query alike), so nothing else stops the indexed space from drifting into a narrow cone.
+negatives, weighted by `uniformity_weight` (times tau for the max-margin loss: uniformity_scale). The softmax is
+blind to a direction every item shares (it shifts all logits of a query alike), so nothing else stops the indexed
+space from drifting into a narrow cone.
 """
 
 from typing import Optional
@@ -135,8 +136,16 @@ def pinsage_loss(hparams, task, zq, zp, zn, zh, labels):
     with ag_ctx.ControlStatusCtx(status=ag_ctx.Status.ENABLED):
         loss = _call_task(task, zq, candidates, labels, hparams, corrected)
     if hparams.uniformity_weight:
-        loss += hparams.uniformity_weight * uniformity(zn)
+        loss += uniformity_scale(hparams) * uniformity(zn)
     return loss
+
+
+def uniformity_scale(hparams) -> float:
+    """The uniformity term's weight. `uniformity_weight` is set against the softmax, whose logits are s / tau;
+    the hinge works on s itself, so its gradients are about tau times the softmax's and the same weight would let
+    the uniformity term dominate it: for max-margin the weight is scaled by tau, as its log-Q correction is."""
+    scale = hparams.temperature if hparams.loss == "max_margin" else 1.0
+    return hparams.uniformity_weight * scale
 
 
 def _call_task(task, zq, candidates, labels, hparams, corrected):
