@@ -156,7 +156,17 @@ class BatchBuilder:
     """Holds the tables a minibatch is built from (features, nbr, w, negative sampler, hard-negative pools) as
     tensors, and makes tf.data pipelines of minibatches from them."""
 
-    def __init__(self, item_features: dict, nbr, w, *, num_hops: int = 2, negative_probs=None, hard_neg_pools=None):
+    def __init__(
+        self,
+        item_features: dict,
+        nbr,
+        w,
+        *,
+        num_hops: int = 2,
+        negative_probs=None,
+        hard_neg_pools=None,
+        candidate_probs=None,
+    ):
         nbr = np.asarray(nbr, np.int64)
         self.num_items = nbr.shape[0]
         self.num_hops = num_hops
@@ -168,7 +178,10 @@ class BatchBuilder:
             if negative_probs is None
             else np.asarray(negative_probs, np.float64) / np.sum(negative_probs)
         )
-        self.log_q = tf.constant(np.log(np.maximum(p, 1e-30)), tf.float32)
+        # log Q of the log-Q correction: by default P_n itself; `candidate_probs` when the candidates are not all
+        # drawn from P_n (in-batch positives: modules/train.candidate_distribution).
+        q = p if candidate_probs is None else np.asarray(candidate_probs, np.float64) / np.sum(candidate_probs)
+        self.log_q = tf.constant(np.log(np.maximum(q, 1e-30)), tf.float32)
         self.cdf = tf.constant(np.cumsum(p) / np.sum(p), tf.float64)
         pools, counts = left_aligned_pools(hard_neg_pools, self.num_items)
         self.pools, self.pool_counts = tf.constant(pools), tf.constant(counts)

@@ -50,6 +50,7 @@ class PinSageHParams:
     margin: float = 0.03
     temperature: float = 0.03  # tau of the sampled softmax (0.03 >= 0.05 with the query head)
     logq_correction: bool = True  # subtract log P_n from sampled logits (popularity correction)
+    logq_mixture: bool = False  # with in-batch negatives: log Q = log(B P_pos + S P_n) (modules/train.py)
     num_negatives: int = 500  # shared by every example of a minibatch
     # The other examples' positives and hard negatives are negatives too (free: they are embedded anyway), and a
     # uniformity term keeps the indexed space from collapsing into a cone (modules/losses.py). Together, ML-1M

@@ -196,7 +196,26 @@ def _batch_builder(item_features, nbr, w, positive, hp: PinSageHParams, hard_neg
         num_hops=hp.num_layers,
         negative_probs=negative_weights,
         hard_neg_pools=hard_neg_pools if hp.hard_negatives else None,
+        candidate_probs=candidate_distribution(hp, positive, negative_weights, nbr.shape[0]),
     )
+
+
+def candidate_distribution(hp: PinSageHParams, positive, negative_weights, num_items: int):
+    """Q(v) for the log-Q correction, or None for P_n itself.
+
+    With in-batch negatives a minibatch's candidates are drawn from two distributions: the B positives from the
+    pairs' marginal P_pos (positive: the epoch's draws, repeated by count under 'count' sampling) and the S
+    shared negatives from P_n. Sampled softmax is unbiased when every candidate's logit is corrected by its
+    expected count in the candidate set, B P_pos(v) + S P_n(v), whichever source drew it (Yang et al., WWW 2020,
+    "Mixed negative sampling"; Yi et al., RecSys 2019, for the in-batch part); correcting the positives by P_n
+    alone under-corrects popular items, i.e. a popularity penalty. `logq_mixture` turns that on."""
+    if not (hp.logq_mixture and hp.in_batch_negatives):
+        return None
+    p_pos = np.bincount(np.asarray(positive, np.int64), minlength=num_items).astype(np.float64)
+    p_pos /= max(p_pos.sum(), 1.0)
+    p_n = np.asarray(negative_weights, np.float64)
+    p_n = p_n / p_n.sum()
+    return hp.batch_size * p_pos + hp.num_negatives * p_n
 
 
 def _training_pairs(hp: PinSageHParams, query, positive, pair_counts):

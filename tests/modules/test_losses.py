@@ -82,7 +82,8 @@ def reference(hp, emb, lab):
     loss = total / B
     if hp.uniformity_weight:
         d2 = [((zn[a] - zn[c]) ** 2).sum() for a in range(S) for c in range(S) if a != c]
-        loss += hp.uniformity_weight * np.log(np.mean(np.exp(-2.0 * np.array(d2))))
+        weight = hp.uniformity_weight * (hp.temperature if hp.loss == "max_margin" else 1.0)  # the hinge's scale
+        loss += weight * np.log(np.mean(np.exp(-2.0 * np.array(d2))))
     return loss
 
 
@@ -97,6 +98,7 @@ CASES = [
     dict(loss="max_margin", margin=0.3, logq_correction=False),
     dict(loss="max_margin", margin=0.3, in_batch_negatives=True),
     dict(loss="max_margin", margin=0.1, hardest_negatives=2),
+    dict(loss="max_margin", margin=0.1, uniformity_weight=0.5),
 ]
 
 
@@ -150,3 +152,60 @@ def test_loss_in_the_train_steps_graph_mode():
     task = losses.retrieval_task(hp)
     step = tf.function(lambda *e: losses.pinsage_loss(hp, task, *e, lab), autograph=False)
     np.testing.assert_allclose(float(step(*(tf.constant(x) for x in emb))), reference(hp, emb, lab), rtol=2e-5)
+
+
+def _mean_logit_gradient(hp, p_pos, p_n, log_q_probs, draws, seed):
+    """Mean over minibatches of d loss / d logits for one query whose free logits are log P_pos (the full
+    softmax's optimum, where its gradient is exactly 0): one-hot item embeddings, so score = logit * tau."""
+    n = len(p_pos)
+    rng = np.random.default_rng(seed)
+    task = losses.retrieval_task(hp)
+    log_q = np.log(log_q_probs / log_q_probs.sum()).astype(np.float32)
+    logits = tf.Variable(np.log(p_pos).astype(np.float32))
+    eye = tf.eye(n)
+    total = np.zeros(n)
+    for _ in range(draws):
+        pos = rng.choice(n, hp.batch_size, p=p_pos)
+        neg = rng.choice(n, hp.num_negatives, p=p_n)
+        labels = {
+            "query_id": np.full(hp.batch_size, -1),
+            "positive_id": pos,
+            "hard_id": np.zeros((hp.batch_size, 0), np.int64),
+            "hard_mask": np.zeros((hp.batch_size, 0), np.float32),
+            "neg_mask": (neg[None, :] != pos[:, None]).astype(np.float32),
+            "pos_log_q": log_q[pos],
+            "neg_log_q": log_q[neg],
+        }
+        with tf.GradientTape() as tape:
+            zq = tf.repeat(logits[None, :] * hp.temperature, hp.batch_size, 0)
+            loss = losses.pinsage_loss(
+                hp, task, zq, tf.gather(eye, pos), tf.gather(eye, neg), tf.zeros([hp.batch_size, 0, n]), labels
+            )
+        total += tape.gradient(loss, logits).numpy()
+    return total / draws
+
+
+def test_logq_mixture_corrects_in_batch_positives():
+    """With in-batch negatives the candidates come from B P_pos + S P_n: corrected by that (logq_mixture), the
+    sampled softmax's expected gradient vanishes at the true conditional, as the full softmax's does; corrected
+    by P_n alone, it pushes the popular items down (the popularity penalty train.candidate_distribution names)."""
+    from modules import train
+
+    n = 300  # large enough that a batch rarely repeats its own positive (accidental hits are masked)
+    p_pos = 1.0 / np.arange(1, n + 1) ** 0.7  # Zipf-like popularity of the positives
+    p_pos /= p_pos.sum()
+    base = dict(temperature=1.0, batch_size=32, num_negatives=32, uniformity_weight=0.0, in_batch_negatives=True)
+    p_n = p_pos**0.75 / (p_pos**0.75).sum()
+    grads = {}
+    for mixture in (False, True):
+        hp = PinSageHParams(**base, logq_mixture=mixture)
+        q = train.candidate_distribution(hp, np.random.default_rng(1).choice(n, 200_000, p=p_pos), p_n, n)
+        if mixture:
+            np.testing.assert_allclose(q / q.sum(), (32 * p_pos + 32 * p_n) / 64, atol=2e-3)
+        else:
+            assert q is None
+            q = p_n
+        grads[mixture] = _mean_logit_gradient(hp, p_pos, p_n, q, draws=150, seed=2)
+    top = [g[:10].sum() for g in (grads[False], grads[True])]  # the ten most popular items' logits
+    assert top[0] > 0.03  # P_n alone: the loss rises with them, so training pushes them down
+    assert abs(top[1]) < 0.3 * top[0]
