@@ -114,7 +114,7 @@ def main():
     print(f"chosen on validation: {chosen} -> test HR@10 {rows[chosen]['test']['hr@10']:.4f}")
     for r in RESTARTS:
         score(f"rwr restart {r}", ev.DenseScorer(ev.rwr_matrix(graph, restart=r)))
-    c, degree = comembership(graph), np.maximum(np.asarray(ev.train_matrix(graph).sum(0)).ravel(), 1.0)
+    c, degree = comembership(graph), np.maximum(graph.train_degree, 1).astype(np.float64)
     for b in DEGREE_POWERS:
         score(f"co-membership / |c| x degree^{b}", ev.DenseScorer(c * np.power(degree, b)[None, :]))
     best = _best(rows, list(rows))
