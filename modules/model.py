@@ -85,6 +85,8 @@ class PinSageHParams:
     def __post_init__(self):
         if not self.use_features and not self.id_embedding:
             raise ValueError("use_features=False needs id_embedding=True (an item must be represented by something)")
+        if self.logq_mixture and not self.in_batch_negatives:
+            raise ValueError("logq_mixture=True corrects in-batch candidates: it needs in_batch_negatives=True")
         if self.num_layers < 0:
             raise ValueError(f"num_layers must be >= 0, got {self.num_layers}")
 

@@ -209,7 +209,7 @@ def candidate_distribution(hp: PinSageHParams, positive, negative_weights, num_i
     expected count in the candidate set, B P_pos(v) + S P_n(v), whichever source drew it (Yang et al., WWW 2020,
     "Mixed negative sampling"; Yi et al., RecSys 2019, for the in-batch part); correcting the positives by P_n
     alone under-corrects popular items, i.e. a popularity penalty. `logq_mixture` turns that on."""
-    if not (hp.logq_mixture and hp.in_batch_negatives):
+    if not hp.logq_mixture:  # PinSageHParams refuses it without in-batch negatives
         return None
     p_pos = np.bincount(np.asarray(positive, np.int64), minlength=num_items).astype(np.float64)
     p_pos /= max(p_pos.sum(), 1.0)
