@@ -46,28 +46,39 @@ def hard_negatives_for_epoch(epoch: int, max_hard: Optional[int] = None) -> int:
 @tf.keras.utils.register_keras_serializable(package="PinSage")
 class MaxMarginLoss(tf.keras.losses.Loss):
     """PinSage's max-margin loss (§3.3, J = E_n max{0, z_q.z_n - z_q.z_i + Delta}) as a Keras loss over retrieval
-    logits: y_true one-hot marks the positive, masked candidates (logit <= TFRS's MIN_FLOAT / 2) are left out,
-    and each example's hinge terms are averaged over its valid negatives."""
+    logits: y_true one-hot marks the positive, masked candidates (logit <= TFRS's MIN_FLOAT / 2) are left out.
 
-    def __init__(self, margin: float, **kwargs):
+    `average` says what each example's hinge terms are averaged over: 'all' its valid negatives (the paper's
+    expectation over n), 'active' only those that violate the margin (Hermans et al. 2017, "In Defense of the
+    Triplet Loss", batch-all averaging over non-zero terms): as the ranking sharpens, most of the hundreds of
+    shared negatives fall inside the margin and the mean over all of them shrinks the gradient with them, which
+    the softmax avoids by renormalising its weights over the candidates that still score high."""
+
+    AVERAGES = ("all", "active")
+
+    def __init__(self, margin: float, average: str = "all", **kwargs):
         super().__init__(**kwargs)
+        if average not in self.AVERAGES:
+            raise ValueError(f"max-margin average must be one of {self.AVERAGES}, got {average!r}")
         self.margin = float(margin)
+        self.average = average
 
     def call(self, y_true, y_pred):
         y_true = tf.cast(y_true, y_pred.dtype)
         pos = tf.reduce_sum(y_true * y_pred, axis=1, keepdims=True)
         valid = (1.0 - y_true) * tf.cast(y_pred > tfrs.layers.loss.MIN_FLOAT / 2, y_pred.dtype)
         hinge = tf.nn.relu(y_pred - pos + self.margin) * valid
-        return tf.reduce_sum(hinge, 1) / tf.maximum(tf.reduce_sum(valid, 1), 1.0)
+        counted = valid if self.average == "all" else tf.cast(hinge > 0, hinge.dtype)
+        return tf.reduce_sum(hinge, 1) / tf.maximum(tf.reduce_sum(counted, 1), 1.0)
 
     def get_config(self):
-        return {**super().get_config(), "margin": self.margin}
+        return {**super().get_config(), "margin": self.margin, "average": self.average}
 
 
 def retrieval_task(hparams) -> tfrs.tasks.Retrieval:
     """The TFRS retrieval task of hparams.loss (no metrics: the evaluator measures the model)."""
     if hparams.loss == "max_margin":
-        loss, temperature = MaxMarginLoss(hparams.margin), None
+        loss, temperature = MaxMarginLoss(hparams.margin, hparams.margin_average), None
     elif hparams.loss == "sampled_softmax":
         loss = tf.keras.losses.CategoricalCrossentropy(from_logits=True)  # mean over examples (TFRS's default sums)
         temperature = hparams.temperature

@@ -17,7 +17,7 @@ import tensorflow as tf
 import tensorflow_gnn as tfgnn
 from tensorflow.python.autograph.core import ag_ctx
 
-from modules import batches, layers
+from modules import batches, layers, losses
 from modules import features as features_lib
 from schema import constants
 
@@ -48,6 +48,7 @@ class PinSageHParams:
     # also treats as decisive). The best of 0.02-0.1 on ML-100K validation for the max-margin row, larger margins
     # lower (bench/QUALITY.md "Session 6").
     margin: float = 0.03
+    margin_average: str = "all"  # max-margin: mean hinge over 'all' valid negatives or the 'active' ones
     temperature: float = 0.03  # tau of the sampled softmax (0.03 >= 0.05 with the query head)
     logq_correction: bool = True  # subtract log P_n from sampled logits (popularity correction)
     logq_mixture: bool = False  # with in-batch negatives: log Q = log(B P_pos + S P_n) (modules/train.py)
@@ -87,6 +88,10 @@ class PinSageHParams:
             raise ValueError("use_features=False needs id_embedding=True (an item must be represented by something)")
         if self.logq_mixture and not self.in_batch_negatives:
             raise ValueError("logq_mixture=True corrects in-batch candidates: it needs in_batch_negatives=True")
+        if self.margin_average not in losses.MaxMarginLoss.AVERAGES:
+            raise ValueError(
+                f"margin_average must be one of {losses.MaxMarginLoss.AVERAGES}, got {self.margin_average!r}"
+            )
         if self.num_layers < 0:
             raise ValueError(f"num_layers must be >= 0, got {self.num_layers}")
 

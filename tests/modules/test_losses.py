@@ -76,7 +76,10 @@ def reference(hp, emb, lab):
         if hp.hardest_negatives is not None:
             neg = neg[: hp.hardest_negatives]
         if hp.loss == "max_margin":
-            total += np.mean([max(0.0, n - pos + hp.margin) for n in neg])
+            hinge = [max(0.0, n - pos + hp.margin) for n in neg]
+            if hp.margin_average == "active":
+                hinge = [h for h in hinge if h > 0] or [0.0]
+            total += np.mean(hinge)
         else:
             total += np.log(np.exp([pos, *neg]).sum()) - pos
     loss = total / B
@@ -99,6 +102,8 @@ CASES = [
     dict(loss="max_margin", margin=0.3, in_batch_negatives=True),
     dict(loss="max_margin", margin=0.1, hardest_negatives=2),
     dict(loss="max_margin", margin=0.1, uniformity_weight=0.5),
+    dict(loss="max_margin", margin=0.3, margin_average="active"),
+    dict(loss="max_margin", margin=0.05, margin_average="active", in_batch_negatives=True),
 ]
 
 
@@ -130,6 +135,17 @@ def test_max_margin_hinge_by_hand():
     y_true = tf.constant([[1.0, 0.0, 0.0]])
     y_pred = tf.constant([[0.8, 0.5, -3.0e36]])
     np.testing.assert_allclose(float(losses.MaxMarginLoss(0.4)(y_true, y_pred)), 0.1, rtol=1e-6)
+
+
+def test_max_margin_active_average_by_hand():
+    """Hinges 0.1 (0.5 - 0.8 + 0.4), 0 (0.2 - 0.8 + 0.4 < 0) and 0.3; one masked. 'all' averages over the three
+    valid negatives (0.4 / 3), 'active' over the two that violate the margin (0.2); none active gives 0."""
+    y_true = tf.constant([[1.0, 0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0, 0.0]])
+    y_pred = tf.constant([[0.8, 0.5, 0.2, 0.7, -3.0e36], [0.9, 0.1, 0.2, 0.3, 0.0]])
+    np.testing.assert_allclose(losses.MaxMarginLoss(0.4, reduction="none")(y_true, y_pred), [0.4 / 3, 0.0])
+    np.testing.assert_allclose(losses.MaxMarginLoss(0.4, "active", reduction="none")(y_true, y_pred), [0.2, 0.0])
+    with pytest.raises(ValueError, match="average"):
+        losses.MaxMarginLoss(0.4, "hardest")
 
 
 def test_uniformity_is_lower_for_a_spread_set_than_a_cone():

@@ -441,6 +441,8 @@ def test_ablation_variants_train_and_ignore_what_they_ablate(tmp_path):
         PinSageHParams(use_features=False)
     with pytest.raises(ValueError, match="logq_mixture=True .* needs in_batch_negatives"):
         PinSageHParams(logq_mixture=True, in_batch_negatives=False)
+    with pytest.raises(ValueError, match="margin_average must be one of"):
+        PinSageHParams(margin_average="hardest")
     shuffled_nbr = np.random.default_rng(0).permutation(nbr)
     other_feats = dict(feats, year=feats["year"] + 5.0, genres_multi_hot=1.0 - feats["genres_multi_hot"])
     for name in ("features_only_mlp", "id_embedding_only", "mean_pooling"):
