@@ -102,6 +102,7 @@ CASES = [
     dict(loss="max_margin", margin=0.3, in_batch_negatives=True),
     dict(loss="max_margin", margin=0.1, hardest_negatives=2),
     dict(loss="max_margin", margin=0.1, uniformity_weight=0.5),
+    dict(loss="max_margin", margin=0.3, margin_average="all"),
     dict(loss="max_margin", margin=0.3, margin_average="active"),
     dict(loss="max_margin", margin=0.05, margin_average="active", in_batch_negatives=True),
 ]
