@@ -43,7 +43,7 @@ class PinSageHParams:
     # first setting above the transition-count baseline on test (bench/QUALITY.md).
     query_head: bool = True
     # Loss. The paper's max-margin (with margin_average 'active') ties the sampled softmax on ML-1M validation
-    # HR@10 (0.210 vs 0.209) but loses on ML-100K unordered (0.149 vs 0.173), order-free data like the unseen
+    # HR@10 (0.210 vs 0.209) but loses on ML-100K unordered (0.149 vs 0.168), order-free data like the unseen
     # dataset's, so the softmax stays the default and max-margin is the `max_margin_loss` ablation row
     # (bench/QUALITY.md "Session 8").
     loss: str = "sampled_softmax"  # 'max_margin' | 'sampled_softmax'
