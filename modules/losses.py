@@ -56,7 +56,7 @@ class MaxMarginLoss(tf.keras.losses.Loss):
 
     AVERAGES = ("all", "active")
 
-    def __init__(self, margin: float, average: str = "all", **kwargs):
+    def __init__(self, margin: float, *, average: str, **kwargs):
         super().__init__(**kwargs)
         if average not in self.AVERAGES:
             raise ValueError(f"max-margin average must be one of {self.AVERAGES}, got {average!r}")
@@ -78,7 +78,7 @@ class MaxMarginLoss(tf.keras.losses.Loss):
 def retrieval_task(hparams) -> tfrs.tasks.Retrieval:
     """The TFRS retrieval task of hparams.loss (no metrics: the evaluator measures the model)."""
     if hparams.loss == "max_margin":
-        loss, temperature = MaxMarginLoss(hparams.margin, hparams.margin_average), None
+        loss, temperature = MaxMarginLoss(hparams.margin, average=hparams.margin_average), None
     elif hparams.loss == "sampled_softmax":
         loss = tf.keras.losses.CategoricalCrossentropy(from_logits=True)  # mean over examples (TFRS's default sums)
         temperature = hparams.temperature

@@ -135,7 +135,7 @@ def test_max_margin_hinge_by_hand():
     """Two negatives, one masked: only the valid one's hinge counts (0.5 - 0.8 + 0.4 = 0.1)."""
     y_true = tf.constant([[1.0, 0.0, 0.0]])
     y_pred = tf.constant([[0.8, 0.5, -3.0e36]])
-    np.testing.assert_allclose(float(losses.MaxMarginLoss(0.4)(y_true, y_pred)), 0.1, rtol=1e-6)
+    np.testing.assert_allclose(float(losses.MaxMarginLoss(0.4, average="all")(y_true, y_pred)), 0.1, rtol=1e-6)
 
 
 def test_max_margin_active_average_by_hand():
@@ -143,10 +143,14 @@ def test_max_margin_active_average_by_hand():
     valid negatives (0.4 / 3), 'active' over the two that violate the margin (0.2); none active gives 0."""
     y_true = tf.constant([[1.0, 0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0, 0.0]])
     y_pred = tf.constant([[0.8, 0.5, 0.2, 0.7, -3.0e36], [0.9, 0.1, 0.2, 0.3, 0.0]])
-    np.testing.assert_allclose(losses.MaxMarginLoss(0.4, reduction="none")(y_true, y_pred), [0.4 / 3, 0.0])
-    np.testing.assert_allclose(losses.MaxMarginLoss(0.4, "active", reduction="none")(y_true, y_pred), [0.2, 0.0])
+    np.testing.assert_allclose(
+        losses.MaxMarginLoss(0.4, average="all", reduction="none")(y_true, y_pred), [0.4 / 3, 0.0]
+    )
+    np.testing.assert_allclose(
+        losses.MaxMarginLoss(0.4, average="active", reduction="none")(y_true, y_pred), [0.2, 0.0]
+    )
     with pytest.raises(ValueError, match="average"):
-        losses.MaxMarginLoss(0.4, "hardest")
+        losses.MaxMarginLoss(0.4, average="hardest")
 
 
 def test_uniformity_is_lower_for_a_spread_set_than_a_cone():
