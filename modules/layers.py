@@ -209,12 +209,19 @@ class QueryHead(tf.keras.layers.Layer):
     (forward transitions beat symmetric ones by +0.03 validation HR@10 on ML-1M, bench/QUALITY.md). This head maps
     an item's embedding to its query vector; the index still holds the z_i, so the model stays inductive (a new
     item's u is a function of its z). Q2 starts at zero: training starts from the symmetric model.
+
+    `similarity_weight` lambda mixes the symmetric similarity back into the served query after training:
+    u_q = normalise(u'_q + lambda z_q), so the score is u'_q . z_i + lambda z_q . z_i ("what comes next" plus
+    lambda times "what is like it"), still one dot product against the same index. The u'_q of every query share
+    a direction that favours popular items (what comes next is often a popular item); z_q . z_i has none. Zero
+    while training; modules/trainer.choose_similarity_weight sets it on validation.
     """
 
-    def __init__(self, *, hidden_units: int, normalize: bool = True, **kwargs):
+    def __init__(self, *, hidden_units: int, normalize: bool = True, similarity_weight: float = 0.0, **kwargs):
         kwargs.setdefault("name", "query_head")
         super().__init__(**kwargs)
         self._hidden_units, self._normalize = hidden_units, normalize
+        self.similarity_weight = float(similarity_weight)
         self._q1 = tf.keras.layers.Dense(hidden_units, activation="relu", name="q1")
         self._q2 = None
 
@@ -223,8 +230,17 @@ class QueryHead(tf.keras.layers.Layer):
         super().build(input_shape)
 
     def get_config(self):
-        return dict(**super().get_config(), hidden_units=self._hidden_units, normalize=self._normalize)
+        return dict(
+            **super().get_config(),
+            hidden_units=self._hidden_units,
+            normalize=self._normalize,
+            similarity_weight=self.similarity_weight,
+        )
 
     def call(self, z):
-        u = z + self._q2(self._q1(z))
+        u = self._unit(z + self._q2(self._q1(z)))
+        # A Python branch, read when the call is traced: at lambda = 0 the head is exactly the trained one.
+        return self._unit(u + self.similarity_weight * z) if self.similarity_weight else u
+
+    def _unit(self, u):
         return tf.math.l2_normalize(u, axis=-1) if self._normalize else u

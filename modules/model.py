@@ -11,6 +11,7 @@ model to the training catalogue (unknown ids share one row).
 """
 
 import dataclasses
+import math
 from typing import Optional
 
 import tensorflow as tf
@@ -22,6 +23,11 @@ from modules import features as features_lib
 from schema import constants
 
 TEXT_VOCAB_SIZE = constants.TEXT_VOCAB_SIZE + 1  # + 1 out-of-vocabulary id
+
+
+# The similarity weights the trainer tries when PinSageHParams.similarity_weight is None: a 1-2-5 grid over two
+# decades (u and z are unit vectors, so lambda is a unitless share), 0 included so that the trained head can win.
+SIMILARITY_WEIGHTS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
 @dataclasses.dataclass
@@ -42,6 +48,12 @@ class PinSageHParams:
     # the query in time, which one symmetric tower cannot express. ML-1M validation HR@10 0.175 -> 0.213 and the
     # first setting above the transition-count baseline on test (bench/QUALITY.md).
     query_head: bool = True
+    # lambda of the served query u_q = normalise(u'_q + lambda z_q) (layers.QueryHead); only with the query head.
+    # None chooses it after training, on validation, from SIMILARITY_WEIGHTS by the one-standard-error rule
+    # (modules/trainer.py): lists far less popular on ordered data at a validation HR@10 within one SE, but -0.005
+    # test HR@10 on ML-1M unordered (BUILD_NOTES "Issue 13, session 9"). Validation HR@10 alone peaks at 0 on all
+    # four MovieLens variants, so 0 (the trained head as is) is the default.
+    similarity_weight: Optional[float] = 0.0
     # Loss. The paper's max-margin (with margin_average 'active') ties the sampled softmax on ML-1M validation
     # HR@10 (0.210 vs 0.209) but loses on ML-100K unordered (0.149 vs 0.168), order-free data like the unseen
     # dataset's, so the softmax stays the default and max-margin is the `max_margin_loss` ablation row
@@ -98,6 +110,10 @@ class PinSageHParams:
             raise ValueError(
                 f"margin_average must be one of {losses.MaxMarginLoss.AVERAGES}, got {self.margin_average!r}"
             )
+        if self.similarity_weight is not None and not (
+            math.isfinite(self.similarity_weight) and self.similarity_weight >= 0
+        ):
+            raise ValueError(f"similarity_weight must be None or a finite number >= 0, got {self.similarity_weight}")
         if self.num_layers < 0:
             raise ValueError(f"num_layers must be >= 0, got {self.num_layers}")
 

@@ -20,7 +20,7 @@ from typing import Callable, Optional, TextIO
 import numpy as np
 import tensorflow as tf
 
-from modules import batches, losses
+from modules import batches, layers, losses
 from modules import features as features_lib
 from modules import progress as progress_lib
 from modules.model import TEXT_VOCAB_SIZE, PinSageHParams, build_model, build_query_head
@@ -68,6 +68,12 @@ def attach_query_head(model: tf.keras.Model, head: Optional[tf.keras.Model]) -> 
     # head is saved on its own (modules/trainer.py QUERY_HEAD_DIR).
     object.__setattr__(model, _QUERY_HEAD_ATTR, head)
     return model
+
+
+def set_similarity_weight(head: tf.keras.Model, weight: float) -> None:
+    """Sets lambda of the layers.QueryHead inside `head` (the served query's share of z_q . z_i)."""
+    (layer,) = [lay for lay in head.layers if isinstance(lay, layers.QueryHead)]
+    layer.similarity_weight = float(weight)
 
 
 def apply_query_head(head, emb: np.ndarray, batch_size: int = 65536) -> np.ndarray:

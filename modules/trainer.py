@@ -98,6 +98,51 @@ def validation_fn_for(inputs: dict, split: str = "validation", max_contexts: int
     return fn
 
 
+def choose_similarity_weight(model, emb: np.ndarray, inputs: dict, hparams: PinSageHParams, max_contexts=None):
+    """Sets the served query's similarity weight lambda (layers.QueryHead) and returns how it was chosen.
+
+    A fixed hparams.similarity_weight is applied as given. None chooses from model.SIMILARITY_WEIGHTS on the
+    validation split by the one-standard-error rule (Breiman et al. 1984, "Classification and Regression Trees"
+    §3.4.3; Hastie et al., "The Elements of Statistical Learning" §7.10): the largest lambda whose validation
+    HR@10 is within one standard error sqrt(h (1 - h) / n) of the best lambda's. Differences inside that band are
+    noise (the same run on two machines differs by about that much, BUILD_NOTES.md), and a larger lambda takes the
+    lists further from the shared popular direction of the query vectors. Without a validation split: lambda 0.
+    """
+    head = train_lib.query_head_of(model)
+    if head is None:
+        return None
+    if hparams.similarity_weight is not None:
+        train_lib.set_similarity_weight(head, hparams.similarity_weight)
+        return {"chosen": float(hparams.similarity_weight), "rule": "fixed"}
+    g = inputs["graph"]
+    if not np.any(g.split == "validation"):
+        train_lib.set_similarity_weight(head, 0.0)
+        return {"chosen": 0.0, "rule": "no validation split"}
+    queries = evaluation.build_queries(g, "validation", max_contexts=max_contexts)
+    hr = []
+    for lam in model_lib.SIMILARITY_WEIGHTS:
+        train_lib.set_similarity_weight(head, lam)
+        scorer = evaluation.EmbeddingScorer(emb, query_emb=train_lib.query_embeddings(model, emb))
+        hr.append(evaluation.metrics_from_ranks(evaluation.ranks(scorer, queries))[f"hr@{evaluation.K}"])
+    chosen, se = one_standard_error_choice(model_lib.SIMILARITY_WEIGHTS, hr, len(queries))
+    train_lib.set_similarity_weight(head, chosen)
+    return {
+        "chosen": chosen,
+        "rule": "one standard error",
+        "weights": list(model_lib.SIMILARITY_WEIGHTS),
+        f"validation_hr@{evaluation.K}": hr,
+        "standard_error": se,
+    }
+
+
+def one_standard_error_choice(values, hit_rates, n: int) -> tuple[float, float]:
+    """(the largest value whose hit rate is >= best - SE, SE), SE = sqrt(h (1 - h) / n) of the best hit rate h
+    over n queries (binomial)."""
+    best = float(np.max(hit_rates))
+    se = float(np.sqrt(best * (1.0 - best) / n))
+    return float(max(v for v, h in zip(values, hit_rates) if h >= best - se)), se
+
+
 def train_and_embed(
     inputs: dict,
     hparams: PinSageHParams,
@@ -125,6 +170,9 @@ def train_and_embed(
         feature_spec=inputs["spec"],
     )
     emb = embed_items(model, inputs)
+    blend = choose_similarity_weight(model, emb, inputs, hparams, max_contexts=max_contexts)
+    if blend is not None:
+        history["similarity_weight"] = blend
     files.makedirs(out_dir)
     files.np_save(files.join(out_dir, EMBEDDINGS_FILE), emb.astype(np.float32))
     if train_lib.query_head_of(model) is not None:

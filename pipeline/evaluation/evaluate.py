@@ -177,7 +177,8 @@ def evaluation_report(
         "kurtosis": {k: report_lib.kurtosis(v) for k, v in cos.items()},
         "space": space,
         "training": {
-            k: history.get(k) for k in ("epoch", "loss", "val_hr@10", "pairs_per_second", "train_seconds", "hparams")
+            k: history.get(k)
+            for k in ("epoch", "loss", "val_hr@10", "pairs_per_second", "train_seconds", "hparams", "similarity_weight")
         },
         "plots": plots,
         "timings": {

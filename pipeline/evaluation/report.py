@@ -357,6 +357,24 @@ def list_text(report: dict) -> str | None:
     )
 
 
+def similarity_weight_text(report: dict) -> str | None:
+    """How the served query's similarity weight lambda was set (None without a query head)."""
+    sw = (report.get("training") or {}).get("similarity_weight")
+    if not sw:
+        return None
+    head = (
+        "Served query: u_q = normalise(u'_q + lambda z_q), i.e. the query head's \"what comes next\" score plus "
+        f'lambda times the indexed space\'s "what is like it" (z_q . z_i); lambda = {sw["chosen"]:g}'
+    )
+    if sw.get("rule") != "one standard error":
+        return f"{head} ({sw.get('rule', 'fixed')})."
+    tried = ", ".join(f"{w:g}: {_fmt(h)}" for w, h in zip(sw["weights"], sw["validation_hr@10"]))
+    return (
+        f"{head}, the largest lambda whose validation HR@10 is within one standard error "
+        f"({_fmt(sw['standard_error'])}) of the best (validation HR@10 by lambda: {tried})."
+    )
+
+
 SPACE_TEXT = (
     "Cosine similarity of random item pairs in each model's indexed space. The mean and the 5th–95th percentile "
     "range say how spread the space is: a mean near 1 with a narrow range is a collapsed cone (every item is "
@@ -430,6 +448,8 @@ def markdown(report: dict) -> str:
         lines += ["", f"**{v}**"]
     if list_text(report):
         lines += ["", list_text(report)]
+    if similarity_weight_text(report):
+        lines += ["", similarity_weight_text(report)]
     if report.get("ablations"):
         lines += ["", "## Ablations", ""] + _md_models(model_rows(report["ablations"])) + _paper_lines(report)
     if space_line(report):
@@ -539,6 +559,7 @@ def _html_quality(report: dict) -> list[str]:
         + _html_models(q, best=q[0][0] if q else None)
         + (f'<p class="verdict">{_e(verdict(report))}</p>' if verdict(report) else "")
         + (f"<p>{_e(list_text(report))}</p>" if list_text(report) else "")
+        + (f"<p>{_e(similarity_weight_text(report))}</p>" if similarity_weight_text(report) else "")
         + "</section>"
     ]
     if report.get("ablations"):

@@ -361,3 +361,19 @@ def test_ablation_ordering_against_the_paper_is_computed_and_rendered():
     assert "pinsage > mean_pooling (0.1600 vs 0.1500): matches the paper" in md
     assert "max_margin_loss" in md and "differs from the paper" in md
     assert "two_layers_more >= pinsage" in md and "not in the paper" in md
+
+
+def test_the_similarity_weight_and_how_it_was_chosen_are_stated():
+    chosen = {
+        "chosen": 0.05,
+        "rule": "one standard error",
+        "weights": [0.0, 0.05, 0.1],
+        "validation_hr@10": [0.2, 0.195, 0.15],
+        "standard_error": 0.0123,
+    }
+    text = report_lib.similarity_weight_text({"training": {"similarity_weight": chosen}})
+    assert "lambda = 0.05, the largest lambda whose validation HR@10 is within one standard error (0.0123)" in text
+    assert "(validation HR@10 by lambda: 0: 0.2000, 0.05: 0.1950, 0.1: 0.1500)" in text
+    fixed = report_lib.similarity_weight_text({"training": {"similarity_weight": {"chosen": 0.3, "rule": "fixed"}}})
+    assert fixed.endswith("lambda = 0.3 (fixed).")
+    assert report_lib.similarity_weight_text({"training": {}}) is None  # no query head: nothing to state
