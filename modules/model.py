@@ -110,10 +110,11 @@ class PinSageHParams:
             raise ValueError(
                 f"margin_average must be one of {losses.MaxMarginLoss.AVERAGES}, got {self.margin_average!r}"
             )
-        if self.similarity_weight is not None and not (
-            math.isfinite(self.similarity_weight) and self.similarity_weight >= 0
+        sw = self.similarity_weight
+        if sw is not None and not (
+            isinstance(sw, (int, float)) and not isinstance(sw, bool) and math.isfinite(sw) and sw >= 0
         ):
-            raise ValueError(f"similarity_weight must be None or a finite number >= 0, got {self.similarity_weight}")
+            raise ValueError(f"similarity_weight must be None or a finite number >= 0, got {sw!r}")
         if self.num_layers < 0:
             raise ValueError(f"num_layers must be >= 0, got {self.num_layers}")
 

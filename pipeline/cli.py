@@ -116,12 +116,15 @@ def _check_hparams(hparams: dict) -> dict:
     from modules.model import PinSageHParams
 
     fields = {f.name: f.default for f in dataclasses.fields(PinSageHParams)}
+    nullable = {f.name for f in dataclasses.fields(PinSageHParams) if type(None) in getattr(f.type, "__args__", ())}
     unknown = sorted(set(hparams) - set(fields))
     if unknown:
         raise ValueError(f"--hparams: unknown name(s) {unknown}; known: {sorted(fields)}")
     for k, v in hparams.items():
         d = fields[k]
-        if d is None:  # Optional[int] fields: an integer or null
+        if v is None:  # null: only where the field is Optional (similarity_weight: chosen on validation)
+            ok = k in nullable
+        elif d is None:  # Optional[int] fields: an integer or null
             ok = v is None or (isinstance(v, int) and not isinstance(v, bool))
         elif isinstance(d, bool):
             ok = isinstance(v, bool)

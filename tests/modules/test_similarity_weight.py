@@ -141,7 +141,7 @@ def test_a_fixed_similarity_weight_is_applied_and_no_validation_split_means_zero
     assert PinSageHParams().similarity_weight == 0.0  # the default serves the trained head as it is
 
 
-@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf")])
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "0.1", True])
 def test_hparams_refuse_a_negative_or_non_finite_similarity_weight(bad):
     with pytest.raises(ValueError, match="similarity_weight"):
         PinSageHParams(similarity_weight=bad)

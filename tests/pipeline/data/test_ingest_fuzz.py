@@ -383,6 +383,8 @@ def test_defaults_are_the_config(tmp_path):
         (["--hparams", '{"epochz": 5}'], r"--hparams: unknown name\(s\) \['epochz'\]"),
         (["--hparams", '{"epochs": "five"}'], "--hparams: epochs is 'five'"),
         (["--hparams", '{"learning_rate": -1}'], "--hparams: learning_rate is -1; expected a value >= 0"),
+        (["--hparams", '{"epochs": null}'], "--hparams: epochs is None"),
+        (["--hparams", '{"similarity_weight": "a"}'], "--hparams: similarity_weight is 'a'"),
         (["--beam-arg=--direct_num_workers=two"], "--beam-arg .*invalid int value: 'two'"),
         (["--ablations", "nonsense"], r"unknown ablation\(s\) \['nonsense'\]"),
     ],
@@ -394,6 +396,10 @@ def test_bad_flag_values_are_exit_2_with_a_message(tmp_path, capsys, flags, mess
     err = capsys.readouterr().err
     assert rc == 2 and re.search(message, err), err
     assert "Traceback" not in err
+
+
+def test_null_hparams_are_accepted_where_the_field_is_optional():
+    assert cli._check_hparams({"similarity_weight": None, "max_hard_negatives": None, "epochs": 2})
 
 
 @pytest.mark.parametrize("flags", [["--num-walks", "0"], ["--top-t", "x"], ["--max-id-length", "-1"], ["--seed", "-2"]])
