@@ -25,6 +25,7 @@ from modules import cooccurrence, evaluation, trainer
 from modules import train as train_lib
 from modules.model import PinSageHParams
 from pipeline import driver
+from pipeline.evaluation import evaluate as evaluate_lib
 from pipeline.evaluation import report as report_lib
 from pipeline.sampling import random_walks as rw
 from pipeline.sampling import transitions as sn
@@ -111,7 +112,7 @@ def main():
     }
     scorers = {
         "pinsage": evaluation.EmbeddingScorer(emb, query_emb=query_emb),
-        "pinsage_zz": evaluation.EmbeddingScorer(emb),
+        evaluate_lib.SIMILAR_MODEL: evaluation.EmbeddingScorer(emb),  # the served similar_items (z . z)
         **({} if args.no_baselines else evaluation.baseline_scorers(g)),
     }
     _score(result, scorers, g)

@@ -7,6 +7,7 @@ signatures from the ScaNN index in the version's assets/ and only calls into thi
 Signatures (names are part of the API, DESIGN.md "Contracts"):
     related_items(item_id: string [N], k: int32 []) -> item_ids string [N, k], scores float [N, k],
                                                        titles string [N, k]     (the query item itself excluded)
+    similar_items(item_id, k) -> the same outputs, scored z_q . z_i             (the query item itself excluded)
     embed_item(<feature columns>, neighbor_ids: string [N, T], neighbor_weights: float [N, T], k: int32 [])
         -> embedding float [N, d], item_ids string [N, k], scores float [N, k], titles string [N, k]
     serving_default = related_items (clients that name no signature)
@@ -20,6 +21,10 @@ the `embeddings` / `item_ids` / `titles` variables, which the gRPC server reads 
 A model with a query head (modules/layers.QueryHead) scores u_q . z_i: the export then also holds the
 `query_embeddings` variable (u of every catalogue item, used by related_items) and `query_new(embedding)`
 (the head, used by embed_item on a new item's z); without them an item's own embedding is its query.
+Why two item-to-item signatures: u_q . z_i ranks what a person engages with after the query (the trained
+objective: related_items), z_q . z_i ranks the items whose embeddings are closest to the query's, a symmetric
+"more like this" whose lists reach much more of the catalogue (similar_items; report.json's `pinsage_similar`
+row measures it). Both search the same index of z; without a query head they are the same ranking.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import tensorflow as tf
 
 from schema import files
 from schema.embeddings import check_inputs, write_lines
+from schema.versions import RELATED_ITEMS, SIMILAR_ITEMS
 
 RESERVED = ("neighbor_ids", "neighbor_weights", "k")
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")  # where TF Serving looks for them
@@ -110,8 +116,15 @@ class ServingModule(tf.Module):
         return emb if self.query_head is None else self.query_head(emb)
 
     def related_items(self, item_id: tf.Tensor, k: tf.Tensor) -> Dict[str, tf.Tensor]:
-        rows, _ = self.rows(item_id, "related_items")
         queries = self.embeddings if self.query_embeddings is None else self.query_embeddings
+        return self._nearest_other_items(item_id, k, queries, RELATED_ITEMS)
+
+    def similar_items(self, item_id: tf.Tensor, k: tf.Tensor) -> Dict[str, tf.Tensor]:
+        return self._nearest_other_items(item_id, k, self.embeddings, SIMILAR_ITEMS)
+
+    def _nearest_other_items(self, item_id, k, queries: tf.Variable, what: str) -> Dict[str, tf.Tensor]:
+        """Top-k of queries[row] . z over the catalogue, the query item itself excluded."""
+        rows, _ = self.rows(item_id, what)
         with tf.control_dependencies([self.check_k(k, self.num_items - 1)]):
             scores = tf.matmul(tf.gather(queries, rows), self.embeddings, transpose_b=True)
         # the query item is always its own best match: push it to the bottom before top-k
@@ -152,7 +165,8 @@ def export_serving_model(
     embed_fn(features: dict[str, Tensor], neighbor_ids: int64 [B, T] (embedding rows), neighbor_weights:
     float32 [B, T]) -> [B, d] is the trained cold-start embedder (a Keras model, tf.Module or tf.function);
     `feature_spec` maps each feature column (items.csv names) to its tf.TensorSpec with a leading batch dim,
-    e.g. {"year": tf.TensorSpec([None], tf.float32)}. Without embed_fn only related_items is exported.
+    e.g. {"year": tf.TensorSpec([None], tf.float32)}. Without embed_fn only related_items and similar_items are
+    exported.
     query_embeddings [N, d] / query_fn ([B, d] -> [B, d]): a query-head model's query vectors and head."""
     item_ids = [str(i) for i in item_ids]
     emb = check_inputs(embeddings, item_ids, titles)
@@ -175,10 +189,10 @@ def export_serving_model(
         write_lines(ids_file, item_ids, "item ids")
         module = ServingModule(emb, item_ids, titles, ids_file, embed_fn, query_embeddings, query_fn)
         k_spec = tf.TensorSpec([], tf.int32, name="k")
-        related = tf.function(module.related_items).get_concrete_function(
-            tf.TensorSpec([None], tf.string, name="item_id"), k_spec
-        )
-        signatures = {"related_items": related, "serving_default": related}
+        id_spec = tf.TensorSpec([None], tf.string, name="item_id")
+        related = tf.function(module.related_items).get_concrete_function(id_spec, k_spec)
+        similar = tf.function(module.similar_items).get_concrete_function(id_spec, k_spec)
+        signatures = {RELATED_ITEMS: related, SIMILAR_ITEMS: similar, "serving_default": related}
         if embed_fn is not None:
             ids_spec = tf.TensorSpec([None, None], tf.string, name="neighbor_ids")
             w_spec = tf.TensorSpec([None, None], tf.float32, name="neighbor_weights")
@@ -216,7 +230,7 @@ def write_warmup_requests(export_dir: str, item_ids: Sequence[str], n: int = WAR
     with tf.io.TFRecordWriter(path) as w:
         for row in picks:
             req = predict_pb2.PredictRequest()
-            req.model_spec.signature_name = "related_items"
+            req.model_spec.signature_name = RELATED_ITEMS
             req.inputs["item_id"].CopyFrom(tf.make_tensor_proto([str(item_ids[row])], dtype=tf.string))
             req.inputs["k"].CopyFrom(tf.make_tensor_proto(min(k, len(item_ids) - 1), dtype=tf.int32))
             entry = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=req))

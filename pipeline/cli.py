@@ -23,6 +23,7 @@ from pipeline.configs import (
     WALK_STRATEGIES,
     SamplingConfig,
 )
+from schema import versions
 from serving.flags import DEFAULTS as SERVING
 from serving.flags import add_serve_arguments
 
@@ -272,10 +273,16 @@ def _cmd_serve(args) -> int:
     return serve_from_args(args, "pinsage serve")
 
 
-def _print_related(result: dict, queries: list[str], query_titles: list[str] | None = None) -> None:
+# what each item-to-item signature's list is, above it (schema/versions.py)
+SIGNATURE_HEADINGS = {versions.RELATED_ITEMS: "related to", versions.SIMILAR_ITEMS: "similar to (z . z)"}
+
+
+def _print_related(
+    result: dict, queries: list[str], query_titles: list[str] | None = None, heading: str = "related to"
+) -> None:
     for i, q in enumerate(queries):
         label = f"{q}  {query_titles[i]}" if query_titles and query_titles[i] else q
-        print(f"\nrelated to {label}:")
+        print(f"\n{heading} {label}:")
         titles = result.get("titles", [[""] * len(result["item_ids"][i])] * len(queries))
         for rank, (item, score, title) in enumerate(zip(result["item_ids"][i], result["scores"][i], titles[i]), 1):
             ident = f"id {item}, " if title and title != item else ""
@@ -288,18 +295,22 @@ def _cmd_query(args) -> int:
     from serving.client import related
 
     try:
-        result = related(f"{args.host}:{args.port}", args.item, args.k, model_name=args.model_name)
+        result = related(
+            f"{args.host}:{args.port}", args.item, args.k, model_name=args.model_name, signature_name=args.signature
+        )
     except grpc.RpcError as e:
         print(f"[pinsage] {e.code().name}: {e.details()}", file=sys.stderr)
         return 2
-    _print_related(result, args.item)
+    _print_related(result, args.item, heading=SIGNATURE_HEADINGS.get(args.signature, f"{args.signature} of"))
     return 0
 
 
 def serve_and_query(output: str, k: int = 10, port: int = 0) -> dict:
     """Starts the server on the run's pushed model, asks for the related items of three items spread over
     popularity (modules.evaluation.demo_query_items: the most engaged, a middle and a tail item) through the TF
-    Serving gRPC API, prints each query's title above its list, stops the server. Returns the responses."""
+    Serving gRPC API, prints each query's title above its list, and the head item's similar_items list (z . z)
+    when the version has that signature; stops the server. Returns the related_items response, with the
+    similar_items one under "similar_items"."""
     from modules.evaluation import demo_query_items
     from pipeline import driver
     from schema import graph as graph_io
@@ -323,6 +334,10 @@ def serve_and_query(output: str, k: int = 10, port: int = 0) -> dict:
             for t, q, s, n in zip(titles, queries, strata, nodes)
         ]
         _print_related(result, queries, labels)
+        if versions.SIMILAR_ITEMS in server.current.signature_defs:  # the head item's "more like this" too
+            similar = related(f"localhost:{server.port}", queries[:1], k, signature_name=versions.SIMILAR_ITEMS)
+            _print_related(similar, queries[:1], labels[:1], heading=SIGNATURE_HEADINGS[versions.SIMILAR_ITEMS])
+            result = dict(result, similar_items=similar)
     finally:
         server.stop()
         print("[pinsage] server stopped")
@@ -484,6 +499,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--item", action="append", required=True, help="source item id, repeatable")
     q.add_argument("-k", type=int, default=10)
     q.add_argument("--model-name", default="pinsage")
+    q.add_argument(
+        "--signature",
+        default="related_items",
+        help="related_items (u_q . z: what a person engages with next; the default) or similar_items (z_q . z)",
+    )
     q.set_defaults(fn=_cmd_query)
 
     b = sub.add_parser("bench", help="run a benchmark: bench/<name>.py [its arguments]")

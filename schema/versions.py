@@ -34,6 +34,11 @@ import numpy as np
 
 from schema import files
 
+# The item-to-item signatures of a version (names are part of the API): related_items scores u_q . z_i with the
+# query vectors (query_embeddings.npy under a query head, else the embeddings) and is also serving_default;
+# similar_items scores z_q . z_i. Both search the one index of z.
+RELATED_ITEMS = "related_items"
+SIMILAR_ITEMS = "similar_items"
 INDEX_ASSET_DIR = "index"
 EMBEDDINGS_NPY = "embeddings.npy"
 QUERY_EMBEDDINGS_NPY = "query_embeddings.npy"

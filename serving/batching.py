@@ -1,4 +1,4 @@
-"""`--enable_batching` for related_items: concurrent one-item requests are queued and up to `max_batch_size` of
+"""`--enable_batching` for related_items and similar_items: concurrent one-item requests are queued and up to `max_batch_size` of
 them answered by one ScaNN `search_batched` call.
 
 The scheduling follows TF Serving's BasicBatchScheduler: a batch closes when it is full or when its first request
@@ -43,7 +43,8 @@ class Batcher:
         self._handle = None
         self._limit = options.max_enqueued_batches * options.max_batch_size
 
-    def submit(self, version, row: int, k: int):
+    def submit(self, version, row: int, k: int, *, vectors=None):
+        """Queues top-k of vectors[row] (the signature's query vectors; default version.queries, related_items')."""
         if len(self._pending) >= self._limit:
             raise ServingError(
                 grpc.StatusCode.UNAVAILABLE,
@@ -51,7 +52,7 @@ class Batcher:
                 f"{self.options.max_batch_size}); retry later",
             )
         fut = self.loop.create_future()
-        self._pending.append((version, row, k, fut))
+        self._pending.append((version, version.queries if vectors is None else vectors, row, k, fut))
         if len(self._pending) >= self.options.max_batch_size:
             self.loop.call_soon(self._flush)
         elif self._handle is None:
@@ -66,12 +67,13 @@ class Batcher:
         size = self.options.max_batch_size
         while self._pending:
             batch, self._pending = self._pending[:size], self._pending[size:]
-            groups: dict = {}
+            groups: dict = {}  # one search per version and query vectors (related_items' / similar_items')
             for t in batch:
-                groups.setdefault(id(t[0]), []).append(t)
+                groups.setdefault((id(t[0]), id(t[1])), []).append(t)
             for tasks in groups.values():
+                v, vectors = tasks[0][0], tasks[0][1]
                 try:
-                    for (_, _, _, fut), res in zip(tasks, search_batch(tasks[0][0], [(r, k) for _, r, k, _ in tasks])):
+                    for (*_, fut), res in zip(tasks, search_batch(v, [(r, k) for _, _, r, k, _ in tasks], vectors)):
                         if not fut.done():
                             fut.set_result(res)
                 except Exception as e:
@@ -81,16 +83,18 @@ class Batcher:
                             fut.set_exception(e)
 
 
-def search_batch(v: Any, queries: List[tuple]) -> list:
-    """[(row, k)] -> [(ids, scores)] from one ScaNN call, the query row dropped (else the (k+1)-th)."""
+def search_batch(v: Any, queries: List[tuple], vectors=None) -> list:
+    """[(row, k)] -> [(ids, scores)] from one ScaNN call for vectors[row] (default v.queries), the query row
+    dropped (else the (k+1)-th)."""
+    vectors = v.queries if vectors is None else vectors
     metrics.BATCH_SIZE.labels(v.model_name).observe(len(queries))
     kmax = max(k for _, k in queries) + 1
     if len(queries) == 1:
-        idx, dist = v.index.searcher.search(v.queries[queries[0][0]], final_num_neighbors=kmax)
+        idx, dist = v.index.searcher.search(vectors[queries[0][0]], final_num_neighbors=kmax)
         idx, dist = np.asarray(idx)[None], np.asarray(dist, np.float32)[None]
     else:
         rows = np.fromiter((r for r, _ in queries), np.int64, len(queries))
-        idx, dist = v.index.searcher.search_batched(v.queries[rows], final_num_neighbors=kmax)
+        idx, dist = v.index.searcher.search_batched(vectors[rows], final_num_neighbors=kmax)
         idx, dist = np.asarray(idx), np.asarray(dist, np.float32)
     out = []
     for (row, k), ids, scores in zip(queries, idx.tolist(), dist):

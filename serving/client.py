@@ -31,10 +31,17 @@ def decode(response: predict_pb2.PredictResponse) -> Dict[str, list]:
 
 
 def related(
-    host_port: str, item_ids: Sequence[str], k: int, model_name: str = "pinsage", timeout: float = 10.0
+    host_port: str,
+    item_ids: Sequence[str],
+    k: int,
+    model_name: str = "pinsage",
+    timeout: float = 10.0,
+    signature_name: str = "related_items",
 ) -> Dict[str, List[list]]:
-    """{"item_ids": [[...k]...], "scores": [[...]], "titles": [[...]]} per query item; raises grpc.RpcError
-    (e.g. INVALID_ARGUMENT for an unknown id) with the server's message in .details()."""
+    """{"item_ids": [[...k]...], "scores": [[...]], "titles": [[...]]} per query item from `signature_name`
+    (related_items, or similar_items); raises grpc.RpcError (e.g. INVALID_ARGUMENT for an unknown id) with the
+    server's message in .details()."""
     with grpc.insecure_channel(host_port) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        return decode(stub.Predict(related_request(item_ids, k, model_name), timeout=timeout))
+        req = related_request(item_ids, k, model_name, signature_name)
+        return decode(stub.Predict(req, timeout=timeout))

@@ -20,7 +20,8 @@ Behaviour:
   the newest available version.
 - related_items: rows from the id map -> stored query vectors (the embeddings, or a query-head model's
   query_embeddings) -> ScaNN top-(k+1) -> the query item dropped; with `--enable_batching` concurrent requests
-  share one batched ScaNN search (serving/batching.py).
+  share one batched ScaNN search (serving/batching.py). similar_items: the same with the item's own embedding
+  as the query (z_q . z_i), on the same index.
   embed_item: the inputs are checked (finite, weights >= 0, one batch size), then the SavedModel's `embed_new`
   function (the trained cold-start embedder) -> ScaNN top-k. Any other signature is run by the SavedModel.
 - Errors are gRPC status codes and the server stays up: NOT_FOUND for an unknown model / version / label /
@@ -187,6 +188,13 @@ class LoadedVersion:
             if set(NEIGHBOR_INPUTS) <= set(ins) and hasattr(self.saved_model, "embed_new")
             else "generic"
             for k, ins in self.inputs.items()
+        }
+        # what each item-to-item signature searches with: similar_items the indexed z, any other (related_items,
+        # serving_default) the stored query vectors
+        self.query_vectors = {
+            k: self.embeddings if k == versions.SIMILAR_ITEMS else self.queries
+            for k, kind in self.kind.items()
+            if kind == "related"
         }
         # the hot path (one item id, top-k; see ModelServer._related_one)
         self.one_item_signatures = {
@@ -444,7 +452,7 @@ class ModelServer:
         if name in v.one_item_signatures and not request.output_filter:
             args = self._one_item_args(v, request.inputs)
             if args is not None:
-                return self._respond_one(v, name, *self._search_one(v, *args))
+                return self._respond_one(v, name, *self._search_one(v.query_vectors[name], v, *args))
         specs = v.inputs.get(name)
         if specs is None:
             raise not_found(f"signature '{name}' not found (available: {sorted(v.signature_defs)})")
@@ -458,7 +466,7 @@ class ModelServer:
             raise invalid(f"batch of {batch} exceeds max_batch {self.max_batch}")
         kind = v.kind[name]
         if kind == "related":
-            out = self._related(v, inputs["item_id"], self._k(inputs, v.num_items - 1, batch))
+            out = self._related(v, name, inputs["item_id"], self._k(inputs, v.num_items - 1, batch))
         elif kind == "embed":
             out = self._embed(v, inputs, self._k(inputs, v.num_items, batch))
         else:
@@ -499,9 +507,10 @@ class ModelServer:
         return row, k
 
     @staticmethod
-    def _search_one(v: "LoadedVersion", row: int, k: int):
-        """One ScaNN call for top-(k+1); the query item dropped, else the (k+1)-th."""
-        idx, scores = v.index.searcher.searcher.search(v.queries[row], k + 1, -1, -1)
+    def _search_one(vectors: np.ndarray, v: "LoadedVersion", row: int, k: int):
+        """One ScaNN call for top-(k+1) of vectors[row] (the signature's query vectors); the query item dropped,
+        else the (k+1)-th."""
+        idx, scores = v.index.searcher.searcher.search(vectors[row], k + 1, -1, -1)
         idx = idx.tolist()
         if row in idx:
             j = idx.index(row)
@@ -538,9 +547,9 @@ class ModelServer:
             raise invalid(f"batch {batch} x k {k} exceeds max_results {self.max_results}")
         return k
 
-    def _related(self, v: "LoadedVersion", ids: np.ndarray, k: int):
-        rows = v.rows(ids, "related_items")
-        idx, scores = v.search(v.queries[rows], k + 1)
+    def _related(self, v: "LoadedVersion", name: str, ids: np.ndarray, k: int):
+        rows = v.rows(ids, name)
+        idx, scores = v.search(v.query_vectors[name][rows], k + 1)
         if len(rows) == 1:  # the common case, without numpy's per-call overhead
             keep = [j for j, r in enumerate(idx[0]) if r != rows[0]][:k]
             return v.outputs(idx[:, keep], scores[:, keep])
@@ -632,9 +641,10 @@ class ModelServer:
         args = self._one_item_args(v, request.inputs)
         if args is None:
             return None
+        vectors = v.query_vectors[name]
         if self.batcher is not None:
-            return v, name, self.batcher.submit(v, *args)
-        return self._respond_one(v, name, *self._search_one(v, *args))
+            return v, name, self.batcher.submit(v, *args, vectors=vectors)
+        return self._respond_one(v, name, *self._search_one(vectors, v, *args))
 
     # -- lifecycle
     def start(

@@ -121,7 +121,7 @@ class Executor(base_executor.BaseExecutor):
                 "destination": path,
                 "version": version,
                 "num_items": len(ids),
-                "signatures": ["related_items"] + (["embed_item"] if embed_fn is not None else []),
+                "signatures": ["related_items", "similar_items"] + (["embed_item"] if embed_fn is not None else []),
             },
         )
 

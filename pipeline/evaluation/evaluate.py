@@ -14,6 +14,8 @@ from schema import files
 from schema import graph as graph_io
 
 ABLATION_PREFIX = "ablation:"  # model names of the ablation rows in report.json
+# the served similar_items signature's row (z_q . z_i) of a query-head model, beside `pinsage` (related_items)
+SIMILAR_MODEL = "pinsage_similar"
 
 
 def _vocab(transform_graph_uri: str, col: str, width: int) -> list[str]:
@@ -56,6 +58,8 @@ def _scorers(graph, emb, features, query_emb, ablations) -> dict:
         scorers["features_only"] = evaluation.EmbeddingScorer(evaluation.features_only_embeddings(features), "cosine")
     if emb is not None:
         scorers["pinsage"] = evaluation.EmbeddingScorer(emb, query_emb=query_emb)
+        if query_emb is not None:  # without a query head similar_items is the same ranking as related_items
+            scorers[SIMILAR_MODEL] = evaluation.EmbeddingScorer(emb)
     for name, (e, q) in sorted((ablations or {}).items()):
         scorers[ABLATION_PREFIX + name] = evaluation.EmbeddingScorer(e, query_emb=q)
     return scorers
@@ -80,7 +84,7 @@ def evaluate_all(
     categories: np.ndarray | None = None,
 ) -> tuple[dict, dict, dict]:
     """(test, validation, lists): the metrics of every model — the baselines, `pinsage` (query vectors
-    `query_emb` when the model has a query head) and each ablation {name: (emb, query_emb or None)} as
+    `query_emb` when the model has a query head, and then `pinsage_similar`, z . z) and each ablation {name: (emb, query_emb or None)} as
     `ablation:<name>`. Each model's test metrics also carry the list metrics of its related-items lists
     (evaluation.list_metrics; feature agreement with `categories`, categorical_values' matrix); `lists` says
     over which query items. `max_contexts`: evaluation.build_queries' context sample (each split's metrics then

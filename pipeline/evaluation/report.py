@@ -262,7 +262,7 @@ def _paper_lines(report: dict) -> list[str]:
 def verdict(report: dict) -> str | None:
     metrics = report.get("metrics", {})
     p = metrics.get("pinsage")
-    others = [kv for kv in metrics.items() if kv[0] != "pinsage"]
+    others = [kv for kv in metrics.items() if not kv[0].startswith("pinsage")]  # the baselines, not its own rows
     if not p or not others:
         return None
     best = max(others, key=lambda kv: kv[1]["hr@10"])
@@ -347,13 +347,20 @@ def list_text(report: dict) -> str | None:
         if feature
         else "feature_agreement@10: the dataset has no categorical feature."
     )
+    similar = (
+        " Rows `pinsage` and `pinsage_similar` are the two signatures the server answers: related_items (u_q . "
+        'z_i, the query head\'s "what a person engages with next") and similar_items (z_q . z_i, the items whose '
+        "embeddings are closest to the query's)."
+        if "pinsage_similar" in (report.get("metrics") or {})
+        else ""
+    )
     return (
         "List metrics — what a person is served: each query item's related-items list is the model's top 10, the "
         f"item itself excluded and nothing masked; query items: every item with >= "
         f"{info.get('min_train_interactions', 5)} train interactions{sample}. "
         "coverage@10 = share of the items with >= 1 train interaction that appear in at least one list (how much "
         "of the catalogue the lists reach); popular_share@10 = share of all list slots taken by the "
-        f"{info.get('popular_items', 50)} most-interacted items (how much the lists lean on the head); " + agr
+        f"{info.get('popular_items', 50)} most-interacted items (how much the lists lean on the head); " + agr + similar
     )
 
 

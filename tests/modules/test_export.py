@@ -68,6 +68,18 @@ def test_related_items_equals_numpy_top_k(exported):
     np.testing.assert_allclose(out["scores"].numpy(), top, rtol=1e-5)
 
 
+def test_similar_items_without_a_query_head_is_related_items(exported):
+    path, _, ids, _, _ = exported
+    m = tf.saved_model.load(path)
+    assert set(m.signatures["similar_items"].structured_input_signature[1]) == {"item_id", "k"}
+    args = dict(item_id=tf.constant(ids[[5, 200]]), k=tf.constant(7, tf.int32))
+    a, b = m.signatures["related_items"](**args), m.signatures["similar_items"](**args)
+    for key in ("item_ids", "scores", "titles"):
+        np.testing.assert_array_equal(a[key].numpy(), b[key].numpy())
+    with pytest.raises(tf.errors.InvalidArgumentError, match="similar_items: unknown item id"):
+        m.signatures["similar_items"](item_id=tf.constant(["nope"]), k=tf.constant(3))
+
+
 def test_embed_item_equals_numpy(exported):
     path, emb, ids, _, standin = exported
     sig = tf.saved_model.load(path).signatures["embed_item"]
@@ -120,6 +132,7 @@ def test_saved_model_cli_lists_signatures(exported):
     assert out.returncode == 0, out.stderr[-2000:]
     for name in (
         "signature_def['related_items']",
+        "signature_def['similar_items']",
         "signature_def['embed_item']",
         "signature_def['serving_default']",
         "inputs['item_id']",
@@ -175,6 +188,10 @@ def test_query_vectors_drive_related_items_and_cold_start(tmp_path):
     plain = emb[q] @ emb.T
     plain[np.arange(len(q)), q] = -np.inf
     assert not np.array_equal(numpy_top_k(plain, 10)[0], idx)  # the query vectors changed the answer
+    out = loaded.signatures["similar_items"](item_id=tf.constant(ids[q]), k=tf.constant(10, tf.int32))
+    sim_idx, sim_top = numpy_top_k(plain, 10)  # similar_items: the item's own z against z, not the head's u
+    np.testing.assert_array_equal(out["item_ids"].numpy().astype(str), ids[sim_idx])
+    np.testing.assert_allclose(out["scores"].numpy(), sim_top, rtol=1e-4, atol=1e-4)
     nb, w = np.array([["m1", "m2", "m9"]]), np.array([[0.5, 0.3, 0.2]], np.float32)
     year, genres = np.array([0.5], np.float32), np.eye(3, dtype=np.float32)[:1]
     out = loaded.signatures["embed_item"](

@@ -229,7 +229,8 @@ def test_trainer_learns_and_evaluator_reports_against_baselines(run):
     with open(os.path.join(rdir, "report.json")) as f:
         rep = json.load(f)
     assert rep["dataset"] == "ml-100k" and "mask" in rep["protocol"]
-    models = {"pinsage", "popularity", "cooccurrence_knn", "transition_counts", "rwr", "features_only"}
+    models = {"pinsage", "pinsage_similar", "popularity", "cooccurrence_knn", "transition_counts", "rwr"}
+    models.add("features_only")
     assert set(rep["metrics"]) == models and set(rep["validation_metrics"]) == models
     lists = {"coverage@10", "popular_share@10", "feature_agreement@10"}
     for m in rep["metrics"].values():
@@ -264,6 +265,8 @@ def test_trainer_learns_and_evaluator_reports_against_baselines(run):
     shown = np.unique(np.argsort(-s, axis=1, kind="stable")[:, :10])
     cov = np.isin(np.flatnonzero(g.train_degree >= 1), shown).mean()
     assert cov == pytest.approx(rep["metrics"]["pinsage"]["coverage@10"], abs=2 / g.num_items)  # float ties
+    similar = evaluation.evaluate(evaluation.EmbeddingScorer(emb), g, "test")  # similar_items: z . z
+    assert similar["mrr"] == pytest.approx(rep["metrics"]["pinsage_similar"]["mrr"])
 
     # training helps: validation HR@10 above the same architecture untrained, and above popularity
     inputs = trainer.load_inputs(
@@ -313,9 +316,15 @@ def test_bulk_embeddings_are_indexed_pushed_and_served(run, capsys):
         exact = {ids[i] for i in np.argsort(-s)[:10]}
         assert ids[q] not in row and len(row) == 10
         assert len(exact & set(row)) >= 9  # ScaNN vs exact top-10
+    s = emb[queries[0]] @ emb.T  # the head item's similar_items list: its own z against z
+    s[queries[0]] = -np.inf
+    (similar,) = result["similar_items"]["item_ids"]
+    assert ids[queries[0]] not in similar and len(set(similar) & {ids[i] for i in np.argsort(-s)[:10]}) >= 9
     printed = capsys.readouterr().out
     for q, stratum in zip(queries, ("head", "middle", "tail")):  # each query's title above its list
         assert f"related to {ids[q]}  {titles[q]}  [{stratum}: {g.train_degree[q]} train interactions]:" in printed
+    q = queries[0]
+    assert f"similar to (z . z) {ids[q]}  {titles[q]}  [head: {g.train_degree[q]} train interactions]:" in printed
 
 
 def test_run_report_html_has_the_example_queries_of_the_index(run):

@@ -87,6 +87,29 @@ def test_batches_by_size_and_timeout_with_exact_answers(emb):
         np.testing.assert_allclose(scores, emb[r] @ emb[want].T, rtol=1e-5)
 
 
+def test_a_batch_searches_each_signatures_vectors_apart(emb):
+    """related_items (the version's query vectors) and similar_items (vectors=z) requests that arrive together
+    are one search per kind, each with its own vectors: a mixed batch must not answer one with the other's."""
+    v = FakeVersion(emb)
+    v.queries = emb @ np.random.default_rng(4).normal(size=(emb.shape[1], emb.shape[1])).astype(np.float32)
+    rows, ks, similar = [3, 17, 250, 499, 0, 42], [5, 1, 7, 5, 3, 9], [False, True, True, False, True, False]
+
+    async def scenario(loop):
+        b = Batcher(BatchingOptions(max_batch_size=8, batch_timeout_micros=100_000, max_enqueued_batches=4), loop)
+        fs = [b.submit(v, r, k, vectors=emb if sim else None) for r, k, sim in zip(rows, ks, similar)]
+        return await asyncio.gather(*fs)
+
+    got = run(scenario)
+    assert sorted(v.index.searcher.calls) == [3, 3]  # one batch, split in two searches of three
+    for (ids, scores), r, k, sim in zip(got, rows, ks, similar):
+        q = emb[r] if sim else v.queries[r]
+        s = q @ emb.T
+        s[r] = -np.inf
+        want = np.argsort(-s, kind="stable")[:k]
+        assert ids == want.tolist(), (r, sim)
+        np.testing.assert_allclose(scores, s[want], rtol=1e-5)
+
+
 def test_full_queue_is_refused_not_queued_without_bound(emb):
     v = FakeVersion(emb)
 

@@ -343,6 +343,12 @@ def test_query_head_version_searches_with_query_vectors(tmp_path):
         assert one == exact[1].tolist()
         plain = exact_related(emb, rows, 10)  # what a server ignoring the query head would say
         assert np.mean([len(set(g) & set(e)) / 10 for g, e in zip(got, plain)]) < 0.7
+        # similar_items searches the same index with the item's own z: exactly z . z, on both paths
+        sim = client.related(addr, [f"i{r}" for r in rows], 10, signature_name="similar_items")
+        np.testing.assert_array_equal([[int(i[1:]) for i in r] for r in sim["item_ids"]], plain)
+        np.testing.assert_allclose(sim["scores"], np.take_along_axis(emb[rows] @ emb.T, plain, 1), rtol=1e-5)
+        sim_one = client.related(addr, [f"i{rows[1]}"], 10, signature_name="similar_items")["item_ids"][0]
+        assert [int(i[1:]) for i in sim_one] == plain[1].tolist()
         stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(addr))
         req = predict_pb2.PredictRequest()
         req.model_spec.name, req.model_spec.signature_name = "pinsage", "embed_item"

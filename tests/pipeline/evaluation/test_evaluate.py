@@ -110,6 +110,23 @@ def test_ablation_rows_get_the_list_metrics_too(small):
     assert {k: row[k] for k in want} == pytest.approx(want)
 
 
+def test_a_query_head_model_gets_a_similar_items_row_scored_z_dot_z(small):
+    """With query vectors, `pinsage` ranks u . z (related_items) and `pinsage_similar` z . z (similar_items): each
+    one's lists equal a plain-Python ranking by its own scores, and the z . z row is the head-less model's."""
+    g, feats, emb = small
+    cats, _ = evaluate.categorical_values(feats)
+    query = np.random.default_rng(11).normal(size=emb.shape).astype(np.float32)
+    test, val, _ = evaluate.evaluate_all(g, emb, None, query_emb=query, categories=cats)
+    assert {"pinsage", evaluate.SIMILAR_MODEL} <= set(test) and evaluate.SIMILAR_MODEL in val
+    for name, s in (("pinsage", query @ emb.T), (evaluate.SIMILAR_MODEL, emb @ emb.T)):
+        want = _reference_lists(s, g.train_degree, cats)
+        assert {k: test[name][k] for k in want} == pytest.approx(want), name
+    assert test["pinsage"]["mrr"] != test[evaluate.SIMILAR_MODEL]["mrr"]
+    plain, plain_val, _ = evaluate.evaluate_all(g, emb, None, categories=cats)
+    assert evaluate.SIMILAR_MODEL not in plain  # no head: the two signatures are one ranking, one row
+    assert test[evaluate.SIMILAR_MODEL] == plain["pinsage"] and val[evaluate.SIMILAR_MODEL] == plain_val["pinsage"]
+
+
 def test_progress_prints_plain_lines_off_a_terminal_and_leaves_the_numbers_alone(small, monkeypatch):
     """The evaluator's meter (pipeline/progress.py) counts ranked queries; the ranks are the same with and without."""
     import io
