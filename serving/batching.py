@@ -1,5 +1,5 @@
-"""`--enable_batching` for related_items and similar_items: concurrent one-item requests are queued and up to `max_batch_size` of
-them answered by one ScaNN `search_batched` call.
+"""`--enable_batching` for related_items and similar_items: concurrent one-item requests are queued and up to
+`max_batch_size` of them answered by one ScaNN `search_batched` call per signature's query vectors.
 
 The scheduling follows TF Serving's BasicBatchScheduler: a batch closes when it is full or when its first request
 has waited `batch_timeout_micros`; at most `max_enqueued_batches` batches wait, beyond that a request is refused
