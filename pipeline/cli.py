@@ -501,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--model-name", default="pinsage")
     q.add_argument(
         "--signature",
-        default="related_items",
+        default=versions.RELATED_ITEMS,
         help="related_items (u_q . z: what a person engages with next; the default) or similar_items (z_q . z)",
     )
     q.set_defaults(fn=_cmd_query)

@@ -9,9 +9,11 @@ import grpc
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from schema.versions import RELATED_ITEMS
+
 
 def related_request(
-    item_ids: Sequence[str], k: int, model_name: str = "pinsage", signature_name: str = "related_items"
+    item_ids: Sequence[str], k: int, model_name: str = "pinsage", signature_name: str = RELATED_ITEMS
 ) -> predict_pb2.PredictRequest:
     req = predict_pb2.PredictRequest()
     req.model_spec.name = model_name
@@ -36,7 +38,7 @@ def related(
     k: int,
     model_name: str = "pinsage",
     timeout: float = 10.0,
-    signature_name: str = "related_items",
+    signature_name: str = RELATED_ITEMS,
 ) -> Dict[str, List[list]]:
     """{"item_ids": [[...k]...], "scores": [[...]], "titles": [[...]]} per query item from `signature_name`
     (related_items, or similar_items); raises grpc.RpcError (e.g. INVALID_ARGUMENT for an unknown id) with the
