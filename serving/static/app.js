@@ -1,12 +1,58 @@
 // The related-items page: plain JavaScript over this server's REST API, no build step.
 // Search:  GET  /v1/models/{model}/items?q=...&limit=20        (this server's extension)
+// Lists:   GET  /v1/models/{model}/metadata                    (TF Serving's REST API): the version's
+//          item-to-item signatures (inputs item_id and k, outputs item_ids and scores) are the lists offered:
+//          related_items (u_q . z, what a person engages with next) and similar_items (z_q . z, more like this)
 // Related: POST /v1/models/{model}:predict                      (TF Serving's REST API, columnar format)
 //          {"signature_name": "related_items", "inputs": {"item_id": [id], "k": k}}
 //          -> {"outputs": {"item_ids": [[...]], "titles": [[...]], "scores": [[...]]}}
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { model: null, trail: [] };
+const DEFAULT_SIGNATURE = "related_items";
+// what each list answers; a signature without a label here is offered under its own name
+const SIGNATURE_LABELS = { related_items: "What comes next", similar_items: "More like this" };
+const state = { model: null, trail: [], signature: DEFAULT_SIGNATURE };
+
+function itemToItemSignatures(metadata) {
+  // serving_default is an alias of related_items in the pushed versions, so it is not offered twice
+  const defs = ((metadata.metadata || {}).signature_def || {}).signature_def || {};
+  const known = Object.keys(SIGNATURE_LABELS);
+  const rank = (name) => (known.includes(name) ? known.indexOf(name) : known.length);
+  return Object.keys(defs)
+    .filter((name) => {
+      const inputs = defs[name].inputs || {};
+      const outputs = defs[name].outputs || {};
+      return name !== "serving_default" && "item_id" in inputs && "k" in inputs
+        && "item_ids" in outputs && "scores" in outputs;
+    })
+    .sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+}
+
+function renderSignatures(names) {
+  const box = $("signatures");
+  box.querySelectorAll("label").forEach((e) => e.remove());
+  if (!names.includes(state.signature)) state.signature = names.includes(DEFAULT_SIGNATURE) ? DEFAULT_SIGNATURE : names[0];
+  names.forEach((name) => {
+    const label = document.createElement("label");
+    label.className = "choice";
+    const radio = Object.assign(document.createElement("input"), {
+      type: "radio", name: "signature", value: name, checked: name === state.signature,
+    });
+    radio.addEventListener("change", () => {
+      state.signature = name;
+      $("signature-name").textContent = name;
+      const id = $("current").dataset.itemId;
+      if (id) showList(id);
+    });
+    const text = SIGNATURE_LABELS[name] ? `${SIGNATURE_LABELS[name]} ` : "";
+    const code = Object.assign(document.createElement("code"), { textContent: name });
+    label.append(radio, ` ${text}`, code);
+    box.appendChild(label);
+  });
+  box.hidden = names.length < 2; // one list: nothing to choose
+  $("signature-name").textContent = state.signature;
+}
 
 async function api(path, body) {
   const init = body === undefined ? {} : {
@@ -60,6 +106,16 @@ async function search(q) {
   }
 }
 
+async function titleOf(id) {
+  // an item named by the URL: its title from the search, where an exact id comes first
+  try {
+    const data = await api(`/v1/models/${encodeURIComponent(state.model)}/items?q=${encodeURIComponent(id)}&limit=1`);
+    return data.item_ids[0] === id ? data.titles[0] : "";
+  } catch (err) {
+    return "";
+  }
+}
+
 function renderTrail() {
   const nav = $("trail");
   nav.replaceChildren();
@@ -82,15 +138,24 @@ async function walkTo(id, title, fromSearch) {
   renderTrail();
   $("current").textContent = title || id;
   $("current").dataset.itemId = id;
-  history.replaceState(null, "", `#item=${encodeURIComponent(id)}`);
+  await showList(id);
+}
+
+async function showList(id) {
+  const signature = state.signature;
+  const hash = new URLSearchParams({ item: id });
+  if (signature !== DEFAULT_SIGNATURE) hash.set("signature", signature);
+  history.replaceState(null, "", `#${hash}`);
   const k = Math.max(1, parseInt($("k").value, 10) || 10);
   const ol = $("related");
   ol.setAttribute("aria-busy", "true");
+  ol.dataset.signature = signature;
   try {
     const data = await api(`/v1/models/${encodeURIComponent(state.model)}:predict`, {
-      signature_name: "related_items", inputs: { item_id: [id], k },
+      signature_name: signature, inputs: { item_id: [id], k },
     });
-    if ($("current").dataset.itemId !== id) return; // the user walked on meanwhile
+    // the user walked on or picked another list meanwhile
+    if ($("current").dataset.itemId !== id || state.signature !== signature) return;
     showError(null);
     const out = data.outputs;
     const titles = out.titles ? out.titles[0] : [];
@@ -121,6 +186,9 @@ async function main() {
     const versions = status.model_version_status.map((s) => `${s.version} (${s.state})`).join(", ");
     $("model-info").textContent = `model ${state.model}, version ${versions}`;
     document.querySelectorAll(".model-name").forEach((e) => { e.textContent = state.model; });
+    const asked = new URLSearchParams(location.hash.slice(1));
+    if (asked.get("signature")) state.signature = asked.get("signature");
+    renderSignatures(itemToItemSignatures(await api(`/v1/models/${encodeURIComponent(state.model)}/metadata`)));
   } catch (err) {
     $("model-info").textContent = "";
     showError(err);
@@ -136,8 +204,8 @@ async function main() {
     if (ev.key === "Enter" && first) first.click();
   });
   search("");
-  const m = location.hash.match(/^#item=(.+)$/);
-  if (m) walkTo(decodeURIComponent(m[1]), "", true);
+  const item = new URLSearchParams(location.hash.slice(1)).get("item");
+  if (item) walkTo(item, await titleOf(item), true);
 }
 
 main();

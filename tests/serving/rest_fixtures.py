@@ -2,7 +2,8 @@
 generic signatures whose inputs all have a batch dimension, which the row format ("instances") needs:
     embedding_of(item_id [N] string) -> embedding [N, d]                        one input, one output
     scaled(item_id [N] string, scale [N] float) -> embedding [N, d] * scale, item_id_bytes [N] (the id back)
-The server runs those through the SavedModel itself (its generic path)."""
+The server runs those through the SavedModel itself (its generic path). With `query_map` [d, d] the version has a
+linear query head, u = z A, so related_items (u . z) and similar_items (z . z) are different lists."""
 
 from __future__ import annotations
 
@@ -22,12 +23,13 @@ def title_of(j: int) -> str:
     return f"The {WORDS[j % len(WORDS)].title()} {NOUNS[(j // len(WORDS)) % len(NOUNS)].title()} No. {j}"
 
 
-def make_rest_version(root, n: int = 3000, d: int = 16, seed: int = 11, tag: str = "v1"):
+def make_rest_version(root, n: int = 3000, d: int = 16, seed: int = 11, tag: str = "v1", query_map=None):
     """(embeddings, ids, titles) of a version pushed to root/serving_model/pinsage."""
     emb = datasets.clustered_vectors(n, d, clusters=30, seed=seed)
     ids = [f"i{j}" for j in range(n)]
     titles = [f"{title_of(j)} ({tag})" for j in range(n)]
-    export_serving_model(str(root / f"sm0_{tag}"), emb, ids, titles=titles)
+    query = None if query_map is None else np.asarray(emb, np.float32) @ np.asarray(query_map, np.float32)
+    export_serving_model(str(root / f"sm0_{tag}"), emb, ids, titles=titles, query_embeddings=query)
     m = tf.saved_model.load(str(root / f"sm0_{tag}"))
     m.table = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(tf.constant(ids), tf.range(n, dtype=tf.int64)), -1
@@ -50,6 +52,14 @@ def make_rest_version(root, n: int = 3000, d: int = 16, seed: int = 11, tag: str
     sigs = dict(m.signatures)
     sigs.update(embedding_of=embedding_of, scaled=scaled)
     tf.saved_model.save(m, str(root / f"sm_{tag}"), signatures=sigs)
-    ib.build_index(emb, ids, str(root / f"ix_{tag}"), titles=titles, brute_force_below=1000, recall_queries=100)
+    ib.build_index(
+        emb,
+        ids,
+        str(root / f"ix_{tag}"),
+        titles=titles,
+        query_embeddings=query,
+        brute_force_below=1000,
+        recall_queries=100,
+    )
     pusher.push(str(root / f"sm_{tag}"), str(root / f"ix_{tag}"), str(root / "serving_model"))
     return np.asarray(emb), ids, titles

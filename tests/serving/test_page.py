@@ -1,6 +1,8 @@
 """The related-items page in a real headless browser (Debian's chromium through chromium-driver, selenium):
-search a title, pick it, see its related items with titles and scores, click one, the list walks on. The lists
-shown must be the gRPC answers for the same items (test_server.py checks those against brute force).
+search a title, pick it, see its related items with titles and scores, click one, the list walks on; switch the
+list from related_items (the query head's u . z) to similar_items (z . z) and back. The lists shown must be the
+gRPC answers for the same items and signature (test_server.py checks those against brute force), and the
+similar list is also checked against a numpy z . z ranking here.
 
 Skipped, with the reason, only off CI when no browser is installed (`scripts/browser_deps.sh`, which
 `make test` runs, installs it); with CI=true a missing browser fails the test."""
@@ -34,7 +36,9 @@ def page(tmp_path_factory):
     from selenium.webdriver.chrome.service import Service
 
     root = tmp_path_factory.mktemp("page")
-    emb, ids, titles = make_rest_version(root, N, d=16, seed=5)
+    # a linear query head, so that related_items and similar_items are different lists
+    query_map = np.random.default_rng(3).normal(size=(16, 16)).astype(np.float32) / 4.0
+    emb, ids, titles = make_rest_version(root, N, d=16, seed=5, query_map=query_map)
     server = serve(str(root / "serving_model"), 0, poll_seconds=5, block=False, rest_api_port=0)
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
@@ -43,7 +47,9 @@ def page(tmp_path_factory):
     driver = webdriver.Chrome(service=Service(DRIVER, log_output=str(root / "chromedriver.log")), options=opts)
     driver.set_page_load_timeout(60)
     try:
-        yield dict(driver=driver, server=server, ids=ids, titles=titles, url=f"http://127.0.0.1:{server.rest.port}/")
+        yield dict(
+            driver=driver, server=server, emb=emb, ids=ids, titles=titles, url=f"http://127.0.0.1:{server.rest.port}/"
+        )
     finally:
         driver.quit()
         server.stop()
@@ -75,9 +81,17 @@ def related_shown(driver):
     return ids, titles, scores
 
 
-def grpc_related(page, item_id, k=10):
-    out = client.related(f"127.0.0.1:{page['server'].port}", [item_id], k)
+def grpc_related(page, item_id, k=10, signature="related_items"):
+    out = client.related(f"127.0.0.1:{page['server'].port}", [item_id], k, signature_name=signature)
     return out["item_ids"][0], out["titles"][0], out["scores"][0]
+
+
+def signature_choices(driver):
+    """(offered signatures, the checked one) of the page's list choice."""
+    from selenium.webdriver.common.by import By
+
+    radios = driver.find_elements(By.CSS_SELECTOR, "#signatures input[type=radio]")
+    return [r.get_attribute("value") for r in radios], [r.get_attribute("value") for r in radios if r.is_selected()]
 
 
 def test_search_pick_and_walk(page):
@@ -134,3 +148,57 @@ def test_search_pick_and_walk(page):
     box.send_keys(Keys.ENTER)
     wait_for(d, lambda d: related_shown(d)[0] == grpc_related(page, "i1234", 5)[0], "i1234's related items")
     assert d.find_element(By.ID, "current").text == page["titles"][1234]
+
+
+def test_list_choice_related_and_similar(page):
+    from selenium.webdriver.common.by import By
+
+    d = page["driver"]
+    d.get("about:blank")  # a real load: the page reads its hash once, at start
+    d.get(page["url"] + "#item=i42")
+    # the version's item-to-item signatures, from its REST metadata: related first and checked; serving_default
+    # (an alias) and the generic embedding_of / scaled (no item_id + k -> item_ids) are not offered
+    wait_for(d, lambda d: signature_choices(d)[0] == ["related_items", "similar_items"], "the list choice")
+    assert signature_choices(d)[1] == ["related_items"]
+    assert d.find_element(By.ID, "signatures").is_displayed()
+    assert d.find_element(By.ID, "signature-name").text == "related_items"
+    related = grpc_related(page, "i42")[0]
+    wait_for(d, lambda d: related_shown(d)[0] == related, "i42's related_items list")
+    assert d.find_element(By.ID, "current").text == page["titles"][42]  # the URL's item gets its title
+
+    # pick "more like this": the same item's similar_items list, which the query head makes a different one
+    d.find_element(By.CSS_SELECTOR, '#signatures input[value="similar_items"]').click()
+    sim_ids, sim_titles, sim_scores = grpc_related(page, "i42", signature="similar_items")
+    wait_for(d, lambda d: related_shown(d)[0] == sim_ids, "i42's similar_items list")
+    ids, titles, scores = related_shown(d)
+    assert titles == sim_titles
+    np.testing.assert_allclose(scores, sim_scores, atol=5e-4)
+    assert len(set(ids) & set(related)) < 8, "related and similar lists should differ under a query head"
+    emb = page["emb"]
+    s = emb[42] @ emb.T
+    s[42] = -np.inf
+    exact = {f"i{j}" for j in np.argsort(-s)[:10]}  # numpy z . z; the index is ScaNN, so allow one miss
+    assert len(exact & set(ids)) >= 9
+    np.testing.assert_allclose(scores, [float(emb[42] @ emb[int(i[1:])]) for i in ids], atol=5e-4)
+    assert d.find_element(By.ID, "signature-name").text == "similar_items"
+    assert "signature=similar_items" in d.current_url
+
+    # walking on keeps the chosen list
+    nxt = ids[2]
+    d.find_element(By.CSS_SELECTOR, f'#related button[data-item-id="{nxt}"]').click()
+    nxt_similar = grpc_related(page, nxt, signature="similar_items")[0]
+    wait_for(d, lambda d: related_shown(d)[0] == nxt_similar, "the next item's similar_items list")
+
+    # the URL names the list: loading it again shows the same choice and list
+    url = d.current_url
+    d.get("about:blank")
+    d.get(url)
+    wait_for(d, lambda d: signature_choices(d)[1] == ["similar_items"], "the similar choice from the URL")
+    wait_for(d, lambda d: related_shown(d)[0] == nxt_similar, "the similar list from the URL")
+    assert d.find_element(By.ID, "current").text == page["titles"][int(nxt[1:])]
+
+    # and back to what comes next
+    d.find_element(By.CSS_SELECTOR, '#signatures input[value="related_items"]').click()
+    wait_for(d, lambda d: related_shown(d)[0] == grpc_related(page, nxt)[0], "the related_items list again")
+    assert "signature=" not in d.current_url
+    assert d.find_element(By.ID, "error").get_attribute("hidden") is not None
