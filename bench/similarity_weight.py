@@ -1,0 +1,95 @@
+"""The served query's similarity weight, re-scored on a finished run: what each lambda would have served.
+
+    .venv/bin/python bench/similarity_weight.py --run /tmp/ml1m                  # -> bench/results/similarity_weight-<run dir name>.json
+    .venv/bin/python bench/similarity_weight.py --run /tmp/ml1m --weights 0,0.02,0.1
+
+`similarity_weight` (layers.QueryHead) serves u = normalise(u0 + lambda z): u0 is the trained query head's output
+(the trainer's query_embeddings.npy at lambda 0) and z the indexed item embedding (embeddings.npy). Both are saved
+by the run, so every lambda is scored here without training again, on the same vectors: validation and test HR@10
+/ MRR under the fixed protocol and the list metrics of the related-items lists (coverage@10, popular_share@10). The
+lambda-0 row equals the run's report. This is the table behind `"similarity_weight": null` (the one-SE choice on
+validation, modules/trainer.choose_similarity_weight) and the trade-off it makes; the numbers go to BUILD_NOTES.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import quality
+from modules import evaluation as ev
+from modules import model as model_lib
+from modules import trainer
+from pipeline import driver
+
+ARTIFACTS = {
+    "graph": ("GraphGen", "graph"),
+    "transformed": ("Transform", "transformed_examples"),
+    "nbr": ("NeighborhoodSampler", "neighborhoods"),
+    "pairs": ("PairGen", "pairs"),
+    "model": ("PinSageTrainer", "model"),
+}
+
+
+def served_queries(u0: np.ndarray, z: np.ndarray, weight: float) -> np.ndarray:
+    """normalise(u0 + weight z) row by row: the query vectors QueryHead serves at similarity_weight = weight."""
+    q = np.asarray(u0, np.float32) + np.float32(weight) * np.asarray(z, np.float32)
+    return q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True, help="a finished `pinsage run --output` directory")
+    ap.add_argument("--weights", default=",".join(str(w) for w in model_lib.SIMILARITY_WEIGHTS))
+    ap.add_argument(
+        "--out", default=None, help="JSON path (default bench/results/similarity_weight-<run dir name>.json)"
+    )
+    args = ap.parse_args()
+    art = {k: driver.latest_artifact_dir(args.run, c, o) for k, (c, o) in ARTIFACTS.items()}
+    schema = quality._graph_schema(args.run)
+    g = trainer.load_inputs(art["transformed"], schema, art["graph"], art["nbr"], art["pairs"])["graph"]
+    z = np.load(os.path.join(art["model"], "embeddings.npy"))
+    u0_path = os.path.join(art["model"], "query_embeddings.npy")
+    if not os.path.exists(u0_path):
+        sys.exit(f"{u0_path}: this run's model has no query head, so the similarity weight does not apply")
+    u0 = np.load(u0_path)
+    deg = np.asarray(g.train_degree)
+    nodes, _ = ev.list_query_nodes(deg)
+    queries = {split: ev.build_queries(g, split) for split in ("validation", "test")}
+    rows = []
+    for w in (float(x) for x in args.weights.split(",")):
+        t0 = time.perf_counter()
+        scorer = ev.EmbeddingScorer(z, query_emb=served_queries(u0, z, w))
+        row = {"similarity_weight": w}
+        for split, q in queries.items():
+            m = ev.metrics_from_ranks(ev.ranks(scorer, q))
+            row[f"{split}_hr@{ev.K}"], row[f"{split}_mrr"] = m[f"hr@{ev.K}"], m["mrr"]
+        row.update(ev.list_metrics(ev.top_k_lists(scorer, nodes, g.num_items), nodes, deg))
+        row["seconds"] = round(time.perf_counter() - t0, 1)
+        rows.append(row)
+        print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
+    name = os.path.basename(os.path.normpath(args.run))
+    out = args.out or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "results", f"similarity_weight-{name}.json"
+    )
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    result = {
+        "run": os.path.abspath(args.run),
+        "contexts": {s: len(q) for s, q in queries.items()},
+        "list_queries": len(nodes),
+        "rows": rows,
+    }
+    with open(out, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"-> {out}")
+
+
+if __name__ == "__main__":
+    main()
