@@ -23,19 +23,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench import quality
 from modules import evaluation as ev
 from modules import model as model_lib
-from modules import trainer
 from pipeline import driver
-
-ARTIFACTS = {
-    "graph": ("GraphGen", "graph"),
-    "transformed": ("Transform", "transformed_examples"),
-    "nbr": ("NeighborhoodSampler", "neighborhoods"),
-    "pairs": ("PairGen", "pairs"),
-    "model": ("PinSageTrainer", "model"),
-}
+from schema import graph as graph_io
+from schema.embeddings import EMBEDDINGS_FILE, QUERY_EMBEDDINGS_FILE
 
 
 def served_queries(u0: np.ndarray, z: np.ndarray, weight: float) -> np.ndarray:
@@ -44,19 +36,33 @@ def served_queries(u0: np.ndarray, z: np.ndarray, weight: float) -> np.ndarray:
     return q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
 
 
+def _weights(text: str) -> list[float]:
+    """--weights: a comma list of finite lambdas >= 0 (what PinSageHParams accepts)."""
+    try:
+        weights = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma list of numbers: {text!r}") from None
+    if not all(np.isfinite(w) and w >= 0 for w in weights):
+        raise argparse.ArgumentTypeError(f"every weight must be finite and >= 0: {text!r}")
+    return weights
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="a finished `pinsage run --output` directory")
-    ap.add_argument("--weights", default=",".join(str(w) for w in model_lib.SIMILARITY_WEIGHTS))
+    ap.add_argument("--weights", type=_weights, default=list(model_lib.SIMILARITY_WEIGHTS))
     ap.add_argument(
         "--out", default=None, help="JSON path (default bench/results/similarity_weight-<run dir name>.json)"
     )
     args = ap.parse_args()
-    art = {k: driver.latest_artifact_dir(args.run, c, o) for k, (c, o) in ARTIFACTS.items()}
-    schema = quality._graph_schema(args.run)
-    g = trainer.load_inputs(art["transformed"], schema, art["graph"], art["nbr"], art["pairs"])["graph"]
-    z = np.load(os.path.join(art["model"], "embeddings.npy"))
-    u0_path = os.path.join(art["model"], "query_embeddings.npy")
+    # the graph and the trained vectors are all it reads: no features, neighbourhoods or pairs
+    graph_dir = driver.latest_artifact_dir(args.run, "GraphGen", "graph")
+    model_dir = driver.latest_artifact_dir(args.run, "PinSageTrainer", "model")
+    if graph_dir is None or model_dir is None:
+        ap.error(f"--run {args.run}: no GraphGen graph or PinSageTrainer model there (a finished `pinsage run`?)")
+    g = graph_io.load_graph(graph_dir)
+    z = np.load(os.path.join(model_dir, EMBEDDINGS_FILE))
+    u0_path = os.path.join(model_dir, QUERY_EMBEDDINGS_FILE)
     if not os.path.exists(u0_path):
         sys.exit(f"{u0_path}: this run's model has no query head, so the similarity weight does not apply")
     u0 = np.load(u0_path)
@@ -64,7 +70,7 @@ def main():
     nodes, _ = ev.list_query_nodes(deg)
     queries = {split: ev.build_queries(g, split) for split in ("validation", "test")}
     rows = []
-    for w in (float(x) for x in args.weights.split(",")):
+    for w in args.weights:
         t0 = time.perf_counter()
         scorer = ev.EmbeddingScorer(z, query_emb=served_queries(u0, z, w))
         row = {"similarity_weight": w}

@@ -9,7 +9,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const DEFAULT_SIGNATURE = "related_items";
+const DEFAULT_SIGNATURE = "related_items"; // schema/versions.RELATED_ITEMS, the pushed versions' serving_default
 // what each list answers; a signature without a label here is offered under its own name
 const SIGNATURE_LABELS = { related_items: "What comes next", similar_items: "More like this" };
 const state = { model: null, trail: [], signature: DEFAULT_SIGNATURE };
@@ -149,7 +149,6 @@ async function showList(id) {
   const k = Math.max(1, parseInt($("k").value, 10) || 10);
   const ol = $("related");
   ol.setAttribute("aria-busy", "true");
-  ol.dataset.signature = signature;
   try {
     const data = await api(`/v1/models/${encodeURIComponent(state.model)}:predict`, {
       signature_name: signature, inputs: { item_id: [id], k },
