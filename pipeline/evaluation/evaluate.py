@@ -65,13 +65,16 @@ def _scorers(graph, emb, features, query_emb, ablations) -> dict:
     return scorers
 
 
-def _split_ranks(scorer, queries: dict, bar) -> dict:
-    """{split: ranks}; the splits' blocks are scored once when they share their query items (they do whenever
-    every context has both splits, GraphGen's >= 3 interactions rule)."""
+def _ranks_and_lists(scorer, queries: dict, nodes, num_items: int, bar) -> tuple[dict, np.ndarray]:
+    """({split: ranks}, lists of `nodes`). When the splits share their query items (they do whenever every
+    context has both splits, GraphGen's >= 3 interactions rule) each distinct query item is scored once for both
+    splits and the lists (evaluation.ranks_and_lists); otherwise each split and the lists on their own."""
     qs = list(queries.values())
     if all(len(q) == len(qs[0]) and np.array_equal(q.query, qs[0].query) for q in qs[1:]):
-        return dict(zip(queries, evaluation.ranks_shared(scorer, qs, progress=bar)))
-    return {split: evaluation.ranks(scorer, q, progress=bar) for split, q in queries.items()}
+        split_ranks, lists = evaluation.ranks_and_lists(scorer, qs, nodes, progress=bar)
+        return dict(zip(queries, split_ranks)), lists
+    split_ranks = {split: evaluation.ranks(scorer, q, progress=bar) for split, q in queries.items()}
+    return split_ranks, evaluation.top_k_lists(scorer, nodes, num_items, progress=bar)
 
 
 def evaluate_all(
@@ -101,11 +104,11 @@ def evaluate_all(
     try:
         for name, s in scorers.items():
             bar.describe(f"evaluation: {name}")
-            for split, r in _split_ranks(s, queries, bar).items():
+            split_ranks, lists = _ranks_and_lists(s, queries, nodes, graph.num_items, bar)
+            for split, r in split_ranks.items():
                 m = evaluation.metrics_from_ranks(r)
                 out[split][name] = dict(m, total_contexts=queries[split].total_contexts)
             if len(nodes):
-                lists = evaluation.top_k_lists(s, nodes, graph.num_items, progress=bar)
                 out["test"][name].update(evaluation.list_metrics(lists, nodes, graph.train_degree, categories))
     finally:
         bar.close()

@@ -423,3 +423,47 @@ def test_shared_queries_are_scored_once_and_rank_as_apart(graph):
     )
     with pytest.raises(ValueError, match="same query items"):
         ev.ranks_shared(FixedScorer(s), [test, other])
+
+
+def test_ranks_and_lists_score_each_distinct_query_item_once_and_match_a_brute_force_sort():
+    """Contexts sharing query items (up to 9 on one item, more than a block's rows: the chunking), list items
+    overlapping them and not; two query sets with the same queries and different targets and masks. Ranks and
+    lists equal a plain sort of each row, ties by node id, and every distinct query item is scored exactly once."""
+    rng = np.random.default_rng(5)
+    n, m = 40, 60
+    rows = {i: rng.integers(0, 4, n).astype(np.float32) for i in range(n)}  # many ties
+
+    class Counting(FixedScorer):
+        def __init__(self, s):
+            super().__init__(s)
+            self.asked = []
+
+        def scores(self, q):
+            self.asked.extend(int(x) for x in q)
+            return super().scores(q)
+
+    query = rng.choice(np.array([1, 4, 4, 4, 7, 11, 20, 33]), m)  # few distinct items, repeated
+    sets = []
+    for _ in range(2):
+        target = rng.integers(0, n, m)
+        seen = [np.setdiff1d(rng.choice(n, rng.integers(0, 9), replace=False), [t]) for t in target]
+        indptr = np.r_[0, np.cumsum([len(x) for x in seen])]
+        sets.append(
+            (ev.Queries("test", np.arange(m), query, target, indptr, np.concatenate(seen).astype(np.int64), n), seen)
+        )
+    nodes = np.array([2, 4, 7, 8, 33, 39])
+    scorer = Counting(rows)
+    got, lists = ev.ranks_and_lists(scorer, [q for q, _ in sets], nodes, batch_size=3)
+    assert sorted(scorer.asked) == sorted(set(query.tolist()) | set(nodes.tolist()))  # each once
+    for (q, seen), r in zip(sets, got):
+        want = []
+        for i in range(m):
+            order = sorted(set(range(n)) - set(seen[i].tolist()), key=lambda j: (-rows[query[i]][j], j))
+            want.append(order.index(q.target[i]) + 1)
+        np.testing.assert_array_equal(r, want)
+    want_lists = [sorted(set(range(n)) - {int(v)}, key=lambda j: (-rows[int(v)][j], j))[:10] for v in nodes]
+    np.testing.assert_array_equal(lists, want_lists)
+    sub = sets[0][0].take(np.array([5, 2]))  # take re-packs the masks of the rows asked for
+    np.testing.assert_array_equal(sub.seen_indices, np.r_[sets[0][1][5], sets[0][1][2]])
+    with pytest.raises(ValueError, match="NaN"):
+        ev.ranks_and_lists(FixedScorer(np.full(n, np.nan)), [sets[0][0]], nodes)
