@@ -39,8 +39,12 @@ def _cmd_data(args) -> int:
     kw = {"shuffle_seed": args.shuffle_order}
     if args.dataset == "synthetic":
         kw.update(
-            items=args.items, contexts=args.contexts, edges=args.edges, seed=args.seed,
-            communities=args.communities, locality=args.locality,
+            items=args.items,
+            contexts=args.contexts,
+            edges=args.edges,
+            seed=args.seed,
+            communities=args.communities,
+            locality=args.locality,
         )
     elif args.communities is not None or args.locality:
         print("[pinsage] ERROR: --communities and --locality apply to --dataset synthetic only", file=sys.stderr)
@@ -501,11 +505,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--edges", type=_int_at_least(1), default=100000)
     d.add_argument("--seed", type=_int_at_least(0), default=0)
     d.add_argument(
-        "--communities", type=_int_at_least(1), default=None,
+        "--communities",
+        type=_int_at_least(1),
+        default=None,
         help="synthetic: latent communities (default min(32, items / 200))",
     )
     d.add_argument(
-        "--locality", type=_fraction, default=0.0, metavar="P",
+        "--locality",
+        type=_fraction,
+        default=0.0,
+        metavar="P",
         help="synthetic: share of edges that step to a ring neighbour of the context's previous item "
         "(item-level structure inside communities; 0, the default, has none)",
     )

@@ -304,7 +304,13 @@ def synthetic_arrays(
     timestamp = _timestamps(rng, c, e, ctx, degree)
     return {
         "items": _item_features(
-            rng, n, k, comm["community"], category_noise, embedding_dim, embedding_noise,
+            rng,
+            n,
+            k,
+            comm["community"],
+            category_noise,
+            embedding_dim,
+            embedding_noise,
             ring=_ring_angle(comm) if locality > 0 else None,
         ),
         "interactions": {
