@@ -4,6 +4,7 @@
     .venv/bin/python bench/baselines.py --datasets ml-100k --no-rwr
     .venv/bin/python bench/baselines.py --check-graph ml-1m=/tmp/ml1m/tfx/GraphGen/graph/5
     .venv/bin/python bench/baselines.py --rwr-iterative     # RWR by sparse power iteration, not the dense solve
+    .venv/bin/python bench/baselines.py --data-dir loc12k=/tmp/loc12k_data --out-json /tmp/b.json   # any CSV dir
 
 The graph is built in-process (evaluation.graph_from_csv: GraphGen's split in pandas, no TFX run);
 `--check-graph NAME=URI` also loads a GraphGen-made artifact, checks that the in-process graph is identical to it
@@ -135,7 +136,7 @@ def print_table(dataset: str, res: dict) -> None:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--datasets", nargs="+", default=["ml-100k", "ml-1m"], choices=["ml-100k", "ml-1m"])
+    p.add_argument("--datasets", nargs="+", default=None, choices=["ml-100k", "ml-1m"])
     p.add_argument("--no-rwr", action="store_true", help="skip random walk with restart")
     p.add_argument(
         "--rwr-iterative",
@@ -149,12 +150,25 @@ def main():
         metavar="DATASET=URI",
         help="a GraphGen-made graph artifact to compare with the in-process split and evaluate on",
     )
+    p.add_argument(
+        "--data-dir",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="also a directory already in the CSV contract (e.g. `pinsage data --dataset synthetic ...`), "
+        "reported as NAME; with only --data-dir given, --datasets defaults to none",
+    )
     p.add_argument("--work-dir", default="/tmp/pinsage_bench_baselines")
     p.add_argument(
         "--out-json", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "baselines.json")
     )
     args = p.parse_args()
     checks = dict(c.split("=", 1) for c in args.check_graph)
+    if any("=" not in d for d in args.data_dir):
+        p.error("--data-dir takes NAME=DIR")
+    given = dict(d.split("=", 1) for d in args.data_dir)
+    if args.datasets is None:
+        args.datasets = [] if given else ["ml-100k", "ml-1m"]
 
     results = {
         "protocol": ev.__doc__.split("\n\n")[1].replace("\n", " "),
@@ -167,10 +181,13 @@ def main():
         "design_ml1m_test_hr@10": DESIGN_ML1M_TEST_HR10,
         "datasets": {},
     }
-    for name in args.datasets:
-        data_dir = os.path.join(args.work_dir, name)
+    for name in [*args.datasets, *given]:
         t = time.perf_counter()
-        datasets.materialise(name, data_dir)
+        if name in given:
+            data_dir = given[name]
+        else:
+            data_dir = os.path.join(args.work_dir, name)
+            datasets.materialise(name, data_dir)
         materialise_s = time.perf_counter() - t
         t = time.perf_counter()
         graph = graph_from_csv(data_dir)

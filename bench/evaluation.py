@@ -71,8 +71,11 @@ def main():
             "once_s": round(t2 - t1, 2),
             "speedup": round((t1 - t0) / max(t2 - t1, 1e-9), 2),
             "identical_ranks": all(np.array_equal(a, b) for a, b in zip(old_ranks, new_ranks)),
+            "ranks_moved": int(sum(np.count_nonzero(a != b) for a, b in zip(old_ranks, new_ranks))),
+            "largest_move": int(max(np.abs(a - b).max(initial=0) for a, b in zip(old_ranks, new_ranks))),
             "identical_lists": bool(np.array_equal(old_lists, new_lists)),
             "test_hr@10": (ev.metrics_from_ranks(old_ranks[0])["hr@10"], ev.metrics_from_ranks(new_ranks[0])["hr@10"]),
+            "test_mrr": (ev.metrics_from_ranks(old_ranks[0])["mrr"], ev.metrics_from_ranks(new_ranks[0])["mrr"]),
         }
         rows.append(row)
         print("  ".join(f"{k} {v}" for k, v in row.items()), flush=True)
