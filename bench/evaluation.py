@@ -14,7 +14,6 @@ run: the box is noisy.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -24,9 +23,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.run_io import run_artifacts, write_result
 from modules import evaluation as ev
-from pipeline import driver
-from schema import graph as graph_io
 from schema.embeddings import EMBEDDINGS_FILE, QUERY_EMBEDDINGS_FILE
 
 
@@ -45,11 +43,7 @@ def main():
     ap.add_argument("--models", default="popularity,cooccurrence_knn,transition_counts,rwr,pinsage")
     ap.add_argument("--out", default=None, help="JSON path (default bench/results/evaluation-<run dir name>.json)")
     args = ap.parse_args()
-    graph_dir = driver.latest_artifact_dir(args.run, "GraphGen", "graph")
-    if graph_dir is None:
-        ap.error(f"--run {args.run}: no GraphGen graph there (a finished `pinsage run`?)")
-    g = graph_io.load_graph(graph_dir)
-    model_dir = driver.latest_artifact_dir(args.run, "PinSageTrainer", "model")
+    g, model_dir = run_artifacts(ap, args.run)
     queries = [ev.build_queries(g, split) for split in ("test", "validation")]
     nodes, _ = ev.list_query_nodes(g.train_degree)
     distinct = len(np.union1d(queries[0].query, nodes))
@@ -79,25 +73,21 @@ def main():
         }
         rows.append(row)
         print("  ".join(f"{k} {v}" for k, v in row.items()), flush=True)
-    name = os.path.basename(os.path.normpath(args.run))
-    out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"evaluation-{name}.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(
-            {
-                "run": os.path.abspath(args.run),
-                "machine": platform.platform(),
-                "cpus": os.cpu_count(),
-                "num_items": g.num_items,
-                "contexts": len(queries[0]),
-                "list_queries": len(nodes),
-                "scored_rows": {"separate": len(queries[0]) + len(nodes), "once": distinct},
-                "rows": rows,
-            },
-            f,
-            indent=2,
-        )
-    print(f"-> {out}")
+    write_result(
+        "evaluation",
+        args.run,
+        {
+            "run": os.path.abspath(args.run),
+            "machine": platform.platform(),
+            "cpus": os.cpu_count(),
+            "num_items": g.num_items,
+            "contexts": len(queries[0]),
+            "list_queries": len(nodes),
+            "scored_rows": {"separate": len(queries[0]) + len(nodes), "once": distinct},
+            "rows": rows,
+        },
+        args.out,
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ so this says how much of RWR's edge a d-dimensional model could hold at all (BUI
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -21,9 +20,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.run_io import run_artifacts, write_result
 from modules import evaluation as ev
-from pipeline import driver
-from schema import graph as graph_io
 
 
 def _ranks(text: str) -> list[int]:
@@ -42,10 +40,7 @@ def main():
     ap.add_argument("--ranks", type=_ranks, default=[64, 128, 256, 512])
     ap.add_argument("--out", default=None, help="JSON path (default bench/results/rwr_rank-<run dir name>.json)")
     args = ap.parse_args()
-    graph_dir = driver.latest_artifact_dir(args.run, "GraphGen", "graph")
-    if graph_dir is None:
-        ap.error(f"--run {args.run}: no GraphGen graph there (a finished `pinsage run`?)")
-    g = graph_io.load_graph(graph_dir)
+    g, _ = run_artifacts(ap, args.run)
     if max(args.ranks) >= g.num_items:
         ap.error(f"--ranks: every rank must be below the catalogue's {g.num_items} items")
     from sklearn.utils.extmath import randomized_svd  # in the lock (TFX's dependencies); only this script uses it
@@ -71,21 +66,12 @@ def main():
         approx = (u[:, :d] * s[:d]) @ vt[:d]
         np.fill_diagonal(approx, -np.inf)  # the query is not its own result, as in rwr_matrix
         rows.append(scored(approx, d))
-    name = os.path.basename(os.path.normpath(args.run))
-    out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"rwr_rank-{name}.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(
-            {
-                "run": os.path.abspath(args.run),
-                "num_items": g.num_items,
-                "seconds": time.perf_counter() - t0,
-                "rows": rows,
-            },
-            f,
-            indent=2,
-        )
-    print(f"-> {out}")
+    write_result(
+        "rwr_rank",
+        args.run,
+        {"run": os.path.abspath(args.run), "num_items": g.num_items, "seconds": time.perf_counter() - t0, "rows": rows},
+        args.out,
+    )
 
 
 if __name__ == "__main__":

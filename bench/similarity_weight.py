@@ -14,7 +14,6 @@ validation, modules/trainer.choose_similarity_weight) and the trade-off it makes
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -23,10 +22,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.run_io import run_artifacts, write_result
 from modules import evaluation as ev
 from modules import model as model_lib
-from pipeline import driver
-from schema import graph as graph_io
 from schema.embeddings import EMBEDDINGS_FILE, QUERY_EMBEDDINGS_FILE
 
 
@@ -56,11 +54,7 @@ def main():
     )
     args = ap.parse_args()
     # the graph and the trained vectors are all it reads: no features, neighbourhoods or pairs
-    graph_dir = driver.latest_artifact_dir(args.run, "GraphGen", "graph")
-    model_dir = driver.latest_artifact_dir(args.run, "PinSageTrainer", "model")
-    if graph_dir is None or model_dir is None:
-        ap.error(f"--run {args.run}: no GraphGen graph or PinSageTrainer model there (a finished `pinsage run`?)")
-    g = graph_io.load_graph(graph_dir)
+    g, model_dir = run_artifacts(ap, args.run, need_model=True)
     z = np.load(os.path.join(model_dir, EMBEDDINGS_FILE))
     u0_path = os.path.join(model_dir, QUERY_EMBEDDINGS_FILE)
     if not os.path.exists(u0_path):
@@ -81,20 +75,13 @@ def main():
         row["seconds"] = round(time.perf_counter() - t0, 1)
         rows.append(row)
         print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
-    name = os.path.basename(os.path.normpath(args.run))
-    out = args.out or os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "results", f"similarity_weight-{name}.json"
-    )
-    os.makedirs(os.path.dirname(out), exist_ok=True)
     result = {
         "run": os.path.abspath(args.run),
         "contexts": {s: len(q) for s, q in queries.items()},
         "list_queries": len(nodes),
         "rows": rows,
     }
-    with open(out, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"-> {out}")
+    write_result("similarity_weight", args.run, result, args.out)
 
 
 if __name__ == "__main__":
