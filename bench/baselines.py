@@ -167,6 +167,9 @@ def main():
     if any("=" not in d for d in args.data_dir):
         p.error("--data-dir takes NAME=DIR")
     given = dict(d.split("=", 1) for d in args.data_dir)
+    for name, d in given.items():
+        if not os.path.isfile(os.path.join(d, datasets.INTERACTIONS_CSV)):
+            p.error(f"--data-dir {name}={d}: no {datasets.INTERACTIONS_CSV} there (a `pinsage data --out` directory?)")
     if args.datasets is None:
         args.datasets = [] if given else ["ml-100k", "ml-1m"]
 

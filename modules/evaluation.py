@@ -256,12 +256,7 @@ def ranks_and_lists(
                 o[chunk] = _block_ranks(block, q.take(chunk), 0, len(chunk))
         listed = node_order[np.searchsorted(node_at[node_order], lo) : np.searchsorted(node_at[node_order], hi)]
         if len(listed):
-            block = s[node_at[listed] - lo]  # a copy: the query's own score is overwritten
-            if np.isnan(block).any():
-                raise ValueError("scorer returned NaN scores")
-            block[np.arange(len(listed)), nodes[listed]] = -np.inf  # the query is not its own related item
-            for r, n in enumerate(listed):
-                lists[n] = _top_k_row(block[r], kk)
+            lists[listed] = _lists_of_rows(s[node_at[listed] - lo], nodes[listed], kk)  # a gathered copy
         if progress is not None:
             progress.update(len(rows) * len(queries) + len(listed))
     return out, lists
@@ -312,6 +307,14 @@ def _top_k_row(row: np.ndarray, k: int) -> np.ndarray:
     return idx[np.lexsort((idx, -row[idx]))[:k]]
 
 
+def _lists_of_rows(s: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
+    """[B, k] the lists of score rows s [B, N] (overwritten: each query's own score) of items `query` [B]."""
+    if np.isnan(s).any():
+        raise ValueError("scorer returned NaN scores")
+    s[np.arange(len(query)), query] = -np.inf  # the query is not its own related item
+    return np.stack([_top_k_row(row, k) for row in s])
+
+
 def top_k_lists(
     scorer: Scorer,
     query_nodes: np.ndarray,
@@ -332,11 +335,7 @@ def top_k_lists(
         s = np.array(scorer.scores(q[lo:hi]), dtype=np.float32)  # a copy: the query's own score is overwritten
         if s.shape != (hi - lo, N):
             raise ValueError(f"scorer returned shape {s.shape}, expected {(hi - lo, N)}")
-        if np.isnan(s).any():
-            raise ValueError("scorer returned NaN scores")
-        s[np.arange(hi - lo), q[lo:hi]] = -np.inf  # the query is not its own related item
-        for r in range(hi - lo):
-            out[lo + r] = _top_k_row(s[r], kk)
+        out[lo:hi] = _lists_of_rows(s, q[lo:hi], kk)
         if progress is not None:
             progress.update(hi - lo)
     return out

@@ -36,19 +36,10 @@ SHUFFLE_HELP = (
 def _cmd_data(args) -> int:
     from pipeline.data import datasets
 
-    kw = {"shuffle_seed": args.shuffle_order}
+    # materialise refuses the synthetic-only flags on another dataset (ValueError: exit 2 below)
+    kw = {"shuffle_seed": args.shuffle_order, "communities": args.communities, "locality": args.locality}
     if args.dataset == "synthetic":
-        kw.update(
-            items=args.items,
-            contexts=args.contexts,
-            edges=args.edges,
-            seed=args.seed,
-            communities=args.communities,
-            locality=args.locality,
-        )
-    elif args.communities is not None or args.locality:
-        print("[pinsage] ERROR: --communities and --locality apply to --dataset synthetic only", file=sys.stderr)
-        return 2
+        kw.update(items=args.items, contexts=args.contexts, edges=args.edges, seed=args.seed)
     try:
         summary = datasets.materialise(args.dataset, args.out, cache_dir=args.cache_dir, **kw)
     except (ValueError, OSError, datasets.DatasetUnavailable) as e:  # edges < contexts, --out is a file, offline

@@ -333,12 +333,16 @@ def _communities(rng, n: int, k: int, item_alpha: float) -> dict:
     comm_size = np.bincount(community, minlength=k)
     comm_mass = np.bincount(community, weights=pop, minlength=k)
     comm_cum = np.cumsum(comm_mass)
+    start = np.concatenate([[0], np.cumsum(comm_size)])
+    ring = np.empty(n, dtype=np.int64)  # each item's place on its community's ring (_local_steps)
+    ring[by_comm] = np.arange(n) - np.repeat(start[:-1], comm_size)
     return {
         "community": community,
         "k": k,
         "by_comm": by_comm,
         "size": comm_size,
-        "start": np.concatenate([[0], np.cumsum(comm_size)]),  # [K+1] positions in by_comm
+        "start": start,  # [K+1] positions in by_comm
+        "ring": ring,
         "cum": np.cumsum(pop[by_comm]),
         "mass": comm_mass,
         "comm_cum": comm_cum,
@@ -368,16 +372,11 @@ def _edges(rng, e: int, ctx, prefs, comm: dict, p_primary: float, p_secondary: f
     return comm["by_comm"][pos], edge_comm
 
 
-def _ring_position(comm: dict) -> np.ndarray:
-    """[N] each item's place on its community's ring: its rank among the community's items by id. Popularity is
-    a random permutation of the ids, so ring neighbours are no more alike in popularity than any two items."""
-    pos = np.empty(comm["by_comm"].size, dtype=np.int64)
-    pos[comm["by_comm"]] = np.arange(comm["by_comm"].size) - np.repeat(comm["start"][:-1], comm["size"])
-    return pos
-
-
 def _ring_angle(comm: dict) -> np.ndarray:
-    return 2.0 * np.pi * _ring_position(comm) / comm["size"][comm["community"]]
+    """[N] each item's angle on its community's ring. The ring place is an item's rank among its community's ids,
+    and popularity is a random permutation of the ids, so ring neighbours are no more alike in popularity than any
+    two items."""
+    return 2.0 * np.pi * comm["ring"] / comm["size"][comm["community"]]
 
 
 def _local_steps(rng, item, ctx, comm: dict, locality: float):
@@ -395,7 +394,7 @@ def _local_steps(rng, item, ctx, comm: dict, locality: float):
     anchor = item[run_start]
     anchor_comm = comm["community"][anchor]
     size = comm["size"][anchor_comm]
-    pos = (_ring_position(comm)[anchor] + walked) % size
+    pos = (comm["ring"][anchor] + walked) % size
     return comm["by_comm"][comm["start"][anchor_comm] + pos], anchor_comm
 
 
@@ -524,6 +523,8 @@ def materialise(
     """
     t0 = time.perf_counter()
     base, shuffle_seed, name = resolve_dataset(dataset, shuffle_seed)
+    if base in _MOVIELENS and (any(v is not None for v in (items, contexts, edges, communities)) or locality):
+        raise ValueError("items/contexts/edges/communities/locality apply to --dataset synthetic only")
     os.makedirs(out_dir, exist_ok=True)
     files = {f: os.path.join(out_dir, f) for f in (ITEMS_CSV, INTERACTIONS_CSV, DATASET_YAML)}
     if base == "synthetic":
@@ -551,8 +552,6 @@ def materialise(
         n_ctx = len(np.unique(inter_table["context_id"].to_numpy()))
         n_rated = len(np.unique(inter_table["item_id"].to_numpy()))
     elif base in _MOVIELENS:
-        if any(v is not None for v in (items, contexts, edges, communities)) or locality:
-            raise ValueError("items/contexts/edges/communities/locality apply to the synthetic dataset only")
         item_df, inter_df, spec = load_movielens(base, cache_dir)
         if shuffle_seed is not None:
             inter_df["timestamp"] = shuffle_order(inter_df["context_id"], inter_df["timestamp"], shuffle_seed)
