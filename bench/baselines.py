@@ -134,7 +134,8 @@ def print_table(dataset: str, res: dict) -> None:
         print(f"  {model:<19}{cells}{res['lists_s'][model]:>8.2f}")
 
 
-def main():
+def parse_args():
+    """The command line, with --data-dir checked to name CSV directories."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", nargs="+", default=None, choices=["ml-100k", "ml-1m"])
     p.add_argument("--no-rwr", action="store_true", help="skip random walk with restart")
@@ -163,7 +164,6 @@ def main():
         "--out-json", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "baselines.json")
     )
     args = p.parse_args()
-    checks = dict(c.split("=", 1) for c in args.check_graph)
     if any("=" not in d for d in args.data_dir):
         p.error("--data-dir takes NAME=DIR")
     given = dict(d.split("=", 1) for d in args.data_dir)
@@ -172,7 +172,12 @@ def main():
             p.error(f"--data-dir {name}={d}: no {datasets.INTERACTIONS_CSV} there (a `pinsage data --out` directory?)")
     if args.datasets is None:
         args.datasets = [] if given else ["ml-100k", "ml-1m"]
+    return args, given
 
+
+def main():
+    args, given = parse_args()
+    checks = dict(c.split("=", 1) for c in args.check_graph)
     results = {
         "protocol": ev.__doc__.split("\n\n")[1].replace("\n", " "),
         "params": {
