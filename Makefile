@@ -5,6 +5,10 @@ PY := $(VENV)/bin/python
 OUT ?= runs/ml-100k
 DATASET ?= ml-100k
 PYTEST_ARGS ?=
+## pytest-xdist workers (one per core; `PYTEST_WORKERS=0` runs in this process). --dist loadfile keeps a test file on
+## one worker, so its module fixtures (a pipeline run shared by its tests) run once.
+PYTEST_WORKERS ?= auto
+XDIST := -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: setup browser run test test-fast lint format bench clean
 
@@ -22,11 +26,11 @@ run: setup
 ## make test: set up, lint (ruff check + ruff format --check), then the whole test suite (slow end-to-end tests
 ## included, as CI runs it)
 test: setup lint browser
-	$(PY) -m pytest tests -q -ra --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest tests -q -ra --durations=15 $(XDIST) $(PYTEST_ARGS)
 
 ## make test-fast: lint, then skip the tests marked slow
 test-fast: setup lint browser
-	$(PY) -m pytest tests -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest tests -q -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 ## make lint: one formatting and one lint for the whole repo (ruff.toml); `make format` applies the formatting
 lint: setup
