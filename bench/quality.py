@@ -19,6 +19,8 @@ import os
 import sys
 import time
 
+import numpy as np
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from modules import cooccurrence, evaluation, trainer
@@ -56,6 +58,13 @@ def _parse():
         help="recompute the positive pairs: 'WINDOW' (forward) or "
         "'WINDOW,sym' (both directions), from the run's train split, instead of PairGen's",
     )
+    ap.add_argument(
+        "--walk-positives",
+        default=None,
+        help="'SHARE[,T[,BETA]]': add each item's top-T (default 10) random-walk neighbours by visit count "
+        "(the sampler's walks, pipeline/sampling/random_walks.py), ranked by visits / degree^BETA (default 0), as positives, scaled to SHARE of the pair draws; "
+        "the epoch keeps the window pairs' step count, so the training budget is unchanged",
+    )
     return ap.parse_args()
 
 
@@ -84,7 +93,50 @@ def _inputs(args, run: str) -> dict:
             g.context_index[m], g.node_id[m], g.position[m], g.num_items, window=int(win), symmetric="sym" in rest
         )
         inputs["query"], inputs["positive"], inputs["count"] = q, i, c
+    if args.walk_positives:
+        share, *rest = args.walk_positives.split(",")
+        inputs["walk_steps_pairs"] = int(len(inputs["query"]))
+        t = int(rest[0]) if rest else 10
+        _add_walk_positives(inputs, float(share), t, float(rest[1]) if len(rest) > 1 else 0.0)
     return inputs
+
+
+def walk_positive_pairs(adj, window_total: float, share: float, t: int, beta: float = 0.0, params=None):
+    """(query, positive, count) of each item's top-t random-walk neighbours, counts summing to about `share` of
+    the draws beside `window_total` window-pair draws. These are the two-hop co-engagements (item -> context ->
+    item -> ...) that one-hop window pairs miss (Pixie's visit counts). A neighbour ranks by visits / degree^beta,
+    ties by item id: beta 0 is the raw visit count, which favours popular items; beta > 0 divides that out.
+    Counts are rescaled to integers >= 1 (pair_sampling 'count' repeats a pair by its count)."""
+    p = params or rw.WalkParams()
+    deg = np.maximum(adj.item_degree, 1).astype(np.float64)
+    qs, its, ws = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
+    for k, lo, hi in rw.chunks(adj.num_items, 4000):
+        rng = rw.chunk_rng(p.seed, k)
+        rows, items = rw.walk_visits(adj, np.arange(lo, hi), p.num_walks, p.walk_length, p.restart_prob, rng)
+        r, it, c = rw.count_visits(rows, items, adj.num_items)
+        score = c / deg[it] ** beta
+        order = np.lexsort((it, -score, r))
+        r, it, score = r[order], it[order], score[order]
+        keep = np.arange(len(r)) - np.searchsorted(r, r) < t  # rank within the start item's row
+        qs.append(r[keep] + lo), its.append(it[keep]), ws.append(score[keep])
+    wq, wi, wc = np.concatenate(qs), np.concatenate(its), np.concatenate(ws)
+    scale = share / (1.0 - share) * window_total / max(wc.sum(), 1e-12)
+    return wq, wi, np.maximum(np.rint(wc * scale), 1).astype(np.int64)
+
+
+def _add_walk_positives(inputs: dict, share: float, t: int, beta: float) -> None:
+    """walk_positive_pairs of the run's train graph appended to its window pairs."""
+    g = inputs["graph"]
+    m = g.split == "train"
+    adj = rw.build_adjacency(g.context_index[m], g.node_id[m], g.num_items, g.num_contexts)
+    window_total = float(np.asarray(inputs["count"], np.float64).sum())
+    wq, wi, wc = walk_positive_pairs(adj, window_total, share, t, beta)
+    inputs["query"] = np.r_[inputs["query"], wq]
+    inputs["positive"] = np.r_[inputs["positive"], wi]
+    inputs["count"] = np.r_[inputs["count"], wc]
+    top50 = np.argsort(-adj.item_degree, kind="stable")[:50]
+    popular = wc[np.isin(wi, top50)].sum() / max(wc.sum(), 1)
+    print(f"walk positives: {len(wq)} pairs, {wc.sum()} draws beside {window_total:.0f}; popular share {popular:.3f}")
 
 
 def main():
@@ -94,7 +146,12 @@ def main():
     inputs = _inputs(args, run)
     g = inputs["graph"]
     load_s = time.time() - t0
-    hp = PinSageHParams.from_dict(json.loads(args.hparams))
+    overrides = json.loads(args.hparams)
+    if "walk_steps_pairs" in inputs and "steps_per_epoch" not in overrides:  # the window pairs' epoch length
+        overrides["steps_per_epoch"] = max(
+            inputs["walk_steps_pairs"] // overrides.get("batch_size", PinSageHParams().batch_size), 1
+        )
+    hp = PinSageHParams.from_dict(overrides)
     out_dir = os.path.join(args.out, "quality", args.name)
     model, emb, history = trainer.train_and_embed(inputs, hp, out_dir, validate=not args.no_validate)
     query_emb = train_lib.query_embeddings(model, emb)
@@ -102,6 +159,7 @@ def main():
         "neighborhoods": args.neighborhoods,
         "top_t": int(inputs["nbr"].shape[1]),
         "pairs": args.pairs,
+        "walk_positives": args.walk_positives,
         "num_pairs": int(len(inputs["query"])),
         "run": run,
         "name": args.name,
