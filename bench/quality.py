@@ -60,10 +60,11 @@ def _parse():
     )
     ap.add_argument(
         "--walk-positives",
+        type=walk_positives_arg,
         default=None,
-        help="'SHARE[,T[,BETA]]': add each item's top-T (default 10) random-walk neighbours by visit count "
-        "(the sampler's walks, pipeline/sampling/random_walks.py), ranked by visits / degree^BETA (default 0), as positives, scaled to SHARE of the pair draws; "
-        "the epoch keeps the window pairs' step count, so the training budget is unchanged",
+        help="'SHARE[,T[,BETA]]': add each item's top-T (default: the sampler's top_t) random-walk neighbours, "
+        "walked with the sampler's parameters and ranked by visits / degree^BETA (default 0), as positives scaled "
+        "to SHARE (0 < SHARE < 1) of the pair draws; the epoch keeps the window pairs' step count",
     )
     return ap.parse_args()
 
@@ -94,11 +95,26 @@ def _inputs(args, run: str) -> dict:
         )
         inputs["query"], inputs["positive"], inputs["count"] = q, i, c
     if args.walk_positives:
-        share, *rest = args.walk_positives.split(",")
         inputs["walk_steps_pairs"] = int(len(inputs["query"]))
-        t = int(rest[0]) if rest else 10
-        _add_walk_positives(inputs, float(share), t, float(rest[1]) if len(rest) > 1 else 0.0)
+        _add_walk_positives(inputs, *args.walk_positives)
     return inputs
+
+
+def walk_positives_arg(text: str) -> tuple[float, int, float]:
+    """--walk-positives 'SHARE[,T[,BETA]]' -> (share, t, beta); a usage error (exit 2) names what is wrong."""
+    parts = text.split(",")
+    try:
+        share = float(parts[0])
+        t = int(parts[1]) if len(parts) > 1 else rw.WalkParams().top_t
+        beta = float(parts[2]) if len(parts) > 2 else 0.0
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not SHARE[,T[,BETA]] (numbers, T an integer): {text!r}") from None
+    if len(parts) > 3 or not 0 < share < 1 or t < 1 or not (np.isfinite(beta) and beta >= 0):
+        raise argparse.ArgumentTypeError(f"needs 0 < SHARE < 1, T >= 1 and a finite BETA >= 0: {text!r}")
+    return share, t, beta
+
+
+WALK_CHUNK = 4000  # start items walked at once: 4000 x 200 walkers' visits stay in a few hundred MB
 
 
 def walk_positive_pairs(adj, window_total: float, share: float, t: int, beta: float = 0.0, params=None):
@@ -110,7 +126,7 @@ def walk_positive_pairs(adj, window_total: float, share: float, t: int, beta: fl
     p = params or rw.WalkParams()
     deg = np.maximum(adj.item_degree, 1).astype(np.float64)
     qs, its, ws = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
-    for k, lo, hi in rw.chunks(adj.num_items, 4000):
+    for k, lo, hi in rw.chunks(adj.num_items, WALK_CHUNK):
         rng = rw.chunk_rng(p.seed, k)
         rows, items = rw.walk_visits(adj, np.arange(lo, hi), p.num_walks, p.walk_length, p.restart_prob, rng)
         r, it, c = rw.count_visits(rows, items, adj.num_items)

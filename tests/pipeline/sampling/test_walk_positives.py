@@ -1,22 +1,19 @@
 """bench/quality.py --walk-positives: each item's top-t random-walk neighbours as extra positive pairs, checked
 against a plain-Python ranking of the same walks' visits (collections.Counter, sorted by visits / degree^beta)."""
 
+import argparse
 import collections
-import os
-import sys
 
 import numpy as np
 import pytest
 
+from bench.quality import walk_positive_pairs, walk_positives_arg
 from pipeline.sampling import random_walks as rw
 from tests.pipeline.sampling.test_random_walks import small_graph
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-from bench.quality import walk_positive_pairs  # noqa: E402
-
 
 def reference(adj, window_total, share, t, beta, params):
-    """The same walks (one chunk: the graph has < 4000 items), ranked and scaled one start item at a time."""
+    """The same walks (one chunk: the graph has fewer than WALK_CHUNK items), ranked and scaled one start item at a time."""
     rows, items = rw.walk_visits(
         adj,
         np.arange(adj.num_items),
@@ -46,3 +43,11 @@ def test_walk_positives_are_each_items_top_t_visits_scaled_to_the_share(beta):
     assert not np.any(q == i) and (q != n - 1).all()  # no self pairs; the isolated item makes no walks
     assert np.bincount(q, minlength=n).max() == 4
     assert abs(cnt.sum() / (cnt.sum() + 10_000.0) - 0.25) < 0.01  # a quarter of all the draws
+
+
+def test_the_option_parses_its_defaults_and_refuses_what_the_scaling_cannot_use():
+    assert walk_positives_arg("0.1") == (0.1, rw.WalkParams().top_t, 0.0)
+    assert walk_positives_arg("0.05,20,0.25") == (0.05, 20, 0.25)
+    for bad in ("abc", "0.1,x", "1", "0", "-0.2", "0.1,0", "0.1,10,-1", "0.1,10,nan", "0.1,10,0.2,3"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            walk_positives_arg(bad)
