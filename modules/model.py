@@ -225,6 +225,16 @@ def build_model(
         return _build_model(hparams, spec, num_items, text_vocab_size)
 
 
+def head_units(hparams: PinSageHParams) -> int:
+    """Width of the ReLU layer inside the embedding and query heads: max(hidden_dim, output_dim).
+
+    z = G2 . ReLU(G1 h + g) lies in the span of G2's columns, one per ReLU unit, so a head narrower than its
+    output would give embeddings of rank hidden_dim written in output_dim coordinates: every score u . z, and so
+    every list the index serves, would be a rank-hidden_dim matrix whatever output_dim says.
+    """
+    return max(hparams.hidden_dim, hparams.output_dim)
+
+
 def _build_model(hparams, spec, num_items, text_vocab_size):
     inputs = tf.keras.layers.Input(type_spec=batches.graph_spec(spec))
     encoder_spec = {k: v for k, v in spec.items() if k != batches.NODE_ID} if hparams.use_features else {}
@@ -242,7 +252,7 @@ def _build_model(hparams, spec, num_items, text_vocab_size):
         )(graph)
     roots = tfgnn.keras.layers.StructuredReadout(batches.READOUT_KEY, feature_name=tfgnn.HIDDEN_STATE)(graph)
     outputs = layers.EmbeddingHead(
-        hidden_units=hparams.hidden_dim, output_units=hparams.output_dim, normalize=hparams.normalize_output
+        hidden_units=head_units(hparams), output_units=hparams.output_dim, normalize=hparams.normalize_output
     )(roots)
     return tf.keras.Model(inputs, outputs, name="pinsage")
 
@@ -273,5 +283,5 @@ def build_query_head(hparams: PinSageHParams) -> Optional[tf.keras.Model]:
     if not hparams.query_head:
         return None
     z = tf.keras.layers.Input(shape=(hparams.output_dim,), dtype=tf.float32)
-    u = layers.QueryHead(hidden_units=hparams.hidden_dim, normalize=hparams.normalize_output)(z)
+    u = layers.QueryHead(hidden_units=head_units(hparams), normalize=hparams.normalize_output)(z)
     return tf.keras.Model(z, u, name="pinsage_query_head")

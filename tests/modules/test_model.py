@@ -98,6 +98,23 @@ def test_conv_config_round_trip():
         layers.PinSageConv(units=8, pooling="sum")
 
 
+def test_output_wider_than_hidden_is_not_rank_limited_by_the_head():
+    """z = G2 . ReLU(G1 h + g): with G1 only hidden_dim wide, every z would lie in a hidden_dim-dimensional span
+    whatever output_dim says (so would every score u . z). The heads are max(hidden_dim, output_dim) wide."""
+    feats, nbr, w = random_graph(200, 3, seed=4)
+    hp = PinSageHParams(hidden_dim=8, output_dim=32, text_embedding_dim=4, normalize_output=False)
+    assert model_lib.head_units(hp) == 32
+    assert model_lib.head_units(PinSageHParams(hidden_dim=16, output_dim=8)) == 16
+    model = build_model(hp, features_lib.feature_spec_from_arrays(feats), text_vocab_size=50)
+    z = model(fixtures.full_graph(feats, nbr, w)).numpy()
+    head = model_lib.build_query_head(hp)
+    u = head(z).numpy() + 0.1 * np.random.default_rng(0).normal(size=z.shape)  # Q2 starts at zero: u = z
+    sv = np.linalg.svd(z, compute_uv=False)
+    # Singular values above 1e-4 of the largest: 32 with a 32-wide head, at most 8 through an 8-wide one.
+    assert (sv > 1e-4 * sv[0]).sum() > hp.hidden_dim
+    assert np.linalg.matrix_rank(u @ z.T, tol=1e-4 * sv[0] ** 2) > hp.hidden_dim
+
+
 # ------------------------------------------------------------------------------------------ batches
 
 
