@@ -1,6 +1,7 @@
 """The served query's similarity weight: u_q = normalise(u'_q + lambda z_q) (layers.QueryHead), chosen after
 training on validation by the one-standard-error rule (modules/trainer.choose_similarity_weight)."""
 
+import argparse
 import math
 import types
 
@@ -145,3 +146,28 @@ def test_a_fixed_similarity_weight_is_applied_and_no_validation_split_means_zero
 def test_hparams_refuse_a_negative_or_non_finite_similarity_weight(bad):
     with pytest.raises(ValueError, match="similarity_weight"):
         PinSageHParams(similarity_weight=bad)
+
+
+def test_bench_served_scorer_adds_the_popularity_weight_as_one_more_coordinate():
+    """bench/similarity_weight.py's (lambda, beta) scorer against the formula written out in numpy."""
+    from bench import similarity_weight as bench_sw
+
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(40, 6)).astype(np.float32)
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    u0 = rng.normal(size=(40, 6)).astype(np.float32)
+    u0 /= np.linalg.norm(u0, axis=1, keepdims=True)
+    degree = rng.integers(0, 500, 40)
+    nodes = np.array([0, 7, 39])
+    for lam, beta in [(0.0, 0.0), (0.2, 0.0), (0.0, 0.03), (0.1, -0.02)]:
+        q = u0 + lam * z
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        expect = q[nodes] @ z.T + beta * np.log1p(degree)[None, :]
+        got = bench_sw.served_scorer(u0, z, lam, beta, degree).scores(nodes)
+        np.testing.assert_allclose(got, expect, rtol=1e-5, atol=1e-6)
+    assert bench_sw._popularity_weights("-0.01,0,0.02") == [-0.01, 0.0, 0.02]
+    for bad in ("0.01,nan", "x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench_sw._popularity_weights(bad)
+    with pytest.raises(argparse.ArgumentTypeError):
+        bench_sw._weights("-0.1")
