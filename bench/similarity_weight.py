@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/similarity_weight.py --run /tmp/ml1m                  # -> bench/results/similarity_weight-<run dir name>.json
     .venv/bin/python bench/similarity_weight.py --run /tmp/ml1m --weights 0,0.02,0.1
-    .venv/bin/python bench/similarity_weight.py --run /tmp/ml1m --weights 0,0.05 --popularity-weights 0,0.01
+    .venv/bin/python bench/similarity_weight.py --run /tmp/ml1m --weights 0,0.05 --popularity-weights=-0.005,0,0.01
+    .venv/bin/python bench/similarity_weight.py --run /tmp/r/ml1m --vectors /tmp/res/quality/m1_base   # bench/quality.py's vectors
 
 `similarity_weight` (layers.QueryHead) serves u = normalise(u0 + lambda z): u0 is the trained query head's output
 (the trainer's query_embeddings.npy at lambda 0) and z the indexed item embedding (embeddings.npy). Both are saved
@@ -86,7 +87,8 @@ def main():
         "--popularity-weights",
         type=_popularity_weights,
         default=[0.0],
-        help="betas of + beta log(1 + train count), each scored with every lambda (default 0: none)",
+        help="betas of + beta log(1 + train count), each scored with every lambda (default 0: none; "
+        "write --popularity-weights=-0.005,0 when the list starts with a minus sign)",
     )
     ap.add_argument(
         "--out", default=None, help="JSON path (default bench/results/similarity_weight-<run dir name>.json)"

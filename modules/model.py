@@ -36,7 +36,7 @@ class PinSageHParams:
 
     hidden_dim: int = 128  # h^(k) and message dims
     output_dim: int = 128  # final embedding (ANN index) dim (128 > 64 with the query head on
-    # ML-1M validation, bench/QUALITY.md)
+    # ML-1M validation; 512, through heads as wide as it, no better on validation: bench/QUALITY.md "Session 15")
     num_layers: int = 2  # K
     pooling: str = "importance"  # 'importance' | 'mean' | 'max'
     text_embedding_dim: int = 32  # embedding-bag width for `*_tokens` features
