@@ -104,6 +104,11 @@ def main():
     if not os.path.exists(u0_path):
         sys.exit(f"{u0_path}: this run's model has no query head, so the similarity weight does not apply")
     u0 = np.load(u0_path)
+    # --vectors can name another run's vectors: refuse them unless they have one finite row per item of this graph
+    if z.ndim != 2 or len(z) != g.num_items or u0.shape != z.shape:
+        ap.error(f"{model_dir}: vectors {z.shape} / {u0.shape} do not fit --run {args.run} ({g.num_items} items)")
+    if not (np.isfinite(z).all() and np.isfinite(u0).all()):
+        ap.error(f"{model_dir}: the vectors hold NaN or infinite values")
     deg = np.asarray(g.train_degree)
     nodes, _ = ev.list_query_nodes(deg)
     queries = {split: ev.build_queries(g, split) for split in ("validation", "test")}
