@@ -6,7 +6,7 @@ of each readout root, in readout order ([R, output_dim]).
 
 The model is inductive by default: an item's embedding is a function of its features and its neighbourhood only,
 so new items (cold start) embed without retraining. A learnable per-item id embedding can be switched on
-(`id_embedding=True`); DESIGN.md measured an id-only model as a strong baseline on MovieLens, but it ties the
+(`id_embedding=True`); an id-only model is a strong baseline on MovieLens (docs/DESIGN.md), but it ties the
 model to the training catalogue (unknown ids share one row).
 """
 
@@ -32,11 +32,11 @@ SIMILARITY_WEIGHTS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 @dataclasses.dataclass
 class PinSageHParams:
-    """Model and training hyperparameters (defaults: the paper's shapes at this project's scale)."""
+    """Model and training hyperparameters (defaults: the paper's shapes at this project's scale; the validation
+    measurements behind each default are in docs/QUALITY.md)."""
 
     hidden_dim: int = 128  # h^(k) and message dims
-    output_dim: int = 128  # final embedding (ANN index) dim (128 > 64 with the query head on
-    # ML-1M validation; 512, through heads as wide as it, no better on validation: bench/QUALITY.md "Session 15")
+    output_dim: int = 128  # final embedding (ANN index) dim: the widest that still helped on validation
     num_layers: int = 2  # K
     pooling: str = "importance"  # 'importance' | 'mean' | 'max'
     text_embedding_dim: int = 32  # embedding-bag width for `*_tokens` features
@@ -44,62 +44,37 @@ class PinSageHParams:
     use_features: bool = True  # False (with id_embedding): the id-embedding-only ablation
     id_embedding_dim: int = 32
     normalize_output: bool = True  # L2-normalise the final embedding (scores are cosines)
-    # Asymmetric scoring u_q . z_i with a query head on the embedding (layers.QueryHead): the target follows
-    # the query in time, which one symmetric tower cannot express. ML-1M validation HR@10 0.175 -> 0.213 and the
-    # first setting above the transition-count baseline on test (bench/QUALITY.md).
-    query_head: bool = True
-    # lambda of the served query u_q = normalise(u'_q + lambda z_q) (layers.QueryHead); only with the query head.
-    # None chooses it after training, on validation, from SIMILARITY_WEIGHTS by the one-standard-error rule
-    # (modules/trainer.py): lists far less popular on ordered data at a validation HR@10 within one SE, but -0.005
-    # test HR@10 on ML-1M unordered (BUILD_NOTES "Issue 13, session 9"). Validation HR@10 alone peaks at 0 on all
-    # four MovieLens variants, so 0 (the trained head as is) is the default.
+    query_head: bool = True  # asymmetric u_q . z_i (layers.QueryHead): the target follows the query in time
+    # lambda of the served query u_q = normalise(u'_q + lambda z_q) (layers.QueryHead), None: chosen on validation
+    # from SIMILARITY_WEIGHTS (modules/trainer.py); 0 because validation HR@10 never preferred a larger lambda.
     similarity_weight: Optional[float] = 0.0
-    # Loss. The paper's max-margin (with margin_average 'active') ties the sampled softmax on ML-1M validation
-    # HR@10 (0.210 vs 0.209) but loses on ML-100K unordered (0.149 vs 0.168), order-free data like the unseen
-    # dataset's, so the softmax stays the default and max-margin is the `max_margin_loss` ablation row
-    # (bench/QUALITY.md "Session 8").
-    loss: str = "sampled_softmax"  # 'max_margin' | 'sampled_softmax'
-    # Delta of the max-margin loss, on the score scale: about one softmax temperature (a score gap the softmax
-    # also treats as decisive). The best of 0.02-0.1 on ML-100K validation for the max-margin row, larger margins
-    # lower (bench/QUALITY.md "Session 6").
-    margin: float = 0.03
-    # Max-margin: each example's hinge averaged over the negatives that violate the margin ('active'), not over
-    # all of them ('all', the paper's expectation): validation HR@10 ML-1M 0.178 -> 0.210, ML-100K 0.156 -> 0.171
-    # (bench/QUALITY.md "Session 8").
-    margin_average: str = "active"
-    temperature: float = 0.03  # tau of the sampled softmax (0.03 >= 0.05 with the query head)
+    loss: str = "sampled_softmax"  # or 'max_margin' (the paper's, an ablation row): it loses on order-free data
+    margin: float = 0.03  # max-margin Delta: about one softmax temperature, a score gap the softmax finds decisive
+    margin_average: str = "active"  # hinge averaged over violating negatives only ('all': the paper's), undiluted
+    temperature: float = 0.03  # tau of the sampled softmax (with the query head, no worse than 0.05 on validation)
     logq_correction: bool = True  # subtract log P_n from sampled logits (popularity correction)
     logq_mixture: bool = False  # with in-batch negatives: log Q = log(B P_pos + S P_n) (modules/train.py)
     num_negatives: int = 500  # shared by every example of a minibatch
-    # The other examples' positives and hard negatives are negatives too (free: they are embedded anyway), and a
-    # uniformity term keeps the indexed space from collapsing into a cone (modules/losses.py). Together, ML-1M
-    # validation HR@10 within half a standard error of without, with the served lists reaching more of the
-    # catalogue and a spread space (bench/QUALITY.md "Session 5").
-    in_batch_negatives: bool = True
+    in_batch_negatives: bool = True  # the other examples' positives and hard negatives: free, already embedded
     hardest_negatives: Optional[int] = None  # loss over each example's k highest-scoring negatives (None: all)
-    uniformity_weight: float = 0.1  # weight of the uniformity term on the shared negatives
+    uniformity_weight: float = 0.1  # keeps the indexed space from collapsing into a cone (modules/losses.py)
     negative_power: float = 0.75  # P_n(v) ~ (count_v + 1)^power
     hard_negatives: bool = True  # curriculum: epoch n adds n-1 hard negatives per example
     max_hard_negatives: Optional[int] = None
-    # Pairs: 'count' draws each (q, i) in proportion to how often it occurred in the train histories (the
-    # transition counts' weighting), 'distinct' once per pass. bench/QUALITY.md: count 0.168 vs distinct 0.128
-    # validation HR@10 on ML-1M; an epoch is |distinct pairs| draws either way.
+    # 'count': each (q, i) drawn as often as it occurred (the transition counts' weighting, the better on
+    # validation); 'distinct': once per pass. An epoch is |distinct pairs| draws either way.
     pair_sampling: str = "count"
     # Optimisation.
     batch_size: int = 512  # positive pairs per minibatch
-    learning_rate: float = 3e-3  # peak, reached after linear warm-up, then cosine decay (3e-3 > 1e-3 on
-    # ML-1M validation HR@10, bench/QUALITY.md)
+    learning_rate: float = 3e-3  # peak, reached after linear warm-up, then cosine decay (1e-3 did worse)
     warmup_steps: int = 200
     min_learning_rate_ratio: float = 0.1
     epochs: int = 3
     steps_per_epoch: Optional[int] = None  # None: one pass over the pairs
     seed: int = 0
-    # Checkpoints (model, optimizer, position in the epoch) besides the one at each epoch end: after every
-    # checkpoint_steps steps (0: off) and after checkpoint_seconds of training since the last one (0: off). Time,
-    # not steps, by default: a kill loses at most a minute of training whatever the step cost, and one save every
-    # 60 s costs well under 1 % of the steps' time (BUILD_NOTES.md "Resumable training").
+    # Extra checkpoints (model, optimizer, epoch position) besides each epoch end's, every N steps / seconds (0: off).
     checkpoint_steps: int = 0
-    checkpoint_seconds: float = 60.0
+    checkpoint_seconds: float = 60.0  # time, not steps: a kill loses at most a minute whatever the step cost
 
     def __post_init__(self):
         if not self.use_features and not self.id_embedding:
