@@ -3,7 +3,7 @@ the transition-count neighbourhoods sample and the transition-count baseline sco
 
 A positive pair (q, i) is an item i engaged within `window` interactions after q in the same context's
 **train** history (ordered by `position`), q != i. The paper's "engaged right after" is window 1; the default
-is 3 because DESIGN.md measured window-3 transitions as the strongest signal on MovieLens. Pairs are
+is 3 because window-3 transitions are the strongest signal on MovieLens (docs/DESIGN.md). Pairs are
 deduplicated with their count (the trainer may weight or sample by it). `symmetric=True` also emits (i, q).
 A repeated item in one context (a duplicate edge) yields its pairs once per occurrence; q == i pairs are
 dropped and counted.

@@ -1,12 +1,12 @@
-"""Offline evaluation under the fixed protocol of DESIGN.md, and the baselines every report carries.
+"""Offline evaluation under the fixed protocol of docs/DESIGN.md, and the baselines every report carries.
 
 Protocol. GraphGen already made the temporal split (per context: last interaction test, second-last validation,
 ties in time broken by item id). For a split s the query of a context is its latest *train* item (highest train
 position) — the same query for validation and test, so that the two splits differ only in how far ahead the
 held-out item is. Every one of the N items is scored for the query; the items the context has seen are masked:
 its train items and, for the test split, its validation item too (`mask_validation`; it is an interaction the
-context made before the test one, so a recommender serving at test time knows it — and the DESIGN.md figures are
-reproduced with it masked, see bench/baselines.py). The held-out item's rank is
+context made before the test one, so a recommender serving at test time knows it — and docs/DESIGN.md's baseline
+figures are computed with it masked, see bench/baselines.py). The held-out item's rank is
 
     1 + #{unmasked j : s_j > s_t} + #{unmasked j : s_j == s_t and j < t}
 
@@ -21,9 +21,9 @@ keep the block ~256 MB whatever N is.
 
 Baselines are built from the train split only, with scipy.sparse (no loops over interactions):
 popularity (train degree), item co-occurrence kNN (cosine of the binary context x item matrix), sequential
-transition counts (symmetric, window 3: the strongest signal measured on MovieLens), random walk with restart
-(PPR from the query, restart 0.5: an exact dense solve for small catalogues, sparse power iteration beyond) and
-`EmbeddingScorer` for any model's item embeddings.
+transition counts (symmetric, window 3: the strongest signal on MovieLens, docs/DESIGN.md), random walk with
+restart (PPR from the query, restart 0.5: an exact dense solve for small catalogues, sparse power iteration
+beyond) and `EmbeddingScorer` for any model's item embeddings.
 
 List metrics: what a person is served. Every item with >= LIST_MIN_DEGREE train interactions is a query; its list
 is the scorer's top 10 with only the query itself excluded (no context masking: the related-items list the server
@@ -46,7 +46,7 @@ from modules import cooccurrence
 from schema.graph import Graph
 
 K = 10
-BASELINE_WINDOW = 3  # the transition-count baseline's window (DESIGN.md, fixed protocol)
+BASELINE_WINDOW = 3  # the transition-count baseline's window (docs/DESIGN.md, fixed protocol)
 WIDE_K = 500  # the paper's hit-rate cut-off
 _BLOCK_FLOATS = 1 << 26  # 256 MB of float32 scores per block: fewer passes over an [N, d] embedding table
 LIST_MIN_DEGREE = 5  # list metrics: the query items are those with at least this many train interactions
@@ -224,12 +224,12 @@ def ranks_and_lists(
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """(`ranks_shared(scorer, queries)`, `top_k_lists(scorer, list_nodes, N, k)`) with every distinct query item
     scored once. Many contexts share a query item, and most query items are also list queries (items with >= 5
-    train interactions), so scoring the union of the two is the cheapest pass over a large catalogue (BUILD_NOTES,
-    "the evaluator scores each query item once"). Each block of the union's items is scored, then the contexts
-    whose query is in the block are ranked and the block's list items listed, in chunks of at most a block's rows;
-    the block is half of `ranks`' so that the gathered copy keeps the peak at ~256 MB. Same ranks and lists as the
-    two functions wherever the scorer's rows do not depend on which other queries share their block (all but
-    RWRScorer, whose iteration stops for a whole block within its tolerance)."""
+    train interactions), so scoring the union of the two is the cheapest pass over a large catalogue. Each block
+    of the union's items is scored, then the contexts whose query is in the block are ranked and the block's list
+    items listed, in chunks of at most a block's rows; the block is half of `ranks`' so that the gathered copy keeps
+    the peak at ~256 MB. Same ranks and lists as the two functions wherever the scorer's rows do not depend on which
+    other queries share their block (all but RWRScorer, whose iteration stops for a whole block within its
+    tolerance)."""
     first = queries[0]
     if any(len(q) != len(first) or not np.array_equal(q.query, first.query) for q in queries[1:]):
         raise ValueError("ranks_and_lists needs the same query items in every query set")
@@ -424,8 +424,8 @@ def cooccurrence_matrix(graph: Graph) -> sp.csr_matrix:
 
 class CooccurrenceScorer:
     """Rows of cooccurrence_matrix computed per batch of queries (X[:, q]^T X, scaled the same way, the same
-    float32 values): the full item x item product has sum over contexts of |context|^2 entries — ~1.2e9 on the
-    1M-item synthetic graph, over 12 GiB — while a batch of queries touches only their own contexts."""
+    float32 values): the full item x item product has sum over contexts of |context|^2 entries, too many to hold
+    for a large catalogue, while a batch of queries touches only their own contexts."""
 
     def __init__(self, graph: Graph):
         x = train_matrix(graph)
@@ -477,8 +477,8 @@ class RWRScorer:
     item -> context -> item step (rwr_matrix's), never formed: r P = X^T (c_inv * (X (i_inv * r))), two sparse
     products over the binary train matrix X [C, N]. A batch of queries iterates together as an [N, b] block
     (b bounded so a float32 block is 64 MB) until no column changes by more than `tol` in L1; P is row-stochastic (or
-    leaks mass for items without edges), so the error left is at most tol (1 - r) / r. float32 by default: twice
-    as fast as float64 and as close to the dense solve (BUILD_NOTES.md, "List and space metrics")."""
+    leaks mass for items without edges), so the error left is at most tol (1 - r) / r. float32 by default: faster
+    than float64 and as close to the dense solve."""
 
     def __init__(
         self, graph: Graph, restart: float = RWR_RESTART, tol: float = RWR_TOL, max_iter: int = 500, dtype=np.float32
@@ -567,7 +567,7 @@ def features_only_embeddings(features: dict, text_buckets: int = 256) -> np.ndar
 
 
 def baseline_scorers(graph: Graph, window: int = BASELINE_WINDOW, rwr: bool = True) -> dict[str, Scorer]:
-    """The report's baselines (DESIGN.md "Contracts"), all from the train split; `rwr=False` leaves out random
+    """The report's baselines (docs/DESIGN.md "Contracts"), all from the train split; `rwr=False` leaves out random
     walk with restart."""
     out = {
         "popularity": PopularityScorer(graph),

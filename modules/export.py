@@ -4,7 +4,7 @@ Why stock ops only: the `tensorflow/serving` binary links no ScaNN kernels, so t
 (one matmul + tf.math.top_k over the catalogue). Our own gRPC server (serving/server.py) answers the same
 signatures from the ScaNN index in the version's assets/ and only calls into this SavedModel for `embed`.
 
-Signatures (names are part of the API, DESIGN.md "Contracts"):
+Signatures (names are part of the API, docs/DESIGN.md "Contracts"):
     related_items(item_id: string [N], k: int32 []) -> item_ids string [N, k], scores float [N, k],
                                                        titles string [N, k]     (the query item itself excluded)
     similar_items(item_id, k) -> the same outputs, scored z_q . z_i             (the query item itself excluded)

@@ -5,7 +5,7 @@ The TFX component around it is pipeline/components/index_builder.py.
 Why ScaNN with these settings: partitioning into ~sqrt(N) leaves keeps each query to a few per cent of the
 catalogue, anisotropic hashing (AH) scores those candidates from 4-bit codes (2 dims per code), and exact
 re-ranking of the best `reorder` candidates with the float vectors gives back the exact top-10 almost always
-(DESIGN.md, "Measured limits": recall@10 0.99 at 1M). The embeddings are L2-normalised, so dot product == cosine. Below
+(docs/DESIGN.md, "Measured limits"). The embeddings are L2-normalised, so dot product == cosine. Below
 `brute_force_below` items an exact scan is as fast as the tree and needs no training, so we use ScaNN's brute
 force and say so in the stats.
 
@@ -36,9 +36,9 @@ from schema.versions import write_serving_arrays
 SCANN_DIR = "scann"
 STATS_FILE = "index_stats.json"
 BRUTE_FORCE_BELOW = 20_000
-# Exact re-ranking of the best 400 AH candidates: 100 (ScaNN's usual figure) gave recall@10 0.90 for catalogue
-# items as queries at 1M clustered 64-d vectors, 400 gives 0.996 for a negligible 400 float dot products/query
-# (bench/index.py). Leaves searched: max(8, leaves/40), i.e. 25 of 1000 at 1M.
+# Exact re-ranking of the best 400 AH candidates: ScaNN's usual 100 loses true top-10 items on large clustered
+# catalogues, and 400 float dot products per query cost next to nothing (bench/index.py measures the recall).
+# Leaves searched: max(8, leaves/40), i.e. 25 of 1000 at 1M.
 REORDER = 400
 
 

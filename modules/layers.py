@@ -206,7 +206,7 @@ class QueryHead(tf.keras.layers.Layer):
     """The query side of an asymmetric score: u_q = normalise(z_q + Q2 . ReLU(Q1 z_q + q)), scored as u_q . z_i.
 
     PinSage's one tower makes z_q . z_i symmetric, but the target of a query item is the item that *follows* it
-    (forward transitions beat symmetric ones by +0.03 validation HR@10 on ML-1M, bench/QUALITY.md). This head maps
+    (forward transitions beat symmetric ones on validation HR@10). This head maps
     an item's embedding to its query vector; the index still holds the z_i, so the model stays inductive (a new
     item's u is a function of its z). Q2 starts at zero: training starts from the symmetric model.
 

@@ -11,9 +11,10 @@ which candidate counts for which example (`score_mask`):
   logit s / tau, as in tf.nn.sampled_softmax_loss, so popular items are not pushed down just for being sampled
   often. The max-margin loss works on the score scale, so it gets the same correction there: s - tau log P_n(v)
   (P_n^tau passed as the probability). Without it the hinge learns to rank positives above a popularity-weighted
-  sample, i.e. against popularity, which the served lists and HR@10 both pay for (BUILD_NOTES.md). Retrieval clips probabilities at 1e-6, so they are passed relative to the largest one (a
-  constant shift of every corrected logit, which the softmax ignores); hard negatives come from PPR, not P_n, and
-  get the shift of the most likely item (no correction of their own);
+  sample, i.e. against popularity, which the served lists and HR@10 both pay for. Retrieval clips probabilities
+  at 1e-6, so they are passed relative to the largest one (a constant shift of every corrected logit, which the
+  softmax ignores); hard negatives come from PPR, not P_n, and get the shift of the most likely item (no
+  correction of their own);
 - hardest negatives (`hardest_negatives`): TFRS's HardNegativeMining keeps each example's k highest-scoring
   negatives, so the loss is spent where the ranking is decided instead of on hundreds of easy negatives.
 

@@ -195,7 +195,7 @@ def build_model(
     spec = dict(feature_spec)
     spec.setdefault(batches.NODE_ID, ("DT_INT64", []))
     # No tensor-dependent Python control flow in these layers: skip AutoGraph's source conversion of every layer
-    # (TF-GNN's included), which otherwise costs ~10 s of model construction on this CPU.
+    # (TF-GNN's included), which otherwise dominates model construction.
     with ag_ctx.ControlStatusCtx(status=ag_ctx.Status.DISABLED):
         return _build_model(hparams, spec, num_items, text_vocab_size)
 

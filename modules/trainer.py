@@ -76,8 +76,8 @@ def load_inputs(
 
 def embed_items(model, inputs: dict) -> np.ndarray:
     """[N, d] embeddings of every item, layer by layer (pipeline/bulk_embedder.embed_in_memory: each item's state
-    computed once per layer, 607x fewer layer applications than a K-hop subgraph per root; equal to embed_all
-    within float error, tests/pipeline/embedding/test_bulk_embedder.py). 1M items: ~30 s instead of ~14 min."""
+    computed once per layer instead of once per K-hop subgraph that holds it; equal to embed_all within float
+    error, tests/pipeline/embedding/test_bulk_embedder.py)."""
 
     return bulk_embedder.embed_in_memory(
         bulk_embedder.LayerwiseModel(model), inputs["features"], inputs["nbr"], inputs["w"]
@@ -85,7 +85,7 @@ def embed_items(model, inputs: dict) -> np.ndarray:
 
 
 def validation_fn_for(inputs: dict, split: str = "validation", max_contexts: int | None = None):
-    """validation_fn(model, epoch) -> protocol metrics of the model's embeddings on `split` (DESIGN.md), on a
+    """validation_fn(model, epoch) -> protocol metrics of the model's embeddings on `split` (docs/DESIGN.md), on a
     fixed sample of `max_contexts` contexts when given (the evaluator's --eval-contexts)."""
 
     queries = evaluation.build_queries(inputs["graph"], split, max_contexts=max_contexts)
@@ -105,7 +105,7 @@ def choose_similarity_weight(model, emb: np.ndarray, inputs: dict, hparams: PinS
     validation split by the one-standard-error rule (Breiman et al. 1984, "Classification and Regression Trees"
     §3.4.3; Hastie et al., "The Elements of Statistical Learning" §7.10): the largest lambda whose validation
     HR@10 is within one standard error sqrt(h (1 - h) / n) of the best lambda's. Differences inside that band are
-    noise (the same run on two machines differs by about that much, BUILD_NOTES.md), and a larger lambda takes the
+    noise (the same run on two machines differs by about that much), and a larger lambda takes the
     lists further from the shared popular direction of the query vectors. Without a validation split: lambda 0.
     """
     head = train_lib.query_head_of(model)

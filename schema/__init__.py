@@ -5,7 +5,7 @@ it is the one place that prepares the process:
 - TF-GNN and TFRS need Keras 2: TF_USE_LEGACY_KERAS=1 must be set before TensorFlow is imported (the venv's .pth
   sets it for every interpreter; this covers an interpreter started without it).
 - OpenBLAS (numpy's wheel, 0.3.23) reads the CPU model to pick its kernels; on VMs whose CPUID names a generic
-  "Intel Xeon Processor" it falls back to Prescott (SSE3) kernels, several times slower (BUILD_NOTES.md). So,
+  "Intel Xeon Processor" it falls back to Prescott (SSE3) kernels, several times slower. So,
   unless the user chose already, name the kernel family from the instruction sets the kernel reports (only ones
   the CPU has: never an illegal instruction). Effective when imported before numpy (the `pinsage` CLI, TFX
   executors and Beam workers import the project's packages first).
