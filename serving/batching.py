@@ -6,8 +6,8 @@ has waited `batch_timeout_micros`; at most `max_enqueued_batches` batches wait, 
 with UNAVAILABLE (load shedding, bounded memory) instead of queueing without limit.
 
 It runs on the asyncio loop that answers the gRPC requests, not on batch threads: a first version with
-`num_batch_threads` worker threads (as TF Serving has) answered at half the QPS of the unbatched server, because
-every hand-off between the loop thread and a batch thread waits for the GIL (BUILD_NOTES, "TF Serving parity").
+`num_batch_threads` worker threads (as TF Serving has) answered well below the unbatched server's QPS, because
+every hand-off between the loop thread and a batch thread waits for the GIL (docs/DESIGN.md).
 So `num_batch_threads` is accepted and not used. Multi-id requests are one batched search already and are not
 queued.
 

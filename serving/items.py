@@ -1,10 +1,10 @@
 """A version's item ids and titles as arrays: id -> row lookups and row -> id / title bytes for answers.
 
-Why not a dict of 1M ids: building one holds the GIL for ~0.7 s per version (the event loop answering requests
-stalls that long while a new version loads) and costs ~100 MB of Python objects. Here the ids are one |S<w>
-numpy array (memory-mapped from the version's item_ids.npy, schema/versions.py) and the lookup is a binary search
-in a sorted copy, which numpy sorts without the GIL; a lookup costs ~2 us instead of ~0.1 us, and the ids and
-titles of an answer ~3.5 us instead of ~1 us, against ~200 us for a whole request.
+Why not a dict of the ids: building one for a large catalogue holds the GIL long enough to stall the event loop
+answering requests while a new version loads, and costs many Python objects. Here the ids are one |S<w> numpy
+array (memory-mapped from the version's item_ids.npy, schema/versions.py) and the lookup is a binary search in a
+sorted copy, which numpy sorts without the GIL; a lookup is slower than a dict's, but small against a whole
+request.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class ItemTable:
         dup = np.flatnonzero(self._sorted[1:] == self._sorted[:-1])
         if len(dup):
             raise ValueError(f"item ids are not unique: {self._sorted[dup[0]].decode(errors='replace')!r} repeats")
-        # per-request reads of one int go through memoryviews: ~0.1 us where a numpy scalar costs ~0.3 us
+        # per-request reads of one int go through memoryviews: cheaper than a numpy scalar
         self._row_of_sorted = memoryview(order)
         self._titles = titles
         self._offsets = None if title_offsets is None else memoryview(title_offsets)
