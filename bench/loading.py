@@ -3,7 +3,7 @@
     .venv/bin/python bench/loading.py --dim 128                   # 1M x 128 (bench/serving.py's cached model)
     .venv/bin/python bench/loading.py --version-dir serving_model/pinsage/3 --repeat 1
 
-Loads the version the way the server does (serving/server.py LoadedVersion, then the warmup replay), `--repeat`
+Loads the version the way the server does (serving/version.py LoadedVersion, then the warmup replay), `--repeat`
 times in one process, while a ticker thread sleeps 1 ms at a time and records how late it wakes: a Python
 thread waiting that long for the GIL is what the event loop answering requests waits while a version loads.
 Per stage (LoadedVersion.load_breakdown, then warmup): seconds, the longest stall, and the seconds stalled (the
@@ -25,7 +25,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from schema import versions
-from serving.server import LoadedVersion, ModelServer
+from serving.core import ModelServer
+from serving.version import LoadedVersion
 
 
 class Ticker:

@@ -280,7 +280,7 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_serve(args) -> int:
-    from serving.flags import serve_from_args
+    from serving.server import serve_from_args
 
     return serve_from_args(args, "pinsage serve")
 
@@ -327,17 +327,19 @@ def serve_and_query(output: str, k: int = 10, port: int = 0) -> dict:
     from pipeline import driver
     from schema import graph as graph_io
     from serving.client import related
+    from serving.config import ServingConfig
     from serving.server import serve
 
     g = graph_io.load_graph(driver.latest_artifact_dir(output, "GraphGen", "graph"))
     nodes = demo_query_items(g.train_degree)
     queries = [str(g.item_ids[n]) for n in nodes]
     strata = ["head", "middle", "tail"][: len(nodes)]
-    server = serve(os.path.join(output, "serving_model", "pinsage"), port, block=False, poll_seconds=60)
+    model_dir = os.path.join(output, "serving_model", "pinsage")
+    server = serve(ServingConfig(model_dir, port=port, poll_seconds=60, rest_api_port=None), block=False)
     try:
         print(
             f"[pinsage] serving {os.path.join(output, 'serving_model', 'pinsage')} on port {server.port} "
-            f"(version {server.current.version}); querying a head, a middle and a tail item by train interactions"
+            f"(version {server.core.current.version}); querying a head, a middle and a tail item by train interactions"
         )
         result = related(f"localhost:{server.port}", queries, k)
         titles = _titles_of(output, queries)
@@ -346,7 +348,7 @@ def serve_and_query(output: str, k: int = 10, port: int = 0) -> dict:
             for t, q, s, n in zip(titles, queries, strata, nodes)
         ]
         _print_related(result, queries, labels)
-        if versions.SIMILAR_ITEMS in server.current.signature_defs:  # the head item's "more like this" too
+        if versions.SIMILAR_ITEMS in server.core.current.signature_defs:  # the head item's "more like this" too
             similar = related(f"localhost:{server.port}", queries[:1], k, signature_name=versions.SIMILAR_ITEMS)
             _print_related(similar, queries[:1], labels[:1], heading=SIGNATURE_HEADINGS[versions.SIMILAR_ITEMS])
             result = dict(result, similar_items=similar)

@@ -1,31 +1,14 @@
-"""The serving command line and its defaults: one parser for `pinsage serve` and `python -m serving`, and the
-defaults `serving.server.serve` takes (tests/serving/test_flags.py checks that all three agree)."""
+"""The serving command line: one parser for `pinsage serve` and `python -m serving`, its defaults ServingConfig's
+(serving/config.py; tests/serving/test_flags.py checks that they agree). serving/server.py's config_from_args turns
+the parsed arguments into a ServingConfig."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import logging
-import sys
 
+from serving.config import DEFAULTS, ServingConfig
 
-@dataclasses.dataclass(frozen=True)
-class ServingConfig:
-    port: int = 8500  # TF Serving's gRPC port
-    poll_seconds: float = 5.0  # how often the model directory is scanned for new versions
-    max_workers: int = 8  # worker threads for everything but the one-id fast path
-    max_batch: int = 1024  # ids per request
-    max_message_bytes: int = 4 * 1024 * 1024
-    processes: int = 1  # server processes sharing the port (SO_REUSEPORT)
-    # --- TF Serving parity (issue 14): model config, loader, monitoring, batching
-    model_config_file_poll_wait_seconds: float = 0.0  # 0: the config file is read once (TF Serving's default)
-    retry_max_seconds: float = 300.0  # the longest back-off between load attempts of a failed version
-    enable_batching: bool = False
-
-    rest_api_port: int = 8501  # TF Serving's REST port; 0 = no REST API (as TF Serving's --rest_api_port 0)
-
-
-DEFAULTS = ServingConfig()
+__all__ = ["DEFAULTS", "ServingConfig", "add_serve_arguments"]
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -110,40 +93,3 @@ def _add_parity_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="TF Serving BatchingParameters text file (max_batch_size { value: 32 } batch_timeout_micros ...)",
     )
-
-
-def serve_from_args(args, prog: str) -> int:
-    """Runs the server the parsed arguments describe; a clear error and exit code 1 when it cannot start."""
-    # here, not at the top: `--help` does not load TensorFlow
-    from serving import model_config
-    from serving.server import serve
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        batching = (
-            model_config.load_batching_parameters(args.batching_parameters_file) if args.enable_batching else None
-        )
-        if args.batching_parameters_file and not args.enable_batching:
-            raise model_config.ConfigError("--batching_parameters_file needs --enable_batching")
-        monitoring_path = model_config.load_monitoring_config(args.monitoring_config_file)
-        server_args = dict(
-            model_name=args.model_name,
-            poll_seconds=args.poll_seconds,
-            max_workers=args.max_workers,
-            max_batch=args.max_batch,
-            processes=args.processes,
-            model_config_file=args.model_config_file,
-            model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
-            retry_max_seconds=args.retry_max_seconds,
-            batching=batching,
-            monitoring_path=monitoring_path,
-            rest_api_port=args.rest_api_port or None,  # 0 = off on the command line, as TF Serving's flag
-        )
-        serve(args.model_base_path, args.port, **server_args)
-    except model_config.ConfigError as e:  # a bad flag combination or config file: a usage error
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    except (OSError, ValueError) as e:  # the port is taken, --processes without a fixed port
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 1
-    return 0

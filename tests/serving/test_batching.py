@@ -18,6 +18,7 @@ from pipeline.data import datasets
 from pipeline.push import pusher
 from serving import metrics
 from serving.batching import Batcher
+from serving.config import ServingConfig
 from serving.errors import ServingError
 from serving.model_config import BatchingOptions
 from serving.server import serve
@@ -134,7 +135,8 @@ def test_batching_server_under_concurrent_clients(tmp_path):
     ib.build_index(emb, ids, str(tmp_path / "ix"), titles=ids, brute_force_below=N + 1, recall_queries=50)
     pusher.push(str(tmp_path / "sm"), str(tmp_path / "ix"), str(tmp_path / "serving_model"))
     opts = BatchingOptions(max_batch_size=8, batch_timeout_micros=2000)
-    server = serve(str(tmp_path / "serving_model" / "pinsage"), 0, batching=opts, block=False)
+    config = ServingConfig(str(tmp_path / "serving_model" / "pinsage"), port=0, batching=opts, rest_api_port=None)
+    server = serve(config, block=False)
     label = {"model": "pinsage"}
     n0 = metrics.REGISTRY.get_sample_value("pinsage_serving_batch_size_count", label) or 0
     s0 = metrics.REGISTRY.get_sample_value("pinsage_serving_batch_size_sum", label) or 0
@@ -184,7 +186,8 @@ def test_batching_server_answers_rest_through_the_batcher(tmp_path):
     ib.build_index(emb, ids, str(tmp_path / "ix"), titles=ids, brute_force_below=N + 1, recall_queries=50)
     pusher.push(str(tmp_path / "sm"), str(tmp_path / "ix"), str(tmp_path / "serving_model"))
     opts = BatchingOptions(max_batch_size=8, batch_timeout_micros=2000)
-    server = serve(str(tmp_path / "serving_model" / "pinsage"), 0, batching=opts, block=False, rest_api_port=0)
+    config = ServingConfig(str(tmp_path / "serving_model" / "pinsage"), port=0, batching=opts, rest_api_port=0)
+    server = serve(config, block=False)
     label = {"model": "pinsage"}
     s0 = metrics.REGISTRY.get_sample_value("pinsage_serving_batch_size_sum", label) or 0
     results, errors = [], []

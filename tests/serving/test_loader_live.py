@@ -16,6 +16,7 @@ from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
 from pipeline.data import datasets
 from pipeline.push import pusher
+from serving.config import ServingConfig
 from serving.server import serve
 from tests.serving.test_server import D, N, exact_related, make_version, request
 
@@ -59,10 +60,10 @@ class Clients:
 def wait_for(server, version, timeout=30):
     start = time.time()
     while time.time() - start < timeout:
-        if server.current is not None and server.current.version == version:
+        if server.core.current is not None and server.core.current.version == version:
             return time.time() - start
         time.sleep(0.02)
-    raise AssertionError(f"version {version} not served after {timeout} s (serving {server.current.version})")
+    raise AssertionError(f"version {version} not served after {timeout} s (serving {server.core.current.version})")
 
 
 def statuses(addr):
@@ -106,7 +107,8 @@ def test_directory_changes_under_load(pushed, caplog):
 
     copy_version(pushed, 1, 1)
     learn(1, 1)
-    server = serve(model_dir, 0, poll_seconds=POLL, retry_max_seconds=2 * POLL, block=False)
+    config = ServingConfig(model_dir, port=0, poll_seconds=POLL, retry_max_seconds=2 * POLL, rest_api_port=None)
+    server = serve(config, block=False)
     addr = f"127.0.0.1:{server.port}"
     clients = Clients(addr, truth)
     waits = {}
@@ -117,12 +119,12 @@ def test_directory_changes_under_load(pushed, caplog):
             open(os.path.join(model_dir, "999999", "saved_model.pb"), "wb").write(b"junk")
             os.makedirs(os.path.join(model_dir, "²"))  # a non-ASCII digit name
             time.sleep(4 * POLL)
-            assert server.current.version == 1
+            assert server.core.current.version == 1
             assert statuses(addr)[999999][0] == State.END and statuses(addr)[1][0] == State.AVAILABLE
             half = copy_version(pushed, 2, 1000000, skip_saved_model=True)  # half written, completed in place
             learn(1000000, 2)
             time.sleep(3 * POLL)
-            assert server.current.version == 1 and 1000000 in server.failed
+            assert server.core.current.version == 1 and 1000000 in server.core.failed
             shutil.copy(keep / "2" / "saved_model.pb", os.path.join(half, "saved_model.pb"))
             waits["completed in place"] = wait_for(server, 1000000)
             version = 1000001  # the Pusher numbers a push newest + 1, junk included (as TF Serving's users do)
@@ -150,9 +152,9 @@ def test_directory_changes_under_load(pushed, caplog):
     for extra in (None, 99999999):
         if extra:
             os.makedirs(os.path.join(model_dir, str(extra)))  # an empty junk directory above everything
-        server = serve(model_dir, 0, poll_seconds=POLL, block=False)
+        server = serve(ServingConfig(model_dir, port=0, poll_seconds=POLL, rest_api_port=None), block=False)
         try:
-            assert server.current.version == version
+            assert server.core.current.version == version
             assert client_answer(server) == version
         finally:
             server.stop()

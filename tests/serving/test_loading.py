@@ -1,4 +1,4 @@
-"""How a version is loaded (serving/server.py LoadedVersion): from the serving arrays, without TF's SavedModel
+"""How a version is loaded (serving/version.py LoadedVersion): from the serving arrays, without TF's SavedModel
 when every signature is related_items; with it for embed_item; a version from before the arrays (text files
 only) answers exactly as the same version with them; a SavedModel and an index that disagree fail the load,
 saying how."""
@@ -15,7 +15,8 @@ from modules.export import export_serving_model
 from pipeline.data import datasets
 from pipeline.push import pusher
 from schema import versions
-from serving.server import LoadedVersion, ModelServer
+from serving.core import ModelServer
+from serving.version import LoadedVersion
 from tests.serving.test_server import D, N, embed_request, exact_related, make_version, request
 
 ARRAY_FILES = (
@@ -61,7 +62,7 @@ def test_related_only_version_is_served_without_tf(env):
     server = ModelServer(os.path.dirname(env["related_only"]), "pinsage")
     rows = np.array([0, 5, 1234, N - 1])
     for req in (request([f"i{r}" for r in rows], 10), request(["i1234"], 10)):  # batched and one-item paths
-        got = outputs(server._predict_version(v, req))
+        got = outputs(server.predict_version(v, req))
         want = exact_related(env["emb"], rows if len(req.inputs["item_id"].string_val) > 1 else rows[2:3], 10)
         assert [[int(i[1:]) for i in r] for r in got["item_ids"]] == want.tolist()
         assert got["titles"] == [[f"r {j}".encode() for j in r] for r in want]
@@ -81,7 +82,7 @@ def test_version_from_before_the_arrays_answers_the_same(env, tmp_path):
         embed_request([["i1", "i2", ""]], [[0.5, 0.25, 0.0]], [1.5], k=10),
     ]
     for req in reqs:
-        assert outputs(server._predict_version(new, req)) == outputs(server._predict_version(old, req))
+        assert outputs(server.predict_version(new, req)) == outputs(server.predict_version(old, req))
 
 
 @pytest.mark.parametrize(

@@ -144,7 +144,8 @@ def test_cli_errors_are_usage_errors(tmp_path, capsys):
 
 
 def test_one_model_shortcut_and_config_are_exclusive(tmp_path):
-    from serving.server import ModelServer, model_specs_from
+    from serving.core import ModelServer
+    from serving.server import model_specs_from
 
     (tmp_path / "pinsage").mkdir()
     assert model_specs_from(str(tmp_path / "pinsage"), None, None)[0].name == "pinsage"

@@ -21,7 +21,8 @@ from tensorflow_serving.apis import (
 
 from modules.export import WARMUP_FILE
 from pipeline.data import datasets
-from serving import metrics, rest
+from serving import json_tensors, metrics
+from serving.config import ServingConfig
 from serving.server import serve
 from tests.serving.test_server import D, N, embed_request, exact_related, make_version, request
 
@@ -50,15 +51,20 @@ def env(tmp_path_factory):
     cfg = root / "models.config"
     pinsage_dir, other_dir = os.path.dirname(a[0]), os.path.dirname(b)
     cfg.write_text(config_text([("pinsage", pinsage_dir, "latest { num_versions: 2 }", {"stable": 1, "canary": 2})]))
-    server = serve(
-        None, 0, model_config_file=str(cfg), model_config_file_poll_wait_seconds=POLL, poll_seconds=POLL, block=False
+    config = ServingConfig(
+        model_config_file=str(cfg),
+        port=0,
+        model_config_file_poll_wait_seconds=POLL,
+        poll_seconds=POLL,
+        rest_api_port=None,
     )
+    server = serve(config, block=False)
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
     yield dict(
         root=root,
         embs=embs,
         cfg=cfg,
-        server=server,
+        server=server.core,
         pinsage_dir=pinsage_dir,
         other_dir=other_dir,
         stub=prediction_service_pb2_grpc.PredictionServiceStub(channel),
@@ -185,7 +191,7 @@ def test_warmup_requests_replayed_and_a_failing_one_fails_the_load(env):
     # the REST JSON of the model's statuses (GET /v1/models/pinsage), as TF Serving prints it: every version
     # with a status block, OK for a healthy one, the load error for a failed one
     req.model_spec.ClearField("version")
-    by_version = {s["version"]: s for s in rest.status_json(server._status(req))["model_version_status"]}
+    by_version = {s["version"]: s for s in json_tensors.status_json(server.status(req))["model_version_status"]}
     assert by_version["2"] == {
         "version": "2",
         "state": "AVAILABLE",

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from serving import client
+from serving.config import ServingConfig
 from serving.server import serve
 from tests.serving.rest_fixtures import make_rest_version
 
@@ -39,7 +40,7 @@ def page(tmp_path_factory):
     # a linear query head, so that related_items and similar_items are different lists
     query_map = np.random.default_rng(3).normal(size=(16, 16)).astype(np.float32) / 4.0
     emb, ids, titles = make_rest_version(root, N, d=16, seed=5, query_map=query_map)
-    server = serve(str(root / "serving_model"), 0, poll_seconds=5, block=False, rest_api_port=0)
+    server = serve(ServingConfig(str(root / "serving_model"), port=0, poll_seconds=5, rest_api_port=0), block=False)
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1200,900"):

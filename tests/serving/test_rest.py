@@ -20,7 +20,9 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from serving import client, flags, rest
+from serving import client, flags, json_tensors, rest
+from serving.config import ServingConfig
+from serving.errors import ServingError
 from serving.model_config import PROMETHEUS_DEFAULT_PATH
 from serving.server import serve
 from tests.serving.rest_fixtures import make_rest_version
@@ -32,15 +34,15 @@ N = 3000
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("rest")
     emb, ids, titles = make_rest_version(root, N)
-    server = serve(
-        str(root / "serving_model"),
-        0,
+    config = ServingConfig(
+        model_base_path=str(root / "serving_model"),
+        port=0,
         poll_seconds=0.2,
         max_batch=64,
-        block=False,
         rest_api_port=0,
         monitoring_path=PROMETHEUS_DEFAULT_PATH,  # what --monitoring_config_file with prometheus enabled gives
     )
+    server = serve(config, block=False)
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
     session = requests.Session()
     yield dict(
@@ -48,7 +50,7 @@ def env(tmp_path_factory):
         emb=emb,
         ids=ids,
         titles=titles,
-        server=server,
+        server=server.core,
         url=f"http://127.0.0.1:{server.rest.port}",
         http=session,
         stub=prediction_service_pb2_grpc.PredictionServiceStub(channel),
@@ -420,11 +422,11 @@ def test_rest_flag():
     args = flags.add_serve_arguments(argparse.ArgumentParser()).parse_args(
         ["--model-base-path", "m", "--rest_api_port", "0"]
     )
-    assert args.rest_api_port == 0  # off: serve_from_args passes None
-    import inspect
+    assert args.rest_api_port == 0  # off: config_from_args passes None
+    from serving.server import config_from_args
 
-    sig = inspect.signature(serve).parameters
-    assert sig["rest_api_port"].default is None and sig["monitoring_path"].default is None  # enabled by the config file
+    assert config_from_args(args).rest_api_port is None
+    assert flags.DEFAULTS.monitoring_path is None  # enabled by the config file
 
 
 def test_rest_port_taken_is_a_clear_error_and_nothing_is_left_running(env):
@@ -435,7 +437,8 @@ def test_rest_port_taken_is_a_clear_error_and_nothing_is_left_running(env):
         held.bind(("::", 0))
         held.listen()
         with pytest.raises(OSError, match=f"cannot bind REST port {held.getsockname()[1]}"):
-            serve(str(env["root"] / "serving_model"), 0, block=False, rest_api_port=held.getsockname()[1])
+            config = ServingConfig(str(env["root"] / "serving_model"), port=0, rest_api_port=held.getsockname()[1])
+            serve(config, block=False)
     # the server of the module's fixture is untouched
     assert post(env, "/v1/models/pinsage:predict", {"inputs": {"item_id": ["i1"], "k": 1}})[0] == 200
 
@@ -444,21 +447,21 @@ def test_json_tensor_rules_without_a_server():
     """The JSON <-> TensorProto rules on their own, against tf.make_tensor_proto / tf.make_ndarray."""
     from tensorflow.core.framework import types_pb2 as T
 
-    t = rest.json_to_tensor([[1, 2.5], [3, -4]], T.DT_FLOAT)
+    t = json_tensors.json_to_tensor([[1, 2.5], [3, -4]], T.DT_FLOAT)
     np.testing.assert_array_equal(tf.make_ndarray(t), np.float32([[1, 2.5], [3, -4]]))
-    t = rest.json_to_tensor([[True], [False]], T.DT_BOOL)
+    t = json_tensors.json_to_tensor([[True], [False]], T.DT_BOOL)
     assert tf.make_ndarray(t).tolist() == [[True], [False]]
-    assert tf.make_ndarray(rest.json_to_tensor(7, T.DT_INT64)).tolist() == 7  # a scalar: no dimensions
-    assert tf.make_ndarray(rest.json_to_tensor([], T.DT_STRING)).shape == (0,)
+    assert tf.make_ndarray(json_tensors.json_to_tensor(7, T.DT_INT64)).tolist() == 7  # a scalar: no dimensions
+    assert tf.make_ndarray(json_tensors.json_to_tensor([], T.DT_STRING)).shape == (0,)
     for val, dtype in ((2**31, T.DT_INT32), (True, T.DT_INT32), (1.0, T.DT_INT64), (-1, T.DT_UINT32), (1, T.DT_BOOL)):
-        with pytest.raises(rest.ServingError, match="is not of expected type"):
-            rest.json_to_tensor(val, dtype)
-    with pytest.raises(rest.ServingError) as e:
-        rest.json_to_tensor([1], T.DT_COMPLEX64)
+        with pytest.raises(ServingError, match="is not of expected type"):
+            json_tensors.json_to_tensor(val, dtype)
+    with pytest.raises(ServingError) as e:
+        json_tensors.json_to_tensor([1], T.DT_COMPLEX64)
     assert e.value.code == grpc.StatusCode.UNIMPLEMENTED and rest.HTTP_STATUS[e.value.code] == 501
-    with pytest.raises(rest.ServingError, match="found at incorrect level: 2"):
-        rest.json_to_tensor([[1], 2], T.DT_FLOAT)
-    assert rest.json_to_tensor([{"b64": "aGk"}], T.DT_STRING).string_val == [b"hi"]  # padding optional (absl)
+    with pytest.raises(ServingError, match="found at incorrect level: 2"):
+        json_tensors.json_to_tensor([[1], 2], T.DT_FLOAT)
+    assert json_tensors.json_to_tensor([{"b64": "aGk"}], T.DT_STRING).string_val == [b"hi"]  # padding optional (absl)
     # outputs: float32 with the fewest digits that read back exactly; the compact one-value form expanded
     out = predict_pb2.PredictResponse()
     out.outputs["s"].CopyFrom(tf.make_tensor_proto(np.float32([0.1, 1 / 3, 1e-8, 3])))
@@ -466,20 +469,20 @@ def test_json_tensor_rules_without_a_server():
     out.outputs["d"].CopyFrom(tf.make_tensor_proto(np.float64([0.1, 2])))
     out.outputs["n_bytes"].CopyFrom(tf.make_tensor_proto(np.array([b"\xff\x00", b"ok"], dtype=object)))
     out.outputs["i"].CopyFrom(tf.make_tensor_proto(np.int64([2**40, -1])))
-    text = rest.dumps(rest.predict_response_json(out, "columnar")).decode()
+    text = json_tensors.dumps(json_tensors.predict_response_json(out, "columnar")).decode()
     assert '"s":[0.1,0.33333334,1e-08,3.0]' in text and '"c":[2.5,2.5,2.5,2.5]' in text, text
     assert '"d":[0.1,2.0]' in text and '"i":[1099511627776,-1]' in text
     assert '"n_bytes":[{"b64":"/wA="},{"b64":"b2s="}]' in text
     rows = predict_pb2.PredictResponse()
     rows.outputs["s"].CopyFrom(tf.make_tensor_proto(np.float32([[0.1, 1 / 3], [2, 3]])))
     rows.outputs["n_bytes"].CopyFrom(tf.make_tensor_proto(np.array([b"\xff\x00", b"ok"], dtype=object)))
-    assert rest.predict_response_json(rows, "row")["predictions"] == [
+    assert json_tensors.predict_response_json(rows, "row")["predictions"] == [
         {"s": [0.1, 0.33333334], "n_bytes": {"b64": "/wA="}},
         {"s": [2.0, 3.0], "n_bytes": {"b64": "b2s="}},
     ]
     rows.outputs["x"].CopyFrom(tf.make_tensor_proto(np.float32([1, 2, 3])))
-    with pytest.raises(rest.ServingError, match="inconsistent batch size"):
-        rest.predict_response_json(rows, "row")
+    with pytest.raises(ServingError, match="inconsistent batch size"):
+        json_tensors.predict_response_json(rows, "row")
     del rows.outputs["x"]
     del rows.outputs["n_bytes"]
-    assert rest.predict_response_json(rows, "row") == {"predictions": [[0.1, 0.33333334], [2.0, 3.0]]}
+    assert json_tensors.predict_response_json(rows, "row") == {"predictions": [[0.1, 0.33333334], [2.0, 3.0]]}

@@ -22,6 +22,7 @@ from modules.export import export_serving_model
 from pipeline.data import datasets
 from pipeline.push import pusher
 from serving import client
+from serving.config import ServingConfig
 from serving.server import serve
 from tests.fixtures import REPO_ROOT
 
@@ -55,14 +56,20 @@ def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("serving")
     emb = datasets.clustered_vectors(N, D, clusters=30, seed=11)
     make_version(root, emb, "v1")
-    server = serve(
-        str(root / "serving_model"), 0, poll_seconds=0.2, max_batch=MAX_BATCH, max_message_bytes=256 * 1024, block=False
-    )  # the parent dir: resolves to its one model
+    config = ServingConfig(
+        model_base_path=str(root / "serving_model"),  # the parent dir: resolves to its one model
+        port=0,
+        poll_seconds=0.2,
+        max_batch=MAX_BATCH,
+        max_message_bytes=256 * 1024,
+        rest_api_port=None,
+    )
+    server = serve(config, block=False)
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
     yield dict(
         root=root,
         emb=emb,
-        server=server,
+        server=server.core,
         addr=f"127.0.0.1:{server.port}",
         stub=prediction_service_pb2_grpc.PredictionServiceStub(channel),
         models=model_service_pb2_grpc.ModelServiceStub(channel),
@@ -330,7 +337,9 @@ def test_query_head_version_searches_with_query_vectors(tmp_path):
     # exact (brute-force) index: this test is about which vector the server searches with, not ANN recall
     ib.build_index(emb, ids, str(tmp_path / "ix"), query_embeddings=query, brute_force_below=N + 1, recall_queries=100)
     pusher.push(str(tmp_path / "sm"), str(tmp_path / "ix"), str(tmp_path / "serving_model"))
-    server = serve(str(tmp_path / "serving_model"), 0, poll_seconds=5, block=False)
+    server = serve(
+        ServingConfig(str(tmp_path / "serving_model"), port=0, poll_seconds=5, rest_api_port=None), block=False
+    )
     try:
         addr = f"127.0.0.1:{server.port}"
         rows = np.arange(0, N, 300)
