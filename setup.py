@@ -12,7 +12,17 @@ setup(
     description="PinSage graph-convolutional item embeddings as a TFX / Beam / TF-GNN production stack",
     python_requires=">=3.10,<3.11",
     packages=find_packages(
-        include=["pipeline", "pipeline.*", "modules", "modules.*", "serving", "serving.*", "schema", "schema.*"]
+        include=[
+            "pipeline",
+            "pipeline.*",
+            "modules",
+            "modules.*",
+            "serving",
+            "serving.*",
+            "schema",
+            "schema.*",
+            "bench",
+        ]
     ),
     package_data={"schema": ["*.pbtxt", "*.yaml"], "serving": ["static/*"]},
     include_package_data=True,

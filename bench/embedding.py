@@ -30,8 +30,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np
 
+from bench import _catalogue as catalogue
 from schema import neighborhoods as neighborhood_io
-from tests import fixtures
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "embedding.json")
 
@@ -50,7 +50,7 @@ def bench_catalogue(n, top_t, per_item_roots, seed=0):
     from modules import embedding as be
     from modules.train import embed_all
 
-    feats, nbr, w = fixtures.synthetic_catalogue(n, top_t, seed=seed)
+    feats, nbr, w = catalogue.synthetic_catalogue(n, top_t, seed=seed)
     model = model_for(feats)
     lw = be.LayerwiseModel(model)
     # warm-up (tracing) of both paths on a few items, then timed runs
@@ -99,7 +99,7 @@ def bench_big(n, top_t=10, batch_size=65536):
     from modules import embedding as be
 
     t0 = time.time()
-    feats, nbr, w = fixtures.synthetic_catalogue(n, top_t, seed=2)
+    feats, nbr, w = catalogue.synthetic_catalogue(n, top_t, seed=2)
     t_gen = time.time() - t0
     model = model_for(feats)
     lw = be.LayerwiseModel(model)
@@ -133,14 +133,14 @@ def bench_beam(n, top_t=10, batch_size=1024, workers=1):
     from schema import build
 
     tmp = tempfile.mkdtemp(prefix="bench_embedding_")
-    feats, nbr, w = fixtures.synthetic_catalogue(n, top_t, seed=3)
+    feats, nbr, w = catalogue.synthetic_catalogue(n, top_t, seed=3)
     model = model_for(feats)
     t0 = time.time()
     uris = {k: os.path.join(tmp, k) for k in ("model", "examples", "neighborhoods", "graph", "out")}
     be.save_model(model, os.path.join(uris["model"], "Format-Serving"), save_traces=False)
-    fixtures.write_examples(os.path.join(uris["examples"], "Split-train"), feats, shards=4)
+    catalogue.write_examples(os.path.join(uris["examples"], "Split-train"), feats, shards=4)
     neighborhood_io.write_neighborhoods(uris["neighborhoods"], nbr, w, shards=4)
-    fixtures.write_items(uris["graph"], [str(u) for u in range(n)])
+    catalogue.write_items(uris["graph"], [str(u) for u in range(n)])
     t_write = time.time() - t0
 
     def art(cls, uri, **kw):

@@ -1,4 +1,4 @@
-"""Test fixtures shared by several test files (and bench/embedding.py): synthetic catalogues, artifact writers
+"""Test fixtures shared by several test files: synthetic catalogues, artifact writers
 for inputs that no pipeline stage wrote, and small independent references."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def synthetic_catalogue(
 ):
     """Item features of the MovieLens transformed shape (schema/ml-*/graph_schema.pbtxt: genres_multi_hot [65],
     log_degree, year, year_missing, title_tokens ragged, node_id) and random -1-padded neighbourhoods with
-    L1-normalised weights, some items isolated (tests and bench/embedding.py)."""
+    L1-normalised weights, some items isolated."""
     import tensorflow as tf
 
     rng = np.random.default_rng(seed)
