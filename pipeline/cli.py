@@ -371,31 +371,29 @@ def _titles_of(output: str, ids: list[str]) -> list[str]:
     return [titles[pos[x]] if titles and x in pos else "" for x in ids]
 
 
-BENCHES = (
-    "sampling",
-    "training",
-    "embedding",
-    "index",
-    "serving",
-    "loading",
-    "baselines",
-    "quality",
-    "count_ceiling",
-    "scale",
-    "source_probe",
-)
+def _bench_names() -> list[str]:
+    """The benchmarks the installed `bench` package holds (its modules, helpers starting with "_" left out)."""
+    import importlib.util
+    import pkgutil
+
+    spec = importlib.util.find_spec("bench")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    return sorted(m.name for m in pkgutil.iter_modules(spec.submodule_search_locations) if not m.name.startswith("_"))
 
 
 def _cmd_bench(args) -> int:
-    """Runs bench/<name>.py of this checkout with the remaining arguments (the scripts print and write JSON)."""
+    """Runs `python -m bench.<name>` in this process with the remaining arguments (the benchmarks print their
+    figures and write JSON)."""
     import runpy
 
-    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", f"{args.name}.py")
-    if not os.path.exists(script):
-        print(f"[pinsage] {script} not found: benchmarks run from a source checkout", file=sys.stderr)
+    names = _bench_names()
+    if args.name not in names:
+        where = f"available: {', '.join(names)}" if names else "the bench package is not installed"
+        print(f"[pinsage] no benchmark {args.name!r} ({where})", file=sys.stderr)
         return 2
-    sys.argv = [script] + args.args
-    runpy.run_path(script, run_name="__main__")
+    sys.argv = [f"bench.{args.name}"] + args.args
+    runpy.run_module(f"bench.{args.name}", run_name="__main__", alter_sys=True)
     return 0
 
 
@@ -534,8 +532,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.set_defaults(fn=_cmd_query)
 
-    b = sub.add_parser("bench", help="run a benchmark: bench/<name>.py [its arguments]")
-    b.add_argument("name", choices=BENCHES)
+    b = sub.add_parser("bench", help="run a benchmark: python -m bench.NAME [its arguments]")
+    b.add_argument("name", metavar="NAME", help=f"one of: {', '.join(_bench_names())}")
     b.add_argument("args", nargs=argparse.REMAINDER)
     b.set_defaults(fn=_cmd_bench)
 
