@@ -9,9 +9,9 @@
 The graph is built in-process (evaluation.graph_from_csv: GraphGen's split in pandas, no TFX run);
 `--check-graph NAME=URI` also loads a GraphGen-made artifact, checks that the in-process graph is identical to it
 row for row, and evaluates on it. Rows: each baseline on test with the validation item masked (the protocol),
-on validation, and on test with only the train items masked (the variant the protocol rejected: it misses the
-DESIGN.md figure for transition counts, 0.1575, by ~0.004). Calibration targets (DESIGN.md, ML-1M test HR@10,
-noise +-0.004) are printed next to the measured values. Each baseline also gets the list metrics of its
+on validation, and on test with only the train items masked (the variant the protocol rejected: it misses
+docs/DESIGN.md's transition-count figure). Calibration targets (docs/DESIGN.md, ML-1M test HR@10) are printed next
+to the measured values. Each baseline also gets the list metrics of its
 related-items lists (modules/evaluation.list_metrics: coverage@10, popular_share@10, feature_agreement@10 on the
 dataset's first categorical column of items.csv, in name order as the evaluator picks it).
 """
@@ -124,7 +124,7 @@ def print_table(dataset: str, res: dict) -> None:
             line = f"  {label:<22}{model:<19}" + "".join(f"{m[c]:>10.4f}" for c in COLUMNS)
             line += f"{res['eval_s'][label][model]:>8.2f}"
             if dataset == "ml-1m" and label == "test" and model in DESIGN_ML1M_TEST_HR10:
-                line += f"   (DESIGN.md HR@10 {DESIGN_ML1M_TEST_HR10[model]})"
+                line += f"   (docs/DESIGN.md HR@10 {DESIGN_ML1M_TEST_HR10[model]})"
             print(line)
     print("  build s: " + ", ".join(f"{k} {v}" for k, v in res["build_s"].items()))
     print(f"  related-items lists of the {res['list_query_items']} items with >= 5 train interactions:")

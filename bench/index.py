@@ -6,8 +6,8 @@ numpy scan, on synthetic clustered L2-normalised vectors.
 
 Queries are catalogue items perturbed by noise (not the items themselves, which would make top-1 trivial).
 Single-query QPS = queries answered one at a time in one thread, as the server answers a request. The exact
-scan is `E @ q` + argpartition + sort of the top 10. Target (issue): recall@10 >= 0.95 at >= 100x exact QPS.
-Note the load average at start: another process on this 2-core box skews QPS.
+scan is `E @ q` + argpartition + sort of the top 10. Target: recall@10 >= 0.95 at >= 100x exact QPS.
+The load average at start is recorded: other processes on the box skew QPS.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Both commands run as child processes; this script reads their progress lines ("[
 in S s"), samples the RSS summed over the child and all its descendants every --sample-s seconds, and attributes
 each sample to the stage running at that moment ("prepare" = ingest + schemas before the first TFX stage, "after"
 = data report / report publishing after the last one). Writes bench/results/scale_<items>.json and prints a table.
-Targets (issue 7): every stage but training under 10 minutes in total, the whole run under 30 minutes, peak RSS
+Targets: every stage but training under 10 minutes in total, the whole run under 30 minutes, peak RSS
 under 12 GiB. Other work on the box slows the run: the load average is recorded at start and end.
 """
 

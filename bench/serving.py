@@ -23,8 +23,8 @@ A model version (export + ScaNN index, synthetic clustered 64-d vectors) is buil
 --work-dir; the server runs as a separate process (`python -m serving`), as it would in production; each client
 is a thread with its own channel (or connection) sending single-item requests back to back (a closed loop, so
 the load is bounded by the clients). Reports QPS, p50/p99 latency and the error count per client count and
-API. Clients and server share this box's 2 cores, so the figures are a floor; the load average at start is
-recorded. Targets (issues): gRPC p99 <= 10 ms and >= 1.2k QPS with 8 clients at 1M items; batched >= 1.3x
+API. Clients and server share the box's cores, so the figures are a floor; the load average at start is
+recorded. Targets: gRPC p99 <= 10 ms and >= 1.2k QPS with 8 clients at 1M items; batched >= 1.3x
 unbatched QPS; REST p99 <= 2 x gRPC p99.
 """
 

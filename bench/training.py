@@ -1,7 +1,7 @@
 """Training throughput (positive pairs/s) of PinSage on CPU through the real path: tf.data producer
 (modules/batches) -> TF-GNN model (modules/model) -> loss + Adam step (modules/train).
 
-Default shape (DESIGN.md reference: plain TF ~900 pairs/s per core with pre-built index batches; target >= 700):
+Default shape (target >= 700 pairs/s per core):
 a synthetic graph the size of ML-1M (3,706 items, ~1M positive pairs, T = 10 importance neighbours, power-law
 popularity, communities), ML-1M-like features (65-wide genre multi-hot, title tokens, year + missing flag,
 log degree), batch 512 pairs + 500 shared negatives, K = 2, hidden 128.

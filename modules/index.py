@@ -5,7 +5,7 @@ The TFX component around it is pipeline/components/index_builder.py.
 Why ScaNN with these settings: partitioning into ~sqrt(N) leaves keeps each query to a few per cent of the
 catalogue, anisotropic hashing (AH) scores those candidates from 4-bit codes (2 dims per code), and exact
 re-ranking of the best `reorder` candidates with the float vectors gives back the exact top-10 almost always
-(docs/DESIGN.md, "Measured limits"). The embeddings are L2-normalised, so dot product == cosine. Below
+(bench/index.py measures the recall). The embeddings are L2-normalised, so dot product == cosine. Below
 `brute_force_below` items an exact scan is as fast as the tree and needs no training, so we use ScaNN's brute
 force and say so in the stats.
 

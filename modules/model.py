@@ -6,7 +6,7 @@ of each readout root, in readout order ([R, output_dim]).
 
 The model is inductive by default: an item's embedding is a function of its features and its neighbourhood only,
 so new items (cold start) embed without retraining. A learnable per-item id embedding can be switched on
-(`id_embedding=True`); an id-only model is a strong baseline on MovieLens (docs/DESIGN.md), but it ties the
+(`id_embedding=True`); an id-only model is a strong baseline on MovieLens, but it ties the
 model to the training catalogue (unknown ids share one row).
 """
 
