@@ -1,5 +1,5 @@
 """The one exception type the serving code raises for a request it cannot answer, with its gRPC status code;
-both front ends (gRPC here, REST in serving/rest.py) turn it into their status (ModelServer.status_of)."""
+both front ends (serving/grpc_api.py, serving/rest.py) turn it into their status (ModelServer.status_of)."""
 
 from __future__ import annotations
 
