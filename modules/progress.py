@@ -1,23 +1,128 @@
-"""Progress of a long loop (the training steps of an epoch): a tqdm bar on a terminal, plain lines otherwise.
+"""Progress of a long loop, for a person at a terminal and for a log: a tqdm line that redraws on a terminal,
+plain lines on a schedule when the stream is not a TTY (CI logs, a redirected run), nothing for a loop that ends
+before `delay_s`.
 
-A bar that redraws one line is what a person at a terminal wants; in a CI log or a file a redrawn line is either
-thousands of carriage-return fragments or nothing, so when the stream is not a TTY (tqdm's `disable=None` test)
-the same figures go out as one plain line every `interval_s` seconds and one at the end: step/total, the epoch's
-running mean loss, pairs/s and the ETA (tqdm's own interval formatting).
+tqdm draws the terminal line. What tqdm does not do is the non-TTY half: with `disable=None` it prints nothing
+into a log, and forced on it writes carriage-return redraws that a log shows as one ever-growing line, so that
+half is written here, a plain line at most every `interval_s` and one at the end.
+
+Two meters share the config below:
+- `Progress`: items of an in-memory stage (the random walks, PPR, the evaluator's ranking), with `shared` /
+  `advance` for a Beam DoFn that sees one shard at a time (one meter per label and process: on the DirectRunner
+  that is the whole stage, a multi-process runner gets one per worker).
+- `StepProgress`: the training steps of an epoch, with the running mean loss and pairs/s.
 """
 
+from __future__ import annotations
+
+import dataclasses
 import sys
 import time
 from typing import Optional, TextIO
 
 from tqdm import tqdm
+from tqdm.auto import tqdm as auto_tqdm  # a notebook widget in Jupyter, else tqdm
 
-DEFAULT_INTERVAL_S = 30.0  # plain-line period when not a TTY: a few lines a minute in a CI log
+
+@dataclasses.dataclass(frozen=True)
+class ProgressConfig:
+    """Loops that end within `delay_s` print nothing; longer ones draw a tqdm line on a terminal, or a plain line
+    every `interval_s` into a log (a line per 30 s shows life in a CI log without flooding it)."""
+
+    enabled: bool = True
+    delay_s: float = 5.0
+    interval_s: float = 30.0
+
+
+PROGRESS = ProgressConfig()  # read at each meter's start: tests and callers may replace it
+DEFAULT_INTERVAL_S = PROGRESS.interval_s  # StepProgress's plain-line period
+
+
+class Progress:
+    """A progress meter over `total` units; `update(n)` after each piece of work, `close()` at the end."""
+
+    def __init__(self, desc: str, total: int, unit: str = "items", stream=None, clock=time.monotonic):
+        cfg = PROGRESS
+        self.desc, self.total, self.unit, self.n = desc, int(total), unit, 0
+        self._stream = stream if stream is not None else sys.stderr
+        self._clock, self._delay, self._interval = clock, cfg.delay_s, cfg.interval_s
+        self._start = self._last = clock()
+        self._printed = False
+        tty = bool(getattr(self._stream, "isatty", lambda: False)())
+        self._bar = (
+            auto_tqdm(total=self.total, desc=f"[pinsage] {desc}", unit=unit, file=self._stream, delay=self._delay)
+            if tty and cfg.enabled
+            else None
+        )
+        self._plain = not tty and cfg.enabled
+
+    def describe(self, desc: str) -> None:
+        """A new label for the lines (and the bar) from now on, e.g. the model an evaluator is ranking."""
+        self.desc = desc
+        if self._bar is not None:
+            self._bar.set_description(f"[pinsage] {desc}")
+
+    def update(self, n: int) -> None:
+        self.n += int(n)
+        if self._bar is not None:
+            self._bar.update(int(n))
+            return
+        now = self._clock()
+        due = now - self._start >= self._delay and (not self._printed or now - self._last >= self._interval)
+        if self._plain and due and self.n < self.total:
+            self._line(now)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        elif self._plain and self._printed:  # a loop that said nothing while running says nothing at the end
+            self._line(self._clock(), done=True)
+        self._plain, self._bar = False, None
+
+    def _line(self, now: float, done: bool = False) -> None:
+        dt = max(now - self._start, 1e-9)
+        rate = self.n / dt
+        pct = f"{100.0 * self.n / self.total:.0f} %" if self.total else "-"
+        tail = f"done in {dt:.1f} s" if done else f"ETA {(self.total - self.n) / rate:.0f} s" if rate else "ETA ?"
+        print(
+            f"[pinsage] {self.desc}: {self.n}/{self.total} {self.unit} ({pct}, {rate:,.0f} {self.unit}/s, {tail})",
+            file=self._stream,
+            flush=True,
+        )
+        self._printed, self._last = True, now
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+_SHARED: dict[tuple[str, int], Progress] = {}
+
+
+def shared(desc: str, total: int, unit: str = "items") -> Progress:
+    """The process's meter for `desc` over `total` (made on first use; a finished one starts over), for DoFns
+    that see one shard at a time; `advance` closes it with the shard that completes it."""
+    key = (desc, int(total))
+    meter = _SHARED.get(key)
+    if meter is None or meter.n >= meter.total:
+        meter = _SHARED[key] = Progress(desc, total, unit)
+    return meter
+
+
+def advance(desc: str, total: int, n: int, unit: str = "items") -> None:
+    """shared(desc, total).update(n), closing the meter once it reaches its total."""
+    meter = shared(desc, total, unit)
+    meter.update(n)
+    if meter.n >= meter.total:
+        meter.close()
 
 
 class StepProgress:
     """Steps `initial`..`total` of one loop; `update(loss)` after each step. pairs/s and the ETA count only the
-    steps this process ran (a resumed epoch's earlier steps took no time here)."""
+    steps this process ran (a resumed epoch's earlier steps took no time here). Off a terminal: step/total, the
+    epoch's running mean loss, pairs/s and the ETA as one plain line every `interval_s` and one at the end."""
 
     def __init__(
         self,

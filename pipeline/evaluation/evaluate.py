@@ -7,8 +7,7 @@ import time
 
 import numpy as np
 
-from modules import evaluation
-from pipeline import progress
+from modules import evaluation, progress
 from pipeline.evaluation import report as report_lib
 from schema import files
 from schema import graph as graph_io
@@ -92,7 +91,7 @@ def evaluate_all(
     (evaluation.list_metrics; feature agreement with `categories`, categorical_values' matrix); `lists` says
     over which query items. `max_contexts`: evaluation.build_queries' context sample (each split's metrics then
     carry `num_contexts` evaluated and `total_contexts`), and the same budget for the list queries. Progress of
-    the ranking goes to stderr (pipeline/progress.py)."""
+    the ranking goes to stderr (modules/progress.py)."""
     scorers = _scorers(graph, emb, features, query_emb, ablations)
     queries = {
         split: evaluation.build_queries(graph, split, max_contexts=max_contexts) for split in ("test", "validation")

@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import progress
+from modules import progress
 from pipeline.sampling import ppr
 from pipeline.sampling import random_walks as rw
 from pipeline.sampling.pairs import pairs_from_graph

@@ -1,81 +1,21 @@
-"""pipeline/progress.py and its use in the in-memory walks and PPR: plain lines into a log on a schedule, a tqdm line
-on a terminal, nothing for a short loop, and results identical with and without a meter."""
+"""The progress meter (modules/progress.py) in the in-memory walks, PPR and the Beam shards: lines as the stages
+run, and results identical with and without a meter."""
 
 import dataclasses
-import io
 import re
 
 import numpy as np
 import pytest
 
-from pipeline import configs, progress
+from modules import progress
 from pipeline.sampling import ppr
 from pipeline.sampling import random_walks as rw
-
-
-class Clock:
-    def __init__(self):
-        self.t = 0.0
-
-    def __call__(self):
-        return self.t
-
-
-class Tty(io.StringIO):
-    def isatty(self):
-        return True
 
 
 @pytest.fixture
 def fast(monkeypatch):
     """No delay, a line at every update: what a long stage shows, in a test's time."""
-    monkeypatch.setattr(configs, "PROGRESS", dataclasses.replace(configs.PROGRESS, delay_s=0.0, interval_s=0.0))
-
-
-def test_plain_lines_follow_the_delay_and_interval_when_not_a_tty(monkeypatch):
-    monkeypatch.setattr(configs, "PROGRESS", configs.ProgressConfig(enabled=True, delay_s=5.0, interval_s=30.0))
-    out, clock = io.StringIO(), Clock()
-    meter = progress.Progress("random walks", 100, "items", stream=out, clock=clock)
-    for t, n in ((1, 10), (6, 10), (20, 10), (40, 20), (50, 10)):
-        clock.t = t
-        meter.update(n)
-    clock.t = 60
-    meter.close()
-    lines = out.getvalue().splitlines()
-    # t=1: inside the delay; t=6: first line; t=20: within 30 s of it; t=40: the next; t=50: too soon; the end
-    assert lines == [
-        "[pinsage] random walks: 20/100 items (20 %, 3 items/s, ETA 24 s)",
-        "[pinsage] random walks: 50/100 items (50 %, 1 items/s, ETA 40 s)",
-        "[pinsage] random walks: 60/100 items (60 %, 1 items/s, done in 60.0 s)",
-    ]
-    assert "\r" not in out.getvalue()
-
-
-def test_a_short_loop_prints_nothing():
-    out, clock = io.StringIO(), Clock()
-    with progress.Progress("walks", 10, stream=out, clock=clock) as meter:
-        clock.t = 1.0
-        meter.update(10)
-    assert out.getvalue() == ""
-
-
-def test_a_terminal_gets_one_updating_tqdm_line(fast):
-    out = Tty()
-    with progress.Progress("random walks", 4, "items", stream=out) as meter:
-        for _ in range(4):
-            meter.update(1)
-    text = out.getvalue()
-    assert "[pinsage] random walks" in text and "4/4" in text and "\r" in text
-    assert "\n[pinsage] random walks: " not in text  # no plain lines on a terminal
-
-
-def test_disabled_prints_nothing(monkeypatch):
-    monkeypatch.setattr(configs, "PROGRESS", dataclasses.replace(configs.PROGRESS, enabled=False, delay_s=0.0))
-    out = io.StringIO()
-    with progress.Progress("walks", 2, stream=out, clock=Clock()) as meter:
-        meter.update(1)
-        meter.update(1)
-    assert out.getvalue() == ""
+    monkeypatch.setattr(progress, "PROGRESS", dataclasses.replace(progress.PROGRESS, delay_s=0.0, interval_s=0.0))
 
 
 def _graph(seed=0, n=400, c=150, e=3000):
@@ -91,7 +31,7 @@ def test_sample_neighborhoods_reports_progress_and_results_are_unchanged(fast, m
     # one line per shard of 100 start items (interval 0), the last one the summary
     assert [re.search(r": (\d+)/400 items", ln).group(1) for ln in lines] == ["100", "200", "300", "400"]
     assert lines[-1].endswith("s)") and "done in" in lines[-1]
-    monkeypatch.setattr(configs, "PROGRESS", dataclasses.replace(configs.PROGRESS, enabled=False))
+    monkeypatch.setattr(progress, "PROGRESS", dataclasses.replace(progress.PROGRESS, enabled=False))
     without = rw.sample_neighborhoods(adj, params, shard_size=100)
     assert capsys.readouterr().err == ""
     for a, b in zip(with_meter, without):
@@ -107,16 +47,6 @@ def test_ppr_steps_report_and_results_are_unchanged():
     b, sb = ppr.ppr_negatives(*args, np.random.default_rng(5))
     np.testing.assert_array_equal(a, b)
     assert sa == sb and steps == [1, 2, 3, 4, 5, 6]
-
-
-def test_shared_meter_spans_shards_and_closes_at_its_total(fast, capsys):
-    for n in (30, 30, 40):
-        progress.advance("PPR hard negatives", 100, n, "queries")
-    lines = capsys.readouterr().err.splitlines()
-    assert [re.search(r": (\d+)/100", ln).group(1) for ln in lines] == ["30", "60", "100"]
-    assert "done in" in lines[-1]
-    progress.advance("PPR hard negatives", 100, 50, "queries")  # a second stage run: a fresh meter
-    assert ": 50/100 queries" in capsys.readouterr().err
 
 
 def test_beam_walk_and_ppr_shards_report_one_stage_meter(fast, tmp_path, capsys):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from modules import evaluation as ev
-from pipeline import configs
+from modules import progress
 from pipeline.evaluation import evaluate
 from pipeline.graph.from_csv import graph_from_csv
 
@@ -56,7 +56,7 @@ def _reference_lists(score_rows: np.ndarray, deg: np.ndarray, cats: np.ndarray) 
 
 
 def test_every_model_gets_list_metrics_equal_to_a_plain_python_reference(small, capsys, monkeypatch):
-    monkeypatch.setattr(configs, "PROGRESS", dataclasses.replace(configs.PROGRESS, delay_s=0.0, interval_s=0.0))
+    monkeypatch.setattr(progress, "PROGRESS", dataclasses.replace(progress.PROGRESS, delay_s=0.0, interval_s=0.0))
     g, feats, emb = small
     cats, col = evaluate.categorical_values(feats)
     assert col == "genres" and cats.dtype == bool and cats.shape == (N_ITEMS, 5)
@@ -128,12 +128,10 @@ def test_a_query_head_model_gets_a_similar_items_row_scored_z_dot_z(small):
 
 
 def test_progress_prints_plain_lines_off_a_terminal_and_leaves_the_numbers_alone(small, monkeypatch):
-    """The evaluator's meter (pipeline/progress.py) counts ranked queries; the ranks are the same with and without."""
+    """The evaluator's meter (modules/progress.py) counts ranked queries; the ranks are the same with and without."""
     import io
 
-    from pipeline import progress
-
-    monkeypatch.setattr(configs, "PROGRESS", dataclasses.replace(configs.PROGRESS, delay_s=0.0, interval_s=0.0))
+    monkeypatch.setattr(progress, "PROGRESS", dataclasses.replace(progress.PROGRESS, delay_s=0.0, interval_s=0.0))
     g = small[0]
     q = ev.build_queries(g, "test")
     buf = io.StringIO()  # not a TTY: plain lines
