@@ -12,25 +12,11 @@ import os
 import sys
 import time
 
-from pipeline.configs import (
-    DATASETS,
-    EMBED,
-    EMBED_STRATEGIES,
-    INGEST,
-    SAMPLING,
-    SOURCE_CHOICES,
-    STAGES,
-    WALK_STRATEGIES,
-    SamplingConfig,
-)
+from pipeline.configs import DATASETS, SYNTHETIC_DEFAULTS
+from pipeline.run_options import SHUFFLE_HELP, add_run_arguments, add_source_arguments, fraction, int_at_least
 from schema import versions
 from serving.flags import DEFAULTS as SERVING
 from serving.flags import add_serve_arguments
-
-SHUFFLE_HELP = (
-    "the order-free check: permute each context's timestamps among its own interactions with this seed "
-    "(same sets and counts, no sequence); <dataset>-unordered = seed 0"
-)
 
 
 def _cmd_data(args) -> int:
@@ -47,133 +33,6 @@ def _cmd_data(args) -> int:
         return 2
     print(json.dumps(summary, indent=2, default=str))
     return 0
-
-
-def _ablations(args) -> list[str] | None:
-    if args.ablations is None:
-        return None
-    from modules.model import ABLATIONS
-
-    unknown = sorted(set(args.ablations) - set(ABLATIONS))
-    if unknown:
-        raise ValueError(f"unknown ablation(s) {unknown}; known: {sorted(ABLATIONS)}")
-    return list(args.ablations) or sorted(ABLATIONS)
-
-
-def _run_options(args) -> dict:
-    """driver.build's keyword arguments from the parsed `pinsage run` flags (ValueError for a bad one)."""
-    from pipeline.pipeline import step_budget_hparams
-
-    hparams = _check_hparams(_json_flag("--hparams", args.hparams))
-    if args.train_steps:
-        hparams = step_budget_hparams(hparams, args.train_steps)
-    return dict(
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        sampling=SamplingConfig(
-            num_walks=args.num_walks,
-            top_t=args.top_t,
-            strategy=args.walk_strategy,
-            neighborhood_source=args.neighborhood_source,
-            seed=args.seed,
-        ),
-        beam_args=_beam_args(args.beam_arg),
-        stop_after=args.stop_after,
-        enable_cache=not args.no_cache,
-        hparams=hparams,
-        eval_contexts=args.eval_contexts,
-        embed_strategy=args.embed_strategy,
-        ablations=_ablations(args),
-        ingest_limits={"max_id_length": args.max_id_length, "max_cell_length": args.max_cell_length},
-        shuffle_seed=args.shuffle_order,
-    )
-
-
-def _beam_args(values: list[str] | None) -> list[str]:
-    """The --beam-arg values, parsed by Beam now: a bad value (e.g. --direct_num_workers=two) is then a
-    ValueError (exit 2) with Beam's one-line reason before the run, not a traceback inside a stage (Beam's own
-    argparse would print its ~150-line usage of every runner's options)."""
-    import contextlib
-    import io
-
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    args = list(values or [])
-    err = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(err):
-            PipelineOptions(args).get_all_options()
-    except SystemExit:
-        reason = err.getvalue().strip().splitlines()[-1:] or ["not valid"]
-        raise ValueError(f"--beam-arg {args}: {reason[0].split('error: ', 1)[-1]}") from None
-    return args
-
-
-def _check_hparams(hparams: dict) -> dict:
-    """ValueError naming the key for an --hparams override of an unknown name or of the wrong type (a string
-    where the default is a number would otherwise fail deep inside the Trainer, as a traceback)."""
-    import dataclasses
-    import math
-
-    from modules.model import PinSageHParams
-
-    fields = {f.name: f.default for f in dataclasses.fields(PinSageHParams)}
-    nullable = {f.name for f in dataclasses.fields(PinSageHParams) if type(None) in getattr(f.type, "__args__", ())}
-    unknown = sorted(set(hparams) - set(fields))
-    if unknown:
-        raise ValueError(f"--hparams: unknown name(s) {unknown}; known: {sorted(fields)}")
-    for k, v in hparams.items():
-        d = fields[k]
-        if v is None:  # null: only where the field is Optional (similarity_weight: chosen on validation)
-            ok = k in nullable
-        elif d is None:  # Optional[int] fields: an integer or null
-            ok = v is None or (isinstance(v, int) and not isinstance(v, bool))
-        elif isinstance(d, bool):
-            ok = isinstance(v, bool)
-        elif isinstance(d, float):
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        else:
-            ok = isinstance(v, type(d)) and not isinstance(v, bool)
-        if not ok:
-            raise ValueError(f"--hparams: {k} is {v!r}; expected a value like the default {d!r}")
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
-            raise ValueError(f"--hparams: {k} is {v!r}; expected a value >= 0")
-    PinSageHParams.from_dict(hparams)  # its own cross-field checks (ValueError)
-    return hparams
-
-
-def _int_at_least(lo: int):
-    """An argparse type: an integer >= lo (argparse turns the ValueError into a usage error, exit 2)."""
-
-    def parse(text: str) -> int:
-        v = int(text)
-        if v < lo:
-            raise ValueError(text)
-        return v
-
-    parse.__name__ = f"integer >= {lo}"
-    return parse
-
-
-def _fraction(text: str) -> float:
-    """An argparse type: a number in [0, 1) (argparse turns the ValueError into a usage error, exit 2)."""
-    v = float(text)
-    if not 0.0 <= v < 1.0:  # also refuses nan
-        raise ValueError(text)
-    return v
-
-
-_fraction.__name__ = "number in [0, 1)"
-
-
-def _json_flag(flag: str, value: str) -> dict:
-    try:
-        out = json.loads(value)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{flag} is not valid JSON ({e.msg} at character {e.pos}): {value!r}") from None
-    if not isinstance(out, dict):
-        raise ValueError(f"{flag} must be a JSON object, e.g. '{{\"epochs\": 5}}', got {value!r}")
-    return out
 
 
 def _print_graph_summary(graph: dict) -> None:
@@ -225,15 +84,15 @@ LAST_STAGE = {
 
 def _cmd_run(args) -> int:
     t0 = time.time()  # before the TensorFlow/TFX imports: the total is the wall time the user waits
-    from pipeline import driver
+    from pipeline import driver, run_options
     from pipeline.data import datasets, ingest
 
     output = os.path.abspath(args.output)
     try:
-        options = _run_options(args)
+        config = run_options.run_config(args)
         os.makedirs(output, exist_ok=True)
         t_build = time.time()
-        pipeline, ingest_report = driver.build(output, **options)
+        pipeline, ingest_report = driver.build(output, config)
     except (ValueError, ingest.InputError, datasets.DatasetUnavailable) as e:  # InputError names the file
         print(f"[pinsage] ERROR: {e}", file=sys.stderr)
         return 2
@@ -409,71 +268,9 @@ def _quiet_known_noise() -> None:
 
 def _add_run_parser(sub) -> None:
     r = sub.add_parser("run", help="run the TFX pipeline on the local runner")
-    src = r.add_mutually_exclusive_group(required=True)
-    src.add_argument("--dataset", choices=DATASETS)
-    src.add_argument("--data-dir")
+    add_source_arguments(r)
     r.add_argument("--output", required=True)
-    r.add_argument("--shuffle-order", type=_int_at_least(0), default=None, metavar="SEED", help=SHUFFLE_HELP)
-    r.add_argument("--stop-after", choices=STAGES, default=None, help="build only the pipeline up to this stage")
-    r.add_argument(
-        "--hparams",
-        default="{}",
-        help='JSON overrides of modules.model.PinSageHParams, e.g. \'{"epochs": 5, "loss": "max_margin"}\'',
-    )
-    r.add_argument(
-        "--train-steps",
-        type=_int_at_least(1),
-        default=None,
-        help="step budget: train for at most this many steps in total (sets epochs / steps_per_epoch "
-        "of the hparams; see pipeline/pipeline.step_budget_hparams)",
-    )
-    r.add_argument(
-        "--eval-contexts",
-        type=_int_at_least(1),
-        default=None,
-        help="evaluate a fixed random sample of at most this many contexts per split (the report "
-        "states the sample size); default: every context",
-    )
-    r.add_argument(
-        "--embed-strategy",
-        choices=EMBED_STRATEGIES,
-        default=EMBED.strategy,
-        help="BulkEmbedder: the Beam join per layer, or one in-memory layer-wise pass; auto = "
-        "in_memory on the in-process DirectRunner, beam when a --beam-arg names another runner",
-    )
-    r.add_argument("--num-walks", type=_int_at_least(1), default=SAMPLING.num_walks)
-    r.add_argument("--top-t", type=_int_at_least(1), default=SAMPLING.top_t)
-    r.add_argument("--walk-strategy", choices=WALK_STRATEGIES, default=SAMPLING.strategy)
-    r.add_argument(
-        "--neighborhood-source",
-        choices=SOURCE_CHOICES,
-        default=SAMPLING.neighborhood_source,
-        help="importance neighbourhoods: auto (default: build both random-walk and transition-count tables and "
-        "keep the one with the better validation MRR, pipeline/sampling/probe.py), top-T by random-walk visits "
-        "(the paper), by sequential transition counts, or a mix",
-    )
-    r.add_argument("--seed", type=_int_at_least(0), default=SAMPLING.seed)
-    for flag, field in (("--max-id-length", "max_id_length"), ("--max-cell-length", "max_cell_length")):
-        r.add_argument(
-            flag,
-            type=_int_at_least(1),
-            default=None,
-            help=f"ingest: UTF-8 bytes per {'id' if 'id' in field else 'feature cell'} (longer: "
-            f"{'row dropped' if 'id' in field else 'cell blanked'}, counted); default: dataset.yaml's "
-            f"limits.{field}, else {getattr(INGEST, field)} (pipeline/configs.IngestLimits)",
-        )
-    r.add_argument(
-        "--ablations",
-        nargs="*",
-        default=None,
-        metavar="NAME",
-        help="also train and report the ablation variants of modules/model.ABLATIONS (all of them "
-        "when no name is given): pooling, hard negatives, loss, features-only MLP, id-only",
-    )
-    r.add_argument("--no-cache", action="store_true", help="disable the TFX execution cache")
-    r.add_argument(
-        "--beam-arg", action="append", help="a Beam pipeline option, repeatable, e.g. --beam-arg=--direct_num_workers=2"
-    )
+    add_run_arguments(r)  # shared with the TFX CLI and Kubeflow runners (pipeline/run_options.py)
     r.add_argument(
         "--serve-and-query",
         action="store_true",
@@ -489,21 +286,21 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="materialise a dataset in the CSV contract")
     d.add_argument("--dataset", required=True, choices=DATASETS)
     d.add_argument("--out", required=True)
-    d.add_argument("--shuffle-order", type=_int_at_least(0), default=None, metavar="SEED", help=SHUFFLE_HELP)
+    d.add_argument("--shuffle-order", type=int_at_least(0), default=None, metavar="SEED", help=SHUFFLE_HELP)
     d.add_argument("--cache-dir", default=None, help="wheel cache (default ~/.cache/pinsage)")
-    d.add_argument("--items", type=_int_at_least(1), default=10000)
-    d.add_argument("--contexts", type=_int_at_least(1), default=3000)
-    d.add_argument("--edges", type=_int_at_least(1), default=100000)
-    d.add_argument("--seed", type=_int_at_least(0), default=0)
+    d.add_argument("--items", type=int_at_least(1), default=SYNTHETIC_DEFAULTS["num_items"])
+    d.add_argument("--contexts", type=int_at_least(1), default=SYNTHETIC_DEFAULTS["num_contexts"])
+    d.add_argument("--edges", type=int_at_least(1), default=SYNTHETIC_DEFAULTS["num_edges"])
+    d.add_argument("--seed", type=int_at_least(0), default=0)
     d.add_argument(
         "--communities",
-        type=_int_at_least(1),
+        type=int_at_least(1),
         default=None,
         help="synthetic: latent communities (default min(32, items / 200))",
     )
     d.add_argument(
         "--locality",
-        type=_fraction,
+        type=fraction,
         default=0.0,
         metavar="P",
         help="synthetic: share of edges that step to a ring neighbour of the context's previous item "

@@ -3,25 +3,25 @@ them from here (tests/pipeline/test_configs.py checks that the CLI's defaults eq
 defaults are modules.model.PinSageHParams; serving defaults are serving.flags.ServingConfig; index defaults are
 modules.index's (the layers below the pipeline own their own defaults).
 
-Why these values (measurements in BUILD_NOTES.md and bench/QUALITY.md):
-- 200 walks per item: at 50 walks half of the top-20 slots have a visit count of 1; 200 leave 0.5 %.
-- top-10 neighbourhoods, source `auto`: which source ranks the next item better depends on the data (how much
-  the order carries, how sparse the co-engagements are), so a validation probe picks it per graph instead of a
-  default tuned on MovieLens (pipeline/sampling/probe.py; the measurements in BUILD_NOTES.md).
-- transition counts in memory (one scipy pass) below 5M interactions, the Beam transform from there: on the
-  DirectRunner the Beam path's shuffles cost several times the scipy pass (BUILD_NOTES.md), worth it once the
-  pair counts near one worker's memory.
-- ingest limits of 1 KiB per id and 64 KiB per feature cell (UTF-8 bytes): an id is a key that every later stage
-  hashes, sorts and copies (GraphGen's id tables, the neighbourhood and pair tables, the serving id map), so one
-  huge id costs memory in each; real ids (integers, UUIDs, URLs, 'Title (Year)') are far shorter. 64 KiB holds a
-  long product description (~10k words); past that a cell is more likely a broken quote swallowing the file.
-- hard negatives from a PPR rank window of 1-3 % of the catalogue (the paper's 2000-5000 of millions, scaled),
-  PPR run for at most 5,000 query items (the rest sample from them), so that PairGen stays linear.
+Why these values (the measurements behind them: docs/DESIGN.md):
+- 200 walks per item: fewer leave many top-T slots decided by a single visit.
+- top-10 neighbourhoods, source `auto`: which source ranks the next item better depends on the data, so a
+  validation probe picks it per graph instead of a default tuned on one dataset (pipeline/sampling/probe.py).
+- transition counts in memory (one scipy pass) below 5M interactions, the Beam transform from there: the Beam
+  path's shuffles cost more on one machine, worth it once the pair counts near one worker's memory.
+- ingest limits of 1 KiB per id and 64 KiB per feature cell (UTF-8 bytes): every later stage hashes, sorts and
+  copies an id, and real ids are far shorter; a cell past 64 KiB is more likely a broken quote than a description.
+- hard negatives from a PPR rank window of 1-3 % of the catalogue (the paper's window, scaled), PPR run for at most
+  5,000 query items (the rest sample from them), so that PairGen stays linear.
+
+A run is configured by one RunConfig (below): `pinsage run`, the TFX CLI runner and the Kubeflow compiler build it
+from the same flags (pipeline/run_options.py), so the runners accept the same options and refuse the same mistakes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 STAGES = ("graph", "transform", "sampling", "evaluation")  # `--stop-after` points
 NEIGHBORHOOD_SOURCES = ("random_walk", "transitions", "mixed")  # the tables pipeline/sampling/transitions.py builds
@@ -31,6 +31,7 @@ WALK_STRATEGIES = ("in_memory", "join")
 EMBED_STRATEGIES = ("auto", "beam", "in_memory")
 UNORDERED = "-unordered"  # `ml-1m-unordered` = ml-1m with each context's order shuffled by seed 0 (--shuffle-order)
 DATASETS = ("ml-100k", "ml-1m", "synthetic", "ml-100k" + UNORDERED, "ml-1m" + UNORDERED)  # pipeline/data/datasets.py
+SYNTHETIC_DEFAULTS = {"num_items": 10_000, "num_contexts": 5_000, "num_edges": 200_000}  # `--dataset synthetic`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,16 +42,6 @@ class IngestLimits:
 
     max_id_length: int = 1024
     max_cell_length: int = 65536
-
-
-@dataclasses.dataclass(frozen=True)
-class ProgressConfig:
-    """pipeline/progress.py: loops that end within `delay_s` print nothing; longer ones draw a tqdm line on a
-    terminal, or a plain line every `interval_s` into a log (CI: a line per 30 s shows life without flooding)."""
-
-    enabled: bool = True
-    delay_s: float = 5.0
-    interval_s: float = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,8 +91,92 @@ class PushConfig:
 
 
 INGEST = IngestLimits()
-PROGRESS = ProgressConfig()
 SAMPLING = SamplingConfig()
 PAIRS = PairConfig()
 EMBED = EmbedConfig()
 PUSH = PushConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """What one run is configured by, whichever runner starts it; checked when made (ValueError naming the
+    option). Where its output goes is the runner's own (OUT/, or the Kubeflow pipeline root)."""
+
+    dataset: str | None = None  # a bundled dataset (DATASETS), or
+    data_dir: str | None = None  # a directory in the CSV contract
+    shuffle_seed: int | None = None  # the order-free check (--shuffle-order), bundled datasets only
+    stop_after: str | None = None  # one of STAGES: build only a prefix of the pipeline
+    hparams: dict = dataclasses.field(default_factory=dict)  # overrides of modules.model.PinSageHParams
+    eval_contexts: int | None = None  # the evaluator's context sample per split (None: every context)
+    ablations: tuple[str, ...] = ()  # modules.model.ABLATIONS variants also trained and reported
+    sampling: SamplingConfig = SAMPLING
+    pairs: PairConfig = PAIRS
+    embed: EmbedConfig = EMBED
+    push: PushConfig = PUSH
+    ingest_limits: dict = dataclasses.field(default_factory=dict)  # IngestLimits overrides (else dataset.yaml's)
+    beam_args: tuple[str, ...] = ()  # Beam pipeline options of the Beam components
+    enable_cache: bool = True  # the TFX execution cache
+
+    def __post_init__(self):
+        object.__setattr__(self, "ablations", tuple(self.ablations or ()))
+        object.__setattr__(self, "beam_args", tuple(self.beam_args or ()))
+        object.__setattr__(self, "hparams", check_hparams(dict(self.hparams or {})))
+        object.__setattr__(self, "ingest_limits", _check_limits(self.ingest_limits))
+        _check_choice("--stop-after", self.stop_after, (None,) + STAGES)
+        _check_choice("--walk-strategy", self.sampling.strategy, WALK_STRATEGIES)
+        _check_choice("--neighborhood-source", self.sampling.neighborhood_source, SOURCE_CHOICES)
+        _check_choice("--embed-strategy", self.embed.strategy, EMBED_STRATEGIES)
+        if self.dataset is not None and self.data_dir is not None:
+            raise ValueError("give exactly one of --dataset or --data-dir")
+        if self.shuffle_seed is not None and self.data_dir is not None:
+            raise ValueError(
+                "--shuffle-order applies to a bundled --dataset (shuffle a --data-dir's timestamps yourself)"
+            )
+        if self.ablations:
+            from modules.model import ABLATIONS
+
+            unknown = sorted(set(self.ablations) - set(ABLATIONS))
+            if unknown:
+                raise ValueError(f"unknown ablation(s) {unknown}; known: {sorted(ABLATIONS)}")
+
+
+def _check_choice(flag: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{flag} must be one of {[c for c in choices if c is not None]}, got {value!r}")
+
+
+def _check_limits(limits: dict | None) -> dict:
+    """The given IngestLimits overrides, None values dropped (the dataset's or the default limit applies); ingest
+    checks the values (pipeline/data/ingest.resolve_limits)."""
+    return {k: v for k, v in (limits or {}).items() if v is not None}
+
+
+def check_hparams(hparams: dict) -> dict:
+    """`hparams` if every override names a modules.model.PinSageHParams field with a value of the default's type;
+    else a ValueError naming the key (a string where the default is a number would otherwise fail deep inside the
+    Trainer, as a traceback, on whichever machine runs it)."""
+    from modules.model import PinSageHParams
+
+    fields = {f.name: f.default for f in dataclasses.fields(PinSageHParams)}
+    nullable = {f.name for f in dataclasses.fields(PinSageHParams) if type(None) in getattr(f.type, "__args__", ())}
+    unknown = sorted(set(hparams) - set(fields))
+    if unknown:
+        raise ValueError(f"--hparams: unknown name(s) {unknown}; known: {sorted(fields)}")
+    for k, v in hparams.items():
+        d = fields[k]
+        if v is None:  # null: only where the field is Optional (similarity_weight: chosen on validation)
+            ok = k in nullable
+        elif d is None:  # Optional[int] fields: an integer or null
+            ok = isinstance(v, int) and not isinstance(v, bool)
+        elif isinstance(d, bool):
+            ok = isinstance(v, bool)
+        elif isinstance(d, float):
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        else:
+            ok = isinstance(v, type(d)) and not isinstance(v, bool)
+        if not ok:
+            raise ValueError(f"--hparams: {k} is {v!r}; expected a value like the default {d!r}")
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
+            raise ValueError(f"--hparams: {k} is {v!r}; expected a value >= 0")
+    PinSageHParams.from_dict(hparams)  # its own cross-field checks (ValueError)
+    return hparams

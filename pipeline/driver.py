@@ -30,7 +30,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import v1 as tfx
 
 from modules import index as index_builder
-from pipeline.configs import EMBED, SamplingConfig
+from pipeline.configs import RunConfig
 from pipeline.data import ingest
 from pipeline.evaluation import report as report_lib
 from pipeline.pipeline import PipelineInputs, create_pipeline
@@ -153,37 +153,19 @@ def content_addressed(path: str, store: str, prefix: str = "files/", link: bool 
     return dest
 
 
-def build(
-    output: str,
-    dataset: str | None = None,
-    data_dir: str | None = None,
-    *,
-    sampling: SamplingConfig | None = None,
-    beam_args: list[str] | None = None,
-    stop_after: str | None = None,
-    enable_cache: bool = True,
-    hparams: dict | None = None,
-    eval_contexts: int | None = None,
-    embed_strategy: str = EMBED.strategy,
-    ablations: list[str] | None = None,
-    ingest_limits: dict | None = None,
-    shuffle_seed: int | None = None,
-):
-    inputs, report = prepare_inputs(output, dataset, data_dir, ingest_limits=ingest_limits, shuffle_seed=shuffle_seed)
+def build(output: str, config: RunConfig):
+    """The run's inputs (ingested under `output`) and its pipeline, as `config` sets them (pipeline/run_options.py
+    builds it from the flags); returns (pipeline, ingest report)."""
+    inputs, report = prepare_inputs(
+        output, config.dataset, config.data_dir, ingest_limits=config.ingest_limits, shuffle_seed=config.shuffle_seed
+    )
     pipeline = create_pipeline(
         PIPELINE_NAME,
         os.path.join(output, "tfx"),
         os.path.join(output, "metadata.sqlite"),
         inputs,
-        sampling=sampling,
-        beam_pipeline_args=beam_args,
-        enable_cache=enable_cache,
-        stop_after=stop_after,
-        hparams=hparams,
+        config,
         serving_model_dir=os.path.join(output, "serving_model"),
-        eval_contexts=eval_contexts,
-        embed_strategy=embed_strategy,
-        ablations=ablations,
     )
     return pipeline, report
 

@@ -9,34 +9,34 @@ into OUT/), and the compiled job refers to them under --data-root, where you cop
 (`gsutil -m rsync -r runs/kfp-staging gs://BUCKET/pinsage/staging`). Every component runs from --image, which must
 contain this package (docs/RUNNERS.md: how to build it). Submitting and the other runners: docs/RUNNERS.md.
 
-Needs `kfp-pipeline-spec` (the PipelineSpec protos TFX compiles to; `pip install kfp-pipeline-spec==0.2.2`).
+The run options are `pinsage run`'s (pipeline/run_options.py: the same flags, checked the same way before any data
+is read) but --output, which names the compiled file here, and --serve-and-query. Needs `kfp-pipeline-spec` (the
+PipelineSpec protos TFX compiles to; `pip install kfp-pipeline-spec==0.2.2`).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import shutil
 import sys
 
 from tfx import v1 as tfx
-from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kfv2  # ImportError without kfp-pipeline-spec
 
-from pipeline import driver
-from pipeline.configs import DATASETS, STAGES, SamplingConfig
+from pipeline import driver, run_options
+from pipeline.configs import RunConfig
 from pipeline.pipeline import PipelineInputs, create_pipeline
 
 PATH_FIELDS = ("canonical_dir", "items_schema", "interactions_schema", "ingest_report", "graph_schema")
 
 
-def staged_inputs(
-    staging: str, data_root: str | None, dataset: str | None = None, data_dir: str | None = None
-) -> PipelineInputs:
-    """Ingest + schemas into `staging` (schema files copied in too, so that one directory holds every input),
-    with every path rewritten from `staging` to `data_root` (where the job will read them)."""
-    inputs, _ = driver.prepare_inputs(staging, dataset, data_dir)
+def staged_inputs(staging: str, data_root: str | None, config: RunConfig) -> PipelineInputs:
+    """Ingest + schemas of `config`'s data into `staging` (schema files copied in too, so that one directory holds
+    every input), with every path rewritten from `staging` to `data_root` (where the job will read them)."""
+    inputs, _ = driver.prepare_inputs(
+        staging, config.dataset, config.data_dir, ingest_limits=config.ingest_limits, shuffle_seed=config.shuffle_seed
+    )
     staging = os.path.abspath(staging)
     moved = {}
     for field in PATH_FIELDS:
@@ -62,45 +62,38 @@ def compile_pipeline(
     output_file: str,
     inputs: PipelineInputs,
     pipeline_root: str,
+    config: RunConfig | None = None,
     image: str | None = None,
     serving_model_dir: str | None = None,
-    beam_args: list[str] | None = None,
-    stop_after: str | None = None,
-    hparams: dict | None = None,
-    sampling: SamplingConfig | None = None,
 ) -> dict:
-    """Writes the pipeline to `output_file`: the KFP v2 PipelineJob as JSON (Vertex AI), or its PipelineSpec
-    as YAML for a `.yaml` name (open-source Kubeflow Pipelines v2). Returns the PipelineJob as a dict."""
+    """Writes the pipeline `config` describes (default: RunConfig()) to `output_file`: the KFP v2 PipelineJob as
+    JSON (Vertex AI), or its PipelineSpec as YAML for a `.yaml` name (open-source Kubeflow Pipelines v2). Returns
+    the PipelineJob as a dict."""
+    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kfv2  # ImportError without kfp-pipeline-spec
 
     pipeline = create_pipeline(
         driver.PIPELINE_NAME,
         pipeline_root,
         metadata_path=os.devnull,
         inputs=inputs,
-        sampling=sampling,
-        beam_pipeline_args=beam_args,
-        stop_after=stop_after,
-        hparams=hparams,
+        config=config,
         serving_model_dir=serving_model_dir or pipeline_root.rstrip("/") + "/serving_model",
     )
     pipeline.metadata_connection_config = None  # Kubeflow / Vertex run their own ML Metadata
-    config = kfv2.KubeflowV2DagRunnerConfig(default_image=image) if image else kfv2.KubeflowV2DagRunnerConfig()
+    runner_config = kfv2.KubeflowV2DagRunnerConfig(default_image=image) if image else kfv2.KubeflowV2DagRunnerConfig()
     out_dir, name = os.path.split(os.path.abspath(output_file))
     os.makedirs(out_dir, exist_ok=True)
-    return tfx.orchestration.experimental.KubeflowV2DagRunner(config, output_dir=out_dir, output_filename=name).run(
-        pipeline
-    )
+    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(runner_config, output_dir=out_dir, output_filename=name)
+    return runner.run(pipeline)
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m pipeline.kubeflow_v2_runner",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--dataset", choices=DATASETS)
-    src.add_argument("--data-dir")
+    run_options.add_source_arguments(p)
     p.add_argument("--staging", required=True, help="local directory for the ingested inputs")
     p.add_argument(
         "--data-root",
@@ -117,14 +110,17 @@ def main(argv=None) -> int:
         "stock TFX image, which lacks the custom components)",
     )
     p.add_argument("--output", default="pipeline.json", help="the PipelineJob JSON (or .yaml)")
-    p.add_argument("--stop-after", choices=STAGES, default=None)
-    p.add_argument("--hparams", default="{}")
-    p.add_argument(
-        "--beam-arg",
-        action="append",
-        help="a Beam pipeline option for the Beam components, repeatable, e.g. --beam-arg=--runner=DataflowRunner",
-    )
-    args = p.parse_args(argv)
+    run_options.add_run_arguments(p)  # `pinsage run`'s options (pipeline/run_options.py)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = run_options.run_config(args)  # before anything else: a bad option costs no ingest
+    except ValueError as e:
+        print(f"[pinsage] ERROR: {e}", file=sys.stderr)
+        return 2
     try:
         import kfp.pipeline_spec.pipeline_spec_pb2  # noqa: F401
     except ImportError:
@@ -137,19 +133,12 @@ def main(argv=None) -> int:
     from pipeline.data import datasets
 
     try:
-        inputs = staged_inputs(args.staging, args.data_root, args.dataset, args.data_dir)
+        inputs = staged_inputs(args.staging, args.data_root, config)
     except (ValueError, datasets.DatasetUnavailable) as e:  # ingest.InputError is a ValueError naming the file
         print(f"[pinsage] ERROR: {e}", file=sys.stderr)
         return 2
     job = compile_pipeline(
-        args.output,
-        inputs,
-        args.pipeline_root,
-        image=args.image,
-        serving_model_dir=args.serving_model_dir,
-        beam_args=args.beam_arg,
-        stop_after=args.stop_after,
-        hparams=json.loads(args.hparams),
+        args.output, inputs, args.pipeline_root, config, image=args.image, serving_model_dir=args.serving_model_dir
     )
     tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
     print(

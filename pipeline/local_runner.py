@@ -2,10 +2,13 @@
                                   tfx run create --engine local --pipeline_name pinsage
 
 Builds the same pipeline as `pinsage run` (pipeline/driver.py). The TFX CLI hides argv from this file, so it is
-configured by environment variables:
+configured by environment variables, one per `pinsage run` option (pipeline/run_options.env_argv), checked the
+same way:
   PINSAGE_DATASET   bundled dataset (default ml-100k)   or   PINSAGE_DATA_DIR   a directory in the CSV contract
   PINSAGE_OUTPUT    where everything lands (default ./runs/tfx-cli)
-  PINSAGE_STOP_AFTER  optional: 'graph' or 'transform' to build only a prefix of the pipeline
+  PINSAGE_STOP_AFTER  optional: a stage of pipeline/configs.STAGES to build only a prefix of the pipeline
+  PINSAGE_<FLAG>    any other `pinsage run --<flag>`, e.g. PINSAGE_HPARAMS='{"epochs": 2}', PINSAGE_TOP_T=20,
+                    PINSAGE_NO_CACHE=1, PINSAGE_BEAM_ARG='--direct_num_workers=2' (space-separated options)
 """
 
 import os
@@ -19,16 +22,13 @@ sys.path[:] = [os.devnull if os.path.abspath(p or ".") == _here else p for p in 
 
 from tfx import v1 as tfx  # noqa: E402  (after the sys.path fix above)
 
-from pipeline import driver  # noqa: E402  (after the sys.path fix above)
+from pipeline import driver, run_options  # noqa: E402  (after the sys.path fix above)
 
 
-def _pipeline():
-    data_dir = os.environ.get("PINSAGE_DATA_DIR")
-    dataset = None if data_dir else os.environ.get("PINSAGE_DATASET", "ml-100k")
-    output = os.path.abspath(os.environ.get("PINSAGE_OUTPUT", os.path.join("runs", "tfx-cli")))
-    pipeline, _ = driver.build(
-        output, dataset=dataset, data_dir=data_dir, stop_after=os.environ.get("PINSAGE_STOP_AFTER") or None
-    )
+def _pipeline(environ=os.environ):
+    config = run_options.run_config_from_env(environ)  # a ValueError naming the option for a bad one
+    output = os.path.abspath(environ.get("PINSAGE_OUTPUT") or os.path.join("runs", "tfx-cli"))
+    pipeline, _ = driver.build(output, config)
     return pipeline
 
 

@@ -14,7 +14,6 @@ import os
 
 from tfx import v1 as tfx
 
-from pipeline import configs
 from pipeline.components.bulk_embedder import BulkEmbedder
 from pipeline.components.evaluator import PinSageEvaluator
 from pipeline.components.graph_gen import ITEM_SPLIT, GraphGen
@@ -23,7 +22,7 @@ from pipeline.components.neighborhood_sampler import NeighborhoodSampler
 from pipeline.components.pair_gen import PairGen
 from pipeline.components.pusher import PinSagePusher
 from pipeline.components.trainer import PinSageTrainer, code_fingerprint
-from pipeline.configs import STAGES, SamplingConfig
+from pipeline.configs import STAGES, RunConfig
 from pipeline.data import ingest
 from schema import files
 
@@ -45,22 +44,9 @@ class PipelineInputs:
     # keys each by its own content so that one table's change keeps the other cached
 
 
-def step_budget_hparams(hparams: dict | None, steps: int) -> dict:
-    """hparams overrides that cap training at `steps` optimizer steps in total (`pinsage run --train-steps`):
-    one epoch of `steps` steps, or, when the overrides name `epochs`, steps // epochs per epoch (at least 1)."""
-    if steps < 1:
-        raise ValueError(f"the step budget must be >= 1, got {steps}")
-    out = dict(hparams or {})
-    epochs = int(out.get("epochs", 1))
-    if epochs > steps:
-        epochs = steps
-    out.update(epochs=epochs, steps_per_epoch=steps // epochs)
-    return out
-
-
 def resolve_embed_strategy(strategy: str, beam_pipeline_args: list[str] | None) -> str:
-    """'auto' -> 'in_memory' on the DirectRunner (its Beam join path runs ~1k items/s, BUILD_NOTES.md),
-    'beam' when the Beam args name another runner (Dataflow, Flink, Spark: catalogues beyond one worker)."""
+    """'auto' -> 'in_memory' on the DirectRunner (its Beam join path is slow in one process), 'beam' when the
+    Beam args name another runner (Dataflow, Flink, Spark: catalogues beyond one worker)."""
     if strategy != "auto":
         return strategy
     runner = "DirectRunner"
@@ -90,50 +76,43 @@ def create_pipeline(
     pipeline_root: str,
     metadata_path: str,
     inputs: PipelineInputs,
-    sampling: SamplingConfig | None = None,
-    beam_pipeline_args: list[str] | None = None,
-    enable_cache: bool = True,
-    stop_after: str | None = None,
-    hparams: dict | None = None,
+    config: RunConfig | None = None,
     serving_model_dir: str | None = None,
-    eval_contexts: int | None = None,
-    embed_strategy: str = configs.EMBED.strategy,
-    ablations: list[str] | None = None,
 ) -> tfx.dsl.Pipeline:
-    """The pipeline; `stop_after` (one of STAGES) builds only a prefix (tests, partial runs).
-    `hparams`: overrides of modules.model.PinSageHParams for the trainer; `serving_model_dir`: where the Pusher
-    writes versions (default <pipeline_root>/../serving_model); `eval_contexts`: the evaluator ranks a fixed
-    random sample of at most this many contexts per split (reported; None = all); `embed_strategy`: the
-    BulkEmbedder's ('auto', 'beam', 'in_memory'; see resolve_embed_strategy); `ablations`:
-    modules.model.ABLATIONS variants the trainer also trains and the evaluator reports."""
-    if stop_after not in (None,) + STAGES:
-        raise ValueError(f"stop_after must be one of {STAGES}, got {stop_after!r}")
-    last = STAGES.index(stop_after) if stop_after else len(STAGES)
+    """The pipeline a RunConfig describes (its data source is already `inputs`; default: RunConfig()):
+    `config.stop_after` (one of STAGES) builds only a prefix (tests, partial runs), the sampling / pair / embed /
+    push configs go to their components as they are. `serving_model_dir`: where the Pusher writes versions
+    (default <pipeline_root>/../serving_model)."""
+    config = config if config is not None else RunConfig()
+    last = STAGES.index(config.stop_after) if config.stop_after else len(STAGES)
     components, graph_gen = _graph_components(inputs)
     if last > 0:
         transform = _transform(graph_gen, inputs)
         components.append(transform)
     if last > 1:
-        sampler, pairs = _sampling_components(graph_gen, sampling or SamplingConfig())
+        sampler = NeighborhoodSampler(graph=graph_gen.outputs["graph"], config=config.sampling)
+        pairs = PairGen(graph=graph_gen.outputs["graph"], config=config.pairs, sampling=config.sampling)
         components += [sampler, pairs]
     if last > 2:
-        trainer, evaluator = _training_components(
-            graph_gen, transform, sampler, pairs, inputs, hparams, ablations, eval_contexts
-        )
+        trainer, evaluator = _training_components(graph_gen, transform, sampler, pairs, inputs, config)
         components += [trainer, evaluator]
     if last > 3:
         serving_model_dir = serving_model_dir or files.join(
             files.dirname(files.abspath(pipeline_root)), "serving_model"
         )
-        strategy = resolve_embed_strategy(embed_strategy, beam_pipeline_args)
-        components += _serving_components(graph_gen, transform, sampler, trainer, inputs, serving_model_dir, strategy)
+        embed = dataclasses.replace(
+            config.embed, strategy=resolve_embed_strategy(config.embed.strategy, list(config.beam_args))
+        )
+        components += _serving_components(
+            graph_gen, transform, sampler, trainer, inputs, serving_model_dir, embed, config.push
+        )
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
         components=components,
-        enable_cache=enable_cache,
+        enable_cache=config.enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path),
-        beam_pipeline_args=beam_pipeline_args or [],
+        beam_pipeline_args=list(config.beam_args),
     )
 
 
@@ -173,7 +152,7 @@ def _transform(graph_gen, inputs: PipelineInputs):
     )
 
 
-def _training_components(graph_gen, transform, sampler, pairs, inputs, hparams, ablations, eval_contexts):
+def _training_components(graph_gen, transform, sampler, pairs, inputs: PipelineInputs, config: RunConfig):
     trainer = PinSageTrainer(
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
@@ -181,10 +160,10 @@ def _training_components(graph_gen, transform, sampler, pairs, inputs, hparams, 
         neighborhoods=sampler.outputs["neighborhoods"],
         pairs=pairs.outputs["pairs"],
         graph_schema=inputs.graph_schema,
-        hparams=hparams,
+        hparams=config.hparams,
         code_fingerprint=code_fingerprint(),
-        ablations=ablations,
-        eval_contexts=eval_contexts or 0,
+        ablations=list(config.ablations),
+        eval_contexts=config.eval_contexts or 0,
     )
     evaluator = PinSageEvaluator(
         graph=graph_gen.outputs["graph"],
@@ -193,12 +172,12 @@ def _training_components(graph_gen, transform, sampler, pairs, inputs, hparams, 
         transform_graph=transform.outputs["transform_graph"],
         dataset=inputs.dataset,
         graph_schema=inputs.graph_schema,
-        max_contexts=eval_contexts or 0,
+        max_contexts=config.eval_contexts or 0,
     )
     return trainer, evaluator
 
 
-def _serving_components(graph_gen, transform, sampler, trainer, inputs, serving_model_dir: str, strategy: str):
+def _serving_components(graph_gen, transform, sampler, trainer, inputs, serving_model_dir: str, embed, push):
     """BulkEmbedder -> IndexBuilder -> PinSagePusher (with the cold-start embed_item signature's inputs)."""
     embedder = BulkEmbedder(
         model=trainer.outputs["model"],
@@ -206,13 +185,14 @@ def _serving_components(graph_gen, transform, sampler, trainer, inputs, serving_
         neighborhoods=sampler.outputs["neighborhoods"],
         graph=graph_gen.outputs["graph"],
         graph_schema=inputs.graph_schema,
-        strategy=strategy,
+        config=embed,
     )
     index = IndexBuilder(embeddings=embedder.outputs["embeddings"])
     pusher = PinSagePusher(
         embeddings=embedder.outputs["embeddings"],
         index=index.outputs["index"],
         serving_model_dir=serving_model_dir,
+        config=push,
         model=trainer.outputs["model"],
         transform_graph=transform.outputs["transform_graph"],
         examples=transform.outputs["transformed_examples"],
@@ -220,22 +200,3 @@ def _serving_components(graph_gen, transform, sampler, trainer, inputs, serving_
         items_schema=inputs.items_schema,
     )
     return [embedder, index, pusher]
-
-
-def _sampling_components(graph_gen, cfg: SamplingConfig) -> list:
-    """NeighborhoodSampler (importance neighbourhoods) and PairGen (positives + PPR hard negatives)."""
-    sampler = NeighborhoodSampler(
-        graph=graph_gen.outputs["graph"],
-        num_walks=cfg.num_walks,
-        walk_length=cfg.walk_length,
-        restart_prob=cfg.restart_prob,
-        top_t=cfg.top_t,
-        seed=cfg.seed,
-        strategy=cfg.strategy,
-        source=cfg.neighborhood_source,
-        window=cfg.pair_window,
-        probe_contexts=cfg.probe_contexts,
-        beam_min_interactions=cfg.beam_min_interactions,
-    )
-    pairs = PairGen(graph=graph_gen.outputs["graph"], window=cfg.pair_window, seed=cfg.seed)
-    return sampler, pairs

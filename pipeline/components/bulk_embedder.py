@@ -8,8 +8,9 @@ GraphSchema .pbtxt giving the feature spec). Output `embeddings` (Embeddings): e
 node-id order + item_ids.txt (+ titles.txt) + embedding_rows-*.tfrecord (tf.Example node_id, item_id,
 embedding) + bulk_embedder_stats.json.
 
-Strategies: 'beam' (default): the join-per-layer Beam pipeline on the component's runner; 'in_memory': one
-process, numpy tables per layer (small catalogues). Both give the same vectors.
+Strategies (EmbedConfig.strategy): 'beam': the join-per-layer Beam pipeline on the component's runner (what `auto`
+means without a pipeline to resolve it); 'in_memory': one process, numpy tables per layer (small catalogues). Both
+give the same vectors.
 
     embedder = BulkEmbedder(model=trainer.outputs['model'], examples=transform.outputs['transformed_examples'],
                             neighborhoods=sampler.outputs['neighborhoods'], graph=graph_gen.outputs['graph'],
@@ -31,7 +32,7 @@ from modules import embedding as be
 from modules import features as features_lib
 from modules import train, trainer
 from pipeline.components import artifacts
-from pipeline.configs import EMBED
+from pipeline.configs import EMBED, EmbedConfig
 from pipeline.embedding import beam_embedder
 from schema import embeddings as embeddings_io
 from schema import files
@@ -77,7 +78,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         strategy = exec_properties.get("strategy") or "beam"
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-        batch_size = int(exec_properties.get("batch_size") or 1024)
+        batch_size = int(exec_properties.get("batch_size") or EMBED.batch_size)
         model_dir = path_utils.serving_model_dir(artifact_utils.get_single_uri(input_dict["model"]))
         examples = example_dir(input_dict["examples"])
         nbr_uri = artifact_utils.get_single_uri(input_dict["neighborhoods"])
@@ -141,9 +142,11 @@ class BulkEmbedder(base_beam_component.BaseBeamComponent):
         neighborhoods: types.BaseChannel,
         graph: types.BaseChannel,
         graph_schema: str,
-        strategy: str = "beam",
-        batch_size: int = EMBED.batch_size,
+        config: EmbedConfig = EMBED,
     ):
+        # `auto` is the pipeline's to resolve from its runner (pipeline.resolve_embed_strategy); a component made
+        # without one takes the Beam path, which runs on any runner
+        strategy = "beam" if config.strategy == "auto" else config.strategy
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
         super().__init__(
@@ -154,7 +157,7 @@ class BulkEmbedder(base_beam_component.BaseBeamComponent):
                 graph=graph,
                 graph_schema=graph_schema,
                 strategy=strategy,
-                batch_size=batch_size,
+                batch_size=config.batch_size,
                 embeddings=types.Channel(type=artifacts.Embeddings),
             )
         )

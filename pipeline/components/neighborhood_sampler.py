@@ -20,8 +20,11 @@ Two walk strategies, one output (schema/neighborhoods.py):
   do not fit one worker; `shard_size` then sets the partition size (P = ceil(N / shard_size)), as it does for
   the Beam transition counts.
 
-    sampler = NeighborhoodSampler(graph=graph_gen.outputs['graph'], num_walks=200, top_t=20)
+    sampler = NeighborhoodSampler(graph=graph_gen.outputs['graph'], config=dataclasses.replace(SAMPLING, top_t=20))
     sampler.outputs['neighborhoods']
+
+The SamplingConfig (pipeline/configs.py) becomes the spec's parameters in `exec_properties`, one typed parameter
+per field: TFX caches on them, and the executor reads them as it always has.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from tfx.types import artifact_utils
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from pipeline.components import artifacts
-from pipeline.configs import PROBE_CANDIDATES, SAMPLING, SOURCE_CHOICES, WALK_STRATEGIES
+from pipeline.configs import PROBE_CANDIDATES, SAMPLING, SOURCE_CHOICES, WALK_STRATEGIES, SamplingConfig
 from pipeline.sampling import beam_transitions, beam_walks, probe
 from pipeline.sampling import random_walks as rw
 from pipeline.sampling import transitions as sn
@@ -266,39 +269,27 @@ class NeighborhoodSampler(base_beam_component.BaseBeamComponent):
     SPEC_CLASS = NeighborhoodSamplerSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
-    def __init__(
-        self,
-        graph: types.BaseChannel,
-        num_walks: int = SAMPLING.num_walks,
-        walk_length: int = SAMPLING.walk_length,
-        restart_prob: float = SAMPLING.restart_prob,
-        top_t: int = SAMPLING.top_t,
-        seed: int = SAMPLING.seed,
-        strategy: str = SAMPLING.strategy,
-        shard_size: int = SAMPLING.shard_size,
-        source: str = SAMPLING.neighborhood_source,
-        window: int = SAMPLING.pair_window,
-        probe_contexts: int = SAMPLING.probe_contexts,
-        beam_min_interactions: int = SAMPLING.beam_min_interactions,
-    ):
-        if strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-        if source not in SOURCES:
-            raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-        super().__init__(
-            spec=NeighborhoodSamplerSpec(
-                graph=graph,
-                neighborhoods=types.Channel(type=artifacts.Neighborhoods),
-                num_walks=num_walks,
-                walk_length=walk_length,
-                restart_prob=float(restart_prob),
-                top_t=top_t,
-                seed=seed,
-                strategy=strategy,
-                shard_size=shard_size,
-                source=source,
-                window=window,
-                probe_contexts=probe_contexts,
-                beam_min_interactions=beam_min_interactions,
-            )
-        )
+    def __init__(self, graph: types.BaseChannel, config: SamplingConfig = SAMPLING):
+        super().__init__(spec=NeighborhoodSamplerSpec(graph=graph, **exec_properties(config)))
+
+
+def exec_properties(cfg: SamplingConfig) -> dict:
+    """The component's parameters from its config (what the TFX cache keys on), checked; with the output channel."""
+    if cfg.strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {cfg.strategy!r}")
+    if cfg.neighborhood_source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {cfg.neighborhood_source!r}")
+    return dict(
+        neighborhoods=types.Channel(type=artifacts.Neighborhoods),
+        num_walks=cfg.num_walks,
+        walk_length=cfg.walk_length,
+        restart_prob=float(cfg.restart_prob),
+        top_t=cfg.top_t,
+        seed=cfg.seed,
+        strategy=cfg.strategy,
+        shard_size=cfg.shard_size,
+        source=cfg.neighborhood_source,
+        window=cfg.pair_window,
+        probe_contexts=cfg.probe_contexts,
+        beam_min_interactions=cfg.beam_min_interactions,
+    )

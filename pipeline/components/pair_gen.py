@@ -1,19 +1,21 @@
 """PairGen: graph -> positive training pairs + PPR hard-negative pools, a Beam TFX component.
 
-Positives (modules/cooccurrence.py) are one linear numpy pass over the train interactions on one worker (30M pairs
-at 10M edges fit easily); the hard negatives (pipeline/sampling/ppr.py) are walks, sharded over workers by query node id
-like NeighborhoodSampler's in-memory strategy: each worker loads the CSR and the pairs once (DoFn.setup), and each
-shard's random stream follows its shard index, so the output is the same on any number of workers. A query's
-excluded set is q, its positives and the items that have q as a positive (both would be false negatives).
-Only `max_queries` queries (those with the most pair occurrences, ppr.select_queries) get PPR pools: at 1M items
-all of them would take hours; pair_stats.json reports how many and what share of the training draws they cover.
+Positives (modules/cooccurrence.py) are one linear numpy pass over the train interactions on one worker (the pair
+table is a few int64 columns); the hard negatives (pipeline/sampling/ppr.py) are walks, sharded over workers by
+query node id like NeighborhoodSampler's in-memory strategy: each worker loads the CSR and the pairs once
+(DoFn.setup), and each shard's random stream follows its shard index, so the output is the same on any number of
+workers. A query's excluded set is q, its positives and the items that have q as a positive (both would be false
+negatives). Only `max_queries` queries (those with the most pair occurrences, ppr.select_queries) get PPR pools,
+so that the cost stays linear in the catalogue; pair_stats.json reports how many and what share of the training
+draws they cover.
 
-    pair_gen = PairGen(graph=graph_gen.outputs['graph'], window=3)
+    pair_gen = PairGen(graph=graph_gen.outputs['graph'], config=PAIRS, sampling=SAMPLING)
     pair_gen.outputs['pairs']
 """
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 import os
 import time
@@ -28,7 +30,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 
 from pipeline.components import artifacts
 from pipeline.components.neighborhood_sampler import finish_stats, num_rows
-from pipeline.configs import PAIRS, SAMPLING
+from pipeline.configs import PAIRS, SAMPLING, PairConfig, SamplingConfig
 from pipeline.sampling import beam_walks, ppr
 from pipeline.sampling import random_walks as rw
 from pipeline.sampling.pairs import pairs_from_graph
@@ -121,35 +123,14 @@ class PairGen(base_beam_component.BaseBeamComponent):
     SPEC_CLASS = PairGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
-    def __init__(
-        self,
-        graph: types.BaseChannel,
-        window: int = SAMPLING.pair_window,
-        symmetric: bool = PAIRS.symmetric,
-        ppr_num_walks: int = PAIRS.ppr_num_walks,
-        ppr_walk_length: int = PAIRS.ppr_walk_length,
-        ppr_restart_prob: float = PAIRS.ppr_restart_prob,
-        negative_lo: float = PAIRS.negative_lo,
-        negative_hi: float = PAIRS.negative_hi,
-        max_negatives: int = PAIRS.max_negatives,
-        seed: int = SAMPLING.seed,
-        shard_size: int = PAIRS.shard_size,
-        max_queries: int = PAIRS.max_queries,
-    ):
-        super().__init__(
-            spec=PairGenSpec(
-                graph=graph,
-                pairs=types.Channel(type=artifacts.TrainingPairs),
-                window=window,
-                symmetric=symmetric,
-                ppr_num_walks=ppr_num_walks,
-                ppr_walk_length=ppr_walk_length,
-                ppr_restart_prob=float(ppr_restart_prob),
-                negative_lo=float(negative_lo),
-                negative_hi=float(negative_hi),
-                max_negatives=max_negatives,
-                seed=seed,
-                shard_size=shard_size,
-                max_queries=max_queries,
-            )
-        )
+    def __init__(self, graph: types.BaseChannel, config: PairConfig = PAIRS, sampling: SamplingConfig = SAMPLING):
+        super().__init__(spec=PairGenSpec(graph=graph, **exec_properties(config, sampling)))
+
+
+def exec_properties(cfg: PairConfig, sampling: SamplingConfig) -> dict:
+    """The component's parameters (what the TFX cache keys on): the PairConfig's fields plus the pair window and
+    the seed it shares with the NeighborhoodSampler; with the output channel."""
+    props = dataclasses.asdict(cfg)
+    props.update(ppr_restart_prob=float(cfg.ppr_restart_prob), negative_lo=float(cfg.negative_lo))
+    props.update(negative_hi=float(cfg.negative_hi), window=sampling.pair_window, seed=sampling.seed)
+    return dict(props, pairs=types.Channel(type=artifacts.TrainingPairs))

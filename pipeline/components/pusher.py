@@ -30,7 +30,7 @@ from modules import cold_start, export
 from modules import features as features_lib
 from pipeline.components import artifacts
 from pipeline.components.bulk_embedder import example_dir
-from pipeline.configs import PUSH
+from pipeline.configs import PUSH, PushConfig
 from pipeline.push import pusher
 from schema import embeddings as embeddings_io
 from schema import files
@@ -138,8 +138,7 @@ class PinSagePusher(base_component.BaseComponent):
         embeddings,
         index,
         serving_model_dir: str,
-        model_name: str = PUSH.model_name,
-        keep: int = PUSH.keep,
+        config: PushConfig = PUSH,
         model=None,
         transform_graph=None,
         examples=None,
@@ -162,8 +161,8 @@ class PinSagePusher(base_component.BaseComponent):
                 embeddings=embeddings,
                 index=index,
                 serving_model_dir=serving_model_dir,
-                model_name=model_name,
-                keep=keep,
+                model_name=config.model_name,
+                keep=config.keep,
                 pushed_model=types.Channel(type=standard_artifacts.PushedModel),
                 **cold,
             )

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
-from pipeline.configs import DATASETS, UNORDERED
+from pipeline.configs import DATASETS, SYNTHETIC_DEFAULTS, UNORDERED
 
 ITEMS_CSV = "items.csv"
 INTERACTIONS_CSV = "interactions.csv"
@@ -52,7 +52,6 @@ _MOVIELENS_SPEC = {
     "year": {"kind": "numeric"},
     "genres": {"kind": "categorical", "separator": "|"},
 }
-SYNTHETIC_DEFAULTS = {"num_items": 10_000, "num_contexts": 5_000, "num_edges": 200_000}
 
 
 class DatasetUnavailable(RuntimeError):

@@ -19,6 +19,7 @@ from apache_beam.utils import shared
 
 from modules import features as features_lib
 from modules.embedding import ROWS_PREFIX, LayerwiseModel
+from pipeline.configs import EMBED
 from schema import graph as graph_io
 from schema import neighborhoods as neighborhood_io
 
@@ -175,7 +176,7 @@ def embed_beam(
     neighborhoods_uri: str,
     graph_uri: str,
     out_uri: str,
-    batch_size: int = 1024,
+    batch_size: int = EMBED.batch_size,
     num_layers: Optional[int] = None,
 ):
     """Adds the layer-wise embedding to a Beam pipeline; writes `<out_uri>/embedding_rows-*.tfrecord`

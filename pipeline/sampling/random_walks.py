@@ -24,7 +24,7 @@ import dataclasses
 import numpy as np
 import pyarrow.compute as pc
 
-from pipeline import progress
+from modules import progress
 from pipeline.configs import SAMPLING
 from schema import graph as graph_io
 
@@ -215,8 +215,8 @@ def neighborhood_stability(
     adj: Adjacency,
     num_walks: int,
     top_t_: int = SAMPLING.top_t,
-    walk_length: int = 4,
-    restart_prob: float = 0.5,
+    walk_length: int = SAMPLING.walk_length,
+    restart_prob: float = SAMPLING.restart_prob,
     starts=None,
     seeds=(1, 2),
 ) -> dict:

@@ -1,15 +1,24 @@
-"""One source of every default: the CLI, the components and the library functions take theirs from
-pipeline/configs.py (and serving/flags.py), so wiring a component directly gives the same model as `pinsage run`."""
+"""One source of every default and one way to configure a run: the CLI, the components and the library functions
+take their defaults from pipeline/configs.py (and serving/flags.py), so wiring a component directly gives the same
+model as `pinsage run`; every runner builds its RunConfig with pipeline/run_options.run_config."""
 
+import dataclasses
 import inspect
+import os
+import re
 
-from pipeline import cli, configs
+import pytest
+
+from pipeline import cli, configs, run_options
+from pipeline.components import neighborhood_sampler, pair_gen
 from pipeline.components.bulk_embedder import BulkEmbedder
 from pipeline.components.neighborhood_sampler import NeighborhoodSampler
 from pipeline.components.pair_gen import PairGen
 from pipeline.components.pusher import PinSagePusher
+from pipeline.data import datasets
 from pipeline.push import pusher
 from pipeline.sampling import ppr, random_walks, transitions
+from tests.fixtures import REPO_ROOT
 
 
 def parse(*argv):
@@ -21,7 +30,7 @@ def defaults(fn) -> dict:
     return {k: v.default for k, v in inspect.signature(fn).parameters.items() if v.default is not inspect._empty}
 
 
-def test_run_flags_default_to_the_sampling_config():
+def test_run_flags_default_to_the_configs():
     args = parse("run", "--dataset", "ml-100k", "--output", "out")
     s = configs.SamplingConfig()
     assert (args.num_walks, args.top_t, args.walk_strategy, args.neighborhood_source, args.seed) == (
@@ -32,34 +41,28 @@ def test_run_flags_default_to_the_sampling_config():
         s.seed,
     )
     assert args.embed_strategy == configs.EMBED.strategy
-    assert cli._run_options(args)["sampling"] == s  # nothing the CLI passes differs from the config
+    # nothing the CLI passes differs from the configs: the defaults' RunConfig is RunConfig() of the dataset
+    assert run_options.run_config(args) == configs.RunConfig(dataset="ml-100k")
 
 
-def test_components_default_to_the_configs():
+def test_components_take_their_config_as_one_value():
     s, p = configs.SAMPLING, configs.PAIRS
-    d = defaults(NeighborhoodSampler.__init__)
-    assert (d["num_walks"], d["walk_length"], d["restart_prob"], d["top_t"], d["seed"]) == (
+    assert defaults(NeighborhoodSampler.__init__) == {"config": s}
+    assert defaults(PairGen.__init__) == {"config": p, "sampling": s}
+    assert defaults(BulkEmbedder.__init__) == {"config": configs.EMBED}
+    assert defaults(PinSagePusher.__init__)["config"] == configs.PUSH
+    assert defaults(pusher.push)["keep"] == configs.PUSH.keep
+    # the parameters the TFX cache keys on: every config field, under the executors' names
+    props = neighborhood_sampler.exec_properties(s)
+    assert (props["num_walks"], props["top_t"], props["source"], props["window"]) == (
         s.num_walks,
-        s.walk_length,
-        s.restart_prob,
         s.top_t,
-        s.seed,
-    )
-    assert (d["strategy"], d["source"], d["window"], d["shard_size"]) == (
-        s.strategy,
         s.neighborhood_source,
         s.pair_window,
-        s.shard_size,
     )
-    assert (d["probe_contexts"], d["beam_min_interactions"]) == (s.probe_contexts, s.beam_min_interactions)
+    props = pair_gen.exec_properties(p, s)
+    assert {k: props[k] for k in vars(p)} == vars(p) and (props["window"], props["seed"]) == (s.pair_window, s.seed)
     assert s.neighborhood_source == "auto" and set(configs.PROBE_CANDIDATES) <= set(configs.NEIGHBORHOOD_SOURCES)
-    d = defaults(PairGen.__init__)
-    assert d["window"] == s.pair_window
-    assert {k: d[k] for k in vars(p)} == vars(p)  # every PairConfig field, same name, same value
-    assert defaults(BulkEmbedder.__init__)["batch_size"] == configs.EMBED.batch_size
-    d = defaults(PinSagePusher.__init__)
-    assert (d["model_name"], d["keep"]) == (configs.PUSH.model_name, configs.PUSH.keep)
-    assert defaults(pusher.push)["keep"] == configs.PUSH.keep
 
 
 def test_library_functions_default_to_the_configs():
@@ -78,8 +81,129 @@ def test_library_functions_default_to_the_configs():
     assert transitions.SOURCES == configs.NEIGHBORHOOD_SOURCES
 
 
+def test_every_default_is_stated_once():
+    """No `top_t: int = 10` or `top_t=10` under pipeline/ restating a sampling / pair / embed default's value."""
+    classes = (configs.SamplingConfig, configs.PairConfig, configs.EmbedConfig)
+    numbers = {
+        f.name: f.default
+        for c in classes
+        for f in dataclasses.fields(c)
+        if type(f.default) in (int, float) and f.name != "seed"
+    }
+    found = []
+    for d, _, names in os.walk(os.path.join(REPO_ROOT, "pipeline")):
+        for path in (os.path.join(d, n) for n in names if n.endswith(".py") and n != "configs.py"):
+            text = open(path, encoding="utf-8").read()
+            for name, value in numbers.items():
+                literal = rf"{value:_}|{value}" if isinstance(value, int) else rf"{value}"
+                pattern = rf"\b{name}(: \w+)? ?= ?({literal})(?![\w.])"
+                found += [f"{os.path.relpath(path, REPO_ROOT)}: {m.group(0)}" for m in re.finditer(pattern, text)]
+    assert not found, found
+
+
+def test_synthetic_dataset_defaults_are_one():
+    args = parse("data", "--dataset", "synthetic", "--out", "o")
+    assert (args.items, args.contexts, args.edges) == (
+        datasets.SYNTHETIC_DEFAULTS["num_items"],
+        datasets.SYNTHETIC_DEFAULTS["num_contexts"],
+        datasets.SYNTHETIC_DEFAULTS["num_edges"],
+    )
+    assert datasets.SYNTHETIC_DEFAULTS is configs.SYNTHETIC_DEFAULTS
+    d = defaults(datasets.load_synthetic)
+    assert (d["num_items"], d["num_contexts"], d["num_edges"]) == (args.items, args.contexts, args.edges)
+
+
 def test_run_passes_the_shuffle_order():
-    assert cli._run_options(parse("run", "--dataset", "ml-1m", "--output", "o"))["shuffle_seed"] is None
+    assert run_options.run_config(parse("run", "--dataset", "ml-1m", "--output", "o")).shuffle_seed is None
     args = parse("run", "--dataset", "ml-1m", "--shuffle-order", "3", "--output", "o")
-    assert cli._run_options(args)["shuffle_seed"] == 3
+    assert run_options.run_config(args).shuffle_seed == 3
     assert parse("run", "--dataset", "ml-1m-unordered", "--output", "o").dataset == "ml-1m-unordered"
+
+
+def test_run_config_holds_every_run_option():
+    args = parse(
+        "run",
+        "--data-dir",
+        "d",
+        "--output",
+        "o",
+        "--stop-after",
+        "sampling",
+        "--hparams",
+        '{"epochs": 3}',
+        "--train-steps",
+        "30",
+        "--eval-contexts",
+        "500",
+        "--embed-strategy",
+        "beam",
+        "--top-t",
+        "20",
+        "--max-id-length",
+        "64",
+        "--ablations",
+        "--no-cache",
+        "--beam-arg=--direct_num_workers=2",
+    )
+    c = run_options.run_config(args)
+    assert (c.data_dir, c.dataset, c.stop_after, c.eval_contexts) == ("d", None, "sampling", 500)
+    assert c.hparams == {"epochs": 3, "steps_per_epoch": 10}
+    assert c.sampling == dataclasses.replace(configs.SAMPLING, top_t=20) and c.embed.strategy == "beam"
+    assert c.ingest_limits == {"max_id_length": 64} and c.beam_args == ("--direct_num_workers=2",)
+    assert c.enable_cache is False and len(c.ablations) > 1  # --ablations alone: every variant
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.stop_after = None
+
+
+@pytest.mark.parametrize(
+    "hparams, message",
+    [
+        ('{"bogus": 1}', r"--hparams: unknown name\(s\) \['bogus'\]"),
+        ('{"epochs": "two"}', "--hparams: epochs is 'two'"),
+        ("[1]", "--hparams must be a JSON object"),
+    ],
+)
+def test_a_bad_run_option_is_one_value_error(hparams, message):
+    with pytest.raises(ValueError, match=message):
+        run_options.run_config(parse("run", "--dataset", "ml-100k", "--output", "o", "--hparams", hparams))
+    with pytest.raises(ValueError, match=r"unknown ablation\(s\) \['nope'\]"):
+        run_options.run_config(parse("run", "--dataset", "ml-100k", "--output", "o", "--ablations", "nope"))
+    with pytest.raises(ValueError, match="--stop-after must be one of"):
+        configs.RunConfig(stop_after="everything")
+
+
+def test_the_environment_spells_the_same_options():
+    env = {
+        "PINSAGE_DATA_DIR": "d",
+        "PINSAGE_DATASET": "ml-1m",  # a directory given wins, as before
+        "PINSAGE_STOP_AFTER": "graph",
+        "PINSAGE_HPARAMS": '{"epochs": 2}',
+        "PINSAGE_TOP_T": "20",
+        "PINSAGE_NO_CACHE": "1",
+        "PINSAGE_ABLATIONS": "all",
+        "PINSAGE_BEAM_ARG": "--direct_num_workers=2 --direct_running_mode=multi_processing",
+        "PINSAGE_OUTPUT": "ignored here",
+    }
+    want = parse(
+        "run",
+        "--data-dir",
+        "d",
+        "--output",
+        "o",
+        "--stop-after",
+        "graph",
+        "--hparams",
+        '{"epochs": 2}',
+        "--top-t",
+        "20",
+        "--no-cache",
+        "--ablations",
+        "--beam-arg=--direct_num_workers=2",
+        "--beam-arg=--direct_running_mode=multi_processing",
+    )
+    assert run_options.run_config_from_env(env) == run_options.run_config(want)
+    assert run_options.run_config_from_env({}) == configs.RunConfig(dataset=run_options.DEFAULT_ENV_DATASET)
+    with pytest.raises(ValueError, match=r"--hparams: unknown name\(s\) \['bogus'\]"):
+        run_options.run_config_from_env({"PINSAGE_HPARAMS": '{"bogus": 1}'})
+    with pytest.raises(ValueError, match="--top-t.*PINSAGE_"):
+        run_options.run_config_from_env({"PINSAGE_TOP_T": "0"})

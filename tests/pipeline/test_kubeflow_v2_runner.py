@@ -2,7 +2,8 @@
 
 Checked against the pipeline definition itself (pipeline/pipeline.py built the same way for the local
 runner): every component is a task with the same upstream components, runs from the given image, and reads its
-inputs from the data root, not from this machine's staging directory."""
+inputs from the data root, not from this machine's staging directory. Its run options are `pinsage run`'s,
+checked the same way before anything else (those tests run without kfp-pipeline-spec too)."""
 
 import json
 import os
@@ -10,12 +11,9 @@ import os
 import pytest
 import yaml
 
-pytest.importorskip(
-    "kfp.pipeline_spec.pipeline_spec_pb2",
-    reason="kfp-pipeline-spec (TFX's KubeflowV2DagRunner protos) is not installed",
-)
-
+from pipeline import cli
 from pipeline import kubeflow_v2_runner as kfv2
+from pipeline.configs import RunConfig
 from pipeline.pipeline import create_pipeline
 
 IMAGE = "europe-docker.pkg.dev/proj/repo/pinsage:1"
@@ -25,6 +23,10 @@ BEAM = ["--runner=DataflowRunner", "--project=proj", "--region=europe-west1"]
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
+    pytest.importorskip(
+        "kfp.pipeline_spec.pipeline_spec_pb2",
+        reason="kfp-pipeline-spec (TFX's KubeflowV2DagRunner protos) is not installed",
+    )
     d = tmp_path_factory.mktemp("kfp")
     data = d / "data"
     data.mkdir()
@@ -33,15 +35,14 @@ def compiled(tmp_path_factory):
         "context_id,item_id,timestamp\n" + "".join(f"{c},{i},{100 * c + i}\n" for c in range(1, 6) for i in (1, 2, 3))
     )
     staging = str(d / "staging")
-    inputs = kfv2.staged_inputs(staging, DATA_ROOT, data_dir=str(data))
+    config = RunConfig(data_dir=str(data), beam_args=BEAM)
+    inputs = kfv2.staged_inputs(staging, DATA_ROOT, config)
     out = str(d / "job" / "pipeline.json")
-    job = kfv2.compile_pipeline(out, inputs, str(d / "root"), image=IMAGE, beam_args=BEAM)
+    job = kfv2.compile_pipeline(out, inputs, str(d / "root"), config, image=IMAGE)
     with open(out) as f:
         assert json.load(f) == job
     local = create_pipeline("pinsage", str(d / "local-root"), str(d / "m.sqlite"), inputs)
-    yaml_job = kfv2.compile_pipeline(
-        str(d / "job" / "pipeline.yaml"), inputs, str(d / "root"), image=IMAGE, beam_args=BEAM
-    )
+    yaml_job = kfv2.compile_pipeline(str(d / "job" / "pipeline.yaml"), inputs, str(d / "root"), config, image=IMAGE)
     with open(d / "job" / "pipeline.yaml") as f:
         assert yaml.safe_load(f) == yaml_job["pipelineSpec"]  # the KFP v2 upload format
     return job, local, staging
@@ -98,3 +99,33 @@ def test_tasks_run_from_the_image_with_the_beam_options_and_read_from_the_data_r
     path = schema["runtimeValue"]["constantValue"]["stringValue"]
     assert path.startswith(DATA_ROOT + "/") and path.endswith("/items_schema.pbtxt")
     assert os.path.exists(os.path.join(staging, path[len(DATA_ROOT) + 1 :]))  # schema staged as well
+
+
+def _options(parser) -> set:
+    return {o for a in parser._actions for o in a.option_strings}
+
+
+def test_the_run_options_are_pinsage_runs():
+    run = next(a for a in cli.build_parser()._actions if a.dest == "command").choices["run"]
+    # not here: where `pinsage run` writes (--output names the compiled file here) and its local serving step
+    assert _options(run) - _options(kfv2.build_parser()) == {"--serve-and-query"}
+
+
+def _errors(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln.startswith("[pinsage] ERROR")]
+
+
+@pytest.mark.parametrize(
+    "flags", [["--hparams", '{"bogus": 1}'], ["--hparams", '{"epochs": "2"}'], ["--ablations", "x"]]
+)
+def test_a_bad_run_option_exits_2_with_the_message_of_pinsage_run(tmp_path, capsys, flags):
+    """Refused while compiling (before any ingest), not inside the Trainer on the cluster."""
+    rc_run = cli.main(["run", "--dataset", "ml-100k", "--output", str(tmp_path / "out"), *flags])
+    want = _errors(capsys.readouterr().err)
+    staging = tmp_path / "staging"
+    argv = ["--dataset", "ml-100k", "--staging", str(staging), "--pipeline-root", "gs://b/root", *flags]
+    rc = kfv2.main(argv + ["--output", str(tmp_path / "pipeline.json")])
+    got = _errors(capsys.readouterr().err)
+    assert rc == rc_run == 2
+    assert len(want) == 1 and got == want
+    assert not staging.exists() and not (tmp_path / "pipeline.json").exists()

@@ -4,6 +4,7 @@ The data gets three bad rows injected so that the data report is checked end to 
 duplicate and a malformed timestamp. The TFX CLI test runs a 120-user subset (up to sampling) to stay short.
 """
 
+import dataclasses
 import glob
 import json
 import os
@@ -20,8 +21,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_gnn as tfgnn
 
-from pipeline import driver
-from pipeline.pipeline import SamplingConfig
+from pipeline import configs, driver
 from schema import build, versions
 from schema import embeddings as embeddings_io
 from schema import graph as graph_io
@@ -31,8 +31,9 @@ from tests.fixtures import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 N_USERS = 120
-SAMPLING = SamplingConfig(num_walks=100, top_t=10, pair_window=3)
+SAMPLING = dataclasses.replace(configs.SAMPLING, num_walks=100)
 HPARAMS = {"epochs": 2, "seed": 0}
+CONFIG = dict(sampling=SAMPLING, hparams=HPARAMS)
 
 
 def _with_bad_rows(ml100k_dir, d, n_users=None):
@@ -68,7 +69,7 @@ def full(ml100k_dir, tmp_path_factory):
 def run(full, tmp_path_factory):
     data_dir, _ = full
     out = str(tmp_path_factory.mktemp("run"))
-    pipeline, ingest_report = driver.build(out, data_dir=data_dir, sampling=SAMPLING, hparams=HPARAMS)
+    pipeline, ingest_report = driver.build(out, configs.RunConfig(data_dir=data_dir, **CONFIG))
     timings = driver.run_local(pipeline)
     report = driver.write_data_report(out, ingest_report)
     return out, report, timings
@@ -174,7 +175,7 @@ def test_rerun_hits_the_tfx_cache(run, full):
         return sorted(glob.glob(os.path.join(out, "tfx", "*", "*", "*")))
 
     before = executions()
-    pipeline, _ = driver.build(out, data_dir=full[0], sampling=SAMPLING, hparams=HPARAMS)
+    pipeline, _ = driver.build(out, configs.RunConfig(data_dir=full[0], **CONFIG))
     driver.run_local(pipeline)
     assert executions() == before  # no component executed again: all cached
 

@@ -25,8 +25,8 @@ import pytest
 
 from pipeline import driver
 from pipeline.components.trainer import CHECKPOINTS_DIR
+from pipeline.configs import RunConfig
 from pipeline.data import datasets, ingest
-from pipeline.pipeline import SamplingConfig
 from tests.fixtures import REPO_ROOT
 
 REPO = REPO_ROOT
@@ -67,7 +67,7 @@ def artifact_ids(store, execution, event_type) -> set:
 
 def dag(output: str, data_dir: str, stop_after=None) -> dict:
     """{component id: set of all its downstream component ids} of the pipeline `pinsage run` builds."""
-    pipeline, _ = driver.build(output, data_dir=data_dir, sampling=SamplingConfig(), stop_after=stop_after)
+    pipeline, _ = driver.build(output, RunConfig(data_dir=data_dir, stop_after=stop_after))
 
     def below(c, seen):
         for d in c.downstream_nodes:
@@ -227,7 +227,7 @@ def _edit(src: str, dst: str, table: str, fn):
 
 def _reexecuted(out: str, data_dir: str, stop_after: str) -> tuple[dict, dict]:
     """Runs the pipeline prefix in-process; returns ({component: state} of that run, DAG)."""
-    pipeline, _ = driver.build(out, data_dir=data_dir, sampling=SamplingConfig(), stop_after=stop_after)
+    pipeline, _ = driver.build(out, RunConfig(data_dir=data_dir, stop_after=stop_after))
     driver.run_local(pipeline)
     runs, _ = mlmd_runs(out)
     return {c: s for c, (_, s) in runs[-1][1].items()}, dag(out, data_dir, stop_after)

@@ -9,18 +9,20 @@ import pytest
 
 import schema
 from pipeline import pipeline as pp
+from pipeline import run_options
+from pipeline.configs import RunConfig
 
 
 def test_step_budget_hparams():
-    assert pp.step_budget_hparams({}, 300) == {"epochs": 1, "steps_per_epoch": 300}
-    assert pp.step_budget_hparams({"epochs": 3, "loss": "max_margin"}, 100) == {
+    assert run_options.step_budget_hparams({}, 300) == {"epochs": 1, "steps_per_epoch": 300}
+    assert run_options.step_budget_hparams({"epochs": 3, "loss": "max_margin"}, 100) == {
         "epochs": 3,
         "steps_per_epoch": 33,
         "loss": "max_margin",
     }
-    assert pp.step_budget_hparams({"epochs": 5}, 2) == {"epochs": 2, "steps_per_epoch": 1}
+    assert run_options.step_budget_hparams({"epochs": 5}, 2) == {"epochs": 2, "steps_per_epoch": 1}
     with pytest.raises(ValueError, match="step budget"):
-        pp.step_budget_hparams({}, 0)
+        run_options.step_budget_hparams({}, 0)
 
 
 def test_embed_strategy_follows_the_runner():
@@ -41,16 +43,9 @@ def test_run_options_reach_the_components(tmp_path):
         graph_schema="g.pbtxt",
         dataset="d",
     )
-    hp = pp.step_budget_hparams({"epochs": 2}, 50)
-    p = pp.create_pipeline(
-        "t",
-        str(tmp_path / "tfx"),
-        str(tmp_path / "m.sqlite"),
-        inputs,
-        hparams=hp,
-        eval_contexts=1234,
-        beam_pipeline_args=["--runner=DataflowRunner"],
-    )
+    hp = run_options.step_budget_hparams({"epochs": 2}, 50)
+    config = RunConfig(hparams=hp, eval_contexts=1234, beam_args=["--runner=DataflowRunner"])
+    p = pp.create_pipeline("t", str(tmp_path / "tfx"), str(tmp_path / "m.sqlite"), inputs, config)
     by_id = {c.id: c for c in p.components}
     assert json.loads(by_id["PinSageTrainer"].exec_properties["hparams"]) == {"epochs": 2, "steps_per_epoch": 25}
     assert by_id["PinSageEvaluator"].exec_properties["max_contexts"] == 1234
@@ -71,7 +66,7 @@ def test_step_budget_caps_the_training_steps(tmp_path):
     q, p = pairs(2000)  # one natural epoch: 2000 // 32 = 62 steps
     hp = PinSageHParams.from_dict(
         dict(
-            pp.step_budget_hparams({}, 3),
+            run_options.step_budget_hparams({}, 3),
             hidden_dim=8,
             output_dim=8,
             text_embedding_dim=4,

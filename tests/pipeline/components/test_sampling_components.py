@@ -7,6 +7,7 @@ the join strategy and PairGen bit-identical to their in-process runs, and the jo
 to the in-memory one.
 """
 
+import dataclasses
 import glob
 import json
 import os
@@ -18,6 +19,7 @@ from tfx import v1 as tfx
 from pipeline.components import artifacts
 from pipeline.components.neighborhood_sampler import NeighborhoodSampler
 from pipeline.components.pair_gen import PairGen
+from pipeline.configs import PAIRS, SAMPLING
 from pipeline.sampling import pairs as pair_sampling
 from pipeline.sampling import ppr
 from pipeline.sampling import random_walks as rw
@@ -27,7 +29,9 @@ from tests.pipeline.sampling.test_random_walks import small_graph, tv
 
 N, C = 60, 15
 WALK = dict(num_walks=3000, walk_length=3, restart_prob=0.4, top_t=N, seed=7)
-SOURCE = dict(source="random_walk")  # the walks under test, not the default source
+# the walks under test (not the default source), on 16-item shards
+MEM = dataclasses.replace(SAMPLING, **WALK, neighborhood_source="random_walk", shard_size=16)
+JOIN = dataclasses.replace(MEM, strategy="join")
 
 
 def write_graph(uri):
@@ -77,12 +81,12 @@ def run(tmp_path_factory):
     graph_uri, root = str(tmp / "graph"), str(tmp / "root")
     write_graph(graph_uri)
     graph = tfx.dsl.Importer(source_uri=graph_uri, artifact_type=artifacts.PinSageGraph).with_id("graph")
-    mem = NeighborhoodSampler(graph=graph.outputs["result"], shard_size=16, **WALK, **SOURCE)
-    join = NeighborhoodSampler(graph=graph.outputs["result"], shard_size=16, strategy="join", **WALK, **SOURCE).with_id(
-        "JoinSampler"
-    )
+    mem = NeighborhoodSampler(graph=graph.outputs["result"], config=MEM)
+    join = NeighborhoodSampler(graph=graph.outputs["result"], config=JOIN).with_id("JoinSampler")
     pair_gen = PairGen(
-        graph=graph.outputs["result"], window=2, ppr_num_walks=2000, negative_lo=3.0, negative_hi=12.0, shard_size=16
+        graph=graph.outputs["result"],
+        config=dataclasses.replace(PAIRS, ppr_num_walks=2000, negative_lo=3.0, negative_hi=12.0, shard_size=16),
+        sampling=dataclasses.replace(SAMPLING, pair_window=2),
     )
     pipeline = tfx.dsl.Pipeline(
         pipeline_name="sampling_test",
@@ -191,5 +195,5 @@ def test_pair_gen_outputs(run):
 def test_constructor_rejects_unknown_strategy():
     channel = tfx.dsl.Importer(source_uri="/nonexistent", artifact_type=artifacts.PinSageGraph).outputs["result"]
     with pytest.raises(ValueError, match="strategy"):
-        NeighborhoodSampler(graph=channel, strategy="loops")
+        NeighborhoodSampler(graph=channel, config=dataclasses.replace(SAMPLING, strategy="loops"))
     assert ppr.resolve_window(N, 3.0, 12.0) == (3, 12)

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import cli
+from pipeline import cli, configs
 from pipeline.data import datasets, ingest
 from pipeline.graph.split import sorted_ids, split_partition
 
@@ -399,7 +399,7 @@ def test_bad_flag_values_are_exit_2_with_a_message(tmp_path, capsys, flags, mess
 
 
 def test_null_hparams_are_accepted_where_the_field_is_optional():
-    assert cli._check_hparams({"similarity_weight": None, "max_hard_negatives": None, "epochs": 2})
+    assert configs.check_hparams({"similarity_weight": None, "max_hard_negatives": None, "epochs": 2})
 
 
 @pytest.mark.parametrize("flags", [["--num-walks", "0"], ["--top-t", "x"], ["--max-id-length", "-1"], ["--seed", "-2"]])

@@ -185,6 +185,7 @@ def test_component_construction(pipeline_inputs):
 
     from pipeline.components import artifacts
     from pipeline.components.bulk_embedder import BulkEmbedder
+    from pipeline.configs import EmbedConfig
 
     uris = pipeline_inputs["uris"]
     imp = {
@@ -200,7 +201,9 @@ def test_component_construction(pipeline_inputs):
     assert c.outputs["embeddings"].type is artifacts.Embeddings
     assert c.exec_properties["strategy"] == "beam"
     with pytest.raises(ValueError):
-        BulkEmbedder(**{k: v.outputs["result"] for k, v in imp.items()}, graph_schema="x", strategy="nope")
+        BulkEmbedder(
+            **{k: v.outputs["result"] for k, v in imp.items()}, graph_schema="x", config=EmbedConfig(strategy="nope")
+        )
 
 
 @pytest.mark.slow

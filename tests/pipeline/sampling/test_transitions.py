@@ -1,6 +1,7 @@
 """Neighbourhoods from sequential co-engagement (pipeline/sampling/transitions.py) and NeighborhoodSampler's
 `source` property."""
 
+import dataclasses
 import json
 import os
 
@@ -10,6 +11,7 @@ import pytest
 from modules import evaluation
 from pipeline.components import artifacts
 from pipeline.components.neighborhood_sampler import Executor, NeighborhoodSampler
+from pipeline.configs import SAMPLING
 from pipeline.sampling import random_walks as rw
 from pipeline.sampling import transitions as sn
 from schema import graph as graph_io
@@ -85,4 +87,7 @@ def test_constructor_rejects_unknown_source():
     from tfx import types
 
     with pytest.raises(ValueError, match="source"):
-        NeighborhoodSampler(graph=types.Channel(type=artifacts.PinSageGraph), source="pagerank")
+        NeighborhoodSampler(
+            graph=types.Channel(type=artifacts.PinSageGraph),
+            config=dataclasses.replace(SAMPLING, neighborhood_source="pagerank"),
+        )
