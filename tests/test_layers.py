@@ -1,7 +1,9 @@
-"""The layers point one way (README, Layout): schema <- modules <- serving <- pipeline.
+"""The layers point one way (docs/DESIGN.md, Layout): schema <- modules <- serving <- pipeline, and no two files
+import each other, at any depth.
 
-Every import statement of every module is parsed (function-level ones included), so a new upward import fails
-here, not in a review. And the server process must not load TFX or the pipeline at all.
+Every import statement of every module is parsed (function-level ones included), so a new upward import or an
+import circle fails here, not in a review (Python itself sees neither while the imports sit inside functions). And
+the server process must not load TFX or the pipeline at all.
 """
 
 import ast
@@ -38,9 +40,9 @@ def imports_of(path: str) -> list[tuple[int, str]]:
     return out
 
 
-def package_files(pkg: str) -> list[str]:
+def package_files(pkg: str, root_dir: str = REPO_ROOT) -> list[str]:
     out = []
-    for root, _, files in os.walk(os.path.join(REPO_ROOT, pkg)):
+    for root, _, files in os.walk(os.path.join(root_dir, pkg)):
         out += [os.path.join(root, f) for f in files if f.endswith(".py") and "__pycache__" not in root]
     return sorted(out)
 
@@ -53,6 +55,96 @@ def violations(pkg: str) -> list[str]:
             if upward or top in FORBIDDEN_THIRD_PARTY.get(pkg, ()):
                 bad.append(f"{os.path.relpath(path, REPO_ROOT)}:{line} imports {top}")
     return bad
+
+
+def _module_file(root_dir: str, dotted: str) -> str | None:
+    """The file a dotted first-party module name stands for (a module file or a package's __init__.py)."""
+    base = os.path.join(root_dir, *dotted.split("."))
+    for path in (base + ".py", os.path.join(base, "__init__.py")):
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def imported_files(path: str, root_dir: str, packages: tuple) -> set[str]:
+    """The first-party files `path` imports, at any depth of its code: `import a.b`, `from a.b import c` (c a
+    submodule or a name in a/b), `from . import c` and `from .b import c` resolved against the file's package."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    parts = os.path.relpath(path, root_dir)[: -len(".py")].split(os.sep)
+    package = parts[:-1]  # a package's __init__ and its modules share the package
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            names += [f"{module}.{a.name}" for a in node.names]
+    out = set()
+    for name in names:
+        if name.split(".")[0] not in packages:
+            continue
+        target = _module_file(root_dir, name)  # a submodule, else the package / module holding the name
+        if target is None and "." in name:
+            target = _module_file(root_dir, name.rsplit(".", 1)[0])
+        if target is not None and target != path:
+            out.add(target)
+    return out
+
+
+def import_circles(root_dir: str, packages: tuple) -> list[list[str]]:
+    """Every set of files that import each other, directly or through others (the strongly connected components
+    of the file import graph with more than one file, by Tarjan's algorithm), as sorted relative paths."""
+    files = [p for pkg in packages for p in package_files(pkg, root_dir)]
+    edges = {p: imported_files(p, root_dir, packages) for p in files}
+    index, low, stack, on_stack, circles = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(os.path.relpath(p, root_dir) for p in component))
+
+    for v in files:
+        if v not in index:
+            visit(v)
+    return circles
+
+
+def test_no_two_files_import_each_other():
+    assert import_circles(REPO_ROOT, FIRST_PARTY) == []
+
+
+def test_the_circle_check_sees_a_circle_through_a_function_level_import(tmp_path):
+    """The check itself can fail: a -> b -> c -> a, the last edge inside a function, is one circle; a file that
+    only imports into the circle is not part of it."""
+    pkg = tmp_path / "serving"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from serving import b\n")
+    (pkg / "b.py").write_text("import serving.c\n")
+    (pkg / "c.py").write_text("def f():\n    from . import a\n    return a\n")
+    (pkg / "d.py").write_text("from serving.a import something\n")
+    circles = import_circles(str(tmp_path), ("serving",))
+    assert circles == [[os.path.join("serving", f) for f in ("a.py", "b.py", "c.py")]]
+    (pkg / "c.py").write_text("def f():\n    return 1\n")
+    assert import_circles(str(tmp_path), ("serving",)) == []
 
 
 @pytest.mark.parametrize("pkg", FIRST_PARTY)
@@ -69,6 +161,14 @@ def test_the_checker_sees_function_level_and_relative_imports(tmp_path):
     f.write_text("import numpy\n\ndef f():\n    from pipeline import driver\n    from . import other\n")
     got = imports_of(str(f))
     assert (4, "pipeline") in got and (1, "numpy") in got and len(got) == 3
+
+
+def test_benchmarks_and_tests_stay_apart():
+    """bench/ is shipped with the package and runs without the tests; a test that imported a benchmark would test
+    an experiment instead of the product."""
+    bench_to_tests = [f"{p}:{line}" for p in package_files("bench") for line, top in imports_of(p) if top == "tests"]
+    tests_to_bench = [f"{p}:{line}" for p in package_files("tests") for line, top in imports_of(p) if top == "bench"]
+    assert bench_to_tests == [] and tests_to_bench == []
 
 
 def test_the_server_does_not_load_tfx_or_the_pipeline():
