@@ -46,7 +46,7 @@ def _print_graph_summary(graph: dict) -> None:
 
 
 def _executed_timings(output: str, timings) -> dict:
-    """Each stage's wall time from when it last ran (a cache hit takes ~0.1 s), for the report."""
+    """Each stage's wall time from when it last ran (a cache hit's own time is next to nothing), for the report."""
     executed = {}
     try:
         with open(os.path.join(output, "timings.json")) as f:
@@ -257,7 +257,7 @@ def _cmd_bench(args) -> int:
 
 
 def _quiet_known_noise() -> None:
-    """Warnings every run prints that tell the user nothing actionable (recorded in BUILD_NOTES.md):
+    """Warnings every run prints that tell the user nothing actionable:
     google-api-core's Python 3.10 end-of-support notice and TFX 1.16's ArtifactQuery.property_predicate notice."""
     import logging
     import warnings

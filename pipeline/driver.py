@@ -223,7 +223,7 @@ class _StageProgress(logging.Handler):
 
 def _package_user_modules(pipeline) -> None:
     """Builds the user-code wheels (Transform's module file) that the runner would build first anyway: TFX runs
-    `setup.py bdist_wheel` in a subprocess whose ~40 lines of setuptools output would bury the progress lines, so
+    `setup.py bdist_wheel` in a subprocess whose setuptools output would bury the progress lines, so
     its output goes to a temp file, shown only if packaging fails. Resolved dependencies are not rebuilt later."""
 
     with tempfile.TemporaryFile() as out:

@@ -1,4 +1,4 @@
-"""PinSageEvaluator (custom TFX component): the fixed protocol of DESIGN.md over the trained model and the
+"""PinSageEvaluator (custom TFX component): the fixed protocol of docs/DESIGN.md over the trained model and the
 baselines, in one report (report.json, report.md, plots).
 
 TFX's stock Evaluator (TFMA) scores per-example predictions against labels; this protocol ranks the whole

@@ -7,7 +7,7 @@ Reads the two ingested Examples tables and writes
                    Transform;
 - `item_schema`    (Schema): the items schema extended with those two columns.
 
-The id order and the temporal split are pipeline/graph/split.py's (DESIGN.md, fixed); the Beam transform is
+The id order and the temporal split are pipeline/graph/split.py's (docs/DESIGN.md, fixed); the Beam transform is
 pipeline/graph/beam_graph.py. Duplicates: the same (context, item) pair more than once keeps its first occurrence
 in that order (a re-engagement would otherwise make the held-out item one the context has already "seen" in
 train); each drop is counted. Transform runs after GraphGen (not before) so that log-degree is the *train*

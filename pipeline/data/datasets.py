@@ -137,7 +137,7 @@ def shuffle_order(context_id, timestamp, seed: int) -> np.ndarray:
     """The order-free check: per context, its timestamps permuted among its own interactions (a uniform random
     permutation per context, a pure function of the rows and `seed`). The item sets, the counts and each
     context's multiset of timestamps are unchanged; only which item came when is random, so the sequence
-    carries nothing and neighbourhoods that rely on order lose their edge (BUILD_NOTES: the source probe)."""
+    carries nothing and neighbourhoods that rely on order lose their edge (docs/DESIGN.md: the source probe)."""
     ts = np.asarray(timestamp)
     codes = pd.factorize(np.asarray(context_id))[0]  # any id type: ints, strings, objects
     rng = np.random.default_rng(seed)

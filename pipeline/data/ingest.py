@@ -10,8 +10,8 @@ need the whole graph (duplicate interactions, the temporal split) are GraphGen's
 Besides the canonical CSVs (the human-readable copy), each table is written as a TFX Examples artifact payload in
 Parquet (`examples/<table>/Split-<table>/data_parquet-*.parquet`, every column a one-value list as in a
 tf.Example, an empty list for a missing cell) which the pipeline imports as-is: StatisticsGen reads it through
-tfx-bsl's ParquetTFXIO and GraphGen as Arrow batches. CsvExampleGen turned CSV rows into tf.Examples at ~7k
-rows/s on the DirectRunner (24 min at 10M interactions); this is pyarrow work of seconds (BUILD_NOTES.md, scale).
+tfx-bsl's ParquetTFXIO and GraphGen as Arrow batches: CsvExampleGen would turn every CSV row into a tf.Example
+one at a time on the DirectRunner, where this is columnar pyarrow work (docs/DESIGN.md).
 The interactions, the large table, are typed with pyarrow.compute; pandas only sees the rare malformed cells.
 
 Input contract (README, "Data contract"):

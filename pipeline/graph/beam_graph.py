@@ -159,7 +159,7 @@ class _ItemOutputs(beam.DoFn):
     """An items RecordBatch -> its rows of the graph's items table; writes the batch with node_id and
     train_degree as one Parquet file of tf.Example-shaped list columns for Transform. Parquet, not TFRecords of
     tf.Examples: Transform then reads Arrow batches (ParquetTFXIO) instead of Beam's record-by-record Python
-    TFRecord reader — 1M items: Transform 50 s vs 146 s (BUILD_NOTES.md, scale run)."""
+    TFRecord reader, several times slower on a large catalogue (docs/DESIGN.md)."""
 
     def __init__(self, examples_dir: str):
         self._dir = examples_dir

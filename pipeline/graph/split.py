@@ -1,4 +1,4 @@
-"""The temporal split and the id order (DESIGN.md, fixed): the one implementation GraphGen's Beam transform and
+"""The temporal split and the id order (docs/DESIGN.md, fixed): the one implementation GraphGen's Beam transform and
 the in-process graph builder (from_csv.py) both call.
 
 Id order: distinct ids sorted numerically when every id is an integer, else in string order; an id's position in

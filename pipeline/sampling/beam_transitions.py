@@ -9,7 +9,7 @@ Three shuffles, each moving numpy array bundles keyed by a partition, as beam_wa
 3. per item partition, the top-T by count, ties to the lower item id (transitions.top_t_rows, the in-memory
    ranking), joined with the items' train degrees for the isolated count.
 Why array bundles and not one element per (i, j) pair: a graph this path is for has tens of millions of pair
-occurrences, and per-element overhead (~10 us each on the DirectRunner) would dominate; the counts are integer
+occurrences, and Beam's per-element overhead would dominate; the counts are integer
 sums, exact in any bundling or order, so the output equals the in-memory path on any runner and worker count.
 """
 

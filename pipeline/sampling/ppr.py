@@ -14,7 +14,7 @@ items they reach, so a query needs num_walks * mean walk length well above hi; q
 before hi get a shorter list (counted in the stats). At most `max_negatives` ranks are kept, evenly spaced.
 
 Which queries. A query costs num_walks walks (~3,300 visits at the defaults), so all 1M queries of a 1M-item
-catalogue would be ~3e9 visits: hours on two cores. `select_queries` keeps the `max_queries` queries with the most
+catalogue would be ~3e9 visits, far beyond the rest of the pipeline's cost. `select_queries` keeps the `max_queries` queries with the most
 positive-pair occurrences (training draws pairs in proportion to them, modules/model.py pair_sampling='count'),
 so the pools cover as much of the training draws as a budget allows; the others get an empty pool (no hard
 negatives, masked in training) and the stats report the coverage. Catalogues below the budget are unaffected.

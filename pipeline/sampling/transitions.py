@@ -5,7 +5,7 @@ walks of random_walks.py).
 `window` positions after or before u in a context's train history — the same counts as the
 `transition_counts` baseline: modules/cooccurrence.py), weights = L1-normalised counts, ties to the
 lower item id. With these neighbourhoods z_u aggregates u's sequential successors/predecessors, so z_q . z_i can
-represent (and smooth) the transition counts — the strongest signal measured on MovieLens (DESIGN.md).
+represent (and smooth) the transition counts — the strongest signal on MovieLens (docs/DESIGN.md).
 
 'mixed': score(v) = 0.5 * L1(transition counts)(v) + 0.5 * L1(random-walk visits)(v) over the union of both
 candidate sets, top-T, renormalised. Items with no transitions fall back to their random-walk neighbourhood (and

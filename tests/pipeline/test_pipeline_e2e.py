@@ -426,7 +426,7 @@ def _without_times(record):
 def test_tfx_cli_local_engine_runs_the_same_pipeline(subset, tmp_path):
     """`tfx pipeline create/run --engine local` and `pinsage run` on the same inputs: the same components and
     the same graph, neighbourhood and pairs artifacts. Both stop after sampling to keep the test short, so model
-    weights are not compared (two separate full ML-100K runs gave bit-identical trained embeddings, BUILD_NOTES)."""
+    weights are not compared."""
     repo = REPO_ROOT
     env = dict(
         os.environ,

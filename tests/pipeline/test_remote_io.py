@@ -40,7 +40,7 @@ from schema import neighborhoods as neighborhood_io
 from schema import pairs as pairs_io
 from tests import fixtures, remote_fs
 
-pytestmark = pytest.mark.slow  # two chains of eight stages: ~2 min on 2 cores (BUILD_NOTES.md)
+pytestmark = pytest.mark.slow  # two chains of eight stages
 N, C, E, T = 200, 60, 1500, 10
 IN_PROCESS = ["--runner=DirectRunner", "--direct_num_workers=1"]
 HPARAMS = dict(

@@ -1,4 +1,4 @@
-"""Ingest's fuzz suite (issue 15): every class of bad input a demanding user produces is either a clear error naming
+"""Ingest's fuzz suite: every class of bad input a demanding user produces is either a clear error naming
 the file (and line/column where it applies) or a counted drop/blank with the exact count; never a traceback,
 never a wrapped value. The fast cases call ingest.canonicalise directly; a handful of `pinsage run --stop-after
 graph` subprocess runs (marked slow) check the exit code, the message and data_report.json end to end, and that
@@ -275,8 +275,8 @@ def test_bad_cells_are_counted_exactly(tmp_path, case):
 
 
 def test_out_of_range_timestamps_never_wrap_and_the_split_order_stays(tmp_path):
-    """The issue's corruption: 99999999999999999999 / 1e30 became int64 min and sorted first, taking the train
-    slot. Now they are dropped; in-range extremes are kept exactly."""
+    """Out-of-range timestamps (99999999999999999999, 1e30) are dropped, not wrapped to int64 min (which would
+    sort first and take the train slot); in-range extremes are kept exactly."""
     inter = (
         "context_id,item_id,timestamp\n"
         f"u1,4,{DIGITS20}\n"  # dropped
@@ -462,7 +462,7 @@ def test_cli_run_on_unusable_input_exits_2_naming_the_file(small, tmp_path, case
 
 @pytest.mark.slow
 def test_cli_run_counts_every_class_and_one_huge_id_does_not_cost_memory(small, tmp_path):
-    """The issue's classes in one dataset, end to end: the shorthand dataset.yaml, an item id beyond int64, a
+    """The bad-input classes in one dataset, end to end: the shorthand dataset.yaml, an item id beyond int64, a
     1e30 and a 20-digit timestamp, and a 1 MB context id (which drove GraphGen to 22 GB). Exit 0, the exact
     counts in data_report.json, and peak RSS within 1.5x of the same run without the bad rows — with the id
     dropped by the default limit, and with the limit raised so that the 1 MB id goes through GraphGen."""

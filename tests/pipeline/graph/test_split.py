@@ -1,4 +1,4 @@
-"""The temporal split of DESIGN.md (pipeline/graph/split.py), on hand-built timelines, against a per-context
+"""The temporal split of docs/DESIGN.md (pipeline/graph/split.py), on hand-built timelines, against a per-context
 Python reference on random timelines, and on all of ML-100K against a pandas reference."""
 
 import numpy as np
@@ -9,7 +9,7 @@ from pipeline.graph.split import id_strings, sorted_ids, split_partition
 
 # ------------------------------------------------------------- independent references (plain Python, one context)
 def id_order(ids) -> str:
-    """'int' when every id is an integer, else 'string' (DESIGN.md tie-break: numeric vs string order)."""
+    """'int' when every id is an integer, else 'string' (docs/DESIGN.md tie-break: numeric vs string order)."""
     try:
         for x in ids:
             int(x)
@@ -167,7 +167,7 @@ def test_sorted_ids_is_index_of():
 
 def test_id_tables_cost_what_the_ids_cost():
     """One 1 MB id among many short ones: GraphGen's id tables stay object arrays (a fixed-width '<U' array would
-    store every id at 4 bytes x the longest id: the 22 GB of issue 15), and the order is unchanged — string order
+    store every id at 4 bytes x the longest id), and the order is unchanged — string order
     by code point (Python's sort of the same strings is the reference), numeric for integers, int64 bounds
     respected."""
     huge = "x" * (1 << 20)
