@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np
 
-from bench import _catalogue as catalogue
+from modules import synthetic as catalogue
 from schema import neighborhoods as neighborhood_io
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "embedding.json")

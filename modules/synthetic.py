@@ -1,5 +1,6 @@
-"""Synthetic inputs for the inference benchmark (bench/embedding.py): a catalogue of the MovieLens transformed
-shape and writers for the artifacts the BulkEmbedder reads, so the benchmark needs no pipeline run."""
+"""Synthetic stand-ins for the artifacts the BulkEmbedder and the trainer read (a catalogue of the MovieLens
+transformed shape, its transformed examples, an items-only graph), so that tests and benchmarks exercise those
+stages without a pipeline run. Shipped with the package because bench/ uses it and bench/ imports no test code."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def write_examples(path: str, features: dict, shards: int = 1) -> None:
     import tensorflow as tf
 
     n = len(features["node_id"])
-    files.makedirs(path)
+    files.makedirs(path)  # a local path or a URI
     cols = {k: (v.to_list() if isinstance(v, tf.RaggedTensor) else np.asarray(v)) for k, v in features.items()}
     floating = {
         k: v.dtype.is_floating if isinstance(v, tf.RaggedTensor) else np.asarray(v).dtype.kind == "f"
