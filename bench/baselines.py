@@ -8,12 +8,14 @@
 
 The graph is built in-process (evaluation.graph_from_csv: GraphGen's split in pandas, no TFX run);
 `--check-graph NAME=URI` also loads a GraphGen-made artifact, checks that the in-process graph is identical to it
-row for row, and evaluates on it. Rows: each baseline on test with the validation item masked (the protocol),
-on validation, and on test with only the train items masked (the variant the protocol rejected: it misses
-docs/DESIGN.md's transition-count figure). Calibration targets (docs/DESIGN.md, ML-1M test HR@10) are printed next
-to the measured values. Each baseline also gets the list metrics of its
-related-items lists (modules/evaluation.list_metrics: coverage@10, popular_share@10, feature_agreement@10 on the
-dataset's first categorical column of items.csv, in name order as the evaluator picks it).
+row for row, and evaluates on it. Rows: each baseline on the test and the validation split under protocol v2
+(modules/evaluation.py: the test query is the validation item, the validation query the last train item), each
+metric with its standard error, and test HR@10 by the query item's popularity (head / torso / tail). Both splits
+and the lists come from one scoring pass per baseline (evaluation.ranks_and_lists), as in the evaluator. Each
+baseline also gets the list metrics of its related-items lists (modules/evaluation.list_metrics: coverage@10,
+popular_share@10, feature_agreement@10 on the dataset's first categorical column of items.csv, in name order as
+the evaluator picks it). docs/DESIGN.md's older reference figures are protocol v1 (another test query), so none
+are printed beside these.
 """
 
 from __future__ import annotations
@@ -34,9 +36,8 @@ from pipeline.data import datasets
 from pipeline.graph.from_csv import graph_from_csv
 from schema import graph as graph_io
 
-DESIGN_ML1M_TEST_HR10 = {"popularity": 0.042, "rwr": 0.069, "cooccurrence_knn": 0.119, "transition_counts": 0.1575}
-VARIANTS = [("test", True, "test"), ("validation", True, "validation"), ("test", False, "test_train_mask_only")]
-COLUMNS = ["hr@10", "mrr", "ndcg@10", "recall@10", "hr@500"]
+SPLITS = ("test", "validation")
+COLUMNS = ["hr@10", "hr@10_se", "mrr", "ndcg@10", "recall@10", "hr@500"]
 LIST_COLUMNS = ["coverage@10", "popular_share@10", "feature_agreement@10"]
 
 
@@ -76,16 +77,8 @@ def same_graph(a: graph_io.Graph, b: graph_io.Graph) -> dict:
     return out
 
 
-def bench_graph(name: str, graph: graph_io.Graph, rwr: bool, categories=None, rwr_iterative: bool = False) -> dict:
-    res = {
-        "num_items": graph.num_items,
-        "num_contexts": graph.num_contexts,
-        "num_interactions": int(len(graph.node_id)),
-        "build_s": {},
-        "metrics": {},
-        "eval_s": {},
-    }
-    scorers = {}
+def _scorers(graph: graph_io.Graph, rwr: bool, rwr_iterative: bool) -> tuple[dict, dict]:
+    """({model: scorer}, {model: build seconds}) of the baselines."""
     builders = {
         "popularity": lambda: ev.PopularityScorer(graph),
         "cooccurrence_knn": lambda: ev.ItemItemScorer(ev.cooccurrence_matrix(graph)),
@@ -93,24 +86,37 @@ def bench_graph(name: str, graph: graph_io.Graph, rwr: bool, categories=None, rw
     }
     if rwr:
         builders["rwr"] = lambda: ev.RWRScorer(graph) if rwr_iterative else ev.rwr_scorer(graph)
+    scorers, build_s = {}, {}
     for model, build in builders.items():
         t = time.perf_counter()
         scorers[model] = build()
-        res["build_s"][model] = round(time.perf_counter() - t, 3)
-    for split, mask_val, label in VARIANTS:
-        q = ev.build_queries(graph, split, mask_validation=mask_val)
-        res["metrics"][label], res["eval_s"][label] = {}, {}
-        for model, scorer in scorers.items():
-            t = time.perf_counter()
-            res["metrics"][label][model] = ev.metrics_from_ranks(ev.ranks(scorer, q))
-            res["eval_s"][label][model] = round(time.perf_counter() - t, 3)
+        build_s[model] = round(time.perf_counter() - t, 3)
+    return scorers, build_s
+
+
+def bench_graph(name: str, graph: graph_io.Graph, rwr: bool, categories=None, rwr_iterative: bool = False) -> dict:
+    res = {
+        "num_items": graph.num_items,
+        "num_contexts": graph.num_contexts,
+        "num_interactions": int(len(graph.node_id)),
+        "metrics": {split: {} for split in SPLITS},
+        "by_popularity": {},
+        "lists": {},
+        "eval_s": {},
+    }
+    scorers, res["build_s"] = _scorers(graph, rwr, rwr_iterative)
+    queries = [ev.build_queries(graph, split) for split in SPLITS]
     nodes, _ = ev.list_query_nodes(graph.train_degree)
-    res["lists"], res["lists_s"], res["list_query_items"] = {}, {}, int(len(nodes))
+    res["list_query_items"] = int(len(nodes))
+    buckets = ev.popularity_buckets(graph.train_degree)[queries[0].query]
     for model, scorer in scorers.items():
         t = time.perf_counter()
-        lists = ev.top_k_lists(scorer, nodes, graph.num_items)
+        split_ranks, lists = ev.ranks_and_lists(scorer, queries, nodes)
+        for split, r in zip(SPLITS, split_ranks):
+            res["metrics"][split][model] = ev.metrics_from_ranks(r)
+        res["by_popularity"][model] = ev.by_popularity(split_ranks[0], buckets)
         res["lists"][model] = ev.list_metrics(lists, nodes, graph.train_degree, categories)
-        res["lists_s"][model] = round(time.perf_counter() - t, 3)
+        res["eval_s"][model] = round(time.perf_counter() - t, 3)
     return res
 
 
@@ -118,20 +124,26 @@ def print_table(dataset: str, res: dict) -> None:
     print(
         f"\n{dataset}: {res['num_items']} items, {res['num_contexts']} contexts, {res['num_interactions']} interactions"
     )
-    print(f"  {'variant':<22}{'model':<19}" + "".join(f"{c:>10}" for c in COLUMNS) + f"{'eval s':>8}")
-    for label, by_model in res["metrics"].items():
+    print(f"  {'split':<12}{'model':<19}" + "".join(f"{c:>10}" for c in COLUMNS))
+    for split, by_model in res["metrics"].items():
         for model, m in by_model.items():
-            line = f"  {label:<22}{model:<19}" + "".join(f"{m[c]:>10.4f}" for c in COLUMNS)
-            line += f"{res['eval_s'][label][model]:>8.2f}"
-            if dataset == "ml-1m" and label == "test" and model in DESIGN_ML1M_TEST_HR10:
-                line += f"   (docs/DESIGN.md HR@10 {DESIGN_ML1M_TEST_HR10[model]})"
-            print(line)
+            print(f"  {split:<12}{model:<19}" + "".join(f"{m[c]:>10.4f}" for c in COLUMNS))
+    print("  test HR@10 by the query item's popularity (SE, contexts):")
+    for model, by_bucket in res["by_popularity"].items():
+        cells = "".join(
+            f"  {b} {v['hr@10']:.4f} ({v['hr@10_se']:.4f}, {v['num_contexts']})"
+            if v["num_contexts"]
+            else f"  {b} - (0)"
+            for b, v in by_bucket.items()
+        )
+        print(f"  {model:<19}{cells}")
     print("  build s: " + ", ".join(f"{k} {v}" for k, v in res["build_s"].items()))
+    print("  eval s (both splits and the lists): " + ", ".join(f"{k} {v}" for k, v in res["eval_s"].items()))
     print(f"  related-items lists of the {res['list_query_items']} items with >= 5 train interactions:")
-    print(f"  {'model':<19}" + "".join(f"{c:>22}" for c in LIST_COLUMNS) + f"{'s':>8}")
+    print(f"  {'model':<19}" + "".join(f"{c:>22}" for c in LIST_COLUMNS))
     for model, m in res["lists"].items():
         cells = "".join(f"{m[c]:>22.4f}" if c in m else f"{'-':>22}" for c in LIST_COLUMNS)
-        print(f"  {model:<19}{cells}{res['lists_s'][model]:>8.2f}")
+        print(f"  {model:<19}{cells}")
 
 
 def parse_args():
@@ -186,7 +198,7 @@ def main():
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
         },
-        "design_ml1m_test_hr@10": DESIGN_ML1M_TEST_HR10,
+        "protocol_version": 2,
         "datasets": {},
     }
     for name in [*args.datasets, *given]:

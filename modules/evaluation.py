@@ -1,18 +1,21 @@
-"""Offline evaluation under the fixed protocol of docs/DESIGN.md, and the baselines every report carries.
+"""Offline evaluation under protocol version 2 of docs/DESIGN.md, and the baselines every report carries.
 
-Protocol. GraphGen already made the temporal split (per context: last interaction test, second-last validation,
-ties in time broken by item id). For a split s the query of a context is its latest *train* item (highest train
-position) — the same query for validation and test, so that the two splits differ only in how far ahead the
-held-out item is. Every one of the N items is scored for the query; the items the context has seen are masked:
-its train items and, for the test split, its validation item too (`mask_validation`; it is an interaction the
-context made before the test one, so a recommender serving at test time knows it — and docs/DESIGN.md's baseline
-figures are computed with it masked, see bench/baselines.py). The held-out item's rank is
+Protocol. GraphGen already made the split (per context, interactions ordered by timestamp, then a seeded hash of
+(context id, item id): last interaction test, second-last validation, the rest train). Item-to-item queries are
+one step ahead for both splits: the validation query of a context is its last train item (highest train
+position), the test query its validation item. Every one of the N items is scored for the query; the items the
+context has seen are masked: its train items and, for the test split, its validation item too (the query itself;
+`mask_validation`). The held-out item's rank is
 
     1 + #{unmasked j : s_j > s_t} + #{unmasked j : s_j == s_t and j < t}
 
 i.e. ties are broken by node id, so that a constant scorer has one deterministic rank and not a lucky one.
 Contexts without the split (fewer than 3 interactions) are skipped. Metrics (one held-out item per context, so
-Recall@K equals HR@K): HR@10, MRR over the full ranking, NDCG@10, Recall@10, and HR@500 (the paper's cut-off).
+Recall@K equals HR@K): HR@10, MRR over the full ranking, NDCG@10, Recall@10, HR@100 and HR@500 (the paper's cut-off),
+each with its standard error (`<metric>_se`: binomial for the hit rates, the sample SE over contexts for MRR and
+NDCG). Two models are compared on the same contexts by the paired per-context difference of a metric
+(`paired_verdict`): ahead / within noise / behind at z standard errors of its mean. `by_popularity` splits HR@10
+by the query item's popularity (head / torso / tail: thirds of the train interactions).
 
 Ranks are computed without sorting: each batch of B queries is scored as a dense [B, N] float32 block and the
 items beating the target are counted by comparison against the target's score; the masked items' share of that
@@ -30,7 +33,8 @@ is the scorer's top 10 with only the query itself excluded (no context masking: 
 answers), ties broken by node id as in `ranks`. coverage@10: share of the items with >= 1 train interaction that
 appear in some list; popular_share@10: share of all slots filled by the POPULAR_ITEMS most-interacted items;
 feature_agreement@10: share of slots whose item shares a value of a categorical feature with the query (queries
-without a value are left out). Lists are computed in blocks like `ranks` (bounded memory).
+without a value are left out). The two shares carry the sample SE over the queries (a query's slots are not
+independent draws). Lists are computed in blocks like `ranks` (bounded memory).
 """
 
 from __future__ import annotations
@@ -47,12 +51,14 @@ from schema.graph import Graph
 
 K = 10
 BASELINE_WINDOW = 3  # the transition-count baseline's window (docs/DESIGN.md, fixed protocol)
+MID_K = 100  # a hit-rate cut-off between the served list and the paper's
 WIDE_K = 500  # the paper's hit-rate cut-off
 _BLOCK_FLOATS = 1 << 26  # 256 MB of float32 scores per block: fewer passes over an [N, d] embedding table
 LIST_MIN_DEGREE = 5  # list metrics: the query items are those with at least this many train interactions
 POPULAR_ITEMS = 50  # popular_share@10: slots taken by this many most-interacted items
 RWR_RESTART = 0.5
 RWR_DENSE_MAX_ITEMS = 5000  # exact dense solve up to here (O(N^3), ~seconds); sparse power iteration beyond
+POPULARITY_BUCKETS = ("head", "torso", "tail")  # thirds of the train interactions, popularity_buckets
 RWR_TOL = 1e-6  # power iteration stops when a step changes no query's PPR vector by more than this (L1)
 
 
@@ -77,7 +83,7 @@ class Queries:
 
     split: str
     context: np.ndarray  # [M] context_index
-    query: np.ndarray  # [M] node id of the latest train item
+    query: np.ndarray  # [M] node id of the query item (validation: last train item; test: validation item)
     target: np.ndarray  # [M] node id of the held-out item
     seen_indptr: np.ndarray  # [M + 1]
     seen_indices: np.ndarray  # masked node ids, row by row
@@ -105,37 +111,56 @@ class Queries:
         )
 
 
+def _item_per_context(graph: Graph, rows: np.ndarray) -> np.ndarray:
+    """[C] the node id of each context's last row among `rows` (by position), -1 for contexts without one."""
+    ctx, pos = graph.context_index, graph.position
+    rows = rows[np.lexsort((pos[rows], ctx[rows]))]
+    last = np.r_[ctx[rows][1:] != ctx[rows][:-1], True]
+    out = np.full(graph.num_contexts, -1, np.int64)
+    out[ctx[rows][last]] = graph.node_id[rows][last]
+    return out
+
+
+def _held_out_rows(graph: Graph, split: str) -> np.ndarray:
+    """The rows of `split`, in context order; one per context, or ValueError."""
+    held = np.flatnonzero(graph.split == split)
+    held = held[np.argsort(graph.context_index[held], kind="stable")]
+    if len(np.unique(graph.context_index[held])) != len(held):
+        raise ValueError(f"a context has more than one {split} interaction")
+    return held
+
+
 def build_queries(
     graph: Graph, split: str = "test", mask_validation: bool = True, max_contexts: int | None = None, seed: int = 0
 ) -> Queries:
-    """The protocol's queries for `split` ('validation' or 'test'); see the module docstring.
+    """The protocol's queries for `split` ('validation' or 'test'); see the module docstring. Validation: query =
+    the context's last train item; test: query = its validation item (both one step ahead of the target).
 
-    `max_contexts`: rank only a uniform random sample of that many of the split's contexts (fixed by `seed`,
-    the same for every scorer), for catalogues where ranking all N items for every context is too slow;
-    `total_contexts` and the metrics' `num_contexts` say how many were evaluated out of how many."""
+    `mask_validation=False` leaves a test context's validation item (its query) unmasked. `max_contexts`: rank
+    only a uniform random sample of that many of the split's contexts (fixed by `seed`, the same for every
+    scorer), for catalogues where ranking all N items for every context is too slow; `total_contexts` and the
+    metrics' `num_contexts` say how many were evaluated out of how many."""
     if split not in ("validation", "test"):
         raise ValueError(f"split must be 'validation' or 'test', got {split!r}")
-    ctx, node, pos, spl = graph.context_index, graph.node_id, graph.position, graph.split
-    C = graph.num_contexts
+    ctx, node, spl = graph.context_index, graph.node_id, graph.split
     is_train = spl == "train"
-    # latest train item per context: sort train rows by (context, position), keep each context's last row
-    tr = np.flatnonzero(is_train)
-    tr = tr[np.lexsort((pos[tr], ctx[tr]))]
-    last = np.r_[ctx[tr][1:] != ctx[tr][:-1], True]
-    query_of = np.full(C, -1, np.int64)
-    query_of[ctx[tr][last]] = node[tr][last]
-
-    held = np.flatnonzero(spl == split)
-    held = held[np.argsort(ctx[held], kind="stable")]
-    if len(np.unique(ctx[held])) != len(held):
-        raise ValueError(f"a context has more than one {split} interaction")
-    if (query_of[ctx[held]] < 0).any():  # GraphGen never makes one (>= 3 interactions to split)
+    last_train = _item_per_context(graph, np.flatnonzero(is_train))
+    held = _held_out_rows(graph, split)
+    if (last_train[ctx[held]] < 0).any():  # GraphGen never makes one (>= 3 interactions to split)
         raise ValueError(f"a context has a {split} interaction but no train interaction")
+    if split == "test":
+        val = _held_out_rows(graph, "validation")
+        query_of = np.full(graph.num_contexts, -1, np.int64)
+        query_of[ctx[val]] = node[val]
+        if (query_of[ctx[held]] < 0).any():
+            raise ValueError("a context has a test interaction but no validation interaction")
+    else:
+        query_of = last_train
     total = len(held)
     if max_contexts and total > max_contexts:
         held = held[np.sort(np.random.default_rng(seed).choice(total, max_contexts, replace=False))]
     contexts, target = ctx[held], node[held]
-    row_of = np.full(C, -1, np.int64)
+    row_of = np.full(graph.num_contexts, -1, np.int64)
     row_of[contexts] = np.arange(len(contexts))
 
     masked = is_train | ((spl == "validation") if (split == "test" and mask_validation) else False)
@@ -148,9 +173,6 @@ def build_queries(
     return Queries(
         split, contexts, query_of[contexts], target, indptr, m_node[order].astype(np.int64), graph.num_items, total
     )
-
-
-# ----------------------------------------------------------------------------------------------- progress
 
 
 # -------------------------------------------------------------------------------------------------- ranks
@@ -183,35 +205,35 @@ def _block_ranks(s: np.ndarray, queries: Queries, lo: int, hi: int) -> np.ndarra
     return 1 + count
 
 
-def ranks_shared(
-    scorer: Scorer, queries: list[Queries], batch_size: int | None = None, progress: Progress | None = None
-) -> list[np.ndarray]:
-    """`ranks` of several query sets with the same query items, each block scored once: the test and the
-    validation split of one context sample share their queries (a context's latest train item), and scoring is
-    most of the cost on a large catalogue (RWR's power iteration, the co-occurrence rows)."""
-    first = queries[0]
-    if any(len(q) != len(first) or not np.array_equal(q.query, first.query) for q in queries[1:]):
-        raise ValueError("ranks_shared needs the same query items in every query set")
-    N, M = first.num_items, len(first)
-    B = batch_size or int(np.clip(_BLOCK_FLOATS // max(N, 1), 1, 4096))
-    out = [np.empty(M, np.int64) for _ in queries]
-    for lo in range(0, M, B):
-        hi = min(lo + B, M)
-        s = np.asarray(scorer.scores(first.query[lo:hi]), dtype=np.float32)
-        if s.shape != (hi - lo, N):
-            raise ValueError(f"scorer returned shape {s.shape}, expected {(hi - lo, N)}")
-        for o, q in zip(out, queries):
-            o[lo:hi] = _block_ranks(s, q, lo, hi)
-        if progress is not None:
-            progress.update((hi - lo) * len(queries))
-    return out
-
-
 def ranks(
     scorer: Scorer, queries: Queries, batch_size: int | None = None, progress: Progress | None = None
 ) -> np.ndarray:
     """[M] 1-based rank of each target among the unmasked items, ties broken by node id."""
-    return ranks_shared(scorer, [queries], batch_size, progress)[0]
+    N, M = queries.num_items, len(queries)
+    B = batch_size or int(np.clip(_BLOCK_FLOATS // max(N, 1), 1, 4096))
+    out = np.empty(M, np.int64)
+    for lo in range(0, M, B):
+        hi = min(lo + B, M)
+        s = np.asarray(scorer.scores(queries.query[lo:hi]), dtype=np.float32)
+        if s.shape != (hi - lo, N):
+            raise ValueError(f"scorer returned shape {s.shape}, expected {(hi - lo, N)}")
+        out[lo:hi] = _block_ranks(s, queries, lo, hi)
+        if progress is not None:
+            progress.update(hi - lo)
+    return out
+
+
+class _RowsByItem:
+    """The rows of a query set grouped by their query item's row in a sorted union of items: `between(lo, hi)`
+    gives the rows whose query is one of union[lo:hi] (searchsorted over a sorted copy, no per-block scan)."""
+
+    def __init__(self, union: np.ndarray, items: np.ndarray):
+        self.at = np.searchsorted(union, items)
+        self.order = np.argsort(self.at, kind="stable")
+        self.sorted_at = self.at[self.order]
+
+    def between(self, lo: int, hi: int) -> np.ndarray:
+        return self.order[np.searchsorted(self.sorted_at, lo) : np.searchsorted(self.sorted_at, hi)]
 
 
 def ranks_and_lists(
@@ -222,60 +244,143 @@ def ranks_and_lists(
     batch_size: int | None = None,
     progress: Progress | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    """(`ranks_shared(scorer, queries)`, `top_k_lists(scorer, list_nodes, N, k)`) with every distinct query item
-    scored once. Many contexts share a query item, and most query items are also list queries (items with >= 5
-    train interactions), so scoring the union of the two is the cheapest pass over a large catalogue. Each block
-    of the union's items is scored, then the contexts whose query is in the block are ranked and the block's list
-    items listed, in chunks of at most a block's rows; the block is half of `ranks`' so that the gathered copy keeps
-    the peak at ~256 MB. Same ranks and lists as the two functions wherever the scorer's rows do not depend on which
-    other queries share their block (all but RWRScorer, whose iteration stops for a whole block within its
-    tolerance)."""
-    first = queries[0]
-    if any(len(q) != len(first) or not np.array_equal(q.query, first.query) for q in queries[1:]):
-        raise ValueError("ranks_and_lists needs the same query items in every query set")
-    N, nodes = first.num_items, np.asarray(list_nodes, np.int64)
+    """([`ranks(scorer, q)` for q in queries], `top_k_lists(scorer, list_nodes, N, k)`) with every distinct item of
+    the union of all sets' query items and the list items scored once. Many contexts share a query item, the test
+    and validation queries of one context are different items that other contexts query too, and most query items
+    are also list queries (items with >= 5 train interactions), so scoring the union is the cheapest pass over a
+    large catalogue. Each block of the union's items is scored, then each set's contexts whose query is in the
+    block are ranked and the block's list items listed, in chunks of at most a block's rows; the block is half of
+    `ranks`' so that the gathered copy keeps the peak at ~256 MB. Same ranks and lists as the two functions
+    wherever the scorer's rows do not depend on which other queries share their block (all but RWRScorer, whose
+    iteration stops for a whole block within its tolerance)."""
+    N, nodes = queries[0].num_items, np.asarray(list_nodes, np.int64)
+    if any(q.num_items != N for q in queries):
+        raise ValueError("ranks_and_lists needs one catalogue (num_items) for every query set")
     kk = min(k, N - 1)
-    union = np.union1d(first.query, nodes)
+    union = np.unique(np.concatenate([q.query for q in queries] + [nodes]).astype(np.int64))
     B = batch_size or int(np.clip(_BLOCK_FLOATS // 2 // max(N, 1), 1, 4096))
-    ctx_at = np.searchsorted(union, first.query)  # each context's query, as a row of the union
-    ctx_order = np.argsort(ctx_at, kind="stable")
-    node_at = np.searchsorted(union, nodes)
-    node_order = np.argsort(node_at, kind="stable")
-    out = [np.empty(len(first), np.int64) for _ in queries]
+    by_set = [_RowsByItem(union, q.query) for q in queries]
+    by_node = _RowsByItem(union, nodes)
+    out = [np.empty(len(q), np.int64) for q in queries]
     lists = np.empty((len(nodes), kk), np.int64)
     for lo in range(0, len(union), B):
         hi = min(lo + B, len(union))
         s = np.asarray(scorer.scores(union[lo:hi]), dtype=np.float32)
         if s.shape != (hi - lo, N):
             raise ValueError(f"scorer returned shape {s.shape}, expected {(hi - lo, N)}")
-        rows = ctx_order[np.searchsorted(ctx_at[ctx_order], lo) : np.searchsorted(ctx_at[ctx_order], hi)]
-        for c0 in range(0, len(rows), B):
-            chunk = rows[c0 : c0 + B]
-            block = s[ctx_at[chunk] - lo]
-            for o, q in zip(out, queries):
-                o[chunk] = _block_ranks(block, q.take(chunk), 0, len(chunk))
-        listed = node_order[np.searchsorted(node_at[node_order], lo) : np.searchsorted(node_at[node_order], hi)]
+        done = 0
+        for o, q, grouped in zip(out, queries, by_set):
+            rows = grouped.between(lo, hi)
+            for c0 in range(0, len(rows), B):
+                chunk = rows[c0 : c0 + B]
+                o[chunk] = _block_ranks(s[grouped.at[chunk] - lo], q.take(chunk), 0, len(chunk))
+            done += len(rows)
+        listed = by_node.between(lo, hi)
         if len(listed):
-            lists[listed] = _lists_of_rows(s[node_at[listed] - lo], nodes[listed], kk)  # a gathered copy
+            lists[listed] = _lists_of_rows(s[by_node.at[listed] - lo], nodes[listed], kk)  # a gathered copy
         if progress is not None:
-            progress.update(len(rows) * len(queries) + len(listed))
+            progress.update(done + len(listed))
     return out, lists
 
 
+def metric_values(r: np.ndarray, metric: str) -> np.ndarray:
+    """[n] each context's value of a rank metric from 1-based ranks: the hit indicator for hr@k / recall@k, 1/rank
+    for mrr, 1/log2(rank + 1) within the cut-off for ndcg@k (the metric is their mean)."""
+    r = np.asarray(r, np.float64)
+    name, _, cut = metric.partition("@")
+    if name == "mrr" and not cut:
+        return 1.0 / r
+    if name in ("hr", "recall", "ndcg") and cut.isdigit():
+        hit = r <= int(cut)
+        return np.where(hit, 1.0 / np.log2(r + 1.0), 0.0) if name == "ndcg" else hit.astype(np.float64)
+    raise ValueError(f"unknown rank metric {metric!r}: hr@k, recall@k, ndcg@k or mrr")
+
+
+def sample_se(values: np.ndarray) -> float:
+    """std(x, ddof=1) / sqrt(n): the standard error of a mean; 0 when n < 2 or every value is the same."""
+    x = np.asarray(values, np.float64)
+    if len(x) < 2 or np.all(x == x[0]):
+        return 0.0
+    return float(x.std(ddof=1) / np.sqrt(len(x)))
+
+
+def standard_error(values: np.ndarray, metric: str) -> float:
+    """The SE of the mean of per-context `values` (metric_values) of `metric`: binomial sqrt(p (1 - p) / n) for
+    a hit rate (hr@k, recall@k), the sample SE for mrr and ndcg@k."""
+    x = np.asarray(values, np.float64)
+    if len(x) == 0:
+        raise ValueError("no values for a standard error")
+    if metric.partition("@")[0] in ("hr", "recall"):
+        p = float(x.mean())
+        return float(np.sqrt(p * (1.0 - p) / len(x)))
+    return sample_se(x)
+
+
+def rank_metric_names(k: int = K, wide_k: int = WIDE_K) -> tuple[str, ...]:
+    """The rank metrics of a report row, in its order."""
+    return (f"hr@{k}", "mrr", f"ndcg@{k}", f"recall@{k}", f"hr@{MID_K}", f"hr@{wide_k}")
+
+
+def standard_errors(r: np.ndarray, k: int = K, wide_k: int = WIDE_K) -> dict:
+    """{'<metric>_se'} of every rank metric of metrics_from_ranks (standard_error)."""
+    return {f"{m}_se": standard_error(metric_values(r, m), m) for m in rank_metric_names(k, wide_k)}
+
+
 def metrics_from_ranks(r: np.ndarray, k: int = K, wide_k: int = WIDE_K) -> dict:
-    """HR@k, MRR, NDCG@k, Recall@k (== HR@k: one held-out item per context), HR@wide_k; 1-based ranks."""
+    """HR@k, MRR, NDCG@k, Recall@k (== HR@k: one held-out item per context), HR@100, HR@wide_k, each followed by its
+    standard error `<metric>_se` (standard_error); 1-based ranks."""
     r = np.asarray(r, dtype=np.float64)
     if len(r) == 0:
         raise ValueError("no contexts to evaluate")
-    hit = r <= k
-    return {
-        f"hr@{k}": float(hit.mean()),
-        "mrr": float((1.0 / r).mean()),
-        f"ndcg@{k}": float(np.where(hit, 1.0 / np.log2(r + 1.0), 0.0).mean()),
-        f"recall@{k}": float(hit.mean()),
-        f"hr@{wide_k}": float((r <= wide_k).mean()),
-        "num_contexts": int(len(r)),
-    }
+    out = {}
+    for m in rank_metric_names(k, wide_k):
+        v = metric_values(r, m)
+        out[m], out[f"{m}_se"] = float(v.mean()), standard_error(v, m)
+    out["num_contexts"] = int(len(r))
+    return out
+
+
+def paired_verdict(
+    ranks_model: np.ndarray, ranks_base: np.ndarray, metric: str = f"hr@{K}", z: float = 2.0
+) -> tuple[str, float, float]:
+    """(verdict, diff, se) of a model against a baseline ranked on the same contexts, in the same order: d = the
+    per-context difference of `metric` (metric_values), diff = mean(d), se = sample_se(d); 'ahead' when
+    diff > z se and diff > 0, 'behind' when diff < -z se and diff < 0, else 'within_noise'."""
+    a, b = np.asarray(ranks_model), np.asarray(ranks_base)
+    if a.shape != b.shape or len(a) == 0:
+        raise ValueError(f"paired ranks need the same contexts: {a.shape} vs {b.shape}")
+    d = metric_values(a, metric) - metric_values(b, metric)
+    diff, se = float(d.mean()), sample_se(d)
+    if diff > z * se and diff > 0:
+        return "ahead", diff, se
+    if diff < -z * se and diff < 0:
+        return "behind", diff, se
+    return "within_noise", diff, se
+
+
+def popularity_buckets(train_degree: np.ndarray) -> np.ndarray:
+    """[N] each item's popularity bucket, 0 head / 1 torso / 2 tail (POPULARITY_BUCKETS): items sorted by train
+    degree (descending, ties by node id), an item in the head when the items before it hold less than 1/3 of the
+    train interactions, in the torso when they hold less than 2/3, else in the tail (every item never engaged)."""
+    deg = np.asarray(train_degree, np.float64)
+    order = np.argsort(-deg, kind="stable")
+    before = np.cumsum(deg[order]) - deg[order]  # interactions of the more popular items
+    total = deg.sum()
+    out = np.empty(len(deg), np.int64)
+    out[order] = np.where(3 * before < total, 0, np.where(3 * before < 2 * total, 1, 2))
+    return out
+
+
+def by_popularity(r: np.ndarray, buckets: np.ndarray, metric: str = f"hr@{K}") -> dict:
+    """{'head' | 'torso' | 'tail': {metric, '<metric>_se', 'num_contexts'}} of ranks `r` split by `buckets` [M]
+    (each context's query item's popularity_buckets value); a bucket without contexts has None values."""
+    v, buckets = metric_values(r, metric), np.asarray(buckets)
+    out = {}
+    for b, name in enumerate(POPULARITY_BUCKETS):
+        x = v[buckets == b]
+        mean, se = (float(x.mean()), standard_error(x, metric)) if len(x) else (None, None)
+        out[name] = {metric: mean, f"{metric}_se": se, "num_contexts": int(len(x))}
+    return out
 
 
 def evaluate(
@@ -361,22 +466,25 @@ def list_metrics(
     shown[lists.ravel()] = True
     is_popular = np.zeros(len(deg), bool)
     is_popular[np.argsort(-deg, kind="stable")[:popular]] = True  # ties by node id
+    popular_per_query = is_popular[lists].mean(1)  # every list has as many slots: their mean is the slot share
     out = {
         f"coverage@{k}": float((shown & engaged).sum() / max(engaged.sum(), 1)),
-        f"popular_share@{k}": float(is_popular[lists].mean()),
+        f"popular_share@{k}": float(popular_per_query.mean()),
+        f"popular_share@{k}_se": sample_se(popular_per_query),
     }
     if categories is not None:
         cat = np.asarray(categories, bool)
         has = cat[query_nodes].any(1)
-        agree, slots = 0, 0
+        agree = []
         step = max(1, (1 << 24) // max(lists.shape[1] * cat.shape[1], 1))  # bounded [b, k, V] temporaries
         for lo in range(0, len(lists), step):
             keep = has[lo : lo + step]
             ql, ll = query_nodes[lo : lo + step][keep], lists[lo : lo + step][keep]
-            a = (cat[ll] & cat[ql][:, None, :]).any(-1)
-            agree, slots = agree + int(a.sum()), slots + a.size
-        if slots:
-            out[f"feature_agreement@{k}"] = agree / slots
+            agree.append((cat[ll] & cat[ql][:, None, :]).any(-1).mean(1))
+        agree = np.concatenate(agree)
+        if len(agree) and lists.shape[1]:
+            out[f"feature_agreement@{k}"] = float(agree.mean())
+            out[f"feature_agreement@{k}_se"] = sample_se(agree)
     return out
 
 

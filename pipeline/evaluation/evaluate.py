@@ -1,20 +1,44 @@
-"""The evaluator's logic: every model and baseline under the fixed protocol (modules/evaluation.py) on both
-splits, and the labels the embedding map is coloured by."""
+"""The evaluator's logic: every model and baseline under protocol v2 (modules/evaluation.py, docs/DESIGN.md) on
+both splits with standard errors, the served signatures' paired verdicts against each baseline, HR@10 by the
+query item's popularity, and the labels the embedding map is coloured by."""
 
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 import numpy as np
 
 from modules import evaluation, progress
 from pipeline.evaluation import report as report_lib
+from pipeline.graph import split as split_lib
 from schema import files
 from schema import graph as graph_io
 
 ABLATION_PREFIX = "ablation:"  # model names of the ablation rows in report.json
 # the served similar_items signature's row (z_q . z_i) of a query-head model, beside `pinsage` (related_items)
 SIMILAR_MODEL = "pinsage_similar"
+SIGNATURES = {"related_items": "pinsage", "similar_items": SIMILAR_MODEL}  # served signature -> its model row
+BASELINES = ("popularity", "cooccurrence_knn", "transition_counts", "rwr", "features_only")  # verdicts against
+DEFAULT_VERDICT_METRIC, DEFAULT_Z = "hr@10", 2.0  # the blessing's defaults; the run config passes its own
+PROTOCOL = {
+    "version": 2,
+    "tie_break": "seeded hash of (context id, item id)",
+    "split_seed": split_lib.SPLIT_SEED,
+    "test_query": "validation item",
+    "validation_query": "last train item",
+    "text": (
+        "per context, interactions ordered by (timestamp, then a seeded hash of (context id, item id)): last = test, "
+        "second-last = validation, the rest train (contexts with fewer than 3 interactions train only); "
+        "item-to-item queries one step ahead: validation query = the last train item, test query = the validation "
+        "item; rank all items; mask the context's train items (and for test its validation item, the query); ties "
+        "in score broken by node id; HR@10, MRR, NDCG@10, Recall@10, HR@100, HR@500, each with its standard error; a "
+        "model is ahead of / within noise of / behind a baseline at z standard errors of the paired per-context "
+        "difference (test split); HR@10 by the query item's popularity (head / torso / tail: thirds of the train "
+        "interactions); list metrics over the related-items lists (top 10 of every item with >= 5 train "
+        "interactions, the item itself excluded, nothing masked)"
+    ),
+}
 
 
 def _vocab(transform_graph_uri: str, col: str, width: int) -> list[str]:
@@ -64,16 +88,44 @@ def _scorers(graph, emb, features, query_emb, ablations) -> dict:
     return scorers
 
 
-def _ranks_and_lists(scorer, queries: dict, nodes, num_items: int, bar) -> tuple[dict, np.ndarray]:
-    """({split: ranks}, lists of `nodes`). When the splits share their query items (they do whenever every
-    context has both splits, GraphGen's >= 3 interactions rule) each distinct query item is scored once for both
-    splits and the lists (evaluation.ranks_and_lists); otherwise each split and the lists on their own."""
-    qs = list(queries.values())
-    if all(len(q) == len(qs[0]) and np.array_equal(q.query, qs[0].query) for q in qs[1:]):
-        split_ranks, lists = evaluation.ranks_and_lists(scorer, qs, nodes, progress=bar)
-        return dict(zip(queries, split_ranks)), lists
-    split_ranks = {split: evaluation.ranks(scorer, q, progress=bar) for split, q in queries.items()}
-    return split_ranks, evaluation.top_k_lists(scorer, nodes, num_items, progress=bar)
+def _ranks_and_lists(scorer, queries: dict, nodes, bar) -> tuple[dict, np.ndarray]:
+    """({split: ranks}, lists of `nodes`), each distinct item of the splits' queries and the list queries scored
+    once (evaluation.ranks_and_lists): the test and validation queries of a context are different items."""
+    split_ranks, lists = evaluation.ranks_and_lists(scorer, list(queries.values()), nodes, progress=bar)
+    return dict(zip(queries, split_ranks)), lists
+
+
+def verdicts(test_ranks: dict, metric: str = DEFAULT_VERDICT_METRIC, z: float = DEFAULT_Z) -> tuple[dict, dict]:
+    """(verdicts, verdict_details) of each served signature's model row against each baseline present, on the
+    test ranks {model: [M] ranks} (the same contexts for every model; evaluation.paired_verdict). Empty without a
+    `pinsage` row."""
+    if "pinsage" not in test_ranks:
+        return {}, {}
+    out, details = {}, {}
+    for base in (b for b in BASELINES if b in test_ranks):
+        out[base], details[base] = {}, {}
+        for signature, model in SIGNATURES.items():
+            model = model if model in test_ranks else "pinsage"  # no query head: one ranking for both
+            verdict, diff, se = evaluation.paired_verdict(test_ranks[model], test_ranks[base], metric, z)
+            out[base][signature] = verdict
+            details[base][signature] = {
+                "metric": metric,
+                "diff": diff,
+                "se": se,
+                "num_contexts": int(len(test_ranks[model])),
+            }
+    return out, details
+
+
+class Evaluation(NamedTuple):
+    """evaluate_all's result: report.json's blocks of the same names ("metrics" = test, "lists" = list queries)."""
+
+    test: dict
+    validation: dict
+    lists: dict
+    verdicts: dict
+    verdict_details: dict
+    by_popularity: dict
 
 
 def evaluate_all(
@@ -84,14 +136,18 @@ def evaluate_all(
     ablations: dict | None = None,
     max_contexts: int | None = None,
     categories: np.ndarray | None = None,
-) -> tuple[dict, dict, dict]:
-    """(test, validation, lists): the metrics of every model — the baselines, `pinsage` (query vectors
-    `query_emb` when the model has a query head, and then `pinsage_similar`, z . z) and each ablation {name: (emb, query_emb or None)} as
-    `ablation:<name>`. Each model's test metrics also carry the list metrics of its related-items lists
-    (evaluation.list_metrics; feature agreement with `categories`, categorical_values' matrix); `lists` says
-    over which query items. `max_contexts`: evaluation.build_queries' context sample (each split's metrics then
-    carry `num_contexts` evaluated and `total_contexts`), and the same budget for the list queries. Progress of
-    the ranking goes to stderr (modules/progress.py)."""
+    verdict_metric: str = DEFAULT_VERDICT_METRIC,
+    z: float = DEFAULT_Z,
+) -> Evaluation:
+    """Every model — the baselines, `pinsage` (query vectors `query_emb` when the model has a query head, and then
+    `pinsage_similar`, z . z) and each ablation {name: (emb, query_emb or None)} as `ablation:<name>` — on both
+    splits, with standard errors. Each model's test metrics also carry the list metrics of its related-items lists
+    (evaluation.list_metrics; feature agreement with `categories`, categorical_values' matrix); `lists` says over
+    which query items. On the test split: each signature's verdicts against each baseline on `verdict_metric` at
+    `z` SE of the paired difference (`verdicts`), and every model's HR@10 by the popularity of the query item
+    (`by_popularity`). `max_contexts`: evaluation.build_queries' context sample (each split's metrics then carry
+    `num_contexts` evaluated and `total_contexts`), and the same budget for the list queries. Progress of the
+    ranking goes to stderr (modules/progress.py)."""
     scorers = _scorers(graph, emb, features, query_emb, ablations)
     queries = {
         split: evaluation.build_queries(graph, split, max_contexts=max_contexts) for split in ("test", "validation")
@@ -99,11 +155,12 @@ def evaluate_all(
     nodes, total_nodes = evaluation.list_query_nodes(graph.train_degree, max_queries=max_contexts)
     per_scorer = sum(len(q) for q in queries.values()) + len(nodes)
     bar = progress.Progress("evaluation", len(scorers) * per_scorer, "queries")
-    out = {"test": {}, "validation": {}}
+    out, test_ranks = {"test": {}, "validation": {}}, {}
     try:
         for name, s in scorers.items():
             bar.describe(f"evaluation: {name}")
-            split_ranks, lists = _ranks_and_lists(s, queries, nodes, graph.num_items, bar)
+            split_ranks, lists = _ranks_and_lists(s, queries, nodes, bar)
+            test_ranks[name] = split_ranks["test"]  # for the paired verdicts and the breakdown; not in the report
             for split, r in split_ranks.items():
                 m = evaluation.metrics_from_ranks(r)
                 out[split][name] = dict(m, total_contexts=queries[split].total_contexts)
@@ -117,7 +174,9 @@ def evaluate_all(
         "min_train_interactions": evaluation.LIST_MIN_DEGREE,
         "popular_items": evaluation.POPULAR_ITEMS,
     }
-    return out["test"], out["validation"], lists_info
+    buckets = evaluation.popularity_buckets(graph.train_degree)[queries["test"].query]
+    by_pop = {name: evaluation.by_popularity(r, buckets) for name, r in test_ranks.items()}
+    return Evaluation(out["test"], out["validation"], lists_info, *verdicts(test_ranks, verdict_metric, z), by_pop)
 
 
 def _plots(out: str, history: dict, emb: np.ndarray, cos: dict, feats: dict, transform_graph_uri: str) -> dict:
@@ -144,13 +203,17 @@ def evaluation_report(
     out_dir: str,
     dataset: str,
     max_contexts: int | None = None,
+    verdict_metric: str = DEFAULT_VERDICT_METRIC,
+    z: float = DEFAULT_Z,
 ) -> dict:
     """report.json's content for a trained model: `model_embeddings` = (emb, query_emb or None, {ablation name:
-    (emb, query_emb)}) as modules.trainer.load_model_embeddings returns them; plots are written under out_dir."""
+    (emb, query_emb)}) as modules.trainer.load_model_embeddings returns them; plots are written under out_dir;
+    the verdicts on `verdict_metric` at `z` SE (evaluate_all)."""
     emb, query_emb, ablations = model_embeddings
     categories, category = categorical_values(feats, transform_graph_uri)
     t0 = time.time()
-    test, val, lists = evaluate_all(graph, emb, feats, query_emb, ablations, max_contexts, categories)
+    res = evaluate_all(graph, emb, feats, query_emb, ablations, max_contexts, categories, verdict_metric, z)
+    test, val, by_pop = res.test, res.validation, res.by_popularity
     t_eval = time.time() - t0
     cos = {
         "pinsage": report_lib.pairwise_cosines(emb),
@@ -165,16 +228,23 @@ def evaluation_report(
     )
     plots = _plots(out_dir, history, emb, cos, feats, transform_graph_uri)
     abl = {
-        name[len(ABLATION_PREFIX) :]: {"metrics": test.pop(name), "validation_metrics": val.pop(name)}
+        name[len(ABLATION_PREFIX) :]: {
+            "metrics": test.pop(name),
+            "validation_metrics": val.pop(name),
+            "by_popularity": by_pop.pop(name),
+        }
         for name in sorted(test)
         if name.startswith(ABLATION_PREFIX)
     }
     return {
         "dataset": dataset,
-        "protocol": report_lib.PROTOCOL,
+        "protocol": PROTOCOL,
         "metrics": test,
         "validation_metrics": val,
-        "lists": dict(lists, feature=category or None),
+        "verdicts": res.verdicts,
+        "verdict_details": res.verdict_details,
+        "by_popularity": by_pop,
+        "lists": dict(res.lists, feature=category or None),
         **(
             {"ablations": abl, "ablations_vs_paper": report_lib.ablations_vs_paper(test.get("pinsage"), abl)}
             if abl

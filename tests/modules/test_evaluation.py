@@ -1,5 +1,6 @@
 """The evaluation protocol and the baselines, against hand computations on tiny graphs."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -11,8 +12,8 @@ from schema import graph as graph_io
 from tests import fixtures
 
 # 8 items, 3 contexts (timestamps = positions; rows deliberately out of order):
-#   c0: train 0 1 2 3 6 (positions 0-4), validation 4, test 5
-#   c1: train 2 1, validation 3, test 6
+#   c0: train 0 1 2 3 6 (positions 0-4), validation 4, test 5 -> validation query 6, test query 4
+#   c1: train 2 1, validation 3, test 6 -> validation query 1, test query 3
 #   c2: train 0 5 only (fewer than 3 interactions: no validation/test, skipped)
 N = 8
 ROWS = [  # (context, node, position, split)
@@ -65,7 +66,7 @@ def test_metrics_of_known_ranks_by_hand():
     assert m["hr@10"] == pytest.approx(3 / 5) and m["recall@10"] == pytest.approx(3 / 5)
     assert m["mrr"] == pytest.approx((1 + 1 / 2 + 1 / 5 + 1 / 11 + 1 / 600) / 5)
     assert m["ndcg@10"] == pytest.approx((1 + 1 / math.log2(3) + 1 / math.log2(6)) / 5)
-    assert m["hr@500"] == pytest.approx(4 / 5) and m["num_contexts"] == 5
+    assert m["hr@100"] == m["hr@500"] == pytest.approx(4 / 5) and m["num_contexts"] == 5
 
 
 def test_oracle_ordering_is_perfect_and_a_missing_target_scores_zero():
@@ -104,7 +105,7 @@ def test_masking_seen_items_changes_the_rank(graph):
     # c0: target 5, unmasked {5, 7} -> 1. c1: target 6, masked {1,2,3}: ahead 4 (higher), 0 and 5 (tie, lower id)
     np.testing.assert_array_equal(ev.ranks(FixedScorer(s), masked), [1, 4])
     unmasked_val = ev.build_queries(graph, "test", mask_validation=False)
-    # c0: 4 (validation) now beats 5; c1: its validation item 3 now ties 6 with a lower id
+    # c0: 4 (its validation item, the query) now beats 5; c1: its validation item 3 now ties 6 with a lower id
     np.testing.assert_array_equal(ev.ranks(FixedScorer(s), unmasked_val), [2, 5])
     nothing = ev.Queries(
         "test", masked.context, masked.query, masked.target, np.zeros(3, np.int64), np.zeros(0, np.int64), N
@@ -132,16 +133,20 @@ def test_vectorised_ranks_match_a_brute_force_sort():
 # ------------------------------------------------------------------------------------------- queries
 
 
-def test_query_is_the_latest_train_item_and_contexts_without_the_split_are_skipped(graph):
+def test_the_test_query_is_the_validation_item_and_the_validation_query_the_last_train_item(graph):
     q = ev.build_queries(graph, "test")
     np.testing.assert_array_equal(q.context, [0, 1])  # c2 has no test item
-    np.testing.assert_array_equal(q.query, [6, 1])  # not the validation item, not the first row
+    np.testing.assert_array_equal(q.query, [4, 3])  # one step ahead: the validation item, not the last train item
     np.testing.assert_array_equal(q.target, [5, 6])
-    assert sorted(q.seen_indices[q.seen_indptr[0] : q.seen_indptr[1]]) == [0, 1, 2, 3, 4, 6]
+    assert sorted(q.seen_indices[q.seen_indptr[0] : q.seen_indptr[1]]) == [0, 1, 2, 3, 4, 6]  # the query masked
+    assert sorted(q.seen_indices[q.seen_indptr[1] : q.seen_indptr[2]]) == [1, 2, 3]
     v = ev.build_queries(graph, "validation")
-    np.testing.assert_array_equal(v.query, [6, 1])
+    np.testing.assert_array_equal(v.query, [6, 1])  # the last train item by position, not the first row
     np.testing.assert_array_equal(v.target, [4, 3])
     assert sorted(v.seen_indices[v.seen_indptr[1] : v.seen_indptr[2]]) == [1, 2]  # the test item is not masked
+    # the query decides the rank: row 4 puts c0's target 5 behind 7, row 6 (the last train item) ahead of it
+    rows = {4: np.eye(N)[7] * 2 + np.eye(N)[5], 3: np.eye(N)[6], 6: np.eye(N)[5], 1: np.eye(N)[3]}
+    np.testing.assert_array_equal(ev.ranks(FixedScorer(rows), q), [2, 1])
     assert ev.evaluate(FixedScorer(np.zeros(N)), graph)["num_contexts"] == 2
     bad = graph_io.Graph(**{**graph.__dict__, "split": np.where(graph.context_index == 1, "test", graph.split)})
     with pytest.raises(ValueError, match="more than one test"):
@@ -149,6 +154,12 @@ def test_query_is_the_latest_train_item_and_contexts_without_the_split_are_skipp
     no_train = np.where((graph.context_index == 1) & (graph.split == "train"), "validation", graph.split)
     with pytest.raises(ValueError, match="no train"):
         ev.build_queries(graph_io.Graph(**{**graph.__dict__, "split": no_train}), "test")
+    no_val = np.where((graph.context_index == 1) & (graph.split == "validation"), "train", graph.split)
+    with pytest.raises(ValueError, match="no validation"):
+        ev.build_queries(graph_io.Graph(**{**graph.__dict__, "split": no_val}), "test")
+    np.testing.assert_array_equal(  # the validation split does not need one
+        ev.build_queries(graph_io.Graph(**{**graph.__dict__, "split": no_val}), "validation").context, [0]
+    )
 
 
 # ------------------------------------------------------------------------------------------- baselines
@@ -208,8 +219,12 @@ def test_transition_counts_window_3_by_hand(graph):
     np.testing.assert_array_equal(ev.transition_matrix(graph, window=3).toarray(), expected)
     w1 = ev.transition_matrix(graph, window=1).toarray()
     assert w1[0, 2] == 0 and w1[1, 2] == 2 and w1[3, 6] == 1
-    # c0: query 6 scores only masked items; 5 and 7 tie at 0 -> 1. c1: query 1, target 6 (1) behind 0 (1) -> 2
-    m = ev.evaluate(ev.ItemItemScorer(ev.transition_matrix(graph)), graph)
+    # c0: query 4 (never in train) scores 0 everywhere: 5 and 7 tie -> 1. c1: query 3, target 6 (1) behind 0 (1,
+    # lower id) -> 2. Validation: c0 query 6, target 4 ties 5 and 7 at 0 -> 1; c1 query 1, target 3 (1) behind 0 -> 2
+    sc = ev.ItemItemScorer(ev.transition_matrix(graph))
+    np.testing.assert_array_equal(ev.ranks(sc, ev.build_queries(graph, "test")), [1, 2])
+    np.testing.assert_array_equal(ev.ranks(sc, ev.build_queries(graph, "validation")), [1, 2])
+    m = ev.evaluate(sc, graph)
     assert m["hr@10"] == 1.0 and m["mrr"] == pytest.approx(0.75)
 
 
@@ -331,6 +346,10 @@ def test_list_metrics_by_hand():
     assert m["popular_share@3"] == pytest.approx(4 / 9)  # 3 and 6 in row 0, 6 in row 1, 3 in row 2
     # q0 {a}: 3 no, 6 no, 2 yes; q3 {c}: none; q6 has no value: left out -> 1 / 6
     assert m["feature_agreement@3"] == pytest.approx(1 / 6)
+    # SEs over the queries: popular shares 2/3 1/3 1/3 (mean 4/9, deviations 2/9 -1/9 -1/9, variance 1/27,
+    # SE sqrt(1/27 / 3) = 1/9); agreement 1/3 (q0) and 0 (q3): variance 1/18, SE sqrt(1/18 / 2) = 1/6
+    assert m["popular_share@3_se"] == pytest.approx(1 / 9) and m["feature_agreement@3_se"] == pytest.approx(1 / 6)
+    assert "coverage@3_se" not in m
     assert "feature_agreement@3" not in ev.list_metrics(lists, queries, deg, popular=2, k=3)
     assert "feature_agreement@3" not in ev.list_metrics(lists[2:], queries[2:], deg, cats, popular=2, k=3)
     with pytest.raises(ValueError, match="no query items"):
@@ -400,70 +419,140 @@ def test_rwr_power_iteration_matches_the_dense_solve(graph, tmp_path):
     assert "rwr" in ev.baseline_scorers(g) and "rwr" not in ev.baseline_scorers(g, rwr=False)
 
 
-def test_shared_queries_are_scored_once_and_rank_as_apart(graph):
-    class Counting(FixedScorer):
-        calls = 0
+class CountingScorer(FixedScorer):
+    """A FixedScorer that records every query item it is asked to score."""
 
-        def scores(self, q):
-            Counting.calls += 1
-            return super().scores(q)
+    def __init__(self, s):
+        super().__init__(s)
+        self.asked = []
 
-    s = np.array([3, 1, 4, 1, 5, 9, 2, 6], np.float32)
+    def scores(self, q):
+        self.asked.extend(int(x) for x in q)
+        return super().scores(q)
+
+
+def test_test_and_validation_queries_and_the_list_items_are_scored_once(graph):
+    """The two splits query different items (c0: 4 for test, 6 for validation; c1: 3 and 1); one pass scores the
+    union with the list items {0, 3} once each, and ranks each split as `ranks` does on its own."""
+    rows = {
+        4: [0, 0, 0, 0, 0, 2, 0, 3],  # c0 test: target 5 (2) behind 7 (3) -> 2
+        3: [5, 0, 0, 0, 1, 1, 1, 0],  # c1 test: target 6 (1) behind 0 (5), 4 and 5 (1, lower ids); 1 2 3 masked -> 4
+        6: [0, 0, 0, 0, 1, 0, 0, 0],  # c0 validation: target 4 first -> 1
+        1: [0, 0, 0, 2, 0, 3, 0, 0],  # c1 validation: target 3 (2) behind 5 (3) -> 2
+        0: [0, 1, 2, 3, 4, 5, 6, 7],
+    }
     test, val = ev.build_queries(graph, "test"), ev.build_queries(graph, "validation")
-    got = ev.ranks_shared(Counting(s), [test, val], batch_size=1)
-    assert Counting.calls == 2  # two blocks of one query, each scored once for both splits
-    np.testing.assert_array_equal(got[0], ev.ranks(FixedScorer(s), test))
-    np.testing.assert_array_equal(got[1], ev.ranks(FixedScorer(s), val))
-    # test: c0 target 5 (9) above 7 (6) -> 1; c1 target 6 (2) behind 0, 4, 5, 7 (1, 2, 3 masked) -> 5.
-    # validation: c0 target 4 (5) behind 5, 7 -> 3; c1 target 3 (1) behind 0, 4, 5, 6, 7 (1 tied but masked) -> 6
-    np.testing.assert_array_equal(got[0], [1, 5])
-    np.testing.assert_array_equal(got[1], [3, 6])
-    other = ev.Queries(
-        "test", test.context[:1], test.query[:1], test.target[:1], test.seen_indptr[:2], test.seen_indices, N
-    )
-    with pytest.raises(ValueError, match="same query items"):
-        ev.ranks_shared(FixedScorer(s), [test, other])
+    for batch_size in (1, 2, None):
+        scorer = CountingScorer(rows)
+        (r_test, r_val), lists = ev.ranks_and_lists(scorer, [test, val], np.array([0, 3]), batch_size=batch_size)
+        assert sorted(scorer.asked) == [0, 1, 3, 4, 6]  # each distinct item once
+        np.testing.assert_array_equal(r_test, [2, 4])
+        np.testing.assert_array_equal(r_val, [1, 2])
+        np.testing.assert_array_equal(r_test, ev.ranks(FixedScorer(rows), test))
+        np.testing.assert_array_equal(r_val, ev.ranks(FixedScorer(rows), val))
+        # lists (the query excluded, ties by id): 0 -> 7 6 5 4 3 2 1; 3 -> 0 (5), 4 5 6 (1), 1 2 7 (0)
+        np.testing.assert_array_equal(lists, [[7, 6, 5, 4, 3, 2, 1], [0, 4, 5, 6, 1, 2, 7]])
+    other = dataclasses.replace(test, num_items=N + 1)
+    with pytest.raises(ValueError, match="one catalogue"):
+        ev.ranks_and_lists(FixedScorer(rows), [test, other], np.array([0]))
+
+
+def _random_queries(rng, n: int, m: int, pool: np.ndarray) -> tuple[ev.Queries, list]:
+    """m contexts with query items drawn from `pool` (repeated), random targets and masks (the target unmasked)."""
+    query = rng.choice(pool, m)
+    target = rng.integers(0, n, m)
+    seen = [np.setdiff1d(rng.choice(n, rng.integers(0, 9), replace=False), [t]) for t in target]
+    indptr = np.r_[0, np.cumsum([len(x) for x in seen])]
+    return ev.Queries("test", np.arange(m), query, target, indptr, np.concatenate(seen).astype(np.int64), n), seen
 
 
 def test_ranks_and_lists_score_each_distinct_query_item_once_and_match_a_brute_force_sort():
-    """Contexts sharing query items (up to 9 on one item, more than a block's rows: the chunking), list items
-    overlapping them and not; two query sets with the same queries and different targets and masks. Ranks and
-    lists equal a plain sort of each row, ties by node id, and every distinct query item is scored exactly once."""
+    """Two query sets with different, overlapping query items (up to ~9 contexts on one item, more than a block's
+    rows: the chunking) and different sizes, list items overlapping them and not. Ranks and lists equal a plain sort
+    of each row, ties by node id, and every distinct item of the union is scored exactly once."""
     rng = np.random.default_rng(5)
-    n, m = 40, 60
+    n = 40
     rows = {i: rng.integers(0, 4, n).astype(np.float32) for i in range(n)}  # many ties
-
-    class Counting(FixedScorer):
-        def __init__(self, s):
-            super().__init__(s)
-            self.asked = []
-
-        def scores(self, q):
-            self.asked.extend(int(x) for x in q)
-            return super().scores(q)
-
-    query = rng.choice(np.array([1, 4, 4, 4, 7, 11, 20, 33]), m)  # few distinct items, repeated
-    sets = []
-    for _ in range(2):
-        target = rng.integers(0, n, m)
-        seen = [np.setdiff1d(rng.choice(n, rng.integers(0, 9), replace=False), [t]) for t in target]
-        indptr = np.r_[0, np.cumsum([len(x) for x in seen])]
-        sets.append(
-            (ev.Queries("test", np.arange(m), query, target, indptr, np.concatenate(seen).astype(np.int64), n), seen)
-        )
+    sets = [
+        _random_queries(rng, n, 60, np.array([1, 4, 4, 4, 7, 11, 20, 33])),
+        _random_queries(rng, n, 45, np.array([4, 5, 5, 11, 12, 12, 12, 38])),
+    ]
     nodes = np.array([2, 4, 7, 8, 33, 39])
-    scorer = Counting(rows)
+    scorer = CountingScorer(rows)
     got, lists = ev.ranks_and_lists(scorer, [q for q, _ in sets], nodes, batch_size=3)
-    assert sorted(scorer.asked) == sorted(set(query.tolist()) | set(nodes.tolist()))  # each once
+    union = set(nodes.tolist()).union(*(q.query.tolist() for q, _ in sets))
+    assert sorted(scorer.asked) == sorted(union)  # each once
     for (q, seen), r in zip(sets, got):
         want = []
-        for i in range(m):
-            order = sorted(set(range(n)) - set(seen[i].tolist()), key=lambda j: (-rows[query[i]][j], j))
+        for i in range(len(q)):
+            order = sorted(set(range(n)) - set(seen[i].tolist()), key=lambda j: (-rows[q.query[i]][j], j))
             want.append(order.index(q.target[i]) + 1)
         np.testing.assert_array_equal(r, want)
+        np.testing.assert_array_equal(r, ev.ranks(FixedScorer(rows), q, batch_size=7))
     want_lists = [sorted(set(range(n)) - {int(v)}, key=lambda j: (-rows[int(v)][j], j))[:10] for v in nodes]
     np.testing.assert_array_equal(lists, want_lists)
+    none, no_lists = ev.ranks_and_lists(FixedScorer(rows), [sets[1][0]], nodes[:0])  # no list items
+    np.testing.assert_array_equal(none[0], got[1])
+    assert no_lists.shape == (0, 10)
     sub = sets[0][0].take(np.array([5, 2]))  # take re-packs the masks of the rows asked for
     np.testing.assert_array_equal(sub.seen_indices, np.r_[sets[0][1][5], sets[0][1][2]])
     with pytest.raises(ValueError, match="NaN"):
         ev.ranks_and_lists(FixedScorer(np.full(n, np.nan)), [sets[0][0]], nodes)
+
+
+# ----------------------------------------------------------------------------- standard errors and verdicts
+
+
+def test_standard_errors_of_toy_ranks_by_hand():
+    m = ev.metrics_from_ranks(np.array([1, 3, 20, 2]))
+    assert m["hr@10"] == m["recall@10"] == pytest.approx(0.75)
+    assert m["hr@10_se"] == m["recall@10_se"] == pytest.approx(math.sqrt(0.75 * 0.25 / 4))  # binomial
+    assert m["hr@100"] == m["hr@500"] == 1.0 and m["hr@100_se"] == m["hr@500_se"] == 0.0
+    rr = [1, 1 / 3, 1 / 20, 1 / 2]  # 1 / rank
+    mean = sum(rr) / 4
+    assert m["mrr"] == pytest.approx(mean)
+    assert m["mrr_se"] == pytest.approx(math.sqrt(sum((x - mean) ** 2 for x in rr) / 3) / 2)  # std(ddof=1) / sqrt(n)
+    gain = [1, 1 / 2, 0, 1 / math.log2(3)]  # 1 / log2(rank + 1) inside the top 10
+    mean = sum(gain) / 4
+    assert m["ndcg@10"] == pytest.approx(mean)
+    assert m["ndcg@10_se"] == pytest.approx(math.sqrt(sum((x - mean) ** 2 for x in gain) / 3) / 2)
+    one = ev.metrics_from_ranks(np.array([4]))
+    assert one["mrr_se"] == one["ndcg@10_se"] == one["hr@10_se"] == 0.0  # one context: no spread to measure
+    assert ev.standard_errors(np.array([1, 3, 20, 2]))["mrr_se"] == m["mrr_se"]
+    np.testing.assert_allclose(ev.metric_values(np.array([1, 3, 20, 2]), "hr@2"), [1, 0, 0, 1])
+    with pytest.raises(ValueError, match="unknown rank metric"):
+        ev.metric_values(np.array([1]), "precision@10")
+
+
+def test_paired_verdicts_of_toy_ranks_by_hand():
+    model, base = np.array([1, 1, 1, 1, 20]), np.array([20, 20, 20, 1, 20])
+    # hits 1 1 1 1 0 vs 0 0 0 1 0: d = 1 1 1 0 0, mean 0.6; deviations .4 .4 .4 -.6 -.6, squares sum 1.2,
+    # sample variance 1.2 / 4 = 0.3, SE sqrt(0.3 / 5); 2 SE = 0.49 < 0.6
+    verdict, diff, se = ev.paired_verdict(model, base, "hr@10")
+    assert verdict == "ahead" and diff == pytest.approx(0.6) and se == pytest.approx(math.sqrt(0.3 / 5))
+    verdict, diff, se = ev.paired_verdict(base, model, "hr@10")
+    assert verdict == "behind" and diff == pytest.approx(-0.6) and se == pytest.approx(math.sqrt(0.3 / 5))
+    # d = 1 0 -1 0 1, mean 0.2; deviations .8 -.2 -1.2 -.2 .8, squares sum 2.8, variance 0.7, SE sqrt(0.14) ~ 0.374
+    noisy_model, noisy_base = np.array([1, 1, 20, 20, 1]), np.array([20, 1, 1, 20, 20])
+    verdict, diff, se = ev.paired_verdict(noisy_model, noisy_base, "hr@10")
+    assert verdict == "within_noise" and diff == pytest.approx(0.2) and se == pytest.approx(math.sqrt(0.14))
+    assert ev.paired_verdict(noisy_model, noisy_base, "hr@10", z=0.5)[0] == "ahead"  # 0.5 SE ~ 0.187 < 0.2
+    # mrr: d = 1 - 1/2, 1/2 - 1/2 = 0.5 0, mean 0.25, SE = std(ddof=1) / sqrt 2 = sqrt(0.125) / sqrt 2 = 0.25
+    assert ev.paired_verdict(np.array([1, 2]), np.array([2, 2]), "mrr") == ("within_noise", 0.25, 0.25)
+    assert ev.paired_verdict(np.array([1, 1]), np.array([20, 20])) == ("ahead", 1.0, 0.0)  # every d equal
+    assert ev.paired_verdict(model, model) == ("within_noise", 0.0, 0.0)
+    with pytest.raises(ValueError, match="same contexts"):
+        ev.paired_verdict(model, base[:4])
+
+
+def test_popularity_buckets_are_thirds_of_the_train_interactions():
+    deg = np.array([2, 4, 0, 3, 3, 3])  # 15 interactions: 1/3 = 5, 2/3 = 10
+    # by degree, ties by id: 1 (4), 3 (3), 4 (3), 5 (3), 0 (2), 2 (0); interactions before each: 0 4 7 10 13 15.
+    # head: fewer than 5 before (1, 3); torso: fewer than 10 (4); tail: the rest (5 on the tie by id, 0, 2)
+    np.testing.assert_array_equal(ev.popularity_buckets(deg), [2, 0, 2, 0, 1, 2])
+    np.testing.assert_array_equal(ev.popularity_buckets(np.array([9, 1, 1])), [0, 2, 2])  # one item holds 2/3+
+    r, buckets = np.array([1, 20, 3, 5, 50]), np.array([0, 0, 1, 2, 2])
+    got = ev.by_popularity(r, buckets)
+    half = {"hr@10": 0.5, "hr@10_se": pytest.approx(math.sqrt(0.25 / 2)), "num_contexts": 2}
+    assert got == {"head": half, "torso": {"hr@10": 1.0, "hr@10_se": 0.0, "num_contexts": 1}, "tail": half}
+    assert ev.by_popularity(r[:2], buckets[:2])["tail"] == {"hr@10": None, "hr@10_se": None, "num_contexts": 0}
