@@ -2,8 +2,9 @@
 
 Items: every item id -> its contiguous node id (split.sorted_ids, a side input); interactions: rows whose item is
 known, partitioned by context (NUM_PARTITIONS groups of arrays, not a shuffle of single rows), split per
-partition by split.split_partition; items again: each batch with node_id and train degree written as Parquet
-Examples for Transform. Every drop is a (name, count) pair summed into graph_stats.json.
+partition by split.split_partition (ties in time by split.id_hashes of the sorted id tables, side inputs too);
+items again: each batch with node_id and train degree written as Parquet Examples for Transform. Every drop, and
+the contexts whose held-out items the tie-break picked, is a (name, count) pair summed into graph_stats.json.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ import tensorflow as tf
 from tfx.components.util import tfxio_utils
 from tfx.types import artifact_utils
 
+from pipeline.graph.split import held_out_ties, id_hashes, sorted_ids, split_partition
 from pipeline.graph.split import id_strings as _id_strings
-from pipeline.graph.split import sorted_ids, split_partition
 from schema import graph as graph_io
 from schema.graph import CONTEXT_SCHEMA, INTERACTION_SCHEMA, ITEM_SCHEMA
 
 NUM_PARTITIONS = 32  # context partitions of the split (a shuffle of arrays, not of single rows)
 BATCH_SIZE = 100_000
+HELD_OUT_TIES = "graph.contexts_with_held_out_ties"  # information, not a drop: the tie-break hash picked them
 
 
 def _column(rb, name: str) -> np.ndarray | None:
@@ -119,14 +121,22 @@ class _PartitionInteractions(beam.DoFn):
 
 
 class _SplitPartition(beam.DoFn):
-    def process(self, element, num_items):
+    """A context partition's arrays -> its split interactions table; counts and train degrees tagged. The
+    tie-break hashes come as side inputs indexed by context index / node id (split.id_hashes, once per id)."""
+
+    def process(self, element, num_items, context_hash, node_hash):
         _, chunks = element
         chunks = list(chunks)
-        cols, dups, small = split_partition(*(np.concatenate([c[k] for c in chunks]) for k in range(4)))
+        cols, dups, small = split_partition(
+            *(np.concatenate([c[k] for c in chunks]) for k in range(4)), context_hash, node_hash
+        )
         if dups:
             yield beam.pvalue.TaggedOutput("counts", ("graph.dropped.duplicate_interaction", dups))
         if small:
             yield beam.pvalue.TaggedOutput("counts", ("graph.contexts_with_fewer_than_3_train_only", small))
+        ties = held_out_ties(cols)
+        if ties:
+            yield beam.pvalue.TaggedOutput("counts", (HELD_OUT_TIES, ties))
         for s in graph_io.SPLITS:
             n = int((cols["split"] == s).sum())
             if n:
@@ -282,17 +292,22 @@ def build_graph(p, items_art, inter_art, graph_uri: str, examples_dir: str, inge
     item_table = beam.pvalue.AsSingleton(item_sorted | "ItemTable" >> beam.Map(lambda t: t[0]))
     item_order = beam.pvalue.AsSingleton(item_sorted | "ItemOrder" >> beam.Map(lambda t: t[1]))
     num_items = beam.pvalue.AsSingleton(item_sorted | "NumItems" >> beam.Map(lambda t: len(t[0])))
+    item_hash = beam.pvalue.AsSingleton(item_sorted | "ItemHash" >> beam.Map(lambda t: id_hashes(t[0])))
 
     inter = _source(p, inter_art, "Interactions")
     context_sorted = _id_table(p, inter, "Context", known_items=item_table)
     context_table = beam.pvalue.AsSingleton(context_sorted | "ContextTable" >> beam.Map(lambda t: t[0]))
+    context_hash = beam.pvalue.AsSingleton(context_sorted | "ContextHash" >> beam.Map(lambda t: id_hashes(t[0])))
     parts, unknown_counts = inter | "Partition" >> beam.ParDo(
         _PartitionInteractions(), item_table, context_table
     ).with_outputs("counts", main="parts")
     split = (
         parts
         | "GroupByPartition" >> beam.GroupByKey()
-        | "Split" >> beam.ParDo(_SplitPartition(), num_items).with_outputs("counts", "degree", main="tables")
+        | "Split"
+        >> beam.ParDo(_SplitPartition(), num_items, context_hash, item_hash).with_outputs(
+            "counts", "degree", main="tables"
+        )
     )
     _write_table(split.tables, graph_uri, graph_io.INTERACTIONS, INTERACTION_SCHEMA, "WriteInteractions")
     degree_pc = split.degree | "Degree" >> beam.CombineGlobally(_add_counts)

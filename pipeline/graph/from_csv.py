@@ -1,8 +1,8 @@
 """A Graph straight from a CSV-contract directory, split exactly as GraphGen does, without TFX (benches, tests).
 
-Node ids / context indices are the ids' positions in id order and the split is split.split_partition — the same
-functions GraphGen's Beam transform calls. Assumes clean input (ids stripped, integer timestamps): Ingest's checks
-are not repeated here.
+Node ids / context indices are the ids' positions in id order and the split is split.split_partition, ties in time
+by split.id_hashes of the sorted id arrays — the same functions GraphGen's Beam transform calls. Assumes clean input
+(ids stripped, integer timestamps): Ingest's checks are not repeated here.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from pipeline.graph.split import sorted_ids, split_partition
+from pipeline.graph.split import id_hashes, sorted_ids, split_partition
 from schema.graph import Graph
 
 
@@ -31,6 +31,8 @@ def graph_from_csv(data_dir: str) -> Graph:
         node_of.loc[inter["item_id"].str.strip()].to_numpy().astype(np.int64),
         pd.to_numeric(inter["timestamp"]).to_numpy(np.int64),
         weight,
+        id_hashes(context_ids),
+        id_hashes(item_ids),
     )
     node = cols["node_id"]
     return Graph(
