@@ -33,6 +33,7 @@ from modules import index as index_builder
 from pipeline.configs import RunConfig
 from pipeline.data import ingest
 from pipeline.evaluation import report as report_lib
+from pipeline.graph.beam_graph import HELD_OUT_TIES
 from pipeline.pipeline import PipelineInputs, create_pipeline
 from schema import build as schema_build
 from schema import embeddings as embeddings_io
@@ -328,7 +329,8 @@ def write_data_report(output: str, ingest_report: dict) -> dict:
 
 
 def summarize_data_report(report: dict) -> list[str]:
-    """Human-readable lines: every non-zero problem count and every anomaly."""
+    """Human-readable lines: every non-zero problem count and every anomaly, then information that is no problem
+    (held-out items the split's tie-break picked among tied timestamps)."""
     lines = []
     bad = {k: v for k, v in report["ingest"]["counts"].items() if v}
     bad.update(
@@ -345,6 +347,13 @@ def summarize_data_report(report: dict) -> list[str]:
             lines.append(f"  ExampleValidator [{table}] {a}")
     if report["features_inferred"]:
         lines.append(f"  feature kinds inferred (no dataset.yaml entry): {report['features_inferred']}")
+    counts = report["graph"].get("counts", {})
+    if counts.get(HELD_OUT_TIES):
+        lines = lines or ["  no bad input found"]  # the note below is information, not a problem
+        lines.append(
+            f"  note: {counts[HELD_OUT_TIES]} of {counts.get('interactions.test', 0)} contexts had held-out items "
+            f"picked among tied timestamps by the split's seeded tie-break ({HELD_OUT_TIES}; nothing dropped)"
+        )
     return lines
 
 
