@@ -8,7 +8,8 @@ Layout of a graph artifact directory (all Parquet, sharded by Beam as `<table>-S
 - `interactions-*.parquet` context_index:int64, node_id:int64, timestamp:int64, weight:float64,
                            split:string ('train' | 'validation' | 'test'),
                            position:int64 (0-based rank in the context's history, sorted by
-                           (timestamp, item tie-break) as fixed in docs/DESIGN.md)
+                           (timestamp, then a seeded hash of (context id, item id)) as fixed in
+                           docs/DESIGN.md)
 - `graph_stats.json`       sizes, split counts, id type and the rows GraphGen dropped, by reason
 
 Parquet because Beam reads and writes it on every runner and pyarrow loads it into numpy in one call for the

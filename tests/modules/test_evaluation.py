@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from modules import evaluation as ev
+from pipeline.graph import split
 from pipeline.graph.from_csv import graph_from_csv
 from schema import graph as graph_io
 from tests import fixtures
@@ -264,12 +265,20 @@ def test_embedding_scorer_with_query_vectors_is_asymmetric():
 # ----------------------------------------------------------------------------------------- graph_from_csv
 
 
+def _tie_order(context: str, items: list[str]) -> list[str]:
+    """`items` of one context tied in time, in protocol v2's order: by the seeded hash of (context id, item id)."""
+    hc = split.id_hashes(np.array([context] * len(items), dtype=object))
+    hi = split.id_hashes(np.array(items, dtype=object))
+    return [items[i] for i in np.argsort(split.pair_hashes(hc, hi), kind="stable")]
+
+
 def test_graph_from_csv_splits_like_graphgen(tmp_path):
     (tmp_path / "items.csv").write_text("item_id,title\nb,x\n10,y\n9,z\na,w\nc,v\n")
-    # u1: a tie at t=5 between '9' and '10' (string order: '10' < '9', so '9' is last = test); 'a' repeated.
+    # u4: a tie at t=5 between '9' and '10', decided by the (context, item) hash, which here puts '10' last where the
+    # string id order would put '9' last; 'a' repeated (first kept).
     # u2: two interactions only -> train only.
     (tmp_path / "interactions.csv").write_text(
-        "context_id,item_id,timestamp,weight\nu1,9,5,1\nu1,a,1,1\nu1,10,5,1\nu1,b,2,1\nu1,a,3,2\nu2,c,7,1\nu2,b,6,1\n"
+        "context_id,item_id,timestamp,weight\nu4,9,5,1\nu4,a,1,1\nu4,10,5,1\nu4,b,2,1\nu4,a,3,2\nu2,c,7,1\nu2,b,6,1\n"
     )
     g = graph_from_csv(str(tmp_path))
     assert list(g.item_ids) == ["10", "9", "a", "b", "c"]  # string order: not every id is an integer
@@ -277,18 +286,26 @@ def test_graph_from_csv_splits_like_graphgen(tmp_path):
         (g.context_ids[c], g.item_ids[n], int(p), s)
         for c, n, p, s in zip(g.context_index, g.node_id, g.position, g.split)
     )
-    assert rows == [
-        ("u1", "10", 2, "validation"),
-        ("u1", "9", 3, "test"),
-        ("u1", "a", 0, "train"),
-        ("u1", "b", 1, "train"),
-        ("u2", "b", 0, "train"),
-        ("u2", "c", 1, "train"),
-    ]
+    validation, test = _tie_order("u4", ["9", "10"])
+    assert (validation, test) == ("9", "10")  # the case differs from the id order, so the test can tell them apart
+    assert rows == sorted(
+        [
+            ("u4", validation, 2, "validation"),
+            ("u4", test, 3, "test"),
+            ("u4", "a", 0, "train"),
+            ("u4", "b", 1, "train"),
+            ("u2", "b", 0, "train"),
+            ("u2", "c", 1, "train"),
+        ]
+    )
     (tmp_path / "items.csv").write_text("item_id\n10\n9\n")
-    (tmp_path / "interactions.csv").write_text("context_id,item_id,timestamp\nu,10,5\nu,9,5\n")
+    (tmp_path / "interactions.csv").write_text("context_id,item_id,timestamp\nv,10,5\nv,9,5\n")
     g = graph_from_csv(str(tmp_path))
-    assert list(g.item_ids) == ["9", "10"] and list(g.node_id[g.position == 1]) == [1]  # numeric tie-break
+    assert list(g.item_ids) == ["9", "10"]  # numeric id order for the node ids
+    last = g.item_ids[g.node_id[g.position == 1][0]]
+    assert (
+        last == _tie_order("v", ["9", "10"])[1] == "9"
+    )  # '9': the hash's order, where the numeric id order would put '10' last
 
 
 def test_context_sample_is_deterministic_a_subset_and_reports_its_size(graph):
