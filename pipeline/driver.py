@@ -24,7 +24,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
 from absl import logging as absl_logging
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import v1 as tfx
@@ -357,9 +356,13 @@ def summarize_data_report(report: dict) -> list[str]:
     return lines
 
 
-def example_queries(output: str, num_queries: int = 5, k: int = 10) -> list[dict] | None:
-    """Related items of the `num_queries` most engaged items (train degree, ties by node id), computed offline
-    from the run's ScaNN index and batch embeddings as `pinsage serve` answers them; None without an index."""
+def example_queries(output: str, per_bucket: int = 2, k: int = 10, seed: int = 0) -> list[dict] | None:
+    """Related items of `per_bucket` query items from each of the head, torso and tail of the catalogue (thirds
+    of the train interactions, modules.evaluation.popularity_buckets): the bucket's most engaged item, then seeded
+    random ones (report_lib.example_query_rows), computed offline from the run's ScaNN index and batch embeddings
+    as `pinsage serve` answers them. Each entry: query_id, query_title, bucket, train_interactions, related
+    [{item_id, title, score}]; None without an index."""
+    from modules.evaluation import popularity_buckets
 
     emb_dir = latest_artifact_dir(output, "BulkEmbedder", "embeddings")
     index_dir = latest_artifact_dir(output, "IndexBuilder", "index")
@@ -371,11 +374,23 @@ def example_queries(output: str, num_queries: int = 5, k: int = 10) -> list[dict
     if len(index.item_ids) != len(ids) or list(index.item_ids[:1000]) != ids[:1000]:
         raise ValueError(f"{index_dir} and {emb_dir} disagree on the item ids")
     items = graph_io.read_table(graph_dir, graph_io.ITEMS, ["node_id", "train_degree"]).sort_by("node_id")
-    rows = np.argsort(-items.column("train_degree").to_numpy(), kind="stable")[:num_queries]
+    degree = items.column("train_degree").to_numpy()
+    picks = report_lib.example_query_rows(degree, popularity_buckets(degree), per_bucket, seed)
+    rows = [r for r, _ in picks]
     query = embeddings_io.read_query_embeddings(emb_dir)  # a query-head model searches with u_q
-    return report_lib.related_items(
+    found = report_lib.related_items(
         index.searcher, emb if query is None else query, index.item_ids, index.titles, rows, k
     )
+    return [
+        {
+            "query_id": f["item_id"],
+            "query_title": f["title"],
+            "bucket": bucket,
+            "train_interactions": int(degree[r]),
+            "related": f["related"],
+        }
+        for (r, bucket), f in zip(picks, found)
+    ]
 
 
 def publish_report(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 
 import numpy as np
 from scipy import stats
@@ -27,7 +28,22 @@ from sklearn.manifold import TSNE
 from schema import files
 
 METRICS = ("hr@10", "mrr", "ndcg@10", "recall@10", "hr@500", "coverage@10", "popular_share@10", "feature_agreement@10")
-HEADERS = {"hr@10": "HR@10", "mrr": "MRR", "ndcg@10": "NDCG@10", "recall@10": "Recall@10", "hr@500": "HR@500"}
+RANK_METRICS = ("hr@10", "ndcg@10", "mrr", "recall@10", "hr@100", "hr@500")
+LIST_METRICS = ("coverage@10", "popular_share@10", "feature_agreement@10")
+COUNTS = ("num_contexts", "total_contexts")
+HEADERS = {
+    "hr@10": "HR@10",
+    "mrr": "MRR",
+    "ndcg@10": "NDCG@10",
+    "recall@10": "Recall@10",
+    "hr@100": "HR@100",
+    "hr@500": "HR@500",
+}
+# the served signatures, the report row of each, and the baselines "more like this" is compared with
+SIGNATURES = {"related_items": "pinsage", "similar_items": "pinsage_similar"}
+SIMILAR_BASELINES = ("cooccurrence_knn", "features_only")
+BUCKETS = ("head", "torso", "tail")
+VERDICT_WORDS = {"ahead": "ahead of", "within_noise": "within noise of", "behind": "behind"}
 SPACE = (("mean", "mean cosine"), ("p5", "5th pct"), ("p95", "95th pct"), ("kurtosis", "kurtosis"))
 
 PROTOCOL = (
@@ -157,6 +173,99 @@ def related_items(searcher, embeddings: np.ndarray, item_ids, titles, query_rows
     return out
 
 
+def example_query_rows(train_degree, buckets, per_bucket: int = 2, seed: int = 0) -> list[tuple[int, str]]:
+    """(node id, bucket name) of the example queries: per popularity bucket (`buckets`: each item's 0 head /
+    1 torso / 2 tail, modules.evaluation.popularity_buckets) its most engaged item, then seeded random items of
+    the bucket (deterministic); only items with a train interaction (a query has one)."""
+    deg, bucket = np.asarray(train_degree, np.int64), np.asarray(buckets)
+    rng = np.random.default_rng(seed)
+    out = []
+    for b, name in enumerate(BUCKETS):
+        members = np.flatnonzero((bucket == b) & (deg > 0))
+        members = members[np.argsort(-deg[members], kind="stable")]
+        if len(members) == 0:
+            continue
+        rest = rng.choice(members[1:], size=min(per_bucket - 1, len(members) - 1), replace=False)
+        picked = [int(members[0])] + sorted((int(r) for r in rest), key=lambda r: (-deg[r], r))
+        out += [(r, name) for r in picked]
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ quality chart
+QUALITY_PLOT = "plots/quality.png"
+QUALITY_CAPTION = (
+    "Test split; bars are ±1 SE. A difference counts as ahead / behind only beyond 2 SE of the paired "
+    "per-context difference (the verdicts), not by non-overlapping bars."
+)
+
+
+def _bar_colour(name: str, served: set[str]) -> str:
+    """Served rows in blue (the similar_items row lighter), baselines in grey."""
+    if name not in served:
+        return "#9e9e9e"
+    return "#6baed6" if name == SIGNATURES["similar_items"] else "#1f77b4"
+
+
+def _num(v) -> float:
+    return np.nan if v is None else float(v)  # a bucket without contexts has no value
+
+
+def _errors(values: list) -> list | None:
+    """Error bar lengths, None when the report has no SE for any of them (no zero-length caps drawn)."""
+    return None if all(v is None for v in values) else [v or 0.0 for v in values]
+
+
+def plot_quality(report: dict, path: str) -> bool:
+    """Every model's test HR@10 and NDCG@10 with ±1 SE error bars, and HR@10 by the query item's popularity
+    (served rows and their best baselines) when the report has it. False when there is nothing to plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(n, m) for n, m, _ in _quality_rows(report) if "hr@10" in m]
+    pop = report.get("by_popularity") or {}
+    if not rows:
+        return False
+    names = [n for n, _ in rows][::-1]  # best at the top of a horizontal bar chart
+    served = {served_model(report, s) for s in SIGNATURES} - {None}
+    panels = [("hr@10", "HR@10"), ("ndcg@10", "NDCG@10")]
+    fig, axes = plt.subplots(1, 3 if pop else 2, figsize=(10.5 if pop else 8, 0.3 * len(names) + 1.2))
+    m = dict(rows)
+    for ax, (key, title) in zip(axes, panels):
+        vals = [_num(m[n].get(key)) for n in names]
+        errs = _errors([m[n].get(key + "_se") for n in names])
+        ax.barh(names, vals, xerr=errs, color=[_bar_colour(n, served) for n in names], capsize=3, height=0.6)
+        ax.set_title(f"{title} (test, ±1 SE)", fontsize=10)
+        ax.tick_params(labelsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    axes[1].set_yticklabels([])
+    if pop:
+        _plot_popularity(axes[2], report, pop, served)
+    fig.tight_layout()
+    _save(fig, path)
+    return True
+
+
+def _plot_popularity(ax, report: dict, pop: dict, served: set[str]) -> None:
+    """Grouped bars: HR@10 per popularity bucket for the served rows and their best baselines."""
+    best = [s["baseline"] for s in (signature_summary(report, g) for g in SIGNATURES) if s]
+    models = [n for n in dict.fromkeys(sorted(served) + best) if n in pop]
+    width = 0.8 / max(len(models), 1)
+    for i, n in enumerate(models):
+        y = np.arange(len(BUCKETS)) + (i - (len(models) - 1) / 2) * width
+        vals = [_num(pop[n].get(b, {}).get("hr@10")) for b in BUCKETS]
+        errs = _errors([pop[n].get(b, {}).get("hr@10_se") for b in BUCKETS])
+        colour = _bar_colour(n, served) if n in served else ("#616161", "#bdbdbd")[i % 2]
+        ax.barh(y, vals, xerr=errs, height=width, capsize=2, label=n, color=colour)
+    ax.set_yticks(np.arange(len(BUCKETS)), BUCKETS)
+    ax.invert_yaxis()
+    ax.set_title("HR@10 by query popularity (±1 SE)", fontsize=10)
+    ax.tick_params(labelsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+
+
 # ------------------------------------------------------------------------------------------------ tables
 def _numeric(d: dict) -> dict:
     return {k: v for k, v in d.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -183,17 +292,23 @@ def model_rows(section) -> list[tuple[str, dict, dict]]:
     return rows
 
 
-def _columns(rows) -> list[str]:
-    present = {k for _, m, _ in rows for k in m}
-    return [c for c in METRICS if c in present] + sorted(present - set(METRICS))
+def _columns(rows, order=RANK_METRICS + LIST_METRICS) -> list[str]:
+    """The metric columns present in `rows` (standard errors go in their metric's cell, counts in their own)."""
+    present = {k for _, m, _ in rows for k in m if not k.endswith("_se") and k not in COUNTS}
+    return [c for c in order if c in present] + sorted(present - set(RANK_METRICS + LIST_METRICS))
 
 
 def _validation_hr(extra: dict) -> float | None:
+    return _validation(extra)[0]
+
+
+def _validation(extra: dict) -> tuple[float | None, float | None]:
+    """(validation HR@10, its SE) of a model row's extra fields."""
     for key in ("validation_metrics", "validation"):
         v = extra.get(key)
         if isinstance(v, dict) and isinstance(v.get("hr@10"), (int, float)):
-            return float(v["hr@10"])
-    return None
+            return float(v["hr@10"]), v.get("hr@10_se")
+    return None, None
 
 
 def _fmt(v) -> str:
@@ -202,10 +317,99 @@ def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)  # counts (e.g. num_contexts) stay integers
 
 
+def fmt_se(value, se=None, sep: str = " ±") -> str:
+    """A metric with its standard error, compactly: "0.104 ±0.010" ("0.104" without one, "–" without a value)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "–"
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:.3f}" if se is None else f"{value:.3f}{sep}{se:.3f}"
+
+
+def _contexts(m: dict) -> str:
+    n, total = m.get("num_contexts"), m.get("total_contexts")
+    return "–" if n is None else (f"{n} / {total}" if total is not None and total != n else str(n))
+
+
 def _quality_rows(report: dict) -> list[tuple[str, dict, dict]]:
     rows = sorted(model_rows(report.get("metrics", {})), key=lambda r: -r[1].get("hr@10", -1.0))
     val = report.get("validation_metrics", {})
     return [(n, m, {"validation_metrics": val.get(n, {})}) for n, m, _ in rows]
+
+
+def _model_table(rows, cols: list[str] | None = None, counts: bool = False) -> tuple[list[str], list[list[str]]]:
+    """(header, body) of a models table, shared by the markdown and the HTML renderings: each cell the value
+    ± its SE; the validation HR@10 and the number of contexts when asked and present."""
+    cols = _columns(rows) if cols is None else cols
+    has_val = any(_validation_hr(e) is not None for _, _, e in rows)
+    has_n = counts and any("num_contexts" in m for _, m, _ in rows)
+    header = ["model"] + [HEADERS.get(c, c) for c in cols]
+    header += (["validation HR@10"] if has_val else []) + (["contexts"] if has_n else [])
+    body = []
+    for n, m, e in rows:
+        cells = [fmt_se(m.get(c), m.get(c + "_se")) for c in cols]
+        cells += ([fmt_se(*_validation(e))] if has_val else []) + ([_contexts(m)] if has_n else [])
+        body.append([n] + cells)
+    return header, body
+
+
+def quality_tables(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(caption, header, body) of the quality tables: ranking metrics, then list metrics (two narrow tables that
+    fit a window instead of one wide one)."""
+    rows = _quality_rows(report)
+    cols = _columns(rows)
+    rank = [c for c in cols if c in RANK_METRICS]
+    lists = [c for c in cols if c not in RANK_METRICS]  # anything unknown goes with the list metrics
+    out = [("Ranking, test split (value ±1 SE)", *_model_table(rows, rank, counts=True))]
+    with_lists = [r for r in rows if any(c in r[1] for c in lists)]
+    if lists and with_lists:
+        bare = [(n, m, {}) for n, m, _ in with_lists]
+        out.append(("Served lists (value ±1 SE where measured)", *_model_table(bare, lists)))
+    return out
+
+
+def verdict_rows(report: dict) -> tuple[list[str], list[list[str]]] | None:
+    """(header, body): each baseline against each served signature's row, paired on the blessing metric."""
+    verdicts = report.get("verdicts") or {}
+    if not verdicts:
+        return None
+    details = report.get("verdict_details") or {}
+    sigs = [s for s in SIGNATURES if any(s in v for v in verdicts.values())]
+    header = ["baseline"] + [f"{s} (`{served_model(report, s) or '?'}`)" for s in sigs]
+    body = []
+    for base in sorted(verdicts, key=lambda b: -(report.get("metrics", {}).get(b, {}).get("hr@10", -1.0))):
+        cells = []
+        for s in sigs:
+            v, d = verdicts[base].get(s), (details.get(base) or {}).get(s) or {}
+            diff = f" ({d['diff']:+.3f} ±{d['se']:.3f})" if "diff" in d and "se" in d else ""
+            cells.append("–" if v is None else v.replace("_", " ") + diff)
+        body.append([base] + cells)
+    return header, body
+
+
+def popularity_rows(report: dict) -> tuple[list[str], list[list[str]]] | None:
+    """(header, body) of test HR@10 by the query item's popularity bucket, models in the quality table's order."""
+    pop = report.get("by_popularity") or {}
+    if not pop:
+        return None
+    order = [n for n, _, _ in _quality_rows(report) if n in pop] + sorted(set(pop) - set(report.get("metrics", {})))
+    buckets = [b for b in BUCKETS if any(b in pop[n] for n in order)]
+    first = next(pop[n] for n in order)
+    header = ["model"] + [
+        f"{b} (n={first[b]['num_contexts']})" if "num_contexts" in first.get(b, {}) else b for b in buckets
+    ]
+    body = [
+        [n] + [fmt_se(pop[n].get(b, {}).get("hr@10"), pop[n].get(b, {}).get("hr@10_se")) for b in buckets]
+        for n in order
+    ]
+    return header, body
+
+
+POPULARITY_TEXT = (
+    "Test HR@10 (±1 SE) by the popularity of each context's query item: items sorted by train interactions and "
+    "cut where the running total passes one third (head) and two thirds (torso) of all train interactions; the "
+    "rest is the tail."
+)
 
 
 # What the paper's Table 1 says of each ablation relative to the full model (True: the full model is better).
@@ -259,15 +463,122 @@ def _paper_lines(report: dict) -> list[str]:
     return lines
 
 
-def verdict(report: dict) -> str | None:
-    metrics = report.get("metrics", {})
-    p = metrics.get("pinsage")
-    others = [kv for kv in metrics.items() if not kv[0].startswith("pinsage")]  # the baselines, not its own rows
-    if not p or not others:
+# ------------------------------------------------------------------------------------------------ summary
+def protocol_text(report: dict) -> str:
+    """The protocol paragraph: report.json's protocol block (version 2) or its plain string (version 1)."""
+    p = report.get("protocol", "")
+    if isinstance(p, dict):
+        return f"version {p.get('version', '?')}: {p.get('text', '')}".rstrip(": ")
+    return str(p)
+
+
+def served_model(report: dict, signature: str) -> str | None:
+    """The metrics row a served signature is measured by (without a query head both signatures are `pinsage`)."""
+    metrics = report.get("metrics") or {}
+    named = ((report.get("blessing") or {}).get("signatures") or {}).get(signature, {}).get("model")
+    for name in (named, SIGNATURES[signature], "pinsage"):
+        if name in metrics:
+            return name
+    return None
+
+
+def _baselines(report: dict, signature: str) -> list[str]:
+    """The baselines a signature is compared with: the blessing's list, else the contract's defaults."""
+    metrics = report.get("metrics") or {}
+    named = ((report.get("blessing") or {}).get("signatures") or {}).get(signature, {}).get("baselines")
+    every = [n for n in metrics if not n.startswith("pinsage")]  # the model's own rows are no baselines
+    if named:
+        return [n for n in named if n in metrics]
+    return [n for n in SIMILAR_BASELINES if n in metrics] if signature == "similar_items" else every
+
+
+def signature_summary(report: dict, signature: str) -> dict | None:
+    """A served list against its best baseline on the blessing metric (test split): values, SEs, and the paired
+    verdict when the report has one. None when the report has no row for the signature or no baseline."""
+    metrics = report.get("metrics") or {}
+    blessing = report.get("blessing") or {}
+    metric = blessing.get("metric", "hr@10")
+    model = served_model(report, signature)
+    base = [b for b in _baselines(report, signature) if metric in metrics[b]]
+    if model is None or metric not in metrics[model] or not base:
         return None
-    best = max(others, key=lambda kv: kv[1]["hr@10"])
-    word = "beats" if p["hr@10"] > best[1]["hr@10"] and p["mrr"] > best[1]["mrr"] else "does NOT beat"
-    return f"pinsage {word} the best other model ({best[0]}) on test HR@10 and MRR."
+    named = (blessing.get("signatures") or {}).get(signature, {}).get("best_baseline")
+    best = named if named in base else max(base, key=lambda b: metrics[b][metric])
+    detail = ((report.get("verdict_details") or {}).get(best) or {}).get(signature) or {}
+    return {
+        "signature": signature,
+        "model": model,
+        "metric": metric,
+        "value": metrics[model][metric],
+        "se": metrics[model].get(metric + "_se"),
+        "baseline": best,
+        "baseline_value": metrics[best][metric],
+        "baseline_se": metrics[best].get(metric + "_se"),
+        "verdict": ((report.get("verdicts") or {}).get(best) or {}).get(signature),
+        "diff": detail.get("diff"),
+        "diff_se": detail.get("se"),
+    }
+
+
+def summary_sentence(s: dict) -> str:
+    """ "related_items (`pinsage`): HR@10 0.104 ± 0.010 — within noise of the best baseline, cooccurrence_knn
+    (0.097 ± 0.010)", with the paired difference when the report has it."""
+    name = HEADERS.get(s["metric"], s["metric"])
+    head = f"{s['signature']} (`{s['model']}`): {name} {fmt_se(s['value'], s['se'], ' ± ')}"
+    base = f"{s['baseline']} ({fmt_se(s['baseline_value'], s['baseline_se'], ' ± ')})"
+    if s["verdict"] not in VERDICT_WORDS:
+        return f"{head} — best baseline {base} (no paired verdict in this report)"
+    paired = ""
+    if s["diff"] is not None and s["diff_se"] is not None:
+        paired = f"; paired difference {s['diff']:+.3f} ± {s['diff_se']:.3f}"
+    return f"{head} — {VERDICT_WORDS[s['verdict']]} the best baseline, {base}{paired}"
+
+
+def blessing_line(report: dict) -> tuple[str, bool] | None:
+    """("blessed: pushed" or "not blessed: reasons; not pushed (use --push-unblessed)", blessed); None for a
+    report without a blessing. `pushed` (the Pusher's pushed.json, when the publish step adds it) names the
+    version or a push of an unblessed model; without it the Pusher's rule is assumed (push when blessed)."""
+    b = report.get("blessing")
+    if not isinstance(b, dict) and "blessed" not in report:
+        return None
+    b = b if isinstance(b, dict) else {}
+    blessed = bool(b.get("blessed", report.get("blessed")))
+    push = report.get("pushed")
+    pushed = push.get("pushed", True) if isinstance(push, dict) else (blessed if push is None else bool(push))
+    version = f" (version {push['version']})" if isinstance(push, dict) and "version" in push else ""
+    if blessed:
+        return ("blessed: pushed" + version if pushed else "blessed: not pushed"), True
+    reasons = "; ".join(b.get("reasons") or []) or "no reason given"
+    tail = f"pushed anyway{version} (--push-unblessed)" if pushed else "not pushed (use --push-unblessed)"
+    return f"not blessed: {reasons}; {tail}", False
+
+
+def wall_time_line(report: dict) -> str | None:
+    """The run's wall time: the CLI's total when recorded, else the pipeline's (ingest and every stage)."""
+    run = report.get("run_timings") or {}
+    total = run.get("total_s", run.get("pipeline_s"))
+    if total is None:
+        return None
+    what = "total" if "total_s" in run else "ingest and every stage"
+    stages = run.get("stages") or {}
+    cached = f", {len(run.get('cached') or [])} of {len(stages)} stages from the cache" if stages else ""
+    return f"run wall time {_duration(float(total))} ({what}{cached})"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min ({seconds:.0f} s)"
+
+
+def dataset_line(report: dict) -> str:
+    """The dataset's name and size (from the data report when the run's copy has one) and the protocol version."""
+    g = (report.get("data") or {}).get("graph") or {}
+    size = ""
+    if g:
+        size = f": {g.get('num_items', '?')} items, {g.get('num_contexts', '?')} contexts, "
+        size += f"{g.get('num_interactions', '?')} interactions"
+    p = report.get("protocol")
+    version = f"; evaluation protocol v{p['version']}" if isinstance(p, dict) and "version" in p else ""
+    return f"{report.get('dataset', '?')}{size}{version}"
 
 
 def data_summary(data: dict) -> list[tuple[str, str]]:
@@ -425,52 +736,80 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
-def _model_table(rows) -> tuple[list[str], list[list[str]]]:
-    """(header, body) of a models table, shared by the markdown and the HTML renderings."""
-    cols = _columns(rows)
-    has_val = any(_validation_hr(e) is not None for _, _, e in rows)
-    header = ["model"] + [HEADERS.get(c, c) for c in cols] + (["validation HR@10"] if has_val else [])
-    body = [[n] + [_fmt(m.get(c)) for c in cols] + ([_fmt(_validation_hr(e))] if has_val else []) for n, m, e in rows]
-    return header, body
-
-
 def _md_models(rows) -> list[str]:
     return _md_table(*_model_table(rows))
 
 
-def markdown(report: dict) -> str:
-    lines = [f"# PinSage evaluation — {report['dataset']}", ""]
-    data = report.get("data")
-    if data:
-        lines += ["## Dataset", ""] + _md_table(["", ""], [list(r) for r in data_summary(data)])
-        counts, found = data_anomalies(data)
-        lines += ["", "## Data anomalies", "", "Bad input by reason (dropped rows, blanked cells, defaults):", ""]
-        lines += _md_table(["reason", "count"], [[k, v] for k, v in counts])
-        lines += ["", "ExampleValidator: " + ("; ".join(found) if found else "no anomalies")]
-        lines.append("")
-    lines += ["## Quality vs baselines", "", f"Protocol: {report['protocol']}", ""]
-    lines += _md_models(_quality_rows(report))
-    v = verdict(report)
+def summary_lines(report: dict) -> list[str]:
+    """The summary's lines, top of report.md and report.html: dataset, each served list against its best
+    baseline, the blessing, the run's wall time."""
+    lines = [f"dataset: {dataset_line(report)}"]
+    lines += [summary_sentence(s) for s in (signature_summary(report, g) for g in SIGNATURES) if s]
+    b = blessing_line(report)
+    lines += [b[0]] if b else []
+    w = wall_time_line(report)
+    return lines + ([w] if w else [])
+
+
+def _md_quality(report: dict) -> list[str]:
+    lines = ["## Quality vs baselines", ""]
+    for caption, header, body in quality_tables(report):
+        lines += [f"{caption}:", ""] + _md_table(header, body) + [""]
+    v = verdict_rows(report)
     if v:
-        lines += ["", f"**{v}**"]
-    if list_text(report):
-        lines += ["", list_text(report)]
-    if similarity_weight_text(report):
-        lines += ["", similarity_weight_text(report)]
+        lines += [f"{verdict_caption(report)}:", ""] + _md_table(*v) + [""]
+    lines.append(f"Protocol: {protocol_text(report)}")
+    for text in (list_text(report), similarity_weight_text(report)):
+        lines += ["", text] if text else []
+    return lines
+
+
+def _md_examples(qs: list) -> list[str]:
+    lines = ["", "## Example queries", ""]
+    for bucket, group in _grouped(qs):
+        lines += [f"### {BUCKET_TEXT[bucket]}", ""] if bucket else []
+        for q in group:
+            n = q.get("train_interactions")
+            lines.append(f"**{_query_label(q)}**" + (f" ({n} train interactions)" if n is not None else "") + " →")
+            lines += [f"{i}. {_label(r)} ({r['score']:.3f})" for i, r in enumerate(q["related"], 1)] + [""]
+    if not qs:
+        lines.append("(none: the run stopped before the index was built)")
+    return lines
+
+
+def _md_data(data: dict) -> list[str]:
+    lines = ["", "## Dataset", ""] + _md_table(["", ""], [list(r) for r in data_summary(data)])
+    counts, found = data_anomalies(data)
+    nonzero, zero = [[k, v] for k, v in counts if v], [k for k, v in counts if not v]
+    lines += ["", "## Data anomalies", "", "Bad input by reason (dropped rows, blanked cells, defaults):", ""]
+    lines += _md_table(["reason", "count"], nonzero) if nonzero else ["No bad input found."]
+    lines += ["", f"{_nothing(len(zero))}: {', '.join(zero)}"] if zero else []
+    return lines + ["", "ExampleValidator: " + ("; ".join(found) if found else "no anomalies")]
+
+
+def _nothing(n: int) -> str:
+    return f"{n} check{'s' if n != 1 else ''} found nothing"
+
+
+def markdown(report: dict) -> str:
+    lines = [f"# PinSage evaluation — {report['dataset']}", "", "## Summary", ""]
+    lines += [f"- {line}" for line in summary_lines(report)]
+    plots = report.get("plots") or {}
+    lines += [f"\n![{k}]({v})" for k, v in plots.items() if k.startswith("quality")] + [""]
+    lines += _md_quality(report)
+    pop = popularity_rows(report)
+    if pop:
+        lines += ["", "## HR@10 by query popularity", "", POPULARITY_TEXT, ""] + _md_table(*pop)
+    if "example_queries" in report:
+        lines += _md_examples(report["example_queries"] or [])
+    if report.get("data"):
+        lines += _md_data(report["data"])
     if report.get("ablations"):
         lines += ["", "## Ablations", ""] + _md_models(model_rows(report["ablations"])) + _paper_lines(report)
     if space_line(report):
         lines += ["", "## Similarity distribution", "", space_line(report), ""]
         lines += _md_table(*space_rows(report)) + ["", SPACE_TEXT]
-    if report.get("plots"):
-        lines += [""] + [f"![{k}]({v})" for k, v in report["plots"].items()]
-    if "example_queries" in report:
-        lines += ["", "## Example queries", ""]
-        for q in report["example_queries"] or []:
-            lines.append(f"**{_label(q)}** →")
-            lines += [f"{i}. {_label(r)} ({r['score']:.3f})" for i, r in enumerate(q["related"], 1)] + [""]
-        if not report["example_queries"]:
-            lines.append("(none: the run stopped before the index was built)")
+    lines += [""] + [f"![{k}]({v})" for k, v in plots.items() if not k.startswith("quality")]
     trows = _timing_rows(report)
     if trows:
         lines += ["", "## Timings per stage", ""]
@@ -483,23 +822,65 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def verdict_caption(report: dict) -> str:
+    b = report.get("blessing") or {}
+    metric = HEADERS.get(b.get("metric", "hr@10"), b.get("metric"))
+    return (
+        f"Verdicts on {metric}, test split: each served list against each baseline (paired difference ±SE; "
+        f"ahead / behind beyond {b.get('z', 2.0):g} SE)"
+    )
+
+
+BUCKET_TEXT = {
+    "head": "head: the most engaged items, together a third of the train interactions",
+    "torso": "torso: the next third of the train interactions",
+    "tail": "tail: the least engaged items, the last third",
+}
+
+
 def _label(entry: dict) -> str:
     t, i = entry.get("title") or "", entry["item_id"]
     return f"{t} (id {i})" if t and t != i else (t or i)
 
 
+def _query_label(q: dict) -> str:
+    """An example's query (query_id / query_title; item_id / title in reports from before the buckets)."""
+    return _label({"item_id": q.get("query_id", q.get("item_id", "?")), "title": q.get("query_title", q.get("title"))})
+
+
+def _grouped(qs: list) -> list[tuple[str | None, list]]:
+    """The examples by popularity bucket, head to tail; entries without a bucket last, under None."""
+    known = [(b, [q for q in qs if q.get("bucket") == b]) for b in BUCKETS]
+    other = [q for q in qs if q.get("bucket") not in BUCKETS]
+    return [(b, g) for b, g in known if g] + ([(None, other)] if other else [])
+
+
 # ------------------------------------------------------------------------------------------------ html
-_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
-padding:0 1em;color:#222}h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
-table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left}
-td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f4f4f4}tr.best td{font-weight:600}
-img{max-width:100%;border:1px solid #eee}.muted{color:#777}.verdict{font-weight:600}
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1180px;
+margin:1.2em auto;padding:0 1em;color:#222;font-size:15px}h1{font-size:1.5em;margin:.2em 0 .4em}
+h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em;font-size:1.3em}h3{font-size:1.05em}
+.wrap{max-width:100%;overflow-x:auto}table{border-collapse:collapse;margin:.3em 0 .8em;font-size:.93em}
+td,th{border:1px solid #ddd;padding:.22em .55em;text-align:left}th{background:#f4f4f4;font-weight:600}
+td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+img{max-width:100%;border:1px solid #eee}.muted{color:#777}.cap{margin:.8em 0 .1em;font-weight:600}
+figure{margin:.6em 0}figcaption{font-size:.88em}
+#summary{border:1px solid #cfd8dc;background:#f7fafc;padding:.5em 1em;border-radius:6px}
+#summary ul{margin:.3em 0;padding-left:1.2em}#summary li{margin:.2em 0}#summary figure{margin:.4em 0 .2em}
+.badge{display:inline-block;padding:0 .45em;border-radius:4px;font-size:.85em;font-weight:600;margin-right:.3em}
+.v-ahead,.bless-yes{background:#e6f4ea;color:#137333}.v-within_noise,.v-none{background:#eceff1;color:#455a64}
+.v-behind,.bless-no{background:#fce8e6;color:#a50e0e}code{font-size:.95em}
+details{margin:.4em 0}summary{cursor:pointer;color:#555}
 .queries{display:flex;flex-wrap:wrap;gap:1em}.q{flex:1 1 320px;border:1px solid #ddd;padding:.4em .8em}
 .q ol{padding-left:1.6em;margin:.3em 0}"""
 
 
 def _e(x) -> str:
     return html.escape(str(x), quote=True)
+
+
+def _code(text: str) -> str:
+    """Escaped text with `names` as <code>."""
+    return re.sub(r"`([^`<>]*)`", r"<code>\1</code>", _e(text))
 
 
 def data_uri(path: str) -> str | None:
@@ -509,66 +890,75 @@ def data_uri(path: str) -> str | None:
     return "data:image/png;base64," + base64.b64encode(files.read_bytes(path)).decode("ascii")
 
 
-def _html_table(
-    header: list[str] | None, rows: list[list], numeric_from: int = 1, classes: list[str] | None = None
-) -> str:
-    h = "<thead><tr>" + "".join(f"<th>{_e(c)}</th>" for c in header) + "</tr></thead>" if header else ""
-    body = []
-    for i, r in enumerate(rows):
-        cls = f' class="{classes[i]}"' if classes and classes[i] else ""
-        cells = "".join(
-            f'<td class="n">{_e(x)}</td>' if j >= numeric_from else f"<td>{_e(x)}</td>" for j, x in enumerate(r)
-        )
-        body.append(f"<tr{cls}>{cells}</tr>")
-    return f"<table>{h}<tbody>{''.join(body)}</tbody></table>"
+def _html_table(header: list[str] | None, rows: list[list], numeric_from: int = 1) -> str:
+    th = ('<th class="n">{}</th>', "<th>{}</th>")
+    h = "".join(th[j < numeric_from].format(_code(c)) for j, c in enumerate(header or []))
+    h = f"<thead><tr>{h}</tr></thead>" if header else ""
+    body = "".join(
+        "<tr>"
+        + "".join(f'<td class="n">{_e(x)}</td>' if j >= numeric_from else f"<td>{_e(x)}</td>" for j, x in enumerate(r))
+        + "</tr>"
+        for r in rows
+    )
+    return f'<div class="wrap"><table>{h}<tbody>{body}</tbody></table></div>'
 
 
-def _html_models(rows, best: str | None = None) -> str:
-    header, body = _model_table(rows)
-    return _html_table(header, body, classes=["best" if n == best else "" for n, _, _ in rows])
+def _html_models(rows) -> str:
+    return _html_table(*_model_table(rows))
 
 
-def _img(report: dict, key_prefix: str, base_dir: str) -> str:
+def _img(report: dict, key_prefix: str, base_dir: str, caption: str | None = None) -> str:
     parts = []
     for name, rel in (report.get("plots") or {}).items():
         if name.startswith(key_prefix):
             uri = data_uri(files.join(base_dir, *rel.split("/")))
             parts.append(
-                f'<figure><img alt="{_e(name)}" src="{uri}"><figcaption class="muted">{_e(name)}</figcaption></figure>'
+                f'<figure><img alt="{_e(name)}" src="{uri}">'
+                f'<figcaption class="muted">{_e(caption or name)}</figcaption></figure>'
                 if uri
                 else f'<p class="muted">plot {_e(rel)} missing</p>'
             )
     return "".join(parts) or '<p class="muted">no plot in this run</p>'
 
 
-def _html_data(data: dict) -> list[str]:
-    counts, found = data_anomalies(data)
-    nonzero = [[k, v] for k, v in counts if v]
-    return [
-        '<section id="dataset"><h2>Dataset</h2>'
-        + _html_table(None, [list(r) for r in data_summary(data)], numeric_from=2)
-        + "</section>",
-        '<section id="anomalies"><h2>Data anomalies</h2>'
-        "<p>Bad input by reason (dropped rows, blanked cells, defaults); reasons with a zero count: "
-        f'<span class="muted">{_e(", ".join(k for k, v in counts if not v) or "none")}</span></p>'
-        + (_html_table(["reason", "count"], nonzero) if nonzero else "<p>No bad input found.</p>")
-        + "<p>ExampleValidator: "
-        + ("</p><ul>" + "".join(f"<li>{_e(a)}</li>" for a in found) + "</ul>" if found else "no anomalies.</p>")
-        + "</section>",
-    ]
+def _html_summary(report: dict, base_dir: str) -> str:
+    items = [f"<li><b>dataset</b> {_e(dataset_line(report))}</li>"]
+    for s in (signature_summary(report, g) for g in SIGNATURES):
+        if s:
+            v = s["verdict"] if s["verdict"] in VERDICT_WORDS else "none"
+            word = {"none": "no verdict"}.get(v, v.replace("_", " "))
+            items.append(f'<li class="sig"><span class="badge v-{v}">{word}</span>{_code(summary_sentence(s))}</li>')
+    b = blessing_line(report)
+    if b:
+        cls, word = ("bless-yes", "blessed") if b[1] else ("bless-no", "not blessed")
+        text = b[0].split(": ", 1)[1] if b[0].startswith(word + ": ") else b[0]
+        items.append(f'<li class="blessing"><span class="badge {cls}">{word}</span>{_e(text)}</li>')
+    w = wall_time_line(report)
+    items += [f'<li class="muted">{_e(w)}</li>'] if w else []
+    chart = (
+        _img(report, "quality", base_dir, QUALITY_CAPTION) if "quality" in "".join(report.get("plots") or {}) else ""
+    )
+    return f'<section id="summary"><ul>{"".join(items)}</ul>{chart}</section>'
 
 
 def _html_quality(report: dict) -> list[str]:
-    q = _quality_rows(report)
+    tables = "".join(f'<p class="cap">{_e(c)}</p>' + _html_table(h, b) for c, h, b in quality_tables(report))
+    v = verdict_rows(report)
+    if v:
+        tables += f'<p class="cap">{_e(verdict_caption(report))}</p>' + _html_table(*v, numeric_from=99)
+    texts = (f"Protocol: {protocol_text(report)}", list_text(report), similarity_weight_text(report))
     out = [
         '<section id="quality"><h2>Quality vs baselines</h2>'
-        f'<p class="muted">Protocol: {_e(report.get("protocol", ""))}</p>'
-        + _html_models(q, best=q[0][0] if q else None)
-        + (f'<p class="verdict">{_e(verdict(report))}</p>' if verdict(report) else "")
-        + (f"<p>{_e(list_text(report))}</p>" if list_text(report) else "")
-        + (f"<p>{_e(similarity_weight_text(report))}</p>" if similarity_weight_text(report) else "")
+        + tables
+        + "".join(f'<p class="muted">{_code(t)}</p>' for t in texts if t)
         + "</section>"
     ]
+    pop = popularity_rows(report)
+    if pop:
+        out.append(
+            '<section id="popularity"><h2>HR@10 by query popularity</h2>'
+            f'<p class="muted">{_e(POPULARITY_TEXT)}</p>' + _html_table(*pop) + "</section>"
+        )
     if report.get("ablations"):
         paper = _paper_lines(report)
         out.append(
@@ -584,6 +974,28 @@ def _html_quality(report: dict) -> list[str]:
     return out
 
 
+def _html_data(data: dict) -> list[str]:
+    counts, found = data_anomalies(data)
+    nonzero, zero = [[k, v] for k, v in counts if v], [k for k, v in counts if not v]
+    collapsed = (
+        f'<details><summary>{_e(_nothing(len(zero)))}</summary><p class="muted">{_e(", ".join(zero))}</p></details>'
+        if zero
+        else ""
+    )
+    return [
+        '<section id="dataset"><h2>Dataset</h2>'
+        + _html_table(None, [list(r) for r in data_summary(data)], numeric_from=2)
+        + "</section>",
+        '<section id="anomalies"><h2>Data anomalies</h2><p>Bad input by reason (dropped rows, blanked cells, '
+        "defaults):</p>"
+        + (_html_table(["reason", "count"], nonzero) if nonzero else "<p>No bad input found.</p>")
+        + collapsed
+        + "<p>ExampleValidator: "
+        + ("</p><ul>" + "".join(f"<li>{_e(a)}</li>" for a in found) + "</ul>" if found else "no anomalies.</p>")
+        + "</section>",
+    ]
+
+
 def _html_space(report: dict, base_dir: str) -> list[str]:
     header, body = space_rows(report)
     return [
@@ -596,17 +1008,29 @@ def _html_space(report: dict, base_dir: str) -> list[str]:
     ]
 
 
-def _html_examples(qs: list) -> str:
-    cards = "".join(
-        f'<div class="q"><b>{_e(_label(x))}</b><ol>'
-        + "".join(f'<li>{_e(_label(r))} <span class="muted">{r["score"]:.3f}</span></li>' for r in x["related"])
+def _html_query(q: dict) -> str:
+    n = q.get("train_interactions")
+    count = f' <span class="muted">{n} train interactions</span>' if n is not None else ""
+    return (
+        f'<div class="q"><b>{_e(_query_label(q))}</b>{count}<ol>'
+        + "".join(f'<li>{_e(_label(r))} <span class="muted">{r["score"]:.3f}</span></li>' for r in q["related"])
         + "</ol></div>"
-        for x in qs
+    )
+
+
+def _html_examples(qs: list) -> str:
+    groups = "".join(
+        (f'<h3 class="bucket" id="bucket-{b}">{_e(BUCKET_TEXT[b])}</h3>' if b else "")
+        + '<div class="queries">'
+        + "".join(_html_query(q) for q in group)
+        + "</div>"
+        for b, group in _grouped(qs)
     )
     return (
-        '<section id="examples"><h2>Example queries</h2><p class="muted">Related items of the most engaged '
-        "items, from the run's ScaNN index over the batch embeddings (what the server answers).</p>"
-        + (f'<div class="queries">{cards}</div>' if qs else "<p>None: the run stopped before the index was built.</p>")
+        '<section id="examples"><h2>Example queries</h2><p class="muted">Related items of items from the head, '
+        "torso and tail of the catalogue (per bucket its most engaged item and a seeded random one), from the "
+        "run's ScaNN index over the batch embeddings (what the server answers).</p>"
+        + (groups or "<p>None: the run stopped before the index was built.</p>")
         + "</section>"
     )
 
@@ -629,25 +1053,31 @@ def _html_timings(report: dict) -> str:
 
 
 def render_html(report: dict, base_dir: str) -> str:
-    """report.html: every section of report.md, with the plots (paths relative to `base_dir`) inlined."""
-    s = [f"<h1>PinSage evaluation — {_e(report['dataset'])}</h1>"]
-    if report.get("data"):
-        s += _html_data(report["data"])
-    s += _html_quality(report) + _html_space(report, base_dir)
+    """report.html: every section of report.md, with the plots (paths relative to `base_dir`) inlined; the
+    summary and the quality chart first, so that they are what a reader sees without scrolling."""
+    s = [f"<h1>PinSage evaluation — {_e(report['dataset'])}</h1>", _html_summary(report, base_dir)]
+    s += _html_quality(report)
     if "example_queries" in report:
         s.append(_html_examples(report["example_queries"] or []))
+    if report.get("data"):
+        s += _html_data(report["data"])
+    s += _html_space(report, base_dir)
     s.append(_html_timings(report))
     s.append('<section id="training"><h2>Training</h2>' + _img(report, "training curves", base_dir) + "</section>")
     title = _e(f"PinSage report — {report['dataset']}")
     return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
-        f"<style>{_CSS}</style></head><body>\n" + "\n".join(s) + "\n</body></html>\n"
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{title}</title><style>{_CSS}</style></head><body>\n" + "\n".join(s) + "\n</body></html>\n"
     )
 
 
 def write(report: dict, out_dir: str) -> None:
-    """report.json, report.md and report.html into `out_dir` (plots already under it, paths in report['plots'])."""
-    files.makedirs(out_dir)
+    """report.json, report.md and report.html into `out_dir` (plots already under it, paths in report['plots']);
+    the quality chart is drawn here from the report itself, so every writer of a report gets it."""
+    files.makedirs(files.join(out_dir, "plots"))
+    if plot_quality(report, files.join(out_dir, *QUALITY_PLOT.split("/"))):
+        report = dict(report, plots={"quality vs baselines": QUALITY_PLOT, **(report.get("plots") or {})})
     # insertion order: stage timings in run order
     files.write_json(files.join(out_dir, "report.json"), report, indent=2, default=float)
     files.write_text(files.join(out_dir, "report.md"), markdown(report))

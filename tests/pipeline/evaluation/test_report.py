@@ -164,41 +164,46 @@ def test_html_has_every_section_and_inlines_every_plot(published, report_dir):
     src, report = report_dir
     page = (published / "report.html").read_text(encoding="utf-8")
     doc = _Doc(page)
+    # the summary and the quality chart first, then what a reader digs into
     assert doc.sections == [
+        "summary",
+        "quality",
+        "examples",
         "dataset",
         "anomalies",
-        "quality",
         "similarity",
         "embedding-map",
-        "examples",
         "timings",
         "training",
     ]
     # self-contained: no external stylesheet, script or image; each plot is the PNG file's own bytes
     assert not {"link", "script"} & set(doc.tags)
-    assert len(doc.imgs) == len(report["plots"])
+    plots = json.loads((published / "report.json").read_text())["plots"]
+    assert plots == {"quality vs baselines": "plots/quality.png", **report["plots"]}  # the chart drawn by write()
+    assert len(doc.imgs) == len(plots) and doc.imgs[0]["alt"] == "quality vs baselines"
     for img in doc.imgs:
         head, b64 = img["src"].split(",", 1)
         assert head == "data:image/png;base64"
         png = base64.b64decode(b64, validate=True)
         assert png.startswith(PNG)
-        assert png == (src / report["plots"][img["alt"]]).read_bytes()
-    # the plots are also next to report.md for its relative links
-    for rel in report["plots"].values():
-        assert (published / rel).read_bytes().startswith(PNG)
+        assert png == (published / plots[img["alt"]]).read_bytes()
+    for name, rel in report["plots"].items():  # the evaluator's plots, copied next to report.md
+        assert (published / rel).read_bytes() == (src / rel).read_bytes()
     # contents per section
     assert "unknown_item_id" in doc.text["anomalies"] and "year: Missing <values> (x & y)" in doc.text["anomalies"]
     assert ["interactions.dropped.unknown_item_id", "2"] in doc.rows
-    assert ["interactions.dropped.invalid_weight", "0"] not in doc.rows  # zero counts listed, not tabled
+    assert ["interactions.dropped.invalid_weight", "0"] not in doc.rows  # zero counts collapsed, not tabled
+    assert "1 check found nothing" in doc.text["anomalies"]
     assert ["train / validation / test interactions", "10 / 3 / 3"] in doc.rows
-    header = ["model", "HR@10", "MRR", "NDCG@10", "Recall@10", "HR@500", "coverage@10", "popular_share@10"]
-    assert header + ["feature_agreement@10", "validation HR@10"] in doc.rows
-    assert ["pinsage", "0.1200", "0.0500", "0.0700", "0.1200", "0.7000", "0.4700", "0.1200", "0.6100", "0.1100"] in (
-        doc.rows
-    )
-    assert "pinsage beats the best other model (popularity)" in doc.text["quality"]
+    # two narrow tables: ranking metrics (with the validation HR@10), list metrics
+    assert ["model", "HR@10", "NDCG@10", "MRR", "Recall@10", "HR@500", "validation HR@10"] in doc.rows
+    assert ["pinsage", "0.120", "0.070", "0.050", "0.120", "0.700", "0.110"] in doc.rows
+    assert ["model", "coverage@10", "popular_share@10", "feature_agreement@10"] in doc.rows
+    assert ["pinsage", "0.470", "0.120", "0.610"] in doc.rows
+    assert "related_items (pinsage): HR@10 0.120 — best baseline popularity (0.040)" in doc.text["summary"]
+    assert "no paired verdict" in doc.text["summary"] and "popularity" not in doc.sections
     assert "coverage@10 = share of the items with >= 1 train interaction" in doc.text["quality"]
-    assert "shares at least one `genres` value" in doc.text["quality"]
+    assert "shares at least one <code>genres</code> value" in page  # backticks become code
     # the similarity table: mean, 5th / 95th percentile and kurtosis of random-pair cosines, per model
     assert ["model", "mean cosine", "5th pct", "95th pct", "kurtosis"] in doc.rows
     c = cos_of(report)
@@ -209,7 +214,7 @@ def test_html_has_every_section_and_inlines_every_plot(published, report_dir):
     assert stages == list(TIMINGS["stages"])  # run order, not sorted
     assert ["GraphGen", "0.1", "cached (15.0 s when it ran)"] in doc.rows and ["Transform", "0.1", "cached"] in doc.rows
     assert ["PinSageTrainer", "95.0", ""] in doc.rows
-    assert "140.0 s" in doc.text["timings"]
+    assert "140.0 s" in doc.text["timings"] and "run wall time 2.3 min (140 s)" in doc.text["summary"]
 
 
 def cos_of(report):
@@ -247,6 +252,7 @@ def test_html_escapes_titles_and_anomaly_text(published):
 def test_markdown_and_json_carry_the_run_sections(published):
     md = (published / "report.md").read_text(encoding="utf-8")
     for h in (
+        "## Summary",
         "## Dataset",
         "## Data anomalies",
         "## Quality vs baselines",
@@ -263,7 +269,7 @@ def test_markdown_and_json_carry_the_run_sections(published):
     )
     assert "![embedding map coloured by genres](plots/embedding_map.png)" in md
     q = md[md.index("## Quality vs baselines") :].split("\n## ")[0]  # what `pinsage run` prints (cli._publish)
-    assert "| coverage@10 | popular_share@10 | feature_agreement@10 |" in q and "| 0.4700 | 0.1200 | 0.6100 |" in q
+    assert "| coverage@10 | popular_share@10 | feature_agreement@10 |" in q and "| 0.470 | 0.120 | 0.610 |" in q
     assert "popular_share@10 = share of all list slots taken by the 50 most-interacted items" in q
     (line,) = [ln for ln in md.splitlines() if ln.startswith("Kurtosis of pairwise")]  # also printed by the CLI
     sp = json.loads((published / "report.json").read_text())["space"]["pinsage"]
@@ -296,7 +302,7 @@ def test_ablation_rows_of_any_shape_are_rendered(report_dir, tmp_path, ablations
         + (["validation HR@10"] if isinstance(ablations, dict) and "metrics" in ablations["1 layer"] else [])
     )
     got = {r[0]: r[1:4] for r in doc.rows[start + 1 : start + 3]}
-    assert got == {"no_hard_negatives": ["0.0900", "0.0400", "–"], "1 layer": ["0.1000", "0.0450", "0.3000"]}
+    assert got == {"no_hard_negatives": ["0.090", "0.040", "–"], "1 layer": ["0.100", "0.045", "0.300"]}
     assert "## Ablations" in report_lib.markdown(rep)
 
 
@@ -377,3 +383,215 @@ def test_the_similarity_weight_and_how_it_was_chosen_are_stated():
     fixed = report_lib.similarity_weight_text({"training": {"similarity_weight": {"chosen": 0.3, "rule": "fixed"}}})
     assert fixed.endswith("lambda = 0.3 (fixed).")
     assert report_lib.similarity_weight_text({"training": {}}) is None  # no query head: nothing to state
+
+
+# ------------------------------------------------------------------------------------------------ protocol v2 report
+def _row(hr, ndcg, n=943, **lists):
+    """A model's test metrics in report.json's v2 shape: each metric with its SE."""
+    se = lambda p: float(np.sqrt(p * (1 - p) / n))  # noqa: E731 (binomial SE, as the evaluator's)
+    row = {"hr@10": hr, "hr@10_se": se(hr), "ndcg@10": ndcg, "ndcg@10_se": 0.003, "mrr": ndcg * 0.9}
+    row.update({"mrr_se": 0.003, "recall@10": hr, "recall@10_se": se(hr), "hr@500": 0.8, "hr@500_se": 0.013})
+    row.update({"num_contexts": n, "total_contexts": n})
+    for k, v in lists.items():
+        row[k.replace("_at_", "@")] = v
+    return row
+
+
+def v2_report(related="within_noise", similar="behind", blessed=False) -> dict:
+    """A hand-made report.json in the protocol v2 contract's shape (verdicts, SEs, popularity, blessing)."""
+    m = {
+        "pinsage": _row(0.104, 0.054, coverage_at_10=0.49, popular_share_at_10=0.2, feature_agreement_at_10=0.73),
+        "cooccurrence_knn": _row(0.097, 0.048, coverage_at_10=0.91, popular_share_at_10=0.13),
+        "transition_counts": _row(0.092, 0.047, coverage_at_10=0.57),
+        "pinsage_similar": _row(0.078, 0.043, coverage_at_10=0.94),
+        "popularity": _row(0.050, 0.025, coverage_at_10=0.007, popular_share_at_10=1.0),
+        "features_only": _row(0.035, 0.018, coverage_at_10=0.96),
+    }
+    m["pinsage"]["popular_share@10_se"] = 0.004
+    base = ("cooccurrence_knn", "transition_counts", "popularity", "features_only")
+    verdicts = {b: {"related_items": "ahead"} for b in base}
+    details = {b: {"related_items": {"metric": "hr@10", "diff": 0.104 - m[b]["hr@10"], "se": 0.006}} for b in base}
+    for b in ("cooccurrence_knn", "features_only"):
+        verdicts[b]["similar_items"] = "ahead"
+        details[b]["similar_items"] = {"metric": "hr@10", "diff": 0.078 - m[b]["hr@10"], "se": 0.006}
+    verdicts["cooccurrence_knn"] = {"related_items": related, "similar_items": similar}
+    reasons = ["similar_items: behind cooccurrence_knn on hr@10 (diff -0.019, SE 0.006)"] if not blessed else []
+    sigs = {
+        "related_items": {"model": "pinsage", "best_baseline": "cooccurrence_knn", "verdict": related},
+        "similar_items": {"model": "pinsage_similar", "best_baseline": "cooccurrence_knn", "verdict": similar},
+    }
+    sigs["related_items"]["baselines"] = list(base)
+    sigs["similar_items"]["baselines"] = ["cooccurrence_knn", "features_only"]
+    pop = {
+        name: {
+            b: {"hr@10": row["hr@10"] * f, "hr@10_se": 0.015, "num_contexts": n}
+            for b, f, n in (("head", 1.3, 420), ("torso", 0.9, 310), ("tail", 0.5, 213))
+        }
+        for name, row in m.items()
+    }
+    return {
+        "dataset": "tiny",
+        "protocol": {"version": 2, "split_seed": 0, "text": "last = test, test query = the validation item"},
+        "metrics": m,
+        "validation_metrics": {n: {"hr@10": r["hr@10"] + 0.05, "hr@10_se": 0.011} for n, r in m.items()},
+        "verdicts": verdicts,
+        "verdict_details": details,
+        "by_popularity": pop,
+        "blessing": {"blessed": blessed, "metric": "hr@10", "z": 2.0, "signatures": sigs, "reasons": reasons},
+        "blessed": blessed,
+        "data": DATA,
+        "run_timings": TIMINGS,
+        "example_queries": V2_EXAMPLES,
+    }
+
+
+V2_EXAMPLES = [  # out of bucket order on purpose: the report groups them head, torso, tail
+    {"query_id": "9", "query_title": "Tail One", "bucket": "tail", "train_interactions": 2, "related": []},
+    {
+        "query_id": "1",
+        "query_title": NASTY,
+        "bucket": "head",
+        "train_interactions": 583,
+        "related": [{"item_id": "7", "title": "Heat (1995)", "score": 0.91}],
+    },
+    {"query_id": "5", "query_title": "Torso", "bucket": "torso", "train_interactions": 40, "related": []},
+    {"query_id": "2", "query_title": "", "bucket": "head", "train_interactions": 300, "related": []},
+]
+
+
+@pytest.mark.parametrize(
+    "verdict, words", [("ahead", "ahead of"), ("within_noise", "within noise of"), ("behind", "behind")]
+)
+def test_the_summary_sentence_states_the_verdict_against_the_best_baseline(verdict, words):
+    rep = v2_report(related=verdict)
+    s = report_lib.signature_summary(rep, "related_items")
+    assert report_lib.summary_sentence(s) == (
+        f"related_items (`pinsage`): HR@10 0.104 ± 0.010 — {words} the best baseline, cooccurrence_knn "
+        "(0.097 ± 0.010); paired difference +0.007 ± 0.006"
+    )
+    doc = _Doc(report_lib.render_html(rep, "/nonexistent"))
+    assert words + " the best baseline" in doc.text["summary"] and verdict.replace("_", " ") in doc.text["summary"]
+    assert f"- {report_lib.summary_sentence(s)}" in report_lib.markdown(rep)
+
+
+def test_similar_items_is_compared_with_the_similarity_baselines_only():
+    rep = v2_report()
+    del rep["blessing"]  # the contract's defaults: cooccurrence_knn and features_only, the best one picked
+    rep["metrics"]["cooccurrence_knn"]["hr@10"] = 0.03  # transition_counts (0.092) is higher but no such baseline
+    s = report_lib.signature_summary(rep, "similar_items")
+    assert (s["model"], s["baseline"], s["verdict"]) == ("pinsage_similar", "features_only", "ahead")
+    assert report_lib.signature_summary(rep, "related_items")["baseline"] == "transition_counts"
+    # without a query head both signatures are the pinsage row
+    del rep["metrics"]["pinsage_similar"]
+    assert report_lib.signature_summary(rep, "similar_items")["model"] == "pinsage"
+
+
+def test_a_v1_report_has_no_verdict_and_no_se():
+    rep = {"dataset": "x", "protocol": "v1 text", "metrics": {"pinsage": {"hr@10": 0.1}, "rwr": {"hr@10": 0.08}}}
+    lines = report_lib.summary_lines(rep)
+    assert lines == [
+        "dataset: x",
+        "related_items (`pinsage`): HR@10 0.100 — best baseline rwr (0.080) (no paired verdict in this report)",
+    ]  # no similar-items baseline in the report, no blessing, no timings
+    assert report_lib.verdict_rows(rep) is None and report_lib.popularity_rows(rep) is None
+
+
+@pytest.mark.parametrize(
+    "blessed, pushed, want",
+    [
+        (True, None, "blessed: pushed"),
+        (True, {"pushed": True, "version": 3}, "blessed: pushed (version 3)"),
+        (False, None, "not blessed: {r}; not pushed (use --push-unblessed)"),
+        (False, {"pushed": False}, "not blessed: {r}; not pushed (use --push-unblessed)"),
+        (False, {"pushed": True, "version": 4}, "not blessed: {r}; pushed anyway (version 4) (--push-unblessed)"),
+    ],
+)
+def test_the_blessing_line(blessed, pushed, want):
+    rep = v2_report(blessed=blessed)
+    if pushed is not None:
+        rep["pushed"] = pushed
+    reason = "similar_items: behind cooccurrence_knn on hr@10 (diff -0.019, SE 0.006)"
+    assert report_lib.blessing_line(rep) == (want.format(r=reason), blessed)
+    text = _Doc(report_lib.render_html(rep, "/nonexistent")).text["summary"]
+    assert ("not blessed" in text) is (not blessed) and want.format(r=reason).split(": ", 1)[1] in text
+    assert report_lib.blessing_line({"metrics": {}}) is None
+
+
+def test_values_carry_their_standard_error_compactly():
+    assert report_lib.fmt_se(0.1039, 0.00994) == "0.104 ±0.010"
+    assert report_lib.fmt_se(0.1039) == "0.104" and report_lib.fmt_se(None, 0.1) == "–"
+    assert report_lib.fmt_se(943, None) == "943"
+    page = report_lib.render_html(v2_report(), "/nonexistent")
+    doc = _Doc(page)
+    rank = ["model", "HR@10", "NDCG@10", "MRR", "Recall@10", "HR@500", "validation HR@10", "contexts"]
+    assert rank in doc.rows
+    assert ["pinsage", "0.104 ±0.010", "0.054 ±0.003", "0.049 ±0.003", "0.104 ±0.010", "0.800 ±0.013"] + [
+        "0.154 ±0.011",
+        "943",
+    ] in doc.rows
+    assert ["pinsage", "0.490", "0.200 ±0.004", "0.730"] in doc.rows  # list metrics: SE where measured
+    # the verdict table: each baseline against each served list, the paired difference beside the word
+    assert ["cooccurrence_knn", "within noise (+0.007 ±0.006)", "behind (-0.019 ±0.006)"] in doc.rows
+    assert ["popularity", "ahead (+0.054 ±0.006)", "–"] in doc.rows
+    # no row in bold: a lead within noise is no lead, the verdicts say who is ahead
+    quality = page[page.index('<section id="quality">') :].split("</section>")[0]
+    assert "<b>" not in quality and "<strong>" not in quality and 'class="best"' not in quality
+    # HR@10 by popularity: buckets with their context counts
+    assert ["model", "head (n=420)", "torso (n=310)", "tail (n=213)"] in doc.rows
+    assert ["pinsage", "0.135 ±0.015", "0.094 ±0.015", "0.052 ±0.015"] in doc.rows
+    assert doc.sections.index("popularity") == doc.sections.index("quality") + 1
+
+
+def test_checks_that_found_nothing_are_collapsed():
+    page = report_lib.render_html(v2_report(), "/nonexistent")
+    doc = _Doc(page)
+    anomalies = page[page.index('<section id="anomalies">') :].split("</section>")[0]
+    details = anomalies[anomalies.index("<details>") : anomalies.index("</details>")]
+    assert "<summary>1 check found nothing</summary>" in details and "invalid_weight" in details
+    assert ["interactions.dropped.unknown_item_id", "2"] in doc.rows  # non-zero counts stay in the table
+    assert "unknown_item_id" not in details
+    md = report_lib.markdown(v2_report())
+    assert "1 check found nothing: interactions.dropped.invalid_weight" in md
+    assert "| interactions.dropped.invalid_weight |" not in md
+
+
+def test_example_queries_are_grouped_by_bucket():
+    page = report_lib.render_html(v2_report(), "/nonexistent")
+    examples = page[page.index('<section id="examples">') :].split("</section>")[0]
+    order = [examples.index(f'id="bucket-{b}"') for b in ("head", "torso", "tail")]
+    assert order == sorted(order)
+    head = examples[order[0] : order[1]]
+    assert "Tom &amp; Jerry" in head and "583 train interactions" in head and ">2</b>" in head  # untitled: its id
+    assert "Torso" in examples[order[1] : order[2]] and "Tail One" in examples[order[2] :]
+    assert "<b>Tom" not in page
+    md = report_lib.markdown(v2_report())
+    ex = md[md.index("## Example queries") :]
+    assert ex.index("### head") < ex.index("### torso") < ex.index("### tail")
+    assert f"**{NASTY} (id 1)** (583 train interactions) →" in ex and "1. Heat (1995) (id 7) (0.910)" in ex
+
+
+def test_example_query_rows_pick_the_top_and_a_seeded_random_item_per_bucket():
+    deg = np.array([50, 0, 30, 20, 10, 9, 8, 3, 2, 1, 1, 0])
+    buckets = np.array([0, 2, 0, 1, 1, 1, 1, 2, 2, 2, 2, 2])  # by hand: thirds of the 134 train interactions
+    picks = report_lib.example_query_rows(deg, buckets, per_bucket=2, seed=0)
+    assert [b for _, b in picks] == ["head", "head", "torso", "torso", "tail", "tail"]
+    assert [picks[0][0], picks[2][0], picks[4][0]] == [0, 3, 7]  # each bucket's most engaged item first
+    assert picks[1][0] == 2 and picks[3][0] in (4, 5, 6) and picks[5][0] in (8, 9, 10)  # never a zero-degree item
+    assert picks == report_lib.example_query_rows(deg, buckets, per_bucket=2, seed=0)  # deterministic
+    seeds = {tuple(report_lib.example_query_rows(deg, buckets, 2, seed=s)) for s in range(20)}
+    assert len(seeds) > 1  # the random pick does depend on the seed
+    assert report_lib.example_query_rows(deg, buckets, per_bucket=1) == [(0, "head"), (3, "torso"), (7, "tail")]
+
+
+def test_write_draws_the_quality_chart_into_the_summary(tmp_path):
+    report_lib.write(v2_report(), str(tmp_path))
+    png = (tmp_path / "plots" / "quality.png").read_bytes()
+    assert png.startswith(PNG)
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    summary = page[page.index('<section id="summary">') :].split("</section>")[0]
+    assert 'alt="quality vs baselines"' in summary and base64.b64encode(png).decode() in summary
+    assert "±1 SE" in summary
+    assert json.loads((tmp_path / "report.json").read_text())["plots"] == {"quality vs baselines": "plots/quality.png"}
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert md.index("![quality vs baselines](plots/quality.png)") < md.index("## Quality vs baselines")
+    assert "dataset: tiny: 4 items, 3 contexts, 16 interactions; evaluation protocol v2" in md
