@@ -193,10 +193,16 @@ def example_query_rows(train_degree, buckets, per_bucket: int = 2, seed: int = 0
 
 # ------------------------------------------------------------------------------------------------ quality chart
 QUALITY_PLOT = "plots/quality.png"
+NO_SE_CAPTION = "Test split; this report has no standard errors (written before protocol v2)."
 QUALITY_CAPTION = (
     "Test split; bars are ±1 SE. A difference counts as ahead / behind only beyond 2 SE of the paired "
     "per-context difference (the verdicts), not by non-overlapping bars."
 )
+
+
+def has_se(report: dict) -> bool:
+    """Whether the report's test metrics carry standard errors (protocol v2 reports do)."""
+    return any(k.endswith("_se") for m in (report.get("metrics") or {}).values() for k in m)
 
 
 def _bar_colour(name: str, served: set[str]) -> str:
@@ -236,7 +242,7 @@ def plot_quality(report: dict, path: str) -> bool:
         vals = [_num(m[n].get(key)) for n in names]
         errs = _errors([m[n].get(key + "_se") for n in names])
         ax.barh(names, vals, xerr=errs, color=[_bar_colour(n, served) for n in names], capsize=3, height=0.6)
-        ax.set_title(f"{title} (test, ±1 SE)", fontsize=10)
+        ax.set_title(f"{title} (test{', ±1 SE' if has_se(report) else ''})", fontsize=10)
         ax.tick_params(labelsize=8)
         ax.grid(axis="x", alpha=0.3)
     axes[1].set_yticklabels([])
@@ -360,11 +366,12 @@ def quality_tables(report: dict) -> list[tuple[str, list[str], list[list[str]]]]
     cols = _columns(rows)
     rank = [c for c in cols if c in RANK_METRICS]
     lists = [c for c in cols if c not in RANK_METRICS]  # anything unknown goes with the list metrics
-    out = [("Ranking, test split (value ±1 SE)", *_model_table(rows, rank, counts=True))]
+    se = " (value ±1 SE)" if has_se(report) else ""
+    out = [(f"Ranking, test split{se}", *_model_table(rows, rank, counts=True))]
     with_lists = [r for r in rows if any(c in r[1] for c in lists)]
     if lists and with_lists:
         bare = [(n, m, {}) for n, m, _ in with_lists]
-        out.append(("Served lists (value ±1 SE where measured)", *_model_table(bare, lists)))
+        out.append((f"Served lists{se[:-1] + ' where measured)' if se else ''}", *_model_table(bare, lists)))
     return out
 
 
@@ -502,9 +509,13 @@ def signature_summary(report: dict, signature: str) -> dict | None:
     base = [b for b in _baselines(report, signature) if metric in metrics[b]]
     if model is None or metric not in metrics[model] or not base:
         return None
-    named = (blessing.get("signatures") or {}).get(signature, {}).get("best_baseline")
-    best = named if named in base else max(base, key=lambda b: metrics[b][metric])
+    block = (blessing.get("signatures") or {}).get(signature) or {}
+    best = block.get("best_baseline") if block.get("best_baseline") in base else None
+    best = best or max(base, key=lambda b: metrics[b][metric])
     detail = ((report.get("verdict_details") or {}).get(best) or {}).get(signature) or {}
+    detail = dict(detail, verdict=((report.get("verdicts") or {}).get(best) or {}).get(signature))
+    if block.get("best_baseline") == best and block.get("verdict"):  # the blessing's own call, as it decided
+        detail.update({k: block[k] for k in ("verdict", "diff", "se") if k in block})
     return {
         "signature": signature,
         "model": model,
@@ -514,7 +525,7 @@ def signature_summary(report: dict, signature: str) -> dict | None:
         "baseline": best,
         "baseline_value": metrics[best][metric],
         "baseline_se": metrics[best].get(metric + "_se"),
-        "verdict": ((report.get("verdicts") or {}).get(best) or {}).get(signature),
+        "verdict": detail["verdict"],
         "diff": detail.get("diff"),
         "diff_se": detail.get("se"),
     }
@@ -562,7 +573,7 @@ def wall_time_line(report: dict) -> str | None:
     what = "total" if "total_s" in run else "ingest and every stage"
     stages = run.get("stages") or {}
     cached = f", {len(run.get('cached') or [])} of {len(stages)} stages from the cache" if stages else ""
-    return f"run wall time {_duration(float(total))} ({what}{cached})"
+    return f"run wall time {_duration(float(total))}: {what}{cached}"
 
 
 def _duration(seconds: float) -> str:
@@ -574,7 +585,7 @@ def dataset_line(report: dict) -> str:
     g = (report.get("data") or {}).get("graph") or {}
     size = ""
     if g:
-        size = f": {g.get('num_items', '?')} items, {g.get('num_contexts', '?')} contexts, "
+        size = f" — {g.get('num_items', '?')} items, {g.get('num_contexts', '?')} contexts, "
         size += f"{g.get('num_interactions', '?')} interactions"
     p = report.get("protocol")
     version = f"; evaluation protocol v{p['version']}" if isinstance(p, dict) and "version" in p else ""
@@ -936,7 +947,9 @@ def _html_summary(report: dict, base_dir: str) -> str:
     w = wall_time_line(report)
     items += [f'<li class="muted">{_e(w)}</li>'] if w else []
     chart = (
-        _img(report, "quality", base_dir, QUALITY_CAPTION) if "quality" in "".join(report.get("plots") or {}) else ""
+        _img(report, "quality", base_dir, QUALITY_CAPTION if has_se(report) else NO_SE_CAPTION)
+        if "quality" in "".join(report.get("plots") or {})
+        else ""
     )
     return f'<section id="summary"><ul>{"".join(items)}</ul>{chart}</section>'
 

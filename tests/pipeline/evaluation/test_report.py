@@ -214,7 +214,10 @@ def test_html_has_every_section_and_inlines_every_plot(published, report_dir):
     assert stages == list(TIMINGS["stages"])  # run order, not sorted
     assert ["GraphGen", "0.1", "cached (15.0 s when it ran)"] in doc.rows and ["Transform", "0.1", "cached"] in doc.rows
     assert ["PinSageTrainer", "95.0", ""] in doc.rows
-    assert "140.0 s" in doc.text["timings"] and "run wall time 2.3 min (140 s)" in doc.text["summary"]
+    assert (
+        "140.0 s" in doc.text["timings"]
+        and "run wall time 2.3 min (140 s): ingest and every stage, 2 of 4 stages from the cache" in doc.text["summary"]
+    )
 
 
 def cos_of(report):
@@ -594,4 +597,13 @@ def test_write_draws_the_quality_chart_into_the_summary(tmp_path):
     assert json.loads((tmp_path / "report.json").read_text())["plots"] == {"quality vs baselines": "plots/quality.png"}
     md = (tmp_path / "report.md").read_text(encoding="utf-8")
     assert md.index("![quality vs baselines](plots/quality.png)") < md.index("## Quality vs baselines")
-    assert "dataset: tiny: 4 items, 3 contexts, 16 interactions; evaluation protocol v2" in md
+    assert "dataset: tiny — 4 items, 3 contexts, 16 interactions; evaluation protocol v2" in md
+
+
+def test_the_summary_follows_the_blessings_own_call():
+    rep = v2_report(related="ahead")
+    rep["blessing"]["signatures"]["related_items"].update(verdict="within_noise", diff=0.01, se=0.006)
+    s = report_lib.signature_summary(rep, "related_items")
+    assert (s["verdict"], s["diff"], s["diff_se"]) == ("within_noise", 0.01, 0.006)
+    rep["blessing"]["signatures"]["related_items"]["best_baseline"] = None  # the blessing judged nothing
+    assert report_lib.signature_summary(rep, "related_items")["verdict"] == "ahead"
