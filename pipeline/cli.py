@@ -61,7 +61,7 @@ def _publish(args, output: str, data_report: dict, timings: dict) -> str | None:
     """report.html/md/json in OUT (with example queries after a full run); prints the quality table."""
     from pipeline import driver
 
-    report_dir = driver.latest_artifact_dir(output, "PinSageEvaluator", "report")
+    report_dir = driver.last_run_output_dir(output, "PinSageEvaluator", "report")
     if not report_dir or args.stop_after not in (None, "evaluation"):
         return None
     print("[pinsage] report: example queries from the run's index ...", flush=True)
@@ -72,6 +72,23 @@ def _publish(args, output: str, data_report: dict, timings: dict) -> str | None:
     print(quality.split("![")[0].rstrip())
     print("\n".join(ln for ln in md.splitlines() if ln.startswith("Kurtosis of pairwise")))
     return html
+
+
+def _print_blessing(args, output: str) -> None:
+    """Each served list's verdict against its baselines and the blessing line (blessed and pushed, or why not and
+    that nothing was pushed), from the run's report.json and the Pusher's pushed.json."""
+    from pipeline import driver
+    from pipeline.evaluation import blessing
+
+    report_dir = driver.last_run_output_dir(output, "PinSageEvaluator", "report")
+    if not report_dir or args.stop_after not in (None, "evaluation"):
+        return
+    with open(os.path.join(report_dir, "report.json"), encoding="utf-8") as f:
+        report = json.load(f)
+    pushed = driver.pushed_model(output) if args.stop_after is None else None
+    for line in blessing.summary_lines(report) + [blessing.blessing_line(report, pushed) or ""]:
+        if line:
+            print(f"[pinsage] {line}")
 
 
 LAST_STAGE = {
@@ -123,6 +140,7 @@ def _cmd_run(args) -> int:
         report,
         {"stages": stage_s, "cached": timings.cached, "executed": executed, "pipeline_s": pipeline_s},
     )
+    _print_blessing(args, output)
     if args.serve_and_query and args.stop_after is None:
         serve_and_query(output)
     total = {"ingest_s": ingest_s, "pipeline_s": pipeline_s, "total_s": round(time.time() - t0, 1)}
@@ -181,13 +199,22 @@ def serve_and_query(output: str, k: int = 10, port: int = 0) -> dict:
     popularity (modules.evaluation.demo_query_items: the most engaged, a middle and a tail item) through the TF
     Serving gRPC API, prints each query's title above its list, and the head item's similar_items list (z . z)
     when the version has that signature; stops the server. Returns the related_items response, with the
-    similar_items one under "similar_items"."""
+    similar_items one under "similar_items". When the run pushed nothing (its model was not blessed) it serves
+    nothing either (an older version there is not this run's model): it says so and returns {}."""
     from modules.evaluation import demo_query_items
     from pipeline import driver
     from schema import graph as graph_io
     from serving.client import related
     from serving.config import ServingConfig
     from serving.server import serve
+
+    pushed = driver.pushed_model(output)
+    if pushed is not None and not pushed.get("pushed", True):
+        print(
+            "[pinsage] nothing served: the model was NOT blessed, so the run pushed nothing "
+            "(rerun with --push-unblessed to serve it anyway)"
+        )
+        return {}
 
     g = graph_io.load_graph(driver.latest_artifact_dir(output, "GraphGen", "graph"))
     nodes = demo_query_items(g.train_degree)
@@ -274,7 +301,8 @@ def _add_run_parser(sub) -> None:
     r.add_argument(
         "--serve-and-query",
         action="store_true",
-        help="after the run, serve the pushed model over gRPC, print related items, stop the server",
+        help="after the run, serve the pushed model over gRPC, print related items, stop the server (nothing "
+        "is served when the model was not blessed and so not pushed)",
     )
     r.set_defaults(fn=_cmd_run)
 

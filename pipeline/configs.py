@@ -90,11 +90,33 @@ class PushConfig:
     keep: int = 3  # versions kept in serving_model/<name>/
 
 
+BLESSING_METRICS = ("hr@10", "mrr", "ndcg@10")  # the metrics with a per-context value to pair (modules/evaluation.py)
+SIMILARITY_BASELINES = ("cooccurrence_knn", "features_only")  # rank items like the query item, as similar_items does
+
+
+@dataclasses.dataclass(frozen=True)
+class BlessingConfig:
+    """The Evaluator's blessing (pipeline/evaluation/blessing.py), which the Pusher needs before it pushes: per
+    served signature, the model must not be behind the best of that signature's baselines on `metric` (a paired
+    difference more than `z` standard errors below zero, on the test split)."""
+
+    metric: str = "hr@10"  # BLESSING_METRICS: the headline metric, whether the next item is in the top 10
+    z: float = 2.0  # a trailing model is "behind" only past z paired SEs, so noise alone rarely refuses a model
+    related_items: tuple[str, ...] | None = None  # None: every baseline in the report competes for "what next"
+    similar_items: tuple[str, ...] = SIMILARITY_BASELINES  # "more like this" is judged against similarity rankers
+    push_unblessed: bool = False  # a refused model is not served unless the run explicitly overrides the blessing
+
+    def baselines(self) -> dict:
+        """{signature: its baselines' names, or None for every baseline in the report}."""
+        return {"related_items": self.related_items, "similar_items": self.similar_items}
+
+
 INGEST = IngestLimits()
 SAMPLING = SamplingConfig()
 PAIRS = PairConfig()
 EMBED = EmbedConfig()
 PUSH = PushConfig()
+BLESSING = BlessingConfig()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +135,7 @@ class RunConfig:
     pairs: PairConfig = PAIRS
     embed: EmbedConfig = EMBED
     push: PushConfig = PUSH
+    blessing: BlessingConfig = BLESSING
     ingest_limits: dict = dataclasses.field(default_factory=dict)  # IngestLimits overrides (else dataset.yaml's)
     beam_args: tuple[str, ...] = ()  # Beam pipeline options of the Beam components
     enable_cache: bool = True  # the TFX execution cache
@@ -126,6 +149,9 @@ class RunConfig:
         _check_choice("--walk-strategy", self.sampling.strategy, WALK_STRATEGIES)
         _check_choice("--neighborhood-source", self.sampling.neighborhood_source, SOURCE_CHOICES)
         _check_choice("--embed-strategy", self.embed.strategy, EMBED_STRATEGIES)
+        _check_choice("--blessing-metric", self.blessing.metric, BLESSING_METRICS)
+        if not (isinstance(self.blessing.z, (int, float)) and math.isfinite(self.blessing.z) and self.blessing.z >= 0):
+            raise ValueError(f"the blessing's z must be a number >= 0, got {self.blessing.z!r}")
         if self.dataset is not None and self.data_dir is not None:
             raise ValueError("give exactly one of --dataset or --data-dir")
         if self.shuffle_seed is not None and self.data_dir is not None:

@@ -285,6 +285,44 @@ def latest_artifact_dir(output: str, component: str, key: str) -> str | None:
     return max(dirs, key=lambda d: int(os.path.basename(d))) if dirs else None
 
 
+def last_run_output_dir(output: str, component: str, key: str) -> str | None:
+    """The output directory a component's newest execution in MLMD produced or, a cache hit, reused (the newest
+    directory on disk is not it after a rerun that a cache hit answered from an older execution); None when the
+    component never ran."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    path = os.path.join(output, "metadata.sqlite")
+    if not os.path.exists(path):
+        return None
+    cfg = metadata_store_pb2.ConnectionConfig()
+    cfg.sqlite.filename_uri = path
+    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    store = metadata_store.MetadataStore(cfg)
+    node = store.get_context_by_type_and_name("node", f"{PIPELINE_NAME}.{component}")
+    done = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
+    executions = [e for e in (store.get_executions_by_context(node.id) if node else []) if e.last_known_state in done]
+    if not executions:
+        return None
+    newest = max(executions, key=lambda e: (e.create_time_since_epoch, e.id))
+    ids = [
+        ev.artifact_id
+        for ev in store.get_events_by_execution_ids([newest.id])
+        if ev.type == metadata_store_pb2.Event.OUTPUT and ev.path.steps and ev.path.steps[0].key == key
+    ]
+    return store.get_artifacts_by_id(ids[:1])[0].uri if ids else None
+
+
+def pushed_model(output: str) -> dict | None:
+    """The run's push: pushed.json of the PinSagePusher's newest execution ({"pushed": false, ...} when the
+    blessing refused the model); None when the run has no Pusher output (it stopped earlier)."""
+    d = last_run_output_dir(output, "PinSagePusher", "pushed_model")
+    if not d or not os.path.exists(os.path.join(d, "pushed.json")):
+        return None
+    with open(os.path.join(d, "pushed.json")) as f:
+        return json.load(f)
+
+
 def anomalies(output: str) -> dict[str, list[str]]:
     """ExampleValidator anomalies per table, as readable strings."""
 

@@ -8,7 +8,8 @@ same way:
   PINSAGE_OUTPUT    where everything lands (default ./runs/tfx-cli)
   PINSAGE_STOP_AFTER  optional: a stage of pipeline/configs.STAGES to build only a prefix of the pipeline
   PINSAGE_<FLAG>    any other `pinsage run --<flag>`, e.g. PINSAGE_HPARAMS='{"epochs": 2}', PINSAGE_TOP_T=20,
-                    PINSAGE_NO_CACHE=1, PINSAGE_BEAM_ARG='--direct_num_workers=2' (space-separated options)
+                    PINSAGE_NO_CACHE=1, PINSAGE_PUSH_UNBLESSED=1 (push a model the Evaluator did not bless),
+                    PINSAGE_BEAM_ARG='--direct_num_workers=2' (space-separated options)
 """
 
 import os

@@ -3,8 +3,11 @@
 logs -> ingest (typed, counted; Parquet Examples) -> Importer (items, interactions) -> StatisticsGen -> ImportSchemaGen -> ExampleValidator
      -> GraphGen (int ids, dedup, temporal split) -> Transform (item features, train log-degree)
      -> NeighborhoodSampler (importance neighbourhoods, source picked by a validation probe) -> PairGen (positives, PPR negatives)
-     -> PinSageTrainer (TF-GNN model, run_fn in modules/trainer.py) -> PinSageEvaluator (report + baselines)
+     -> PinSageTrainer (TF-GNN model, run_fn in modules/trainer.py) -> PinSageEvaluator (report + baselines, blessing)
      -> BulkEmbedder (layer-wise, Beam) -> IndexBuilder (ScaNN) -> PinSagePusher (serving_model/<name>/<version>)
+
+The Pusher reads the Evaluator's blessing (a ModelBlessing) and pushes only a blessed model, unless the run's
+BlessingConfig.push_unblessed overrides it (pipeline/evaluation/blessing.py decides).
 """
 
 from __future__ import annotations
@@ -104,7 +107,7 @@ def create_pipeline(
             config.embed, strategy=resolve_embed_strategy(config.embed.strategy, list(config.beam_args))
         )
         components += _serving_components(
-            graph_gen, transform, sampler, trainer, inputs, serving_model_dir, embed, config.push
+            graph_gen, transform, sampler, (trainer, evaluator), inputs, serving_model_dir, embed, config
         )
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
@@ -173,12 +176,15 @@ def _training_components(graph_gen, transform, sampler, pairs, inputs: PipelineI
         dataset=inputs.dataset,
         graph_schema=inputs.graph_schema,
         max_contexts=config.eval_contexts or 0,
+        blessing=config.blessing,
     )
     return trainer, evaluator
 
 
-def _serving_components(graph_gen, transform, sampler, trainer, inputs, serving_model_dir: str, embed, push):
-    """BulkEmbedder -> IndexBuilder -> PinSagePusher (with the cold-start embed_item signature's inputs)."""
+def _serving_components(graph_gen, transform, sampler, trained, inputs, serving_model_dir: str, embed, config):
+    """BulkEmbedder -> IndexBuilder -> PinSagePusher (with the cold-start embed_item signature's inputs and the
+    evaluator's blessing); `trained` = (trainer, evaluator)."""
+    trainer, evaluator = trained
     embedder = BulkEmbedder(
         model=trainer.outputs["model"],
         examples=transform.outputs["transformed_examples"],
@@ -192,11 +198,13 @@ def _serving_components(graph_gen, transform, sampler, trainer, inputs, serving_
         embeddings=embedder.outputs["embeddings"],
         index=index.outputs["index"],
         serving_model_dir=serving_model_dir,
-        config=push,
+        config=config.push,
         model=trainer.outputs["model"],
         transform_graph=transform.outputs["transform_graph"],
         examples=transform.outputs["transformed_examples"],
         neighborhoods=sampler.outputs["neighborhoods"],
         items_schema=inputs.items_schema,
+        model_blessing=evaluator.outputs["blessing"],
+        push_unblessed=config.blessing.push_unblessed,
     )
     return [embedder, index, pusher]

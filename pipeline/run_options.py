@@ -16,6 +16,8 @@ import json
 import shlex
 
 from pipeline.configs import (
+    BLESSING,
+    BLESSING_METRICS,
     DATASETS,
     EMBED,
     EMBED_STRATEGIES,
@@ -115,9 +117,25 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="also train and report the ablation variants of modules/model.ABLATIONS (all of them "
         "when no name is given): pooling, hard negatives, loss, features-only MLP, id-only",
     )
+    _add_blessing_arguments(p)
     p.add_argument("--no-cache", action="store_true", help="disable the TFX execution cache")
     p.add_argument(
         "--beam-arg", action="append", help="a Beam pipeline option, repeatable, e.g. --beam-arg=--direct_num_workers=2"
+    )
+
+
+def _add_blessing_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--blessing-metric",
+        choices=BLESSING_METRICS,
+        default=BLESSING.metric,
+        help="the metric the Evaluator blesses the model on: it must not be behind the best baseline of each "
+        "served list (a paired test difference past z standard errors; pipeline/configs.BlessingConfig)",
+    )
+    p.add_argument(
+        "--push-unblessed",
+        action="store_true",
+        help="push the model even when the Evaluator did not bless it (by default an unblessed model is not pushed)",
     )
 
 
@@ -162,6 +180,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         ablations=_ablations(args.ablations),
         sampling=sampling,
         embed=dataclasses.replace(EMBED, strategy=args.embed_strategy),
+        blessing=dataclasses.replace(BLESSING, metric=args.blessing_metric, push_unblessed=args.push_unblessed),
         ingest_limits={"max_id_length": args.max_id_length, "max_cell_length": args.max_cell_length},
         beam_args=beam_args(args.beam_arg),
         enable_cache=not args.no_cache,
@@ -236,7 +255,7 @@ def env_parser() -> argparse.ArgumentParser:
 
 def env_argv(environ) -> list[str]:
     """The run flags that PINSAGE_* environment variables spell: PINSAGE_<DEST> for --<dest> (PINSAGE_TOP_T=20,
-    PINSAGE_HPARAMS='{"epochs": 2}', PINSAGE_NO_CACHE=1, PINSAGE_ABLATIONS='pooling loss' or 'all',
+    PINSAGE_HPARAMS='{"epochs": 2}', PINSAGE_NO_CACHE=1, PINSAGE_PUSH_UNBLESSED=1, PINSAGE_ABLATIONS='pooling loss' or 'all',
     PINSAGE_BEAM_ARG='--direct_num_workers=2 --direct_running_mode=multi_processing'); an empty one is unset.
     Without PINSAGE_DATA_DIR or PINSAGE_DATASET the dataset is DEFAULT_ENV_DATASET."""
     argv = []
@@ -249,7 +268,7 @@ def env_argv(environ) -> list[str]:
         if action.dest == "dataset" and environ.get(ENV_PREFIX + "DATA_DIR"):  # a directory given wins
             continue
         flag = action.option_strings[-1]
-        if action.nargs == 0:  # --no-cache
+        if action.nargs == 0:  # --no-cache, --push-unblessed
             if value.strip().lower() in ("1", "true", "yes", "on"):
                 argv.append(flag)
         elif action.nargs == "*":  # --ablations

@@ -9,11 +9,19 @@ own around modules/evaluation.py (the protocol) and pipeline/evaluation/ (the re
 `features_only` (cosine of the Transform-ed item features with no graph and no training), plus any ablations.
 Each gets the list metrics of its related-items lists (coverage@10, popular_share@10, feature_agreement@10 on
 the first categorical feature); the embedding models also get the spread of their space (random-pair cosine).
+
+The component also blesses the model, as TFX's stock Evaluator does for its Pusher: the output `blessing` (a
+ModelBlessing) holds an empty BLESSED or NOT_BLESSED file and the custom property `blessed` = 1 / 0, decided by
+pipeline/evaluation/blessing.py from the report's paired verdicts (also in report.json: `blessing`, `blessed`).
 """
 
 from __future__ import annotations
 
+import json
+
+from absl import logging
 from tfx import types
+from tfx.components.model_validator import constants
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
@@ -21,6 +29,8 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 from modules import features as features_lib
 from modules.trainer import HISTORY_FILE, load_model_embeddings
 from pipeline.components import artifacts
+from pipeline.configs import BLESSING, BlessingConfig
+from pipeline.evaluation import blessing as blessing_lib
 from pipeline.evaluation import evaluate
 from pipeline.evaluation import report as report_lib
 from schema import files
@@ -32,6 +42,9 @@ class PinSageEvaluatorSpec(ComponentSpec):
         "dataset": ExecutionParameter(type=str),
         "graph_schema": ExecutionParameter(type=str),
         "max_contexts": ExecutionParameter(type=int, optional=True),
+        "blessing_metric": ExecutionParameter(type=str, optional=True),
+        "blessing_z": ExecutionParameter(type=float, optional=True),
+        "blessing_baselines": ExecutionParameter(type=str, optional=True),  # JSON {signature: [names] or null}
     }
     INPUTS = {
         "graph": ChannelParameter(type=artifacts.PinSageGraph),
@@ -39,7 +52,43 @@ class PinSageEvaluatorSpec(ComponentSpec):
         "examples": ChannelParameter(type=standard_artifacts.Examples),
         "transform_graph": ChannelParameter(type=standard_artifacts.TransformGraph),
     }
-    OUTPUTS = {"report": ChannelParameter(type=artifacts.EvaluationReport)}
+    OUTPUTS = {
+        "report": ChannelParameter(type=artifacts.EvaluationReport),
+        "blessing": ChannelParameter(type=standard_artifacts.ModelBlessing),
+    }
+
+
+def exec_properties(config: BlessingConfig) -> dict:
+    """The blessing's execution parameters (push_unblessed is the Pusher's: it does not change the blessing)."""
+    return {
+        "blessing_metric": config.metric,
+        "blessing_z": float(config.z),
+        "blessing_baselines": json.dumps({k: None if v is None else list(v) for k, v in config.baselines().items()}),
+    }
+
+
+def blessing_config(exec_properties: dict) -> BlessingConfig:
+    """The BlessingConfig of the execution parameters (BLESSING's values where one is not given)."""
+    baselines = json.loads(exec_properties.get("blessing_baselines") or "{}")
+    given = {k: None if v is None else tuple(v) for k, v in baselines.items()}
+    z = exec_properties.get("blessing_z")
+    return BlessingConfig(
+        metric=exec_properties.get("blessing_metric") or BLESSING.metric,
+        z=BLESSING.z if z is None else float(z),
+        related_items=given.get("related_items", BLESSING.related_items),
+        similar_items=given.get("similar_items", BLESSING.similar_items),
+    )
+
+
+def write_blessing(blessing, blessed: bool, model_uri: str) -> None:
+    """The TFX blessing, as TFX's own Evaluator writes it: an empty BLESSED / NOT_BLESSED file in the artifact's
+    directory and the custom property `blessed` (the stock Pusher's check, tfx.components.util.model_utils)."""
+    files.makedirs(blessing.uri)
+    name = constants.BLESSED_FILE_NAME if blessed else constants.NOT_BLESSED_FILE_NAME
+    files.write_text(files.join(blessing.uri, name), "")
+    value = constants.BLESSED_VALUE if blessed else constants.NOT_BLESSED_VALUE
+    blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_BLESSED_KEY, value)
+    blessing.set_string_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY, model_uri)
 
 
 class Executor(base_executor.BaseExecutor):
@@ -52,6 +101,7 @@ class Executor(base_executor.BaseExecutor):
             artifact_utils.get_split_uri([examples], split), exec_properties["graph_schema"]
         )
         history = files.read_json(files.join(model_uri, HISTORY_FILE))
+        config = blessing_config(exec_properties)
         report = evaluate.evaluation_report(
             graph,
             load_model_embeddings(model_uri),
@@ -61,17 +111,37 @@ class Executor(base_executor.BaseExecutor):
             out_dir=artifact_utils.get_single_uri(output_dict["report"]),
             dataset=exec_properties["dataset"],
             max_contexts=int(exec_properties.get("max_contexts") or 0) or None,
+            verdict_metric=config.metric,
+            z=float(config.z),
         )
+        report["blessing"] = blessing_lib.decide(report, config)
+        report["blessed"] = report["blessing"]["blessed"]
         report_lib.write(report, artifact_utils.get_single_uri(output_dict["report"]))
+        if output_dict.get("blessing"):  # absent only where a caller runs the executor without that output
+            write_blessing(artifact_utils.get_single_instance(output_dict["blessing"]), report["blessed"], model_uri)
+        logging.info(
+            "PinSageEvaluator: %s",
+            "BLESSED" if report["blessed"] else "NOT BLESSED: " + "; ".join(report["blessing"]["reasons"]),
+        )
 
 
 class PinSageEvaluator(base_component.BaseComponent):
-    """graph + trained model (+ item features) -> report.json / report.md / plots."""
+    """graph + trained model (+ item features) -> report.json / report.md / plots, and the model's blessing."""
 
     SPEC_CLASS = PinSageEvaluatorSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
-    def __init__(self, graph, model, examples, transform_graph, dataset: str, graph_schema: str, max_contexts: int = 0):
+    def __init__(
+        self,
+        graph,
+        model,
+        examples,
+        transform_graph,
+        dataset: str,
+        graph_schema: str,
+        max_contexts: int = 0,
+        blessing: BlessingConfig = BLESSING,
+    ):
         super().__init__(
             spec=PinSageEvaluatorSpec(
                 graph=graph,
@@ -82,5 +152,7 @@ class PinSageEvaluator(base_component.BaseComponent):
                 graph_schema=graph_schema,
                 max_contexts=max_contexts,
                 report=types.Channel(type=artifacts.EvaluationReport),
+                blessing=types.Channel(type=standard_artifacts.ModelBlessing),
+                **exec_properties(blessing),
             )
         )

@@ -11,6 +11,10 @@ examples) and `neighborhoods`, and the exec property `items_schema` (path of the
 version also carries the cold-start `embed_item` signature (modules/cold_start.py): a new item's raw items.csv
 columns + neighbour ids/weights -> its embedding and top-k, from the Transform graph, the model's layers and the
 catalogue's stored layer states. Without them only related_items is exported.
+
+With the input `model_blessing` (the PinSageEvaluator's blessing) only a blessed model is pushed, as TFX's stock
+Pusher does: an unblessed one leaves the serving directory as it was and the PushedModel artifact is marked
+`pushed` = 0, unless the exec property `push_unblessed` overrides the blessing.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import tempfile
 from typing import Optional
 
 import tensorflow_transform as tft
+from absl import logging
 from tfx import types
+from tfx.components.util import model_utils
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
@@ -30,7 +36,7 @@ from modules import cold_start, export
 from modules import features as features_lib
 from pipeline.components import artifacts
 from pipeline.components.bulk_embedder import example_dir
-from pipeline.configs import PUSH, PushConfig
+from pipeline.configs import BLESSING, PUSH, PushConfig
 from pipeline.push import pusher
 from schema import embeddings as embeddings_io
 from schema import files
@@ -43,6 +49,7 @@ class PinSagePusherSpec(ComponentSpec):
         "model_name": ExecutionParameter(type=str),
         "keep": ExecutionParameter(type=int),
         "items_schema": ExecutionParameter(type=str, optional=True),
+        "push_unblessed": ExecutionParameter(type=int, optional=True),  # 1: push even a model the blessing refused
     }
     INPUTS = {
         "embeddings": ChannelParameter(type=artifacts.Embeddings),
@@ -51,6 +58,7 @@ class PinSagePusherSpec(ComponentSpec):
         "transform_graph": ChannelParameter(type=standard_artifacts.TransformGraph, optional=True),
         "examples": ChannelParameter(type=standard_artifacts.Examples, optional=True),
         "neighborhoods": ChannelParameter(type=artifacts.Neighborhoods, optional=True),
+        "model_blessing": ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
     }
     OUTPUTS = {"pushed_model": ChannelParameter(type=standard_artifacts.PushedModel)}
 
@@ -80,11 +88,48 @@ def cold_start_embedder(input_dict, exec_properties, num_items: int):
     return cold_start.make_embed_fn(model_dir, tg, feats, nbr, w, exec_properties["items_schema"])
 
 
+PUSHED_FILE = "pushed.json"  # in the PushedModel artifact: what was pushed where, or why nothing was
+
+
+def blessed(input_dict) -> bool | None:
+    """Whether the model_blessing input blesses the model (TFX's check: its custom property `blessed` is 1);
+    None without that input."""
+    given = input_dict.get("model_blessing")
+    return model_utils.is_model_blessed(artifact_utils.get_single_instance(given)) if given else None
+
+
+def mark_not_pushed(out, blessing_uri: str) -> None:
+    """The PushedModel artifact of a push the blessing refused: `pushed` = 0 (as TFX's stock Pusher marks it) and
+    a pushed.json that says so."""
+    out.set_int_custom_property("pushed", 0)
+    files.makedirs(out.uri)
+    files.write_json(
+        files.join(out.uri, PUSHED_FILE),
+        {"pushed": False, "blessed": False, "destination": None, "version": None, "blessing": blessing_uri},
+    )
+
+
+def refused(input_dict, out, exec_properties) -> bool:
+    """True when the blessing refuses the push (then `out` is marked not pushed); a refusal that push_unblessed
+    overrides, and a push without a blessing input, go ahead. One log line either way a blessing refuses."""
+    if blessed(input_dict) is not False:
+        return False
+    uri = artifact_utils.get_single_uri(input_dict["model_blessing"])
+    if int(exec_properties.get("push_unblessed") or 0):
+        logging.warning("PinSagePusher: the model is NOT blessed (%s): pushing it anyway (push_unblessed)", uri)
+        return False
+    logging.warning("PinSagePusher: the model is NOT blessed (%s): nothing pushed", uri)
+    mark_not_pushed(out, uri)
+    return True
+
+
 class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict, output_dict, exec_properties):
+        out = artifact_utils.get_single_instance(output_dict["pushed_model"])
+        if refused(input_dict, out, exec_properties):
+            return
         emb, ids, titles = embeddings_io.read_embeddings(artifact_utils.get_single_uri(input_dict["embeddings"]))
         index_dir = artifact_utils.get_single_uri(input_dict["index"])
-        out = artifact_utils.get_single_instance(output_dict["pushed_model"])
         embed_fn, feature_spec = cold_start_embedder(input_dict, exec_properties, len(ids))
         query_emb = embeddings_io.read_query_embeddings(artifact_utils.get_single_uri(input_dict["embeddings"]))
         query_fn = None
@@ -116,8 +161,10 @@ class Executor(base_executor.BaseExecutor):
         out.set_int_custom_property("pushed_version", version)
         files.makedirs(out.uri)
         files.write_json(
-            files.join(out.uri, "pushed.json"),
+            files.join(out.uri, PUSHED_FILE),
             {
+                "pushed": True,
+                "blessed": blessed(input_dict),
                 "destination": path,
                 "version": version,
                 "num_items": len(ids),
@@ -128,7 +175,8 @@ class Executor(base_executor.BaseExecutor):
 
 class PinSagePusher(base_component.BaseComponent):
     """embeddings + index (+ model, transform_graph, examples, neighborhoods, items_schema for embed_item) ->
-    serving_model_dir/model_name/<version>/ (SavedModel + assets/index)."""
+    serving_model_dir/model_name/<version>/ (SavedModel + assets/index); with model_blessing, only a blessed
+    model (or any, with push_unblessed)."""
 
     SPEC_CLASS = PinSagePusherSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
@@ -144,6 +192,8 @@ class PinSagePusher(base_component.BaseComponent):
         examples=None,
         neighborhoods=None,
         items_schema: Optional[str] = None,
+        model_blessing=None,
+        push_unblessed: bool = BLESSING.push_unblessed,
     ):
         cold = dict(
             model=model,
@@ -164,6 +214,8 @@ class PinSagePusher(base_component.BaseComponent):
                 model_name=config.model_name,
                 keep=config.keep,
                 pushed_model=types.Channel(type=standard_artifacts.PushedModel),
+                model_blessing=model_blessing,
+                push_unblessed=int(push_unblessed),
                 **cold,
             )
         )

@@ -12,6 +12,7 @@ import pytest
 from pipeline import cli, configs, run_options
 from pipeline.components import neighborhood_sampler, pair_gen
 from pipeline.components.bulk_embedder import BulkEmbedder
+from pipeline.components.evaluator import PinSageEvaluator
 from pipeline.components.neighborhood_sampler import NeighborhoodSampler
 from pipeline.components.pair_gen import PairGen
 from pipeline.components.pusher import PinSagePusher
@@ -51,6 +52,8 @@ def test_components_take_their_config_as_one_value():
     assert defaults(PairGen.__init__) == {"config": p, "sampling": s}
     assert defaults(BulkEmbedder.__init__) == {"config": configs.EMBED}
     assert defaults(PinSagePusher.__init__)["config"] == configs.PUSH
+    assert defaults(PinSagePusher.__init__)["push_unblessed"] == configs.BLESSING.push_unblessed
+    assert defaults(PinSageEvaluator.__init__)["blessing"] == configs.BLESSING
     assert defaults(pusher.push)["keep"] == configs.PUSH.keep
     # the parameters the TFX cache keys on: every config field, under the executors' names
     props = neighborhood_sampler.exec_properties(s)
@@ -142,10 +145,14 @@ def test_run_config_holds_every_run_option():
         "--max-id-length",
         "64",
         "--ablations",
+        "--blessing-metric",
+        "mrr",
+        "--push-unblessed",
         "--no-cache",
         "--beam-arg=--direct_num_workers=2",
     )
     c = run_options.run_config(args)
+    assert c.blessing == dataclasses.replace(configs.BLESSING, metric="mrr", push_unblessed=True)
     assert (c.data_dir, c.dataset, c.stop_after, c.eval_contexts) == ("d", None, "sampling", 500)
     assert c.hparams == {"epochs": 3, "steps_per_epoch": 10}
     assert c.sampling == dataclasses.replace(configs.SAMPLING, top_t=20) and c.embed.strategy == "beam"
@@ -180,6 +187,8 @@ def test_the_environment_spells_the_same_options():
         "PINSAGE_HPARAMS": '{"epochs": 2}',
         "PINSAGE_TOP_T": "20",
         "PINSAGE_NO_CACHE": "1",
+        "PINSAGE_PUSH_UNBLESSED": "1",
+        "PINSAGE_BLESSING_METRIC": "ndcg@10",
         "PINSAGE_ABLATIONS": "all",
         "PINSAGE_BEAM_ARG": "--direct_num_workers=2 --direct_running_mode=multi_processing",
         "PINSAGE_OUTPUT": "ignored here",
@@ -197,13 +206,54 @@ def test_the_environment_spells_the_same_options():
         "--top-t",
         "20",
         "--no-cache",
+        "--push-unblessed",
+        "--blessing-metric",
+        "ndcg@10",
         "--ablations",
         "--beam-arg=--direct_num_workers=2",
         "--beam-arg=--direct_running_mode=multi_processing",
     )
+    assert run_options.run_config(want).blessing.push_unblessed is True
     assert run_options.run_config_from_env(env) == run_options.run_config(want)
     assert run_options.run_config_from_env({}) == configs.RunConfig(dataset=run_options.DEFAULT_ENV_DATASET)
     with pytest.raises(ValueError, match=r"--hparams: unknown name\(s\) \['bogus'\]"):
         run_options.run_config_from_env({"PINSAGE_HPARAMS": '{"bogus": 1}'})
     with pytest.raises(ValueError, match="--top-t.*PINSAGE_"):
         run_options.run_config_from_env({"PINSAGE_TOP_T": "0"})
+
+
+def test_the_blessing_config_is_checked():
+    assert configs.BLESSING.metric == "hr@10" and configs.BLESSING.z == 2.0 and not configs.BLESSING.push_unblessed
+    assert configs.BLESSING.baselines() == {"related_items": None, "similar_items": configs.SIMILARITY_BASELINES}
+    with pytest.raises(ValueError, match="--blessing-metric must be one of"):
+        configs.RunConfig(blessing=configs.BlessingConfig(metric="coverage@10"))
+    with pytest.raises(ValueError, match="z must be a number >= 0"):
+        configs.RunConfig(blessing=configs.BlessingConfig(z=float("nan")))
+    with pytest.raises(SystemExit):  # argparse: a usage error, exit 2
+        parse("run", "--dataset", "ml-100k", "--output", "o", "--blessing-metric", "hr@500")
+
+
+def test_the_pusher_reads_the_evaluators_blessing(tmp_path):
+    """The wiring: PinSagePusher's model_blessing is PinSageEvaluator's blessing (a ModelBlessing) and the run's
+    BlessingConfig reaches both components; a pipeline that stops at the evaluation still has the blessing."""
+    from pipeline import pipeline as pp
+
+    inputs = pp.PipelineInputs(str(tmp_path), "i.pbtxt", "x.pbtxt", "r.json", {}, "g.pbtxt", "d")
+    blessing = dataclasses.replace(configs.BLESSING, metric="mrr", z=3.0, push_unblessed=True)
+    p = pp.create_pipeline(
+        "t", str(tmp_path / "tfx"), str(tmp_path / "m"), inputs, configs.RunConfig(blessing=blessing)
+    )
+    by_id = {c.id: c for c in p.components}
+    evaluator, pusher_c = by_id["PinSageEvaluator"], by_id["PinSagePusher"]
+    channel = pusher_c.inputs["model_blessing"]
+    assert channel is evaluator.outputs["blessing"] and channel.type_name == "ModelBlessing"
+    assert evaluator in pusher_c.upstream_nodes
+    assert (evaluator.exec_properties["blessing_metric"], evaluator.exec_properties["blessing_z"]) == ("mrr", 3.0)
+    assert pusher_c.exec_properties["push_unblessed"] == 1
+    p = pp.create_pipeline("t", str(tmp_path / "tfx"), str(tmp_path / "m"), inputs, configs.RunConfig())
+    assert {c.id: c for c in p.components}["PinSagePusher"].exec_properties["push_unblessed"] == 0
+    p = pp.create_pipeline(
+        "t", str(tmp_path / "tfx"), str(tmp_path / "m"), inputs, configs.RunConfig(stop_after="evaluation")
+    )
+    ids = {c.id for c in p.components}
+    assert "PinSageEvaluator" in ids and "PinSagePusher" not in ids

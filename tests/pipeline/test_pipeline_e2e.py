@@ -2,8 +2,12 @@
 
 The data gets three bad rows injected so that the data report is checked end to end: an unknown item, an exact
 duplicate and a malformed timestamp. The TFX CLI test runs a 120-user subset (up to sampling) to stay short.
+The run pushes whatever the Evaluator's blessing says (push_unblessed), so that the serving checks do not depend
+on a short training beating the baselines; the blessing itself is checked on its artifact, and a rerun without
+the override pushes only a blessed model.
 """
 
+import argparse
 import dataclasses
 import glob
 import json
@@ -33,7 +37,8 @@ pytestmark = pytest.mark.slow
 N_USERS = 120
 SAMPLING = dataclasses.replace(configs.SAMPLING, num_walks=100)
 HPARAMS = {"epochs": 2, "seed": 0}
-CONFIG = dict(sampling=SAMPLING, hparams=HPARAMS)
+BLESSING = dataclasses.replace(configs.BLESSING, push_unblessed=True)
+CONFIG = dict(sampling=SAMPLING, hparams=HPARAMS, blessing=BLESSING)
 
 
 def _with_bad_rows(ml100k_dir, d, n_users=None):
@@ -357,6 +362,68 @@ def test_run_report_html_has_the_example_queries_of_the_index(run):
         assert ex["item_id"] == ids[q] and ex["title"] == titles[q]
         assert len({r["item_id"] for r in ex["related"]} & set(exact)) >= 9
         assert html.escape(f"{ex['title']} (id {ids[q]})", quote=True) in page
+
+
+def _blessing_artifact(out) -> tuple[str, list[str]]:
+    """The Evaluator's ModelBlessing directory and its files."""
+    d = driver.last_run_output_dir(out, "PinSageEvaluator", "blessing")
+    assert d and d == driver.latest_artifact_dir(out, "PinSageEvaluator", "blessing")
+    return d, sorted(os.listdir(d))
+
+
+def test_the_evaluator_blesses_the_model_in_a_tfx_blessing_artifact(run, capsys):
+    out, _, _ = run
+    d, names = _blessing_artifact(out)
+    assert names in (["BLESSED"], ["NOT_BLESSED"]) and os.path.getsize(os.path.join(d, names[0])) == 0
+    with open(os.path.join(driver.latest_artifact_dir(out, "PinSageEvaluator", "report"), "report.json")) as f:
+        rep = json.load(f)
+    assert rep["blessed"] is (names == ["BLESSED"]) and rep["blessing"]["blessed"] is rep["blessed"]
+    assert rep["blessing"]["metric"] == "hr@10" and set(rep["blessing"]["signatures"]) == {
+        "related_items",
+        "similar_items",
+    }
+    assert bool(rep["blessing"]["reasons"]) is not rep["blessed"]
+    assert set(rep["blessing"]["signatures"]["similar_items"]["baselines"]) == set(configs.SIMILARITY_BASELINES)
+    # the run pushed either way (push_unblessed), and its pushed.json says whether the model was blessed
+    pushed = driver.pushed_model(out)
+    assert pushed["pushed"] is True and pushed["version"] == 1 and pushed["blessed"] is rep["blessed"]
+    from pipeline import cli
+
+    capsys.readouterr()
+    cli._print_blessing(argparse.Namespace(stop_after=None), out)
+    printed = capsys.readouterr().out.splitlines()
+    assert [ln.split(" (")[0] for ln in printed[:2]] == ["[pinsage] related_items", "[pinsage] similar_items"]
+    want = "blessed: pushed version 1" if rep["blessed"] else "; pushed version 1 anyway (--push-unblessed)"
+    assert printed[2].endswith(want) and printed[2].startswith("[pinsage] " + ("b" if rep["blessed"] else "NOT"))
+
+
+def test_without_the_override_only_a_blessed_model_is_pushed(run, full, capsys):
+    """A rerun with the default blessing config: everything up to the Pusher from the cache, and the Pusher,
+    whose push_unblessed changed, pushes version 2 of a blessed model, or nothing for an unblessed one. Last in
+    this file: it adds a version."""
+    out, _, _ = run
+    from pipeline import cli
+
+    _, names = _blessing_artifact(out)
+    config = configs.RunConfig(data_dir=full[0], **dict(CONFIG, blessing=configs.BLESSING))
+    pipeline, _ = driver.build(out, config)
+    timings = driver.run_local(pipeline)
+    assert "PinSagePusher" not in timings.cached
+    assert {"PinSageTrainer", "PinSageEvaluator", "BulkEmbedder", "IndexBuilder"} <= set(timings.cached)
+    pushed = driver.pushed_model(out)
+    model_dir = os.path.join(out, "serving_model", "pinsage")
+    capsys.readouterr()
+    cli._print_blessing(argparse.Namespace(stop_after=None), out)
+    printed = capsys.readouterr().out
+    assert printed.startswith("[pinsage] related_items (pinsage, test hr@10): ")
+    if names == ["BLESSED"]:
+        assert (pushed["pushed"], pushed["version"]) == (True, 2) and versions.list_versions(model_dir) == [1, 2]
+        assert "[pinsage] blessed: pushed version 2\n" in printed
+        return
+    assert (pushed["pushed"], pushed["version"]) == (False, None) and versions.list_versions(model_dir) == [1]
+    assert "; nothing pushed (rerun with --push-unblessed to push anyway)" in printed
+    assert cli.serve_and_query(out) == {}  # version 1 is there, but it is not this run's model
+    assert "nothing served: the model was NOT blessed" in capsys.readouterr().out
 
 
 def test_cli_reports_an_unusable_file_as_a_clear_error(tmp_path):

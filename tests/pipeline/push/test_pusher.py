@@ -1,5 +1,6 @@
 """Pusher: versioned layout, no half-written version ever visible (exception or hard crash mid-push), retention."""
 
+import json
 import os
 import subprocess
 import sys
@@ -103,3 +104,79 @@ def test_refuses_incomplete_sources(sources, tmp_path):
         pusher.push(str(tmp_path), idx, out)
     with pytest.raises(FileNotFoundError, match="scann"):
         pusher.push(sm, str(tmp_path), out)
+
+
+# ------------------------------------------------------------------------------------ the Pusher and the blessing
+def _artifact(cls, uri):
+    a = cls()
+    a.uri = str(uri)
+    os.makedirs(a.uri, exist_ok=True)
+    return a
+
+
+@pytest.fixture
+def pusher_inputs(sources, tmp_path):
+    """PinSagePusher's executor inputs: real embeddings (its export is built from them) and the stand-in index."""
+    import numpy as np
+
+    from pipeline.components import artifacts
+    from schema import embeddings as embeddings_io
+
+    _, idx, out = sources
+    emb = _artifact(artifacts.Embeddings, tmp_path / "embeddings")
+    vectors = np.random.default_rng(0).normal(size=(4, 8)).astype(np.float32)
+    embeddings_io.write_embeddings(emb.uri, vectors / np.linalg.norm(vectors, axis=1, keepdims=True), list("abcd"))
+    index = artifacts.Index()
+    index.uri = idx
+    return {"embeddings": [emb], "index": [index]}, {"serving_model_dir": out, "model_name": "pinsage", "keep": 3}
+
+
+def _blessing(tmp_path, blessed: bool):
+    from tfx.types import standard_artifacts
+
+    from pipeline.components import evaluator
+
+    b = _artifact(standard_artifacts.ModelBlessing, tmp_path / f"blessing-{int(blessed)}")
+    evaluator.write_blessing(b, blessed, "/model")
+    return [b]
+
+
+def _push(inputs, props, tmp_path, name):
+    from tfx.types import standard_artifacts
+
+    from pipeline.components import pusher as pusher_component
+
+    out = _artifact(standard_artifacts.PushedModel, tmp_path / name)
+    pusher_component.Executor().Do(inputs, {"pushed_model": [out]}, props)
+    with open(os.path.join(out.uri, pusher_component.PUSHED_FILE)) as f:
+        return out, json.load(f)
+
+
+def test_the_pusher_pushes_only_a_blessed_model(pusher_inputs, tmp_path, caplog):
+    inputs, props = pusher_inputs
+    model_dir = os.path.join(props["serving_model_dir"], "pinsage")
+    with caplog.at_level("WARNING"):
+        out, pushed = _push(dict(inputs, model_blessing=_blessing(tmp_path, False)), props, tmp_path, "refused")
+    assert out.get_int_custom_property("pushed") == 0  # as TFX's stock Pusher marks an unblessed model
+    assert pushed["pushed"] is False and pushed["version"] is None
+    assert not os.path.exists(model_dir) or versions.list_versions(model_dir) == []  # nothing pushed
+    assert [
+        r.getMessage() for r in caplog.records if "NOT blessed" in r.getMessage() and "nothing pushed" in r.getMessage()
+    ]
+
+    out, pushed = _push(dict(inputs, model_blessing=_blessing(tmp_path, True)), props, tmp_path, "blessed")
+    assert out.get_int_custom_property("pushed") == 1 and out.get_int_custom_property("pushed_version") == 1
+    assert (pushed["pushed"], pushed["blessed"], pushed["version"]) == (True, True, 1)
+    assert versions.list_versions(model_dir) == [1]
+
+
+def test_push_unblessed_overrides_the_blessing(pusher_inputs, tmp_path):
+    inputs, props = pusher_inputs
+    refused = dict(inputs, model_blessing=_blessing(tmp_path, False))
+    out, pushed = _push(refused, dict(props, push_unblessed=1), tmp_path, "override")
+    assert out.get_int_custom_property("pushed") == 1
+    assert (pushed["pushed"], pushed["blessed"], pushed["version"]) == (True, False, 1)
+    # without a blessing input the Pusher pushes as before (TFX's Pusher does too, with a warning)
+    _, pushed = _push(inputs, props, tmp_path, "no-blessing")
+    assert (pushed["pushed"], pushed["blessed"], pushed["version"]) == (True, None, 2)
+    assert versions.list_versions(os.path.join(props["serving_model_dir"], "pinsage")) == [1, 2]

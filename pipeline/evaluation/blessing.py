@@ -1,0 +1,127 @@
+"""The blessing: whether a trained model may be pushed, decided from its evaluation report (report.json).
+
+Per served signature, the model's row is compared with the best of that signature's baselines (the highest test
+value of the blessing metric among them, pipeline/configs.BlessingConfig): the model is blessed when no signature
+is *behind* its best baseline, i.e. when no paired difference (model - baseline, per test context) is below zero by
+more than z standard errors. A model within noise of the best baseline is blessed: refusing it would refuse a
+model no worse than what it replaces. The paired differences come from the report's `verdict_details` (the
+evaluator computes them on the same contexts for both rankings); a report without them is refused with a reason,
+not judged on unpaired means.
+
+Light on purpose (no TensorFlow or TFX): the CLI reads a report with it after a run.
+"""
+
+from __future__ import annotations
+
+from pipeline.configs import BLESSING, BlessingConfig
+
+SIGNATURES = ("related_items", "similar_items")  # the item-to-item signatures every pushed version serves
+MODEL = "pinsage"  # related_items' row (u_q . z_i with a query head, else z_q . z_i)
+SIMILAR_MODEL = "pinsage_similar"  # similar_items' row when the model has a query head (z_q . z_i)
+NOT_BASELINES = (MODEL, SIMILAR_MODEL)  # report rows that are the model itself, not a baseline
+
+
+def model_row(report: dict, signature: str) -> str:
+    """The report row a signature serves: similar_items is `pinsage` too when the model has no query head (then
+    the two rankings are the same)."""
+    if signature == "similar_items" and SIMILAR_MODEL in report.get("metrics", {}):
+        return SIMILAR_MODEL
+    return MODEL
+
+
+def report_baselines(report: dict) -> list[str]:
+    """The baseline rows of a report: every test row but the model's own ones."""
+    return sorted(name for name in report.get("metrics", {}) if name not in NOT_BASELINES)
+
+
+def verdict_of(diff: float, se: float, z: float) -> str:
+    """The contract's paired verdict: ahead / behind only past z standard errors (and in that direction)."""
+    if diff > z * se and diff > 0:
+        return "ahead"
+    if diff < -z * se and diff < 0:
+        return "behind"
+    return "within_noise"
+
+
+def _judge(report: dict, signature: str, wanted, config: BlessingConfig) -> tuple[dict, str | None]:
+    """(the signature's block, the reason it refuses the model or None)."""
+    metric, metrics = config.metric, report.get("metrics", {})
+    present = report_baselines(report)
+    compared = present if wanted is None else [b for b in wanted if b in present]
+    block = {"model": model_row(report, signature), "baselines": compared, "best_baseline": None, "verdict": None}
+    if block["model"] not in metrics:
+        return block, f"{signature}: no {block['model']} row in the report"
+    if not compared:
+        return block, f"{signature}: none of its baselines {list(wanted or [])} is in the report"
+    best = max(compared, key=lambda b: (metrics[b].get(metric, float("-inf")), b))
+    block["best_baseline"] = best
+    detail = (report.get("verdict_details") or {}).get(best, {}).get(signature)
+    if not detail:
+        return block, f"{signature}: no paired verdict against {best} in the report (an older evaluator's report)"
+    if detail.get("metric", metric) != metric:
+        return block, f"{signature}: the report's verdicts are on {detail['metric']}, the blessing's metric is {metric}"
+    diff, se = float(detail["diff"]), float(detail["se"])
+    block.update(verdict=verdict_of(diff, se, config.z), diff=diff, se=se, num_contexts=detail.get("num_contexts"))
+    if block["verdict"] != "behind":
+        return block, None
+    return block, f"{signature}: behind {best} on {metric} (diff {diff:+.4f}, SE {se:.4f})"
+
+
+def decide(report: dict, config: BlessingConfig = BLESSING) -> dict:
+    """report.json's `blessing` block: {"blessed", "metric", "z", "signatures": {signature: {"model",
+    "best_baseline", "verdict", "baselines", "diff", "se", "num_contexts"}}, "reasons": [why it is not blessed]}.
+    A report without paired verdicts (`verdict_details`) is not blessed, with that as the reason."""
+    out = {"blessed": False, "metric": config.metric, "z": float(config.z), "signatures": {}, "reasons": []}
+    if not report.get("verdict_details"):
+        out["reasons"].append(
+            "the report has no paired verdicts (verdict_details): it was written by an older evaluator; "
+            "rerun the evaluation"
+        )
+        return out
+    for signature, wanted in config.baselines().items():
+        block, reason = _judge(report, signature, wanted, config)
+        out["signatures"][signature] = block
+        if reason:
+            out["reasons"].append(reason)
+    out["blessed"] = not out["reasons"]
+    return out
+
+
+VERDICT_WORDS = {"ahead": "ahead of", "within_noise": "within noise of", "behind": "behind"}
+
+
+def summary_lines(report: dict) -> list[str]:
+    """One line per served list: its verdict against each of its baselines on the blessing metric (the best one
+    marked), from report.json's `blessing` and `verdicts`; [] for a report without a blessing."""
+    blessing = report.get("blessing") or {}
+    verdicts = report.get("verdicts") or {}
+    lines = []
+    for signature, block in (blessing.get("signatures") or {}).items():
+        groups: dict[str, list[str]] = {}
+        for b in block.get("baselines", []):
+            v = (verdicts.get(b) or {}).get(signature)
+            if v is None:
+                continue
+            groups.setdefault(v, []).append(b + (" (best)" if b == block.get("best_baseline") else ""))
+        said = "; ".join(f"{VERDICT_WORDS.get(v, v)} {', '.join(names)}" for v, names in groups.items())
+        lines.append(f"{signature} ({block.get('model')}, test {blessing.get('metric')}): {said or 'no verdicts'}")
+    return lines
+
+
+def blessing_line(report: dict, pushed: dict | None) -> str | None:
+    """The run's blessing in one line: blessed and pushed (its version), or NOT blessed and why, and whether
+    anything was pushed; `pushed` is the Pusher's pushed.json (None when the run stopped before it)."""
+    blessing = report.get("blessing")
+    if blessing is None:
+        return None
+    where = None
+    if pushed is not None:
+        where = f"pushed version {pushed['version']}" if pushed.get("pushed", True) else "nothing pushed"
+    if blessing.get("blessed"):
+        return f"blessed: {where or 'nothing pushed (the run stopped before the Pusher)'}"
+    why = "; ".join(blessing.get("reasons") or ["no reason given"])
+    if where is None:
+        return f"NOT blessed: {why} (the run stopped before the Pusher)"
+    if pushed.get("pushed", True):
+        return f"NOT blessed: {why}; {where} anyway (--push-unblessed)"
+    return f"NOT blessed: {why}; nothing pushed (rerun with --push-unblessed to push anyway)"
