@@ -80,8 +80,24 @@ def run(full, tmp_path_factory):
     return out, report, timings
 
 
+def _tie_hash(inter) -> np.ndarray:
+    """Protocol v2's tie-break key per row, from its written definition (pipeline/graph/split.py's docstring):
+    SipHash of each id string keyed by the seed 0 as 16 hex digits, mixed per (context, item) pair."""
+    m = np.uint64(0x9E3779B97F4A7C15)
+
+    def h(col):
+        return pd.util.hash_array(inter[col].astype(str).to_numpy(object), hash_key="0" * 16, categorize=False)
+
+    with np.errstate(over="ignore"):
+        x = (h("context_id") * m) ^ h("item_id")
+        x ^= x >> np.uint64(32)
+        x *= m
+        x ^= x >> np.uint64(29)
+    return x
+
+
 def _reference_split(inter):
-    ref = inter.sort_values(["context_id", "timestamp", "item_id"]).copy()
+    ref = inter.assign(tie=_tie_hash(inter)).sort_values(["context_id", "timestamp", "tie"]).copy()
     ref["position"] = ref.groupby("context_id").cumcount()
     n = ref.groupby("context_id")["item_id"].transform("size")
     ref["split"] = np.where(ref["position"] == n - 1, "test", np.where(ref["position"] == n - 2, "validation", "train"))
@@ -234,7 +250,7 @@ def test_trainer_learns_and_evaluator_reports_against_baselines(run):
     rdir = driver.latest_artifact_dir(out, "PinSageEvaluator", "report")
     with open(os.path.join(rdir, "report.json")) as f:
         rep = json.load(f)
-    assert rep["dataset"] == "ml-100k" and "mask" in rep["protocol"]
+    assert rep["dataset"] == "ml-100k" and rep["protocol"]["version"] == 2 and "mask" in rep["protocol"]["text"]
     models = {"pinsage", "pinsage_similar", "popularity", "cooccurrence_knn", "transition_counts", "rwr"}
     models.add("features_only")
     assert set(rep["metrics"]) == models and set(rep["validation_metrics"]) == models
@@ -341,27 +357,31 @@ def test_run_report_html_has_the_example_queries_of_the_index(run):
         driver.latest_artifact_dir(out, "PinSageEvaluator", "report"),
         out,
         data_report=report,
-        examples=driver.example_queries(out, num_queries=3, k=10),
+        examples=driver.example_queries(out, per_bucket=1, k=10),
         timings={"stages": dict(timings), "cached": timings.cached},
     )
     assert path == os.path.join(out, "report.html")
     page = open(path, encoding="utf-8").read()
     assert '<section id="examples">' in page and '<section id="timings">' in page
     assert "## Example queries" in open(os.path.join(out, "report.md"), encoding="utf-8").read()
-    # the queries are the most engaged movies; their related items are the exact top-10 of the batch embeddings
+    # one query from each of the head, torso and tail: each bucket's most engaged movie; its related items are
+    # the exact top-10 of the batch embeddings
     emb_dir = driver.latest_artifact_dir(out, "BulkEmbedder", "embeddings")
     emb, ids, titles = embeddings_io.read_embeddings(emb_dir)
     query = embeddings_io.read_query_embeddings(emb_dir)
     g = graph_io.load_graph(driver.latest_artifact_dir(out, "GraphGen", "graph"))
     with open(os.path.join(out, "report.json")) as f:
         examples = json.load(f)["example_queries"]
-    for ex, q in zip(examples, np.argsort(-g.train_degree, kind="stable")[:3]):
+    assert [ex["bucket"] for ex in examples] == ["head", "torso", "tail"]
+    assert examples[0]["query_id"] == ids[int(np.argmax(g.train_degree))]  # the head's most engaged movie
+    for ex in examples:
+        q = ids.index(ex["query_id"])
+        assert ex["train_interactions"] == g.train_degree[q] and ex["query_title"] == titles[q]
         s = query[q] @ emb.T
         s[q] = -np.inf
         exact = [ids[i] for i in np.argsort(-s)[:10]]
-        assert ex["item_id"] == ids[q] and ex["title"] == titles[q]
         assert len({r["item_id"] for r in ex["related"]} & set(exact)) >= 9
-        assert html.escape(f"{ex['title']} (id {ids[q]})", quote=True) in page
+        assert html.escape(f"{ex['query_title']} (id {ids[q]})", quote=True) in page
 
 
 def _blessing_artifact(out) -> tuple[str, list[str]]:
