@@ -196,6 +196,7 @@ def main(argv=None) -> int:
             json.dump(dict(result, run=partial, load_avg_now=[round(x, 2) for x in os.getloadavg()]), f, indent=2)
 
     budget = ["--train-steps", str(args.train_steps), "--eval-contexts", str(args.eval_contexts)]
+    budget.append("--push-unblessed")  # the benchmark times the push too, whatever a short training scores
     cmd = [py, "-m", "pipeline.cli", "run", "--data-dir", data_dir, "--output", out_dir, *budget, *args.run_arg]
     run = run_monitored(cmd, os.path.join(args.work_dir, f"run_{tag}.log"), args.sample_s, env, on_stage=save)
     result["run"] = run
