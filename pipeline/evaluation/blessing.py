@@ -91,14 +91,15 @@ VERDICT_WORDS = {"ahead": "ahead of", "within_noise": "within noise of", "behind
 
 
 def summary_lines(report: dict) -> list[str]:
-    """One line per served list: its verdict against each of its baselines on the blessing metric (the best one
-    marked), from report.json's `blessing` and `verdicts`; [] for a report without a blessing."""
+    """One line per served list: its verdict against every baseline in the report on the blessing metric (the best
+    of the ones its blessing compares marked), from report.json's `blessing` and `verdicts`; [] for a report
+    without a blessing."""
     blessing = report.get("blessing") or {}
     verdicts = report.get("verdicts") or {}
     lines = []
     for signature, block in (blessing.get("signatures") or {}).items():
         groups: dict[str, list[str]] = {}
-        for b in block.get("baselines", []):
+        for b in sorted(verdicts):  # every baseline: a list not gated on one is still reported against it
             v = (verdicts.get(b) or {}).get(signature)
             if v is None:
                 continue
