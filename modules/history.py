@@ -135,13 +135,14 @@ def recent(histories: list[np.ndarray], max_len: int) -> list[np.ndarray]:
 
 
 def pad_histories(histories: list[np.ndarray], max_len: int, pad: int = -1) -> tuple[np.ndarray, np.ndarray]:
-    """([B, max_len] int64, [B] lengths): each history's `max_len` most recent items, oldest first from column 0,
-    the rest of the row `pad`."""
+    """([B, max_len] int64, [B] lengths): each history's `max_len` most recent items, left-padded with `pad` so
+    that the last column holds the most recent item (the context tower's input layout)."""
     cut = recent(histories, max_len)
     lengths = np.array([len(h) for h in cut], np.int64)
     out = np.full((len(cut), max_len), pad, np.int64)
     rows = np.repeat(np.arange(len(cut)), lengths)
-    cols = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    ends = np.cumsum(lengths)  # flat index one past each history's last item
+    cols = max_len - np.repeat(ends, lengths) + np.arange(lengths.sum())
     if len(rows):
         out[rows, cols] = np.concatenate(cut)
     return out, lengths
