@@ -292,3 +292,17 @@ def test_model_from_config_and_saved_model_give_equal_outputs(form, tmp_path):
     out = loaded(h=tf.constant(ids), v=tf.constant(w))
     np.testing.assert_allclose(out["u"].numpy(), want, atol=1e-6)
     np.testing.assert_allclose(out["z"].numpy(), model.item_vectors().numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("form", ct.FORMS)
+def test_query_vectors_drop_unknown_ids_before_truncating_and_pass_weights(form):
+    model = _tower(form)
+    h = np.arange(1, 11)  # 10 items, L = 8: the last 8 are used
+    noisy = np.insert(h, [2, 9, 10], [N + 5, -1, 10**6])  # unknown ids in between (one among the last 8 slots)
+    np.testing.assert_allclose(ct.query_vectors(model, [noisy]), _u(model, [h[-L:]]), atol=1e-5)
+    w = np.linspace(0.5, 2.0, len(h)).astype(np.float32)
+    w_noisy = np.insert(w, [2, 9, 10], [7.0, 7.0, 7.0])
+    got = ct.query_vectors(model, [noisy, h[:3]], weights=[w_noisy, w[:3]], batch_size=1)
+    want = _u(model, [h[-L:], [-1] * (L - 3) + list(h[:3])], weights=[w[-L:], [0] * (L - 3) + list(w[:3])])
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert np.abs(got[0] - ct.query_vectors(model, [h])[0]).max() > 1e-4  # the weights matter
