@@ -14,8 +14,8 @@ with their SEs, plus coverage@10 (share of items with >= 1 train interaction in 
 popular_share@10 (share of list slots taken by the POPULAR_ITEMS most-interacted items, sample SE over contexts).
 
 A history scorer maps histories (a list of int64 node id arrays, oldest first) to [B, N] float32 scores. A model
-of a fixed length takes the `max_len` most recent items (`recent`, `pad_histories`, the `max_len` of
-`history_ranks_and_lists`: the scorer sees the truncated history, the mask stays the whole history); the
+of a fixed length takes the `max_len` most recent items (`recent`; the tower pads them itself; the `max_len`
+of `history_ranks_and_lists`: the scorer sees the truncated history, the mask stays the whole history); the
 baselines take the whole history.
 
 Baselines, from the train split only (X: the binary context x item train matrix):
@@ -132,23 +132,6 @@ def recent(histories: list[np.ndarray], max_len: int) -> list[np.ndarray]:
     if max_len < 1:
         raise ValueError(f"max_len must be >= 1, got {max_len}")
     return [np.asarray(h)[-max_len:] for h in histories]
-
-
-def pad_histories(histories: list[np.ndarray], max_len: int, pad: int = -1) -> tuple[np.ndarray, np.ndarray]:
-    """([B, max_len] int64, [B] lengths): each history's `max_len` most recent items, left-padded with `pad` so
-    that the last column holds the most recent item (the context tower's input layout)."""
-    cut = recent(histories, max_len)
-    lengths = np.array([len(h) for h in cut], np.int64)
-    out = np.full((len(cut), max_len), pad, np.int64)
-    rows = np.repeat(np.arange(len(cut)), lengths)
-    ends = np.cumsum(lengths)  # flat index one past each history's last item
-    cols = max_len - np.repeat(ends, lengths) + np.arange(lengths.sum())
-    if len(rows):
-        out[rows, cols] = np.concatenate(cut)
-    return out, lengths
-
-
-# -------------------------------------------------------------------------------------------------- ranks
 
 
 class _Block:

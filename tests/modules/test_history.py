@@ -134,9 +134,6 @@ def test_a_context_sample_is_build_queries_sample_and_take_repacks(chain):
 def test_truncation_keeps_the_most_recent_items():
     h = [np.array([5, 6, 7, 8, 9]), np.array([3]), np.array([1, 2])]
     assert [x.tolist() for x in hist.recent(h, 3)] == [[7, 8, 9], [3], [1, 2]]
-    padded, lengths = hist.pad_histories(h, 3, pad=-1)
-    np.testing.assert_array_equal(padded, [[7, 8, 9], [-1, -1, 3], [-1, 1, 2]])  # the last slot: the most recent
-    np.testing.assert_array_equal(lengths, [3, 1, 2])
     with pytest.raises(ValueError):
         hist.recent(h, 0)
 
