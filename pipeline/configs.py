@@ -122,6 +122,20 @@ BLESSING = BlessingConfig()
 
 
 @dataclasses.dataclass(frozen=True)
+class HistoryConfig:
+    """The context tower's stage (ContextTowerTrainer) and the evaluator's history queries. The tower's own shape
+    and training are modules.context_tower.ContextTowerConfig (overridden by RunConfig.context_tower)."""
+
+    enabled: bool = True  # `--no-context-tower` leaves the stage and the history section out
+    # validation contexts the form probe and the per-epoch check score (a seeded sample; 0 = all): as the
+    # neighbourhood probe, enough for a standard error near 0.005 on HR@10 and cheap beside an epoch
+    probe_contexts: int = 10_000
+
+
+HISTORY = HistoryConfig()
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
     """What one run is configured by, whichever runner starts it; checked when made (ValueError naming the
     option). Where its output goes is the runner's own (OUT/, or the Kubeflow pipeline root)."""
@@ -138,6 +152,8 @@ class RunConfig:
     embed: EmbedConfig = EMBED
     push: PushConfig = PUSH
     blessing: BlessingConfig = BLESSING
+    context_tower: dict = dataclasses.field(default_factory=dict)  # overrides of ContextTowerConfig
+    history: HistoryConfig = HISTORY
     ingest_limits: dict = dataclasses.field(default_factory=dict)  # IngestLimits overrides (else dataset.yaml's)
     beam_args: tuple[str, ...] = ()  # Beam pipeline options of the Beam components
     enable_cache: bool = True  # the TFX execution cache
@@ -147,6 +163,7 @@ class RunConfig:
         object.__setattr__(self, "beam_args", tuple(self.beam_args or ()))
         object.__setattr__(self, "hparams", check_hparams(dict(self.hparams or {})))
         object.__setattr__(self, "ingest_limits", _check_limits(self.ingest_limits))
+        object.__setattr__(self, "context_tower", check_context_tower(dict(self.context_tower or {})))
         _check_choice("--stop-after", self.stop_after, (None,) + STAGES)
         _check_choice("--walk-strategy", self.sampling.strategy, WALK_STRATEGIES)
         _check_choice("--neighborhood-source", self.sampling.neighborhood_source, SOURCE_CHOICES)
@@ -208,3 +225,17 @@ def check_hparams(hparams: dict) -> dict:
             raise ValueError(f"--hparams: {k} is {v!r}; expected a value >= 0")
     PinSageHParams.from_dict(hparams)  # its own cross-field checks (ValueError)
     return hparams
+
+
+def check_context_tower(overrides: dict) -> dict:
+    """`overrides` if they make a valid modules.context_tower.ContextTowerConfig (an unknown key or a bad value:
+    a ValueError naming it, before any data is read)."""
+    if not overrides:
+        return overrides  # nothing to check: TensorFlow (which the tower module imports) stays unloaded
+    from modules.context_tower import ContextTowerConfig
+
+    try:
+        ContextTowerConfig.from_dict(overrides)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"--context-tower-hparams: {e}") from None
+    return overrides

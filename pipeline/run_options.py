@@ -21,12 +21,14 @@ from pipeline.configs import (
     DATASETS,
     EMBED,
     EMBED_STRATEGIES,
+    HISTORY,
     INGEST,
     SAMPLING,
     SOURCE_CHOICES,
     STAGES,
     WALK_STRATEGIES,
     RunConfig,
+    check_context_tower,
     check_hparams,
 )
 
@@ -100,6 +102,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         "in_memory on the in-process DirectRunner, beam when a --beam-arg names another runner",
     )
     _add_sampling_arguments(p)
+    _add_context_tower_arguments(p)
     for flag, field in (("--max-id-length", "max_id_length"), ("--max-cell-length", "max_cell_length")):
         p.add_argument(
             flag,
@@ -121,6 +124,21 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="disable the TFX execution cache")
     p.add_argument(
         "--beam-arg", action="append", help="a Beam pipeline option, repeatable, e.g. --beam-arg=--direct_num_workers=2"
+    )
+
+
+def _add_context_tower_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--context-tower-hparams",
+        default="{}",
+        metavar="JSON",
+        help="JSON overrides of modules.context_tower.ContextTowerConfig (the tower that recommends from a history), "
+        'e.g. \'{"form": "set", "epochs": 10}\'; form auto (default) is picked by a validation probe',
+    )
+    p.add_argument(
+        "--no-context-tower",
+        action="store_true",
+        help="leave out the context tower's training and the report's history section",
     )
 
 
@@ -181,6 +199,8 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         sampling=sampling,
         embed=dataclasses.replace(EMBED, strategy=args.embed_strategy),
         blessing=dataclasses.replace(BLESSING, metric=args.blessing_metric, push_unblessed=args.push_unblessed),
+        context_tower=check_context_tower(json_object("--context-tower-hparams", args.context_tower_hparams)),
+        history=dataclasses.replace(HISTORY, enabled=not args.no_context_tower),
         ingest_limits={"max_id_length": args.max_id_length, "max_cell_length": args.max_cell_length},
         beam_args=beam_args(args.beam_arg),
         enable_cache=not args.no_cache,
@@ -255,7 +275,8 @@ def env_parser() -> argparse.ArgumentParser:
 
 def env_argv(environ) -> list[str]:
     """The run flags that PINSAGE_* environment variables spell: PINSAGE_<DEST> for --<dest> (PINSAGE_TOP_T=20,
-    PINSAGE_HPARAMS='{"epochs": 2}', PINSAGE_NO_CACHE=1, PINSAGE_PUSH_UNBLESSED=1, PINSAGE_ABLATIONS='pooling loss' or 'all',
+    PINSAGE_HPARAMS='{"epochs": 2}', PINSAGE_NO_CACHE=1, PINSAGE_PUSH_UNBLESSED=1,
+    PINSAGE_CONTEXT_TOWER_HPARAMS='{"form": "set"}', PINSAGE_NO_CONTEXT_TOWER=1, PINSAGE_ABLATIONS='pooling loss' or 'all',
     PINSAGE_BEAM_ARG='--direct_num_workers=2 --direct_running_mode=multi_processing'); an empty one is unset.
     Without PINSAGE_DATA_DIR or PINSAGE_DATASET the dataset is DEFAULT_ENV_DATASET."""
     argv = []
