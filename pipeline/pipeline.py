@@ -3,7 +3,8 @@
 logs -> ingest (typed, counted; Parquet Examples) -> Importer (items, interactions) -> StatisticsGen -> ImportSchemaGen -> ExampleValidator
      -> GraphGen (int ids, dedup, temporal split) -> Transform (item features, train log-degree)
      -> NeighborhoodSampler (importance neighbourhoods, source picked by a validation probe) -> PairGen (positives, PPR negatives)
-     -> PinSageTrainer (TF-GNN model, run_fn in modules/trainer.py) -> PinSageEvaluator (report + baselines, blessing)
+     -> PinSageTrainer (TF-GNN model, run_fn in modules/trainer.py) -> ContextTowerTrainer (the history tower over z)
+     -> PinSageEvaluator (report + baselines + history queries, blessing)
      -> BulkEmbedder (layer-wise, Beam) -> IndexBuilder (ScaNN) -> PinSagePusher (serving_model/<name>/<version>)
 
 The Pusher reads the Evaluator's blessing (a ModelBlessing) and pushes only a blessed model, unless the run's
@@ -18,6 +19,7 @@ import os
 from tfx import v1 as tfx
 
 from pipeline.components.bulk_embedder import BulkEmbedder
+from pipeline.components.context_tower_trainer import STAGE_MODULE, ContextTowerTrainer
 from pipeline.components.evaluator import PinSageEvaluator
 from pipeline.components.graph_gen import ITEM_SPLIT, GraphGen
 from pipeline.components.index_builder import IndexBuilder
@@ -97,8 +99,8 @@ def create_pipeline(
         pairs = PairGen(graph=graph_gen.outputs["graph"], config=config.pairs, sampling=config.sampling)
         components += [sampler, pairs]
     if last > 2:
-        trainer, evaluator = _training_components(graph_gen, transform, sampler, pairs, inputs, config)
-        components += [trainer, evaluator]
+        trainer, tower, evaluator = _training_components(graph_gen, transform, sampler, pairs, inputs, config)
+        components += [c for c in (trainer, tower, evaluator) if c is not None]
     if last > 3:
         serving_model_dir = serving_model_dir or files.join(
             files.dirname(files.abspath(pipeline_root)), "serving_model"
@@ -168,6 +170,15 @@ def _training_components(graph_gen, transform, sampler, pairs, inputs: PipelineI
         ablations=list(config.ablations),
         eval_contexts=config.eval_contexts or 0,
     )
+    tower = None
+    if config.history.enabled:
+        tower = ContextTowerTrainer(
+            graph=graph_gen.outputs["graph"],
+            model=trainer.outputs["model"],
+            config=config.context_tower,
+            probe_contexts=config.history.probe_contexts,
+            code_fingerprint=code_fingerprint(STAGE_MODULE),
+        )
     evaluator = PinSageEvaluator(
         graph=graph_gen.outputs["graph"],
         model=trainer.outputs["model"],
@@ -177,8 +188,9 @@ def _training_components(graph_gen, transform, sampler, pairs, inputs: PipelineI
         graph_schema=inputs.graph_schema,
         max_contexts=config.eval_contexts or 0,
         blessing=config.blessing,
+        context_tower=tower.outputs["context_tower"] if tower is not None else None,
     )
-    return trainer, evaluator
+    return trainer, tower, evaluator
 
 
 def _serving_components(graph_gen, transform, sampler, trained, inputs, serving_model_dir: str, embed, config):

@@ -33,6 +33,7 @@ from pipeline.configs import BLESSING, BlessingConfig
 from pipeline.evaluation import blessing as blessing_lib
 from pipeline.evaluation import evaluate
 from pipeline.evaluation import report as report_lib
+from pipeline.history import train as tower_train
 from schema import files
 from schema import graph as graph_io
 
@@ -51,6 +52,8 @@ class PinSageEvaluatorSpec(ComponentSpec):
         "model": ChannelParameter(type=standard_artifacts.Model),
         "examples": ChannelParameter(type=standard_artifacts.Examples),
         "transform_graph": ChannelParameter(type=standard_artifacts.TransformGraph),
+        # the ContextTowerTrainer's Model: with it the report gains the history section (pipeline/evaluation/history.py)
+        "context_tower": ChannelParameter(type=standard_artifacts.Model, optional=True),
     }
     OUTPUTS = {
         "report": ChannelParameter(type=artifacts.EvaluationReport),
@@ -102,9 +105,11 @@ class Executor(base_executor.BaseExecutor):
         )
         history = files.read_json(files.join(model_uri, HISTORY_FILE))
         config = blessing_config(exec_properties)
+        embeddings = load_model_embeddings(model_uri)
+        tower = _context_tower(input_dict, embeddings[0])
         report = evaluate.evaluation_report(
             graph,
-            load_model_embeddings(model_uri),
+            embeddings,
             feats,
             history,
             transform_graph_uri=artifact_utils.get_single_uri(input_dict["transform_graph"]),
@@ -113,6 +118,7 @@ class Executor(base_executor.BaseExecutor):
             max_contexts=int(exec_properties.get("max_contexts") or 0) or None,
             verdict_metric=config.metric,
             z=float(config.z),
+            context_tower=tower,
         )
         report["blessing"] = blessing_lib.decide(report, config)
         report["blessed"] = report["blessing"]["blessed"]
@@ -125,8 +131,18 @@ class Executor(base_executor.BaseExecutor):
         )
 
 
+def _context_tower(input_dict, emb):
+    """(the trained tower over the item tower's z, its training history), or None without the input."""
+    towers = input_dict.get("context_tower") or []
+    if not towers:
+        return None
+    uri = artifact_utils.get_single_uri(towers)
+    return tower_train.load_tower(uri, emb), tower_train.load_history(uri)
+
+
 class PinSageEvaluator(base_component.BaseComponent):
-    """graph + trained model (+ item features) -> report.json / report.md / plots, and the model's blessing."""
+    """graph + trained model (+ item features, + the context tower) -> report.json / report.md / plots, and the
+    model's blessing (the history section, when the tower is given, is reported but not blessed yet)."""
 
     SPEC_CLASS = PinSageEvaluatorSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
@@ -141,10 +157,12 @@ class PinSageEvaluator(base_component.BaseComponent):
         graph_schema: str,
         max_contexts: int = 0,
         blessing: BlessingConfig = BLESSING,
+        context_tower=None,
     ):
         super().__init__(
             spec=PinSageEvaluatorSpec(
                 graph=graph,
+                context_tower=context_tower,
                 model=model,
                 examples=examples,
                 transform_graph=transform_graph,

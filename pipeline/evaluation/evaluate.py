@@ -10,6 +10,7 @@ from typing import NamedTuple
 import numpy as np
 
 from modules import evaluation, progress
+from pipeline.evaluation import history as history_eval
 from pipeline.evaluation import report as report_lib
 from pipeline.graph import split as split_lib
 from schema import files
@@ -205,10 +206,12 @@ def evaluation_report(
     max_contexts: int | None = None,
     verdict_metric: str = DEFAULT_VERDICT_METRIC,
     z: float = DEFAULT_Z,
+    context_tower: tuple | None = None,
 ) -> dict:
     """report.json's content for a trained model: `model_embeddings` = (emb, query_emb or None, {ablation name:
     (emb, query_emb)}) as modules.trainer.load_model_embeddings returns them; plots are written under out_dir;
-    the verdicts on `verdict_metric` at `z` SE (evaluate_all)."""
+    the verdicts on `verdict_metric` at `z` SE (evaluate_all). `context_tower`: (tower, its training history)
+    adds the history section (pipeline/evaluation/history.py)."""
     emb, query_emb, ablations = model_embeddings
     categories, category = categorical_values(feats, transform_graph_uri)
     t0 = time.time()
@@ -227,6 +230,12 @@ def evaluation_report(
         }
     )
     plots = _plots(out_dir, history, emb, cos, feats, transform_graph_uri)
+    hist = {}
+    if context_tower is not None:
+        tower, tower_history = context_tower
+        hist = history_eval.history_evaluation(
+            graph, emb, query_emb, tower, tower_history, max_contexts, verdict_metric, z
+        )
     abl = {
         name[len(ABLATION_PREFIX) :]: {
             "metrics": test.pop(name),
@@ -257,9 +266,19 @@ def evaluation_report(
             for k in ("epoch", "loss", "val_hr@10", "pairs_per_second", "train_seconds", "hparams", "similarity_weight")
         },
         "plots": plots,
+        **hist,
         "timings": {
             "evaluation": t_eval,
-            "plots": time.time() - t0 - t_eval,
+            "plots": time.time() - t0 - t_eval - (hist["history_evaluation"]["seconds"] if hist else 0.0),
             "training": float(history.get("train_seconds", 0.0)),
+            **(_history_timings(hist) if hist else {}),
         },
+    }
+
+
+def _history_timings(hist: dict) -> dict:
+    h = hist["history_evaluation"]
+    return {
+        "history_evaluation": h["seconds"],
+        "context_tower_training": float((h["tower"] or {}).get("train_seconds") or 0.0),
     }

@@ -257,3 +257,44 @@ def test_the_pusher_reads_the_evaluators_blessing(tmp_path):
     )
     ids = {c.id for c in p.components}
     assert "PinSageEvaluator" in ids and "PinSagePusher" not in ids
+
+
+def test_the_context_tower_options_reach_the_run_config_from_flags_and_environment():
+    """--context-tower-hparams / --no-context-tower, and PINSAGE_CONTEXT_TOWER_HPARAMS / PINSAGE_NO_CONTEXT_TOWER
+    for the TFX CLI runner, give the same RunConfig; a bad key or value is a ValueError naming it."""
+    overrides = '{"form": "set", "epochs": 3}'
+    args = parse("run", "--dataset", "ml-100k", "--output", "o", "--context-tower-hparams", overrides)
+    config = run_options.run_config(args)
+    assert config.context_tower == {"form": "set", "epochs": 3} and config.history.enabled
+    env = {"PINSAGE_DATASET": "ml-100k", "PINSAGE_CONTEXT_TOWER_HPARAMS": overrides}
+    assert run_options.run_config_from_env(env) == config
+    off = run_options.run_config_from_env(dict(env, PINSAGE_NO_CONTEXT_TOWER="1"))
+    assert not off.history.enabled and off == dataclasses.replace(config, history=configs.HistoryConfig(enabled=False))
+    assert configs.RunConfig().context_tower == {} and configs.RunConfig().history == configs.HISTORY
+    with pytest.raises(ValueError, match=r"--context-tower-hparams: unknown .*\['bogus'\]"):
+        run_options.run_config_from_env({"PINSAGE_CONTEXT_TOWER_HPARAMS": '{"bogus": 1}'})
+    with pytest.raises(ValueError, match="--context-tower-hparams: form must be one of"):
+        configs.RunConfig(context_tower={"form": "tree"})
+    with pytest.raises(ValueError, match="--context-tower-hparams must be a JSON object"):
+        run_options.run_config(parse("run", "--dataset", "ml-100k", "--output", "o", "--context-tower-hparams", "[1]"))
+
+
+def test_the_context_tower_stage_is_wired_between_the_trainer_and_the_evaluator(tmp_path):
+    from pipeline import pipeline as pp
+
+    inputs = pp.PipelineInputs(str(tmp_path), "i.pbtxt", "x.pbtxt", "r.json", {}, "g.pbtxt", "d")
+    config = configs.RunConfig(context_tower={"form": "set"}, stop_after="evaluation")
+    by_id = {
+        c.id: c for c in pp.create_pipeline("t", str(tmp_path / "tfx"), str(tmp_path / "m"), inputs, config).components
+    }
+    tower, evaluator, trainer = by_id["ContextTowerTrainer"], by_id["PinSageEvaluator"], by_id["PinSageTrainer"]
+    assert tower.inputs["model"] is trainer.outputs["model"] and trainer in tower.upstream_nodes
+    assert evaluator.inputs["context_tower"] is tower.outputs["context_tower"]
+    assert tower.exec_properties["config"] == '{"form": "set"}'
+    assert tower.exec_properties["probe_contexts"] == configs.HISTORY.probe_contexts
+    off = dataclasses.replace(config, history=configs.HistoryConfig(enabled=False))
+    ids = {c.id for c in pp.create_pipeline("t", str(tmp_path / "tfx"), str(tmp_path / "m"), inputs, off).components}
+    assert "ContextTowerTrainer" not in ids and "PinSageEvaluator" in ids
+    early = dataclasses.replace(config, stop_after="sampling")
+    ids = {c.id for c in pp.create_pipeline("t", str(tmp_path / "tfx"), str(tmp_path / "m"), inputs, early).components}
+    assert "ContextTowerTrainer" not in ids and "PinSageTrainer" not in ids

@@ -116,7 +116,14 @@ def _errors(text: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "flags", [["--hparams", '{"bogus": 1}'], ["--hparams", '{"epochs": "2"}'], ["--ablations", "x"]]
+    "flags",
+    [
+        ["--hparams", '{"bogus": 1}'],
+        ["--hparams", '{"epochs": "2"}'],
+        ["--ablations", "x"],
+        ["--context-tower-hparams", '{"bogus": 1}'],
+        ["--context-tower-hparams", '{"max_len": "50"}'],
+    ],
 )
 def test_a_bad_run_option_exits_2_with_the_message_of_pinsage_run(tmp_path, capsys, flags):
     """Refused while compiling (before any ingest), not inside the Trainer on the cluster."""
