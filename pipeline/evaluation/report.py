@@ -737,6 +737,112 @@ def space_line(report: dict) -> str | None:
     )
 
 
+# ------------------------------------------------------------------------------------------------ history
+HISTORY_TOWER = "context_tower"
+HISTORY_SIGNATURE = "recommend"
+HISTORY_COLUMNS = ("hr@10", "ndcg@10", "mrr", "hr@100", "coverage@10", "popular_share@10")
+HISTORY_TEXT = (
+    "Recommendations from a history (protocol v2): per context, validation = its train items in order -> its "
+    "validation item, test = train items and the validation item -> its test item; every item ranked with the "
+    "history's items masked, ties by node id; coverage@10 and popular_share@10 over the contexts' top-10 lists "
+    "(coverage's SE: a bootstrap over contexts). The last column: `context_tower` against each baseline, the "
+    "paired test difference in HR@10 ±SE, ahead / behind beyond 2 SE."
+)
+
+
+def history_rows(report: dict) -> tuple[list[str], list[list[str]]] | None:
+    """(header, body) of the history table, best test HR@10 first: each metric ± SE, validation HR@10, and the
+    context tower's paired verdict against the row; None for a report without history queries."""
+    test = report.get("history_metrics") or {}
+    if not test:
+        return None
+    val = report.get("history_validation_metrics") or {}
+    verdicts, details = report.get("history_verdicts") or {}, report.get("history_verdict_details") or {}
+    header = ["model"] + [HEADERS.get(c, c) for c in HISTORY_COLUMNS] + ["validation HR@10", f"`{HISTORY_TOWER}` vs it"]
+    body = []
+    for name in sorted(test, key=lambda n: -test[n].get("hr@10", -1.0)):
+        m, v = test[name], val.get(name, {})
+        d = (details.get(name) or {}).get(HISTORY_SIGNATURE) or {}
+        word = (verdicts.get(name) or {}).get(HISTORY_SIGNATURE)
+        diff = f" ({d['diff']:+.3f} ±{d['se']:.3f})" if "diff" in d and "se" in d else ""
+        cell = "–" if word is None else word.replace("_", " ") + diff
+        body.append(
+            [name]
+            + [fmt_se(m.get(c), m.get(c + "_se")) for c in HISTORY_COLUMNS]
+            + [fmt_se(v.get("hr@10"), v.get("hr@10_se")), cell]
+        )
+    return header, body
+
+
+def history_summary(report: dict) -> dict | None:
+    """The context tower against the best history baseline on test HR@10, shaped as signature_summary's result
+    (signature `recommend`); None without a tower row or a baseline."""
+    test = report.get("history_metrics") or {}
+    base = [b for b in test if b != HISTORY_TOWER and "hr@10" in test[b]]
+    if HISTORY_TOWER not in test or not base:
+        return None
+    best = max(base, key=lambda b: test[b]["hr@10"])
+    d = ((report.get("history_verdict_details") or {}).get(best) or {}).get(HISTORY_SIGNATURE) or {}
+    return {
+        "signature": HISTORY_SIGNATURE,
+        "model": HISTORY_TOWER,
+        "metric": "hr@10",
+        "value": test[HISTORY_TOWER]["hr@10"],
+        "se": test[HISTORY_TOWER].get("hr@10_se"),
+        "baseline": best,
+        "baseline_value": test[best]["hr@10"],
+        "baseline_se": test[best].get("hr@10_se"),
+        "verdict": ((report.get("history_verdicts") or {}).get(best) or {}).get(HISTORY_SIGNATURE),
+        "diff": d.get("diff"),
+        "diff_se": d.get("se"),
+    }
+
+
+def history_summary_line(report: dict) -> str | None:
+    s = history_summary(report)
+    return None if s is None else summary_sentence(s).replace("best baseline", "best history baseline", 1)
+
+
+def history_notes(report: dict) -> list[str]:
+    """The history section's lines under its table: not blessed yet, the tower's form and training, the baselines'
+    validation choices, what was skipped and why."""
+    info = report.get("history_evaluation") or {}
+    lines = [info["note"] + "."] if info.get("note") else []
+    tower = info.get("tower") or {}
+    if tower:
+        probe = tower.get("form_probe") or {}
+        how = "given" if not probe else f"picked by the validation probe ({probe.get('rule', '')})"
+        lines.append(
+            f"Tower: form {tower.get('form', '?')} ({how}), the {tower.get('max_len', '?')} most recent items; "
+            f"best epoch {tower.get('best_epoch', '?')} of {len(tower.get('epoch') or [])} (validation HR@10 "
+            f"{_fmt(tower.get('best_val_hr@10'))}), trained in {_duration(float(tower.get('train_seconds') or 0))}."
+        )
+    for name, c in sorted((info.get("chosen") or {}).items()):
+        tried = ", ".join(f"{k}: {_fmt(v)}" for k, v in (c.get("validation") or {}).items())
+        lines.append(f"{name}: {c.get('param')} = {c.get('value'):g}, chosen on validation HR@10 ({tried}).")
+    lines += [f"{name} not run: {why}." for name, why in sorted((info.get("skipped") or {}).items())]
+    return lines
+
+
+def _md_history(report: dict) -> list[str]:
+    rows = history_rows(report)
+    if rows is None:
+        return []
+    lines = ["", "## Recommendations from a history", "", HISTORY_TEXT, ""] + _md_table(*rows) + [""]
+    return lines + [f"- {x}" for x in history_notes(report)]
+
+
+def _html_history(report: dict) -> str:
+    rows = history_rows(report)
+    if rows is None:
+        return ""
+    notes = "".join(f"<li>{_code(x)}</li>" for x in history_notes(report))
+    return (
+        '<section id="history"><h2>Recommendations from a history</h2>'
+        f'<p class="muted">{_code(HISTORY_TEXT)}</p>' + _html_table(*rows) + f'<ul class="muted">{notes}</ul></section>'
+    )
+
+
 # ------------------------------------------------------------------------------------------------ markdown
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     def cell(x):
@@ -756,6 +862,8 @@ def summary_lines(report: dict) -> list[str]:
     baseline, the blessing, the run's wall time."""
     lines = [f"dataset: {dataset_line(report)}"]
     lines += [summary_sentence(s) for s in (signature_summary(report, g) for g in SIGNATURES) if s]
+    h = history_summary_line(report)
+    lines += [h + " (not part of the blessing yet)"] if h else []
     b = blessing_line(report)
     lines += [b[0]] if b else []
     w = wall_time_line(report)
@@ -808,6 +916,7 @@ def markdown(report: dict) -> str:
     plots = report.get("plots") or {}
     lines += [f"\n![{k}]({v})" for k, v in plots.items() if k.startswith("quality")] + [""]
     lines += _md_quality(report)
+    lines += _md_history(report)
     pop = popularity_rows(report)
     if pop:
         lines += ["", "## HR@10 by query popularity", "", POPULARITY_TEXT, ""] + _md_table(*pop)
@@ -939,6 +1048,12 @@ def _html_summary(report: dict, base_dir: str) -> str:
             v = s["verdict"] if s["verdict"] in VERDICT_WORDS else "none"
             word = {"none": "no verdict"}.get(v, v.replace("_", " "))
             items.append(f'<li class="sig"><span class="badge v-{v}">{word}</span>{_code(summary_sentence(s))}</li>')
+    h = history_summary(report)
+    if h:
+        v = h["verdict"] if h["verdict"] in VERDICT_WORDS else "none"
+        word = {"none": "no verdict"}.get(v, v.replace("_", " "))
+        text = _code(history_summary_line(report) + " (not part of the blessing yet)")
+        items.append(f'<li class="sig history"><span class="badge v-{v}">{word}</span>{text}</li>')
     b = blessing_line(report)
     if b:
         cls, word = ("bless-yes", "blessed") if b[1] else ("bless-no", "not blessed")
@@ -1070,6 +1185,7 @@ def render_html(report: dict, base_dir: str) -> str:
     summary and the quality chart first, so that they are what a reader sees without scrolling."""
     s = [f"<h1>PinSage evaluation — {_e(report['dataset'])}</h1>", _html_summary(report, base_dir)]
     s += _html_quality(report)
+    s += [_html_history(report)] if report.get("history_metrics") else []
     if "example_queries" in report:
         s.append(_html_examples(report["example_queries"] or []))
     if report.get("data"):
