@@ -77,6 +77,16 @@ class Scorer(Protocol):
 # ------------------------------------------------------------------------------------------------ queries
 
 
+def take_csr_rows(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows `rows` (any order) of a CSR (indptr, indices), re-packed as a CSR of their own."""
+    starts = indptr[rows]
+    lengths = indptr[rows + 1] - starts
+    out = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum(lengths, out=out[1:])
+    at = np.repeat(starts - out[:-1], lengths) + np.arange(out[-1])
+    return out, indices[at]
+
+
 @dataclasses.dataclass
 class Queries:
     """One row per evaluated context: its query, its held-out target, and the items masked for it (CSR)."""
@@ -96,18 +106,14 @@ class Queries:
     def take(self, rows: np.ndarray) -> "Queries":
         """The queries of `rows` (context rows of this set, any order), their masks re-packed as a CSR."""
         rows = np.asarray(rows, np.int64)
-        starts = self.seen_indptr[rows]
-        lengths = self.seen_indptr[rows + 1] - starts
-        indptr = np.zeros(len(rows) + 1, np.int64)
-        np.cumsum(lengths, out=indptr[1:])
-        at = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
+        indptr, indices = take_csr_rows(self.seen_indptr, self.seen_indices, rows)
         return dataclasses.replace(
             self,
             context=self.context[rows],
             query=self.query[rows],
             target=self.target[rows],
             seen_indptr=indptr,
-            seen_indices=self.seen_indices[at],
+            seen_indices=indices,
         )
 
 

@@ -96,13 +96,9 @@ class HistoryQueries:
     def take(self, rows: np.ndarray) -> "HistoryQueries":
         """The queries of `rows` (any order), their histories re-packed as a CSR."""
         rows = np.asarray(rows, np.int64)
-        starts = self.indptr[rows]
-        lengths = self.indptr[rows + 1] - starts
-        indptr = np.zeros(len(rows) + 1, np.int64)
-        np.cumsum(lengths, out=indptr[1:])
-        at = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
+        indptr, indices = ev.take_csr_rows(self.indptr, self.indices, rows)
         return dataclasses.replace(
-            self, context=self.context[rows], target=self.target[rows], indptr=indptr, indices=self.indices[at]
+            self, context=self.context[rows], target=self.target[rows], indptr=indptr, indices=indices
         )
 
 

@@ -7,46 +7,28 @@ similar list is also checked against a numpy z . z ranking here.
 Skipped, with the reason, only off CI when no browser is installed (`scripts/browser_deps.sh`, which
 `make test` runs, installs it); with CI=true a missing browser fails the test."""
 
-import os
-import shutil
-
 import numpy as np
 import pytest
 
 from serving import client
 from serving.config import ServingConfig
 from serving.server import serve
+from tests.browser import skip_module_without_browser, start_chrome
 from tests.serving.rest_fixtures import make_rest_version
 
-CHROMIUM, DRIVER = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
-ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-if not (CHROMIUM and DRIVER) and not ON_CI:
-    pytest.skip(
-        "no chromium + chromedriver on PATH (run scripts/browser_deps.sh, or apt-get install chromium "
-        "chromium-driver); on CI this test runs",
-        allow_module_level=True,
-    )
+skip_module_without_browser()
 
 N = 2000
 
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    assert CHROMIUM and DRIVER, "CI must have chromium and chromedriver: scripts/browser_deps.sh installs them"
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     root = tmp_path_factory.mktemp("page")
     # a linear query head, so that related_items and similar_items are different lists
     query_map = np.random.default_rng(3).normal(size=(16, 16)).astype(np.float32) / 4.0
     emb, ids, titles = make_rest_version(root, N, d=16, seed=5, query_map=query_map)
     server = serve(ServingConfig(str(root / "serving_model"), port=0, poll_seconds=5, rest_api_port=0), block=False)
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1200,900"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(DRIVER, log_output=str(root / "chromedriver.log")), options=opts)
-    driver.set_page_load_timeout(60)
+    driver = start_chrome(root / "chromedriver.log", ("--window-size=1200,900",))
     try:
         yield dict(
             driver=driver, server=server, emb=emb, ids=ids, titles=titles, url=f"http://127.0.0.1:{server.rest.port}/"

@@ -5,22 +5,13 @@ of the first screen is saved in the test's tmp_path.
 Skipped, with the reason, only off CI when no browser is installed (`scripts/browser_deps.sh`, which
 `make test` runs, installs it); with CI=true a missing browser fails the test."""
 
-import os
-import shutil
-
 import pytest
 
 from pipeline.evaluation import report as report_lib
+from tests.browser import skip_module_without_browser, start_chrome
 from tests.pipeline.evaluation.test_report import v2_report
 
-CHROMIUM, DRIVER = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
-ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-if not (CHROMIUM and DRIVER) and not ON_CI:
-    pytest.skip(
-        "no chromium + chromedriver on PATH (run scripts/browser_deps.sh, or apt-get install chromium "
-        "chromium-driver); on CI this test runs",
-        allow_module_level=True,
-    )
+skip_module_without_browser()
 
 WIDTH, HEIGHT = 1280, 900
 
@@ -41,18 +32,8 @@ return {
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    assert CHROMIUM and DRIVER, "CI must have chromium and chromedriver: scripts/browser_deps.sh installs them"
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     log = tmp_path_factory.mktemp("chromedriver") / "chromedriver.log"
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--hide-scrollbars"):
-        opts.add_argument(arg)
-    opts.add_argument(f"--window-size={WIDTH},{HEIGHT}")
-    driver = webdriver.Chrome(service=Service(DRIVER, log_output=str(log)), options=opts)
-    driver.set_page_load_timeout(60)
+    driver = start_chrome(log, ("--hide-scrollbars", f"--window-size={WIDTH},{HEIGHT}"))
     # the window's size includes the browser's own bars: the viewport a reader sees is set exactly instead
     metrics = {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False}
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
