@@ -70,6 +70,9 @@ def _publish(args, output: str, data_report: dict, timings: dict) -> str | None:
     md = open(os.path.join(output, "report.md"), encoding="utf-8").read()
     quality = md[md.index("## Quality vs baselines") :].split("\n## ")[0]
     print(quality.split("![")[0].rstrip())
+    if "## Recommendations from a history" in md:  # the context tower's table (absent with --no-context-tower)
+        section = md.split("\n## Recommendations from a history", 1)[1].split("\n## ")[0]
+        print("\n## Recommendations from a history" + section.rstrip())
     print("\n".join(ln for ln in md.splitlines() if ln.startswith("Kurtosis of pairwise")))
     return html
 
@@ -79,6 +82,7 @@ def _print_blessing(args, output: str) -> None:
     that nothing was pushed), from the run's report.json and the Pusher's pushed.json."""
     from pipeline import driver
     from pipeline.evaluation import blessing
+    from pipeline.evaluation import report as report_lib
 
     report_dir = driver.last_run_output_dir(output, "PinSageEvaluator", "report")
     if not report_dir or args.stop_after not in (None, "evaluation"):
@@ -86,7 +90,9 @@ def _print_blessing(args, output: str) -> None:
     with open(os.path.join(report_dir, "report.json"), encoding="utf-8") as f:
         report = json.load(f)
     pushed = driver.pushed_model(output) if args.stop_after is None else None
-    for line in blessing.summary_lines(report) + [blessing.blessing_line(report, pushed) or ""]:
+    history = report_lib.history_summary_line(report)
+    recommend = [f"{history} (not part of the blessing yet)"] if history else []
+    for line in blessing.summary_lines(report) + [blessing.blessing_line(report, pushed) or ""] + recommend:
         if line:
             print(f"[pinsage] {line}")
 

@@ -38,7 +38,8 @@ N_USERS = 120
 SAMPLING = dataclasses.replace(configs.SAMPLING, num_walks=100)
 HPARAMS = {"epochs": 2, "seed": 0}
 BLESSING = dataclasses.replace(configs.BLESSING, push_unblessed=True)
-CONFIG = dict(sampling=SAMPLING, hparams=HPARAMS, blessing=BLESSING)
+TOWER = {"epochs": 2}  # a short context tower: the test checks the wiring and the report, not quality
+CONFIG = dict(sampling=SAMPLING, hparams=HPARAMS, blessing=BLESSING, context_tower=TOWER)
 
 
 def _with_bad_rows(ml100k_dir, d, n_users=None):
@@ -391,6 +392,39 @@ def _blessing_artifact(out) -> tuple[str, list[str]]:
     return d, sorted(os.listdir(d))
 
 
+def test_the_context_tower_is_trained_and_scored_on_history_queries(run):
+    """ContextTowerTrainer after the Trainer (form picked by the probe, a SavedModel and its history), and the
+    evaluator's history section in the contract's keys, rendered in the run's report."""
+    out, _, timings = run
+    assert "ContextTowerTrainer" in timings
+    tdir = driver.latest_artifact_dir(out, "ContextTowerTrainer", "context_tower")
+    with open(os.path.join(tdir, "history.json")) as f:
+        hist = json.load(f)
+    assert hist["form"] in ("sequence", "set") and hist["form_probe"]["form"] == hist["form"]
+    assert hist["epoch"] == [1, 2] and np.isfinite(hist["best_val_hr@10"]) and hist["train_seconds"] > 0
+    assert os.path.exists(os.path.join(tdir, "saved_model", "saved_model.pb"))
+    rdir = driver.latest_artifact_dir(out, "PinSageEvaluator", "report")
+    with open(os.path.join(rdir, "report.json")) as f:
+        rep = json.load(f)
+    rows = {"context_tower", "popularity", "transitions_last_item", "itemknn_history", "rwr_history", "ease"}
+    rows |= {"mean_embedding", "item_to_item_last"}  # 1682 items: EASE runs
+    keys = {"hr@10", "ndcg@10", "mrr", "hr@100", "coverage@10", "popular_share@10"}
+    for block in ("history_metrics", "history_validation_metrics"):
+        assert set(rep[block]) == rows
+        for m in rep[block].values():
+            assert keys | {k + "_se" for k in keys} <= set(m) and 0 <= m["mrr"] <= m["hr@10"] <= m["hr@100"] <= 1
+    assert np.isfinite(rep["history_metrics"]["context_tower"]["hr@10"])
+    assert set(rep["history_verdicts"]) == rows - {"context_tower"}
+    assert all(v["recommend"] in ("ahead", "within_noise", "behind") for v in rep["history_verdicts"].values())
+    assert set(rep["history_verdict_details"]) == set(rep["history_verdicts"])
+    info = rep["history_evaluation"]
+    assert info["in_blessing"] is False and set(info["chosen"]) == {"itemknn_history", "ease"}
+    assert info["tower"]["form"] == hist["form"] and rep["timings"]["history_evaluation"] > 0
+    with open(os.path.join(rdir, "report.md")) as f:
+        md = f.read()
+    assert "## Recommendations from a history" in md and "- recommend (`context_tower`)" in md
+
+
 def test_the_evaluator_blesses_the_model_in_a_tfx_blessing_artifact(run, capsys):
     out, _, _ = run
     d, names = _blessing_artifact(out)
@@ -415,6 +449,8 @@ def test_the_evaluator_blesses_the_model_in_a_tfx_blessing_artifact(run, capsys)
     assert [ln.split(" (")[0] for ln in printed[:2]] == ["[pinsage] related_items", "[pinsage] similar_items"]
     want = "blessed: pushed version 1" if rep["blessed"] else "; pushed version 1 anyway (--push-unblessed)"
     assert printed[2].endswith(want) and printed[2].startswith("[pinsage] " + ("b" if rep["blessed"] else "NOT"))
+    assert printed[3].startswith("[pinsage] recommend (`context_tower`)")  # the history line, after the blessing
+    assert printed[3].endswith("(not part of the blessing yet)")
 
 
 def test_without_the_override_only_a_blessed_model_is_pushed(run, full, capsys):
