@@ -11,12 +11,22 @@ Signatures (names are part of the API, docs/DESIGN.md "Contracts"):
     embed_item(<feature columns>, neighbor_ids: string [N, T], neighbor_weights: float [N, T], k: int32 [])
         -> embedding float [N, d], item_ids string [N, k], scores float [N, k], titles string [N, k]
     serving_default = related_items (clients that name no signature)
+  with a context tower (modules/context_tower.py):
+    recommend(history_ids: string [N, L], k: int32 []) -> item_ids string [N, k], scores float [N, k],
+                                       titles string [N, k], history_used int32 [N]
+    recommend_weighted(history_ids, history_weights: float [N, L], k) -> the same, each event weighted
+  scored u_c . v_i over the tower's item vectors v (z itself, or its adapter's z'), the history's own items
+  excluded. "" is padding anywhere in a row; unknown ids are skipped (history_used counts the known ones); a row
+  without a known id, a negative or non-finite weight and k outside [1, catalogue] fail with InvalidArgumentError
+  naming the input. Two signatures because a SignatureDef has no optional input.
 Unknown ids, k outside [1, catalogue] and mismatched neighbour shapes fail with InvalidArgumentError (the
 message names the offending ids). In `neighbor_ids`, "" is padding (its weight is forced to 0), because a TF
 Serving request has to be rectangular while items have different numbers of neighbours.
 
 The module also carries `embed_new(features, neighbor_ids, neighbor_weights)` (a tf.function, not a signature) and
-the `embeddings` / `item_ids` / `titles` variables, which the gRPC server reads after tf.saved_model.load.
+the `embeddings` / `item_ids` / `titles` variables, which the gRPC server reads after tf.saved_model.load; with a
+tower, `recommend_query(history_ids, history_weights) -> (u_c, rows, history_used)` (the server searches its
+index with u_c) and, when the tower's item vectors are not the embeddings (an adapter), `recommend_vectors`.
 
 A model with a query head (modules/layers.QueryHead) scores u_q . z_i: the export then also holds the
 `query_embeddings` variable (u of every catalogue item, used by related_items) and `query_new(embedding)`
@@ -38,7 +48,7 @@ import tensorflow as tf
 
 from schema import files
 from schema.embeddings import check_inputs, write_lines
-from schema.versions import RELATED_ITEMS, SIMILAR_ITEMS
+from schema.versions import RECOMMEND, RECOMMEND_WEIGHTED, RELATED_ITEMS, SIMILAR_ITEMS
 
 RESERVED = ("neighbor_ids", "neighbor_weights", "k")
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")  # where TF Serving looks for them
@@ -132,6 +142,51 @@ class ServingModule(tf.Module):
         scores = tf.tensor_scatter_nd_update(scores, self_pos, tf.fill(tf.shape(rows), -np.inf))
         return self.top_k(scores, k)
 
+    def attach_tower(self, tower_fn: Callable, tracked, max_len: int, item_vectors: Optional[np.ndarray]) -> None:
+        """The context tower: tower_fn(ids [N, max_len] int64, -1 padded on the left, weights) -> u_c [N, d];
+        `tracked` holds its variables; item_vectors [N, d] when they are not the embeddings (an adapter)."""
+        self.context_tower, self.tower_fn, self.max_len = tracked, tower_fn, int(max_len)
+        self.recommend_vectors = (
+            None if item_vectors is None else tf.Variable(item_vectors, trainable=False, name="recommend_vectors")
+        )
+
+    def history_query(self, history_ids, history_weights):
+        """(u_c [N, d], rows [N, L] int64 with -1 for padding and unknown ids, history_used [N] int32): the known
+        ids moved to the row's end in their order (the tower reads the last slot as the most recent), the last
+        max_len of them kept."""
+        same = tf.debugging.assert_equal(
+            tf.shape(history_ids), tf.shape(history_weights), message="history_weights must have history_ids' shape"
+        )
+        w_ok = tf.debugging.Assert(
+            tf.reduce_all(tf.math.is_finite(history_weights) & (history_weights >= 0)),
+            ["history_weights must be finite and >= 0"],
+        )
+        rows = self.id_table.lookup(history_ids)  # "" is never an id (export refuses it): padding reads as unknown
+        known = rows >= 0
+        used = tf.reduce_sum(tf.cast(known, tf.int32), axis=1)
+        some = tf.debugging.Assert(
+            tf.reduce_all(used >= 1), ["history_ids: no known item id in history row(s)", tf.where(used < 1)[:, 0]]
+        )
+        with tf.control_dependencies([same, w_ok, some]):
+            order = tf.argsort(tf.cast(known, tf.int32), axis=1, stable=True)  # unknown first, order kept
+        ids = tf.gather(tf.where(known, rows, -1), order, batch_dims=1)
+        w = tf.gather(tf.where(known, history_weights, 0.0), order, batch_dims=1)
+        n = tf.shape(ids)[0]
+        ids = tf.concat([tf.fill([n, self.max_len], tf.constant(-1, tf.int64)), ids], 1)[:, -self.max_len :]
+        w = tf.concat([tf.zeros([n, self.max_len]), w], 1)[:, -self.max_len :]
+        return self.tower_fn(ids, w), rows, used
+
+    def recommend(self, history_ids, history_weights, k):
+        """Top-k of u_c . v over the catalogue, the history's known items pushed to -inf first."""
+        u, rows, used = self.history_query(history_ids, history_weights)
+        vectors = self.embeddings if self.recommend_vectors is None else self.recommend_vectors
+        with tf.control_dependencies([self.check_k(k, self.num_items)]):
+            scores = tf.matmul(u, vectors, transpose_b=True)
+        at = tf.where(rows >= 0)
+        pos = tf.stack([at[:, 0], tf.gather_nd(rows, at)], axis=1)
+        scores = tf.tensor_scatter_nd_update(scores, pos, tf.fill(tf.shape(pos)[:1], -np.inf))
+        return dict(self.top_k(scores, k), history_used=used)
+
     def embed(self, features, neighbor_ids, neighbor_weights):
         check = tf.debugging.assert_equal(
             tf.shape(neighbor_ids),
@@ -159,6 +214,7 @@ def export_serving_model(
     feature_spec: Optional[Dict[str, tf.TensorSpec]] = None,
     query_embeddings: Optional[np.ndarray] = None,
     query_fn: Optional[Callable] = None,
+    context_tower=None,
 ) -> str:
     """Writes the SavedModel to `export_dir` and returns it.
 
@@ -167,7 +223,10 @@ def export_serving_model(
     `feature_spec` maps each feature column (items.csv names) to its tf.TensorSpec with a leading batch dim,
     e.g. {"year": tf.TensorSpec([None], tf.float32)}. Without embed_fn only related_items and similar_items are
     exported.
-    query_embeddings [N, d] / query_fn ([B, d] -> [B, d]): a query-head model's query vectors and head."""
+    query_embeddings [N, d] / query_fn ([B, d] -> [B, d]): a query-head model's query vectors and head.
+    context_tower: a trained modules.context_tower.ContextTower over these items (its embedding table is set to
+    `embeddings`, so items added since training are usable), or the path of its SavedModel (the pipeline's, with
+    config.json beside it): adds recommend and recommend_weighted."""
     item_ids = [str(i) for i in item_ids]
     emb = check_inputs(embeddings, item_ids, titles)
     if any(i == "" for i in item_ids):
@@ -188,6 +247,8 @@ def export_serving_model(
         ids_file = os.path.join(tmp, "item_ids.txt")
         write_lines(ids_file, item_ids, "item ids")
         module = ServingModule(emb, item_ids, titles, ids_file, embed_fn, query_embeddings, query_fn)
+        if context_tower is not None:
+            module.attach_tower(*_tower_parts(context_tower, emb))
         k_spec = tf.TensorSpec([], tf.int32, name="k")
         id_spec = tf.TensorSpec([None], tf.string, name="item_id")
         related = tf.function(module.related_items).get_concrete_function(id_spec, k_spec)
@@ -209,9 +270,49 @@ def export_serving_model(
             signatures["embed_item"] = tf.function(embed_item).get_concrete_function(
                 neighbor_ids=ids_spec, neighbor_weights=w_spec, k=k_spec, **feats
             )
+        if context_tower is not None:
+            signatures.update(_recommend_signatures(module, k_spec))
         tf.saved_model.save(module, export_dir, signatures=signatures)
     write_warmup_requests(export_dir, item_ids)
     return export_dir
+
+
+def _tower_parts(tower, emb: np.ndarray):
+    """(tower_fn, what to track, max_len, item vectors or None) of a Keras ContextTower or its SavedModel path."""
+    if isinstance(tower, (str, os.PathLike)):
+        path = os.fspath(tower)
+        config_path = files.join(files.dirname(path.rstrip("/")), "config.json")
+        if not files.exists(config_path):
+            raise ValueError(f"{config_path}: a context tower's SavedModel needs its config.json (max_len, adapter)")
+        config = files.read_json(config_path)
+        if config.get("adapter"):
+            raise ValueError("a tower with an adapter scores its own item vectors: pass the Keras ContextTower")
+        loaded = tf.saved_model.load(path)
+        query = loaded.signatures["serving_default"]
+        return (lambda ids, w: query(history=ids, weights=w)["query"]), loaded, int(config["max_len"]), None
+    if tower.get_config()["item_input"] == "embedding":
+        tower.set_item_embeddings(emb)
+    if int(tower.num_items()) != emb.shape[0]:
+        raise ValueError(f"the context tower knows {int(tower.num_items())} items, the export {emb.shape[0]}")
+    vectors = tower.item_vectors().numpy()
+    same = vectors.shape == emb.shape and np.allclose(vectors, emb, atol=1e-6)
+    fn = lambda ids, w: tower({"history": ids, "weights": w}, training=False)  # noqa: E731
+    return fn, tower, tower.max_len, None if same else vectors
+
+
+def _recommend_signatures(module: ServingModule, k_spec: tf.TensorSpec) -> Dict[str, Callable]:
+    """recommend (weights 1) and recommend_weighted, plus the module's recommend_query for the gRPC server."""
+    ids_spec = tf.TensorSpec([None, None], tf.string, name="history_ids")
+    w_spec = tf.TensorSpec([None, None], tf.float32, name="history_weights")
+    module.recommend_query = tf.function(module.history_query, input_signature=[ids_spec, w_spec])
+
+    def recommend(history_ids, k):
+        return module.recommend(history_ids, tf.ones(tf.shape(history_ids)), k)
+
+    return {
+        RECOMMEND: tf.function(recommend).get_concrete_function(ids_spec, k_spec),
+        RECOMMEND_WEIGHTED: tf.function(module.recommend).get_concrete_function(ids_spec, w_spec, k_spec),
+    }
 
 
 def write_warmup_requests(export_dir: str, item_ids: Sequence[str], n: int = WARMUP_REQUESTS, k: int = WARMUP_K):

@@ -39,6 +39,10 @@ from schema import files
 # similar_items scores z_q . z_i. Both search the one index of z.
 RELATED_ITEMS = "related_items"
 SIMILAR_ITEMS = "similar_items"
+# A context tower's signatures (modules/export.py): history_ids [N, L] (+ history_weights) and k -> the top k of
+# u_c . z_i, the history's own items excluded.
+RECOMMEND = "recommend"
+RECOMMEND_WEIGHTED = "recommend_weighted"
 INDEX_ASSET_DIR = "index"
 EMBEDDINGS_NPY = "embeddings.npy"
 QUERY_EMBEDDINGS_NPY = "query_embeddings.npy"

@@ -211,3 +211,123 @@ def test_query_vectors_drive_related_items_and_cold_start(tmp_path):
         export_serving_model(
             str(tmp_path / "bad"), emb, list(ids), embed_fn=standin, feature_spec=FEATURES, query_embeddings=query
         )
+
+
+# ------------------------------------------------------------------------------------------------ recommend
+TOWER_N = 120
+
+
+def small_tower(emb, form="sequence", adapter=False, max_len=4):
+    from modules import context_tower as ct
+
+    config = ct.ContextTowerConfig(form=form, max_len=max_len, hidden_dim=8, num_layers=1, dropout=0.0, adapter=adapter)
+    tower = ct.build_context_tower(config, emb)
+    if adapter:  # the adapter starts at the identity: move it so that its vectors differ from z
+        for w in tower.weights:
+            if "adapter" in w.name:
+                w.assign(np.random.default_rng(3).normal(0, 0.3, w.shape).astype(np.float32))
+    return tower
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["z", "adapter"])
+def recommend_export(request, tmp_path_factory):
+    emb = clustered_vectors(TOWER_N, 8, clusters=6, seed=7)
+    emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    ids = [f"m{i}" for i in range(TOWER_N)]
+    tower = small_tower(emb, adapter=request.param)
+    path = str(tmp_path_factory.mktemp("rec") / "sm")
+    export_serving_model(path, emb, ids, titles=[f"T{i}" for i in range(TOWER_N)], context_tower=tower)
+    return tf.saved_model.load(path), tower, np.array(ids)
+
+
+def reference_recommend(tower, histories, k, weights=None):
+    """numpy: u_c from query_vectors, every item scored u . v, the history's items excluded, stable top-k."""
+    from modules.context_tower import query_vectors
+
+    u = query_vectors(tower, histories, weights)
+    s = u @ tower.item_vectors().numpy().T
+    for r, h in enumerate(histories):
+        s[r, h] = -np.inf
+    return numpy_top_k(s, k)
+
+
+def test_recommend_equals_numpy_reference(recommend_export):
+    m, tower, ids = recommend_export
+    histories = [np.array([3, 40, 41, 7, 90, 5]), np.array([11]), np.array([60, 61])]  # the first beyond max_len
+    width = max(map(len, histories))
+    padded = np.array([list(ids[h]) + [""] * (width - len(h)) for h in histories])
+    out = m.signatures["recommend"](history_ids=tf.constant(padded), k=tf.constant(7))
+    want_idx, want_scores = reference_recommend(tower, histories, 7)
+    np.testing.assert_array_equal(out["item_ids"].numpy().astype(str), ids[want_idx])
+    np.testing.assert_allclose(out["scores"].numpy(), want_scores, rtol=1e-4, atol=1e-5)
+    assert out["titles"].numpy()[0, 0].decode() == f"T{want_idx[0, 0]}"
+    assert out["history_used"].numpy().tolist() == [6, 1, 2]
+    w = np.random.default_rng(0).uniform(0.1, 3.0, (3, width)).astype(np.float32)
+    out = m.signatures["recommend_weighted"](
+        history_ids=tf.constant(padded), history_weights=tf.constant(w), k=tf.constant(5)
+    )
+    want_idx, _ = reference_recommend(tower, histories, 5, [w[r, : len(h)] for r, h in enumerate(histories)])
+    np.testing.assert_array_equal(out["item_ids"].numpy().astype(str), ids[want_idx])
+
+
+def test_recommend_padding_and_unknown_ids(recommend_export):
+    m, _, ids = recommend_export
+    rec = m.signatures["recommend"]
+    plain = rec(history_ids=tf.constant([[ids[3], ids[9]]]), k=tf.constant(10))
+    # padding anywhere and unknown ids between the known ones: the same list, only the known ids counted
+    noisy = rec(history_ids=tf.constant([["", ids[3], "nope", "", ids[9], "", "x"]]), k=tf.constant(10))
+    np.testing.assert_array_equal(plain["item_ids"].numpy(), noisy["item_ids"].numpy())
+    np.testing.assert_allclose(plain["scores"].numpy(), noisy["scores"].numpy(), rtol=1e-5, atol=1e-6)
+    assert noisy["history_used"].numpy().tolist() == [2]
+    assert not {ids[3], ids[9]} & set(plain["item_ids"].numpy()[0].astype(str))
+
+
+def test_recommend_errors_name_the_input(recommend_export):
+    m, _, ids = recommend_export
+    rec, weighted = m.signatures["recommend"], m.signatures["recommend_weighted"]
+    for hist, text in (([["nope", ""]], "history_ids"), ([[ids[1]]], "k must be in")):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=text):
+            rec(history_ids=tf.constant(hist), k=tf.constant(TOWER_N + 1 if text != "history_ids" else 3))
+    for w in ([[1.0, -1.0]], [[np.nan, 1.0]], [[1.0]]):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="history_weights"):
+            weighted(
+                history_ids=tf.constant([[ids[1], ids[2]]]),
+                history_weights=tf.constant(w, tf.float32),
+                k=tf.constant(3),
+            )
+
+
+def test_recommend_signature_lists_its_inputs(recommend_export):
+    m, _, _ = recommend_export
+    for name, inputs in (
+        ("recommend", {"history_ids", "k"}),
+        ("recommend_weighted", {"history_ids", "history_weights", "k"}),
+    ):
+        sig = m.signatures[name]
+        assert set(sig.structured_input_signature[1]) == inputs
+        assert set(sig.structured_outputs) == {"item_ids", "scores", "titles", "history_used"}
+        assert sig.structured_input_signature[1]["history_ids"].shape.as_list() == [None, None]
+
+
+def test_export_without_a_tower_has_no_recommend(exported):
+    assert "recommend" not in tf.saved_model.load(exported[0]).signatures
+
+
+def test_recommend_from_the_towers_saved_model_path(tmp_path):
+    """The pipeline's tower artifact (SavedModel + config.json) exports the same recommend as the Keras tower."""
+    from modules import context_tower as ct
+    from pipeline.history import train as tower_train
+
+    emb = clustered_vectors(TOWER_N, 8, clusters=6, seed=7)
+    emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    ids = [f"m{i}" for i in range(TOWER_N)]
+    tower = small_tower(emb, form="set")
+    config = ct.ContextTowerConfig(form="set", max_len=4, hidden_dim=8, num_layers=1, dropout=0.0)
+    tower_train.save(tower, config, {}, str(tmp_path / "tower"))
+    for name, source in (("keras", tower), ("path", str(tmp_path / "tower" / "saved_model"))):
+        export_serving_model(str(tmp_path / name), emb, ids, context_tower=source)
+    hist = tf.constant([["m5", "m17", "m18", "m2", "m99", ""]])
+    a, b = (tf.saved_model.load(str(tmp_path / n)).signatures["recommend"] for n in ("keras", "path"))
+    out_a, out_b = a(history_ids=hist, k=tf.constant(8)), b(history_ids=hist, k=tf.constant(8))
+    np.testing.assert_array_equal(out_a["item_ids"].numpy(), out_b["item_ids"].numpy())
+    np.testing.assert_allclose(out_a["scores"].numpy(), out_b["scores"].numpy(), rtol=1e-5, atol=1e-6)
