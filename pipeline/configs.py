@@ -11,6 +11,9 @@ Why these values (the measurements behind them: docs/DESIGN.md):
   path's shuffles cost more on one machine, worth it once the pair counts near one worker's memory.
 - ingest limits of 1 KiB per id and 64 KiB per feature cell (UTF-8 bytes): every later stage hashes, sorts and
   copies an id, and real ids are far shorter; a cell past 64 KiB is more likely a broken quote than a description.
+- the context tower (HistoryConfig, ContextTowerConfig overrides): form `auto`, picked per graph by a validation probe
+  of order-aware against order-free history scorers (pipeline/history/probe.py), for the same reason as the
+  neighbourhood source; the probe and the per-epoch check score a seeded sample of validation contexts.
 - hard negatives from a PPR rank window of 1-3 % of the catalogue (the paper's window, scaled), PPR run for at most
   5,000 query items (the rest sample from them), so that PairGen stays linear.
 

@@ -82,6 +82,12 @@ def run(graph, item_embeddings, overrides: dict, out_dir: str, probe_contexts: i
     best = hist["best_epoch"] - 1
     hist["best_val_hr@10"] = hist["val_hr@10"][best] if hist.get("val_hr@10") else None
     save(model, config, hist, out_dir)
+    print(
+        f"[pinsage] context tower: form {config.form}, best epoch {hist['best_epoch']} of {config.epochs} "
+        f"(validation HR@10 {hist['best_val_hr@10']:.4f} on {len(val)} contexts), {hist['train_seconds']:.1f} s",
+        file=sys.stderr,
+        flush=True,
+    )
     return hist
 
 

@@ -12,6 +12,7 @@ import pytest
 from pipeline import cli, configs, run_options
 from pipeline.components import neighborhood_sampler, pair_gen
 from pipeline.components.bulk_embedder import BulkEmbedder
+from pipeline.components.context_tower_trainer import ContextTowerTrainer
 from pipeline.components.evaluator import PinSageEvaluator
 from pipeline.components.neighborhood_sampler import NeighborhoodSampler
 from pipeline.components.pair_gen import PairGen
@@ -54,6 +55,7 @@ def test_components_take_their_config_as_one_value():
     assert defaults(PinSagePusher.__init__)["config"] == configs.PUSH
     assert defaults(PinSagePusher.__init__)["push_unblessed"] == configs.BLESSING.push_unblessed
     assert defaults(PinSageEvaluator.__init__)["blessing"] == configs.BLESSING
+    assert defaults(ContextTowerTrainer.__init__)["probe_contexts"] == configs.HISTORY.probe_contexts
     assert defaults(pusher.push)["keep"] == configs.PUSH.keep
     # the parameters the TFX cache keys on: every config field, under the executors' names
     props = neighborhood_sampler.exec_properties(s)

@@ -45,11 +45,14 @@ def test_train_sequences_are_the_train_items_in_position_order():
     assert np.array_equal(seqs[0], g.node_id[rows[np.argsort(g.position[rows])]])
 
 
-def test_the_stage_trains_saves_and_reloads_the_tower(tmp_path):
+def test_the_stage_trains_saves_and_reloads_the_tower(tmp_path, capsys):
     g = chain_histories(**CHAIN)
     z = np.random.default_rng(0).normal(size=(g.num_items, 16)).astype(np.float32)
     out = str(tmp_path / "tower")
     hist = train.run(g, z, SMALL, out)
+    said = capsys.readouterr().err
+    assert "[pinsage] context tower form: sequence (validation HR@10 itemknn_history " in said
+    assert f"[pinsage] context tower: form sequence, best epoch {hist['best_epoch']} of 2 (validation HR@10" in said
     assert hist["form"] == "sequence" and hist["form_probe"]["form"] == "sequence"  # auto: the probe decided
     for name in (train.CONFIG_FILE, train.HISTORY_FILE):
         assert files.exists(files.join(out, name))
