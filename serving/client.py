@@ -3,13 +3,13 @@ same against serving/server.py and the real tensorflow/serving container."""
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import grpc
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from schema.versions import RELATED_ITEMS
+from schema.versions import RECOMMEND, RECOMMEND_WEIGHTED, RELATED_ITEMS
 
 
 def related_request(
@@ -19,6 +19,27 @@ def related_request(
     req.model_spec.name = model_name
     req.model_spec.signature_name = signature_name
     req.inputs["item_id"].CopyFrom(tf.make_tensor_proto([str(i) for i in item_ids], dtype=tf.string))
+    req.inputs["k"].CopyFrom(tf.make_tensor_proto(k, dtype=tf.int32))
+    return req
+
+
+def recommend_request(
+    histories: Sequence[Sequence[str]],
+    k: int,
+    model_name: str = "pinsage",
+    weights: Optional[Sequence[Sequence[float]]] = None,
+) -> predict_pb2.PredictRequest:
+    """recommend (or recommend_weighted with `weights`) for ragged histories, padded with "" (weight 0) to
+    [N, L] as a TF Serving request must be rectangular."""
+    width = max((len(h) for h in histories), default=0)
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = model_name
+    req.model_spec.signature_name = RECOMMEND if weights is None else RECOMMEND_WEIGHTED
+    ids = [[str(i) for i in h] + [""] * (width - len(h)) for h in histories]
+    req.inputs["history_ids"].CopyFrom(tf.make_tensor_proto(ids, dtype=tf.string, shape=[len(ids), width]))
+    if weights is not None:
+        w = [[float(x) for x in row] + [0.0] * (width - len(row)) for row in weights]
+        req.inputs["history_weights"].CopyFrom(tf.make_tensor_proto(w, dtype=tf.float32, shape=[len(w), width]))
     req.inputs["k"].CopyFrom(tf.make_tensor_proto(k, dtype=tf.int32))
     return req
 

@@ -18,7 +18,10 @@ Behaviour:
   share one batched ScaNN search (serving/batching.py). similar_items: the same with the item's own embedding
   as the query (z_q . z_i), on the same index.
   embed_item: the inputs are checked (finite, weights >= 0, one batch size), then the SavedModel's `embed_new`
-  function (the trained cold-start embedder) -> ScaNN top-k. Any other signature is run by the SavedModel.
+  function (the trained cold-start embedder) -> ScaNN top-k. recommend / recommend_weighted: the inputs are
+  checked, the SavedModel's `recommend_query` (the context tower) gives u_c and each history's rows -> ScaNN
+  top-(k + history) -> the history dropped (exact search over the tower's own item vectors when it has an
+  adapter). Any other signature is run by the SavedModel.
 - Errors are ServingErrors with a gRPC status code (status_of turns any exception into one): NOT_FOUND for an
   unknown model / version / label / signature, INVALID_ARGUMENT for unknown ids, wrong input names / dtypes /
   shapes / values, k outside [1, catalogue], batches over `max_batch`; UNAVAILABLE before a model's first version
@@ -47,9 +50,9 @@ from serving.errors import ServingError, invalid, not_found
 from serving.loader import ModelVersions
 from serving.model_config import ConfigError, ModelSpec, load_model_config
 from serving.tensors import check_input, fill_proto, tf_error_message
-from serving.version import NEIGHBOR_INPUTS, LoadedVersion
+from serving.version import HISTORY_INPUT, HISTORY_WEIGHTS, NEIGHBOR_INPUTS, LoadedVersion
 
-__all__ = ["ModelServer", "check_embed_inputs"]
+__all__ = ["ModelServer", "check_embed_inputs", "check_history_inputs"]
 log = logging.getLogger("pinsage.serving")
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")  # TF Serving's warmup location
 MAX_WARMUP_RECORDS = 1000  # TF Serving's limit too
@@ -224,6 +227,8 @@ class ModelServer:
             out = self._related(v, name, inputs["item_id"], self._k(inputs, v.num_items - 1, batch))
         elif kind == "embed":
             out = self._embed(v, inputs, self._k(inputs, v.num_items, batch))
+        elif kind == "recommend":
+            out = self._recommend(v, inputs, self._k(inputs, v.num_items, batch))
         else:
             out = self._run_signature(v, name, inputs)
         unknown = sorted(set(request.output_filter) - set(out))
@@ -325,6 +330,18 @@ class ModelServer:
         idx, scores = v.search(query, k)
         return dict(v.outputs(idx, scores), embedding=emb)
 
+    def _recommend(self, v: LoadedVersion, inputs, k: int):
+        """The SavedModel's recommend_query (the tower: u_c, each history's rows) -> the index, history excluded."""
+        ids, w = inputs[HISTORY_INPUT], inputs.get(HISTORY_WEIGHTS)
+        check_history_inputs(ids, w)
+        w = np.ones(ids.shape, np.float32) if w is None else w
+        try:
+            u, rows, used = v.saved_model.recommend_query(tf.constant(ids), tf.constant(w))
+        except tf.errors.InvalidArgumentError as e:
+            raise invalid(tf_error_message(e)) from None
+        idx, scores = v.search_excluding(u.numpy(), rows.numpy(), k)
+        return dict(v.outputs(idx, scores), history_used=used.numpy())
+
     def _run_signature(self, v: LoadedVersion, name: str, inputs):
         try:
             out = v.saved_model.signatures[name](**{n: tf.constant(a) for n, a in inputs.items()})
@@ -423,6 +440,23 @@ class ModelServer:
         if self._poller is not None:
             self._poller.join(timeout=30)
             self._poller = None
+
+
+def check_history_inputs(ids: np.ndarray, weights: Optional[np.ndarray]) -> None:
+    """recommend's inputs before the tower sees them: a non-empty history, weights of its shape, finite, >= 0."""
+    if ids.ndim == 2 and ids.shape[0] and not ids.shape[1]:
+        raise invalid(f"input '{HISTORY_INPUT}' has empty histories (shape {list(ids.shape)})")
+    if weights is None:
+        return
+    if weights.shape != ids.shape:
+        raise invalid(
+            f"input '{HISTORY_WEIGHTS}' must have the shape of '{HISTORY_INPUT}' {list(ids.shape)}, "
+            f"got {list(weights.shape)}"
+        )
+    bad = ~np.isfinite(weights) | (weights < 0)
+    if bad.any():
+        at = np.argwhere(bad)[0].tolist()
+        raise invalid(f"input '{HISTORY_WEIGHTS}' must be finite and >= 0, got {weights[tuple(at)]} at index {at}")
 
 
 def check_embed_inputs(inputs: Dict[str, np.ndarray]) -> None:

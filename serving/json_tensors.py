@@ -230,6 +230,37 @@ def _columns_to_tensors(val, inputs: Dict[str, int]) -> Dict[str, tensor_pb2.Ten
     return out
 
 
+# a history signature's ragged inputs and their padding (the SavedModel reads "" as no item, weight 0 as no weight)
+HISTORY_PADDING = {"history_ids": "", "history_weights": 0.0}
+
+
+def _pad(rows, fill):
+    """A list of lists made rectangular with `fill` (anything else is left for the dense-list check)."""
+    if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+        return rows
+    width = max((len(r) for r in rows), default=0)
+    return [r + [fill] * (width - len(r)) for r in rows]
+
+
+def _history_rows_to_tensors(instances: list, inputs: Dict[str, int]) -> Dict[str, tensor_pb2.TensorProto]:
+    """Row format for a history signature (this server's extension): ragged histories padded to the longest, and
+    the scalar k given in every instance with one value (the row format batches every input otherwise)."""
+    if not all(_is_object(r) for r in instances):
+        raise invalid('instances of a history signature must be objects {"history_ids": [...], "k": ...}')
+    rows = [dict(r) for r in instances]
+    ks = {json.dumps(r.pop("k", None)) for r in rows} if "k" in inputs else set()
+    if len(ks) > 1 or "null" in ks:
+        raise invalid("every instance must give 'k', with the same value (k is one scalar for the request)")
+    for name, fill in HISTORY_PADDING.items():
+        if name in inputs and all(isinstance(r.get(name), list) for r in rows):
+            for r, padded in zip(rows, _pad([r[name] for r in rows], fill)):
+                r[name] = padded
+    out = _rows_to_tensors(rows, {n: d for n, d in inputs.items() if n != "k"})
+    if ks:
+        out["k"] = json_to_tensor(json.loads(ks.pop()), inputs["k"])
+    return out
+
+
 def parse_json(body: bytes):
     if not body.strip():
         raise invalid("JSON Parse error: The document is empty")
@@ -268,9 +299,13 @@ def fill_predict_request(
                 raise invalid(f"JSON Value: {_debug(doc)} Expecting 'instances' to be an list/array")
             if not rows:
                 raise invalid(f"JSON Value: {_debug(doc)} No values in 'instances' array")
-            tensors, fmt = _rows_to_tensors(rows, inputs), "row"
+            history = any(n in inputs for n in HISTORY_PADDING)
+            tensors, fmt = (_history_rows_to_tensors if history else _rows_to_tensors)(rows, inputs), "row"
         elif "inputs" in doc:
-            tensors, fmt = _columns_to_tensors(doc["inputs"], inputs), "columnar"
+            cols = doc["inputs"]
+            if _is_object(cols):  # ragged histories in columns too
+                cols = {n: _pad(v, HISTORY_PADDING[n]) if n in HISTORY_PADDING else v for n, v in cols.items()}
+            tensors, fmt = _columns_to_tensors(cols, inputs), "columnar"
         else:
             raise invalid("Missing 'inputs' or 'instances' key")
     except RecursionError:

@@ -23,6 +23,7 @@ from serving.tensors import shape_of
 
 log = logging.getLogger("pinsage.serving")
 NEIGHBOR_INPUTS = ("neighbor_ids", "neighbor_weights", "k")  # embed_item's inputs besides the item features
+HISTORY_INPUT, HISTORY_WEIGHTS = "history_ids", "history_weights"  # recommend's, with k
 ID_CHECK = 1000  # leading ids compared between a version's SavedModel and its index
 
 
@@ -63,6 +64,8 @@ class LoadedVersion:
             if set(ins) == {"item_id", "k"}
             else "embed"
             if set(NEIGHBOR_INPUTS) <= set(ins) and hasattr(self.saved_model, "embed_new")
+            else "recommend"
+            if HISTORY_INPUT in ins and hasattr(self.saved_model, "recommend_query")
             else "generic"
             for k, ins in self.inputs.items()
         }
@@ -81,6 +84,9 @@ class LoadedVersion:
             == (types_pb2.DT_STRING, [-1], types_pb2.DT_INT32, [])
         }
         self.max_exact_k = int(self.index.stats.get("reorder", self.num_items))
+        # a context tower with an adapter scores its own item vectors (exact search); without one the index's z
+        rv = getattr(self.saved_model, "recommend_vectors", None) if self.saved_model is not None else None
+        self.recommend_vectors = None if rv is None else rv.numpy()
         self.load_breakdown = stages.seconds
         self.load_seconds = sum(stages.seconds.values())
         log.info(
@@ -153,6 +159,27 @@ class LoadedVersion:
             return np.asarray(idx, np.int64)[None], np.asarray(dist, np.float32)[None]
         idx, dist = self.index.searcher.search_batched(queries, final_num_neighbors=k)
         return np.asarray(idx, np.int64), np.asarray(dist, np.float32)
+
+    def search_excluding(self, queries: np.ndarray, rows: np.ndarray, k: int):
+        """Top-k rows and scores for [B, d] context queries, each row's history (rows[b] >= 0) excluded: top-(k +
+        history) over the tower's item vectors (the index's ScaNN searcher when they are z), then the history
+        dropped. When the catalogue runs out, the history's items fill the tail at -inf, lowest row first, as the
+        SavedModel's exact top_k returns them."""
+        extra = int((rows >= 0).sum(1).max()) if rows.size else 0
+        kk = min(k + extra, self.num_items)
+        if self.recommend_vectors is None:
+            idx, scores = self.search(queries, kk)
+        else:
+            idx = exact_top_k(self.recommend_vectors, queries, kk, chunk=16)
+            scores = np.einsum("bd,bkd->bk", queries, self.recommend_vectors[idx]).astype(np.float32)
+        out_idx, out_scores = np.empty((len(queries), k), np.int64), np.empty((len(queries), k), np.float32)
+        for b in range(len(queries)):
+            history = set(rows[b][rows[b] >= 0].tolist())
+            keep = [j for j, r in enumerate(idx[b].tolist()) if r not in history][:k]
+            fill = sorted(history)[: k - len(keep)]
+            out_idx[b] = np.concatenate([idx[b][keep], np.asarray(fill, np.int64)])
+            out_scores[b] = np.concatenate([scores[b][keep], np.full(len(fill), -np.inf, np.float32)])
+        return out_idx, out_scores
 
     def outputs(self, idx: np.ndarray, scores: np.ndarray) -> Dict[str, np.ndarray]:
         return {"item_ids": self.items.id_array(idx), "scores": scores, "titles": self.items.title_array(idx)}

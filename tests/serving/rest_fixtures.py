@@ -63,3 +63,22 @@ def make_rest_version(root, n: int = 3000, d: int = 16, seed: int = 11, tag: str
     )
     pusher.push(str(root / f"sm_{tag}"), str(root / f"ix_{tag}"), str(root / "serving_model"))
     return np.asarray(emb), ids, titles
+
+
+def make_recommend_version(root, n: int = 600, d: int = 8, adapter: bool = False, tag: str = "rec"):
+    """(embeddings, ids, tower) of a version with a small freshly built context tower (weights do not matter for
+    equality tests), pushed to root/serving_model/pinsage; with `adapter` its item vectors differ from z."""
+    from modules import context_tower as ct
+
+    emb = np.asarray(datasets.clustered_vectors(n, d, clusters=12, seed=5), np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    ids, titles = [f"i{j}" for j in range(n)], [title_of(j) for j in range(n)]
+    config = ct.ContextTowerConfig(form="sequence", max_len=4, hidden_dim=8, num_layers=1, dropout=0.0, adapter=adapter)
+    tower = ct.build_context_tower(config, emb)
+    if adapter:  # the adapter starts at the identity: move it so that its vectors differ from z
+        for w in tower.get_layer("adapter").weights:
+            w.assign(np.random.default_rng(3).normal(0, 0.3, w.shape).astype(np.float32))
+    export_serving_model(str(root / f"sm_{tag}"), emb, ids, titles=titles, context_tower=tower)
+    ib.build_index(emb, ids, str(root / f"ix_{tag}"), titles=titles, brute_force_below=1000, recall_queries=50)
+    pusher.push(str(root / f"sm_{tag}"), str(root / f"ix_{tag}"), str(root / "serving_model"))
+    return emb, ids, tower
