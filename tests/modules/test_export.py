@@ -223,9 +223,8 @@ def small_tower(emb, form="sequence", adapter=False, max_len=4):
     config = ct.ContextTowerConfig(form=form, max_len=max_len, hidden_dim=8, num_layers=1, dropout=0.0, adapter=adapter)
     tower = ct.build_context_tower(config, emb)
     if adapter:  # the adapter starts at the identity: move it so that its vectors differ from z
-        for w in tower.weights:
-            if "adapter" in w.name:
-                w.assign(np.random.default_rng(3).normal(0, 0.3, w.shape).astype(np.float32))
+        for w in tower.get_layer("adapter").weights:
+            w.assign(np.random.default_rng(3).normal(0, 0.3, w.shape).astype(np.float32))
     return tower
 
 
@@ -253,6 +252,10 @@ def reference_recommend(tower, histories, k, weights=None):
 
 def test_recommend_equals_numpy_reference(recommend_export):
     m, tower, ids = recommend_export
+    has_adapter = tower.get_config()["adapter"]
+    assert has_adapter == hasattr(m, "recommend_vectors")  # the adapter's vectors travel with the export
+    if has_adapter:
+        assert not np.allclose(m.recommend_vectors.numpy(), m.embeddings.numpy(), atol=1e-3)
     histories = [np.array([3, 40, 41, 7, 90, 5]), np.array([11]), np.array([60, 61])]  # the first beyond max_len
     width = max(map(len, histories))
     padded = np.array([list(ids[h]) + [""] * (width - len(h)) for h in histories])
