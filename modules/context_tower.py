@@ -66,6 +66,8 @@ class ContextTowerConfig:
     batch_size: int = 128  # windows per step (x L targets each with dense_all_action)
     learning_rate: float = 1e-3  # Adam's default, the usual rate for small transformers
     epochs: int = 20  # passes over the windows; validation keeps the best epoch when it is given
+    patience: int = 3  # with validation: stop after this many epochs without a better HR@10 (0: never early)
+    max_steps: int = 1000  # a compute budget in optimizer steps (a few thousand items train in minutes on 2 cores)
     keep_best: bool = True  # with validation: return the weights of the epoch with the best HR@10
     seed: int = 0
 
@@ -75,6 +77,8 @@ class ContextTowerConfig:
         _check_choice("loss", self.loss, LOSSES)
         for name in ("max_len", "num_layers", "num_heads", "batch_size", "epochs", "full_softmax_max_items"):
             _check_int(name, getattr(self, name), 1)
+        _check_int("max_steps", self.max_steps, 1)
+        _check_int("patience", self.patience, 0)
         _check_int("num_negatives", self.num_negatives, 1)
         _check_int("seed", self.seed, None)
         if self.hidden_dim is not None:
@@ -573,8 +577,9 @@ def train_context_tower(
 
     histories: one int array of node ids per context, oldest first (train split only); item_embeddings: the item
     tower's z [N, d]; validation: (histories, targets) scored by HR@10 after each epoch (with config.keep_best,
-    the returned model holds the best epoch's weights); progress: where the per-epoch step line goes (stderr).
-    history: per-epoch lists epoch, loss, seconds, examples_per_second (+ val_hr@10), and best_epoch.
+    the returned model holds the best epoch's weights, and `patience` epochs without a better one stop training);
+    training also stops after `max_steps` optimizer steps; progress: where the per-epoch step line goes (stderr).
+    history: per-epoch lists epoch, loss, seconds, examples_per_second (+ val_hr@10), best_epoch and steps.
     Deterministic for a seed on one machine: seeded initialisation, shuffle, dropout and negatives."""
     _concrete_form(config.form)
     tf.keras.utils.set_random_seed(config.seed)
@@ -596,25 +601,30 @@ def train_context_tower(
     steps = -(-len(x) // config.batch_size)
     out = progress if progress is not None else sys.stderr
     history = {"epoch": [], "loss": [], "seconds": [], "examples_per_second": []}
-    best = (-1.0, None, None)
+    best, done, since_best = (-1.0, None, None), 0, 0
     for epoch in range(1, config.epochs + 1):
-        t0, total = time.perf_counter(), 0.0
+        t0, total, n = time.perf_counter(), 0.0, 0
         bar = progress_lib.StepProgress(
             steps, f"[context tower] epoch {epoch}/{config.epochs}", pairs_per_step=config.batch_size, file=out
         )
         with bar:
-            for n, (hx, hy) in enumerate(ds, start=1):
+            for n, (hx, hy) in enumerate(ds.take(config.max_steps - done), start=1):
                 total += float(step(hx, hy))
                 bar.update(total / n)
+        done += n
         secs = time.perf_counter() - t0
-        metrics = {"epoch": epoch, "loss": total / steps, "seconds": secs, "examples_per_second": len(x) / secs}
+        metrics = {"epoch": epoch, "loss": total / max(n, 1), "seconds": secs, "examples_per_second": len(x) / secs}
         if validation is not None:
             metrics["val_hr@10"] = hit_rate(model, *validation)
-            if config.keep_best and metrics["val_hr@10"] > best[0]:
-                best = (metrics["val_hr@10"], model.get_weights(), epoch)
+            since_best = 0 if metrics["val_hr@10"] > best[0] else since_best + 1
+            if metrics["val_hr@10"] > best[0]:
+                best = (metrics["val_hr@10"], model.get_weights() if config.keep_best else None, epoch)
         for key, v in metrics.items():
             history.setdefault(key, []).append(v)
+        if done >= config.max_steps or (config.patience and since_best >= config.patience):
+            break
+    history["steps"] = done
     if best[1] is not None:
         model.set_weights(best[1])
-    history["best_epoch"] = best[2] if best[2] is not None else config.epochs
+    history["best_epoch"] = best[2] if best[1] is not None else history["epoch"][-1]
     return model, history

@@ -216,6 +216,23 @@ def test_training_is_deterministic_for_a_seed_and_the_adapter_moves_the_index():
     assert np.abs(adapted - _z()).max() > 1e-3
 
 
+def test_training_stops_at_the_step_budget_and_after_patience_epochs_without_a_better_validation():
+    rng = np.random.default_rng(4)
+    train = _chains(rng, 80)
+    per_epoch = -(-len(ct.training_examples(train, L, True)[1]) // CHAIN_CONFIG["batch_size"])
+    cfg = ct.ContextTowerConfig(form="sequence", **{**CHAIN_CONFIG, "epochs": 5, "max_steps": per_epoch + 1})
+    _, h = ct.train_context_tower(train, _z(), cfg, progress=io.StringIO())
+    assert h["steps"] == per_epoch + 1 and h["epoch"] == [1, 2]  # a whole epoch, then the budget's last step
+    # a validation no epoch can improve on (targets that are in their own history: masked, never a hit)
+    hopeless = ([np.array([1, 2, 3])] * 4, np.array([3, 3, 3, 3]))
+    cfg = ct.ContextTowerConfig(form="sequence", **{**CHAIN_CONFIG, "epochs": 6, "patience": 2})
+    _, h = ct.train_context_tower(train, _z(), cfg, validation=hopeless, progress=io.StringIO())
+    assert h["val_hr@10"] == [0.0, 0.0, 0.0] and h["best_epoch"] == 1  # epoch 1 sets the best, 2 and 3 do not
+    cfg = ct.ContextTowerConfig(form="sequence", **{**CHAIN_CONFIG, "epochs": 3, "patience": 0})
+    _, h = ct.train_context_tower(train, _z(), cfg, validation=hopeless, progress=io.StringIO())
+    assert len(h["epoch"]) == 3  # patience 0: no early stop
+
+
 def test_config_round_trip_and_bad_values():
     cfg = ct.ContextTowerConfig(form="set", max_len=20, hidden_dim=32, adapter=True)
     assert ct.ContextTowerConfig.from_dict(cfg.to_dict()) == cfg
