@@ -9,7 +9,8 @@ It runs on the asyncio loop that answers the gRPC requests, not on batch threads
 `num_batch_threads` worker threads (as TF Serving has) answered well below the unbatched server's QPS, because
 every hand-off between the loop thread and a batch thread waits for the GIL (docs/DESIGN.md).
 So `num_batch_threads` is accepted and not used. Multi-id requests are one batched search already and are not
-queued.
+queued. recommend requests (checked before they are queued) are batched the same way: the histories of a batch
+padded to one width, one call of the version's tower (its SavedModel's recommend_query) and one search.
 
 Hand-written because TF Serving's batcher batches TensorFlow session runs in C++, which this server does not
 have (ScaNN is called from Python), and neither grpc nor asyncio has a request batcher.
@@ -22,12 +23,14 @@ from typing import Any, List
 
 import grpc
 import numpy as np
+import tensorflow as tf
 
 from serving import metrics
 from serving.errors import ServingError
 from serving.model_config import BatchingOptions
 
 log = logging.getLogger("pinsage.serving.batching")
+HISTORIES = object()  # the "query vectors" of a recommend task: its histories go through the tower first
 
 
 class Batcher:
@@ -45,6 +48,13 @@ class Batcher:
 
     def submit(self, version, row: int, k: int, *, vectors=None):
         """Queues top-k of vectors[row] (the signature's query vectors; default version.queries, related_items')."""
+        return self._enqueue(version, version.queries if vectors is None else vectors, row, k)
+
+    def submit_histories(self, version, ids: np.ndarray, weights: np.ndarray, k: int):
+        """Queues recommend for histories ids [n, L] (weights [n, L]); the future gets its outputs dict."""
+        return self._enqueue(version, HISTORIES, (ids, weights), k)
+
+    def _enqueue(self, version, vectors, payload, k: int):
         if len(self._pending) >= self._limit:
             raise ServingError(
                 grpc.StatusCode.UNAVAILABLE,
@@ -52,7 +62,7 @@ class Batcher:
                 f"{self.options.max_batch_size}); retry later",
             )
         fut = self.loop.create_future()
-        self._pending.append((version, version.queries if vectors is None else vectors, row, k, fut))
+        self._pending.append((version, vectors, payload, k, fut))
         if len(self._pending) >= self.options.max_batch_size:
             self.loop.call_soon(self._flush)
         elif self._handle is None:
@@ -72,8 +82,9 @@ class Batcher:
                 groups.setdefault((id(t[0]), id(t[1])), []).append(t)
             for tasks in groups.values():
                 v, vectors = tasks[0][0], tasks[0][1]
+                run = recommend_batch if vectors is HISTORIES else search_batch
                 try:
-                    for (*_, fut), res in zip(tasks, search_batch(v, [(r, k) for _, _, r, k, _ in tasks], vectors)):
+                    for (*_, fut), res in zip(tasks, run(v, [(r, k) for _, _, r, k, _ in tasks], vectors)):
                         if not fut.done():
                             fut.set_result(res)
                 except Exception as e:
@@ -81,6 +92,27 @@ class Batcher:
                     for *_, fut in tasks:
                         if not fut.done():
                             fut.set_exception(e)
+
+
+def recommend_batch(v: Any, queries: List[tuple], _=None) -> list:
+    """[((ids [n, L], weights [n, L]), k)] -> [outputs] from one tower call and one search over every history,
+    the rows padded to the widest ("" and weight 0: no item) and each answer cut to its k."""
+    metrics.BATCH_SIZE.labels(v.model_name).observe(len(queries))
+    width = max(ids.shape[1] for (ids, _), _ in queries)
+    total = sum(len(ids) for (ids, _), _ in queries)
+    all_ids, all_w = np.full((total, width), b"", object), np.zeros((total, width), np.float32)
+    at = 0
+    for (ids, w), _ in queries:
+        all_ids[at : at + len(ids), : ids.shape[1]], all_w[at : at + len(ids), : ids.shape[1]] = ids, w
+        at += len(ids)
+    u, rows, used = v.saved_model.recommend_query(tf.constant(all_ids), tf.constant(all_w))
+    idx, scores = v.search_excluding(u.numpy(), rows.numpy(), max(k for _, k in queries))
+    used, out, at = used.numpy(), [], 0
+    for (ids, _), k in queries:
+        part = slice(at, at + len(ids))
+        out.append(dict(v.outputs(idx[part, :k], scores[part, :k]), history_used=used[part]))
+        at += len(ids)
+    return out
 
 
 def search_batch(v: Any, queries: List[tuple], vectors=None) -> list:

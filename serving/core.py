@@ -21,7 +21,7 @@ Behaviour:
   function (the trained cold-start embedder) -> ScaNN top-k. recommend / recommend_weighted: the inputs are
   checked, the SavedModel's `recommend_query` (the context tower) gives u_c and each history's rows -> ScaNN
   top-(k + history) -> the history dropped (exact search over the tower's own item vectors when it has an
-  adapter). Any other signature is run by the SavedModel.
+  adapter); with batching, concurrent recommend requests share one tower call and one search. Any other signature is run by the SavedModel.
 - Errors are ServingErrors with a gRPC status code (status_of turns any exception into one): NOT_FOUND for an
   unknown model / version / label / signature, INVALID_ARGUMENT for unknown ids, wrong input names / dtypes /
   shapes / values, k outside [1, catalogue], batches over `max_batch`; UNAVAILABLE before a model's first version
@@ -234,11 +234,15 @@ class ModelServer:
         unknown = sorted(set(request.output_filter) - set(out))
         if unknown:
             raise invalid(f"output_filter names unknown outputs {unknown} (available: {sorted(out)})")
+        return self._respond(v, name, out, request.output_filter)
+
+    @staticmethod
+    def _respond(v: LoadedVersion, name: str, out: Dict[str, np.ndarray], output_filter=()):
         resp = predict_pb2.PredictResponse()
         resp.model_spec.name, resp.model_spec.signature_name = v.model_name, name
         resp.model_spec.version.value = v.version
         for k, a in out.items():
-            if not request.output_filter or k in request.output_filter:
+            if not output_filter or k in output_filter:
                 fill_proto(resp.outputs[k], a)
         return resp
 
@@ -408,6 +412,9 @@ class ModelServer:
         if v is None or request.output_filter or request.model_spec.WhichOneof("version_choice") is not None:
             return None
         name = request.model_spec.signature_name or "serving_default"
+        if self.batcher is not None and v.kind.get(name) == "recommend":
+            args = self._history_args(v, name, request.inputs)
+            return None if args is None else self._batched_out(v, name, self.batcher.submit_histories(v, *args))
         if name not in v.one_item_signatures:
             return None
         args = self._one_item_args(v, request.inputs)
@@ -417,6 +424,29 @@ class ModelServer:
         if self.batcher is not None:
             return self._batched(v, name, self.batcher.submit(v, *args, vectors=vectors))
         return self._respond_one(v, name, *self._search_one(vectors, v, *args))
+
+    def _history_args(self, v: LoadedVersion, name: str, given):
+        """(ids, weights, k) of a recommend request the batcher can take as it is: every check of the general
+        path passed and each history holds a known id (one bad row would fail its whole batch), else None: the
+        general path then answers or rejects it."""
+        specs = v.inputs[name]
+        if len(given) != len(specs) or any(n not in given for n in specs):
+            return None
+        try:
+            inputs = {n: check_input(n, given[n], spec) for n, spec in specs.items()}
+            ids, w = inputs[HISTORY_INPUT], inputs.get(HISTORY_WEIGHTS)
+            if ids.ndim != 2 or not 0 < len(ids) <= self.max_batch:
+                return None
+            k = self._k(inputs, v.num_items, len(ids))
+            check_history_inputs(ids, w)
+        except ServingError:
+            return None
+        if not (v.items.rows(ids.ravel().tolist()).reshape(ids.shape) >= 0).any(axis=1).all():
+            return None
+        return ids, np.ones(ids.shape, np.float32) if w is None else w, k
+
+    async def _batched_out(self, v: LoadedVersion, name: str, fut: asyncio.Future) -> predict_pb2.PredictResponse:
+        return self._respond(v, name, await fut)
 
     async def _batched(self, v: LoadedVersion, name: str, fut: asyncio.Future) -> predict_pb2.PredictResponse:
         return self._respond_one(v, name, *await fut)

@@ -166,3 +166,52 @@ def test_version_without_a_tower_answers_not_found(tmp_path):
         core.predict(client.recommend_request([["i1"]], 3))
     assert e.value.code == grpc.StatusCode.NOT_FOUND and "recommend" in str(e.value)
     assert isinstance(core.predict(client.related_request(["i1"], 3)), predict_pb2.PredictResponse)
+
+
+class CountingModel:
+    """The version's SavedModel, counting the tower calls."""
+
+    def __init__(self, saved_model):
+        self.saved_model, self.rows = saved_model, []
+
+    def recommend_query(self, ids, weights):
+        self.rows.append(int(ids.shape[0]))
+        return self.saved_model.recommend_query(ids, weights)
+
+    def __getattr__(self, name):
+        return getattr(self.saved_model, name)
+
+
+def test_batching_merges_concurrent_requests_into_one_tower_call(env):
+    """With batching, concurrent recommend requests (ragged, weighted or not, each its own k) are one tower call
+    and one search, each answer the one the SavedModel gives alone; a request that would fail its batch (an
+    all-unknown history) is left to the general path."""
+    import asyncio
+
+    from serving.model_config import BatchingOptions
+
+    core = ModelServer(str(env["root"] / "serving_model" / "pinsage"), config=ServingConfig(port=0))
+    loop = asyncio.new_event_loop()
+    core.batching = BatchingOptions(max_batch_size=8, batch_timeout_micros=100_000)
+    core.start(loop)
+    v = core.current
+    v.saved_model = counting = CountingModel(v.saved_model)
+    reqs = [
+        client.recommend_request(HISTORIES, 10),
+        client.recommend_request([["i9", "i8"]], 3),
+        client.recommend_request([["i100"]], 25, weights=[[2.0]]),
+    ]
+
+    async def scenario():
+        return await asyncio.gather(*[core.predict_fast(r) for r in reqs])
+
+    try:
+        responses = loop.run_until_complete(scenario())
+    finally:
+        loop.close()
+    assert counting.rows == [5]  # one tower call over every request's histories
+    for req, resp in zip(reqs, responses):
+        hist = [[s.decode() for s in row if s] for row in tf.make_ndarray(req.inputs["history_ids"])]
+        w = tf.make_ndarray(req.inputs["history_weights"]).tolist() if "history_weights" in req.inputs else None
+        assert_same(client.decode(resp), stock(env["saved_model"], hist, int(req.inputs["k"].int_val[0]), w))
+    assert core.predict_fast(client.recommend_request([["nope"]], 3)) is None
