@@ -215,3 +215,54 @@ def test_batching_merges_concurrent_requests_into_one_tower_call(env):
         w = tf.make_ndarray(req.inputs["history_weights"]).tolist() if "history_weights" in req.inputs else None
         assert_same(client.decode(resp), stock(env["saved_model"], hist, int(req.inputs["k"].int_val[0]), w))
     assert core.predict_fast(client.recommend_request([["nope"]], 3)) is None
+
+
+def test_batching_server_answers_concurrent_grpc_and_rest_clients(env):
+    """A server with batching on, 8 gRPC client threads and REST requests at once: every answer the SavedModel's."""
+    import threading
+
+    from serving.model_config import BatchingOptions
+
+    opts = BatchingOptions(max_batch_size=8, batch_timeout_micros=2000)
+    config = ServingConfig(
+        str(env["root"] / "serving_model" / "pinsage"), port=0, batching=opts, rest_api_port=0, poll_seconds=0.2
+    )
+    server = serve(config, block=False)
+    rng = np.random.default_rng(1)
+    cases = [
+        ([[f"i{j}" for j in rng.choice(N, rng.integers(1, 7), replace=False)]], int(rng.integers(1, 20)))
+        for _ in range(24)
+    ]
+    wants = [stock(env["saved_model"], h, k) for h, k in cases]
+    errors = []
+
+    def worker(part):
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(ch)
+            for i in part:
+                try:
+                    assert_same(client.decode(stub.Predict(client.recommend_request(*cases[i]), timeout=30)), wants[i])
+                except Exception as e:  # reported below, with the case
+                    errors.append((i, e))
+
+    try:
+        threads = [threading.Thread(target=worker, args=(range(t, len(cases), 8),)) for t in range(8)]
+        for t in threads:
+            t.start()
+        url = f"http://127.0.0.1:{server.rest.port}/v1/models/pinsage:predict"
+        for (hist, k), want in zip(cases[:4], wants):
+            body = {"signature_name": "recommend", "instances": [{"history_ids": h, "k": k} for h in hist]}
+            r = requests.post(url, json=body, timeout=30)
+            assert (
+                r.status_code == 200
+                and [p["item_ids"] for p in r.json()["predictions"]] == want["item_ids"].astype(str).tolist()
+            )
+        for t in threads:
+            t.join()
+        assert not errors, errors[:3]
+        empty = client.recommend_request([], 5)  # an empty batch: empty outputs, not an error
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+            out = client.decode(prediction_service_pb2_grpc.PredictionServiceStub(ch).Predict(empty, timeout=30))
+        assert out["item_ids"] == [] and out["history_used"] == []
+    finally:
+        server.stop()
