@@ -273,7 +273,7 @@ def export_serving_model(
         if context_tower is not None:
             signatures.update(_recommend_signatures(module, k_spec))
         tf.saved_model.save(module, export_dir, signatures=signatures)
-    write_warmup_requests(export_dir, item_ids)
+    write_warmup_requests(export_dir, item_ids, recommend=context_tower is not None)
     return export_dir
 
 
@@ -315,12 +315,15 @@ def _recommend_signatures(module: ServingModule, k_spec: tf.TensorSpec) -> Dict[
     }
 
 
-def write_warmup_requests(export_dir: str, item_ids: Sequence[str], n: int = WARMUP_REQUESTS, k: int = WARMUP_K):
+def write_warmup_requests(
+    export_dir: str, item_ids: Sequence[str], n: int = WARMUP_REQUESTS, k: int = WARMUP_K, recommend: bool = False
+):
     """assets.extra/tf_serving_warmup_requests: a TFRecord of PredictionLog protos, TF Serving's warmup format,
     with `n` related_items requests for ids spread over the catalogue (one id each: the shape of the real
     traffic). TF Serving and serving/server.py replay them before marking a version AVAILABLE, so the first
-    clients do not pay for the index's and the graph's first-call costs. Returns the file's path (None when the
-    catalogue is too small to ask for a neighbour)."""
+    clients do not pay for the index's and the graph's first-call costs; with `recommend`, as many recommend
+    requests for one-item histories of the same ids (the tower's first call too). Returns the file's path (None
+    when the catalogue is too small to ask for a neighbour)."""
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
     if len(item_ids) < 2:
@@ -334,6 +337,15 @@ def write_warmup_requests(export_dir: str, item_ids: Sequence[str], n: int = WAR
             req.model_spec.signature_name = RELATED_ITEMS
             req.inputs["item_id"].CopyFrom(tf.make_tensor_proto([str(item_ids[row])], dtype=tf.string))
             req.inputs["k"].CopyFrom(tf.make_tensor_proto(min(k, len(item_ids) - 1), dtype=tf.int32))
-            entry = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=req))
-            w.write(entry.SerializeToString())
+            reqs = [req]
+            if recommend:
+                rec = predict_pb2.PredictRequest()
+                rec.model_spec.signature_name = RECOMMEND
+                ids = tf.make_tensor_proto([[str(item_ids[row])]], dtype=tf.string)
+                rec.inputs["history_ids"].CopyFrom(ids)
+                rec.inputs["k"].CopyFrom(req.inputs["k"])
+                reqs.append(rec)
+            for r in reqs:
+                entry = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=r))
+                w.write(entry.SerializeToString())
     return path

@@ -266,3 +266,10 @@ def test_batching_server_answers_concurrent_grpc_and_rest_clients(env):
         assert out["item_ids"] == [] and out["history_used"] == []
     finally:
         server.stop()
+
+
+def test_warmup_replays_recommend_requests(env):
+    """The export's warmup file holds a recommend request per related_items one, and the server replays both."""
+    from modules.export import WARMUP_REQUESTS
+
+    assert env["core"].warmup(env["core"].current) == 2 * WARMUP_REQUESTS
