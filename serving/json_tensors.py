@@ -4,6 +4,8 @@ the model takes), lists must be dense, a DT_STRING value may be {"b64": "..."}, 
 are written as {"b64": ...}, NaN / Infinity are accepted and written, floats are written with the fewest digits
 that read back to the same float32. Row format ("instances") batches every input along a new 0-th dimension, so a
 signature with a scalar input (related_items' `k`) needs the columnar format ("inputs"), exactly as on TF Serving.
+One extension: a history signature (inputs history_ids / history_weights) takes ragged histories, padded here,
+and in the row format the scalar k given in every instance with one value.
 Error messages are TF Serving's, so a client sees the same text from either server."""
 
 from __future__ import annotations

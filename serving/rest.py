@@ -19,6 +19,8 @@ This server's extensions (not in TF Serving; the page needs them):
                                                     catalogue search: ids + titles whose id equals, title starts
                                                     with, or id/title contains TEXT (case-insensitive, that order)
     GET  {monitoring_path}                          Prometheus text (serving/metrics.py; None turns it off)
+    POST ...:predict of recommend / recommend_weighted: ragged histories, padded with "" (weight 0) before the
+                                                    core, in "instances" (each giving the same k) and in "inputs"
 
 The JSON <-> tensor rules are TF Serving's (util/json_tensor.cc; serving/json_tensors.py).
 
