@@ -109,7 +109,7 @@ def create_pipeline(
             config.embed, strategy=resolve_embed_strategy(config.embed.strategy, list(config.beam_args))
         )
         components += _serving_components(
-            graph_gen, transform, sampler, (trainer, evaluator), inputs, serving_model_dir, embed, config
+            graph_gen, transform, sampler, (trainer, tower, evaluator), inputs, serving_model_dir, embed, config
         )
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
@@ -194,9 +194,9 @@ def _training_components(graph_gen, transform, sampler, pairs, inputs: PipelineI
 
 
 def _serving_components(graph_gen, transform, sampler, trained, inputs, serving_model_dir: str, embed, config):
-    """BulkEmbedder -> IndexBuilder -> PinSagePusher (with the cold-start embed_item signature's inputs and the
-    evaluator's blessing); `trained` = (trainer, evaluator)."""
-    trainer, evaluator = trained
+    """BulkEmbedder -> IndexBuilder -> PinSagePusher (with the cold-start embed_item signature's inputs, the
+    context tower for `recommend` and the evaluator's blessing); `trained` = (trainer, tower or None, evaluator)."""
+    trainer, tower, evaluator = trained
     embedder = BulkEmbedder(
         model=trainer.outputs["model"],
         examples=transform.outputs["transformed_examples"],
@@ -218,5 +218,6 @@ def _serving_components(graph_gen, transform, sampler, trained, inputs, serving_
         items_schema=inputs.items_schema,
         model_blessing=evaluator.outputs["blessing"],
         push_unblessed=config.blessing.push_unblessed,
+        context_tower=tower.outputs["context_tower"] if tower is not None else None,
     )
     return [embedder, index, pusher]

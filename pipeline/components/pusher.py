@@ -39,7 +39,7 @@ from pipeline.components.bulk_embedder import example_dir
 from pipeline.configs import BLESSING, PUSH, PushConfig
 from pipeline.push import pusher
 from schema import embeddings as embeddings_io
-from schema import files
+from schema import files, versions
 from schema import neighborhoods as neighborhood_io
 
 
@@ -59,6 +59,7 @@ class PinSagePusherSpec(ComponentSpec):
         "examples": ChannelParameter(type=standard_artifacts.Examples, optional=True),
         "neighborhoods": ChannelParameter(type=artifacts.Neighborhoods, optional=True),
         "model_blessing": ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
+        "context_tower": ChannelParameter(type=standard_artifacts.Model, optional=True),  # adds `recommend`
     }
     OUTPUTS = {"pushed_model": ChannelParameter(type=standard_artifacts.PushedModel)}
 
@@ -123,6 +124,17 @@ def refused(input_dict, out, exec_properties) -> bool:
     return True
 
 
+def context_tower_of(input_dict, embeddings):
+    """The ContextTowerTrainer's tower over the pushed embeddings (the batch embedder's z, the vectors it was
+    trained on), or None without that input."""
+    given = input_dict.get("context_tower")
+    if not given:
+        return None
+    from pipeline.history import train as history_train
+
+    return history_train.load_tower(artifact_utils.get_single_uri(given), embeddings)
+
+
 class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict, output_dict, exec_properties):
         out = artifact_utils.get_single_instance(output_dict["pushed_model"])
@@ -137,6 +149,7 @@ class Executor(base_executor.BaseExecutor):
             from modules import trainer
 
             query_fn = trainer.load_query_head(artifact_utils.get_single_uri(input_dict["model"]))
+        tower = context_tower_of(input_dict, emb)
         with tempfile.TemporaryDirectory() as tmp:
             saved = export.export_serving_model(
                 os.path.join(tmp, "export"),
@@ -147,6 +160,7 @@ class Executor(base_executor.BaseExecutor):
                 feature_spec=feature_spec,
                 query_embeddings=query_emb,
                 query_fn=query_fn,
+                context_tower=tower,
             )
             path = pusher.push(
                 saved,
@@ -168,7 +182,9 @@ class Executor(base_executor.BaseExecutor):
                 "destination": path,
                 "version": version,
                 "num_items": len(ids),
-                "signatures": ["related_items", "similar_items"] + (["embed_item"] if embed_fn is not None else []),
+                "signatures": ["related_items", "similar_items"]
+                + (["embed_item"] if embed_fn is not None else [])
+                + ([versions.RECOMMEND, versions.RECOMMEND_WEIGHTED] if tower is not None else []),
             },
         )
 
@@ -194,6 +210,7 @@ class PinSagePusher(base_component.BaseComponent):
         items_schema: Optional[str] = None,
         model_blessing=None,
         push_unblessed: bool = BLESSING.push_unblessed,
+        context_tower=None,
     ):
         cold = dict(
             model=model,
@@ -216,6 +233,7 @@ class PinSagePusher(base_component.BaseComponent):
                 pushed_model=types.Channel(type=standard_artifacts.PushedModel),
                 model_blessing=model_blessing,
                 push_unblessed=int(push_unblessed),
+                context_tower=context_tower,
                 **cold,
             )
         )

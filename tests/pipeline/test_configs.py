@@ -252,6 +252,12 @@ def test_the_pusher_reads_the_evaluators_blessing(tmp_path):
     assert evaluator in pusher_c.upstream_nodes
     assert (evaluator.exec_properties["blessing_metric"], evaluator.exec_properties["blessing_z"]) == ("mrr", 3.0)
     assert pusher_c.exec_properties["push_unblessed"] == 1
+    tower = pusher_c.inputs["context_tower"]  # the version carries `recommend`
+    assert tower is by_id["ContextTowerTrainer"].outputs["context_tower"] and tower.type_name == "Model"
+    p = pp.create_pipeline(
+        "t", str(tmp_path / "tfx"), str(tmp_path / "m"), inputs, configs.RunConfig(history=configs.HistoryConfig(False))
+    )
+    assert "context_tower" not in {c.id: c for c in p.components}["PinSagePusher"].inputs
     p = pp.create_pipeline("t", str(tmp_path / "tfx"), str(tmp_path / "m"), inputs, configs.RunConfig())
     assert {c.id: c for c in p.components}["PinSagePusher"].exec_properties["push_unblessed"] == 0
     p = pp.create_pipeline(

@@ -180,3 +180,32 @@ def test_push_unblessed_overrides_the_blessing(pusher_inputs, tmp_path):
     _, pushed = _push(inputs, props, tmp_path, "no-blessing")
     assert (pushed["pushed"], pushed["blessed"], pushed["version"]) == (True, None, 2)
     assert versions.list_versions(os.path.join(props["serving_model_dir"], "pinsage")) == [1, 2]
+
+
+def test_a_pushed_version_with_the_context_tower_answers_recommend_like_the_tower(pusher_inputs, tmp_path):
+    """The ContextTowerTrainer's artifact (saved as its stage saves it) makes the version's `recommend`: the
+    signature's top item equals a numpy ranking of the tower's query vector with the history excluded."""
+    import numpy as np
+    import tensorflow as tf
+    from tfx.types.standard_artifacts import Model
+
+    from modules import context_tower as ct
+    from pipeline.history import train as history_train
+    from schema import embeddings as embeddings_io
+
+    inputs, props = pusher_inputs
+    z, ids, _ = embeddings_io.read_embeddings(inputs["embeddings"][0].uri)
+    config = ct.ContextTowerConfig(form="sequence", max_len=4, num_layers=1, num_heads=1, epochs=1)
+    tower = ct.build_context_tower(config, z)
+    tower_dir = tmp_path / "tower"
+    history_train.save(tower, config, {"epoch": [1]}, str(tower_dir))
+    _, pushed = _push(dict(inputs, context_tower=[_artifact(Model, tower_dir)]), props, tmp_path, "tower")
+    assert versions.RECOMMEND in pushed["signatures"]
+    loaded = tf.saved_model.load(pushed["destination"])
+    out = loaded.signatures[versions.RECOMMEND](history_ids=tf.constant([["a", "b"]]), k=tf.constant(2))
+    u = ct.query_vectors(tower, [np.array([0, 1])])[0]
+    scores = z @ u
+    scores[[0, 1]] = -np.inf  # the history is excluded
+    want = [ids[i] for i in np.argsort(-scores, kind="stable")[:2]]
+    assert [x.decode() for x in out["item_ids"].numpy()[0]] == want
+    assert int(out["history_used"].numpy()[0]) == 2
