@@ -187,16 +187,26 @@ def _print_related(
 def _cmd_query(args) -> int:
     import grpc
 
-    from serving.client import related
+    from serving.client import recommend, related
 
+    if bool(args.item) == bool(args.history):
+        print("[pinsage] give --item (repeatable) or --history ID,ID,...", file=sys.stderr)
+        return 2
+    host = f"{args.host}:{args.port}"
     try:
-        result = related(
-            f"{args.host}:{args.port}", args.item, args.k, model_name=args.model_name, signature_name=args.signature
-        )
+        if args.history:
+            history = [x.strip() for x in args.history.split(",") if x.strip()]
+            result = recommend(host, [history], args.k, model_name=args.model_name)
+        else:
+            result = related(host, args.item, args.k, model_name=args.model_name, signature_name=args.signature)
     except grpc.RpcError as e:
         print(f"[pinsage] {e.code().name}: {e.details()}", file=sys.stderr)
         return 2
-    _print_related(result, args.item, heading=SIGNATURE_HEADINGS.get(args.signature, f"{args.signature} of"))
+    if args.history:
+        used = result["history_used"][0]
+        _print_related(result, [args.history], [f"({used} of its items known)"], heading="recommended for history")
+    else:
+        _print_related(result, args.item, heading=SIGNATURE_HEADINGS.get(args.signature, f"{args.signature} of"))
     return 0
 
 
@@ -244,9 +254,29 @@ def serve_and_query(output: str, k: int = 10, port: int = 0) -> dict:
             similar = related(f"localhost:{server.port}", queries[:1], k, signature_name=versions.SIMILAR_ITEMS)
             _print_related(similar, queries[:1], labels[:1], heading=SIGNATURE_HEADINGS[versions.SIMILAR_ITEMS])
             result = dict(result, similar_items=similar)
+        if versions.RECOMMEND in server.core.current.signature_defs:  # a person's recent history, one step on
+            result = dict(result, recommend=_recommend_demo(output, g, server.port, k))
     finally:
         server.stop()
         print("[pinsage] server stopped")
+    return result
+
+
+def _recommend_demo(output: str, g, port: int, k: int, length: int = 5) -> dict:
+    """recommend for the most active context's last `length` train items, printed under their titles."""
+    import numpy as np
+
+    from serving.client import recommend
+
+    train = g.split == "train"
+    busiest = np.bincount(g.context_index[train], minlength=g.num_contexts).argmax()
+    rows = np.flatnonzero(train & (g.context_index == busiest))
+    history = [str(g.item_ids[n]) for n in g.node_id[rows[np.argsort(g.position[rows])]][-length:]]
+    result = recommend(f"localhost:{port}", [history], k)
+    label = "; ".join(t or i for t, i in zip(_titles_of(output, history), history))
+    _print_related(
+        result, [str(g.context_ids[busiest])], [f"[last {len(history)}: {label}]"], "recommended for context"
+    )
     return result
 
 
@@ -350,10 +380,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_arguments(sv)
     sv.set_defaults(fn=_cmd_serve)
 
-    q = sub.add_parser("query", help="related items through the TF Serving gRPC API")
+    q = sub.add_parser("query", help="related items, or recommendations for a history, through TF Serving's gRPC API")
     q.add_argument("--host", default="localhost")
     q.add_argument("--port", type=int, default=SERVING.port)
-    q.add_argument("--item", action="append", required=True, help="source item id, repeatable")
+    q.add_argument("--item", action="append", help="source item id, repeatable")
+    q.add_argument("--history", help="recommend for a history: item ids, oldest first, comma-separated")
     q.add_argument("-k", type=int, default=10)
     q.add_argument("--model-name", default="pinsage")
     q.add_argument(

@@ -68,3 +68,13 @@ def related(
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         req = related_request(item_ids, k, model_name, signature_name)
         return decode(stub.Predict(req, timeout=timeout))
+
+
+def recommend(
+    host_port: str, histories: Sequence[Sequence[str]], k: int, model_name: str = "pinsage", timeout: float = 10.0
+) -> Dict[str, List[list]]:
+    """{"item_ids", "scores", "titles", "history_used"} per history from the `recommend` signature (the history's
+    own items excluded); raises grpc.RpcError with the server's message in .details()."""
+    with grpc.insecure_channel(host_port) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        return decode(stub.Predict(recommend_request(histories, k, model_name), timeout=timeout))

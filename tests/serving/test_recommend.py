@@ -2,6 +2,8 @@
 equals the SavedModel's stock-op signature on a small index, on gRPC and REST (ragged `instances`); padding,
 unknown ids and every error case; a version without a tower answers NOT_FOUND for it."""
 
+import re
+
 import grpc
 import numpy as np
 import pytest
@@ -31,6 +33,7 @@ def env(tmp_path_factory):
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
     yield dict(
         root=root,
+        port=server.port,
         ids=ids,
         core=server.core,
         url=f"http://127.0.0.1:{server.rest.port}",
@@ -273,3 +276,18 @@ def test_warmup_replays_recommend_requests(env):
     from modules.export import WARMUP_REQUESTS
 
     assert env["core"].warmup(env["core"].current) == 2 * WARMUP_REQUESTS
+
+
+def test_pinsage_query_history_prints_the_served_recommendations(env, capsys):
+    from pipeline import cli
+
+    got = served(env, [HISTORIES[0]], 5)
+    rc = cli.main(["query", "--port", str(env["port"]), "--history", ",".join(HISTORIES[0]), "-k", "5"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "(6 of its items known)" in out
+    rows = [re.match(r"\s*\d+\. (.*?)  \(", line) for line in out.splitlines()]
+    printed = [m.group(1) for m in rows if m]
+    assert printed == got["titles"][0]
+    assert cli.main(["query", "--port", str(env["port"])]) == 2  # neither --item nor --history
+    assert cli.main(["query", "--port", str(env["port"]), "--history", "nope"]) == 2  # all unknown: INVALID_ARGUMENT
+    assert "history_ids" in capsys.readouterr().err
