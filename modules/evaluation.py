@@ -585,6 +585,20 @@ class DenseScorer:
         return self.matrix[np.asarray(query_nodes)]
 
 
+def ppr_power_iteration(x, xt, c_inv, i_inv, e: np.ndarray, restart: float, tol: float, max_iter: int):
+    """([N, b] PPR columns r = e + (1 - restart) P r, iterations) for restart columns e (already times `restart`):
+    power iteration over the uniform item -> context -> item step P = D_i X^T D_c X (x: contexts x items, xt its
+    transpose, c_inv / i_inv the inverse degrees) until no column changes by more than `tol` in L1."""
+    r = e.copy()
+    for it in range(1, max_iter + 1):
+        nxt = e + (1.0 - restart) * (xt @ (c_inv[:, None] * (x @ (i_inv[:, None] * r))))
+        change = float(np.abs(nxt - r).sum(axis=0).max())
+        r = nxt
+        if change < tol:
+            return r, it
+    raise RuntimeError(f"RWR power iteration did not reach tol={tol} in {max_iter} iterations")
+
+
 class RWRScorer:
     """Random walk with restart from each query by sparse power iteration, for catalogues too large for
     rwr_matrix's dense solve. Row vector r of a query q: r <- restart e_q + (1 - restart) r P, P = the uniform
@@ -612,16 +626,9 @@ class RWRScorer:
         N, b = self.num_items, len(q)
         e = np.zeros((N, b), self.dtype)
         e[q, np.arange(b)] = self.restart
-        r = e.copy()
-        for it in range(1, self.max_iter + 1):
-            step = self.xt @ (self.c_inv[:, None] * (self.x @ (self.i_inv[:, None] * r)))
-            nxt = e + (1.0 - self.restart) * step
-            change = float(np.abs(nxt - r).sum(axis=0).max())
-            r = nxt
-            if change < self.tol:
-                self.iterations.append(it)
-                return r.T
-        raise RuntimeError(f"RWR power iteration did not reach tol={self.tol} in {self.max_iter} iterations")
+        r, it = ppr_power_iteration(self.x, self.xt, self.c_inv, self.i_inv, e, self.restart, self.tol, self.max_iter)
+        self.iterations.append(it)
+        return r.T
 
     def scores(self, query_nodes):
         q = np.asarray(query_nodes, np.int64)

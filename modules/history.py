@@ -407,16 +407,11 @@ class RWRHistoryScorer:
 
     def _iterate(self, e: np.ndarray) -> np.ndarray:
         """[N, b] PPR columns for restart columns e (already times `restart`)."""
-        r = e.copy()
-        for it in range(1, self.max_iter + 1):
-            step = self.xt @ (self.c_inv[:, None] * (self.x @ (self.i_inv[:, None] * r)))
-            nxt = e + (1.0 - self.restart) * step
-            change = float(np.abs(nxt - r).sum(axis=0).max())
-            r = nxt
-            if change < self.tol:
-                self.iterations.append(it)
-                return r
-        raise RuntimeError(f"RWR power iteration did not reach tol={self.tol} in {self.max_iter} iterations")
+        r, it = ev.ppr_power_iteration(
+            self.x, self.xt, self.c_inv, self.i_inv, e, self.restart, self.tol, self.max_iter
+        )
+        self.iterations.append(it)
+        return r
 
     def scores(self, histories):
         e = _history_matrix(histories, self.num_items, "uniform").astype(np.float32)
