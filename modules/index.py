@@ -14,7 +14,8 @@ Index directory layout (what `load_index` reads; the Pusher copies it into a ver
     item_ids.txt         source item id per ScaNN row (node-id order), one per line
     titles.txt           optional, one per line, same order
     index_stats.json     kind, parameters, N, d, recall@10 vs exact on a sample, build seconds
-    embeddings.npy, query_embeddings.npy, item_ids.npy, titles.bin, titles_offsets.npy
+    embeddings.npy, query_embeddings.npy, item_ids.npy, titles.bin, titles_offsets.npy, attributes.bin,
+    attributes_offsets.npy
                          the serving arrays (schema/versions.py): what a server memory-maps instead of
                          rebuilding from the text files and the SavedModel
 """
@@ -31,7 +32,7 @@ import scann
 
 from schema import files
 from schema.embeddings import IDS_FILE, TITLES_FILE, check_inputs, read_lines, write_lines
-from schema.versions import write_serving_arrays
+from schema.versions import Attributes, write_serving_arrays
 
 SCANN_DIR = "scann"
 STATS_FILE = "index_stats.json"
@@ -106,13 +107,15 @@ def build_index(
     recall_queries: int = 1000,
     seed: int = 0,
     query_embeddings: Optional[np.ndarray] = None,
+    attributes: Optional[Sequence[Attributes]] = None,
     **searcher_kw,
 ) -> dict:
     """Builds, measures and serializes the index into `out_dir` (layout in the module docstring); returns the stats.
 
     Recall@10 is measured at build time on `recall_queries` catalogue items used as queries (the related-items
     case: their query vectors when `query_embeddings` are given) against an exact numpy scan, so a bad index is
-    visible in index_stats.json before it is pushed."""
+    visible in index_stats.json before it is pushed. `attributes` (one {column: text | [text, ...]} per item, the
+    related-items page's display) go into the serving arrays only."""
     emb = check_inputs(embeddings, list(item_ids), titles)
     queries = emb if query_embeddings is None else np.asarray(query_embeddings, np.float32)
     start = time.time()
@@ -130,7 +133,7 @@ def build_index(
     write_lines(files.join(out_dir, IDS_FILE), item_ids, "item ids")
     if titles is not None:
         write_lines(files.join(out_dir, TITLES_FILE), titles, "titles")
-    write_serving_arrays(out_dir, item_ids, titles, emb, query_embeddings)
+    write_serving_arrays(out_dir, item_ids, titles, emb, query_embeddings, attributes)
     stats = dict(
         params,
         num_items=int(emb.shape[0]),
@@ -142,6 +145,7 @@ def build_index(
         recall_queries=int(len(sample)),
         build_seconds=round(build_s, 3),
         has_titles=titles is not None,
+        has_attributes=attributes is not None,
     )
     files.write_json(files.join(out_dir, STATS_FILE), stats, indent=1, sort_keys=True)
     return stats

@@ -14,6 +14,11 @@ all uncompressed, so a version loads with np.load(mmap_mode="r") and no per-item
     titles.bin              optional: the UTF-8 titles back to back
     titles_offsets.npy      with titles.bin, int64 [N + 1]: title r is titles.bin[offsets[r]:offsets[r + 1]]
                             (one blob rather than |S<w>: a single long title would make every row that wide)
+    attributes.bin          optional: each item's displayable attributes (the catalogue's numeric and categorical
+                            feature columns) as one compact UTF-8 JSON object {column: "text" | ["text", ...]},
+                            back to back; an item without any is b"" (read as {})
+    attributes_offsets.npy  with attributes.bin, int64 [N + 1], as titles_offsets.npy
+A version written before attributes.bin existed reads with attributes None: it serves as before, titles only.
 A version without item_ids.npy was written before these existed: read_serving_arrays returns None and the
 server loads it from the text files and the SavedModel, as it did then.
 
@@ -25,10 +30,11 @@ all-digit names never sees a half-written or half-deleted version.
 
 from __future__ import annotations
 
+import json
 import mmap
 import os
 import re
-from typing import List, NamedTuple, Optional, Sequence, Union
+from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
@@ -49,6 +55,8 @@ QUERY_EMBEDDINGS_NPY = "query_embeddings.npy"
 ITEM_IDS_NPY = "item_ids.npy"
 TITLES_BIN = "titles.bin"
 TITLE_OFFSETS_NPY = "titles_offsets.npy"
+ATTRIBUTES_BIN = "attributes.bin"
+ATTRIBUTE_OFFSETS_NPY = "attributes_offsets.npy"
 TMP_PREFIX = ".tmp-"
 DEL_PREFIX = ".del-"
 VERSION_NAME = re.compile(r"0|[1-9][0-9]*")  # re's [0-9] is ASCII only, unlike str.isdigit
@@ -86,6 +94,38 @@ class ServingArrays(NamedTuple):
     item_ids: np.ndarray  # |S<w> [N]
     titles: Union[mmap.mmap, bytes, None]  # titles.bin, mapped (slicing gives bytes); None without titles
     title_offsets: Optional[np.ndarray]  # int64 [N + 1]
+    attributes: Union[mmap.mmap, bytes, None] = None  # attributes.bin, mapped; None without attributes
+    attribute_offsets: Optional[np.ndarray] = None  # int64 [N + 1]
+
+
+Attributes = Mapping[str, Union[str, Sequence[str]]]
+
+
+def encode_attributes(attributes: Attributes) -> bytes:
+    """One item's attributes as attributes.bin holds them: compact JSON, b"" for none."""
+    out: Dict[str, Union[str, List[str]]] = {}
+    for col, value in attributes.items():
+        if not isinstance(col, str):
+            raise ValueError(f"attribute names must be strings, got {col!r}")
+        if isinstance(value, str):
+            out[col] = value
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            out[col] = list(value)
+        else:
+            raise ValueError(f"attribute {col!r}: want a string or a list of strings, got {value!r}")
+    return json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode("utf-8") if out else b""
+
+
+def decode_attributes(data: bytes) -> Dict[str, Union[str, List[str]]]:
+    """The inverse of encode_attributes."""
+    return json.loads(data.decode("utf-8")) if data else {}
+
+
+def _write_blob(index_dir: str, blob_name: str, offsets_name: str, parts: List[bytes]) -> None:
+    offsets = np.zeros(len(parts) + 1, np.int64)
+    np.cumsum([len(p) for p in parts], out=offsets[1:])
+    files.write_bytes(files.join(index_dir, blob_name), b"".join(parts))
+    files.np_save(files.join(index_dir, offsets_name), offsets)
 
 
 def write_serving_arrays(
@@ -94,6 +134,7 @@ def write_serving_arrays(
     titles: Optional[Sequence[str]],
     embeddings: np.ndarray,
     query_embeddings: Optional[np.ndarray] = None,
+    attributes: Optional[Sequence[Attributes]] = None,
 ) -> None:
     """Writes the serving arrays (layout in the module docstring) next to an index's other files."""
     ids = [str(i).encode("utf-8") for i in item_ids]
@@ -112,10 +153,12 @@ def write_serving_arrays(
         encoded = [str(t).encode("utf-8") for t in titles]
         if len(encoded) != len(ids):
             raise ValueError(f"{len(encoded)} titles for {len(ids)} item ids")
-        offsets = np.zeros(len(encoded) + 1, np.int64)
-        np.cumsum([len(t) for t in encoded], out=offsets[1:])
-        files.write_bytes(files.join(index_dir, TITLES_BIN), b"".join(encoded))
-        files.np_save(files.join(index_dir, TITLE_OFFSETS_NPY), offsets)
+        _write_blob(index_dir, TITLES_BIN, TITLE_OFFSETS_NPY, encoded)
+    if attributes is not None:
+        encoded = [encode_attributes(a) for a in attributes]
+        if len(encoded) != len(ids):
+            raise ValueError(f"{len(encoded)} attribute rows for {len(ids)} item ids")
+        _write_blob(index_dir, ATTRIBUTES_BIN, ATTRIBUTE_OFFSETS_NPY, encoded)
     files.np_save(files.join(index_dir, ITEM_IDS_NPY), np.array(ids, dtype=f"S{max(1, max(map(len, ids)))}"))
 
 
@@ -143,18 +186,25 @@ def read_serving_arrays(index_dir: str) -> Optional[ServingArrays]:
     query = _npy(q_path, "<f4", 2) if os.path.exists(q_path) else None
     if query is not None and query.shape != emb.shape:
         raise ValueError(f"{q_path}: shape {query.shape} != embeddings {emb.shape}")
-    blob_path, off_path = os.path.join(index_dir, TITLES_BIN), os.path.join(index_dir, TITLE_OFFSETS_NPY)
-    if not os.path.exists(blob_path):
-        return ServingArrays(emb, query, ids, None, None)
-    offsets = _npy(off_path, "<i8", 1)
-    size = os.path.getsize(blob_path)
-    if len(offsets) != len(ids) + 1 or offsets[0] != 0 or offsets[-1] != size or (np.diff(offsets) < 0).any():
+    blobs = []  # (blob, offsets) of the titles, then of the attributes; (None, None) when a version has none
+    for blob_name, offsets_name in ((TITLES_BIN, TITLE_OFFSETS_NPY), (ATTRIBUTES_BIN, ATTRIBUTE_OFFSETS_NPY)):
+        blob_path, off_path = os.path.join(index_dir, blob_name), os.path.join(index_dir, offsets_name)
+        if not os.path.exists(blob_path):
+            blobs.append((None, None))
+            continue
+        offsets, size = _npy(off_path, "<i8", 1), os.path.getsize(blob_path)
+        _check_offsets(offsets, len(ids), size, off_path, blob_name)
+        if size == 0:  # every row empty: mmap cannot map an empty file
+            blobs.append((b"", offsets))
+            continue
+        with open(blob_path, "rb") as f:
+            blobs.append((mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), offsets))
+    return ServingArrays(emb, query, ids, *blobs[0], *blobs[1])
+
+
+def _check_offsets(offsets: np.ndarray, n: int, size: int, off_path: str, blob_name: str) -> None:
+    if len(offsets) != n + 1 or offsets[0] != 0 or offsets[-1] != size or (np.diff(offsets) < 0).any():
         raise ValueError(
-            f"{off_path}: want {len(ids) + 1} non-decreasing offsets from 0 to {size} (the size of {TITLES_BIN}), "
+            f"{off_path}: want {n + 1} non-decreasing offsets from 0 to {size} (the size of {blob_name}), "
             f"got {len(offsets)} that are not"
         )
-    if size == 0:  # every title empty: mmap cannot map an empty file
-        return ServingArrays(emb, query, ids, b"", offsets)
-    with open(blob_path, "rb") as f:
-        blob = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    return ServingArrays(emb, query, ids, blob, offsets)

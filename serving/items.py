@@ -1,4 +1,5 @@
-"""A version's item ids and titles as arrays: id -> row lookups and row -> id / title bytes for answers.
+"""A version's item ids, titles and attributes as arrays: id -> row lookups and row -> id / title / attribute
+bytes for answers.
 
 Why not a dict of the ids: building one for a large catalogue holds the GIL long enough to stall the event loop
 answering requests while a new version loads, and costs many Python objects. Here the ids are one |S<w> numpy
@@ -9,17 +10,31 @@ request.
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from schema.versions import ServingArrays
+from schema.versions import Attributes, ServingArrays, decode_attributes, encode_attributes
+
+
+def _blob(parts: List[bytes]):
+    offsets = np.zeros(len(parts) + 1, np.int64)
+    np.cumsum([len(p) for p in parts], out=offsets[1:])
+    return b"".join(parts), offsets
 
 
 class ItemTable:
-    """Ids (|S<w> [N]) and optional titles (one UTF-8 blob + int64 [N + 1] offsets) of one version."""
+    """Ids (|S<w> [N]), optional titles and optional attributes (each one UTF-8 blob + int64 [N + 1] offsets,
+    schema/versions.py) of one version."""
 
-    def __init__(self, ids: np.ndarray, titles=None, title_offsets: Optional[np.ndarray] = None):
+    def __init__(
+        self,
+        ids: np.ndarray,
+        titles=None,
+        title_offsets: Optional[np.ndarray] = None,
+        attributes=None,
+        attribute_offsets: Optional[np.ndarray] = None,
+    ):
         self.ids, self.num_items, self.width = ids, len(ids), ids.dtype.itemsize
         order = np.argsort(ids, kind="stable")  # numpy sorts and gathers |S arrays without holding the GIL
         self._sorted = ids[order]
@@ -30,24 +45,28 @@ class ItemTable:
         self._row_of_sorted = memoryview(order)
         self._titles = titles
         self._offsets = None if title_offsets is None else memoryview(title_offsets)
+        self._attributes = attributes
+        self._attribute_offsets = None if attribute_offsets is None else memoryview(attribute_offsets)
 
     @classmethod
     def from_arrays(cls, arrays: ServingArrays) -> "ItemTable":
-        return cls(arrays.item_ids, arrays.titles, arrays.title_offsets)
+        return cls(arrays.item_ids, arrays.titles, arrays.title_offsets, arrays.attributes, arrays.attribute_offsets)
 
     @classmethod
-    def from_lists(cls, ids: Sequence[str], titles: Optional[Sequence[str]] = None) -> "ItemTable":
-        """From Python strings (a version written before item_ids.npy existed)."""
+    def from_lists(
+        cls,
+        ids: Sequence[str],
+        titles: Optional[Sequence[str]] = None,
+        attributes: Optional[Sequence[Attributes]] = None,
+    ) -> "ItemTable":
+        """From Python strings (a version written before item_ids.npy existed, or a test's catalogue)."""
         encoded = [i.encode("utf-8") for i in ids]
         if any(b"\0" in i for i in encoded):
             raise ValueError("item ids may not contain NUL characters")
         table = np.array(encoded, dtype=f"S{max(1, max(map(len, encoded), default=1))}")
-        if titles is None:
-            return cls(table)
-        parts = [t.encode("utf-8") for t in titles]
-        offsets = np.zeros(len(parts) + 1, np.int64)
-        np.cumsum([len(t) for t in parts], out=offsets[1:])
-        return cls(table, b"".join(parts), offsets)
+        title_blob = (None, None) if titles is None else _blob([t.encode("utf-8") for t in titles])
+        attribute_blob = (None, None) if attributes is None else _blob([encode_attributes(a) for a in attributes])
+        return cls(table, *title_blob, *attribute_blob)
 
     # -- id -> row
     def row(self, key: bytes) -> Optional[int]:
@@ -84,6 +103,19 @@ class ItemTable:
             return [b""] * len(rows)
         blob, off = self._titles, self._offsets
         return [blob[off[r] : off[r + 1]] for r in rows]
+
+    @property
+    def has_attributes(self) -> bool:
+        return self._attributes is not None
+
+    def attributes_of(self, rows: Union[Sequence[int], np.ndarray]) -> List[Dict[str, Union[str, List[str]]]]:
+        """Attributes {column: text or [text, ...]} of rows ({} for every row of a version without them)."""
+        if isinstance(rows, np.ndarray):
+            rows = rows.tolist()
+        if self._attributes is None:
+            return [{} for _ in rows]
+        blob, off = self._attributes, self._attribute_offsets
+        return [decode_attributes(blob[off[r] : off[r + 1]]) for r in rows]
 
     def id_array(self, rows: np.ndarray) -> np.ndarray:
         """Ids of a [B, k] array of rows, same shape (|S<w>)."""
