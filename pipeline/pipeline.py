@@ -205,7 +205,11 @@ def _serving_components(graph_gen, transform, sampler, trained, inputs, serving_
         graph_schema=inputs.graph_schema,
         config=embed,
     )
-    index = IndexBuilder(embeddings=embedder.outputs["embeddings"])
+    index = IndexBuilder(
+        embeddings=embedder.outputs["embeddings"],
+        item_examples=graph_gen.outputs["item_examples"],  # the items' attributes, shown by the related-items page
+        features=inputs.features,
+    )
     pusher = PinSagePusher(
         embeddings=embedder.outputs["embeddings"],
         index=index.outputs["index"],
