@@ -16,8 +16,13 @@ This server's extensions (not in TF Serving; the page needs them):
     GET  /                                          the related-items page (serving/static/)
     GET  /models                                    {"models": [names]}: what the page can pick from
     GET  /v1/models/{m}[/versions/{v}|/labels/{l}]/items?q=TEXT&limit=N
-                                                    catalogue search: ids + titles whose id equals, title starts
-                                                    with, or id/title contains TEXT (case-insensitive, that order)
+                                                    catalogue search: ids + titles + attributes whose id equals,
+                                                    title starts with, or id/title contains TEXT (case-insensitive,
+                                                    that order); attributes are {column: text | [text, ...]} of
+                                                    the catalogue's numeric and categorical features, {} for a
+                                                    version written without them
+    GET  .../items?id=ID&id=ID...                   the same for the given ids, in their order (NOT_FOUND names an
+                                                    unknown one)
     GET  {monitoring_path}                          Prometheus text (serving/metrics.py; None turns it off)
     POST ...:predict of recommend / recommend_weighted: ragged histories, padded with "" (weight 0) before the
                                                     core, in "instances" (each giving the same k) and in "inputs"
@@ -41,7 +46,7 @@ import threading
 import time
 import urllib.parse
 from concurrent import futures
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import grpc
 import numpy as np
@@ -56,6 +61,7 @@ from serving import metrics
 from serving.config import DEFAULTS
 from serving.core import ModelServer
 from serving.errors import ServingError, invalid
+from serving.items import ItemTable
 from serving.json_tensors import (
     dumps,
     fill_predict_request,
@@ -102,10 +108,12 @@ MAX_BODY_BYTES = 4 * DEFAULTS.max_message_bytes  # JSON is several times the pro
 class Catalogue:
     """Ids and titles of one version, searchable by text for the page (this server's extension: the REST API
     has no such signature). One casefolded "\\nid\\ttitle" string, searched with str.find (C speed, no per-item
-    Python objects beyond the ids and titles themselves)."""
+    Python objects beyond the ids and titles themselves); the version's ItemTable looks ids up and holds the
+    attributes."""
 
-    def __init__(self, ids: Sequence[str], titles: Sequence[str]):
-        self.ids, self.titles = ids, titles
+    def __init__(self, table: ItemTable):
+        self.table = table
+        ids, titles = self.ids, self.titles = table.id_strings(), table.title_strings()
         lines = [f"{i}\t{t}".replace("\n", " ").casefold() for i, t in zip(ids, titles)]
         self.text = "\n" + "\n".join(lines) + "\n"
         self.starts = np.cumsum([1] + [len(s) + 1 for s in lines[:-1]])  # offset of each line in self.text
@@ -127,16 +135,20 @@ class Catalogue:
         return rows
 
 
-def catalogue_from_server(server: ModelServer, name: str, version: int) -> Tuple[Sequence[str], Sequence[str]]:
-    """(ids, titles) of a served version: the loaded version's arrays when it is the one asked for, else the
-    version's index files (schema/versions.py layout). The one place that knows where a model lives."""
+def catalogue_from_server(server: ModelServer, name: str, version: int) -> ItemTable:
+    """The items of a served version: the loaded version's table when it is the one asked for, else the
+    version's serving arrays or, written before those, its index text files (schema/versions.py layout). The one
+    place that knows where a model lives."""
     cur = server.current
     if cur is not None and server.model_name == name and cur.version == version:
-        return cur.items.id_strings(), cur.items.title_strings()
+        return cur.items
     index = versions.index_dir(os.path.join(server.model_dir, str(version)))
+    arrays = versions.read_serving_arrays(index)
+    if arrays is not None:
+        return ItemTable.from_arrays(arrays)
     ids = read_lines(os.path.join(index, IDS_FILE))
     titles_path = os.path.join(index, TITLES_FILE)
-    return ids, read_lines(titles_path) if os.path.exists(titles_path) else [""] * len(ids)
+    return ItemTable.from_lists(ids, read_lines(titles_path) if os.path.exists(titles_path) else None)
 
 
 # ------------------------------------------------------------------------------------------------ the HTTP side
@@ -174,7 +186,7 @@ class RestApi:
         max_workers: int = DEFAULTS.max_workers,
         monitoring_path: Optional[str] = None,
         max_body_bytes: int = MAX_BODY_BYTES,
-        catalogue_source: Optional[Callable[[str, int], Tuple[Sequence[str], Sequence[str]]]] = None,
+        catalogue_source: Optional[Callable[[str, int], ItemTable]] = None,
         model_names: Optional[Callable[[], List[str]]] = None,
     ):
         self.server, self.monitoring_path, self.max_body_bytes = server, monitoring_path, max_body_bytes
@@ -359,7 +371,7 @@ class RestApi:
             return await self._in_pool(self._predict_blocking, spec, body, record)
         return dumps(predict_response_json(resp, fmt))
 
-    # -- the page's catalogue search
+    # -- the page's catalogue search and item lookup
     def _items(self, spec, query) -> bytes:
         try:
             limit = int(query.get("limit", "20"))
@@ -367,21 +379,31 @@ class RestApi:
             raise invalid(f"limit must be an integer, got {query.get('limit')!r}") from None
         if not 1 <= limit <= 1000:
             raise invalid(f"limit must be in [1, 1000], got {limit}")
+        wanted = query.getall("id", [])
+        if len(wanted) > 1000:
+            raise invalid(f"at most 1000 ids per request, got {len(wanted)}")
         version = self._metadata_response(spec).model_spec.version.value
         key = (spec.name, version)
         with self._catalogue_lock:  # built once per version (slow for a large catalogue), then shared
             cat = self._catalogues.get(key)
             if cat is None:
-                cat = Catalogue(*self.catalogue_source(spec.name, version))
+                cat = Catalogue(self.catalogue_source(spec.name, version))
                 self._catalogues = {k: c for k, c in self._catalogues.items() if k[0] != spec.name}
                 self._catalogues[key] = cat
-        rows = cat.search(query.get("q", ""), limit)
+        if wanted:
+            rows = cat.table.rows([i.encode("utf-8") for i in wanted]).tolist()
+            if -1 in rows:
+                missing = wanted[rows.index(-1)]
+                raise ServingError(C.NOT_FOUND, f"item id {missing!r} is not in version {version} of {spec.name}")
+        else:
+            rows = cat.search(query.get("q", ""), limit)
         return dumps(
             {
                 "model_spec": {"name": spec.name, "version": str(version)},
                 "total": len(cat.ids),
                 "item_ids": [str(cat.ids[r]) for r in rows],
                 "titles": [str(cat.titles[r]) for r in rows],
+                "attributes": cat.table.attributes_of(rows),
             }
         )
 

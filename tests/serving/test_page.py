@@ -185,3 +185,30 @@ def test_list_choice_related_and_similar(page):
     wait_for(d, lambda d: related_shown(d)[0] == grpc_related(page, nxt)[0], "the related_items list again")
     assert "signature=" not in d.current_url
     assert d.find_element(By.ID, "error").get_attribute("hidden") is not None
+
+
+def test_without_recommend_or_attributes_history_mode_is_off(page):
+    """A version without a context tower and without attribute arrays (as written before they existed): the
+    history mode is disabled with its reason, a link asking for it shows the related-items mode, and rows show
+    titles only."""
+    import requests
+    from selenium.webdriver.common.by import By
+
+    d = page["driver"]
+    d.get("about:blank")
+    d.get(page["url"] + "#mode=history&k=10&history=i42")
+    wait_for(d, lambda d: d.find_element(By.ID, "history-off").is_displayed(), "the history mode's reason")
+    assert "recommend" in d.find_element(By.ID, "history-off").text
+    assert not d.find_element(By.CSS_SELECTOR, '#mode input[value="history"]').is_enabled()
+    assert d.find_element(By.CSS_SELECTOR, '#mode input[value="item"]').is_selected()
+    assert not d.find_element(By.ID, "history-panel").is_displayed()
+    assert "recommend" in d.find_element(By.ID, "error").text
+
+    d.get("about:blank")
+    d.get(page["url"] + "#item=i42")
+    wait_for(d, lambda d: related_shown(d)[0] == grpc_related(page, "i42")[0], "i42's related_items list")
+    assert (
+        d.find_elements(By.CSS_SELECTOR, "#related .attrs") == [] and d.find_element(By.ID, "current-attrs").text == ""
+    )
+    out = requests.get(page["url"] + "v1/models/pinsage/items", params=[("id", "i42"), ("id", "i7")], timeout=30).json()
+    assert out["titles"] == [page["titles"][42], page["titles"][7]] and out["attributes"] == [{}, {}]
