@@ -19,6 +19,13 @@ Signatures (names are part of the API, docs/DESIGN.md "Contracts"):
   excluded. "" is padding anywhere in a row; unknown ids are skipped (history_used counts the known ones); a row
   without a known id, a negative or non-finite weight and k outside [1, catalogue] fail with InvalidArgumentError
   naming the input. Two signatures because a SignatureDef has no optional input.
+  with a tower and the known contexts' precomputed vectors (pipeline/history/context_vectors.py):
+    recommend_context(context_id: string [N], k: int32 []) -> the outputs of recommend, scored u_c . v with the
+                                       stored u_c of each context and its whole stored history excluded
+                                       (history_used = that history's length)
+  A third signature, not an input of `recommend`, for the same reason; an unknown context id fails with
+  InvalidArgumentError naming context_id. The context ids travel as the asset context_ids.txt of an id -> row
+  table (as the item ids), the vectors and the history CSR as variables.
 Unknown ids, k outside [1, catalogue] and mismatched neighbour shapes fail with InvalidArgumentError (the
 message names the offending ids). In `neighbor_ids`, "" is padding (its weight is forced to 0), because a TF
 Serving request has to be rectangular while items have different numbers of neighbours.
@@ -48,7 +55,14 @@ import tensorflow as tf
 
 from schema import files
 from schema.embeddings import check_inputs, write_lines
-from schema.versions import RECOMMEND, RECOMMEND_WEIGHTED, RELATED_ITEMS, SIMILAR_ITEMS
+from schema.versions import (
+    RECOMMEND,
+    RECOMMEND_CONTEXT,
+    RECOMMEND_WEIGHTED,
+    RELATED_ITEMS,
+    SIMILAR_ITEMS,
+    ContextArrays,
+)
 
 RESERVED = ("neighbor_ids", "neighbor_weights", "k")
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")  # where TF Serving looks for them
@@ -187,6 +201,41 @@ class ServingModule(tf.Module):
         scores = tf.tensor_scatter_nd_update(scores, pos, tf.fill(tf.shape(pos)[:1], -np.inf))
         return dict(self.top_k(scores, k), history_used=used)
 
+    def attach_contexts(self, ids_file: str, contexts: ContextArrays) -> None:
+        """Known contexts' u_c [M, d] (context id -> row by a table over the asset `ids_file`) and their whole
+        histories as a CSR over catalogue rows, for recommend_context."""
+        self.context_table = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(
+                ids_file, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER
+            ),
+            default_value=-1,
+        )
+        self.context_vectors = tf.Variable(contexts.vectors, trainable=False, name="context_vectors")
+        self.context_history_indptr = tf.Variable(contexts.history_indptr, trainable=False, name="history_indptr")
+        self.context_history_rows = tf.Variable(contexts.history_rows, trainable=False, name="history_rows")
+
+    def recommend_context(self, context_id, k):
+        """Top-k of the stored u_c . v over the catalogue, the context's stored history pushed to -inf first."""
+        rows = self.context_table.lookup(context_id)
+        unknown = rows < 0
+        check = tf.debugging.Assert(
+            tf.logical_not(tf.reduce_any(unknown)),
+            ["context_id: unknown context id(s):", tf.boolean_mask(context_id, unknown)],
+            summarize=10,
+        )
+        with tf.control_dependencies([check, self.check_k(k, self.num_items)]):
+            rows = tf.identity(rows)
+        vectors = self.embeddings if self.recommend_vectors is None else self.recommend_vectors
+        scores = tf.matmul(tf.gather(self.context_vectors, rows), vectors, transpose_b=True)
+        starts = tf.gather(self.context_history_indptr, rows)
+        lengths = tf.gather(self.context_history_indptr, rows + 1) - starts
+        # the histories' flat offsets: each context's start, counted up over its length (stock ops, no ragged ones)
+        within = tf.range(tf.reduce_sum(lengths)) - tf.repeat(tf.cumsum(lengths, exclusive=True), lengths)
+        items = tf.gather(self.context_history_rows, tf.repeat(starts, lengths) + within)
+        at = tf.stack([tf.repeat(tf.range(tf.shape(rows, out_type=tf.int64)[0]), lengths), items], axis=1)
+        scores = tf.tensor_scatter_nd_update(scores, at, tf.fill(tf.shape(items), -np.inf))
+        return dict(self.top_k(scores, k), history_used=tf.cast(lengths, tf.int32))
+
     def embed(self, features, neighbor_ids, neighbor_weights):
         check = tf.debugging.assert_equal(
             tf.shape(neighbor_ids),
@@ -215,6 +264,7 @@ def export_serving_model(
     query_embeddings: Optional[np.ndarray] = None,
     query_fn: Optional[Callable] = None,
     context_tower=None,
+    context_vectors: Optional[ContextArrays] = None,
 ) -> str:
     """Writes the SavedModel to `export_dir` and returns it.
 
@@ -226,7 +276,9 @@ def export_serving_model(
     query_embeddings [N, d] / query_fn ([B, d] -> [B, d]): a query-head model's query vectors and head.
     context_tower: a trained modules.context_tower.ContextTower over these items (its embedding table is set to
     `embeddings`, so items added since training are usable), or the path of its SavedModel (the pipeline's, with
-    config.json beside it): adds recommend and recommend_weighted."""
+    config.json beside it): adds recommend and recommend_weighted.
+    context_vectors: the known contexts' u_c over these items and their histories (schema/versions.ContextArrays,
+    history rows indexing `embeddings`), with a context tower: adds recommend_context."""
     item_ids = [str(i) for i in item_ids]
     emb = check_inputs(embeddings, item_ids, titles)
     if any(i == "" for i in item_ids):
@@ -242,6 +294,8 @@ def export_serving_model(
     clash = set(feature_spec or {}) & set(RESERVED)
     if clash:
         raise ValueError(f"feature columns may not be named {sorted(clash)}")
+    if context_vectors is not None:
+        _check_contexts(context_vectors, emb.shape, context_tower is not None)
 
     with tempfile.TemporaryDirectory() as tmp:
         ids_file = os.path.join(tmp, "item_ids.txt")
@@ -272,9 +326,34 @@ def export_serving_model(
             )
         if context_tower is not None:
             signatures.update(_recommend_signatures(module, k_spec))
+        context_ids = None if context_vectors is None else _context_signature(module, context_vectors, tmp, signatures)
         tf.saved_model.save(module, export_dir, signatures=signatures)
-    write_warmup_requests(export_dir, item_ids, recommend=context_tower is not None)
+    write_warmup_requests(export_dir, item_ids, recommend=context_tower is not None, context_ids=context_ids)
     return export_dir
+
+
+def _context_signature(module: ServingModule, contexts: ContextArrays, tmp: str, signatures: dict) -> list:
+    """Adds the contexts (their ids as the asset context_ids.txt) and recommend_context; returns the ids."""
+    ids = [c.decode("utf-8") for c in np.asarray(contexts.context_ids).tolist()]
+    write_lines(os.path.join(tmp, "context_ids.txt"), ids, "context ids")
+    module.attach_contexts(os.path.join(tmp, "context_ids.txt"), contexts)
+    signatures[RECOMMEND_CONTEXT] = tf.function(module.recommend_context).get_concrete_function(
+        tf.TensorSpec([None], tf.string, name="context_id"), tf.TensorSpec([], tf.int32, name="k")
+    )
+    return ids
+
+
+def _check_contexts(contexts: ContextArrays, emb_shape, has_tower: bool) -> None:
+    """ValueError unless the context arrays fit the catalogue: a tower (its item vectors), u_c of the item
+    dimension, history rows inside the catalogue."""
+    if not has_tower:
+        raise ValueError("context vectors need the context tower they came from (its item vectors score them)")
+    m = len(contexts.context_ids)
+    if m < 1 or contexts.vectors.shape != (m, emb_shape[1]):
+        raise ValueError(f"context vectors {contexts.vectors.shape} for {m} contexts of {emb_shape[1]}-d items")
+    rows = np.asarray(contexts.history_rows)
+    if len(contexts.history_indptr) != m + 1 or (rows.size and (rows.min() < 0 or rows.max() >= emb_shape[0])):
+        raise ValueError(f"context histories must index the {emb_shape[0]} catalogue rows, one CSR row per context")
 
 
 def _tower_parts(tower, emb: np.ndarray):
@@ -316,14 +395,20 @@ def _recommend_signatures(module: ServingModule, k_spec: tf.TensorSpec) -> Dict[
 
 
 def write_warmup_requests(
-    export_dir: str, item_ids: Sequence[str], n: int = WARMUP_REQUESTS, k: int = WARMUP_K, recommend: bool = False
+    export_dir: str,
+    item_ids: Sequence[str],
+    n: int = WARMUP_REQUESTS,
+    k: int = WARMUP_K,
+    recommend: bool = False,
+    context_ids: Optional[Sequence[str]] = None,
 ):
     """assets.extra/tf_serving_warmup_requests: a TFRecord of PredictionLog protos, TF Serving's warmup format,
     with `n` related_items requests for ids spread over the catalogue (one id each: the shape of the real
     traffic). TF Serving and serving/server.py replay them before marking a version AVAILABLE, so the first
     clients do not pay for the index's and the graph's first-call costs; with `recommend`, as many recommend
-    requests for one-item histories of the same ids (the tower's first call too). Returns the file's path (None
-    when the catalogue is too small to ask for a neighbour)."""
+    requests for one-item histories of the same ids (the tower's first call too); with `context_ids`, as many
+    recommend_context requests for contexts spread over them. Returns the file's path (None when the catalogue
+    is too small to ask for a neighbour)."""
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
     if len(item_ids) < 2:
@@ -345,6 +430,13 @@ def write_warmup_requests(
                 rec.inputs["history_ids"].CopyFrom(ids)
                 rec.inputs["k"].CopyFrom(req.inputs["k"])
                 reqs.append(rec)
+            if context_ids:
+                ctx = predict_pb2.PredictRequest()
+                ctx.model_spec.signature_name = RECOMMEND_CONTEXT
+                pick = context_ids[int(row) * len(context_ids) // len(item_ids)]
+                ctx.inputs["context_id"].CopyFrom(tf.make_tensor_proto([pick], dtype=tf.string))
+                ctx.inputs["k"].CopyFrom(req.inputs["k"])
+                reqs.append(ctx)
             for r in reqs:
                 entry = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=r))
                 w.write(entry.SerializeToString())

@@ -187,14 +187,16 @@ def _print_related(
 def _cmd_query(args) -> int:
     import grpc
 
-    from serving.client import recommend, related
+    from serving.client import recommend, recommend_context, related
 
-    if bool(args.item) == bool(args.history):
-        print("[pinsage] give --item (repeatable) or --history ID,ID,...", file=sys.stderr)
+    if sum(map(bool, (args.item, args.history, args.context))) != 1:
+        print("[pinsage] give --item (repeatable), --history ID,ID,... or --context ID", file=sys.stderr)
         return 2
     host = f"{args.host}:{args.port}"
     try:
-        if args.history:
+        if args.context:
+            result = recommend_context(host, [args.context], args.k, model_name=args.model_name)
+        elif args.history:
             history = [x.strip() for x in args.history.split(",") if x.strip()]
             result = recommend(host, [history], args.k, model_name=args.model_name)
         else:
@@ -202,7 +204,10 @@ def _cmd_query(args) -> int:
     except grpc.RpcError as e:
         print(f"[pinsage] {e.code().name}: {e.details()}", file=sys.stderr)
         return 2
-    if args.history:
+    if args.context:
+        used = result["history_used"][0]
+        _print_related(result, [args.context], [f"({used} items in its history)"], heading="recommended for context")
+    elif args.history:
         used = result["history_used"][0]
         _print_related(result, [args.history], [f"({used} of its items known)"], heading="recommended for history")
     else:
@@ -380,11 +385,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_arguments(sv)
     sv.set_defaults(fn=_cmd_serve)
 
-    q = sub.add_parser("query", help="related items, or recommendations for a history, through TF Serving's gRPC API")
+    q = sub.add_parser(
+        "query", help="related items, or recommendations for a history or a context, through TF Serving's gRPC API"
+    )
     q.add_argument("--host", default="localhost")
     q.add_argument("--port", type=int, default=SERVING.port)
     q.add_argument("--item", action="append", help="source item id, repeatable")
     q.add_argument("--history", help="recommend for a history: item ids, oldest first, comma-separated")
+    q.add_argument("--context", help="recommend for a known context id (its precomputed query vector)")
     q.add_argument("-k", type=int, default=10)
     q.add_argument("--model-name", default="pinsage")
     q.add_argument(

@@ -133,6 +133,8 @@ class HistoryConfig:
     # validation contexts the form probe and the per-epoch check score (a seeded sample; 0 = all): as the
     # neighbourhood probe, enough for a standard error near 0.005 on HR@10 and cheap beside an epoch
     probe_contexts: int = 10_000
+    # ContextEmbedder: contexts per tower call, one [B, max_len] batch (modules/context_tower.query_vectors' size)
+    context_batch_size: int = 1024
 
 
 HISTORY = HistoryConfig()

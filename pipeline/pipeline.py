@@ -5,7 +5,8 @@ logs -> ingest (typed, counted; Parquet Examples) -> Importer (items, interactio
      -> NeighborhoodSampler (importance neighbourhoods, source picked by a validation probe) -> PairGen (positives, PPR negatives)
      -> PinSageTrainer (TF-GNN model, run_fn in modules/trainer.py) -> ContextTowerTrainer (the history tower over z)
      -> PinSageEvaluator (report + baselines + history queries, blessing)
-     -> BulkEmbedder (layer-wise, Beam) -> IndexBuilder (ScaNN) -> PinSagePusher (serving_model/<name>/<version>)
+     -> BulkEmbedder (layer-wise, Beam) -> ContextEmbedder (u_c of every known context over z, Beam; with the tower)
+     -> IndexBuilder (ScaNN) -> PinSagePusher (serving_model/<name>/<version>)
 
 The Pusher reads the Evaluator's blessing (a ModelBlessing) and pushes only a blessed model, unless the run's
 BlessingConfig.push_unblessed overrides it (pipeline/evaluation/blessing.py decides).
@@ -19,6 +20,8 @@ import os
 from tfx import v1 as tfx
 
 from pipeline.components.bulk_embedder import BulkEmbedder
+from pipeline.components.context_embedder import STAGE_MODULE as CONTEXT_VECTORS_MODULE
+from pipeline.components.context_embedder import ContextEmbedder
 from pipeline.components.context_tower_trainer import STAGE_MODULE, ContextTowerTrainer
 from pipeline.components.evaluator import PinSageEvaluator
 from pipeline.components.graph_gen import ITEM_SPLIT, GraphGen
@@ -194,8 +197,9 @@ def _training_components(graph_gen, transform, sampler, pairs, inputs: PipelineI
 
 
 def _serving_components(graph_gen, transform, sampler, trained, inputs, serving_model_dir: str, embed, config):
-    """BulkEmbedder -> IndexBuilder -> PinSagePusher (with the cold-start embed_item signature's inputs, the
-    context tower for `recommend` and the evaluator's blessing); `trained` = (trainer, tower or None, evaluator)."""
+    """BulkEmbedder -> (ContextEmbedder) -> IndexBuilder -> PinSagePusher (with the cold-start embed_item
+    signature's inputs, the context tower for `recommend`, the context vectors for `recommend_context` and the
+    evaluator's blessing); `trained` = (trainer, tower or None, evaluator)."""
     trainer, tower, evaluator = trained
     embedder = BulkEmbedder(
         model=trainer.outputs["model"],
@@ -205,6 +209,15 @@ def _serving_components(graph_gen, transform, sampler, trained, inputs, serving_
         graph_schema=inputs.graph_schema,
         config=embed,
     )
+    contexts = None
+    if tower is not None:  # over the served z, so a stored u_c is what `recommend` computes from the same history
+        contexts = ContextEmbedder(
+            graph=graph_gen.outputs["graph"],
+            context_tower=tower.outputs["context_tower"],
+            embeddings=embedder.outputs["embeddings"],
+            batch_size=config.history.context_batch_size,
+            code_fingerprint=code_fingerprint(CONTEXT_VECTORS_MODULE),
+        )
     index = IndexBuilder(
         embeddings=embedder.outputs["embeddings"],
         item_examples=graph_gen.outputs["item_examples"],  # the items' attributes, shown by the related-items page
@@ -223,5 +236,6 @@ def _serving_components(graph_gen, transform, sampler, trained, inputs, serving_
         model_blessing=evaluator.outputs["blessing"],
         push_unblessed=config.blessing.push_unblessed,
         context_tower=tower.outputs["context_tower"] if tower is not None else None,
+        context_vectors=contexts.outputs["context_vectors"] if contexts is not None else None,
     )
-    return [embedder, index, pusher]
+    return [c for c in (embedder, contexts, index, pusher) if c is not None]

@@ -4,6 +4,8 @@
     <version>/assets/item_ids.txt               the export's id -> row table asset
     <version>/assets/index/                     the index directory (modules/index.py): scann/, item_ids.txt,
                                                 titles.txt, index_stats.json, and the serving arrays below
+    <version>/assets/contexts/                  optional: the known contexts' query vectors (the context arrays,
+                                                at the end of this module), which recommend_context answers from
 
 The serving arrays (write_serving_arrays / read_serving_arrays): what a server maps instead of rebuilding it,
 all uncompressed, so a version loads with np.load(mmap_mode="r") and no per-item Python objects:
@@ -49,6 +51,9 @@ SIMILAR_ITEMS = "similar_items"
 # u_c . z_i, the history's own items excluded.
 RECOMMEND = "recommend"
 RECOMMEND_WEIGHTED = "recommend_weighted"
+# A known context's precomputed u_c (the ContextEmbedder's daily refresh): context_id [N] and k -> the same outputs,
+# the context's whole history excluded (a SignatureDef has no optional input, so not an input of `recommend`).
+RECOMMEND_CONTEXT = "recommend_context"
 INDEX_ASSET_DIR = "index"
 EMBEDDINGS_NPY = "embeddings.npy"
 QUERY_EMBEDDINGS_NPY = "query_embeddings.npy"
@@ -208,3 +213,112 @@ def _check_offsets(offsets: np.ndarray, n: int, size: int, off_path: str, blob_n
             f"{off_path}: want {n + 1} non-decreasing offsets from 0 to {size} (the size of {blob_name}), "
             f"got {len(offsets)} that are not"
         )
+
+
+# ------------------------------------------------------------------------------------------------ context arrays
+# <version>/assets/contexts/ (context_dir), what the ContextEmbedder writes (pipeline/history/context_vectors.py)
+# and the Pusher copies; all uncompressed .npy, mapped by the server (np.load(mmap_mode="r")):
+#     context_ids.npy              |S<w> [M]: UTF-8 context ids (the interactions' context_id), ascending bytewise,
+#                                  so a lookup is a binary search with no per-context Python object
+#     context_vectors.npy          float32 [M, d]: u_c of each context, in the item space (row order of the ids)
+#     context_history_indptr.npy   int64 [M + 1]: context r's history is rows[indptr[r]:indptr[r + 1]]
+#     context_history_rows.npy     int64 [H]: catalogue rows (item node ids), each history in position order
+#     context_vectors.json         counts: contexts, dim, history_items, max_len, ...
+CONTEXT_ASSET_DIR = "contexts"
+CONTEXT_IDS_NPY = "context_ids.npy"
+CONTEXT_VECTORS_NPY = "context_vectors.npy"
+CONTEXT_HISTORY_INDPTR_NPY = "context_history_indptr.npy"
+CONTEXT_HISTORY_ROWS_NPY = "context_history_rows.npy"
+CONTEXT_STATS_JSON = "context_vectors.json"
+CONTEXT_FILES = (CONTEXT_IDS_NPY, CONTEXT_VECTORS_NPY, CONTEXT_HISTORY_INDPTR_NPY, CONTEXT_HISTORY_ROWS_NPY)
+
+
+class ContextArrays(NamedTuple):
+    """The known contexts' query vectors and histories (layout above)."""
+
+    context_ids: np.ndarray  # |S<w> [M], ascending
+    vectors: np.ndarray  # float32 [M, d]
+    history_indptr: np.ndarray  # int64 [M + 1]
+    history_rows: np.ndarray  # int64 [H]
+
+    def histories(self, rows: np.ndarray) -> np.ndarray:
+        """[B, L] int64 catalogue rows of the contexts at `rows`, each history left-aligned, -1 padded."""
+        starts, ends = self.history_indptr[rows], self.history_indptr[np.asarray(rows) + 1]
+        out = np.full((len(starts), int((ends - starts).max(initial=0))), -1, np.int64)
+        for b, (lo, hi) in enumerate(zip(starts.tolist(), ends.tolist())):
+            out[b, : hi - lo] = self.history_rows[lo:hi]
+        return out
+
+
+def context_dir(version_dir: str) -> str:
+    """The context arrays' directory inside one version."""
+    return files.join(version_dir, "assets", CONTEXT_ASSET_DIR)
+
+
+def write_context_arrays(
+    out_dir: str, context_ids: Sequence[str], vectors: np.ndarray, histories: Sequence[np.ndarray], stats: dict
+) -> ContextArrays:
+    """Writes the context arrays of contexts in any order (sorted by id here) and `stats` (+ the counts) as
+    context_vectors.json; returns them in memory."""
+    ids = [str(c).encode("utf-8") for c in context_ids]
+    if not ids or any(not i or b"\0" in i for i in ids):
+        raise ValueError("context ids must be non-empty, without NUL characters (and there must be one)")
+    table = np.array(ids, dtype=f"S{max(map(len, ids))}")
+    order = np.argsort(table, kind="stable")
+    table = table[order]
+    dup = np.flatnonzero(table[1:] == table[:-1])
+    if len(dup):
+        raise ValueError(f"context ids are not unique: {table[dup[0]].decode(errors='replace')!r} repeats")
+    u = np.ascontiguousarray(vectors, np.float32)
+    if u.ndim != 2 or u.shape[0] != len(ids) or len(histories) != len(ids):
+        raise ValueError(f"{u.shape} vectors and {len(histories)} histories for {len(ids)} context ids")
+    hist = [np.asarray(histories[r], np.int64).reshape(-1) for r in order.tolist()]
+    indptr = np.zeros(len(hist) + 1, np.int64)
+    np.cumsum([len(h) for h in hist], out=indptr[1:])
+    rows = np.concatenate(hist) if hist else np.zeros(0, np.int64)
+    out = ContextArrays(table, u[order], indptr, rows)
+    files.makedirs(out_dir)
+    for name, a in zip(CONTEXT_FILES, out):
+        files.np_save(files.join(out_dir, name), a)
+    counts = {"contexts": len(ids), "dim": int(u.shape[1]), "history_items": int(len(rows))}
+    files.write_json(files.join(out_dir, CONTEXT_STATS_JSON), {**stats, **counts}, indent=1, sort_keys=True)
+    return out
+
+
+def read_context_arrays(directory: str, mapped: bool = True) -> Optional[ContextArrays]:
+    """The context arrays of a directory (memory-mapped when local and `mapped`), None when it has none; inconsistent
+    files are a ValueError naming the file."""
+    path = files.join(directory, CONTEXT_IDS_NPY)
+    if not files.exists(path):
+        return None
+    load = _npy if mapped and not files.is_remote(directory) else _loaded
+    a = ContextArrays(
+        *(
+            load(files.join(directory, n), t, d)
+            for n, t, d in zip(CONTEXT_FILES, ("S", "<f4", "<i8", "<i8"), (1, 2, 1, 1))
+        )
+    )
+    m, h = len(a.context_ids), len(a.history_rows)
+    checks = (
+        (CONTEXT_VECTORS_NPY, a.vectors.shape[0] == m, f"{a.vectors.shape[0]} rows for {m} context ids"),
+        (CONTEXT_IDS_NPY, m == 0 or bool((a.context_ids[1:] > a.context_ids[:-1]).all()), "ids not strictly ascending"),
+        (
+            CONTEXT_HISTORY_INDPTR_NPY,
+            len(a.history_indptr) == m + 1
+            and a.history_indptr[0] == 0
+            and a.history_indptr[-1] == h
+            and not (np.diff(a.history_indptr) < 0).any(),
+            f"want {m + 1} non-decreasing offsets from 0 to {h}",
+        ),
+    )
+    for name, ok, why in checks:
+        if not ok:
+            raise ValueError(f"{files.join(directory, name)}: {why}")
+    return a
+
+
+def _loaded(path: str, dtype: str, ndim: int) -> np.ndarray:
+    a = files.np_load(path)
+    if a.ndim != ndim or (a.dtype.kind if dtype == "S" else a.dtype.str) != dtype:
+        raise ValueError(f"{path}: expected a {ndim}-d {dtype} array, got {a.ndim}-d {a.dtype.str}")
+    return a

@@ -9,7 +9,7 @@ import grpc
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from schema.versions import RECOMMEND, RECOMMEND_WEIGHTED, RELATED_ITEMS
+from schema.versions import RECOMMEND, RECOMMEND_CONTEXT, RECOMMEND_WEIGHTED, RELATED_ITEMS
 
 
 def related_request(
@@ -40,6 +40,18 @@ def recommend_request(
     if weights is not None:
         w = [[float(x) for x in row] + [0.0] * (width - len(row)) for row in weights]
         req.inputs["history_weights"].CopyFrom(tf.make_tensor_proto(w, dtype=tf.float32, shape=[len(w), width]))
+    req.inputs["k"].CopyFrom(tf.make_tensor_proto(k, dtype=tf.int32))
+    return req
+
+
+def recommend_context_request(
+    context_ids: Sequence[str], k: int, model_name: str = "pinsage"
+) -> predict_pb2.PredictRequest:
+    """recommend_context for known contexts (their precomputed query vectors)."""
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = model_name
+    req.model_spec.signature_name = RECOMMEND_CONTEXT
+    req.inputs["context_id"].CopyFrom(tf.make_tensor_proto([str(c) for c in context_ids], dtype=tf.string))
     req.inputs["k"].CopyFrom(tf.make_tensor_proto(k, dtype=tf.int32))
     return req
 
@@ -78,3 +90,14 @@ def recommend(
     with grpc.insecure_channel(host_port) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         return decode(stub.Predict(recommend_request(histories, k, model_name), timeout=timeout))
+
+
+def recommend_context(
+    host_port: str, context_ids: Sequence[str], k: int, model_name: str = "pinsage", timeout: float = 10.0
+) -> Dict[str, List[list]]:
+    """{"item_ids", "scores", "titles", "history_used"} per known context from `recommend_context` (its stored
+    query vector, its whole history excluded); raises grpc.RpcError (INVALID_ARGUMENT for an unknown context id)
+    with the server's message in .details()."""
+    with grpc.insecure_channel(host_port) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        return decode(stub.Predict(recommend_context_request(context_ids, k, model_name), timeout=timeout))

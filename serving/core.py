@@ -21,7 +21,9 @@ Behaviour:
   function (the trained cold-start embedder) -> ScaNN top-k. recommend / recommend_weighted: the inputs are
   checked, the SavedModel's `recommend_query` (the context tower) gives u_c and each history's rows -> ScaNN
   top-(k + history) -> the history dropped (exact search over the tower's own item vectors when it has an
-  adapter); with batching, concurrent recommend requests share one tower call and one search. Any other signature is run by the SavedModel.
+  adapter); with batching, concurrent recommend requests share one tower call and one search. recommend_context:
+  the context's stored u_c and whole history (the version's assets/contexts/, mapped; serving/contexts.py) -> the
+  same search, no tower call. Any other signature is run by the SavedModel.
 - Errors are ServingErrors with a gRPC status code (status_of turns any exception into one): NOT_FOUND for an
   unknown model / version / label / signature, INVALID_ARGUMENT for unknown ids, wrong input names / dtypes /
   shapes / values, k outside [1, catalogue], batches over `max_batch`; UNAVAILABLE before a model's first version
@@ -46,6 +48,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
 from serving.batching import Batcher
 from serving.config import DEFAULTS, ServingConfig
+from serving.contexts import CONTEXT_INPUT
 from serving.errors import ServingError, invalid, not_found
 from serving.loader import ModelVersions
 from serving.model_config import ConfigError, ModelSpec, load_model_config
@@ -229,6 +232,10 @@ class ModelServer:
             out = self._embed(v, inputs, self._k(inputs, v.num_items, batch))
         elif kind == "recommend":
             out = self._recommend(v, inputs, self._k(inputs, v.num_items, batch))
+        elif kind == "recommend_context":
+            u, history, used = v.contexts.query(inputs[CONTEXT_INPUT])
+            idx, scores = v.search_excluding(u, history, self._k(inputs, v.num_items, batch))
+            out = dict(v.outputs(idx, scores), history_used=used)
         else:
             out = self._run_signature(v, name, inputs)
         unknown = sorted(set(request.output_filter) - set(out))

@@ -5,7 +5,8 @@ are written as {"b64": ...}, NaN / Infinity are accepted and written, floats are
 that read back to the same float32. Row format ("instances") batches every input along a new 0-th dimension, so a
 signature with a scalar input (related_items' `k`) needs the columnar format ("inputs"), exactly as on TF Serving.
 One extension: a history signature (inputs history_ids / history_weights) takes ragged histories, padded here,
-and in the row format the scalar k given in every instance with one value.
+and in the row format the scalar k given in every instance with one value; so does recommend_context
+(instances [{"context_id": "c1", "k": 10}, ...]).
 Error messages are TF Serving's, so a client sees the same text from either server."""
 
 from __future__ import annotations
@@ -234,6 +235,8 @@ def _columns_to_tensors(val, inputs: Dict[str, int]) -> Dict[str, tensor_pb2.Ten
 
 # a history signature's ragged inputs and their padding (the SavedModel reads "" as no item, weight 0 as no weight)
 HISTORY_PADDING = {"history_ids": "", "history_weights": 0.0}
+# the signatures whose instances may each repeat the scalar k: the history ones and recommend_context
+PER_INSTANCE_K = (*HISTORY_PADDING, "context_id")
 
 
 def _pad(rows, fill):
@@ -245,10 +248,12 @@ def _pad(rows, fill):
 
 
 def _history_rows_to_tensors(instances: list, inputs: Dict[str, int]) -> Dict[str, tensor_pb2.TensorProto]:
-    """Row format for a history signature (this server's extension): ragged histories padded to the longest, and
-    the scalar k given in every instance with one value (the row format batches every input otherwise)."""
+    """Row format for a history signature or recommend_context (this server's extension): ragged histories padded
+    to the longest, and the scalar k given in every instance with one value (the row format batches every input
+    otherwise)."""
     if not all(_is_object(r) for r in instances):
-        raise invalid('instances of a history signature must be objects {"history_ids": [...], "k": ...}')
+        name = "context_id" if "context_id" in inputs else "history_ids"
+        raise invalid(f'instances of this signature must be objects {{"{name}": ..., "k": ...}}')
     rows = [dict(r) for r in instances]
     ks = {json.dumps(r.pop("k", None)) for r in rows} if "k" in inputs else set()
     if len(ks) > 1 or "null" in ks:
@@ -301,7 +306,7 @@ def fill_predict_request(
                 raise invalid(f"JSON Value: {_debug(doc)} Expecting 'instances' to be an list/array")
             if not rows:
                 raise invalid(f"JSON Value: {_debug(doc)} No values in 'instances' array")
-            history = any(n in inputs for n in HISTORY_PADDING)
+            history = any(n in inputs for n in PER_INSTANCE_K)
             tensors, fmt = (_history_rows_to_tensors if history else _rows_to_tensors)(rows, inputs), "row"
         elif "inputs" in doc:
             cols = doc["inputs"]

@@ -17,6 +17,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from modules.index import exact_top_k, load_index
 from schema import versions
 from schema.embeddings import IDS_FILE
+from serving.contexts import CONTEXT_INPUTS, ContextTable
 from serving.errors import invalid
 from serving.items import ItemTable
 from serving.tensors import shape_of
@@ -58,6 +59,8 @@ class LoadedVersion:
             self._from_saved_model()
         else:
             self._from_arrays(arrays)
+        # a known context's stored u_c and history (assets/contexts/), for recommend_context
+        self.contexts = None if arrays is None else ContextTable.load(path, self.num_items, self.embeddings.shape[1])
         stages("arrays")
         self.kind = {
             k: "related"
@@ -66,6 +69,8 @@ class LoadedVersion:
             if set(NEIGHBOR_INPUTS) <= set(ins) and hasattr(self.saved_model, "embed_new")
             else "recommend"
             if HISTORY_INPUT in ins and hasattr(self.saved_model, "recommend_query")
+            else "recommend_context"
+            if set(ins) == CONTEXT_INPUTS and self.contexts is not None
             else "generic"
             for k, ins in self.inputs.items()
         }

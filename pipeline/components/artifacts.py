@@ -41,3 +41,10 @@ class Index(artifact.Artifact):
     """A serialized ScaNN searcher + id map (+ titles) + index_stats.json (modules/index.py)."""
 
     TYPE_NAME = "pinsage.Index"
+
+
+class ContextVectors(artifact.Artifact):
+    """A query vector u_c per known context and its history, in schema/versions.py's context layout
+    (pipeline/history/context_vectors.py)."""
+
+    TYPE_NAME = "pinsage.ContextVectors"

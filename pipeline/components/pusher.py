@@ -12,6 +12,11 @@ version also carries the cold-start `embed_item` signature (modules/cold_start.p
 columns + neighbour ids/weights -> its embedding and top-k, from the Transform graph, the model's layers and the
 catalogue's stored layer states. Without them only related_items is exported.
 
+With the input `context_vectors` (the ContextEmbedder's u_c of every known context; it needs `context_tower`) the
+version also carries `recommend_context` (modules/export.py) and the context arrays under assets/contexts/
+(schema/versions.py), which serving/ maps: the vectors are pushed in the same version as the tower and the items
+they were computed over, so a version never pairs one day's vectors with another day's index.
+
 With the input `model_blessing` (the PinSageEvaluator's blessing) only a blessed model is pushed, as TFX's stock
 Pusher does: an unblessed one leaves the serving directory as it was and the PushedModel artifact is marked
 `pushed` = 0, unless the exec property `push_unblessed` overrides the blessing.
@@ -60,6 +65,7 @@ class PinSagePusherSpec(ComponentSpec):
         "neighborhoods": ChannelParameter(type=artifacts.Neighborhoods, optional=True),
         "model_blessing": ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
         "context_tower": ChannelParameter(type=standard_artifacts.Model, optional=True),  # adds `recommend`
+        "context_vectors": ChannelParameter(type=artifacts.ContextVectors, optional=True),  # `recommend_context`
     }
     OUTPUTS = {"pushed_model": ChannelParameter(type=standard_artifacts.PushedModel)}
 
@@ -150,6 +156,10 @@ class Executor(base_executor.BaseExecutor):
 
             query_fn = trainer.load_query_head(artifact_utils.get_single_uri(input_dict["model"]))
         tower = context_tower_of(input_dict, emb)
+        contexts_dir = (
+            artifact_utils.get_single_uri(input_dict["context_vectors"]) if input_dict.get("context_vectors") else None
+        )
+        contexts = versions.read_context_arrays(contexts_dir) if contexts_dir else None
         with tempfile.TemporaryDirectory() as tmp:
             saved = export.export_serving_model(
                 os.path.join(tmp, "export"),
@@ -161,6 +171,7 @@ class Executor(base_executor.BaseExecutor):
                 query_embeddings=query_emb,
                 query_fn=query_fn,
                 context_tower=tower,
+                context_vectors=contexts,
             )
             path = pusher.push(
                 saved,
@@ -168,6 +179,7 @@ class Executor(base_executor.BaseExecutor):
                 exec_properties["serving_model_dir"],
                 model_name=exec_properties["model_name"],
                 keep=int(exec_properties["keep"]),
+                contexts_dir=contexts_dir,
             )
         version = int(os.path.basename(path))
         out.set_int_custom_property("pushed", 1)
@@ -184,7 +196,9 @@ class Executor(base_executor.BaseExecutor):
                 "num_items": len(ids),
                 "signatures": ["related_items", "similar_items"]
                 + (["embed_item"] if embed_fn is not None else [])
-                + ([versions.RECOMMEND, versions.RECOMMEND_WEIGHTED] if tower is not None else []),
+                + ([versions.RECOMMEND, versions.RECOMMEND_WEIGHTED] if tower is not None else [])
+                + ([versions.RECOMMEND_CONTEXT] if contexts is not None else []),
+                "num_contexts": 0 if contexts is None else len(contexts.context_ids),
             },
         )
 
@@ -211,7 +225,10 @@ class PinSagePusher(base_component.BaseComponent):
         model_blessing=None,
         push_unblessed: bool = BLESSING.push_unblessed,
         context_tower=None,
+        context_vectors=None,
     ):
+        if context_vectors is not None and context_tower is None:
+            raise ValueError("context_vectors need the context_tower they came from (recommend_context scores them)")
         cold = dict(
             model=model,
             transform_graph=transform_graph,
@@ -234,6 +251,7 @@ class PinSagePusher(base_component.BaseComponent):
                 model_blessing=model_blessing,
                 push_unblessed=int(push_unblessed),
                 context_tower=context_tower,
+                context_vectors=context_vectors,
                 **cold,
             )
         )

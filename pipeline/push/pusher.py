@@ -22,7 +22,16 @@ from typing import Callable, List, Optional
 
 from pipeline.configs import PUSH
 from schema import files
-from schema.versions import DEL_PREFIX, INDEX_ASSET_DIR, TMP_PREFIX, latest_version, list_versions
+from schema.versions import (
+    CONTEXT_FILES,
+    CONTEXT_STATS_JSON,
+    DEL_PREFIX,
+    INDEX_ASSET_DIR,
+    TMP_PREFIX,
+    context_dir,
+    latest_version,
+    list_versions,
+)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -61,18 +70,24 @@ def push(
     keep: int = PUSH.keep,
     version: Optional[int] = None,
     hook: Optional[Callable[[str, str], None]] = None,
+    contexts_dir: Optional[str] = None,
 ) -> str:
     """Copies one model version into serving_model_dir/model_name/<version>/ and returns that path.
 
     `version` defaults to the newest existing version + 1 (versions only ever increase; TF Serving serves the
-    highest). `hook(stage, tmp_dir)` is called after each stage ("saved_model", "index") — tests use it to
-    simulate a crash mid-push. After the rename, all but the `keep` newest versions are retired."""
+    highest). `contexts_dir`: a ContextVectors artifact, whose context arrays go to assets/contexts/ in the same
+    version (schema/versions.py). `hook(stage, tmp_dir)` is called after each stage ("saved_model", "index",
+    "contexts") — tests use it to simulate a crash mid-push. After the rename, all but the `keep` newest versions
+    are retired."""
     if keep < 1:
         raise ValueError("keep must be >= 1")
     if not files.exists(files.join(saved_model_dir, "saved_model.pb")):
         raise FileNotFoundError(f"no saved_model.pb in {saved_model_dir}")
     if not files.isdir(files.join(index_dir, "scann")):
         raise FileNotFoundError(f"no ScaNN index (scann/) in {index_dir}")
+    missing = [n for n in CONTEXT_FILES if contexts_dir and not files.exists(files.join(contexts_dir, n))]
+    if missing:
+        raise FileNotFoundError(f"no {missing} in {contexts_dir}")
     model_dir = files.join(serving_model_dir, model_name)
     files.makedirs(model_dir)
     clean_stale(model_dir)
@@ -90,6 +105,12 @@ def push(
         files.copytree(index_dir, files.join(tmp, "assets", INDEX_ASSET_DIR))
         if hook:
             hook("index", tmp)
+        if contexts_dir:  # the arrays only: the Beam rows they were assembled from stay in the artifact
+            files.makedirs(context_dir(tmp))
+            for name in CONTEXT_FILES + (CONTEXT_STATS_JSON,):
+                files.copy(files.join(contexts_dir, name), files.join(context_dir(tmp), name))
+            if hook:
+                hook("contexts", tmp)
         final = files.join(model_dir, str(version))
         files.rename(tmp, final)  # atomic locally; fails if a concurrent push took the same number
     except BaseException:
