@@ -25,6 +25,7 @@ z' = normalise(z + W z), and then the index must be built from `ContextTower.ite
 """
 
 import dataclasses
+import json
 import math
 import sys
 import time
@@ -570,61 +571,156 @@ def hit_rate(model: ContextTower, histories, targets, k: int = 10, batch_size: i
     return hits / len(targets)
 
 
+class _TowerState:
+    """What a checkpoint of the tower's training holds, so that a killed run resumes at the last epoch end: the
+    model, the optimizer (Adam's moments and its iteration counter, which also seeds the sampled negatives), the
+    epochs and steps done, the early-stopping state (best HR@10, its epoch, epochs since) with the best epoch's
+    weights, and the per-epoch history (JSON). Saved at each epoch end as ckpt-<epoch> under checkpoint_dir by
+    tf.train.CheckpointManager, which writes its index last, so a kill during a save leaves the previous one."""
+
+    def __init__(self, model, optimizer, config: ContextTowerConfig, checkpoint_dir: Optional[str]):
+        self.epoch, self.done, self.since_best = 0, 0, 0
+        self.best_hr, self.best_epoch, self.best_weights = -1.0, None, None
+        self.history = {"epoch": [], "loss": [], "seconds": [], "examples_per_second": []}
+        self.restored, self._manager, self._model = None, None, model
+        if checkpoint_dir is None:
+            return
+        _check_checkpoint_config(checkpoint_dir, config)
+        self._vars = {
+            "epoch": tf.Variable(0, dtype=tf.int64, trainable=False),
+            "done": tf.Variable(0, dtype=tf.int64, trainable=False),
+            "since_best": tf.Variable(0, dtype=tf.int64, trainable=False),
+            "best_hr": tf.Variable(-1.0, dtype=tf.float64, trainable=False),
+            "best_epoch": tf.Variable(0, dtype=tf.int64, trainable=False),
+            "history": tf.Variable("{}", dtype=tf.string, trainable=False),
+        }
+        # the best epoch's weights, kept beside the current ones (a list of variables tracks as a checkpoint node)
+        self._best = [tf.Variable(w, trainable=False, shape=tf.TensorShape(None)) for w in model.get_weights()]
+        ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, best=self._best, **self._vars)
+        self._manager = tf.train.CheckpointManager(ckpt, checkpoint_dir, max_to_keep=1)
+        self.restored = self._manager.latest_checkpoint
+        if self.restored:
+            ckpt.restore(self.restored).assert_existing_objects_matched()
+            v = self._vars
+            self.epoch, self.done = int(v["epoch"].numpy()), int(v["done"].numpy())
+            self.since_best, self.best_hr = int(v["since_best"].numpy()), float(v["best_hr"].numpy())
+            self.best_epoch = int(v["best_epoch"].numpy()) or None
+            self.history = json.loads(v["history"].numpy().decode())
+            if self.best_epoch is not None and config.keep_best:
+                self.best_weights = [b.numpy() for b in self._best]
+
+    def end_epoch(self, metrics: dict, steps: int, config: ContextTowerConfig) -> None:
+        self.epoch, self.done = metrics["epoch"], self.done + steps
+        for key, v in metrics.items():
+            self.history.setdefault(key, []).append(v)
+        hr = metrics.get("val_hr@10")
+        if hr is not None:
+            self.since_best = 0 if hr > self.best_hr else self.since_best + 1
+            if hr > self.best_hr:
+                self.best_hr, self.best_epoch = hr, self.epoch
+                self.best_weights = self._model.get_weights() if config.keep_best else None
+        if self._manager is not None:
+            self._save()
+
+    def _save(self) -> None:
+        v = self._vars
+        for name, value in (("epoch", self.epoch), ("done", self.done), ("since_best", self.since_best)):
+            v[name].assign(value)
+        v["best_hr"].assign(self.best_hr)
+        v["best_epoch"].assign(self.best_epoch or 0)
+        v["history"].assign(json.dumps(self.history))
+        if self.best_weights is not None:
+            for b, w in zip(self._best, self.best_weights):
+                b.assign(w)
+        self._manager.save(checkpoint_number=self.epoch)
+
+    def finished(self, config: ContextTowerConfig) -> bool:
+        stalled = config.patience and self.best_epoch is not None and self.since_best >= config.patience
+        return self.epoch >= config.epochs or self.done >= config.max_steps or bool(stalled)
+
+
+def _check_checkpoint_config(checkpoint_dir: str, config: ContextTowerConfig) -> None:
+    """Writes checkpoint_dir/config.json; a checkpoint of another config is refused, naming the directory."""
+    tf.io.gfile.makedirs(checkpoint_dir)
+    path = f"{checkpoint_dir.rstrip('/')}/config.json"
+    now = config.to_dict()
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as f:
+            before = json.load(f)
+        diff = sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
+        if diff and tf.train.latest_checkpoint(checkpoint_dir):
+            raise ValueError(
+                f"{checkpoint_dir} holds a context tower checkpoint of another config ({', '.join(diff)}): "
+                "use another directory or delete it"
+            )
+    with tf.io.gfile.GFile(path, "w") as f:
+        json.dump(now, f, indent=1, sort_keys=True)
+
+
+def _epoch_dataset(x, y, config: ContextTowerConfig, epoch: int):
+    """Epoch `epoch`'s batches: a shuffle seeded by (seed, epoch), so a resumed run sees the batches the
+    uninterrupted one would."""
+    return (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .shuffle(len(x), seed=config.seed * 1_000_003 + epoch, reshuffle_each_iteration=False)
+        .batch(config.batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
 def train_context_tower(
-    histories, item_embeddings, config: ContextTowerConfig, validation=None, progress: Optional[TextIO] = None
+    histories,
+    item_embeddings,
+    config: ContextTowerConfig,
+    validation=None,
+    progress: Optional[TextIO] = None,
+    checkpoint_dir: Optional[str] = None,
 ):
     """Trains the context tower on the train sequences; returns (model, history).
 
     histories: one int array of node ids per context, oldest first (train split only); item_embeddings: the item
     tower's z [N, d]; validation: (histories, targets) scored by HR@10 after each epoch (with config.keep_best,
     the returned model holds the best epoch's weights, and `patience` epochs without a better one stop training);
-    training also stops after `max_steps` optimizer steps; progress: where the per-epoch step line goes (stderr).
-    history: per-epoch lists epoch, loss, seconds, examples_per_second (+ val_hr@10), best_epoch and steps.
-    Deterministic for a seed on one machine: seeded initialisation, shuffle, dropout and negatives."""
+    training also stops after `max_steps` optimizer steps; progress: where the per-epoch step line goes (stderr);
+    checkpoint_dir: a checkpoint at each epoch end goes there, and a run finding one resumes from it (_TowerState).
+    history: per-epoch lists epoch, loss, seconds, examples_per_second (+ val_hr@10), best_epoch, steps and
+    resumed_from_epoch (0: a fresh run).
+    Deterministic for a seed on one machine: seeded initialisation, shuffles, dropout and negatives; a resumed run
+    equals the uninterrupted one when dropout is 0 (dropout's random state is not checkpointed)."""
     _concrete_form(config.form)
     tf.keras.utils.set_random_seed(config.seed)
     model = build_context_tower(config, item_embeddings)
     x, y = training_examples(histories, config.max_len, config.dense_all_action)
     if not len(x):
         raise ValueError("no training examples: every history has fewer than 2 items")
-    ds = (
-        tf.data.Dataset.from_tensor_slices((x, y))
-        .shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
-        .batch(config.batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-    )
     optimizer = tf.keras.optimizers.Adam(config.learning_rate)
     optimizer.build(model.trainable_variables)  # slots made here: the step is then traced once, not twice
     step = _make_step(
         model, optimizer, _loss_fn(model, config, int(model.num_items()), y), config.max_len, config.dense_all_action
     )
-    steps = -(-len(x) // config.batch_size)
+    state = _TowerState(model, optimizer, config, checkpoint_dir)
     out = progress if progress is not None else sys.stderr
-    history = {"epoch": [], "loss": [], "seconds": [], "examples_per_second": []}
-    best, done, since_best = (-1.0, None, None), 0, 0
-    for epoch in range(1, config.epochs + 1):
+    resumed_from = state.epoch
+    if state.restored:
+        print(f"[pinsage] context tower: resuming from {state.restored} after epoch {state.epoch}", file=out)
+    steps = -(-len(x) // config.batch_size)
+    while not state.finished(config):
+        epoch = state.epoch + 1
         t0, total, n = time.perf_counter(), 0.0, 0
         bar = progress_lib.StepProgress(
             steps, f"[context tower] epoch {epoch}/{config.epochs}", pairs_per_step=config.batch_size, file=out
         )
         with bar:
-            for n, (hx, hy) in enumerate(ds.take(config.max_steps - done), start=1):
+            for n, (hx, hy) in enumerate(_epoch_dataset(x, y, config, epoch).take(config.max_steps - state.done), 1):
                 total += float(step(hx, hy))
                 bar.update(total / n)
-        done += n
         secs = time.perf_counter() - t0
         metrics = {"epoch": epoch, "loss": total / max(n, 1), "seconds": secs, "examples_per_second": len(x) / secs}
         if validation is not None:
             metrics["val_hr@10"] = hit_rate(model, *validation)
-            since_best = 0 if metrics["val_hr@10"] > best[0] else since_best + 1
-            if metrics["val_hr@10"] > best[0]:
-                best = (metrics["val_hr@10"], model.get_weights() if config.keep_best else None, epoch)
-        for key, v in metrics.items():
-            history.setdefault(key, []).append(v)
-        if done >= config.max_steps or (config.patience and since_best >= config.patience):
-            break
-    history["steps"] = done
-    if best[1] is not None:
-        model.set_weights(best[1])
-    history["best_epoch"] = best[2] if best[1] is not None else history["epoch"][-1]
+        state.end_epoch(metrics, n, config)
+    history = dict(state.history, steps=state.done, resumed_from_epoch=resumed_from)
+    if state.best_weights is not None:
+        model.set_weights(state.best_weights)
+    history["best_epoch"] = state.best_epoch if state.best_weights is not None else history["epoch"][-1]
     return model, history

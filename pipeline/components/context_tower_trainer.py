@@ -5,19 +5,25 @@ PinSageTrainer's Model (its embeddings.npy: the item tower's z, the vectors the 
 the index holds). Output: a Model artifact with the tower (saved_model/, weights/), config.json and history.json
 (pipeline/history/train.py). The ContextTowerConfig overrides and the code fingerprint of the stage are exec
 properties, so the TFX cache re-trains exactly when the data, the item tower, the config or the code change.
+Resumable like the PinSageTrainer: a checkpoint at each epoch end goes to
+`<pipeline root>/ContextTowerTrainer/.checkpoints/<key>/` (key: the TFX cache key, trainer.checkpoint_key), so a
+re-run after a killed try resumes at its last epoch; the directory goes once the tower is saved.
 """
 
 from __future__ import annotations
 
 import json
+import os
 
 from tfx import types
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from modules.trainer import load_model_embeddings
 from pipeline.components import artifacts
+from pipeline.components.trainer import CHECKPOINTS_DIR, checkpoint_key
 from pipeline.configs import HISTORY, check_context_tower
 from pipeline.history import train
 from schema import graph as graph_io
@@ -43,15 +49,22 @@ class Executor(base_executor.BaseExecutor):
         graph = graph_io.load_graph(artifact_utils.get_single_uri(input_dict["graph"]))
         emb, _, _ = load_model_embeddings(artifact_utils.get_single_uri(input_dict["model"]))
         out = artifact_utils.get_single_instance(output_dict["context_tower"])
+        # <pipeline root>/<component id>/context_tower/<execution id>
+        component_dir = os.path.dirname(os.path.dirname(out.uri.rstrip("/")))
+        checkpoint_dir = os.path.join(component_dir, CHECKPOINTS_DIR, checkpoint_key(input_dict, exec_properties))
         hist = train.run(
             graph,
             emb,
             json.loads(exec_properties.get("config") or "{}"),
             out.uri,
             probe_contexts=int(exec_properties.get("probe_contexts") or 0) or None,
+            checkpoint_dir=checkpoint_dir,
         )
+        if fileio.exists(checkpoint_dir):  # trained and saved: nothing left to resume
+            fileio.rmtree(checkpoint_dir)
         out.set_string_custom_property("form", hist["form"])
         out.set_float_custom_property("best_val_hr@10", float(hist.get("best_val_hr@10") or 0.0))
+        out.set_int_custom_property("resumed_from_epoch", int(hist.get("resumed_from_epoch") or 0))
 
 
 class ContextTowerTrainer(base_component.BaseComponent):

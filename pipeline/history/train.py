@@ -52,10 +52,18 @@ def resolve_config(graph, overrides: dict, probe_contexts: int | None) -> tuple[
     return dataclasses.replace(config, form=record["form"]), record
 
 
-def run(graph, item_embeddings, overrides: dict, out_dir: str, probe_contexts: int | None = None, progress=None):
+def run(
+    graph,
+    item_embeddings,
+    overrides: dict,
+    out_dir: str,
+    probe_contexts: int | None = None,
+    progress=None,
+    checkpoint_dir: str | None = None,
+):
     """Trains the tower on `graph` over `item_embeddings` [N, d] and writes it to `out_dir` (module docstring);
     returns the history record. `probe_contexts`: the validation sample of the probe and the per-epoch check
-    (None or 0: every validation context)."""
+    (None or 0: every validation context); `checkpoint_dir`: epoch checkpoints, resumed from when it holds one."""
     t0 = time.perf_counter()
     config, form_probe = resolve_config(graph, overrides, probe_contexts)
     if form_probe is not None:
@@ -69,7 +77,12 @@ def run(graph, item_embeddings, overrides: dict, out_dir: str, probe_contexts: i
         )
     val = history_lib.build_history_queries(graph, "validation", max_contexts=probe_contexts or None, seed=config.seed)
     model, hist = ct.train_context_tower(
-        train_sequences(graph), item_embeddings, config, validation=(val.histories(), val.target), progress=progress
+        train_sequences(graph),
+        item_embeddings,
+        config,
+        validation=(val.histories(), val.target),
+        progress=progress,
+        checkpoint_dir=checkpoint_dir,
     )
     hist = dict(
         hist,

@@ -233,6 +233,36 @@ def test_training_stops_at_the_step_budget_and_after_patience_epochs_without_a_b
     assert len(h["epoch"]) == 3  # patience 0: no early stop
 
 
+def test_a_killed_training_resumes_from_its_last_epoch_checkpoint_as_the_uninterrupted_run(tmp_path, monkeypatch):
+    rng = np.random.default_rng(5)
+    train, val = _chains(rng, 60), _chains(rng, 20)
+    val = ([v[:-1] for v in val], np.array([v[-1] for v in val]))
+    cfg = ct.ContextTowerConfig(form="sequence", **{**CHAIN_CONFIG, "epochs": 3, "dropout": 0.0, "patience": 0})
+    whole, hw = ct.train_context_tower(train, _z(), cfg, validation=val, progress=io.StringIO())
+    real_hit_rate, calls = ct.hit_rate, []
+
+    def killed_in_epoch_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # epoch 3's check: epochs 1 and 2 are checkpointed, epoch 3's training is lost
+            raise KeyboardInterrupt
+        return real_hit_rate(*args, **kwargs)
+
+    monkeypatch.setattr(ct, "hit_rate", killed_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        ct.train_context_tower(train, _z(), cfg, validation=val, progress=io.StringIO(), checkpoint_dir=str(tmp_path))
+    monkeypatch.setattr(ct, "hit_rate", real_hit_rate)
+    log = io.StringIO()
+    resumed, hr = ct.train_context_tower(train, _z(), cfg, validation=val, progress=log, checkpoint_dir=str(tmp_path))
+    assert "resuming from" in log.getvalue() and hr["resumed_from_epoch"] == 2
+    assert hr["epoch"] == [1, 2, 3] and hr["loss"] == hw["loss"] and hr["val_hr@10"] == hw["val_hr@10"]
+    assert hr["best_epoch"] == hw["best_epoch"] and hr["steps"] == hw["steps"]
+    for a, b in zip(whole.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="another config"):
+        other = dataclasses.replace(cfg, learning_rate=0.01)
+        ct.train_context_tower(train, _z(), other, validation=val, progress=io.StringIO(), checkpoint_dir=str(tmp_path))
+
+
 def test_config_round_trip_and_bad_values():
     cfg = ct.ContextTowerConfig(form="set", max_len=20, hidden_dim=32, adapter=True)
     assert ct.ContextTowerConfig.from_dict(cfg.to_dict()) == cfg
