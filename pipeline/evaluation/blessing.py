@@ -8,6 +8,9 @@ model no worse than what it replaces. The paired differences come from the repor
 evaluator computes them on the same contexts for both rankings); a report without them is refused with a reason,
 not judged on unpaired means.
 
+`recommend` (the context tower, when the run trained one) is judged the same way among the history rows:
+`context_tower` against the best history baseline of `history_metrics`, from `history_verdict_details`.
+
 Light on purpose (no TensorFlow or TFX): the CLI reads a report with it after a run.
 """
 
@@ -19,6 +22,11 @@ SIGNATURES = ("related_items", "similar_items")  # the item-to-item signatures e
 MODEL = "pinsage"  # related_items' row (u_q . z_i with a query head, else z_q . z_i)
 SIMILAR_MODEL = "pinsage_similar"  # similar_items' row when the model has a query head (z_q . z_i)
 NOT_BASELINES = (MODEL, SIMILAR_MODEL)  # report rows that are the model itself, not a baseline
+RECOMMEND = "recommend"  # the context tower's signature, blessed when the run trained a tower
+TOWER_MODEL = "context_tower"  # recommend's row among the history rows
+# where each kind of signature finds its rows and paired differences in report.json
+_ITEM_BLOCKS = ("metrics", "verdict_details")
+_HISTORY_BLOCKS = ("history_metrics", "history_verdict_details")
 
 
 def model_row(report: dict, signature: str) -> str:
@@ -45,17 +53,20 @@ def verdict_of(diff: float, se: float, z: float) -> str:
 
 def _judge(report: dict, signature: str, wanted, config: BlessingConfig) -> tuple[dict, str | None]:
     """(the signature's block, the reason it refuses the model or None)."""
-    metric, metrics = config.metric, report.get("metrics", {})
-    present = report_baselines(report)
+    history = signature == RECOMMEND
+    metrics_key, details_key = _HISTORY_BLOCKS if history else _ITEM_BLOCKS
+    metric, metrics = config.metric, report.get(metrics_key) or {}
+    model = TOWER_MODEL if history else model_row(report, signature)
+    present = sorted(n for n in metrics if n != model) if history else report_baselines(report)
     compared = present if wanted is None else [b for b in wanted if b in present]
-    block = {"model": model_row(report, signature), "baselines": compared, "best_baseline": None, "verdict": None}
+    block = {"model": model, "baselines": compared, "best_baseline": None, "verdict": None}
     if block["model"] not in metrics:
         return block, f"{signature}: no {block['model']} row in the report"
     if not compared:
         return block, f"{signature}: none of its baselines {list(wanted or [])} is in the report"
     best = max(compared, key=lambda b: (metrics[b].get(metric, float("-inf")), b))
     block["best_baseline"] = best
-    detail = (report.get("verdict_details") or {}).get(best, {}).get(signature)
+    detail = (report.get(details_key) or {}).get(best, {}).get(signature)
     if not detail:
         return block, f"{signature}: no paired verdict against {best} in the report (an older evaluator's report)"
     if detail.get("metric", metric) != metric:
@@ -78,7 +89,10 @@ def decide(report: dict, config: BlessingConfig = BLESSING) -> dict:
             "rerun the evaluation"
         )
         return out
-    for signature, wanted in config.baselines().items():
+    signatures = dict(config.baselines())
+    if TOWER_MODEL in (report.get("history_metrics") or {}):  # the run trained a context tower: it is served too
+        signatures[RECOMMEND] = None
+    for signature, wanted in signatures.items():
         block, reason = _judge(report, signature, wanted, config)
         out["signatures"][signature] = block
         if reason:
@@ -95,9 +109,9 @@ def summary_lines(report: dict) -> list[str]:
     of the ones its blessing compares marked), from report.json's `blessing` and `verdicts`; [] for a report
     without a blessing."""
     blessing = report.get("blessing") or {}
-    verdicts = report.get("verdicts") or {}
     lines = []
     for signature, block in (blessing.get("signatures") or {}).items():
+        verdicts = report.get("history_verdicts" if signature == RECOMMEND else "verdicts") or {}
         groups: dict[str, list[str]] = {}
         for b in sorted(verdicts):  # every baseline: a list not gated on one is still reported against it
             v = (verdicts.get(b) or {}).get(signature)

@@ -7,8 +7,8 @@ the history cut to the tower's max_len), `popularity`, `transitions_last_item`, 
 mean of the history's z) and `item_to_item_last` (the served related_items scorer from the last item: u_q . z_i with
 the trainer's query head, else z . z). itemknn_history's decay and ease's lambda are chosen on validation HR@10
 (recorded in `history_evaluation.chosen`). `history_verdicts`: the tower against each baseline on the test split,
-paired per context (evaluation.paired_verdict), under the signature name `recommend`; not part of the blessing
-while `recommend` is not served. Every metric has its SE: the sample SE over contexts, and for coverage@10 (one
+paired per context (evaluation.paired_verdict), under the signature name `recommend`, which the blessing judges
+like the item-to-item signatures (pipeline/evaluation/blessing.py). Every metric has its SE: the sample SE over contexts, and for coverage@10 (one
 share of the catalogue per list set) a seeded bootstrap over contexts.
 """
 
@@ -35,7 +35,6 @@ BASELINES = (
 )
 METRICS = ("hr@10", "ndcg@10", "mrr", "hr@100", "coverage@10", "popular_share@10")
 COVERAGE_RESAMPLES = 200  # bootstrap resamples of the coverage SE: its own error is then ~5 % of it
-NOT_BLESSED = "the history rows are not part of the blessing yet: the `recommend` signature is not served"
 
 
 class TowerScorer:
@@ -130,8 +129,7 @@ def history_evaluation(
         "history_verdict_details": details,
         "history_evaluation": {
             "signature": SIGNATURE,
-            "in_blessing": False,
-            "note": NOT_BLESSED,
+            "in_blessing": tower is not None,
             "chosen": chosen,
             "skipped": skipped,
             "tower": _tower_info(tower, tower_history),

@@ -63,6 +63,39 @@ def test_behind_the_best_baseline_is_not_blessed():
     assert not got["blessed"] and got["reasons"][0].startswith("similar_items: behind features_only")
 
 
+def with_history(rep: dict, tower_vs: dict, hr: dict) -> dict:
+    """`rep` with history rows (test hr@10 per row `hr`) and the tower's paired (diff, se) per baseline."""
+    rep = dict(rep, history_metrics={k: {"hr@10": v} for k, v in hr.items()})
+    rep["history_verdict_details"] = {
+        b: {"recommend": {"metric": "hr@10", "diff": d, "se": se, "num_contexts": 900}}
+        for b, (d, se) in tower_vs.items()
+    }
+    rep["history_verdicts"] = {b: {"recommend": blessing.verdict_of(d, se, 2.0)} for b, (d, se) in tower_vs.items()}
+    return rep
+
+
+def test_recommend_is_judged_against_the_best_history_baseline_when_a_tower_was_trained():
+    hr = {"context_tower": 0.20, "ease": 0.25, "itemknn_history": 0.18, "popularity": 0.05}
+    behind_ease = {"ease": (-0.05, 0.01), "itemknn_history": (0.02, 0.01), "popularity": (0.15, 0.01)}
+    got = blessing.decide(with_history(report(details()), behind_ease, hr))
+    rec = got["signatures"]["recommend"]
+    assert (rec["model"], rec["best_baseline"], rec["verdict"]) == ("context_tower", "ease", "behind")
+    assert rec["baselines"] == ["ease", "itemknn_history", "popularity"]
+    assert got["blessed"] is False and got["reasons"] == ["recommend: behind ease on hr@10 (diff -0.0500, SE 0.0100)"]
+    # the best baseline by hr@10 is the one compared: a loss to a weaker one does not count
+    hr_knn_best = dict(hr, ease=0.10, itemknn_history=0.19)
+    got = blessing.decide(with_history(report(details()), behind_ease, hr_knn_best))
+    assert got["blessed"] is True and got["signatures"]["recommend"]["best_baseline"] == "itemknn_history"
+    assert any(
+        line.startswith("recommend (context_tower") and "behind ease" in line
+        for line in blessing.summary_lines(
+            dict(with_history(report(details()), behind_ease, hr_knn_best), blessing=got)
+        )
+    )
+    # no tower row (a run with --no-context-tower): recommend is not judged
+    assert "recommend" not in blessing.decide(report(details()))["signatures"]
+
+
 @pytest.mark.parametrize("related", [(-0.015, 0.01), (0.0, 0.0), (0.015, 0.01), (0.03, 0.01)])
 def test_within_noise_or_ahead_is_blessed(related):
     got = blessing.decide(report(details(related=related)))

@@ -67,7 +67,7 @@ def test_the_history_section_equals_a_direct_recomputation(setup):
         d = rep["history_verdict_details"][b]["recommend"]
         assert (d["diff"], d["se"], d["num_contexts"]) == pytest.approx((diff, se, 150))
     assert (
-        rep["history_evaluation"]["in_blessing"] is False and rep["history_evaluation"]["tower"]["max_len"] == MAX_LEN
+        rep["history_evaluation"]["in_blessing"] is True and rep["history_evaluation"]["tower"]["max_len"] == MAX_LEN
     )
 
 
