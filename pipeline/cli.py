@@ -82,7 +82,6 @@ def _print_blessing(args, output: str) -> None:
     that nothing was pushed), from the run's report.json and the Pusher's pushed.json."""
     from pipeline import driver
     from pipeline.evaluation import blessing
-    from pipeline.evaluation import report as report_lib
 
     report_dir = driver.last_run_output_dir(output, "PinSageEvaluator", "report")
     if not report_dir or args.stop_after not in (None, "evaluation"):
@@ -90,9 +89,7 @@ def _print_blessing(args, output: str) -> None:
     with open(os.path.join(report_dir, "report.json"), encoding="utf-8") as f:
         report = json.load(f)
     pushed = driver.pushed_model(output) if args.stop_after is None else None
-    history = report_lib.history_summary_line(report)
-    recommend = [f"{history} (not part of the blessing yet)"] if history else []
-    for line in blessing.summary_lines(report) + [blessing.blessing_line(report, pushed) or ""] + recommend:
+    for line in blessing.summary_lines(report) + [blessing.blessing_line(report, pushed) or ""]:
         if line:
             print(f"[pinsage] {line}")
 

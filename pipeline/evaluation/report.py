@@ -863,7 +863,7 @@ def summary_lines(report: dict) -> list[str]:
     lines = [f"dataset: {dataset_line(report)}"]
     lines += [summary_sentence(s) for s in (signature_summary(report, g) for g in SIGNATURES) if s]
     h = history_summary_line(report)
-    lines += [h + " (not part of the blessing yet)"] if h else []
+    lines += [h] if h else []
     b = blessing_line(report)
     lines += [b[0]] if b else []
     w = wall_time_line(report)
@@ -1052,7 +1052,7 @@ def _html_summary(report: dict, base_dir: str) -> str:
     if h:
         v = h["verdict"] if h["verdict"] in VERDICT_WORDS else "none"
         word = {"none": "no verdict"}.get(v, v.replace("_", " "))
-        text = _code(history_summary_line(report) + " (not part of the blessing yet)")
+        text = _code(history_summary_line(report))
         items.append(f'<li class="sig history"><span class="badge v-{v}">{word}</span>{text}</li>')
     b = blessing_line(report)
     if b:

@@ -418,7 +418,7 @@ def test_the_context_tower_is_trained_and_scored_on_history_queries(run):
     assert all(v["recommend"] in ("ahead", "within_noise", "behind") for v in rep["history_verdicts"].values())
     assert set(rep["history_verdict_details"]) == set(rep["history_verdicts"])
     info = rep["history_evaluation"]
-    assert info["in_blessing"] is False and set(info["chosen"]) == {"itemknn_history", "ease"}
+    assert info["in_blessing"] is True and set(info["chosen"]) == {"itemknn_history", "ease"}
     assert info["tower"]["form"] == hist["form"] and rep["timings"]["history_evaluation"] > 0
     with open(os.path.join(rdir, "report.md")) as f:
         md = f.read()
@@ -446,11 +446,10 @@ def test_the_evaluator_blesses_the_model_in_a_tfx_blessing_artifact(run, capsys)
     capsys.readouterr()
     cli._print_blessing(argparse.Namespace(stop_after=None), out)
     printed = capsys.readouterr().out.splitlines()
-    assert [ln.split(" (")[0] for ln in printed[:2]] == ["[pinsage] related_items", "[pinsage] similar_items"]
+    signatures = ["[pinsage] related_items", "[pinsage] similar_items", "[pinsage] recommend"]
+    assert [ln.split(" (")[0] for ln in printed[:3]] == signatures  # recommend: the tower is in the blessing
     want = "blessed: pushed version 1" if rep["blessed"] else "; pushed version 1 anyway (--push-unblessed)"
-    assert printed[2].endswith(want) and printed[2].startswith("[pinsage] " + ("b" if rep["blessed"] else "NOT"))
-    assert printed[3].startswith("[pinsage] recommend (`context_tower`)")  # the history line, after the blessing
-    assert printed[3].endswith("(not part of the blessing yet)")
+    assert printed[3].endswith(want) and printed[3].startswith("[pinsage] " + ("b" if rep["blessed"] else "NOT"))
 
 
 def test_without_the_override_only_a_blessed_model_is_pushed(run, full, capsys):

@@ -22,8 +22,7 @@ def with_history(verdict="ahead") -> dict:
     verdicts["ease"] = {"recommend": verdict}
     details = {b: {"recommend": {"metric": "hr@10", "diff": 0.21 - rows[b], "se": 0.012}} for b in base}
     info = {
-        "note": "the history rows are not part of the blessing yet: the `recommend` signature is not served",
-        "in_blessing": False,
+        "in_blessing": True,
         "chosen": {"ease": {"param": "lambda", "value": 50.0, "validation": {"lambda=10": 0.1, "lambda=50": 0.12}}},
         "skipped": {"rwr_history": "a reason"},
         "tower": {
@@ -68,10 +67,10 @@ def test_markdown_and_html_carry_the_section_and_the_summary_line(tmp_path):
     md = report_lib.markdown(rep)
     section = md.split("## Recommendations from a history", 1)[1].split("\n## ", 1)[0]
     assert "| context_tower | 0.210 ±0.010 |" in section and "ahead (+0.030 ±0.012)" in section
-    assert "not part of the blessing yet" in section and "rwr_history not run: a reason." in section
+    assert "rwr_history not run: a reason." in section
     assert "ease: lambda = 50, chosen on validation HR@10" in section and "form sequence" in section
     summary = md.split("## Summary", 1)[1].split("\n## ", 1)[0]
-    assert re.search(r"- recommend \(`context_tower`\).*\(not part of the blessing yet\)", summary)
+    assert re.search(r"- recommend \(`context_tower`\): HR@10 0.210", summary)
     page = report_lib.render_html(rep, str(tmp_path))
     assert '<section id="history">' in page and 'class="sig history"' in page
     assert "0.210 ±0.010" in page.split('<section id="history">', 1)[1]
