@@ -5,12 +5,16 @@ The scheduling follows TF Serving's BasicBatchScheduler: a batch closes when it 
 has waited `batch_timeout_micros`; at most `max_enqueued_batches` batches wait, beyond that a request is refused
 with UNAVAILABLE (load shedding, bounded memory) instead of queueing without limit.
 
-It runs on the asyncio loop that answers the gRPC requests, not on batch threads: a first version with
+Searches run on the asyncio loop that answers the gRPC requests, not on batch threads: a first version with
 `num_batch_threads` worker threads (as TF Serving has) answered well below the unbatched server's QPS, because
-every hand-off between the loop thread and a batch thread waits for the GIL (docs/DESIGN.md).
-So `num_batch_threads` is accepted and not used. Multi-id requests are one batched search already and are not
-queued. recommend requests (checked before they are queued) are batched the same way: the histories of a batch
-padded to one width, one call of the version's tower (its SavedModel's recommend_query) and one search.
+every hand-off between the loop thread and a batch thread waits for the GIL (docs/DESIGN.md), and a search is
+~0.1 ms. Multi-id requests are one batched search already and are not queued. recommend requests (checked before
+they are queued) are batched too: the histories of a batch padded to one width, one call of the version's tower
+(its SavedModel's recommend_query) and one search. A tower call takes milliseconds, mostly outside the GIL, so
+these batches run on `num_batch_threads` batch threads (one hand-off per batch), while the loop goes on reading
+and answering requests; a batch that finds every thread busy waits and takes what arrived meanwhile, up to
+`max_batch_size`, once one is free (on the loop, a 1M-item tower's batch of 8 left 8 gRPC clients at the
+unbatched server's QPS; on a thread, 1.5-1.8x: bench/serving.py --workload recommend, docs/PERFORMANCE.md).
 
 Hand-written because TF Serving's batcher batches TensorFlow session runs in C++, which this server does not
 have (ScaNN is called from Python), and neither grpc nor asyncio has a request batcher.
@@ -19,7 +23,8 @@ have (ScaNN is called from Python), and neither grpc nor asyncio has a request b
 from __future__ import annotations
 
 import logging
-from typing import Any, List
+from concurrent import futures
+from typing import Any, List, Optional
 
 import grpc
 import numpy as np
@@ -34,17 +39,24 @@ HISTORIES = object()  # the "query vectors" of a recommend task: its histories g
 
 
 class Batcher:
-    """The same batching on the asyncio loop that answers the requests: no threads, so no GIL hand-offs.
+    """The same batching on the asyncio loop that answers the requests: no threads for searches, so no GIL
+    hand-offs; recommend batches on `num_batch_threads` batch threads.
 
     submit() (on the loop) queues a task and returns an asyncio future; the batch is searched on the loop when
     it is full, or by a callback `batch_timeout_micros` after its first task (call_soon for 0: whatever arrived
-    in the same loop iteration, i.e. while the previous batch was searched, goes together)."""
+    in the same loop iteration, i.e. while the previous batch was searched, goes together). A recommend batch
+    (a tower call of milliseconds, most of it outside the GIL) runs on a batch thread instead, so the loop keeps
+    reading and answering requests meanwhile; while every batch thread is busy its tasks wait, and the next batch
+    takes what arrived in the meantime (up to max_batch_size) as soon as a thread is free."""
 
     def __init__(self, options: BatchingOptions, loop):
         self.options, self.loop = options, loop
         self._pending: List[tuple] = []
         self._handle = None
         self._limit = options.max_enqueued_batches * options.max_batch_size
+        self._threads = max(1, options.num_batch_threads)
+        self._pool: Optional[futures.ThreadPoolExecutor] = None
+        self._running = 0  # recommend batches on the batch threads now
 
     def submit(self, version, row: int, k: int, *, vectors=None):
         """Queues top-k of vectors[row] (the signature's query vectors; default version.queries, related_items')."""
@@ -75,23 +87,53 @@ class Batcher:
             self._handle.cancel()
             self._handle = None
         size = self.options.max_batch_size
-        while self._pending:
+        searches = [t for t in self._pending if t[1] is not HISTORIES]
+        self._pending = [t for t in self._pending if t[1] is HISTORIES]
+        for at in range(0, len(searches), size):
+            settle(run_batch(searches[at : at + size]))
+        while self._pending and self._running < self._threads:
             batch, self._pending = self._pending[:size], self._pending[size:]
-            groups: dict = {}  # one search per version and query vectors (related_items' / similar_items')
-            for t in batch:
-                groups.setdefault((id(t[0]), id(t[1])), []).append(t)
-            for tasks in groups.values():
-                v, vectors = tasks[0][0], tasks[0][1]
-                run = recommend_batch if vectors is HISTORIES else search_batch
-                try:
-                    for (*_, fut), res in zip(tasks, run(v, [(r, k) for _, _, r, k, _ in tasks], vectors)):
-                        if not fut.done():
-                            fut.set_result(res)
-                except Exception as e:
-                    log.exception("batch of %d failed", len(tasks))
-                    for *_, fut in tasks:
-                        if not fut.done():
-                            fut.set_exception(e)
+            if self._pool is None:
+                self._pool = futures.ThreadPoolExecutor(self._threads, thread_name_prefix="batch")
+            self._running += 1
+            self.loop.run_in_executor(self._pool, run_batch, batch).add_done_callback(self._batch_done)
+
+    def _batch_done(self, done) -> None:
+        """On the loop: a batch thread's answers set, and the tasks that waited for a free thread started."""
+        self._running -= 1
+        settle(done.result())  # run_batch catches what its batch raises
+        if self._pending:
+            self._flush()
+
+
+def run_batch(tasks: List[tuple]) -> List[tuple]:
+    """[(future, result, exception)] for a batch's tasks: one search (recommend: one tower call and one search) per
+    version and query vectors; a failure fails its group only. The futures are not touched: they belong to the
+    loop, and this may run on a batch thread."""
+    groups: dict = {}  # one search per version and query vectors (related_items' / similar_items' / histories)
+    for t in tasks:
+        groups.setdefault((id(t[0]), id(t[1])), []).append(t)
+    out = []
+    for group in groups.values():
+        v, vectors = group[0][0], group[0][1]
+        run = recommend_batch if vectors is HISTORIES else search_batch
+        try:
+            out += [(t[4], res, None) for t, res in zip(group, run(v, [(r, k) for _, _, r, k, _ in group], vectors))]
+        except Exception as e:
+            log.exception("batch of %d failed", len(group))
+            out += [(t[4], None, e) for t in group]
+    return out
+
+
+def settle(answers: List[tuple]) -> None:
+    """run_batch's answers into their futures, on the loop (a future already cancelled is left as it is)."""
+    for fut, res, exc in answers:
+        if fut.done():
+            continue
+        if exc is None:
+            fut.set_result(res)
+        else:
+            fut.set_exception(exc)
 
 
 def recommend_batch(v: Any, queries: List[tuple], _=None) -> list:
