@@ -1,11 +1,13 @@
 """Benchmark of the server, gRPC and REST: N concurrent clients for T seconds on loopback, related_items top-10
-per request.
+per request (or recommend for 50-item histories with --workload recommend).
 
     .venv/bin/python bench/serving.py                                   # 1M items, 1 and 8 clients, 10 s each
     .venv/bin/python bench/serving.py --items 100000 --clients 1,8 --seconds 5
     .venv/bin/python bench/serving.py --apis grpc,rest                  # gRPC vs REST on the same server
     .venv/bin/python bench/serving.py --dim 128 --clients 8 --enable-batching   # unbatched vs batched, one run
     .venv/bin/python bench/serving.py --dim 128 --pushes --seconds 60    # 8 clients while versions are pushed
+    .venv/bin/python bench/serving.py --workload recommend --enable-batching   # recommend, unbatched vs batched
+    .venv/bin/python -m bench.serving --workload recommend --smoke      # a few seconds on 2,000 items (the test)
 
 --apis grpc,rest loads both APIs against the same server process: per client count the two take turns, --slices
 (5) turns each of --seconds / --slices, so that both see the same background load, and the REST p99 / gRPC p99
@@ -26,6 +28,13 @@ the load is bounded by the clients). Reports QPS, p50/p99 latency and the error 
 API. Clients and server share the box's cores, so the figures are a floor; the load average at start is
 recorded. Targets: gRPC p99 <= 10 ms and >= 1.2k QPS with 8 clients at 1M items; batched >= 1.3x
 unbatched QPS; REST p99 <= 2 x gRPC p99.
+
+--workload recommend: the version also has an untrained context tower of the default shape (sequence form,
+max_len 50, 2 layers, 2 heads, width d; the weights do not change the cost), exported as the pipeline does, and
+each request is `recommend` for one history of --history (50) random known ids, --unknown-share (10 %) of them
+with 3 unknown ids (skipped by the tower). Each request costs a tower call and a top-(k + 50) search with the
+history dropped. Targets: p99 <= 15 ms with 8 clients at 1M items; batched >= 1.3x unbatched QPS. Its JSON is
+bench/results/serving_recommend[_batching].json.
 """
 
 from __future__ import annotations
@@ -52,17 +61,21 @@ from modules import index as ib
 from pipeline.data import datasets
 from pipeline.push import pusher
 from schema import versions
-from serving.client import related_request
+from serving.client import recommend_request, related_request
 
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
+WORKLOAD_HELP = "related: related_items for one id; recommend: a history of --history ids (a tower in the model)"
+SMOKE_HELP = "defaults of 2,000 x 16 items, 1 and 2 clients for 1 s, one round: the benchmark runs (the tests)"
 
 
-def build_model(work_dir: str, items: int, dim: int) -> str:
+def build_model(work_dir: str, items: int, dim: int, tower: bool = False) -> str:
     """serving_model/pinsage with one version for (items, dim), reused when it exists (and has the serving
-    arrays: one cached before them is built again)."""
+    arrays: one cached before them is built again). `tower`: with an untrained context tower of the default
+    shape (recommend's cost does not depend on the weights), exported as the pipeline exports it."""
     import shutil
 
-    model_dir = os.path.join(work_dir, f"serving_model_{items}x{dim}_r{ib.REORDER}", "pinsage")
+    tag = f"{items}x{dim}" + ("_tower" if tower else "")
+    model_dir = os.path.join(work_dir, f"serving_model_{tag}_r{ib.REORDER}", "pinsage")
     v = versions.latest_version(model_dir)
     if v and versions.read_serving_arrays(versions.index_dir(os.path.join(model_dir, str(v)))) is not None:
         return model_dir
@@ -73,15 +86,21 @@ def build_model(work_dir: str, items: int, dim: int) -> str:
     emb = datasets.clustered_vectors(items, dim, clusters=max(50, items // 1000))
     ids = [f"item{j}" for j in range(items)]
     titles = [f"Title {j}" for j in range(items)]
-    sm, ix = os.path.join(work_dir, f"sm_{items}x{dim}"), os.path.join(work_dir, f"ix_{items}x{dim}")
-    export_serving_model(sm, emb, ids, titles=titles)
+    sm, ix = os.path.join(work_dir, f"sm_{tag}"), os.path.join(work_dir, f"ix_{tag}")
+    export_serving_model(sm, emb, ids, titles=titles, context_tower=default_tower(emb) if tower else None)
     stats = ib.build_index(emb, ids, ix, titles=titles, recall_queries=300)
     pusher.push(sm, ix, os.path.dirname(model_dir))
     print(
-        f"built {items} x {dim} in {time.time() - t:.0f} s; index {stats['kind']} recall@10 {stats['recall_at_10']}",
-        flush=True,
+        f"built {tag} in {time.time() - t:.0f} s; index {stats['kind']} recall@10 {stats['recall_at_10']}", flush=True
     )
     return model_dir
+
+
+def default_tower(emb: np.ndarray):
+    """An untrained context tower of the default shape (the sequence form: the costlier of the two) over emb."""
+    from modules import context_tower as ct
+
+    return ct.build_context_tower(ct.ContextTowerConfig(form="sequence"), emb)
 
 
 def free_port() -> int:
@@ -122,11 +141,45 @@ def cpu_seconds(pid: int, children: bool = True) -> float:
     return total
 
 
-def grpc_client(addr: str, ids, k: int, c: int, clients: int, seen=None):
-    """A function sending client c's next gRPC request (of `ids`, every `clients`-th from c), serialized once:
-    the clients share the box's 2 cores with the server, so they do as little as they can. `seen` (a dict)
-    gets the time each served version first answered."""
-    requests = [related_request([f"item{j}"], k).SerializeToString() for j in ids]
+def request_ids(args, n: int = 2000, seed: int = 0) -> list:
+    """The requests' item ids: one id each for related_items; for recommend a history of --history random known
+    ids each, --unknown-share of them with 3 of the ids replaced by unknown ones (skipped by the tower)."""
+    rng = np.random.default_rng(seed)
+    if args.workload == "related":
+        return [f"item{j}" for j in rng.integers(0, args.items, n)]
+    out = []
+    for r in range(n):
+        h = [f"item{j}" for j in rng.integers(0, args.items, args.history)]
+        if rng.random() < args.unknown_share:
+            for u, at in enumerate(rng.choice(len(h), min(3, len(h)), replace=False)):
+                h[at] = f"unknown{r}_{u}"
+        out.append(h)
+    return out
+
+
+def grpc_payloads(args) -> list:
+    """The serialized gRPC requests, built once: the clients share the box's 2 cores with the server, so they do
+    as little as they can."""
+    make = related_request if args.workload == "related" else recommend_request
+    return [make([x], args.k).SerializeToString() for x in request_ids(args)]
+
+
+def rest_payloads(args) -> list:
+    """TF Serving's columnar JSON bodies of the same requests."""
+    if args.workload == "related":
+        return [
+            json.dumps({"signature_name": "related_items", "inputs": {"item_id": [x], "k": args.k}}).encode()
+            for x in request_ids(args)
+        ]
+    return [
+        json.dumps({"signature_name": "recommend", "inputs": {"history_ids": [h], "k": args.k}}).encode()
+        for h in request_ids(args)
+    ]
+
+
+def grpc_client(addr: str, requests: list, c: int, clients: int, seen=None):
+    """A function sending client c's next gRPC request (of the serialized `requests`, every `clients`-th from c).
+    `seen` (a dict) gets the time each served version first answered."""
     predict = grpc.insecure_channel(addr).unary_unary(
         PREDICT, request_serializer=None, response_deserializer=predict_pb2.PredictResponse.FromString
     )
@@ -144,13 +197,9 @@ def grpc_client(addr: str, ids, k: int, c: int, clients: int, seen=None):
     return send
 
 
-def rest_client(rest_port: int, ids, k: int, c: int, clients: int):
-    """The same for REST: client c POSTs TF Serving's columnar JSON on one keep-alive http.client connection
-    (reopened after an error, which counts as a failed request)."""
-    bodies = [
-        json.dumps({"signature_name": "related_items", "inputs": {"item_id": [f"item{j}"], "k": k}}).encode()
-        for j in ids
-    ]
+def rest_client(rest_port: int, bodies: list, c: int, clients: int):
+    """The same for REST: client c POSTs its next body on one keep-alive http.client connection (reopened after
+    an error, which counts as a failed request)."""
     headers = {"Content-Type": "application/json"}
     conn = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=5)
     step = iter(range(c, 10**15, clients))
@@ -202,13 +251,12 @@ def run_slice(senders: list, seconds: float, server_pid: int) -> dict:
     )
 
 
-def run_load(makers: dict, clients: int, seconds: float, items: int, server_pid: int, slices: int = 1) -> dict:
-    """{api: figures} for `clients` clients per API (makers: {api: make(ids, c, clients) -> send}), all on the
-    same request ids. With several APIs they take turns, `slices` turns of seconds / slices each, so that all
+def run_load(makers: dict, clients: int, seconds: float, server_pid: int, slices: int = 1) -> dict:
+    """{api: figures} for `clients` clients per API (makers: {api: make(c, clients) -> send}), all on the same
+    requests. With several APIs they take turns, `slices` turns of seconds / slices each, so that all
     see the same background load (this box is shared: a load that changes over a few seconds would otherwise
     decide the ratio); one API runs once for `seconds`, unsliced, as before REST was added."""
-    ids = np.random.default_rng(clients).integers(0, items, 2000)
-    senders = {api: [make(ids, c, clients) for c in range(clients)] for api, make in makers.items()}
+    senders = {api: [make(c, clients) for c in range(clients)] for api, make in makers.items()}
     slices = slices if len(makers) > 1 else 1
     parts = {api: [] for api in makers}
     for _ in range(slices):
@@ -233,6 +281,7 @@ def figures(clients: int, parts: list) -> dict:
         errors=int(sum(p["errors"] for p in parts)),
         qps=round(n / wall),
         p50_ms=round(float(np.percentile(lat, 50)), 3) if n else None,
+        p95_ms=round(float(np.percentile(lat, 95)), 3) if n else None,
         p99_ms=round(float(np.percentile(lat, 99)), 3) if n else None,
         max_ms=round(float(lat.max()), 2) if n else None,
         server_cpu_ms_per_request=per_request("server_cpu"),
@@ -240,11 +289,11 @@ def figures(clients: int, parts: list) -> dict:
     )
 
 
-def makers_for(apis, port: int, rest_port, k: int) -> dict:
-    """{api: make(ids, c, clients)} for the APIs asked for, in their order."""
+def makers_for(args, apis, port: int, rest_port) -> dict:
+    """{api: make(c, clients)} for the APIs asked for, in their order, on args.payloads (built once per run)."""
     makers = {
-        "grpc": lambda ids, c, n: grpc_client(f"127.0.0.1:{port}", ids, k, c, n),
-        "rest": lambda ids, c, n: rest_client(rest_port, ids, k, c, n),
+        "grpc": lambda c, n: grpc_client(f"127.0.0.1:{port}", args.payloads["grpc"], c, n),
+        "rest": lambda c, n: rest_client(rest_port, args.payloads["rest"], c, n),
     }
     return {api: makers[api] for api in apis}
 
@@ -280,22 +329,24 @@ def measure(args, model_dir: str, extra=(), label="") -> list:
     port = free_port()
     rest_port = free_port() if "rest" in args.apis else None
     proc = start_server(args, model_dir, port, rest_port, extra)
-    makers = makers_for(args.apis, port, rest_port, args.k)
+    makers = makers_for(args, args.apis, port, rest_port)
     rows = []
     try:
         ready_s = wait_ready(f"127.0.0.1:{port}", proc)
         print(f"server {label or 'default'} ready in {ready_s:.1f} s", flush=True)
-        run_load(makers, 2, 1.0, args.items, proc.pid)  # warm-up
+        run_load(makers, 2, args.warmup_seconds, proc.pid)  # warm-up
         for c in [int(x) for x in args.clients.split(",")]:
-            for api, figures in run_load(makers, c, args.seconds, args.items, proc.pid, args.slices).items():
+            for api, figures in run_load(makers, c, args.seconds, proc.pid, args.slices).items():
                 row = dict(
                     server=label or "default",
+                    workload=args.workload,
                     api=api,
                     server_root=args.server_root,
                     server_processes=args.server_processes,
                     items=args.items,
                     dim=args.dim,
                     k=args.k,
+                    history=args.history if args.workload == "recommend" else None,
                     server_ready_seconds=round(ready_s, 1),
                     **figures,
                 )
@@ -380,12 +431,10 @@ def pushes_under_load(args, model_dir: str) -> dict:
     events, seen = [], {}
     try:
         wait_ready(addr, proc)
-        run_load(makers_for(["grpc"], port, None, args.k), 2, 1.0, args.items, proc.pid)  # warm-up
-        makers = {"grpc": lambda ids, c, n: grpc_client(addr, ids, args.k, c, n, seen=seen)}
+        run_load(makers_for(args, ["grpc"], port, None), 2, 1.0, proc.pid)  # warm-up
+        makers = {"grpc": lambda c, n: grpc_client(addr, args.payloads["grpc"], c, n, seen=seen)}
         result = {}
-        load = threading.Thread(
-            target=lambda: result.update(run_load(makers, clients, args.seconds, args.items, proc.pid)["grpc"])
-        )
+        load = threading.Thread(target=lambda: result.update(run_load(makers, clients, args.seconds, proc.pid)["grpc"]))
         load.start()
         t0 = time.time()
         time.sleep(0.1 * args.seconds)
@@ -424,6 +473,11 @@ def parse_args(argv=None):
     p.add_argument("--clients", default="1,8")
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--k", type=int, default=10)
+    p.add_argument("--workload", choices=("related", "recommend"), default="related", help=WORKLOAD_HELP)
+    p.add_argument("--history", type=int, default=50, help="recommend: ids per history")
+    p.add_argument("--unknown-share", type=float, default=0.1, help="recommend: share with 3 unknown ids")
+    p.add_argument("--warmup-seconds", type=float, default=1.0, help="2 clients before the measured loads")
+    p.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     p.add_argument("--server-workers", type=int, default=8)
     p.add_argument("--server-processes", type=int, default=1, help="python -m serving --processes")
     p.add_argument("--apis", default="grpc", help="grpc, rest or grpc,rest: the APIs loaded, in turns")
@@ -441,11 +495,15 @@ def parse_args(argv=None):
         help="checkout whose `python -m serving` is started (compare "
         "an older commit's server on the same model and the same client)",
     )
-    p.add_argument("--out", default=None, help="default: bench/results/serving[_batching|_pushes].json")
+    p.add_argument("--out", default=None, help="default: bench/results/serving[_recommend][_batching|_pushes].json")
+    if p.parse_args(argv).smoke:  # its sizes as defaults: flags given beside it still count
+        p.set_defaults(items=2000, dim=16, seconds=1.0, clients="1,2", rounds=1, warmup_seconds=0.5, slices=1)
     args = p.parse_args(argv)
     args.apis = args.apis.split(",")
     if not args.apis or set(args.apis) - {"grpc", "rest"} or len(set(args.apis)) < len(args.apis):
         p.error(f"--apis: grpc, rest or both (comma-separated), got {','.join(args.apis)!r}")
+    if args.pushes and args.workload != "related":
+        p.error("--pushes loads related_items only")
     if args.pushes and "rest" in args.apis:
         p.error("--pushes loads gRPC only (a REST predict answer does not say which version served it)")
     if args.slices < 1:
@@ -456,22 +514,29 @@ def parse_args(argv=None):
     return args
 
 
+TARGETS = {
+    "related": "p99 <= 10 ms and >= 1.2k QPS with 8 clients at 1M items; batched >= 1.3x unbatched QPS; "
+    "REST p99 <= 2 x gRPC p99",
+    "recommend": "p99 <= 15 ms with 8 clients at 1M items; batched >= 1.3x unbatched QPS",
+}
+
+
 def main(argv=None):
     args = parse_args(argv)
     load = os.getloadavg()
     print(f"load average at start: {load}", flush=True)
-    model_dir = build_model(args.work_dir, args.items, args.dim)
+    model_dir = build_model(args.work_dir, args.items, args.dim, tower=args.workload == "recommend")
+    args.payloads = {"grpc": grpc_payloads(args), "rest": rest_payloads(args) if "rest" in args.apis else None}
+    prefix = "serving" + ("_recommend" if args.workload == "recommend" else "")
     if args.pushes:
-        out, name = pushes_under_load(args, model_dir), "serving_pushes"
+        out, name = pushes_under_load(args, model_dir), f"{prefix}_pushes"
     elif args.enable_batching:
-        out, name = batching_comparison(args, model_dir), "serving_batching"
+        out, name = batching_comparison(args, model_dir), f"{prefix}_batching"
     else:
-        out, name = plain(args, model_dir), "serving"
+        out, name = plain(args, model_dir), prefix
     out.update(load_average_at_start=load, load_average_at_end=os.getloadavg(), cpus=os.cpu_count())
-    out["target"] = (
-        "p99 <= 10 ms and >= 1.2k QPS with 8 clients at 1M items; batched >= 1.3x unbatched QPS; "
-        "REST p99 <= 2 x gRPC p99"
-    )
+    out.update(workload=args.workload, target=TARGETS[args.workload])
+    print(f"load average at end: {out['load_average_at_end']}", flush=True)
     path = args.out or os.path.join(ROOT, "bench", "results", f"{name}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
