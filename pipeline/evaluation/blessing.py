@@ -21,7 +21,8 @@ from pipeline.configs import BLESSING, BlessingConfig
 SIGNATURES = ("related_items", "similar_items")  # the item-to-item signatures every pushed version serves
 MODEL = "pinsage"  # related_items' row (u_q . z_i with a query head, else z_q . z_i)
 SIMILAR_MODEL = "pinsage_similar"  # similar_items' row when the model has a query head (z_q . z_i)
-NOT_BASELINES = (MODEL, SIMILAR_MODEL)  # report rows that are the model itself, not a baseline
+# report rows that are the model itself, not a baseline (the last: the context tower asked with one item)
+NOT_BASELINES = (MODEL, SIMILAR_MODEL, "context_tower_one_item")
 RECOMMEND = "recommend"  # the context tower's signature, blessed when the run trained a tower
 TOWER_MODEL = "context_tower"  # recommend's row among the history rows
 # where each kind of signature finds its rows and paired differences in report.json

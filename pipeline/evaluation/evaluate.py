@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from modules import evaluation, progress
+from modules import context_tower, evaluation, progress
 from pipeline.evaluation import history as history_eval
 from pipeline.evaluation import report as report_lib
 from pipeline.graph import split as split_lib
@@ -20,6 +20,9 @@ ABLATION_PREFIX = "ablation:"  # model names of the ablation rows in report.json
 # the served similar_items signature's row (z_q . z_i) of a query-head model, beside `pinsage` (related_items)
 SIMILAR_MODEL = "pinsage_similar"
 SIGNATURES = {"related_items": "pinsage", "similar_items": SIMILAR_MODEL}  # served signature -> its model row
+# the context tower over a one-item history, as an item-to-item row: the evidence for which ranking answers the
+# one-item question (recommend with one item vs related_items vs similar_items); reported, not a baseline
+TOWER_ONE_ITEM = "context_tower_one_item"
 BASELINES = ("popularity", "cooccurrence_knn", "transition_counts", "rwr", "features_only")  # verdicts against
 DEFAULT_VERDICT_METRIC, DEFAULT_Z = "hr@10", 2.0  # the blessing's defaults; the run config passes its own
 PROTOCOL = {
@@ -76,7 +79,7 @@ def categorical_values(features: dict | None, transform_graph_uri: str = "") -> 
     return mh, col
 
 
-def _scorers(graph, emb, features, query_emb, ablations) -> dict:
+def _scorers(graph, emb, features, query_emb, ablations, tower=None) -> dict:
     scorers = dict(evaluation.baseline_scorers(graph))
     if features is not None:
         scorers["features_only"] = evaluation.EmbeddingScorer(evaluation.features_only_embeddings(features), "cosine")
@@ -86,7 +89,15 @@ def _scorers(graph, emb, features, query_emb, ablations) -> dict:
             scorers[SIMILAR_MODEL] = evaluation.EmbeddingScorer(emb)
     for name, (e, q) in sorted((ablations or {}).items()):
         scorers[ABLATION_PREFIX + name] = evaluation.EmbeddingScorer(e, query_emb=q)
+    if tower is not None:
+        scorers[TOWER_ONE_ITEM] = one_item_tower_scorer(tower, graph.num_items)
     return scorers
+
+
+def one_item_tower_scorer(tower, num_items: int) -> evaluation.EmbeddingScorer:
+    """u_c of each item's one-item history [[i]] . the tower's item vectors: recommend asked with one item."""
+    queries = context_tower.query_vectors(tower, [np.array([i]) for i in range(num_items)])
+    return evaluation.EmbeddingScorer(tower.item_vectors().numpy(), query_emb=queries)
 
 
 def _ranks_and_lists(scorer, queries: dict, nodes, bar) -> tuple[dict, np.ndarray]:
@@ -139,6 +150,7 @@ def evaluate_all(
     categories: np.ndarray | None = None,
     verdict_metric: str = DEFAULT_VERDICT_METRIC,
     z: float = DEFAULT_Z,
+    tower=None,
 ) -> Evaluation:
     """Every model — the baselines, `pinsage` (query vectors `query_emb` when the model has a query head, and then
     `pinsage_similar`, z . z) and each ablation {name: (emb, query_emb or None)} as `ablation:<name>` — on both
@@ -146,10 +158,10 @@ def evaluate_all(
     (evaluation.list_metrics; feature agreement with `categories`, categorical_values' matrix); `lists` says over
     which query items. On the test split: each signature's verdicts against each baseline on `verdict_metric` at
     `z` SE of the paired difference (`verdicts`), and every model's HR@10 by the popularity of the query item
-    (`by_popularity`). `max_contexts`: evaluation.build_queries' context sample (each split's metrics then carry
+    (`by_popularity`). `tower`: a trained context tower adds its one-item row (TOWER_ONE_ITEM). `max_contexts`: evaluation.build_queries' context sample (each split's metrics then carry
     `num_contexts` evaluated and `total_contexts`), and the same budget for the list queries. Progress of the
     ranking goes to stderr (modules/progress.py)."""
-    scorers = _scorers(graph, emb, features, query_emb, ablations)
+    scorers = _scorers(graph, emb, features, query_emb, ablations, tower)
     queries = {
         split: evaluation.build_queries(graph, split, max_contexts=max_contexts) for split in ("test", "validation")
     }
@@ -215,7 +227,8 @@ def evaluation_report(
     emb, query_emb, ablations = model_embeddings
     categories, category = categorical_values(feats, transform_graph_uri)
     t0 = time.time()
-    res = evaluate_all(graph, emb, feats, query_emb, ablations, max_contexts, categories, verdict_metric, z)
+    tower = context_tower[0] if context_tower is not None else None
+    res = evaluate_all(graph, emb, feats, query_emb, ablations, max_contexts, categories, verdict_metric, z, tower)
     test, val, by_pop = res.test, res.validation, res.by_popularity
     t_eval = time.time() - t0
     cos = {

@@ -66,9 +66,7 @@ def test_the_history_section_equals_a_direct_recomputation(setup):
         assert rep["history_verdicts"][b] == {"recommend": verdict}
         d = rep["history_verdict_details"][b]["recommend"]
         assert (d["diff"], d["se"], d["num_contexts"]) == pytest.approx((diff, se, 150))
-    assert (
-        rep["history_evaluation"]["in_blessing"] is True and rep["history_evaluation"]["tower"]["max_len"] == MAX_LEN
-    )
+    assert rep["history_evaluation"]["in_blessing"] is True and rep["history_evaluation"]["tower"]["max_len"] == MAX_LEN
 
 
 def test_item_to_item_last_is_the_served_scorer_from_the_last_item(setup):
@@ -103,3 +101,30 @@ def test_the_coverage_se_is_a_bootstrap_over_contexts():
     mixed = np.stack([rng.choice(40, 10, replace=False) for _ in range(30)])
     se = history_eval.coverage_se(mixed, deg)
     assert 0.0 < se < 0.1 and se == history_eval.coverage_se(mixed, deg)  # seeded
+
+
+def test_the_one_item_tower_row_is_the_tower_asked_with_each_query_item_alone(setup):
+    """evaluate_all's context_tower_one_item: u of the history [q] (the model called on a padded row by hand)
+    . the tower's item vectors, ranked by the protocol's item-to-item queries; reported, not a baseline."""
+    from pipeline.evaluation import blessing, evaluate
+
+    g, emb, query, tower = setup
+    res = evaluate.evaluate_all(g, emb, None, query, max_contexts=80, tower=tower)
+    ids = np.full((g.num_items, MAX_LEN), -1, np.int64)
+    ids[:, -1] = np.arange(g.num_items)
+    u = tower({"history": ids, "weights": (ids >= 0).astype(np.float32)}, training=False).numpy()
+    s = u @ tower.item_vectors().numpy().T
+
+    class ByHand:
+        def scores(self, nodes):
+            return s[np.asarray(nodes)]
+
+    for split, block in (("test", res.test), ("validation", res.validation)):
+        q = ev.build_queries(g, split, max_contexts=80)
+        (r,), _ = ev.ranks_and_lists(ByHand(), [q], np.zeros(0, np.int64))
+        want = ev.metrics_from_ranks(r)
+        got = block[evaluate.TOWER_ONE_ITEM]
+        assert got["hr@10"] == pytest.approx(want["hr@10"]) and got["mrr"] == pytest.approx(want["mrr"])
+    assert evaluate.TOWER_ONE_ITEM not in res.verdicts.get("popularity", {})
+    report = {"metrics": res.test}
+    assert evaluate.TOWER_ONE_ITEM not in blessing.report_baselines(report) and "popularity" in res.test
