@@ -202,8 +202,13 @@ class FrozenItemTable(tf.keras.layers.Layer):
             raise ValueError(f"item embeddings must be [N, {self._dim}], got shape {z.shape}")
         self.table.assign(z)
 
+    def rows(self, out_type=tf.int64) -> tf.Tensor:
+        """N, read from the variable's handle: tf.shape(table) would read the whole table, and once a gather has
+        put the variable in copy-on-read mode every full read copies it (two [N, d] copies per call)."""
+        return tf.raw_ops.VariableShape(input=self.table.handle, out_type=out_type)[0]
+
     def call(self, ids):
-        known = (ids >= 0) & (ids < tf.cast(tf.shape(self.table)[0], ids.dtype))
+        known = (ids >= 0) & (ids < self.rows(ids.dtype))
         rows = tf.gather(self.table, tf.where(known, ids, tf.zeros_like(ids)))
         return rows * tf.cast(known, rows.dtype)[..., None]
 
@@ -308,7 +313,7 @@ class ContextTower(tf.keras.Model):
     def num_items(self) -> tf.Tensor:
         """Rows of the item table now (it grows with `set_item_embeddings` in the embedding form)."""
         if isinstance(self._items, FrozenItemTable):
-            return tf.shape(self._items.table, out_type=tf.int64)[0]
+            return self._items.rows()
         return tf.constant(self._tower_config["num_items"], tf.int64)
 
     def set_item_embeddings(self, z) -> None:

@@ -249,15 +249,7 @@ def evaluation_report(
         hist = history_eval.history_evaluation(
             graph, emb, query_emb, tower, tower_history, max_contexts, verdict_metric, z
         )
-    abl = {
-        name[len(ABLATION_PREFIX) :]: {
-            "metrics": test.pop(name),
-            "validation_metrics": val.pop(name),
-            "by_popularity": by_pop.pop(name),
-        }
-        for name in sorted(test)
-        if name.startswith(ABLATION_PREFIX)
-    }
+    abl = _pop_ablations(test, val, by_pop)
     return {
         "dataset": dataset,
         "protocol": PROTOCOL,
@@ -286,6 +278,19 @@ def evaluation_report(
             "training": float(history.get("train_seconds", 0.0)),
             **(_history_timings(hist) if hist else {}),
         },
+    }
+
+
+def _pop_ablations(test: dict, val: dict, by_pop: dict) -> dict:
+    """The ablation rows taken out of the model rows: {name: {"metrics", "validation_metrics", "by_popularity"}}."""
+    return {
+        name[len(ABLATION_PREFIX) :]: {
+            "metrics": test.pop(name),
+            "validation_metrics": val.pop(name),
+            "by_popularity": by_pop.pop(name),
+        }
+        for name in sorted(test)
+        if name.startswith(ABLATION_PREFIX)
     }
 
 
