@@ -676,6 +676,11 @@ def list_text(report: dict) -> str | None:
         if "pinsage_similar" in (report.get("metrics") or {})
         else ""
     )
+    if "context_tower_one_item" in (report.get("metrics") or {}):
+        similar += (
+            " Row `context_tower_one_item` is the context tower asked with a one-item history (recommend for one "
+            "item), reported beside the served item-to-item rows, not a baseline."
+        )
     return (
         "List metrics — what a person is served: each query item's related-items list is the model's top 10, the "
         f"item itself excluded and nothing masked; query items: every item with >= "
