@@ -258,6 +258,8 @@ def serve_and_query(output: str, k: int = 10, port: int = 0) -> dict:
             result = dict(result, similar_items=similar)
         if versions.RECOMMEND in server.core.current.signature_defs:  # a person's recent history, one step on
             result = dict(result, recommend=_recommend_demo(output, g, server.port, k))
+        if versions.RECOMMEND_CONTEXT in server.core.current.signature_defs:  # the same context by its stored u_c
+            result = dict(result, recommend_context=_context_demo(g, server.port, k))
     finally:
         server.stop()
         print("[pinsage] server stopped")
@@ -279,6 +281,19 @@ def _recommend_demo(output: str, g, port: int, k: int, length: int = 5) -> dict:
     _print_related(
         result, [str(g.context_ids[busiest])], [f"[last {len(history)}: {label}]"], "recommended for context"
     )
+    return result
+
+
+def _context_demo(g, port: int, k: int) -> dict:
+    """recommend_context for the most active context: its precomputed vector, its whole history excluded."""
+    import numpy as np
+
+    from serving.client import recommend_context
+
+    busiest = str(g.context_ids[np.bincount(g.context_index[g.split == "train"], minlength=g.num_contexts).argmax()])
+    result = recommend_context(f"localhost:{port}", [busiest], k)
+    label = f"[stored vector; {result['history_used'][0]} items in its history excluded]"
+    _print_related(result, [busiest], [label], "recommended for context")
     return result
 
 

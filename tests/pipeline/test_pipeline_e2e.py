@@ -425,6 +425,49 @@ def test_the_context_tower_is_trained_and_scored_on_history_queries(run):
     assert "## Recommendations from a history" in md and "- recommend (`context_tower`)" in md
 
 
+def test_the_context_embedder_pushes_a_vector_per_context_that_serves_as_recommend(run, capsys):
+    """ContextEmbedder after the BulkEmbedder: one u_c per context in the pushed version; recommend_context
+    answers as recommend over the context's whole history (every split, in position order)."""
+    from pipeline import cli
+
+    out, _, timings = run
+    assert "ContextEmbedder" in timings
+    g = graph_io.load_graph(driver.latest_artifact_dir(out, "GraphGen", "graph"))
+    with open(
+        os.path.join(driver.latest_artifact_dir(out, "ContextEmbedder", "context_vectors"), "context_vectors.json")
+    ) as f:
+        stats = json.load(f)
+    assert stats["contexts"] == g.num_contexts and stats["history_items"] == len(g.node_id) and stats["seconds"] > 0
+    result = cli.serve_and_query(out, k=10)
+    busiest = np.bincount(g.context_index[g.split == "train"], minlength=g.num_contexts).argmax()
+    rows = np.flatnonzero(g.context_index == busiest)
+    history = [str(g.item_ids[n]) for n in g.node_id[rows[np.argsort(g.position[rows])]]]
+    assert result["recommend_context"]["history_used"] == [len(history)]
+    assert not set(result["recommend_context"]["item_ids"][0]) & set(history)
+    assert (
+        f"recommended for context {g.context_ids[busiest]}  [stored vector; {len(history)}" in capsys.readouterr().out
+    )
+    model_dir = os.path.join(out, "serving_model", "pinsage")
+    version = os.path.join(model_dir, str(versions.latest_version(model_dir)))
+    assert len(versions.read_context_arrays(versions.context_dir(version)).context_ids) == g.num_contexts
+    from serving import client
+    from serving.config import ServingConfig
+    from serving.server import serve
+
+    server = serve(ServingConfig(model_dir, port=0, poll_seconds=60, rest_api_port=None), block=False)
+    try:
+        some = [str(c) for c in g.context_ids[:: max(1, g.num_contexts // 5)]]
+        by_context = client.recommend_context(f"localhost:{server.port}", some, 10)
+        order = np.lexsort((g.position, g.context_index))
+        index = {str(c): i for i, c in enumerate(g.context_ids)}
+        whole = [[str(g.item_ids[n]) for n in g.node_id[order][g.context_index[order] == index[c]]] for c in some]
+        by_history = client.recommend(f"localhost:{server.port}", whole, 10)
+    finally:
+        server.stop()
+    assert by_context["item_ids"] == by_history["item_ids"]
+    np.testing.assert_allclose(by_context["scores"], by_history["scores"], atol=1e-4)
+
+
 def test_the_evaluator_blesses_the_model_in_a_tfx_blessing_artifact(run, capsys):
     out, _, _ = run
     d, names = _blessing_artifact(out)
