@@ -22,6 +22,7 @@ setup(
             "schema",
             "schema.*",
             "bench",
+            "pinsage",
         ]
     ),
     package_data={"schema": ["*.pbtxt", "*.yaml"], "serving": ["static/*"]},

@@ -181,15 +181,36 @@ def _print_related(
             print(f"  {rank:>2}. {title or item}  ({ident}score {score:.3f})")
 
 
+def _query_items(args) -> tuple[list[str], list[str]] | None:
+    """The query's item ids and labels: --item ids as given, then each --title's item through the server's
+    catalogue search (REST), labelled with its title; None (printed why) when a title names no one item."""
+    from serving.client import RestError, resolve_title
+
+    ids, labels = list(args.item or []), [""] * len(args.item or [])
+    rest = f"{args.host}:{args.rest_api_port}"
+    for title in args.title or []:
+        try:
+            item_id, found = resolve_title(rest, title, model_name=args.model_name)
+        except (LookupError, RestError) as e:
+            print(f"[pinsage] {e}", file=sys.stderr)
+            return None
+        ids.append(item_id)
+        labels.append(found)
+    return ids, labels
+
+
 def _cmd_query(args) -> int:
-    import grpc
+    import grpc  # with serving.client: no TensorFlow on this path (a query starts in a fraction of a second)
 
     from serving.client import recommend, recommend_context, related
 
-    if sum(map(bool, (args.item, args.history, args.context))) != 1:
-        print("[pinsage] give --item (repeatable), --history ID,ID,... or --context ID", file=sys.stderr)
+    if sum(map(bool, (args.item or args.title, args.history, args.context))) != 1:
+        print("[pinsage] give --item / --title (repeatable), --history ID,ID,... or --context ID", file=sys.stderr)
         return 2
     host = f"{args.host}:{args.port}"
+    items = _query_items(args) if args.item or args.title else None
+    if (args.item or args.title) and items is None:
+        return 2
     try:
         if args.context:
             result = recommend_context(host, [args.context], args.k, model_name=args.model_name)
@@ -197,7 +218,7 @@ def _cmd_query(args) -> int:
             history = [x.strip() for x in args.history.split(",") if x.strip()]
             result = recommend(host, [history], args.k, model_name=args.model_name)
         else:
-            result = related(host, args.item, args.k, model_name=args.model_name, signature_name=args.signature)
+            result = related(host, items[0], args.k, model_name=args.model_name, signature_name=args.signature)
     except grpc.RpcError as e:
         print(f"[pinsage] {e.code().name}: {e.details()}", file=sys.stderr)
         return 2
@@ -208,7 +229,8 @@ def _cmd_query(args) -> int:
         used = result["history_used"][0]
         _print_related(result, [args.history], [f"({used} of its items known)"], heading="recommended for history")
     else:
-        _print_related(result, args.item, heading=SIGNATURE_HEADINGS.get(args.signature, f"{args.signature} of"))
+        heading = SIGNATURE_HEADINGS.get(args.signature, f"{args.signature} of")
+        _print_related(result, items[0], items[1], heading=heading)
     return 0
 
 
@@ -398,11 +420,26 @@ def build_parser() -> argparse.ArgumentParser:
     sv.set_defaults(fn=_cmd_serve)
 
     q = sub.add_parser(
-        "query", help="related items, or recommendations for a history or a context, through TF Serving's gRPC API"
+        "query",
+        help="related items, or recommendations for a history or a context, through TF Serving's gRPC API "
+        "(items by title through the server's REST catalogue search)",
     )
     q.add_argument("--host", default="localhost")
-    q.add_argument("--port", type=int, default=SERVING.port)
+    q.add_argument("--port", type=int, default=SERVING.port, help="the server's gRPC port")
+    q.add_argument(
+        "--rest-api-port",
+        "--rest_api_port",
+        type=int,
+        default=SERVING.rest_api_port,
+        help="the server's REST port, for --title",
+    )
     q.add_argument("--item", action="append", help="source item id, repeatable")
+    q.add_argument(
+        "--title",
+        action="append",
+        help="source item by its exact title (else ignoring case and spacing; no match lists the closest titles "
+        "and exits 2), repeatable, after the --item ids",
+    )
     q.add_argument("--history", help="recommend for a history: item ids, oldest first, comma-separated")
     q.add_argument("--context", help="recommend for a known context id (its precomputed query vector)")
     q.add_argument("-k", type=int, default=10)
