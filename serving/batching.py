@@ -13,8 +13,8 @@ they are queued) are batched too: the histories of a batch padded to one width, 
 (its SavedModel's recommend_query) and one search. A tower call takes milliseconds, mostly outside the GIL, so
 these batches run on `num_batch_threads` batch threads (one hand-off per batch), while the loop goes on reading
 and answering requests; a batch that finds every thread busy waits and takes what arrived meanwhile, up to
-`max_batch_size`, once one is free (8 gRPC clients over a 1M-item tower, batched / unbatched QPS: 1.9x with the
-batches on the loop, 3.2x on a thread; `bench/serving.py --workload recommend --enable-batching`).
+`max_batch_size`, once one is free (a thread beats the loop here: docs/PERFORMANCE.md, `bench/serving.py
+--workload recommend --enable-batching`).
 
 Hand-written because TF Serving's batcher batches TensorFlow session runs in C++, which this server does not
 have (ScaNN is called from Python), and neither grpc nor asyncio has a request batcher.
