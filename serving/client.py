@@ -139,6 +139,14 @@ def _fill(tensor, values: list, dtype: int, shape: Sequence[int]) -> None:
         getattr(tensor, _VALUES[dtype][0]).extend(values)
 
 
+def _fill_k(tensor, k) -> None:
+    """k as an int32 scalar; a TensorProto given as k goes as it is (a test's malformed k, say)."""
+    if hasattr(k, "SerializeToString"):
+        tensor.ParseFromString(k.SerializeToString())  # through bytes: TensorFlow's message or ours
+    else:
+        _fill(tensor, [k], DT_INT32, [])
+
+
 def predict_request(signature_name: str, model_name: str = "pinsage", request_type=None):
     """An empty PredictRequest for `signature_name`: tensorflow_serving's own (which imports TensorFlow) unless
     `request_type` is given (PredictRequest here: the same wire format, no TensorFlow)."""
@@ -156,7 +164,7 @@ def related_request(
 ):
     req = predict_request(signature_name, model_name, request_type)
     _fill(req.inputs["item_id"], [str(i) for i in item_ids], DT_STRING, [len(item_ids)])
-    _fill(req.inputs["k"], [k], DT_INT32, [])
+    _fill_k(req.inputs["k"], k)
     return req
 
 
@@ -176,7 +184,7 @@ def recommend_request(
     if weights is not None:
         w = [float(x) for row in weights for x in list(row) + [0.0] * (width - len(row))]
         _fill(req.inputs["history_weights"], w, DT_FLOAT, [len(weights), width])
-    _fill(req.inputs["k"], [k], DT_INT32, [])
+    _fill_k(req.inputs["k"], k)
     return req
 
 
@@ -184,7 +192,7 @@ def recommend_context_request(context_ids: Sequence[str], k: int, model_name: st
     """recommend_context for known contexts (their precomputed query vectors)."""
     req = predict_request(RECOMMEND_CONTEXT, model_name, request_type)
     _fill(req.inputs["context_id"], [str(c) for c in context_ids], DT_STRING, [len(context_ids)])
-    _fill(req.inputs["k"], [k], DT_INT32, [])
+    _fill_k(req.inputs["k"], k)
     return req
 
 
