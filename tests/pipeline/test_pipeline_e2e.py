@@ -253,7 +253,7 @@ def test_trainer_learns_and_evaluator_reports_against_baselines(run):
         rep = json.load(f)
     assert rep["dataset"] == "ml-100k" and rep["protocol"]["version"] == 2 and "mask" in rep["protocol"]["text"]
     models = {"pinsage", "pinsage_similar", "popularity", "cooccurrence_knn", "transition_counts", "rwr"}
-    models.add("features_only")
+    models |= {"features_only", "context_tower_one_item"}  # the last: the run trains a context tower
     assert set(rep["metrics"]) == models and set(rep["validation_metrics"]) == models
     lists = {"coverage@10", "popular_share@10", "feature_agreement@10"}
     for m in rep["metrics"].values():
@@ -478,7 +478,9 @@ def test_the_evaluator_blesses_the_model_in_a_tfx_blessing_artifact(run, capsys)
     assert rep["blessing"]["metric"] == "hr@10" and set(rep["blessing"]["signatures"]) == {
         "related_items",
         "similar_items",
+        "recommend",
     }
+    assert rep["blessing"]["signatures"]["recommend"]["model"] == "context_tower"
     assert bool(rep["blessing"]["reasons"]) is not rep["blessed"]
     assert set(rep["blessing"]["signatures"]["similar_items"]["baselines"]) == set(configs.SIMILARITY_BASELINES)
     # the run pushed either way (push_unblessed), and its pushed.json says whether the model was blessed
