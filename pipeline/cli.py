@@ -1,4 +1,4 @@
-"""`pinsage` command line: data, run, serve, query, bench.
+"""`pinsage` command line: data, run, embed, serve, query, bench.
 
 The subcommands import what they need inside their functions on purpose: `pinsage --help`, `pinsage query` and
 `pinsage data` then start in a second instead of loading TensorFlow and TFX (several seconds) first.
@@ -7,12 +7,13 @@ The subcommands import what they need inside their functions on purpose: `pinsag
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 import time
 
-from pipeline.configs import DATASETS, SYNTHETIC_DEFAULTS
+from pipeline.configs import DATASETS, EMBED, EMBED_STRATEGIES, SYNTHETIC_DEFAULTS
 from pipeline.run_options import SHUFFLE_HELP, add_run_arguments, add_source_arguments, fraction, int_at_least
 from schema import versions
 from serving.flags import DEFAULTS as SERVING
@@ -157,6 +158,49 @@ def _cmd_run(args) -> int:
         f"the pipeline ended after {LAST_STAGE.get(args.stop_after, 'PinSagePusher')}."
     )
     return 0
+
+
+def _cmd_embed(args) -> int:
+    """`pinsage embed`: a pushed version's model over a new catalogue -> a new version (pipeline/refresh/embed.py)."""
+    from pipeline.data import ingest
+    from pipeline.refresh import embed
+
+    beam_args = tuple(args.beam_arg or ())
+    opts = embed.RefreshOptions(args.model, args.data_dir, os.path.abspath(args.output), args.push_to, beam_args)
+    opts = dataclasses.replace(opts, embed_strategy=args.embed_strategy)
+    try:
+        prepared = embed.prepare(opts)
+    except (ValueError, ingest.InputError) as e:  # NotAModel names the version, InputError the file
+        print(f"[pinsage] ERROR: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # e.g. --output names a file
+        print(f"[pinsage] ERROR: {e.filename or args.output}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    report = embed.refresh(opts, prepared)
+    print(f"[pinsage] embedded {report['items']} items ({report['new_items']} new) with {report['source_version']}")
+    print(f"[pinsage] pushed version {report['version']}: {report['destination']}")
+    print(f"[pinsage] report: {os.path.join(opts.output, embed.REPORT_FILE)}")
+    return 0
+
+
+def _add_embed_parser(sub) -> None:
+    e = sub.add_parser(
+        "embed", help="refresh a catalogue's embeddings with a pushed version's model, into a new version"
+    )
+    e.add_argument(
+        "--model", required=True, metavar="VERSION_DIR", help="a pushed version, e.g. serving_model/pinsage/3"
+    )
+    e.add_argument("--data-dir", required=True, help="the catalogue in the CSV contract (as `pinsage run`)")
+    e.add_argument("--output", required=True, help="its artifacts and refresh_report.json")
+    e.add_argument(
+        "--push-to",
+        default=None,
+        metavar="MODEL_BASE_PATH",
+        help="where the new version goes (default: the directory holding VERSION_DIR), one above the newest there",
+    )
+    e.add_argument("--beam-arg", action="append", help="a Beam pipeline option, repeatable (as `pinsage run`)")
+    e.add_argument("--embed-strategy", choices=EMBED_STRATEGIES, default=EMBED.strategy, help="as `pinsage run`")
+    e.set_defaults(fn=_cmd_embed)
 
 
 def _cmd_serve(args) -> int:
@@ -412,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(fn=_cmd_data)
 
     _add_run_parser(sub)
+    _add_embed_parser(sub)
 
     sv = sub.add_parser(
         "serve", help="TF Serving gRPC + REST API (PredictionService, ModelService) over a pushed model"

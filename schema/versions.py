@@ -6,6 +6,9 @@
                                                 titles.txt, index_stats.json, and the serving arrays below
     <version>/assets/contexts/                  optional: the known contexts' query vectors (the context arrays,
                                                 at the end of this module), which recommend_context answers from
+    <version>/assets/trained/                   optional (with embed_item): what `pinsage embed` needs to embed a
+                                                new catalogue with this version's model, no serving code reads it
+                                                (the trained layout, at the end of this module)
 
 The serving arrays (write_serving_arrays / read_serving_arrays): what a server maps instead of rebuilding it,
 all uncompressed, so a version loads with np.load(mmap_mode="r") and no per-item Python objects:
@@ -322,3 +325,29 @@ def _loaded(path: str, dtype: str, ndim: int) -> np.ndarray:
     if a.ndim != ndim or (a.dtype.kind if dtype == "S" else a.dtype.str) != dtype:
         raise ValueError(f"{path}: expected a {ndim}-d {dtype} array, got {a.ndim}-d {a.dtype.str}")
     return a
+
+
+# ------------------------------------------------------------------------------------------------ trained layout
+# <version>/assets/trained/ (trained_dir), written by the Pusher next to embed_item, read by `pinsage embed`
+# (pipeline/refresh/embed.py) to refresh the catalogue's embeddings without retraining:
+#     model/                   the PinSageTrainer's Model artifact: Format-Serving/ (the Keras SavedModel the
+#                              layer-wise embedder loads) and query_head/ when the model has one
+#     transform_graph/         the Transform graph (transform_fn/, transformed_metadata/, metadata/): the raw item
+#                              columns it reads and the preprocessing with the run's vocabularies and statistics
+#     context_tower/           optional: the ContextTowerTrainer's Model artifact (config.json, weights/, ...)
+#     sampling.json            the NeighborhoodSampler's neighborhood_stats.json: its config (num_walks, walk_length,
+#                              restart_prob, top_t, seed, window, shard_size) and the source it used
+#     trained.json             {"blessed": true | false | null, "refreshed_from": null | the version refreshed}
+# A version without trained/ (pushed before it existed, or without embed_item) cannot be refreshed: it has no
+# layers to embed with. A version without sampling.json is refreshed with configs.SAMPLING (the report says so).
+TRAINED_ASSET_DIR = "trained"
+TRAINED_MODEL_DIR = "model"
+TRAINED_TRANSFORM_DIR = "transform_graph"
+TRAINED_TOWER_DIR = "context_tower"
+TRAINED_SAMPLING_JSON = "sampling.json"
+TRAINED_JSON = "trained.json"
+
+
+def trained_dir(version_dir: str) -> str:
+    """The trained layout's directory inside one version."""
+    return files.join(version_dir, "assets", TRAINED_ASSET_DIR)

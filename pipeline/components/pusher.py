@@ -17,6 +17,12 @@ version also carries `recommend_context` (modules/export.py) and the context arr
 (schema/versions.py), which serving/ maps: the vectors are pushed in the same version as the tower and the items
 they were computed over, so a version never pairs one day's vectors with another day's index.
 
+With the cold-start inputs the version also carries assets/trained/ (schema/versions.py's trained layout): the
+trained model, the Transform graph, the context tower and the sampler's config, which `pinsage embed`
+(pipeline/refresh/embed.py) embeds a new catalogue with. Two exec properties only that refresh passes (not in the
+spec, so a pipeline's cache key is unchanged): `refreshed_from` (the source version, recorded in trained.json) and
+`carried_blessing` (the source version's blessing, recorded as this version's: the model is the same).
+
 With the input `model_blessing` (the PinSageEvaluator's blessing) only a blessed model is pushed, as TFX's stock
 Pusher does: an unblessed one leaves the serving directory as it was and the PushedModel artifact is marked
 `pushed` = 0, unless the exec property `push_unblessed` overrides the blessing.
@@ -141,6 +147,37 @@ def context_tower_of(input_dict, embeddings):
     return history_train.load_tower(artifact_utils.get_single_uri(given), embeddings)
 
 
+def stage_trained(input_dict, exec_properties, dest: str) -> Optional[str]:
+    """The trained layout (schema/versions.py) of the cold-start inputs, staged under `dest` for pusher.push; None
+    without a model input."""
+    if not input_dict.get("model"):
+        return None
+    from modules.trainer import QUERY_HEAD_DIR  # lazily, as Do imports modules.trainer
+
+    model_uri = artifact_utils.get_single_uri(input_dict["model"])
+    files.makedirs(files.join(dest, versions.TRAINED_MODEL_DIR))
+    serving = os.path.basename(path_utils.serving_model_dir(model_uri))  # Format-Serving
+    for part in (serving, QUERY_HEAD_DIR):  # the training-time arrays beside them stay in the artifact
+        if files.isdir(files.join(model_uri, part)):
+            files.copytree(files.join(model_uri, part), files.join(dest, versions.TRAINED_MODEL_DIR, part))
+    copies = (("transform_graph", versions.TRAINED_TRANSFORM_DIR), ("context_tower", versions.TRAINED_TOWER_DIR))
+    for key, name in copies:
+        if input_dict.get(key):
+            files.copytree(artifact_utils.get_single_uri(input_dict[key]), files.join(dest, name))
+    stats = files.join(artifact_utils.get_single_uri(input_dict["neighborhoods"]), neighborhood_io.STATS_FILE)
+    if files.exists(stats):
+        files.copy(stats, files.join(dest, versions.TRAINED_SAMPLING_JSON))
+    carried = exec_properties.get("carried_blessing")
+    files.write_json(
+        files.join(dest, versions.TRAINED_JSON),
+        {
+            "blessed": blessed(input_dict) if carried is None else carried,
+            "refreshed_from": exec_properties.get("refreshed_from"),
+        },
+    )
+    return dest
+
+
 class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict, output_dict, exec_properties):
         out = artifact_utils.get_single_instance(output_dict["pushed_model"])
@@ -180,6 +217,7 @@ class Executor(base_executor.BaseExecutor):
                 model_name=exec_properties["model_name"],
                 keep=int(exec_properties["keep"]),
                 contexts_dir=contexts_dir,
+                trained=stage_trained(input_dict, exec_properties, os.path.join(tmp, "trained")),
             )
         version = int(os.path.basename(path))
         out.set_int_custom_property("pushed", 1)
@@ -190,7 +228,9 @@ class Executor(base_executor.BaseExecutor):
             files.join(out.uri, PUSHED_FILE),
             {
                 "pushed": True,
-                "blessed": blessed(input_dict),
+                "blessed": blessed(input_dict)
+                if exec_properties.get("carried_blessing") is None
+                else exec_properties["carried_blessing"],
                 "destination": path,
                 "version": version,
                 "num_items": len(ids),

@@ -31,6 +31,7 @@ from schema.versions import (
     context_dir,
     latest_version,
     list_versions,
+    trained_dir,
 )
 
 
@@ -71,14 +72,15 @@ def push(
     version: Optional[int] = None,
     hook: Optional[Callable[[str, str], None]] = None,
     contexts_dir: Optional[str] = None,
+    trained: Optional[str] = None,
 ) -> str:
     """Copies one model version into serving_model_dir/model_name/<version>/ and returns that path.
 
     `version` defaults to the newest existing version + 1 (versions only ever increase; TF Serving serves the
     highest). `contexts_dir`: a ContextVectors artifact, whose context arrays go to assets/contexts/ in the same
-    version (schema/versions.py). `hook(stage, tmp_dir)` is called after each stage ("saved_model", "index",
-    "contexts") — tests use it to simulate a crash mid-push. After the rename, all but the `keep` newest versions
-    are retired."""
+    version (schema/versions.py); `trained`: a directory in the trained layout, copied to assets/trained/.
+    `hook(stage, tmp_dir)` is called after each stage ("saved_model", "index", "contexts", "trained") — tests use
+    it to simulate a crash mid-push. After the rename, all but the `keep` newest versions are retired."""
     if keep < 1:
         raise ValueError("keep must be >= 1")
     if not files.exists(files.join(saved_model_dir, "saved_model.pb")):
@@ -111,6 +113,10 @@ def push(
                 files.copy(files.join(contexts_dir, name), files.join(context_dir(tmp), name))
             if hook:
                 hook("contexts", tmp)
+        if trained:
+            files.copytree(trained, trained_dir(tmp))
+            if hook:
+                hook("trained", tmp)
         final = files.join(model_dir, str(version))
         files.rename(tmp, final)  # atomic locally; fails if a concurrent push took the same number
     except BaseException:
