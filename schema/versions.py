@@ -337,7 +337,8 @@ def _loaded(path: str, dtype: str, ndim: int) -> np.ndarray:
 #     context_tower/           optional: the ContextTowerTrainer's Model artifact (config.json, weights/, ...)
 #     sampling.json            the NeighborhoodSampler's neighborhood_stats.json: its config (num_walks, walk_length,
 #                              restart_prob, top_t, seed, window, shard_size) and the source it used
-#     trained.json             {"blessed": true | false | null, "refreshed_from": null | the version refreshed}
+#     trained.json             {"blessed": true | false | null, "recommend_blessed": true | false | null (the
+#                              context tower's own blessing), "refreshed_from": null | the version refreshed}
 # A version without trained/ (pushed before it existed, or without embed_item) cannot be refreshed: it has no
 # layers to embed with. A version without sampling.json is refreshed with configs.SAMPLING (the report says so).
 TRAINED_ASSET_DIR = "trained"

@@ -12,7 +12,10 @@ the first categorical feature); the embedding models also get the spread of thei
 
 The component also blesses the model, as TFX's stock Evaluator does for its Pusher: the output `blessing` (a
 ModelBlessing) holds an empty BLESSED or NOT_BLESSED file and the custom property `blessed` = 1 / 0, decided by
-pipeline/evaluation/blessing.py from the report's paired verdicts (also in report.json: `blessing`, `blessed`).
+pipeline/evaluation/blessing.py from the report's paired verdicts on the item-to-item signatures; with a context
+tower, the custom property `recommend_blessed` = 1 / 0 is the tower's own blessing (a tower that is not blessed is
+left out of the pushed version, not the version refused). Both are in report.json too: `blessing`, `blessed`,
+`recommend_blessed`.
 """
 
 from __future__ import annotations
@@ -83,15 +86,18 @@ def blessing_config(exec_properties: dict) -> BlessingConfig:
     )
 
 
-def write_blessing(blessing, blessed: bool, model_uri: str) -> None:
+def write_blessing(blessing, blessed: bool, model_uri: str, recommend_blessed: bool | None = None) -> None:
     """The TFX blessing, as TFX's own Evaluator writes it: an empty BLESSED / NOT_BLESSED file in the artifact's
-    directory and the custom property `blessed` (the stock Pusher's check, tfx.components.util.model_utils)."""
+    directory and the custom property `blessed` (the stock Pusher's check, tfx.components.util.model_utils); with a
+    context tower, `recommend_blessed` = 1 / 0 too (absent without one)."""
     files.makedirs(blessing.uri)
     name = constants.BLESSED_FILE_NAME if blessed else constants.NOT_BLESSED_FILE_NAME
     files.write_text(files.join(blessing.uri, name), "")
     value = constants.BLESSED_VALUE if blessed else constants.NOT_BLESSED_VALUE
     blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_BLESSED_KEY, value)
     blessing.set_string_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY, model_uri)
+    if recommend_blessed is not None:
+        blessing.set_int_custom_property(blessing_lib.RECOMMEND_BLESSED_KEY, int(recommend_blessed))
 
 
 class Executor(base_executor.BaseExecutor):
@@ -122,12 +128,20 @@ class Executor(base_executor.BaseExecutor):
         )
         report["blessing"] = blessing_lib.decide(report, config)
         report["blessed"] = report["blessing"]["blessed"]
+        report["recommend_blessed"] = report["blessing"]["recommend_blessed"]
         report_lib.write(report, artifact_utils.get_single_uri(output_dict["report"]))
         if output_dict.get("blessing"):  # absent only where a caller runs the executor without that output
-            write_blessing(artifact_utils.get_single_instance(output_dict["blessing"]), report["blessed"], model_uri)
+            write_blessing(
+                artifact_utils.get_single_instance(output_dict["blessing"]),
+                report["blessed"],
+                model_uri,
+                report["recommend_blessed"],
+            )
+        left_out = "; ".join(report["blessing"]["left_out"].values())
         logging.info(
-            "PinSageEvaluator: %s",
+            "PinSageEvaluator: %s%s",
             "BLESSED" if report["blessed"] else "NOT BLESSED: " + "; ".join(report["blessing"]["reasons"]),
+            f" (the context tower is NOT blessed, it is left out of the version: {left_out})" if left_out else "",
         )
 
 
@@ -142,7 +156,7 @@ def _context_tower(input_dict, emb):
 
 class PinSageEvaluator(base_component.BaseComponent):
     """graph + trained model (+ item features, + the context tower) -> report.json / report.md / plots, and the
-    model's blessing (the history section, when the tower is given, is reported but not blessed yet)."""
+    model's blessing (with the tower given, the tower's own blessing too)."""
 
     SPEC_CLASS = PinSageEvaluatorSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)

@@ -21,11 +21,15 @@ With the cold-start inputs the version also carries assets/trained/ (schema/vers
 trained model, the Transform graph, the context tower and the sampler's config, which `pinsage embed`
 (pipeline/refresh/embed.py) embeds a new catalogue with. Two exec properties only that refresh passes (not in the
 spec, so a pipeline's cache key is unchanged): `refreshed_from` (the source version, recorded in trained.json) and
-`carried_blessing` (the source version's blessing, recorded as this version's: the model is the same).
+`carried_blessing` and `carried_recommend_blessed` (the source version's blessings, recorded as this version's:
+the model is the same).
 
 With the input `model_blessing` (the PinSageEvaluator's blessing) only a blessed model is pushed, as TFX's stock
 Pusher does: an unblessed one leaves the serving directory as it was and the PushedModel artifact is marked
-`pushed` = 0, unless the exec property `push_unblessed` overrides the blessing.
+`pushed` = 0, unless the exec property `push_unblessed` overrides the blessing. The context tower is blessed on
+its own (the blessing's custom property `recommend_blessed`): a blessed version whose tower is not is pushed
+without it, as if the inputs `context_tower` and `context_vectors` were absent (no recommend signatures, no
+context arrays, no tower in assets/trained/; pushed.json's `left_out` says so), unless `push_unblessed`.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from modules import features as features_lib
 from pipeline.components import artifacts
 from pipeline.components.bulk_embedder import example_dir
 from pipeline.configs import BLESSING, PUSH, PushConfig
+from pipeline.evaluation import blessing as blessing_lib
 from pipeline.push import pusher
 from schema import embeddings as embeddings_io
 from schema import files, versions
@@ -111,6 +116,40 @@ def blessed(input_dict) -> bool | None:
     return model_utils.is_model_blessed(artifact_utils.get_single_instance(given)) if given else None
 
 
+def recommend_blessed(input_dict) -> bool | None:
+    """Whether the model_blessing input blesses the context tower (its custom property `recommend_blessed`); None
+    without that input or without that property (no tower was judged)."""
+    given = input_dict.get("model_blessing")
+    if not given:
+        return None
+    blessing = artifact_utils.get_single_instance(given)
+    if not blessing.has_custom_property(blessing_lib.RECOMMEND_BLESSED_KEY):
+        return None
+    return bool(blessing.get_int_custom_property(blessing_lib.RECOMMEND_BLESSED_KEY))
+
+
+TOWER_INPUTS = ("context_tower", "context_vectors")  # what a version without the context tower leaves out
+
+
+def without_refused_tower(input_dict, exec_properties) -> tuple[dict, list]:
+    """(the inputs to push, the signatures left out): without the context tower and its vectors when the blessing
+    refuses the tower and push_unblessed does not override it, else the inputs as given and []."""
+    if recommend_blessed(input_dict) is not False or not any(input_dict.get(k) for k in TOWER_INPUTS):
+        return input_dict, []
+    uri = artifact_utils.get_single_uri(input_dict["model_blessing"])
+    if int(exec_properties.get("push_unblessed") or 0):
+        logging.warning("PinSagePusher: the context tower is NOT blessed (%s): pushing it anyway (push_unblessed)", uri)
+        return input_dict, []
+    logging.warning("PinSagePusher: the context tower is NOT blessed (%s): the version is pushed without it", uri)
+    return {k: v for k, v in input_dict.items() if k not in TOWER_INPUTS}, [versions.RECOMMEND]
+
+
+def carried(exec_properties, key: str, judged):
+    """A refresh's carried blessing (exec property `key`) when given, else the one judged from the inputs."""
+    value = exec_properties.get(key)
+    return judged if value is None else value
+
+
 def mark_not_pushed(out, blessing_uri: str) -> None:
     """The PushedModel artifact of a push the blessing refused: `pushed` = 0 (as TFX's stock Pusher marks it) and
     a pushed.json that says so."""
@@ -167,11 +206,11 @@ def stage_trained(input_dict, exec_properties, dest: str) -> Optional[str]:
     stats = files.join(artifact_utils.get_single_uri(input_dict["neighborhoods"]), neighborhood_io.STATS_FILE)
     if files.exists(stats):
         files.copy(stats, files.join(dest, versions.TRAINED_SAMPLING_JSON))
-    carried = exec_properties.get("carried_blessing")
     files.write_json(
         files.join(dest, versions.TRAINED_JSON),
         {
-            "blessed": blessed(input_dict) if carried is None else carried,
+            "blessed": carried(exec_properties, "carried_blessing", blessed(input_dict)),
+            "recommend_blessed": carried(exec_properties, "carried_recommend_blessed", recommend_blessed(input_dict)),
             "refreshed_from": exec_properties.get("refreshed_from"),
         },
     )
@@ -183,6 +222,7 @@ class Executor(base_executor.BaseExecutor):
         out = artifact_utils.get_single_instance(output_dict["pushed_model"])
         if refused(input_dict, out, exec_properties):
             return
+        input_dict, left_out = without_refused_tower(input_dict, exec_properties)  # a refused tower stays out
         emb, ids, titles = embeddings_io.read_embeddings(artifact_utils.get_single_uri(input_dict["embeddings"]))
         index_dir = artifact_utils.get_single_uri(input_dict["index"])
         embed_fn, feature_spec = cold_start_embedder(input_dict, exec_properties, len(ids))
@@ -228,9 +268,11 @@ class Executor(base_executor.BaseExecutor):
             files.join(out.uri, PUSHED_FILE),
             {
                 "pushed": True,
-                "blessed": blessed(input_dict)
-                if exec_properties.get("carried_blessing") is None
-                else exec_properties["carried_blessing"],
+                "blessed": carried(exec_properties, "carried_blessing", blessed(input_dict)),
+                "recommend_blessed": carried(
+                    exec_properties, "carried_recommend_blessed", recommend_blessed(input_dict)
+                ),
+                "left_out": left_out,
                 "destination": path,
                 "version": version,
                 "num_items": len(ids),

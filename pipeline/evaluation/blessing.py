@@ -1,15 +1,18 @@
 """The blessing: whether a trained model may be pushed, decided from its evaluation report (report.json).
 
 Per served signature, the model's row is compared with the best of that signature's baselines (the highest test
-value of the blessing metric among them, pipeline/configs.BlessingConfig): the model is blessed when no signature
-is *behind* its best baseline, i.e. when no paired difference (model - baseline, per test context) is below zero by
+value of the blessing metric among them, pipeline/configs.BlessingConfig): a signature is blessed when it is not
+*behind* its best baseline, i.e. when no paired difference (model - baseline, per test context) is below zero by
 more than z standard errors. A model within noise of the best baseline is blessed: refusing it would refuse a
 model no worse than what it replaces. The paired differences come from the report's `verdict_details` (the
 evaluator computes them on the same contexts for both rankings); a report without them is refused with a reason,
 not judged on unpaired means.
 
-`recommend` (the context tower, when the run trained one) is judged the same way among the history rows:
-`context_tower` against the best history baseline of `history_metrics`, from `history_verdict_details`.
+The blessing is per tower. The version (`blessed`) is blessed when the item-to-item signatures (related_items,
+similar_items) are not behind. `recommend` (the context tower, when the run trained one) is judged the same way
+among the history rows, `context_tower` against the best history baseline of `history_metrics` (from
+`history_verdict_details`), and blessed on its own (`recommend_blessed`): a tower that is behind does not refuse
+the version, it is left out of it (`left_out`; the Pusher pushes the version without the tower's signatures).
 
 Light on purpose (no TensorFlow or TFX): the CLI reads a report with it after a run.
 """
@@ -25,6 +28,7 @@ SIMILAR_MODEL = "pinsage_similar"  # similar_items' row when the model has a que
 NOT_BASELINES = (MODEL, SIMILAR_MODEL, "context_tower_one_item")
 RECOMMEND = "recommend"  # the context tower's signature, blessed when the run trained a tower
 TOWER_MODEL = "context_tower"  # recommend's row among the history rows
+RECOMMEND_BLESSED_KEY = "recommend_blessed"  # the ModelBlessing's custom property of the tower's blessing (1 / 0)
 # where each kind of signature finds its rows and paired differences in report.json
 _ITEM_BLOCKS = ("metrics", "verdict_details")
 _HISTORY_BLOCKS = ("history_metrics", "history_verdict_details")
@@ -80,10 +84,20 @@ def _judge(report: dict, signature: str, wanted, config: BlessingConfig) -> tupl
 
 
 def decide(report: dict, config: BlessingConfig = BLESSING) -> dict:
-    """report.json's `blessing` block: {"blessed", "metric", "z", "signatures": {signature: {"model",
-    "best_baseline", "verdict", "baselines", "diff", "se", "num_contexts"}}, "reasons": [why it is not blessed]}.
-    A report without paired verdicts (`verdict_details`) is not blessed, with that as the reason."""
-    out = {"blessed": False, "metric": config.metric, "z": float(config.z), "signatures": {}, "reasons": []}
+    """report.json's `blessing` block: {"blessed", "recommend_blessed", "metric", "z", "signatures": {signature:
+    {"model", "best_baseline", "verdict", "baselines", "diff", "se", "num_contexts"}}, "reasons": [why the version
+    is not blessed], "left_out": {"recommend": why} when the context tower is not blessed}. `blessed` judges the
+    item-to-item signatures only; `recommend_blessed` is None without a tower row. A report without paired
+    verdicts (`verdict_details`) is not blessed, with that as the reason."""
+    out = {
+        "blessed": False,
+        "recommend_blessed": None,
+        "metric": config.metric,
+        "z": float(config.z),
+        "signatures": {},
+        "reasons": [],
+        "left_out": {},
+    }
     if not report.get("verdict_details"):
         out["reasons"].append(
             "the report has no paired verdicts (verdict_details): it was written by an older evaluator; "
@@ -96,7 +110,11 @@ def decide(report: dict, config: BlessingConfig = BLESSING) -> dict:
     for signature, wanted in signatures.items():
         block, reason = _judge(report, signature, wanted, config)
         out["signatures"][signature] = block
-        if reason:
+        if signature == RECOMMEND:  # the tower is blessed on its own: refused, it is left out of the version
+            out["recommend_blessed"] = reason is None
+            if reason:
+                out["left_out"][RECOMMEND] = reason
+        elif reason:
             out["reasons"].append(reason)
     out["blessed"] = not out["reasons"]
     return out
@@ -125,19 +143,37 @@ def summary_lines(report: dict) -> list[str]:
 
 
 def blessing_line(report: dict, pushed: dict | None) -> str | None:
-    """The run's blessing in one line: blessed and pushed (its version), or NOT blessed and why, and whether
-    anything was pushed; `pushed` is the Pusher's pushed.json (None when the run stopped before it)."""
+    """The run's blessing in one line: blessed and pushed (its version, and what was left out of it and why), or
+    NOT blessed and why, and whether anything was pushed; `pushed` is the Pusher's pushed.json (None when the run
+    stopped before it)."""
     blessing = report.get("blessing")
     if blessing is None:
         return None
+    left_out = blessing.get("left_out") or {}
     where = None
     if pushed is not None:
         where = f"pushed version {pushed['version']}" if pushed.get("pushed", True) else "nothing pushed"
     if blessing.get("blessed"):
-        return f"blessed: {where or 'nothing pushed (the run stopped before the Pusher)'}"
-    why = "; ".join(blessing.get("reasons") or ["no reason given"])
+        return (
+            "blessed: " + (where or "nothing pushed (the run stopped before the Pusher)") + _left_out(left_out, pushed)
+        )
+    why = "; ".join(list(blessing.get("reasons") or ["no reason given"]) + list(left_out.values()))
     if where is None:
         return f"NOT blessed: {why} (the run stopped before the Pusher)"
     if pushed.get("pushed", True):
         return f"NOT blessed: {why}; {where} anyway (--push-unblessed)"
     return f"NOT blessed: {why}; nothing pushed (rerun with --push-unblessed to push anyway)"
+
+
+def _left_out(left_out: dict, pushed: dict | None) -> str:
+    """The tail of a blessed version's line: the signatures the blessing refused, and whether the push left them out
+    (pushed.json's `left_out`) or pushed them anyway (--push-unblessed)."""
+    if not left_out:
+        return ""
+    why = "; ".join(left_out.values())
+    names = ", ".join(left_out)
+    if pushed is None or not pushed.get("pushed", True):
+        return f"; {names} NOT blessed ({why})"
+    if set(left_out) <= set(pushed.get("left_out") or ()):
+        return f" without {names} ({why})"
+    return f" with {names} NOT blessed ({why}) anyway (--push-unblessed)"

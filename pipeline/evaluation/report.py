@@ -548,7 +548,8 @@ def summary_sentence(s: dict) -> str:
 def blessing_line(report: dict) -> tuple[str, bool] | None:
     """("blessed: pushed" or "not blessed: reasons; not pushed (use --push-unblessed)", blessed); None for a
     report without a blessing. `pushed` (the Pusher's pushed.json, when the publish step adds it) names the
-    version or a push of an unblessed model; without it the Pusher's rule is assumed (push when blessed)."""
+    version or a push of an unblessed model; without it the Pusher's rule is assumed (push when blessed, without a
+    tower that is not blessed). A blessed version's line names the tower left out of it, or pushed anyway."""
     b = report.get("blessing")
     if not isinstance(b, dict) and "blessed" not in report:
         return None
@@ -558,7 +559,17 @@ def blessing_line(report: dict) -> tuple[str, bool] | None:
     pushed = push.get("pushed", True) if isinstance(push, dict) else (blessed if push is None else bool(push))
     version = f" (version {push['version']})" if isinstance(push, dict) and "version" in push else ""
     if blessed:
-        return ("blessed: pushed" + version if pushed else "blessed: not pushed"), True
+        text = "blessed: pushed" + version if pushed else "blessed: not pushed"
+        left = b.get("left_out") or {}
+        if left and pushed:  # the tower is blessed on its own: left out of the version unless pushed anyway
+            anyway = isinstance(push, dict) and not set(left) <= set(push.get("left_out") or ())
+            names, why = ", ".join(left), "; ".join(left.values())
+            text += (
+                f" with {names} not blessed ({why}) anyway (--push-unblessed)"
+                if anyway
+                else f" without {names} ({why})"
+            )
+        return text, True
     reasons = "; ".join(b.get("reasons") or []) or "no reason given"
     tail = f"pushed anyway{version} (--push-unblessed)" if pushed else "not pushed (use --push-unblessed)"
     return f"not blessed: {reasons}; {tail}", False
@@ -809,7 +820,7 @@ def history_summary_line(report: dict) -> str | None:
 
 
 def history_notes(report: dict) -> list[str]:
-    """The history section's lines under its table: not blessed yet, the tower's form and training, the baselines'
+    """The history section's lines under its table: the note, the tower's form and training, the baselines'
     validation choices, what was skipped and why."""
     info = report.get("history_evaluation") or {}
     lines = [info["note"] + "."] if info.get("note") else []

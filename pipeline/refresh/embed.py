@@ -11,8 +11,10 @@ refresh runs the run's own stages on the new data, each by its TFX executor (no 
     neighbourhood) -> ContextEmbedder (with a tower) -> IndexBuilder (titles, attributes) -> PinSagePusher
 
 On unchanged data every stage sees the run's inputs, so the refreshed version serves the run's vectors and lists.
-The blessing rule of a refresh: the model is the source version's, so the new version carries its blessing
-(trained.json and the report say which); nothing is re-evaluated. Artifacts land under
+The blessing rule of a refresh: the model is the source version's, so the new version carries its blessings
+(`blessed` and the context tower's `recommend_blessed`; trained.json and the report say which); nothing is
+re-evaluated. A version pushed without its tower (the tower was not blessed) has no tower in assets/trained/, so
+its refresh is pushed without one too; one pushed with it (--push-unblessed) is refreshed with it. Artifacts land under
 OUT/tfx/<component>/<key>/<n>/ (n counts the refreshes into OUT) and the report in OUT/refresh_report.json.
 """
 
@@ -47,6 +49,7 @@ class Source:
     context_tower: Optional[str]
     sampling: Optional[dict]  # the sampler's recorded stats, None for a version pushed without them
     blessed: Optional[bool]
+    recommend_blessed: Optional[bool] = None  # the context tower's blessing; None without a judged tower
 
 
 def open_version(version_dir: str) -> Source:
@@ -67,13 +70,15 @@ def open_version(version_dir: str) -> Source:
     tower = files.join(trained, versions.TRAINED_TOWER_DIR)
     sampling = files.join(trained, versions.TRAINED_SAMPLING_JSON)
     record = files.join(trained, versions.TRAINED_JSON)
+    record = files.read_json(record) if files.exists(record) else {}
     return Source(
         version_dir=version_dir,
         model=model,
         transform_graph=transform,
         context_tower=tower if files.isdir(tower) else None,
         sampling=files.read_json(sampling) if files.exists(sampling) else None,
-        blessed=files.read_json(record).get("blessed") if files.exists(record) else None,
+        blessed=record.get("blessed"),
+        recommend_blessed=record.get("recommend_blessed"),
     )
 
 
@@ -326,6 +331,7 @@ def index_and_push(opts: RefreshOptions, source: Source, inputs, made: dict, n: 
             "items_schema": inputs.items_schema,
             "refreshed_from": source.version_dir,
             "carried_blessing": source.blessed,
+            "carried_recommend_blessed": source.recommend_blessed,
         },
     )
     return files.read_json(files.join(pushed.uri, pusher_component.PUSHED_FILE))
@@ -394,6 +400,7 @@ def write_report(opts, source: Source, pushed: dict, made: dict, config, samplin
         "destination": pushed.get("destination"),
         "signatures": pushed.get("signatures"),
         "blessed": source.blessed,
+        "recommend_blessed": source.recommend_blessed,
         "blessing": "carried from the source version (same model, not re-evaluated)",
         "items": len(ids),
         "new_items": len([i for i in ids if i not in old]),

@@ -482,10 +482,16 @@ def test_the_evaluator_blesses_the_model_in_a_tfx_blessing_artifact(run, capsys)
     }
     assert rep["blessing"]["signatures"]["recommend"]["model"] == "context_tower"
     assert bool(rep["blessing"]["reasons"]) is not rep["blessed"]
+    # the tower is blessed on its own: a tower behind is left out, it does not refuse the version
+    assert rep["recommend_blessed"] is rep["blessing"]["recommend_blessed"] in (True, False)
+    assert list(rep["blessing"]["left_out"]) == ([] if rep["recommend_blessed"] else ["recommend"])
+    assert not any(r.startswith("recommend") for r in rep["blessing"]["reasons"])
     assert set(rep["blessing"]["signatures"]["similar_items"]["baselines"]) == set(configs.SIMILARITY_BASELINES)
     # the run pushed either way (push_unblessed), and its pushed.json says whether the model was blessed
     pushed = driver.pushed_model(out)
     assert pushed["pushed"] is True and pushed["version"] == 1 and pushed["blessed"] is rep["blessed"]
+    assert pushed["recommend_blessed"] is rep["recommend_blessed"] and pushed["left_out"] == []  # push_unblessed
+    assert "recommend" in pushed["signatures"]
     from pipeline import cli
 
     capsys.readouterr()
@@ -494,7 +500,9 @@ def test_the_evaluator_blesses_the_model_in_a_tfx_blessing_artifact(run, capsys)
     signatures = ["[pinsage] related_items", "[pinsage] similar_items", "[pinsage] recommend"]
     assert [ln.split(" (")[0] for ln in printed[:3]] == signatures  # recommend: the tower is in the blessing
     want = "blessed: pushed version 1" if rep["blessed"] else "; pushed version 1 anyway (--push-unblessed)"
-    assert printed[3].endswith(want) and printed[3].startswith("[pinsage] " + ("b" if rep["blessed"] else "NOT"))
+    if rep["blessed"] and not rep["recommend_blessed"]:  # the tower went in only by the override
+        want = "blessed: pushed version 1 with recommend NOT blessed ("
+    assert want in printed[3] and printed[3].startswith("[pinsage] " + ("b" if rep["blessed"] else "NOT"))
 
 
 def test_without_the_override_only_a_blessed_model_is_pushed(run, full, capsys):
@@ -518,7 +526,11 @@ def test_without_the_override_only_a_blessed_model_is_pushed(run, full, capsys):
     assert printed.startswith("[pinsage] related_items (pinsage, test hr@10): ")
     if names == ["BLESSED"]:
         assert (pushed["pushed"], pushed["version"]) == (True, 2) and versions.list_versions(model_dir) == [1, 2]
-        assert "[pinsage] blessed: pushed version 2\n" in printed
+        if pushed["recommend_blessed"]:
+            assert "[pinsage] blessed: pushed version 2\n" in printed and "recommend" in pushed["signatures"]
+        else:  # the tower was not blessed: the version is pushed without it
+            assert "[pinsage] blessed: pushed version 2 without recommend (recommend: behind " in printed
+            assert pushed["left_out"] == ["recommend"] and "recommend" not in pushed["signatures"]
         return
     assert (pushed["pushed"], pushed["version"]) == (False, None) and versions.list_versions(model_dir) == [1]
     assert "; nothing pushed (rerun with --push-unblessed to push anyway)" in printed

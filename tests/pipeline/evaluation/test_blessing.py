@@ -81,11 +81,18 @@ def test_recommend_is_judged_against_the_best_history_baseline_when_a_tower_was_
     rec = got["signatures"]["recommend"]
     assert (rec["model"], rec["best_baseline"], rec["verdict"]) == ("context_tower", "ease", "behind")
     assert rec["baselines"] == ["ease", "itemknn_history", "popularity"]
-    assert got["blessed"] is False and got["reasons"] == ["recommend: behind ease on hr@10 (diff -0.0500, SE 0.0100)"]
+    # the tower behind does not refuse the version: it is left out of it
+    assert got["blessed"] is True and got["recommend_blessed"] is False and got["reasons"] == []
+    assert got["left_out"] == {"recommend": "recommend: behind ease on hr@10 (diff -0.0500, SE 0.0100)"}
+    # ... and the item tower behind refuses the version whatever the tower's verdict
+    worse = blessing.decide(with_history(report(details(related=(-0.03, 0.01))), behind_ease, hr))
+    assert (worse["blessed"], worse["recommend_blessed"], list(worse["left_out"])) == (False, False, ["recommend"])
+    assert [r.split(":")[0] for r in worse["reasons"]] == ["related_items"]
     # the best baseline by hr@10 is the one compared: a loss to a weaker one does not count
     hr_knn_best = dict(hr, ease=0.10, itemknn_history=0.19)
     got = blessing.decide(with_history(report(details()), behind_ease, hr_knn_best))
     assert got["blessed"] is True and got["signatures"]["recommend"]["best_baseline"] == "itemknn_history"
+    assert got["recommend_blessed"] is True and got["left_out"] == {}
     assert any(
         line.startswith("recommend (context_tower") and "behind ease" in line
         for line in blessing.summary_lines(
@@ -93,7 +100,8 @@ def test_recommend_is_judged_against_the_best_history_baseline_when_a_tower_was_
         )
     )
     # no tower row (a run with --no-context-tower): recommend is not judged
-    assert "recommend" not in blessing.decide(report(details()))["signatures"]
+    untowered = blessing.decide(report(details()))
+    assert "recommend" not in untowered["signatures"] and untowered["recommend_blessed"] is None
 
 
 @pytest.mark.parametrize("related", [(-0.015, 0.01), (0.0, 0.0), (0.015, 0.01), (0.03, 0.01)])
@@ -182,6 +190,27 @@ def test_what_the_cli_prints():
     assert blessing.blessing_line({}, None) is None and blessing.summary_lines({}) == []
 
 
+def test_what_the_cli_prints_of_a_version_pushed_without_its_tower():
+    hr = {"context_tower": 0.20, "ease": 0.25, "popularity": 0.05}
+    r = with_history(report(details()), {"ease": (-0.05, 0.01), "popularity": (0.15, 0.01)}, hr)
+    r["blessing"] = blessing.decide(r)
+    why = "(recommend: behind ease on hr@10 (diff -0.0500, SE 0.0100))"
+    assert blessing.blessing_line(r, {"pushed": True, "version": 1, "left_out": ["recommend"]}) == (
+        f"blessed: pushed version 1 without recommend {why}"
+    )
+    assert blessing.blessing_line(r, {"pushed": True, "version": 2, "left_out": []}) == (
+        f"blessed: pushed version 2 with recommend NOT blessed {why} anyway (--push-unblessed)"
+    )
+    assert blessing.blessing_line(r, None).endswith(f"; recommend NOT blessed {why}")
+    # a refused version names the tower's reason after its own
+    r = with_history(report(details(related=(-0.03, 0.01))), {"ease": (-0.05, 0.01)}, hr)
+    r["blessing"] = blessing.decide(r)
+    line = blessing.blessing_line(r, {"pushed": False, "version": None})
+    assert (
+        line.startswith("NOT blessed: related_items: behind transition_counts") and "; recommend: behind ease" in line
+    )
+
+
 def test_serve_and_query_serves_nothing_when_nothing_was_pushed(monkeypatch, capsys, tmp_path):
     from pipeline import driver
 
@@ -210,6 +239,12 @@ def test_the_evaluator_writes_the_tfx_blessing(blessed, tmp_path):
     assert os.path.getsize(os.path.join(a.uri, os.listdir(a.uri)[0])) == 0
     assert a.get_int_custom_property("blessed") == int(blessed)
     assert model_utils.is_model_blessed(a) is blessed  # what TFX's own Pusher checks
+    assert not a.has_custom_property("recommend_blessed")  # no tower judged: no tower blessing
+    for tower in (True, False):
+        t = _blessing_artifact(tmp_path / f"tower-{tower}")
+        evaluator.write_blessing(t, blessed, "/models/1", recommend_blessed=tower)
+        assert t.get_int_custom_property("recommend_blessed") == int(tower)
+        assert model_utils.is_model_blessed(t) is blessed  # the version's blessing is the item tower's alone
 
 
 def test_the_evaluator_takes_the_blessing_config():

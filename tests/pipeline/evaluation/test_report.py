@@ -520,6 +520,21 @@ def test_the_blessing_line(blessed, pushed, want):
     assert report_lib.blessing_line({"metrics": {}}) is None
 
 
+def test_the_blessing_line_of_a_version_without_its_tower():
+    rep = v2_report(blessed=True)
+    why = "recommend: behind ease on hr@10 (diff -0.050, SE 0.010)"
+    rep["blessing"].update(recommend_blessed=False, left_out={"recommend": why})
+    assert report_lib.blessing_line(rep) == (f"blessed: pushed without recommend ({why})", True)
+    rep["pushed"] = {"pushed": True, "version": 2, "left_out": ["recommend"]}
+    assert report_lib.blessing_line(rep) == (f"blessed: pushed (version 2) without recommend ({why})", True)
+    assert f"without recommend ({why})" in _Doc(report_lib.render_html(rep, "/nonexistent")).text["summary"]
+    rep["pushed"] = {"pushed": True, "version": 3, "left_out": []}
+    assert report_lib.blessing_line(rep) == (
+        f"blessed: pushed (version 3) with recommend not blessed ({why}) anyway (--push-unblessed)",
+        True,
+    )
+
+
 def test_values_carry_their_standard_error_compactly():
     assert report_lib.fmt_se(0.1039, 0.00994) == "0.104 ±0.010"
     assert report_lib.fmt_se(0.1039) == "0.104" and report_lib.fmt_se(None, 0.1) == "–"

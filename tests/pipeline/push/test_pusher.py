@@ -182,6 +182,67 @@ def test_push_unblessed_overrides_the_blessing(pusher_inputs, tmp_path):
     assert versions.list_versions(os.path.join(props["serving_model_dir"], "pinsage")) == [1, 2]
 
 
+def _tower_inputs(inputs, tmp_path) -> dict:
+    """The context tower's inputs (a one-layer tower over the pushed embeddings, saved as its stage saves it) and
+    context vectors of two contexts over the same items."""
+    import numpy as np
+    from tfx.types.standard_artifacts import Model
+
+    from modules import context_tower as ct
+    from pipeline.components import artifacts
+    from pipeline.history import train as history_train
+    from schema import embeddings as embeddings_io
+
+    z, _, _ = embeddings_io.read_embeddings(inputs["embeddings"][0].uri)
+    config = ct.ContextTowerConfig(form="sequence", max_len=4, num_layers=1, num_heads=1, epochs=1)
+    tower = ct.build_context_tower(config, z)
+    history_train.save(tower, config, {"epoch": [1]}, str(tmp_path / "tower"))
+    histories = [np.array([0, 1]), np.array([2])]
+    vectors = _artifact(artifacts.ContextVectors, tmp_path / "contexts")
+    versions.write_context_arrays(vectors.uri, ["u1", "u2"], ct.query_vectors(tower, histories), histories, {})
+    return {"context_tower": [_artifact(Model, tmp_path / "tower")], "context_vectors": [vectors]}
+
+
+def _tower_blessing(tmp_path, recommend_blessed: bool):
+    from tfx.types import standard_artifacts
+
+    from pipeline.components import evaluator
+
+    b = _artifact(standard_artifacts.ModelBlessing, tmp_path / f"tower-blessing-{int(recommend_blessed)}")
+    evaluator.write_blessing(b, True, "/model", recommend_blessed=recommend_blessed)
+    return [b]
+
+
+def test_a_blessed_version_whose_tower_is_not_blessed_is_pushed_without_the_tower(pusher_inputs, tmp_path, caplog):
+    import tensorflow as tf
+
+    inputs, props = pusher_inputs
+    inputs = dict(inputs, **_tower_inputs(inputs, tmp_path))
+    tower_sigs = {versions.RECOMMEND, versions.RECOMMEND_WEIGHTED, versions.RECOMMEND_CONTEXT}
+    with caplog.at_level("WARNING"):
+        out, pushed = _push(dict(inputs, model_blessing=_tower_blessing(tmp_path, False)), props, tmp_path, "no")
+    assert out.get_int_custom_property("pushed") == 1 and pushed["version"] == 1
+    assert (pushed["blessed"], pushed["recommend_blessed"], pushed["left_out"]) == (True, False, ["recommend"])
+    assert not tower_sigs & set(pushed["signatures"]) and pushed["num_contexts"] == 0
+    assert not tower_sigs & set(tf.saved_model.load(pushed["destination"]).signatures)
+    assert not os.path.exists(versions.context_dir(pushed["destination"]))
+    assert any("context tower is NOT blessed" in r.getMessage() for r in caplog.records)
+    # the tower blessed: it goes in, with its vectors
+    _, pushed = _push(dict(inputs, model_blessing=_tower_blessing(tmp_path, True)), props, tmp_path, "yes")
+    assert (pushed["version"], pushed["recommend_blessed"], pushed["left_out"]) == (2, True, [])
+    assert tower_sigs <= set(pushed["signatures"]) and pushed["num_contexts"] == 2
+    assert tower_sigs <= set(tf.saved_model.load(pushed["destination"]).signatures)
+    assert versions.read_context_arrays(versions.context_dir(pushed["destination"])).context_ids.tolist() == [
+        b"u1",
+        b"u2",
+    ]
+    # push_unblessed overrides the tower's blessing as it does the version's
+    refused = dict(inputs, model_blessing=_tower_blessing(tmp_path, False))
+    _, pushed = _push(refused, dict(props, push_unblessed=1), tmp_path, "override")
+    assert (pushed["recommend_blessed"], pushed["left_out"]) == (False, [])
+    assert tower_sigs <= set(pushed["signatures"]) and pushed["num_contexts"] == 2
+
+
 def test_a_pushed_version_with_the_context_tower_answers_recommend_like_the_tower(pusher_inputs, tmp_path):
     """The ContextTowerTrainer's artifact (saved as its stage saves it) makes the version's `recommend`: the
     signature's top item equals a numpy ranking of the tower's query vector with the history excluded."""

@@ -103,7 +103,9 @@ def test_unchanged_data_serves_the_runs_vectors_and_lists(refreshed):
     with open(os.path.join(out, "refresh_report.json")) as f:
         report = json.load(f)
     trained = {v: json.load(open(os.path.join(versions.trained_dir(v), versions.TRAINED_JSON))) for v in (old, new)}
-    assert trained[new] == {"blessed": trained[old]["blessed"], "refreshed_from": old}
+    carried = {k: trained[old][k] for k in ("blessed", "recommend_blessed")}
+    assert trained[new] == {**carried, "refreshed_from": old}
+    assert report["recommend_blessed"] is carried["recommend_blessed"]
     assert (report["version"], report["items"], report["new_items"], report["contexts"]) == (2, 60, 0, len(contexts))
     assert report["sampling_config_from"].startswith("recorded")
     recorded = json.load(open(os.path.join(versions.trained_dir(old), versions.TRAINED_SAMPLING_JSON)))
