@@ -24,6 +24,7 @@ import dataclasses
 import inspect
 import json
 import os
+import posixpath
 import time
 from typing import Optional
 
@@ -54,7 +55,7 @@ class Source:
 
 def open_version(version_dir: str) -> Source:
     """The trained layout of `version_dir`; NotAModel naming the path when it is not a version that has one."""
-    version_dir = os.path.abspath(version_dir)
+    version_dir = files.abspath(version_dir)
     if not files.exists(files.join(version_dir, "saved_model.pb")):
         raise NotAModel(f"{version_dir}: not a pushed model version (no saved_model.pb)")
     trained = versions.trained_dir(version_dir)
@@ -135,11 +136,8 @@ def check_item_columns(transform_dir: str, items_schema_path: str, items_file: s
 
 def run_number(out: str) -> int:
     """One more than the largest artifact number under OUT/tfx (each refresh into OUT gets fresh directories)."""
-    found = [0]
-    for d, _, _ in os.walk(os.path.join(out, "tfx")):
-        if os.path.basename(d).isdigit():
-            found.append(int(os.path.basename(d)))
-    return max(found) + 1
+    numbers = (posixpath.basename(p.rstrip("/")) for p in files.glob(files.join(out, "tfx", "*", "*", "*")))
+    return max([0] + [int(n) for n in numbers if n.isdigit()]) + 1
 
 
 def artifact(kind, out: str, component: str, key: str, n: int, split: Optional[str] = None):
@@ -318,7 +316,7 @@ def index_and_push(opts: RefreshOptions, source: Source, inputs, made: dict, n: 
     )
     made["transform_graph"] = existing(standard_artifacts.TransformGraph, source.transform_graph)
     pushed = artifact(standard_artifacts.PushedModel, out, "PinSagePusher", "pushed_model", n)
-    base = os.path.abspath(opts.push_to or os.path.dirname(source.version_dir))
+    base = files.abspath(opts.push_to or files.dirname(source.version_dir))
     keys = ("embeddings", "index", "model", "transform_graph", "examples", "neighborhoods")
     keys += ("context_tower", "context_vectors") if "context_vectors" in made else ()
     pusher_component.Executor().Do(
@@ -348,7 +346,7 @@ def prepare(opts: RefreshOptions):
     from pipeline import driver
 
     source = open_version(opts.model)
-    os.makedirs(opts.output, exist_ok=True)
+    files.makedirs(opts.output)
     inputs, ingest_report = driver.prepare_inputs(opts.output, data_dir=opts.data_dir)
     check_item_columns(source.transform_graph, inputs.items_schema, os.path.join(opts.data_dir, ingest.ITEMS_FILE))
     return source, inputs, ingest_report
@@ -361,7 +359,7 @@ def refresh(opts: RefreshOptions, prepared=None) -> dict:
     from pipeline.components import graph_gen
 
     t0 = time.time()
-    opts = dataclasses.replace(opts, output=os.path.abspath(opts.output))
+    opts = dataclasses.replace(opts, output=files.abspath(opts.output))
     source, inputs, ingest_report = prepared or prepare(opts)
     out = opts.output
     config, sampling_from = sampling_config(source.sampling)
