@@ -18,6 +18,7 @@ from serving.config import ServingConfig
 from serving.core import ModelServer
 from serving.errors import ServingError
 from serving.server import serve
+from tests.serving.recommend_checks import assert_same, expect_invalid, rest_predict
 from tests.serving.rest_fixtures import make_recommend_version
 
 N = 600
@@ -56,13 +57,6 @@ def served(env, histories, k, weights=None):
     return client.decode(env["stub"].Predict(client.recommend_request(histories, k, weights=weights), timeout=30))
 
 
-def assert_same(got, want):
-    assert got["item_ids"] == want["item_ids"].astype(str).tolist()
-    assert got["titles"] == want["titles"].astype(str).tolist()
-    np.testing.assert_allclose(got["scores"], want["scores"], rtol=1e-4, atol=1e-5)
-    assert got["history_used"] == want["history_used"].tolist()
-
-
 def test_grpc_recommend_equals_the_stock_op_signature(env):
     for k in (1, 10, 50):
         got, want = served(env, HISTORIES, k), stock(env["saved_model"], HISTORIES, k)
@@ -88,13 +82,6 @@ def test_k_beyond_what_is_left_fills_with_the_history_at_minus_inf(env):
     assert got["item_ids"][0][-5:] == hist[0] and np.isneginf(got["scores"][0][-5:]).all()
 
 
-def expect_invalid(env, req, text):
-    with pytest.raises(grpc.RpcError) as e:
-        env["stub"].Predict(req, timeout=30)
-    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
-    assert text in e.value.details(), e.value.details()
-
-
 def test_errors_are_invalid_argument_naming_the_input(env):
     rr = client.recommend_request
     expect_invalid(env, rr([["nope", "x"], ["i1"]], 5), "history_ids")
@@ -107,11 +94,6 @@ def test_errors_are_invalid_argument_naming_the_input(env):
     req.inputs["history_weights"].CopyFrom(tf.make_tensor_proto([[1.0, 1.0, 1.0]], dtype=tf.float32))
     expect_invalid(env, req, "history_weights")
     assert served(env, [["i1"]], 3)["history_used"] == [1]  # the server keeps serving
-
-
-def rest_predict(env, body):
-    r = requests.post(env["url"] + "/v1/models/pinsage:predict", json=body, timeout=30)
-    return r.status_code, r.json()
 
 
 def test_rest_ragged_instances_and_columns(env):

@@ -8,7 +8,6 @@ import re
 import grpc
 import numpy as np
 import pytest
-import requests
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
@@ -21,6 +20,7 @@ from schema import versions
 from serving import client
 from serving.config import ServingConfig
 from serving.server import serve
+from tests.serving.recommend_checks import assert_same, expect_invalid, rest_predict
 
 N, D, MAX_LEN = 600, 8, 4
 
@@ -75,13 +75,6 @@ def served(env, context_ids, k):
     return client.decode(env["stub"].Predict(client.recommend_context_request(context_ids, k), timeout=30))
 
 
-def assert_same(got, want):
-    assert got["item_ids"] == want["item_ids"].astype(str).tolist()
-    assert got["titles"] == want["titles"].astype(str).tolist()
-    np.testing.assert_allclose(got["scores"], want["scores"], rtol=1e-4, atol=1e-5)
-    assert got["history_used"] == want["history_used"].tolist()
-
-
 def test_the_server_equals_the_stock_signature_which_equals_numpy(env):
     names = list(env["contexts"])[:7]
     for k in (1, 10, 50):
@@ -114,13 +107,6 @@ def test_a_known_context_answers_as_recommend_over_its_history(env):
         assert by_context["history_used"] == by_history["history_used"] == [len(env["contexts"][c])]
 
 
-def expect_invalid(env, req, text):
-    with pytest.raises(grpc.RpcError) as e:
-        env["stub"].Predict(req, timeout=30)
-    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
-    assert text in e.value.details(), e.value.details()
-
-
 def test_unknown_context_is_invalid_argument_naming_the_input(env):
     known = next(iter(env["contexts"]))
     expect_invalid(env, client.recommend_context_request(["nobody"], 5), "context_id")
@@ -133,11 +119,6 @@ def test_unknown_context_is_invalid_argument_naming_the_input(env):
     assert served(env, [known], 3)["history_used"] == [len(env["contexts"][known])]  # still serving
     empty = served(env, [], 5)
     assert empty["item_ids"] == [] and empty["history_used"] == []
-
-
-def rest_predict(env, body):
-    r = requests.post(env["url"] + "/v1/models/pinsage:predict", json=body, timeout=30)
-    return r.status_code, r.json()
 
 
 def test_rest_instances_columns_and_400(env):
