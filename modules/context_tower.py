@@ -38,6 +38,7 @@ import tensorflow_recommenders as tfrs
 from tensorflow.python.autograph.core import ag_ctx
 
 from modules import progress as progress_lib
+from schema import files
 
 FORMS = ("sequence", "set")
 ITEM_INPUTS = ("embedding", "id")
@@ -646,20 +647,18 @@ class _TowerState:
 
 def _check_checkpoint_config(checkpoint_dir: str, config: ContextTowerConfig) -> None:
     """Writes checkpoint_dir/config.json; a checkpoint of another config is refused, naming the directory."""
-    tf.io.gfile.makedirs(checkpoint_dir)
-    path = f"{checkpoint_dir.rstrip('/')}/config.json"
+    files.makedirs(checkpoint_dir)
+    path = files.join(checkpoint_dir, "config.json")
     now = config.to_dict()
-    if tf.io.gfile.exists(path):
-        with tf.io.gfile.GFile(path) as f:
-            before = json.load(f)
+    if files.exists(path):
+        before = files.read_json(path)
         diff = sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
         if diff and tf.train.latest_checkpoint(checkpoint_dir):
             raise ValueError(
                 f"{checkpoint_dir} holds a context tower checkpoint of another config ({', '.join(diff)}): "
                 "use another directory or delete it"
             )
-    with tf.io.gfile.GFile(path, "w") as f:
-        json.dump(now, f, indent=1, sort_keys=True)
+    files.write_json(path, now, indent=1, sort_keys=True)
 
 
 def _epoch_dataset(x, y, config: ContextTowerConfig, epoch: int):
