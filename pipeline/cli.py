@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from pipeline.configs import DATASETS, EMBED, EMBED_STRATEGIES, SYNTHETIC_DEFAULTS
+from pipeline.configs import DATASETS, EMBED, EMBED_STRATEGIES, HOLD_OUT_BY, SYNTHETIC_DEFAULTS
 from pipeline.run_options import SHUFFLE_HELP, add_run_arguments, add_source_arguments, fraction, int_at_least
 from schema import versions
 from serving.flags import DEFAULTS as SERVING
@@ -58,7 +58,11 @@ def _executed_timings(output: str, timings) -> dict:
     return executed
 
 
-def _publish(args, output: str, data_report: dict, timings: dict) -> str | None:
+def _log(line: str) -> None:
+    print(line, flush=True)
+
+
+def _publish(args, output: str, data_report: dict, timings: dict, cold_start: dict | None = None) -> str | None:
     """report.html/md/json in OUT (with example queries after a full run); prints the quality table."""
     from pipeline import driver
 
@@ -67,7 +71,9 @@ def _publish(args, output: str, data_report: dict, timings: dict) -> str | None:
         return None
     print("[pinsage] report: example queries from the run's index ...", flush=True)
     examples = driver.example_queries(output) if args.stop_after is None else None
-    html = driver.publish_report(report_dir, output, data_report=data_report, examples=examples or [], timings=timings)
+    html = driver.publish_report(
+        report_dir, output, data_report=data_report, examples=examples or [], timings=timings, cold_start=cold_start
+    )
     md = open(os.path.join(output, "report.md"), encoding="utf-8").read()
     quality = md[md.index("## Quality vs baselines") :].split("\n## ")[0]
     print(quality.split("![")[0].rstrip())
@@ -75,6 +81,8 @@ def _publish(args, output: str, data_report: dict, timings: dict) -> str | None:
         section = md.split("\n## Recommendations from a history", 1)[1].split("\n## ")[0]
         print("\n## Recommendations from a history" + section.rstrip())
     print("\n".join(ln for ln in md.splitlines() if ln.startswith("Kurtosis of pairwise")))
+    if "\n## Item cold start" in md:
+        print("\n## Item cold start" + md.split("\n## Item cold start", 1)[1].split("\n## ")[0].rstrip())
     return html
 
 
@@ -138,11 +146,25 @@ def _cmd_run(args) -> int:
     _print_graph_summary(report["graph"])
     executed = _executed_timings(output, timings)
     stage_s = {"ingest": ingest_s, **timings}
+    cold = None
+    if args.cold_start_share and args.stop_after is None:
+        from pipeline.refresh import cold_start_run
+
+        t_cold = time.time()
+        try:
+            cold = cold_start_run.run(
+                output, config, args.cold_start_share, args.cold_start_by, args.cold_start_seed, log=_log
+            )
+        except (ValueError, ingest.InputError, driver.StageError) as e:
+            print(f"[pinsage] ERROR: cold-start evaluation: {e}", file=sys.stderr)
+            return 1
+        stage_s["cold_start_evaluation"] = round(time.time() - t_cold, 1)
     report_html = _publish(
         args,
         output,
         report,
         {"stages": stage_s, "cached": timings.cached, "executed": executed, "pipeline_s": pipeline_s},
+        cold,
     )
     _print_blessing(args, output)
     if args.serve_and_query and args.stop_after is None:
@@ -167,8 +189,9 @@ def _cmd_embed(args) -> int:
 
     beam_args = tuple(args.beam_arg or ())
     opts = embed.RefreshOptions(args.model, args.data_dir, os.path.abspath(args.output), args.push_to, beam_args)
-    opts = dataclasses.replace(opts, embed_strategy=args.embed_strategy)
+    opts = dataclasses.replace(opts, embed_strategy=args.embed_strategy, retrained=args.retrained)
     try:
+        embed.retrained_embeddings(args.retrained)  # a bad --retrained path fails before any stage runs
         prepared = embed.prepare(opts)
     except (ValueError, ingest.InputError) as e:  # NotAModel names the version, InputError the file
         print(f"[pinsage] ERROR: {e}", file=sys.stderr)
@@ -179,7 +202,10 @@ def _cmd_embed(args) -> int:
     report = embed.refresh(opts, prepared)
     print(f"[pinsage] embedded {report['items']} items ({report['new_items']} new) with {report['source_version']}")
     print(f"[pinsage] pushed version {report['version']}: {report['destination']}")
-    print(f"[pinsage] report: {os.path.join(opts.output, embed.REPORT_FILE)}")
+    from pipeline.evaluation import cold_start
+
+    print("\n".join(cold_start.markdown_lines(report.get("cold_start") or {})))
+    print(f"[pinsage] report: {os.path.join(opts.output, embed.REPORT_MD)} (and {embed.REPORT_FILE})")
     return 0
 
 
@@ -200,6 +226,12 @@ def _add_embed_parser(sub) -> None:
     )
     e.add_argument("--beam-arg", action="append", help="a Beam pipeline option, repeatable (as `pinsage run`)")
     e.add_argument("--embed-strategy", choices=EMBED_STRATEGIES, default=EMBED.strategy, help="as `pinsage run`")
+    e.add_argument(
+        "--retrained",
+        default=None,
+        metavar="VERSION_DIR",
+        help="the cold-start evaluation's reference: a version of the same model trained with the new items",
+    )
     e.set_defaults(fn=_cmd_embed)
 
 
@@ -423,6 +455,22 @@ def _add_run_parser(sub) -> None:
         help="after the run, serve the pushed model over gRPC, print related items, stop the server (nothing "
         "is served when the model was not blessed and so not pushed)",
     )
+    r.add_argument(
+        "--cold-start-share",
+        type=fraction,
+        default=0.0,
+        metavar="SHARE",
+        help="after the run, the item-cold-start evaluation: hold out this share of the items (e.g. 0.1), train "
+        "the same pipeline without them, embed them with `pinsage embed`, report against features-only, "
+        "co-occurrence and this run's model (OUT/cold_start/; roughly doubles the run's time); 0: off",
+    )
+    r.add_argument(
+        "--cold-start-by",
+        choices=HOLD_OUT_BY,
+        default=HOLD_OUT_BY[0],
+        help="which items: a seeded random sample, or the newest by first interaction",
+    )
+    r.add_argument("--cold-start-seed", type=int_at_least(0), default=0, help="the random hold-out's seed")
     r.set_defaults(fn=_cmd_run)
 
 

@@ -139,6 +139,10 @@ class HistoryConfig:
 
 HISTORY = HistoryConfig()
 
+# the item-cold-start evaluation's hold-out (pipeline/evaluation/cold_start.py): a seeded random sample works on any
+# data, the newest by first interaction needs meaningful timestamps
+HOLD_OUT_BY = ("random", "newest")
+
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:

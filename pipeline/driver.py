@@ -437,6 +437,7 @@ def publish_report(
     data_report: dict | None = None,
     timings: dict | None = None,
     examples: list[dict] | None = None,
+    cold_start: dict | None = None,
 ) -> str:
     """The run's report in its output directory (the CLI contract: everything a user looks at lands directly
     under OUT/): the evaluator's report.json plus the data report, the example queries and the stage timings,
@@ -453,5 +454,7 @@ def publish_report(
         report["run_timings"] = timings
     if examples is not None:
         report["example_queries"] = examples
+    if cold_start is not None:  # `pinsage run --cold-start-share` (pipeline/refresh/cold_start_run.py)
+        report["cold_start"] = cold_start
     report_lib.write(report, output)
     return os.path.join(output, "report.html")

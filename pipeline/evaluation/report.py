@@ -25,6 +25,7 @@ import numpy as np
 from scipy import stats
 from sklearn.manifold import TSNE
 
+from pipeline.evaluation import cold_start
 from schema import files
 
 METRICS = ("hr@10", "mrr", "ndcg@10", "recall@10", "hr@500", "coverage@10", "popular_share@10", "feature_agreement@10")
@@ -933,6 +934,8 @@ def markdown(report: dict) -> str:
     lines += [f"\n![{k}]({v})" for k, v in plots.items() if k.startswith("quality")] + [""]
     lines += _md_quality(report)
     lines += _md_history(report)
+    if (report.get("cold_start") or {}).get("held_out_items"):
+        lines += [""] + cold_start.markdown_lines(report["cold_start"])
     pop = popularity_rows(report)
     if pop:
         lines += ["", "## HR@10 by query popularity", "", POPULARITY_TEXT, ""] + _md_table(*pop)
@@ -1196,12 +1199,23 @@ def _html_timings(report: dict) -> str:
     return '<section id="timings"><h2>Timings per stage</h2>' + (tim or "<p>–</p>") + "</section>"
 
 
+def _html_cold_start(section: dict) -> str:
+    parts = ['<section id="cold-start"><h2>Item cold start</h2>', f"<p>{_e(cold_start.summary_line(section))}</p>"]
+    for caption, header, rows in cold_start.tables(section):
+        parts += [f"<p>{_e(caption)}:</p>", _html_table(header, rows)]
+    lines = cold_start.verdict_lines(section)
+    parts += ["<ul>" + "".join(f"<li>{_e(ln)}</li>" for ln in lines) + "</ul>"] if lines else []
+    return "\n".join(parts) + "</section>"
+
+
 def render_html(report: dict, base_dir: str) -> str:
     """report.html: every section of report.md, with the plots (paths relative to `base_dir`) inlined; the
     summary and the quality chart first, so that they are what a reader sees without scrolling."""
     s = [f"<h1>PinSage evaluation — {_e(report['dataset'])}</h1>", _html_summary(report, base_dir)]
     s += _html_quality(report)
     s += [_html_history(report)] if report.get("history_metrics") else []
+    if (report.get("cold_start") or {}).get("held_out_items"):
+        s.append(_html_cold_start(report["cold_start"]))
     if "example_queries" in report:
         s.append(_html_examples(report["example_queries"] or []))
     if report.get("data"):

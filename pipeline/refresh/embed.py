@@ -20,6 +20,7 @@ OUT/tfx/<component>/<key>/<n>/ (n counts the refreshes into OUT) and the report 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import json
@@ -28,11 +29,14 @@ import posixpath
 import time
 from typing import Optional
 
+import numpy as np
+
 from pipeline.configs import EMBED, PUSH, SAMPLING, WALK_STRATEGIES, SamplingConfig
 from pipeline.data import ingest
 from schema import files, versions
 
 REPORT_FILE = "refresh_report.json"
+REPORT_MD = "refresh_report.md"
 TRANSFORMED_PREFIX = "transformed_examples"
 
 
@@ -214,6 +218,9 @@ class RefreshOptions:
     beam_args: tuple = ()
     embed_strategy: str = EMBED.strategy
     keep: int = PUSH.keep
+    # the cold-start evaluation's "retrained" row: a version (or an Embeddings artifact) of the same model trained
+    # with the new items, e.g. a `pinsage run` on the new data
+    retrained: Optional[str] = None
 
 
 def _examples(out: str, component: str, key: str, n: int, split: str, uri: Optional[str] = None, parquet=True):
@@ -266,7 +273,7 @@ def sample(opts: RefreshOptions, graph, config: SamplingConfig, n: int):
     return made
 
 
-def embed(opts: RefreshOptions, source: Source, inputs, made: dict, n: int) -> dict:
+def embed(opts: RefreshOptions, source: Source, inputs, made: dict, n: int, stage=None) -> dict:
     """BulkEmbedder (+ ContextEmbedder with a tower) executors: adds embeddings (and context_vectors) to `made`."""
     from tfx.types import standard_artifacts
 
@@ -289,6 +296,8 @@ def embed(opts: RefreshOptions, source: Source, inputs, made: dict, n: int) -> d
     )
     if source.context_tower is None:
         return made
+    if stage is not None:
+        stage.switch("ContextEmbedder")
     made["context_tower"] = existing(standard_artifacts.Model, source.context_tower)
     made["context_vectors"] = artifact(pinsage_artifacts.ContextVectors, out, "ContextEmbedder", "context_vectors", n)
     context_embedder.Executor(beam_context(context_embedder.Executor, out, opts.beam_args, "contexts")).Do(
@@ -299,7 +308,7 @@ def embed(opts: RefreshOptions, source: Source, inputs, made: dict, n: int) -> d
     return made
 
 
-def index_and_push(opts: RefreshOptions, source: Source, inputs, made: dict, n: int) -> dict:
+def index_and_push(opts: RefreshOptions, source: Source, inputs, made: dict, n: int, stage=None) -> dict:
     """IndexBuilder and PinSagePusher executors; returns the Pusher's pushed.json."""
     from tfx.types import standard_artifacts
 
@@ -314,6 +323,8 @@ def index_and_push(opts: RefreshOptions, source: Source, inputs, made: dict, n: 
         {"index": [made["index"]]},
         {**index_params(), "features": json.dumps(inputs.features) if inputs.features else None},
     )
+    if stage is not None:
+        stage.switch("PinSagePusher")
     made["transform_graph"] = existing(standard_artifacts.TransformGraph, source.transform_graph)
     pushed = artifact(standard_artifacts.PushedModel, out, "PinSagePusher", "pushed_model", n)
     base = files.abspath(opts.push_to or files.dirname(source.version_dir))
@@ -364,29 +375,115 @@ def refresh(opts: RefreshOptions, prepared=None) -> dict:
     out = opts.output
     config, sampling_from = sampling_config(source.sampling)
     n = run_number(out)
-    seconds = {"ingest": time.time() - t0}
-    made = build_graph(opts, inputs, n)
-    made["examples"] = _examples(out, "Transform", "transformed_examples", n, graph_gen.ITEM_SPLIT, parquet=False)
-    beam_executor = graph_gen.Executor(beam_context(graph_gen.Executor, out, opts.beam_args, "transform"))
-    transform_items(
-        beam_executor._make_beam_pipeline,  # the executors' Beam options: the same runner for every stage
-        made["item_examples"],
-        source.transform_graph,
-        made["examples"],
-        os.path.join(out, "tmp", "tft"),
-    )
-    seconds["graph_and_transform"] = time.time() - t0 - sum(seconds.values())
-    made["neighborhoods"] = sample(opts, made["graph"], config, n)
-    seconds["sampling"] = time.time() - t0 - sum(seconds.values())
-    embed(opts, source, inputs, made, n)
-    seconds["embedding"] = time.time() - t0 - sum(seconds.values())
-    pushed = index_and_push(opts, source, inputs, made, n)
-    seconds["index_and_push"] = time.time() - t0 - sum(seconds.values())
+    stage = _Stages(time.time() - t0)
+    with stage("GraphGen"):
+        made = build_graph(opts, inputs, n)
+    with stage("Transform"):
+        made["examples"] = _examples(out, "Transform", "transformed_examples", n, graph_gen.ITEM_SPLIT, parquet=False)
+        beam_executor = graph_gen.Executor(beam_context(graph_gen.Executor, out, opts.beam_args, "transform"))
+        transform_items(
+            beam_executor._make_beam_pipeline,  # the executors' Beam options: the same runner for every stage
+            made["item_examples"],
+            source.transform_graph,
+            made["examples"],
+            os.path.join(out, "tmp", "tft"),
+        )
+    with stage("NeighborhoodSampler"):
+        made["neighborhoods"] = sample(opts, made["graph"], config, n)
+    with stage("BulkEmbedder"):
+        embed(opts, source, inputs, made, n, stage)
+    with stage("IndexBuilder"):
+        pushed = index_and_push(opts, source, inputs, made, n, stage)
     data_report = driver.write_data_report(out, ingest_report)
-    return write_report(opts, source, pushed, made, config, sampling_from, data_report, seconds)
+    with stage("ColdStartEvaluation"):
+        cold = cold_start_evaluation(source, inputs, made, retrained_embeddings(opts.retrained))
+    return write_report(opts, source, pushed, made, config, sampling_from, data_report, stage.seconds, cold)
 
 
-def write_report(opts, source: Source, pushed: dict, made: dict, config, sampling_from, data_report, seconds):
+class _Stages:
+    """Each stage's wall time (seconds, by name) and the run's progress lines ("[pinsage] stage NAME ...", "...
+    done in S s"), as `pinsage run` prints them (bench/scale.py attributes time and memory by them). A stage may
+    hand over to a next one inside it (`switch`): the Pusher after the IndexBuilder."""
+
+    def __init__(self, ingest_seconds: float):
+        self.seconds = {"ingest": ingest_seconds}
+        self.current, self.t = None, time.time()
+
+    def switch(self, name: str) -> None:
+        now = time.time()
+        if self.current is not None:
+            self.seconds[self.current] = now - self.t
+            print(f"[pinsage] stage {self.current} done in {now - self.t:.1f} s", flush=True)
+        self.current, self.t = name, now
+        if name is not None:
+            print(f"[pinsage] stage {name} ...", flush=True)
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        self.switch(name)
+        yield
+        self.switch(None)
+
+
+def retrained_embeddings(path: Optional[str]) -> Optional[tuple]:
+    """(emb, query_emb or None, item ids) of a version directory or an Embeddings artifact directory; None for
+    None; NotAModel naming the path for anything else."""
+    from schema import embeddings as embeddings_io
+
+    if path is None:
+        return None
+    arrays = versions.read_serving_arrays(versions.index_dir(path)) if files.isdir(path) else None
+    if arrays is not None:
+        ids = [i.decode("utf-8") for i in arrays.item_ids.tolist()]
+        return np.asarray(arrays.embeddings), _copy(arrays.query_embeddings), ids
+    if files.exists(files.join(path, embeddings_io.EMBEDDINGS_FILE)):
+        emb, ids, _ = embeddings_io.read_embeddings(path)
+        return emb, embeddings_io.read_query_embeddings(path), list(ids)
+    raise NotAModel(f"{path}: --retrained is neither a pushed version nor an Embeddings artifact")
+
+
+def _copy(a):
+    return None if a is None else np.array(a)
+
+
+def cold_start_evaluation(source: Source, inputs, made: dict, retrained: Optional[tuple] = None) -> dict:
+    """pipeline/evaluation/cold_start.py's section over the refreshed graph for the items the source version did
+    not have (the model never trained on them); {"held_out_items": 0} when there are none."""
+    from modules import features as features_lib
+    from pipeline.components import graph_gen
+    from pipeline.evaluation import cold_start
+    from pipeline.evaluation import evaluate as evaluate_lib
+    from schema import embeddings as embeddings_io
+    from schema import graph as graph_io
+
+    graph = graph_io.load_graph(made["graph"].uri)
+    emb, ids, _ = embeddings_io.read_embeddings(made["embeddings"].uri)
+    old = _item_ids(source.version_dir)
+    new = [i for i in ids if i not in old]
+    if not new:
+        return {"held_out_items": 0}
+    query = embeddings_io.read_query_embeddings(made["embeddings"].uri)
+    refreshed = (cold_start.rows_of(emb, ids, graph), None if query is None else cold_start.rows_of(query, ids, graph))
+    from tfx.types import artifact_utils
+
+    uri = artifact_utils.get_split_uri([made["examples"]], graph_gen.ITEM_SPLIT)
+    feats = features_lib.load_item_features(uri, inputs.graph_schema)
+    categories, _ = evaluate_lib.categorical_values(feats, source.transform_graph)
+    again = None
+    if retrained is not None:
+        r_emb, r_query, r_ids = retrained
+        again = (
+            cold_start.rows_of(r_emb, r_ids, graph),
+            None if r_query is None else cold_start.rows_of(r_query, r_ids, graph),
+        )
+    section = cold_start.evaluate(graph, new, refreshed, feats, categories, again)
+    section["how"] = "in the data, not in the source version"
+    if retrained is not None:
+        section["retrained_missing_items"] = int(graph.num_items - len(set(retrained[2]) & set(map(str, ids))))
+    return section
+
+
+def write_report(opts, source: Source, pushed: dict, made: dict, config, sampling_from, data_report, seconds, cold):
     from schema import embeddings as embeddings_io
 
     _, ids, _ = embeddings_io.read_embeddings(made["embeddings"].uri)
@@ -413,6 +510,24 @@ def write_report(opts, source: Source, pushed: dict, made: dict, config, samplin
         "data": {k: data_report[k] for k in ("dataset", "ingest", "graph")},
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "beam_args": list(opts.beam_args),
+        "cold_start": cold,
     }
     files.write_json(os.path.join(opts.output, REPORT_FILE), report, indent=1, sort_keys=True)
+    files.write_text(os.path.join(opts.output, REPORT_MD), markdown(report))
     return report
+
+
+def markdown(report: dict) -> str:
+    """refresh_report.md: what was refreshed, and the cold-start evaluation of the new items."""
+    from pipeline.evaluation import cold_start
+
+    lines = [
+        "# Catalogue refresh (`pinsage embed`)",
+        "",
+        f"- source version: `{report['source_version']}` (blessing {report['blessing']})",
+        f"- pushed version {report['version']}: `{report['destination']}`",
+        f"- {report['items']} items, {report['new_items']} new, {report['items_dropped']} dropped; "
+        f"{report['contexts']} context vectors",
+        "",
+    ]
+    return "\n".join(lines + cold_start.markdown_lines(report.get("cold_start") or {})) + "\n"

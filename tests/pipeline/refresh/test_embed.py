@@ -147,7 +147,12 @@ def test_new_items_are_embedded_and_served(run, tmp_path):
         assert len(version.related(new, K)[0]) == K  # a new item is a query the index answers
         assert new in lists(version, [twin], "similar")[0], (new, twin)  # same features and engagement: near
     with open(tmp_path / "out" / "refresh_report.json") as f:
-        assert json.load(f)["new_items"] == len(NEW)
+        report = json.load(f)
+    assert report["new_items"] == len(NEW)
+    # the cold-start section covers exactly the new items; all their interactions are in train here
+    cold = report["cold_start"]
+    assert cold["held_out_items"] == cold["held_out_items_with_train_interactions"] == len(NEW)
+    assert cold["sets"]["as_targets"]["num_contexts"] == 0 and len(cold["lists"]["features_only"]) >= 3
 
 
 def unchanged(model_dir: str) -> dict:
