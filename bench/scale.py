@@ -3,6 +3,14 @@ wall time of every stage and the peak RSS of the whole process tree (the CLI and
 
     .venv/bin/python bench/scale.py                                    # 1M items / 300k contexts / 10M edges
     .venv/bin/python bench/scale.py --items 100000 --contexts 30000 --edges 1000000 --train-steps 100
+    .venv/bin/python bench/scale.py --reuse-data --epochs 1 --embed in_memory,beam   # a real budget, then refreshes
+    .venv/bin/python bench/scale.py --reuse-data --keep-output --embed-only --embed in_memory
+
+--embed STRATEGIES: after the run, `pinsage embed` of its pushed version over the same data once per BulkEmbedder
+strategy (in_memory: the fast path; beam: the per-layer Beam joins, on 2 DirectRunner workers in
+multi-processing mode), each monitored the same way (its stages: GraphGen, Transform, NeighborhoodSampler,
+BulkEmbedder, IndexBuilder, PinSagePusher, ColdStartEvaluation). Targets: the in-memory refresh under 15 minutes
+and 12 GiB; a run with at least one epoch of pairs (--epochs 1) under 45 minutes.
 
 Both commands run as child processes; this script reads their progress lines ("[pinsage] stage X ...", "... done
 in S s"), samples the RSS summed over the child and all its descendants every --sample-s seconds, and attributes
@@ -152,6 +160,9 @@ def _parse(argv):
     ap.add_argument("--edges", type=int, default=10_000_000)
     ap.add_argument("--work-dir", default="/tmp/pinsage_scale")
     ap.add_argument("--train-steps", type=int, default=300, help="pinsage run --train-steps")
+    ap.add_argument("--epochs", type=int, default=0, help="train this many epochs of pairs instead of --train-steps")
+    ap.add_argument("--embed", default="", help="comma-separated BulkEmbedder strategies to refresh with afterwards")
+    ap.add_argument("--embed-only", action="store_true", help="no run: refresh the version an earlier run pushed")
     ap.add_argument("--eval-contexts", type=int, default=10_000, help="pinsage run --eval-contexts")
     ap.add_argument("--reuse-data", action="store_true", help="skip `pinsage data` when D already exists")
     ap.add_argument("--keep-output", action="store_true", help="keep OUT (TFX cache) from an earlier run")
@@ -195,17 +206,64 @@ def main(argv=None) -> int:
         with open(path, "w") as f:
             json.dump(dict(result, run=partial, load_avg_now=[round(x, 2) for x in os.getloadavg()]), f, indent=2)
 
-    budget = ["--train-steps", str(args.train_steps), "--eval-contexts", str(args.eval_contexts)]
+    if args.epochs:
+        budget = ["--hparams", json.dumps({"epochs": args.epochs}), "--eval-contexts", str(args.eval_contexts)]
+    else:
+        budget = ["--train-steps", str(args.train_steps), "--eval-contexts", str(args.eval_contexts)]
     budget.append("--push-unblessed")  # the benchmark times the push too, whatever a short training scores
-    cmd = [py, "-m", "pipeline.cli", "run", "--data-dir", data_dir, "--output", out_dir, *budget, *args.run_arg]
-    run = run_monitored(cmd, os.path.join(args.work_dir, f"run_{tag}.log"), args.sample_s, env, on_stage=save)
-    result["run"] = run
+    rc = 0
+    if not args.embed_only:
+        cmd = [py, "-m", "pipeline.cli", "run", "--data-dir", data_dir, "--output", out_dir, *budget, *args.run_arg]
+        run = run_monitored(cmd, os.path.join(args.work_dir, f"run_{tag}.log"), args.sample_s, env, on_stage=save)
+        result["run"] = run
+        result["summary"] = _summary(run)
+        result["pairs"] = _pairs(out_dir)
+        rc = run["rc"]
     result["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
-    result["summary"] = _summary(run)
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
-    _print_table(result, args, path)
-    return run["rc"]
+    if "run" in result:
+        _print_table(result, args, path)
+    for strategy in [x for x in args.embed.split(",") if x] if rc == 0 else []:
+        result.setdefault("embed", {})[strategy] = _embed(py, env, args, out_dir, data_dir, tag, strategy)
+        result["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+        with open(path, "w") as f:
+            json.dump(result, f, indent=2)
+        rc = rc or result["embed"][strategy]["rc"]
+    return rc
+
+
+def _pairs(out_dir: str) -> dict:
+    """The run's training budget as its model recorded it: epochs, steps, pairs (modules/trainer's history)."""
+    import glob
+
+    found = sorted(glob.glob(os.path.join(out_dir, "tfx", "PinSageTrainer", "model", "*", "history.json")))
+    if not found:
+        return {}
+    with open(found[-1]) as f:
+        h = json.load(f)
+    keys = ("epoch", "steps_per_epoch", "train_seconds", "pairs_per_second", "num_pairs", "hparams")
+    return {k: h.get(k) for k in keys if k in h}
+
+
+def _embed(py, env, args, out_dir: str, data_dir: str, tag: str, strategy: str) -> dict:
+    """`pinsage embed` of the run's newest pushed version over the same data with one BulkEmbedder strategy,
+    pushed to a directory of its own; per-stage wall time and peak RSS as for the run."""
+    model_dir = os.path.join(out_dir, "serving_model", "pinsage")
+    newest = max(int(v) for v in os.listdir(model_dir) if v.isdigit())
+    embed_out = os.path.join(args.work_dir, f"embed_{tag}_{strategy}")
+    shutil.rmtree(embed_out, ignore_errors=True)
+    cmd = [py, "-m", "pipeline.cli", "embed", "--model", os.path.join(model_dir, str(newest))]
+    cmd += ["--data-dir", data_dir, "--output", embed_out, "--push-to", os.path.join(embed_out, "serving")]
+    cmd += ["--embed-strategy", strategy]
+    if strategy == "beam":
+        cmd += ["--beam-arg=--direct_num_workers=2", "--beam-arg=--direct_running_mode=multi_processing"]
+    res = run_monitored(cmd, os.path.join(args.work_dir, f"embed_{tag}_{strategy}.log"), args.sample_s, env)
+    res["targets"] = {"under_900_s": res["wall_s"] < 900, "peak_rss_under_12_gib": res["peak_rss_gib"] < 12}
+    print(f"\npinsage embed ({strategy}): {res['wall_s']} s, peak RSS {res['peak_rss_gib']} GiB, rc {res['rc']}")
+    for name, v in res["stages"].items():
+        print(f"{name:<34} {v.get('wall_s', float('nan')):>8.1f} {v.get('peak_rss_gib', float('nan')):>8.2f}")
+    return res
 
 
 if __name__ == "__main__":
