@@ -155,9 +155,9 @@ def _cmd_run(args) -> int:
             cold = cold_start_run.run(
                 output, config, args.cold_start_share, args.cold_start_by, args.cold_start_seed, log=_log
             )
-        except (ValueError, ingest.InputError, driver.StageError) as e:
+        except (ValueError, ingest.InputError, driver.StageError) as e:  # the run's own report is still published
             print(f"[pinsage] ERROR: cold-start evaluation: {e}", file=sys.stderr)
-            return 1
+            cold = {"error": str(e)}
         stage_s["cold_start_evaluation"] = round(time.time() - t_cold, 1)
     report_html = _publish(
         args,
@@ -179,7 +179,7 @@ def _cmd_run(args) -> int:
         f"{len(timings.cached)} of {len(timings)} stages from the TFX cache); "
         f"the pipeline ended after {LAST_STAGE.get(args.stop_after, 'PinSagePusher')}."
     )
-    return 0
+    return 1 if cold is not None and "error" in cold else 0
 
 
 def _cmd_embed(args) -> int:

@@ -139,3 +139,16 @@ def test_rows_of_reorders_by_id_and_zeroes_missing(tmp_path):
     out = cold_start.rows_of(emb[perm], ids[perm], g)
     missing = np.setdiff1d(np.arange(len(ids)), perm)
     assert np.array_equal(out[perm], emb[perm]) and not out[missing].any()
+
+
+def test_retrained_is_a_version_or_an_embeddings_artifact(tmp_path):
+    from pipeline.refresh import embed
+    from schema import embeddings as embeddings_io
+
+    with pytest.raises(embed.NotAModel, match=str(tmp_path)):
+        embed.retrained_embeddings(str(tmp_path))
+    emb = np.eye(3, 4, dtype=np.float32)
+    embeddings_io.write_embeddings(str(tmp_path / "e"), emb, ["a", "b", "c"], query_embeddings=2 * emb)
+    got, query, ids = embed.retrained_embeddings(str(tmp_path / "e"))
+    assert ids == ["a", "b", "c"] and np.array_equal(got, emb) and np.array_equal(query, 2 * emb)
+    assert embed.retrained_embeddings(None) is None
