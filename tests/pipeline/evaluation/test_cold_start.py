@@ -152,3 +152,22 @@ def test_retrained_is_a_version_or_an_embeddings_artifact(tmp_path):
     got, query, ids = embed.retrained_embeddings(str(tmp_path / "e"))
     assert ids == ["a", "b", "c"] and np.array_equal(got, emb) and np.array_equal(query, 2 * emb)
     assert embed.retrained_embeddings(None) is None
+
+
+def test_a_sample_of_contexts_is_the_brute_force_of_those_contexts(tmp_path):
+    data = str(tmp_path / "full")
+    datasets.materialise("synthetic", data, items=120, contexts=80, edges=2000, seed=3)
+    g = graph_from_csv(data)
+    rng = np.random.default_rng(1)
+    emb = rng.normal(size=(g.num_items, 8)).astype(np.float32)
+    held_ids = g.item_ids[rng.choice(g.num_items, 40, replace=False)].astype(str).tolist()
+    full = cold_start.evaluate(g, held_ids, (emb, None))
+    part = cold_start.evaluate(g, held_ids, (emb, None), max_contexts=5)
+    for name in (cold_start.TARGETS, cold_start.QUERIES):
+        total = full["sets"][name]["num_contexts"]
+        assert total > 5 and part["sets"][name]["total_contexts"] == total
+        assert part["sets"][name]["num_contexts"] == 5
+        assert 0.0 <= part["sets"][name]["metrics"][cold_start.MODEL]["hr@10"] <= 1.0
+    assert part["list_items"] == 5 and full["list_items"] == 40
+    caption = cold_start.tables(part)[0][0]
+    assert caption.endswith(f"a seeded sample of 5 of {full['sets'][cold_start.TARGETS]['num_contexts']}")
