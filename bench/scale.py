@@ -199,7 +199,10 @@ def main(argv=None) -> int:
             return 1
     if not args.keep_output and os.path.exists(out_dir):
         shutil.rmtree(out_dir)
-    path = args.out or os.path.join(ROOT, "bench", "results", f"scale_{tag}.json")
+    name = (
+        f"scale_{tag}_embed.json" if args.embed_only else f"scale_{tag}.json"
+    )  # a refresh does not overwrite the run's
+    path = args.out or os.path.join(ROOT, "bench", "results", name)
     os.makedirs(os.path.dirname(path), exist_ok=True)
 
     def save(partial):
@@ -225,7 +228,12 @@ def main(argv=None) -> int:
     if "run" in result:
         _print_table(result, args, path)
     for strategy in [x for x in args.embed.split(",") if x] if rc == 0 else []:
-        result.setdefault("embed", {})[strategy] = _embed(py, env, args, out_dir, data_dir, tag, strategy)
+
+        def save_embed(partial, strategy=strategy):  # kept current stage by stage, as the run's
+            result.setdefault("embed", {})[strategy] = partial
+            save(result.get("run"))
+
+        result.setdefault("embed", {})[strategy] = _embed(py, env, args, out_dir, data_dir, tag, strategy, save_embed)
         result["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
         with open(path, "w") as f:
             json.dump(result, f, indent=2)
@@ -246,7 +254,7 @@ def _pairs(out_dir: str) -> dict:
     return {k: h.get(k) for k in keys if k in h}
 
 
-def _embed(py, env, args, out_dir: str, data_dir: str, tag: str, strategy: str) -> dict:
+def _embed(py, env, args, out_dir: str, data_dir: str, tag: str, strategy: str, on_stage=None) -> dict:
     """`pinsage embed` of the run's newest pushed version over the same data with one BulkEmbedder strategy,
     pushed to a directory of its own; per-stage wall time and peak RSS as for the run."""
     model_dir = os.path.join(out_dir, "serving_model", "pinsage")
@@ -258,7 +266,8 @@ def _embed(py, env, args, out_dir: str, data_dir: str, tag: str, strategy: str) 
     cmd += ["--embed-strategy", strategy]
     if strategy == "beam":
         cmd += ["--beam-arg=--direct_num_workers=2", "--beam-arg=--direct_running_mode=multi_processing"]
-    res = run_monitored(cmd, os.path.join(args.work_dir, f"embed_{tag}_{strategy}.log"), args.sample_s, env)
+    log = os.path.join(args.work_dir, f"embed_{tag}_{strategy}.log")
+    res = run_monitored(cmd, log, args.sample_s, env, on_stage=on_stage)
     res["targets"] = {"under_900_s": res["wall_s"] < 900, "peak_rss_under_12_gib": res["peak_rss_gib"] < 12}
     print(f"\npinsage embed ({strategy}): {res['wall_s']} s, peak RSS {res['peak_rss_gib']} GiB, rc {res['rc']}")
     for name, v in res["stages"].items():
