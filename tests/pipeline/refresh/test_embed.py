@@ -213,3 +213,19 @@ def test_item_ids_of_another_kind_than_the_runs_exit_2(run, tmp_path):
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert os.path.join(data, "items.csv") in proc.stderr and "item_id" in proc.stderr, proc.stderr[-3000:]
     assert unchanged(model_dir) == before
+
+
+def test_an_empty_catalogue_exits_2_naming_it(run, tmp_path):
+    model_dir = served_copy(run, tmp_path)
+    before = unchanged(model_dir)
+    for table in ("items.csv", "interactions.csv"):
+        data = str(tmp_path / f"empty_{table}")
+        shutil.copytree(run[0], data)
+        with open(os.path.join(data, table)) as f:
+            header = f.readline()
+        with open(os.path.join(data, table), "w") as f:
+            f.write(header)
+        proc = embed(model_dir, data, str(tmp_path / f"out_{table}"))
+        assert proc.returncode == 2 and os.path.join(data, table) in proc.stderr, proc.stderr[-3000:]
+        assert "Traceback" not in proc.stderr
+    assert unchanged(model_dir) == before
