@@ -191,7 +191,7 @@ def _cmd_embed(args) -> int:
     opts = embed.RefreshOptions(args.model, args.data_dir, os.path.abspath(args.output), args.push_to, beam_args)
     opts = dataclasses.replace(opts, embed_strategy=args.embed_strategy, retrained=args.retrained)
     try:
-        embed.retrained_embeddings(args.retrained)  # a bad --retrained path fails before any stage runs
+        embed.check_retrained(args.retrained)  # a bad --retrained path fails before any stage runs
         prepared = embed.prepare(opts)
     except (ValueError, ingest.InputError) as e:  # NotAModel names the version, InputError the file
         print(f"[pinsage] ERROR: {e}", file=sys.stderr)

@@ -425,21 +425,34 @@ class _Stages:
         self.switch(None)
 
 
-def retrained_embeddings(path: Optional[str]) -> Optional[tuple]:
-    """(emb, query_emb or None, item ids) of a version directory or an Embeddings artifact directory; None for
-    None; NotAModel naming the path for anything else."""
+def check_retrained(path: Optional[str]) -> Optional[str]:
+    """What --retrained names without reading its arrays: "version", "embeddings" or None (no path); NotAModel
+    naming the path for anything else (the CLI's check before any stage runs)."""
     from schema import embeddings as embeddings_io
 
     if path is None:
         return None
-    arrays = versions.read_serving_arrays(versions.index_dir(path)) if files.isdir(path) else None
-    if arrays is not None:
+    if files.isdir(path) and files.exists(files.join(versions.index_dir(path), versions.ITEM_IDS_NPY)):
+        return "version"
+    if files.exists(files.join(path, embeddings_io.EMBEDDINGS_FILE)):
+        return "embeddings"
+    raise NotAModel(f"{path}: --retrained is neither a pushed version nor an Embeddings artifact")
+
+
+def retrained_embeddings(path: Optional[str]) -> Optional[tuple]:
+    """(emb, query_emb or None, item ids) of a version directory or an Embeddings artifact directory; None for
+    None; NotAModel naming the path for anything else (check_retrained)."""
+    from schema import embeddings as embeddings_io
+
+    kind = check_retrained(path)
+    if kind == "version":
+        arrays = versions.read_serving_arrays(versions.index_dir(path))
         ids = [i.decode("utf-8") for i in arrays.item_ids.tolist()]
         return np.asarray(arrays.embeddings), _copy(arrays.query_embeddings), ids
-    if files.exists(files.join(path, embeddings_io.EMBEDDINGS_FILE)):
+    if kind == "embeddings":
         emb, ids, _ = embeddings_io.read_embeddings(path)
         return emb, embeddings_io.read_query_embeddings(path), list(ids)
-    raise NotAModel(f"{path}: --retrained is neither a pushed version nor an Embeddings artifact")
+    return None
 
 
 def _copy(a):
