@@ -29,6 +29,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import v1 as tfx
 
 from modules import index as index_builder
+from pipeline import scratch
 from pipeline.configs import RunConfig
 from pipeline.data import ingest
 from pipeline.evaluation import report as report_lib
@@ -249,6 +250,12 @@ def _package_user_modules(pipeline) -> None:
             os.close(saved[1])
 
 
+def _scratch_parent(pipeline) -> str:
+    """The run's output directory (the pipeline root's parent): TFX's temporary files go there during the run."""
+    root = pipeline.pipeline_info.pipeline_root
+    return root if "://" in root else os.path.dirname(os.path.normpath(root))
+
+
 def run_local(pipeline) -> StageTimings:
     """Runs on TFX's LocalDagRunner with stage-by-stage progress; returns per-stage wall times (and which
     stages were cache hits)."""
@@ -263,8 +270,9 @@ def run_local(pipeline) -> StageTimings:
     handler = _StageProgress(len(pipeline.components))
     root.addHandler(handler)
     try:
-        _package_user_modules(pipeline)
-        tfx.orchestration.LocalDagRunner().run(pipeline)
+        with scratch.run_scratch(_scratch_parent(pipeline)):
+            _package_user_modules(pipeline)
+            tfx.orchestration.LocalDagRunner().run(pipeline)
     finally:
         root.removeHandler(handler)
         for h, level in quieted:

@@ -23,15 +23,19 @@ sys.path[:] = [os.devnull if os.path.abspath(p or ".") == _here else p for p in 
 
 from tfx import v1 as tfx  # noqa: E402  (after the sys.path fix above)
 
-from pipeline import driver, run_options  # noqa: E402  (after the sys.path fix above)
+from pipeline import driver, run_options, scratch  # noqa: E402  (after the sys.path fix above)
+
+
+def _output(environ=os.environ) -> str:
+    return os.path.abspath(environ.get("PINSAGE_OUTPUT") or os.path.join("runs", "tfx-cli"))
 
 
 def _pipeline(environ=os.environ):
     config = run_options.run_config_from_env(environ)  # a ValueError naming the option for a bad one
-    output = os.path.abspath(environ.get("PINSAGE_OUTPUT") or os.path.join("runs", "tfx-cli"))
-    pipeline, _ = driver.build(output, config)
+    pipeline, _ = driver.build(_output(environ), config)
     return pipeline
 
 
 if __name__ == "__main__":
-    tfx.orchestration.LocalDagRunner().run(_pipeline())
+    with scratch.run_scratch(_output()):  # TFX's temporary files in the output directory, removed after the run
+        tfx.orchestration.LocalDagRunner().run(_pipeline())

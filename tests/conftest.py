@@ -12,6 +12,16 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _tfx_scratch(tmp_path_factory):
+    """TFX's temporary files of the tests that build executors themselves (a pipeline run has its own scratch):
+    in this session's temporary directory, removed at its end (pipeline/scratch.py says what TFX leaves)."""
+    from pipeline import scratch
+
+    with scratch.run_scratch(str(tmp_path_factory.getbasetemp())):
+        yield
+
+
 @pytest.fixture(scope="session")
 def ml100k_dir(tmp_path_factory):
     """ML-100K in the CSV contract (the wheel is cached in ~/.cache/pinsage after the first download)."""

@@ -31,6 +31,7 @@ from typing import Optional
 
 import numpy as np
 
+from pipeline import scratch
 from pipeline.configs import EMBED, PUSH, SAMPLING, WALK_STRATEGIES, SamplingConfig
 from pipeline.data import ingest
 from schema import files, versions
@@ -366,11 +367,16 @@ def prepare(opts: RefreshOptions):
 def refresh(opts: RefreshOptions, prepared=None) -> dict:
     """The whole refresh (module docstring) after `prepare` (called here unless its result is given); returns the
     report it writes to OUT/refresh_report.json."""
+    opts = dataclasses.replace(opts, output=files.abspath(opts.output))
+    with scratch.run_scratch(opts.output):  # TFX's temporary files (pipeline/scratch.py), removed after
+        return _refresh(opts, prepared)
+
+
+def _refresh(opts: RefreshOptions, prepared) -> dict:
     from pipeline import driver
     from pipeline.components import graph_gen
 
     t0 = time.time()
-    opts = dataclasses.replace(opts, output=files.abspath(opts.output))
     source, inputs, ingest_report = prepared or prepare(opts)
     out = opts.output
     config, sampling_from = sampling_config(source.sampling)

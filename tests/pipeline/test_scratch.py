@@ -1,0 +1,75 @@
+"""run_scratch: TFX's temporary files land in the run's directory and are removed after it, failed or not."""
+
+import os
+import stat
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from pipeline import scratch
+
+
+@pytest.fixture
+def system_tmp(tmp_path, monkeypatch):
+    """An empty stand-in for the system's temporary directory (what a run must leave as it found it)."""
+    path = tmp_path / "system"
+    path.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(path))
+    monkeypatch.setenv("TMPDIR", str(path))
+    return path
+
+
+def test_temporary_files_go_to_the_run_and_are_removed(tmp_path, system_tmp):
+    run = tmp_path / "run"
+    with scratch.run_scratch(str(run)) as path:
+        assert os.path.dirname(path) == str(run)
+        made = tempfile.mkdtemp()
+        assert os.path.dirname(made) == path
+        child = subprocess.run(
+            [sys.executable, "-c", "import tempfile; print(tempfile.gettempdir())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert child.stdout.strip() == path  # subprocesses TFX starts (bdist_wheel, sdist) see it through TMPDIR
+    assert not os.path.exists(path)
+    assert os.listdir(run) == []
+    assert tempfile.gettempdir() == str(system_tmp)
+    assert os.environ["TMPDIR"] == str(system_tmp)
+    assert os.listdir(system_tmp) == []
+
+
+def test_removed_when_the_run_fails_and_read_only_directories_too(tmp_path, system_tmp):
+    with pytest.raises(RuntimeError, match="stage failed"):
+        with scratch.run_scratch(str(tmp_path)) as path:
+            locked = os.path.join(tempfile.mkdtemp(), "tfx")
+            os.makedirs(locked)
+            open(os.path.join(locked, "setup.py"), "w").close()
+            os.chmod(locked, stat.S_IRUSR | stat.S_IXUSR)  # as a read-only install copied by TFX keeps it
+            raise RuntimeError("stage failed")
+    assert not os.path.exists(path)
+    assert tempfile.gettempdir() == str(system_tmp)
+
+
+def test_a_remote_output_takes_the_system_temporary_directory(system_tmp):
+    with scratch.run_scratch("gs://bucket/run") as path:
+        assert os.path.dirname(path) == str(system_tmp)
+    assert os.listdir(system_tmp) == []
+
+
+def test_a_beam_executor_with_options_leaves_nothing_behind(tmp_path, system_tmp):
+    """The leak itself: a Beam executor given Beam options builds an sdist of TFX in a new temporary directory
+    (tfx.utils.dependency_utils) and never removes it."""
+    from pipeline.components import graph_gen
+
+    context = graph_gen.Executor.Context(beam_pipeline_args=["--direct_num_workers=1"], tmp_dir=str(tmp_path / "t"))
+    run = tmp_path / "run"
+    with scratch.run_scratch(str(run)) as path:
+        executor = graph_gen.Executor(context)
+        sdist = [a for a in executor._beam_pipeline_args if a.startswith("--extra_package=")]
+        assert sdist and sdist[0].split("=", 1)[1].startswith(path + os.sep)  # TFX built it in the scratch
+        assert os.listdir(system_tmp) == []
+    assert os.listdir(run) == []
+    assert os.listdir(system_tmp) == []
