@@ -24,7 +24,7 @@ from pipeline.data import datasets
 from serving import json_tensors, metrics
 from serving.config import ServingConfig
 from serving.server import serve
-from tests.serving.test_server import D, N, embed_request, exact_related, make_version, request
+from tests.serving.test_server import D, N, embed_request, make_version, request
 
 State = get_model_status_pb2.ModelVersionStatus
 POLL = 0.2
@@ -100,8 +100,16 @@ def test_latest_two_versions_and_labels(env):
     assert title_tag(predict(env, label="stable")) == "a1"
     resp = predict(env, label="canary")
     assert title_tag(resp) == "a2" and resp.model_spec.version.value == 2
-    got = [int(i.decode()[1:]) for i in predict(env, version=1, row=7, k=10).outputs["item_ids"].string_val]
-    assert len(set(got) & set(exact_related(env["embs"]["a1"], np.array([7]), 10)[0])) >= 9
+    resp = predict(env, version=1, row=7, k=10)
+    got = [int(i.decode()[1:]) for i in resp.outputs["item_ids"].string_val]
+    scores = tf.make_ndarray(resp.outputs["scores"])[0]
+    a1, a2 = env["embs"]["a1"], env["embs"]["a2"]
+    # version 1 searched with its own vectors: the scores are a1's dot products (exact after ScaNN's re-ranking),
+    # best first; which ten an approximate index returns varies between builds (ScaNN's training is not
+    # deterministic), so its recall is tested over many queries in tests/modules/test_index.py
+    np.testing.assert_allclose(scores, a1[got] @ a1[7], atol=5e-4)
+    assert not np.allclose(scores, a2[got] @ a2[7], atol=5e-4)
+    assert np.all(np.diff(scores) <= 5e-4) and 7 not in got
     with pytest.raises(grpc.RpcError) as e:
         predict(env, label="nightly")
     assert e.value.code() == grpc.StatusCode.NOT_FOUND and "label 'nightly'" in e.value.details()
