@@ -6,7 +6,8 @@ TFX 1.16 leaves two kinds of directories in the system's temporary directory on 
 - every component with a user module (Transform, Trainer) installs the module's wheel into a new directory
   (`tfx.components.util.udf_utils.TempPipInstallContext`).
 A run with Beam options leaves ~0.4 GB behind, and a test suite several GB. `run_scratch` points Python's
-`tempfile` (and TMPDIR, for the subprocesses TFX starts) at a directory of the run's own and removes it after.
+`tempfile` (and TMPDIR, for the subprocesses TFX starts) at a directory of the run's own and removes it after. A
+killed run cannot remove its own: the next run into the same directory removes those whose process is gone.
 """
 
 import contextlib
@@ -30,7 +31,8 @@ def run_scratch(parent: Optional[str] = None) -> Iterator[str]:
     local = parent is not None and "://" not in parent
     if local:
         os.makedirs(parent, exist_ok=True)
-    path = tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=parent if local else None)
+        remove_abandoned(parent)
+    path = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=parent if local else None)
     saved_tempdir, saved_env = tempfile.tempdir, os.environ.get("TMPDIR")
     tempfile.tempdir = path
     os.environ["TMPDIR"] = path
@@ -43,6 +45,31 @@ def run_scratch(parent: Optional[str] = None) -> Iterator[str]:
         else:
             os.environ["TMPDIR"] = saved_env
         shutil.rmtree(path, onerror=_make_writable_and_retry)
+
+
+def remove_abandoned(parent: str) -> list[str]:
+    """Removes the scratch directories in `parent` whose process (the pid in the name) no longer runs: what a
+    killed run left. Returns their paths."""
+    removed = []
+    for name in sorted(os.listdir(parent)):
+        pid = name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
+        if not (name.startswith(SCRATCH_PREFIX) and pid.isdigit()) or _running(int(pid)):
+            continue
+        path = os.path.join(parent, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path, onerror=_make_writable_and_retry)
+            removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
 
 
 def _make_writable_and_retry(func, path, exc_info) -> None:

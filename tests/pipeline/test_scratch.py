@@ -73,3 +73,23 @@ def test_a_beam_executor_with_options_leaves_nothing_behind(tmp_path, system_tmp
         assert os.listdir(system_tmp) == []
     assert os.listdir(run) == []
     assert os.listdir(system_tmp) == []
+
+
+def test_the_next_run_removes_what_a_killed_run_left_and_keeps_a_running_ones(tmp_path, system_tmp):
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        killed = tmp_path / f"{scratch.SCRATCH_PREFIX}{ended.pid}-abc"
+        (killed / "build" / "tfx").mkdir(parents=True)
+        (killed / "build" / "tfx" / "setup.py").write_text("")
+        alive = tmp_path / f"{scratch.SCRATCH_PREFIX}{running.pid}-def"
+        alive.mkdir()
+        other = tmp_path / "scratch-notes"  # not a scratch directory's name: a user's, kept
+        other.mkdir()
+        with scratch.run_scratch(str(tmp_path)) as path:
+            assert os.path.basename(path).startswith(f"{scratch.SCRATCH_PREFIX}{os.getpid()}-")
+        assert sorted(os.listdir(tmp_path)) == sorted([alive.name, other.name, "system"])
+    finally:
+        running.kill()
+        running.wait()
