@@ -250,12 +250,6 @@ def _package_user_modules(pipeline) -> None:
             os.close(saved[1])
 
 
-def _scratch_parent(pipeline) -> str:
-    """The run's output directory (the pipeline root's parent): TFX's temporary files go there during the run."""
-    root = pipeline.pipeline_info.pipeline_root
-    return root if "://" in root else os.path.dirname(os.path.normpath(root))
-
-
 def run_local(pipeline) -> StageTimings:
     """Runs on TFX's LocalDagRunner with stage-by-stage progress; returns per-stage wall times (and which
     stages were cache hits)."""
@@ -270,7 +264,7 @@ def run_local(pipeline) -> StageTimings:
     handler = _StageProgress(len(pipeline.components))
     root.addHandler(handler)
     try:
-        with scratch.run_scratch(_scratch_parent(pipeline)):
+        with scratch.run_scratch():  # TFX's temporary files, removed after the run (pipeline/scratch.py)
             _package_user_modules(pipeline)
             tfx.orchestration.LocalDagRunner().run(pipeline)
     finally:

@@ -37,5 +37,5 @@ def _pipeline(environ=os.environ):
 
 
 if __name__ == "__main__":
-    with scratch.run_scratch(_output()):  # TFX's temporary files in the output directory, removed after the run
+    with scratch.run_scratch():  # TFX's temporary files, removed after the run (pipeline/scratch.py)
         tfx.orchestration.LocalDagRunner().run(_pipeline())

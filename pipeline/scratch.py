@@ -7,32 +7,41 @@ TFX 1.16 leaves two kinds of directories in the system's temporary directory on 
   (`tfx.components.util.udf_utils.TempPipInstallContext`).
 A run with Beam options leaves ~0.4 GB behind, and a test suite several GB. `run_scratch` points Python's
 `tempfile` (and TMPDIR, for the subprocesses TFX starts) at a directory of the run's own and removes it after. A
-killed run cannot remove its own: the next run into the same directory removes those whose process is gone.
+killed run cannot remove its own: the next run removes those whose process is gone.
+
+The directory stays in the system's temporary directory, where TFX would have written: paths under TMPDIR must
+stay short, since a Unix socket made there (multiprocessing's, a browser's) takes at most 107 bytes of path.
 """
 
 import contextlib
+import multiprocessing.util
 import os
 import shutil
 import tempfile
 from typing import Iterator, Optional
 
-SCRATCH_PREFIX = "scratch-"
+SCRATCH_PREFIX = "pinsage-scratch-"
 
 
 @contextlib.contextmanager
 def run_scratch(parent: Optional[str] = None) -> Iterator[str]:
-    """Within the block, `tempfile` and TMPDIR name a new directory; it is removed when the block ends, failed
-    or not.
+    """Within the block, `tempfile` and TMPDIR name a new directory `pinsage-scratch-<pid>-*`; it is removed when
+    the block ends, failed or not.
 
     Args:
-      parent: where to make it: a run's local output directory (its filesystem has room for the run's files);
-        None or a remote URI (gs://...) takes the system's temporary directory.
+      parent: where to make it. Default: the system's temporary directory; within another run_scratch block, the
+        directory that one was made in (scratch directories are not nested).
     """
-    local = parent is not None and "://" not in parent
-    if local:
-        os.makedirs(parent, exist_ok=True)
-        remove_abandoned(parent)
-    path = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=parent if local else None)
+    if parent is None:
+        current = tempfile.gettempdir()
+        nested = os.path.basename(current).startswith(SCRATCH_PREFIX)
+        parent = os.path.dirname(current) if nested else current
+    os.makedirs(parent, exist_ok=True)
+    remove_abandoned(parent)
+    # multiprocessing makes one temporary directory per process, on first use, and removes it at exit: made here
+    # first, it stays outside the scratch (else every later use in this process would name a removed directory)
+    multiprocessing.util.get_temp_dir()
+    path = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=parent)
     saved_tempdir, saved_env = tempfile.tempdir, os.environ.get("TMPDIR")
     tempfile.tempdir = path
     os.environ["TMPDIR"] = path
@@ -48,15 +57,15 @@ def run_scratch(parent: Optional[str] = None) -> Iterator[str]:
 
 
 def remove_abandoned(parent: str) -> list[str]:
-    """Removes the scratch directories in `parent` whose process (the pid in the name) no longer runs: what a
-    killed run left. Returns their paths."""
+    """Removes this user's scratch directories in `parent` whose process (the pid in the name) no longer runs: what
+    a killed run left. Returns their paths."""
     removed = []
     for name in sorted(os.listdir(parent)):
         pid = name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
         if not (name.startswith(SCRATCH_PREFIX) and pid.isdigit()) or _running(int(pid)):
             continue
         path = os.path.join(parent, name)
-        if os.path.isdir(path):
+        if os.path.isdir(path) and not os.path.islink(path) and os.stat(path).st_uid == os.getuid():
             shutil.rmtree(path, onerror=_make_writable_and_retry)
             removed.append(path)
     return removed

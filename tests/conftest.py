@@ -13,12 +13,12 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _tfx_scratch(tmp_path_factory):
-    """TFX's temporary files of the tests that build executors themselves (a pipeline run has its own scratch):
-    in this session's temporary directory, removed at its end (pipeline/scratch.py says what TFX leaves)."""
+def _tfx_scratch():
+    """TFX's temporary files of the tests that build executors themselves (a pipeline run has its own scratch),
+    removed at the session's end (pipeline/scratch.py says what TFX leaves)."""
     from pipeline import scratch
 
-    with scratch.run_scratch(str(tmp_path_factory.getbasetemp())):
+    with scratch.run_scratch():
         yield
 
 

@@ -368,7 +368,7 @@ def refresh(opts: RefreshOptions, prepared=None) -> dict:
     """The whole refresh (module docstring) after `prepare` (called here unless its result is given); returns the
     report it writes to OUT/refresh_report.json."""
     opts = dataclasses.replace(opts, output=files.abspath(opts.output))
-    with scratch.run_scratch(opts.output):  # TFX's temporary files (pipeline/scratch.py), removed after
+    with scratch.run_scratch():  # TFX's temporary files, removed after the run (pipeline/scratch.py)
         return _refresh(opts, prepared)
 
 
