@@ -26,13 +26,10 @@ from tfx import v1 as tfx  # noqa: E402  (after the sys.path fix above)
 from pipeline import driver, run_options, scratch  # noqa: E402  (after the sys.path fix above)
 
 
-def _output(environ=os.environ) -> str:
-    return os.path.abspath(environ.get("PINSAGE_OUTPUT") or os.path.join("runs", "tfx-cli"))
-
-
 def _pipeline(environ=os.environ):
     config = run_options.run_config_from_env(environ)  # a ValueError naming the option for a bad one
-    pipeline, _ = driver.build(_output(environ), config)
+    output = os.path.abspath(environ.get("PINSAGE_OUTPUT") or os.path.join("runs", "tfx-cli"))
+    pipeline, _ = driver.build(output, config)
     return pipeline
 
 

@@ -68,7 +68,7 @@ ALLOWED = {
     ("pipeline/components/trainer.py", "code_fingerprint", "*"): _SOURCE,
     ("pipeline/pipeline.py", "<module>", "os.path.abspath"): "MODULES_DIR: the Transform module file in this repo",
     ("pipeline/local_runner.py", "<module>", "os.path.abspath"): "the TFX CLI's entry point fixes sys.path",
-    ("pipeline/local_runner.py", "_output", "os.path.abspath"): "the local run's PINSAGE_OUTPUT directory",
+    ("pipeline/local_runner.py", "_pipeline", "os.path.abspath"): "the local run's PINSAGE_OUTPUT directory",
     ("pipeline/scratch.py", "*", "*"): "TFX's own temporary files on the machine that runs the stage, never an "
     "artifact (a remote output takes the local temporary directory)",
     ("pipeline/cli.py", "*", "*"): "the CLI: the user's --output directory, its report and timings",
