@@ -20,6 +20,8 @@ import shutil
 import tempfile
 from typing import Iterator, Optional
 
+from pipeline.push.pusher import pid_alive
+
 SCRATCH_PREFIX = "pinsage-scratch-"
 
 
@@ -62,23 +64,13 @@ def remove_abandoned(parent: str) -> list[str]:
     removed = []
     for name in sorted(os.listdir(parent)):
         pid = name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
-        if not (name.startswith(SCRATCH_PREFIX) and pid.isdigit()) or _running(int(pid)):
+        if not (name.startswith(SCRATCH_PREFIX) and pid.isdigit()) or pid_alive(int(pid)):
             continue
         path = os.path.join(parent, name)
         if os.path.isdir(path) and not os.path.islink(path) and os.stat(path).st_uid == os.getuid():
             shutil.rmtree(path, onerror=_make_writable_and_retry)
             removed.append(path)
     return removed
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, another user's
-        return True
-    return True
 
 
 def _make_writable_and_retry(func, path, exc_info) -> None:

@@ -35,7 +35,8 @@ from schema.versions import (
 )
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host (signal 0 only asks)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -51,7 +52,7 @@ def clean_stale(model_dir: str) -> List[str]:
     for d in files.listdir(model_dir):
         if d.startswith((TMP_PREFIX, DEL_PREFIX)):
             pid = d.split("-")[1]
-            if not (pid.isascii() and pid.isdigit() and _pid_alive(int(pid))):
+            if not (pid.isascii() and pid.isdigit() and pid_alive(int(pid))):
                 files.rmtree(files.join(model_dir, d), ignore_errors=True)
                 removed.append(d)
     return removed

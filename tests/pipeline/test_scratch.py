@@ -1,4 +1,5 @@
-"""run_scratch: TFX's temporary files land in the run's directory and are removed after it, failed or not."""
+"""run_scratch: TFX's temporary files land in a scratch directory of the run's own, removed after it, failed or
+not."""
 
 import os
 import stat
